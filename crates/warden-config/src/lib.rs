@@ -1,0 +1,37 @@
+//! The configuration: an `mcpServers` JSON file (Claude Desktop, Cursor, VS Code and mcp-hub files
+//! load unchanged) plus Warden's own keys, compiled in one pass into a validated [`Config`].
+//!
+//! Compilation never stops at the first problem: every error is collected with the path of the
+//! field (`mcpServers.x.health.interval: "5 parsecs" is not a duration`), and every unknown key
+//! becomes a warning that names the nearest known key.
+
+mod compile;
+mod duration;
+mod expand;
+mod model;
+mod walk;
+
+pub use compile::{compile, load, ConfigError, Diagnostic, Loaded};
+pub use duration::{format_duration, parse_duration};
+pub use model::{
+    BackoffPolicy, Config, HealthPolicy, ProbeMethod, RemoteKind, RestartMode, RestartPolicy,
+    Secret, ServerSpec, Transport, WardenSettings,
+};
+
+/// Where Warden looks for its config when none is named: `$XDG_CONFIG_HOME/warden/config.json`
+/// (or `~/.config/warden/config.json`) if it exists, else `./warden.json`.
+pub fn default_config_path() -> std::path::PathBuf {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")));
+    if let Some(dir) = xdg {
+        let candidate = dir.join("warden").join("config.json");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    std::path::PathBuf::from("warden.json")
+}
+
+#[cfg(test)]
+mod tests;

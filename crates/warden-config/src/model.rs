@@ -1,0 +1,266 @@
+//! The validated configuration model. Every value here has passed validation; defaults follow
+//! DESIGN.md §3.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A value that must never appear in a log, an API answer or the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The real value, for handing to a child process or an HTTP header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Servers in the order the file lists them.
+    pub servers: Vec<ServerSpec>,
+    pub warden: WardenSettings,
+}
+
+impl Config {
+    pub fn server(&self, name: &str) -> Option<&ServerSpec> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+}
+
+/// Warden's own settings (the top-level `warden` block).
+#[derive(Clone, Debug)]
+pub struct WardenSettings {
+    pub listen: SocketAddr,
+    /// `sqlite://…` URL or a path; `None` means the XDG default path.
+    pub database: Option<String>,
+    /// How long raw samples and events are kept.
+    pub retention: Duration,
+    /// How often each instance's metrics are sampled into the store.
+    pub metrics_interval: Duration,
+}
+
+impl Default for WardenSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
+            database: None,
+            retention: Duration::from_secs(30 * 86_400),
+            metrics_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One configured MCP server.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    pub name: String,
+    pub transport: Transport,
+    /// Stdio: copies of the process. Remote: one instance per URL.
+    pub replicas: u32,
+    pub fallback: Vec<String>,
+    /// Whether tool annotations (read-only, idempotent) are believed.
+    pub trusted: bool,
+    /// Default deadline for a call to this server.
+    pub timeout: Duration,
+    pub health: HealthPolicy,
+    pub restart: RestartPolicy,
+    pub disabled: bool,
+}
+
+impl ServerSpec {
+    pub fn is_stdio(&self) -> bool {
+        matches!(self.transport, Transport::Stdio { .. })
+    }
+
+    /// The number of instances this server runs.
+    pub fn instance_count(&self) -> u32 {
+        match &self.transport {
+            Transport::Stdio { .. } => self.replicas,
+            Transport::Remote { urls, .. } => urls.len() as u32,
+        }
+    }
+}
+
+/// How Warden reaches a server. Its `Debug` shows only the display forms of args and URLs.
+#[derive(Clone)]
+pub enum Transport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        /// Args with every substituted `${…}` value replaced by `***`, for logs and APIs.
+        display_args: Vec<String>,
+        env: BTreeMap<String, Secret>,
+        cwd: Option<PathBuf>,
+    },
+    Remote {
+        urls: Vec<String>,
+        /// URLs with credentials and substituted values hidden, for logs and APIs.
+        display_urls: Vec<String>,
+        headers: BTreeMap<String, Secret>,
+        kind: RemoteKind,
+    },
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stdio { command, display_args, env, cwd, .. } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", display_args)
+                .field("env", env)
+                .field("cwd", cwd)
+                .finish(),
+            Self::Remote { display_urls, headers, kind, .. } => f
+                .debug_struct("Remote")
+                .field("urls", display_urls)
+                .field("headers", headers)
+                .field("kind", kind)
+                .finish(),
+        }
+    }
+}
+
+/// Which HTTP protocol a remote server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteKind {
+    /// Streamable HTTP, falling back to legacy SSE when the server does not speak it.
+    Auto,
+    StreamableHttp,
+    Sse,
+}
+
+/// Which request is the liveness probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMethod {
+    /// `server/discover` on servers speaking 2026-07-28, `ping` on older ones.
+    Auto,
+    Ping,
+    ToolsList,
+}
+
+/// The health-check policy of one server (DESIGN.md §3, "probe" and "hysteresis").
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthPolicy {
+    pub interval: Duration,
+    /// Extra random delay added to each interval, as a fraction (0.1 = up to +10 %).
+    pub jitter: f64,
+    pub timeout: Duration,
+    /// Re-probe this soon after a first failure.
+    pub edge_interval: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    /// Bytes from the server within this window count as alive (busy is not hung).
+    pub busy_window: Duration,
+    /// Kill as hung after this long with no byte from the server while probes are outstanding.
+    pub hang_timeout: Duration,
+    /// How often tools/resources/prompts are listed again.
+    pub catalog_interval: Duration,
+    /// The MCP handshake must finish within this.
+    pub startup_timeout: Duration,
+    pub method: ProbeMethod,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            jitter: 0.1,
+            timeout: Duration::from_secs(2),
+            edge_interval: Duration::from_secs(1),
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+            busy_window: Duration::from_secs(10),
+            hang_timeout: Duration::from_secs(30),
+            catalog_interval: Duration::from_secs(60),
+            startup_timeout: Duration::from_secs(60),
+            method: ProbeMethod::Auto,
+        }
+    }
+}
+
+/// When a stopped process is started again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartMode {
+    /// Never restart automatically.
+    Never,
+    /// Restart after a crash, a non-zero exit, stdout EOF, a hang kill or a failed start.
+    OnFailure,
+    /// Restart after any exit, even a clean one.
+    Always,
+}
+
+/// Exponential backoff with jitter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackoffPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub multiplier: f64,
+    /// ± this fraction of each delay is random (0.2 = ±20 %).
+    pub jitter: f64,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+/// The restart policy of one server (DESIGN.md §3, "restart").
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestartPolicy {
+    pub mode: RestartMode,
+    pub backoff: BackoffPolicy,
+    /// More than this many restarts inside `window` ⇒ `failed`.
+    pub max_restarts: u32,
+    pub window: Duration,
+    /// The backoff starts over after this long healthy.
+    pub reset_after: Duration,
+    /// A `failed` instance is tried again this often (`None`: only on operator reset).
+    pub probation: Option<Duration>,
+    /// Stop: close stdin, wait this long, then SIGTERM.
+    pub stop_grace: Duration,
+    /// Then wait this long after SIGTERM before SIGKILL.
+    pub term_timeout: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            mode: RestartMode::OnFailure,
+            backoff: BackoffPolicy::default(),
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            reset_after: Duration::from_secs(60),
+            probation: Some(Duration::from_secs(300)),
+            stop_grace: Duration::from_secs(2),
+            term_timeout: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,226 @@
+use std::time::Duration;
+
+use crate::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TOKEN" => Some("s3cr3t-value".to_owned()),
+        "HOME" => Some("/home/me".to_owned()),
+        _ => None,
+    }
+}
+
+fn ok(text: &str) -> Loaded {
+    match compile(text, &env) {
+        Ok(l) => l,
+        Err(e) => panic!("expected a valid config, got: {e}"),
+    }
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match compile(text, &env) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn claude_desktop_file_loads_unchanged() {
+    let text = r#"{
+      "globalShortcut": "Ctrl+Space",
+      "mcpServers": {
+        "filesystem": {
+          "command": "npx",
+          "args": ["-y", "@modelcontextprotocol/server-filesystem", "/Users/me/Desktop"]
+        },
+        "github": {
+          "command": "docker",
+          "args": ["run", "-i", "--rm", "-e", "GITHUB_PERSONAL_ACCESS_TOKEN", "ghcr.io/github/github-mcp-server"],
+          "env": { "GITHUB_PERSONAL_ACCESS_TOKEN": "<YOUR_TOKEN>" }
+        }
+      }
+    }"#;
+    let l = ok(text);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(l.config.servers.len(), 2);
+    let fs = &l.config.servers[0];
+    assert_eq!(fs.name, "filesystem");
+    assert_eq!(fs.instance_count(), 1);
+    assert_eq!(fs.health, HealthPolicy::default());
+    assert_eq!(fs.restart, RestartPolicy::default());
+    match &fs.transport {
+        Transport::Stdio { command, args, .. } => {
+            assert_eq!(command, "npx");
+            assert_eq!(args.len(), 3);
+        }
+        other => panic!("expected stdio, got {other:?}"),
+    }
+}
+
+#[test]
+fn cursor_and_mcp_hub_files_load_unchanged() {
+    let text = r#"{
+      "mcpServers": {
+        "remote": { "url": "https://example.com/mcp", "headers": { "Authorization": "Bearer ${env:TOKEN}" } },
+        "legacy": { "url": "http://localhost:8080/sse", "type": "sse" },
+        "hub": { "command": "uvx", "args": ["mcp-server-fetch"], "cwd": "${HOME}/work", "disabled": true,
+                 "autoApprove": ["fetch"], "dev": { "enabled": false } }
+      }
+    }"#;
+    let l = ok(text);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let remote = l.config.server("remote").unwrap();
+    match &remote.transport {
+        Transport::Remote { headers, kind, .. } => {
+            assert_eq!(headers["Authorization"].expose(), "Bearer s3cr3t-value");
+            assert_eq!(*kind, RemoteKind::Auto);
+        }
+        other => panic!("{other:?}"),
+    }
+    let legacy = l.config.server("legacy").unwrap();
+    assert!(matches!(legacy.transport, Transport::Remote { kind: RemoteKind::Sse, .. }));
+    let hub = l.config.server("hub").unwrap();
+    assert!(hub.disabled);
+    match &hub.transport {
+        Transport::Stdio { cwd, .. } => {
+            assert_eq!(cwd.as_deref(), Some(std::path::Path::new("/home/me/work")))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn vscode_servers_key_is_accepted() {
+    let l = ok(r#"{ "inputs": [], "servers": { "a": { "type": "stdio", "command": "x" } } }"#);
+    assert_eq!(l.config.servers[0].name, "a");
+}
+
+#[test]
+fn bad_duration_names_the_field() {
+    let errs = errors(
+        r#"{ "mcpServers": { "x": { "command": "c", "health": { "interval": "5 parsecs" } } } }"#,
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("mcpServers.x.health.interval: \"5 parsecs\" is not a duration"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let errs = errors(
+        r#"{ "mcpServers": {
+            "a": { "command": "c", "replicas": 0, "health": { "unhealthy_threshold": "three" } },
+            "b": { "url": "ftp://nope" },
+            "c": { "command": "c", "url": "http://x" },
+            "d": { "command": "c", "fallback": ["missing", "d"], "restart": { "policy": "sometimes", "backoff": { "initial": "1m", "max": "1s" } } },
+            "e": {},
+            "f": { "command": "c", "env": { "K": "${env:NOT_SET_ANYWHERE}" } }
+        },
+        "warden": { "listen": "everywhere" } }"#,
+    );
+    let want = [
+        "mcpServers.a.replicas: 0 is out of range",
+        "mcpServers.a.health.unhealthy_threshold: must be a whole number",
+        "mcpServers.b.url: \"ftp://nope\" is not an http:// or https:// URL",
+        "mcpServers.c: has both",
+        "mcpServers.d.fallback[0]: names \"missing\"",
+        "mcpServers.d.fallback[1]: a server cannot be its own fallback",
+        "mcpServers.d.restart.policy: \"sometimes\" is not a restart policy",
+        "mcpServers.d.restart.backoff.initial: is longer than backoff.max",
+        "mcpServers.e: needs \"command\"",
+        "mcpServers.f.env.K: environment variable NOT_SET_ANYWHERE is not set",
+        "warden.listen: \"everywhere\" is not an address",
+    ];
+    for w in want {
+        assert!(errs.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errs:#?}");
+    }
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+}
+
+#[test]
+fn unknown_keys_warn_with_the_nearest_known_key() {
+    let l = ok(
+        r#"{ "mcpServers": { "x": { "command": "c", "replicass": 2, "helth": {}, "health": { "intervall": "1s" } } },
+                   "wardn": {} }"#,
+    );
+    let w: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        w.iter()
+            .any(|m| m
+                == "mcpServers.x.replicass: unknown key (did you mean \"replicas\"?); ignored"),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m == "mcpServers.x.helth: unknown key (did you mean \"health\"?); ignored"),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter().any(|m| m
+            == "mcpServers.x.health.intervall: unknown key (did you mean \"interval\"?); ignored"),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter().any(|m| m.starts_with("wardn: unknown key (did you mean \"warden\"?)")),
+        "{w:#?}"
+    );
+}
+
+#[test]
+fn secrets_never_show_in_debug_or_display_args() {
+    let l = ok(
+        r#"{ "mcpServers": { "x": { "command": "c", "args": ["--key=${env:TOKEN}", "plain"], "env": { "API_KEY": "${TOKEN}" } } } }"#,
+    );
+    let debug = format!("{:?}", l.config);
+    assert!(!debug.contains("s3cr3t"), "a secret leaked into Debug: {debug}");
+    match &l.config.servers[0].transport {
+        Transport::Stdio { args, display_args, env, .. } => {
+            assert_eq!(args[0], "--key=s3cr3t-value");
+            assert_eq!(display_args, &["--key=${env:TOKEN}", "plain"]);
+            assert_eq!(env["API_KEY"].expose(), "s3cr3t-value");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn policies_compile_with_defaults_layered() {
+    let l = ok(r#"{
+      "mcpServers": {
+        "search": { "command": "uvx", "args": ["mcp-server-fetch"], "replicas": 2, "fallback": ["backup"], "trusted": true,
+          "health": { "interval": "5s", "timeout": "2s", "unhealthy_threshold": 3, "healthy_threshold": 2 },
+          "restart": { "policy": "on-failure", "backoff": { "initial": "500ms", "max": "30s" }, "max_restarts": 5, "window": "60s" } },
+        "backup": { "command": "b", "timeout": 30 }
+      },
+      "warden": { "listen": "127.0.0.1:9000", "retention": "7d", "defaults": { "health": { "interval": "10s" } } }
+    }"#);
+    let c = &l.config;
+    assert_eq!(c.warden.listen.port(), 9000);
+    assert_eq!(c.warden.retention, Duration::from_secs(7 * 86_400));
+    let search = c.server("search").unwrap();
+    assert_eq!(search.instance_count(), 2);
+    assert!(search.trusted);
+    assert_eq!(search.fallback, vec!["backup".to_owned()]);
+    assert_eq!(search.health.interval, Duration::from_secs(5));
+    let backup = c.server("backup").unwrap();
+    assert_eq!(backup.health.interval, Duration::from_secs(10), "warden.defaults applies");
+    assert_eq!(backup.timeout, Duration::from_secs(30), "a bare number is seconds");
+}
+
+#[test]
+fn json_syntax_errors_are_reported() {
+    let errs = errors("{ \"mcpServers\": { ");
+    assert!(errs[0].starts_with("not valid JSON"), "{errs:?}");
+}
+
+#[test]
+fn durations_parse_and_format() {
+    assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+    assert!(parse_duration("5 parsecs").is_err());
+    assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+    assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+}

@@ -1,0 +1,206 @@
+//! A cursor over one JSON object that records which keys were read, so every error carries the
+//! path of its field and every unread key becomes an "unknown key" warning.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::compile::Diagnostic;
+use crate::duration::parse_duration;
+
+pub(crate) struct Diags {
+    pub(crate) errors: Vec<Diagnostic>,
+    pub(crate) warnings: Vec<Diagnostic>,
+}
+
+impl Diags {
+    pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(Diagnostic { path: path.to_owned(), message: message.into() });
+    }
+
+    pub(crate) fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Diagnostic { path: path.to_owned(), message: message.into() });
+    }
+}
+
+pub(crate) struct Obj<'a> {
+    pub(crate) path: String,
+    map: &'a Map<String, Value>,
+    seen: BTreeSet<&'static str>,
+}
+
+pub(crate) fn join(path: &str, key: &str) -> String {
+    let simple =
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
+    match (path.is_empty(), simple) {
+        (true, true) => key.to_owned(),
+        (true, false) => format!("[{key:?}]"),
+        (false, true) => format!("{path}.{key}"),
+        (false, false) => format!("{path}[{key:?}]"),
+    }
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<'a> Obj<'a> {
+    /// Wraps `value` if it is an object; otherwise records an error and returns `None`.
+    pub(crate) fn new(path: String, value: &'a Value, d: &mut Diags) -> Option<Self> {
+        match value {
+            Value::Object(map) => Some(Self { path, map, seen: BTreeSet::new() }),
+            other => {
+                d.error(&path, format!("must be an object, not {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn path_of(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    /// The raw value of `key` (null counts as absent), marking it read.
+    pub(crate) fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.seen.insert(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.map.get(key).is_some_and(|v| !v.is_null())
+    }
+
+    pub(crate) fn str(&mut self, key: &'static str, d: &mut Diags) -> Option<&'a str> {
+        match self.get(key)? {
+            Value::String(s) => Some(s),
+            other => {
+                d.error(&self.path_of(key), format!("must be a string, not {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn bool(&mut self, key: &'static str, d: &mut Diags) -> Option<bool> {
+        match self.get(key)? {
+            Value::Bool(b) => Some(*b),
+            // Some clients write "true"/"false" as strings.
+            Value::String(s) if s == "true" || s == "false" => Some(s == "true"),
+            other => {
+                d.error(
+                    &self.path_of(key),
+                    format!("must be true or false, not {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A whole number within `min..=max`.
+    pub(crate) fn uint(
+        &mut self,
+        key: &'static str,
+        min: u64,
+        max: u64,
+        d: &mut Diags,
+    ) -> Option<u64> {
+        let v = self.get(key)?;
+        match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                d.error(&self.path_of(key), format!("{n} is out of range ({min} to {max})"));
+                None
+            }
+            None => {
+                d.error(
+                    &self.path_of(key),
+                    format!("must be a whole number from {min} to {max}, not {v}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A fraction within `0.0..=max`.
+    pub(crate) fn fraction(&mut self, key: &'static str, max: f64, d: &mut Diags) -> Option<f64> {
+        let v = self.get(key)?;
+        match v.as_f64() {
+            Some(x) if (0.0..=max).contains(&x) => Some(x),
+            _ => {
+                d.error(&self.path_of(key), format!("must be a number from 0 to {max}, not {v}"));
+                None
+            }
+        }
+    }
+
+    /// A duration: `"5s"`, `"500ms"`, or a number of seconds; must lie within `min..=max`.
+    pub(crate) fn duration(
+        &mut self,
+        key: &'static str,
+        min: Duration,
+        max: Duration,
+        d: &mut Diags,
+    ) -> Option<Duration> {
+        let path = self.path_of(key);
+        let parsed = match self.get(key)? {
+            Value::String(s) => parse_duration(s),
+            Value::Number(n) => match n.as_f64() {
+                Some(secs) if secs >= 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+                _ => Err(format!("{n} is not a duration")),
+            },
+            other => Err(format!("must be a duration like \"5s\", not {}", type_name(other))),
+        };
+        match parsed {
+            Ok(dur) if dur < min || dur > max => {
+                d.error(
+                    &path,
+                    format!(
+                        "{} is out of range ({} to {})",
+                        crate::format_duration(dur),
+                        crate::format_duration(min),
+                        crate::format_duration(max)
+                    ),
+                );
+                None
+            }
+            Ok(dur) => Some(dur),
+            Err(msg) => {
+                d.error(&path, msg);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn obj(&mut self, key: &'static str, d: &mut Diags) -> Option<Obj<'a>> {
+        let path = self.path_of(key);
+        let v = self.get(key)?;
+        Obj::new(path, v, d)
+    }
+
+    /// Warns about every key not read, suggesting the nearest of `known` (plus the keys read).
+    /// Keys in `accepted` are known from other clients and pass silently.
+    pub(crate) fn finish(self, accepted: &[&str], d: &mut Diags) {
+        for key in self.map.keys() {
+            if self.seen.contains(key.as_str()) || accepted.contains(&key.as_str()) {
+                continue;
+            }
+            let candidates = self.seen.iter().copied().chain(accepted.iter().copied());
+            let best = candidates
+                .map(|c| (strsim::jaro_winkler(&key.to_lowercase(), &c.to_lowercase()), c))
+                .filter(|(score, _)| *score >= 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let msg = match best {
+                Some((_, near)) => format!("unknown key (did you mean {near:?}?); ignored"),
+                None => "unknown key; ignored".to_owned(),
+            };
+            d.warn(&join(&self.path, key), msg);
+        }
+    }
+}

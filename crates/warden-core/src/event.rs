@@ -1,0 +1,256 @@
+//! Typed events: one value per occurrence. [`EventBus::emit`] is the only place an event is
+//! logged and published, so the log, the store and the live stream never disagree.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::{ExitInfo, FailureClass, InstanceId, InstanceState, Reason, Timestamp};
+
+/// A W3C trace id (32 lowercase hex digits). An incident (crash → restart → recovery) keeps one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceId(u128);
+
+impl TraceId {
+    pub fn random() -> Self {
+        // The all-zero id is invalid in W3C trace context.
+        Self(rand::random::<u128>() | 1)
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl Serialize for TraceId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What brought an instance back, recorded on the failure row it resolves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryAction {
+    /// The process was started again.
+    Restart,
+    /// A hung process was killed, then started again.
+    KillAndRestart,
+    /// A remote server was connected again.
+    Reconnect,
+    /// Nothing was done: the instance recovered on its own.
+    SelfRecovered,
+    /// An operator reset or restarted it.
+    Operator,
+}
+
+impl RecoveryAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::KillAndRestart => "kill_and_restart",
+            Self::Reconnect => "reconnect",
+            Self::SelfRecovered => "self_recovered",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    StateChanged {
+        from: InstanceState,
+        to: InstanceState,
+        reason: Option<Reason>,
+    },
+    ProcessStarted {
+        pid: u32,
+    },
+    ProcessExited {
+        exit: ExitInfo,
+    },
+    Connected {
+        protocol_version: String,
+        server_name: String,
+    },
+    ProbeFailed {
+        method: &'static str,
+        reason: Reason,
+    },
+    /// A failure that opens an incident (a row in `integration_failures`).
+    Failure {
+        reason: Reason,
+        context: String,
+    },
+    Recovered {
+        class: FailureClass,
+        action: RecoveryAction,
+        downtime_seconds: f64,
+    },
+    RestartScheduled {
+        attempt: u32,
+        delay_ms: u64,
+        next_retry_at: Timestamp,
+    },
+    RestartIntensityExceeded {
+        restarts: u32,
+        window_seconds: u64,
+    },
+    HangKilled {
+        silent_ms: u64,
+        pid: Option<u32>,
+    },
+    CatalogListed {
+        tools: usize,
+        resources: usize,
+        prompts: usize,
+        changed: bool,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    OperatorAction {
+        action: String,
+    },
+    StoreDegraded {
+        message: String,
+    },
+    StoreRecovered,
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::StateChanged { .. } => "state_changed",
+            Self::ProcessStarted { .. } => "process_started",
+            Self::ProcessExited { .. } => "process_exited",
+            Self::Connected { .. } => "connected",
+            Self::ProbeFailed { .. } => "probe_failed",
+            Self::Failure { .. } => "failure",
+            Self::Recovered { .. } => "recovered",
+            Self::RestartScheduled { .. } => "restart_scheduled",
+            Self::RestartIntensityExceeded { .. } => "restart_intensity_exceeded",
+            Self::HangKilled { .. } => "hang_killed",
+            Self::CatalogListed { .. } => "catalog_listed",
+            Self::OperatorAction { .. } => "operator_action",
+            Self::StoreDegraded { .. } => "store_degraded",
+            Self::StoreRecovered => "store_recovered",
+        }
+    }
+}
+
+/// One occurrence, stamped.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    pub at: Timestamp,
+    pub trace_id: TraceId,
+    pub instance: Option<InstanceId>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn new(instance: Option<InstanceId>, trace_id: TraceId, kind: EventKind) -> Self {
+        Self { at: crate::now(), trace_id, instance, kind }
+    }
+
+    fn log(&self) {
+        let inst = self.instance.as_ref().map(ToString::to_string).unwrap_or_default();
+        let trace = self.trace_id;
+        match &self.kind {
+            EventKind::StateChanged { from, to, reason } => {
+                let reason = reason.as_ref().map(ToString::to_string).unwrap_or_default();
+                match to {
+                    InstanceState::Critical | InstanceState::Offline | InstanceState::Failed => {
+                        tracing::warn!(instance = %inst, %from, %to, %reason, %trace, "state changed")
+                    }
+                    _ => {
+                        tracing::info!(instance = %inst, %from, %to, %reason, %trace, "state changed")
+                    }
+                }
+            }
+            EventKind::ProcessStarted { pid } => {
+                tracing::info!(instance = %inst, pid, %trace, "process started")
+            }
+            EventKind::ProcessExited { exit } => {
+                tracing::warn!(instance = %inst, pid = ?exit.pid, code = ?exit.code, signal = ?exit.signal, %trace, "process {}", exit.describe())
+            }
+            EventKind::Connected { protocol_version, server_name } => {
+                tracing::info!(instance = %inst, %protocol_version, %server_name, %trace, "connected")
+            }
+            EventKind::ProbeFailed { method, reason } => {
+                tracing::info!(instance = %inst, method, %reason, %trace, "probe failed")
+            }
+            EventKind::Failure { reason, context } => {
+                tracing::warn!(instance = %inst, %reason, %context, %trace, "failure")
+            }
+            EventKind::Recovered { class, action, downtime_seconds } => {
+                tracing::info!(instance = %inst, %class, action = action.as_str(), downtime_seconds, %trace, "recovered")
+            }
+            EventKind::RestartScheduled { attempt, delay_ms, .. } => {
+                tracing::info!(instance = %inst, attempt, delay_ms, %trace, "restart scheduled")
+            }
+            EventKind::RestartIntensityExceeded { restarts, window_seconds } => {
+                tracing::error!(instance = %inst, restarts, window_seconds, %trace, "restart intensity exceeded; instance failed")
+            }
+            EventKind::HangKilled { silent_ms, pid } => {
+                tracing::error!(instance = %inst, silent_ms, pid = ?pid, %trace, "hung instance killed")
+            }
+            EventKind::CatalogListed { tools, resources, prompts, changed, added, removed } => {
+                tracing::info!(instance = %inst, tools, resources, prompts, changed, ?added, ?removed, %trace, "catalog listed")
+            }
+            EventKind::OperatorAction { action } => {
+                tracing::info!(instance = %inst, %action, %trace, "operator action")
+            }
+            EventKind::StoreDegraded { message } => {
+                tracing::error!(%message, "database degraded; supervision continues")
+            }
+            EventKind::StoreRecovered => tracing::info!("database writable again"),
+        }
+    }
+}
+
+/// Fans every event out to the log, the live subscribers and the recorder (the store).
+///
+/// Emitting never blocks: a lagging live subscriber loses events (and is told so by the
+/// broadcast channel); a full recorder queue drops the event and counts it.
+#[derive(Debug)]
+pub struct EventBus {
+    live: broadcast::Sender<Arc<Event>>,
+    recorder: Option<mpsc::Sender<Arc<Event>>>,
+    dropped: AtomicU64,
+}
+
+impl EventBus {
+    pub fn new(recorder: Option<mpsc::Sender<Arc<Event>>>) -> Arc<Self> {
+        let (live, _) = broadcast::channel(1024);
+        Arc::new(Self { live, recorder, dropped: AtomicU64::new(0) })
+    }
+
+    pub fn emit(&self, event: Event) {
+        event.log();
+        let event = Arc::new(event);
+        if let Some(rec) = &self.recorder {
+            if rec.try_send(Arc::clone(&event)).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // No live subscriber is not an error.
+        let _ = self.live.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live.subscribe()
+    }
+
+    /// Events the recorder could not take because its queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
