@@ -1,1 +1,17 @@
-//! warden-supervisor
+//! Supervision: one task per instance that starts or connects it, probes it, restarts it with
+//! backoff when it crashes, kills it when it hangs, re-lists its tools after every restart, and
+//! publishes everything it learns as typed events and a watchable [`InstanceView`].
+//!
+//! Reading order: [`registry`] (how a config becomes tasks), then [`instance`] (the loop of one
+//! instance), then [`view`] (the shapes every output shares).
+
+mod instance;
+mod registry;
+mod view;
+
+pub use instance::Command;
+pub use registry::{ConnectorFactory, Registry, ServerHandle, SupervisorOptions};
+pub use view::{InstanceView, Overview, ServerView};
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,104 @@
-//! warden-upstream
+//! The MCP client side: how Warden reaches one instance of a server.
+//!
+//! The supervisor sees only the small [`Connector`] / [`Session`] pair defined here, so it is
+//! tested with fakes; this crate and the gateway are the only ones that name `rmcp` types.
+//! Implementations: a stdio child in its own process group ([`stdio`]) and a remote server over
+//! Streamable HTTP, with a legacy SSE fallback ([`remote`]).
+
+mod activity;
+mod catalog;
+mod client;
+mod error;
+mod remote;
+mod stdio;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use warden_config::{ProbeMethod, ServerSpec};
+use warden_core::{ExitInfo, InstanceId, Reason};
+
+pub use activity::Activity;
+pub use catalog::{Catalog, CatalogDiff, ToolEntry};
+pub use error::UpstreamError;
+pub use remote::RemoteConnector;
+pub use stdio::StdioConnector;
+
+/// A boxed, sendable future (keeps the traits object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the server told us about itself during the handshake.
+#[derive(Clone, Debug, Default)]
+pub struct PeerInfo {
+    pub protocol_version: String,
+    pub server_name: String,
+    pub server_version: String,
+    /// Whether probes use `server/discover` (protocol 2026-07-28) instead of `ping`.
+    pub modern: bool,
+}
+
+/// Something that happened to a live session, pushed to its supervisor.
+#[derive(Clone, Debug)]
+pub enum SessionEvent {
+    /// The child process exited (stdio only).
+    Exited(ExitInfo),
+    /// The transport ended: stdout EOF, a broken pipe, a closed HTTP session.
+    Closed(Reason),
+    /// The server announced that a list changed.
+    ListChanged,
+}
+
+/// A freshly connected instance.
+pub struct Connected {
+    pub session: Box<dyn Session>,
+    pub events: mpsc::Receiver<SessionEvent>,
+    pub info: PeerInfo,
+}
+
+/// Starts or connects one instance and completes the MCP handshake.
+pub trait Connector: Send + Sync + 'static {
+    fn connect(
+        &self,
+        instance: InstanceId,
+        deadline: Duration,
+    ) -> BoxFuture<'_, Result<Connected, UpstreamError>>;
+}
+
+/// How to stop a stdio process: close stdin, wait `grace`, SIGTERM, wait `term`, SIGKILL.
+#[derive(Clone, Copy, Debug)]
+pub struct StopPolicy {
+    pub grace: Duration,
+    pub term: Duration,
+}
+
+/// One live MCP session with an instance.
+pub trait Session: Send + Sync {
+    /// One liveness probe; returns its round-trip time. An error *response* from the server
+    /// still proves it alive and counts as success.
+    fn probe(
+        &self,
+        method: ProbeMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Duration, UpstreamError>>;
+    /// Lists tools, resources and prompts (bypassing any cache).
+    fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>>;
+    /// Byte-level liveness: when the server last sent anything, and how much.
+    fn activity(&self) -> Arc<Activity>;
+    /// The process id of a stdio child.
+    fn pid(&self) -> Option<u32>;
+    /// Ends the session gracefully; returns how the process ended (stdio).
+    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>>;
+    /// Kills the whole process group at once (a hung stdio child). No-op for remote servers.
+    fn kill(&self);
+}
+
+/// Builds the right connector for a server spec.
+pub fn connector_for(spec: &ServerSpec) -> Arc<dyn Connector> {
+    match &spec.transport {
+        warden_config::Transport::Stdio { .. } => Arc::new(StdioConnector::new(spec.clone())),
+        warden_config::Transport::Remote { .. } => Arc::new(RemoteConnector::new(spec.clone())),
+    }
+}

@@ -1,0 +1,676 @@
+//! The life of one instance: start → handshake → probe and watch → (crash | hang | stop) →
+//! backoff → start again, until Warden shuts down.
+//!
+//! Probes and listings run concurrently with the watch for process exit and stdout EOF, so a
+//! crash is noticed the moment the OS reports it, never behind a probe that is still waiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use warden_config::{RestartMode, ServerSpec};
+use warden_core::{
+    Event, EventBus, EventKind, ExitInfo, FailureClass, InstanceId, InstanceState, MetricSample,
+    Reason, RecoveryAction, TraceId,
+};
+use warden_health::{
+    next_probe_delay, probe_timeout_verdict, should_kill_hung, Backoff, HealthMachine,
+    InstanceStats, ProbeVerdict, RestartIntensity, Thresholds, Transition,
+};
+use warden_upstream::{
+    BoxFuture, Catalog, Connected, Connector, Session, SessionEvent, StopPolicy, UpstreamError,
+};
+
+use crate::InstanceView;
+
+/// An operator's order to one instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Stop gracefully and start again at once (resets the backoff).
+    Restart,
+    /// Stop gracefully and stay stopped.
+    Stop,
+    /// Start a stopped or failed instance.
+    Start,
+    /// Clear the restart history (backoff and intensity); a failed instance starts again.
+    Reset,
+}
+
+/// How long a full listing of tools, resources and prompts may take.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct InstanceCtx {
+    pub(crate) id: InstanceId,
+    pub(crate) spec: Arc<ServerSpec>,
+    pub(crate) connector: Arc<dyn Connector>,
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) samples: Option<mpsc::Sender<MetricSample>>,
+    pub(crate) metrics_interval: Duration,
+    pub(crate) view: watch::Sender<InstanceView>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// An open incident: from the first failure until the instance is healthy again.
+struct Incident {
+    trace: TraceId,
+    class: FailureClass,
+    opened: Instant,
+    action: Option<RecoveryAction>,
+}
+
+/// How a session (or an attempt to start one) ended.
+enum End {
+    Shutdown,
+    Stop,
+    Restart,
+    Failed { reason: Reason, exit: Option<ExitInfo>, action: RecoveryAction },
+}
+
+/// What woke an idle instance.
+enum Woke {
+    Shutdown,
+    Command(Command),
+    Elapsed,
+}
+
+pub(crate) async fn run(ctx: InstanceCtx) {
+    let mut r = Runner::new(ctx);
+    r.main().await;
+}
+
+struct Runner {
+    ctx: InstanceCtx,
+    machine: HealthMachine,
+    stats: InstanceStats,
+    backoff: Backoff,
+    intensity: RestartIntensity,
+    attempt: u32,
+    restarts: u32,
+    incident: Option<Incident>,
+    session_trace: TraceId,
+    catalog: Option<Catalog>,
+    next_sample: Instant,
+}
+
+impl Runner {
+    fn new(ctx: InstanceCtx) -> Self {
+        let h = &ctx.spec.health;
+        let r = &ctx.spec.restart;
+        Self {
+            machine: HealthMachine::new(Thresholds {
+                unhealthy: h.unhealthy_threshold,
+                healthy: h.healthy_threshold,
+            }),
+            stats: InstanceStats::new(Instant::now()),
+            backoff: Backoff::new(r.backoff.clone()),
+            intensity: RestartIntensity::new(r.max_restarts, r.window),
+            attempt: 0,
+            restarts: 0,
+            incident: None,
+            session_trace: TraceId::random(),
+            catalog: None,
+            next_sample: Instant::now() + ctx.metrics_interval,
+            ctx,
+        }
+    }
+
+    async fn main(&mut self) {
+        let mut stopped = self.ctx.spec.disabled;
+        let mut failed = false;
+        let mut probation_try = false;
+        let mut first = true;
+        loop {
+            if stopped {
+                self.set_state(InstanceState::Stopped, None);
+                match self.idle(None).await {
+                    Woke::Shutdown => return,
+                    Woke::Command(Command::Stop) | Woke::Elapsed => continue,
+                    Woke::Command(c) => {
+                        self.operator(c);
+                        stopped = false;
+                    }
+                }
+            }
+            if failed {
+                let probation = self.ctx.spec.restart.probation.map(|p| Instant::now() + p);
+                let reason = self.view().reason;
+                self.set_state(InstanceState::Failed, reason);
+                self.update(|v| v.next_retry_at = probation.map(to_wall));
+                match self.idle(probation).await {
+                    Woke::Shutdown => return,
+                    Woke::Command(Command::Stop) => {
+                        stopped = true;
+                        continue;
+                    }
+                    Woke::Command(c) => {
+                        self.operator(c);
+                        failed = false;
+                    }
+                    Woke::Elapsed => {
+                        // A slow probation restart: one try; failing it is failed again.
+                        failed = false;
+                        probation_try = true;
+                    }
+                }
+            }
+            if !first {
+                self.restarts += 1;
+            }
+            first = false;
+            match self.run_once().await {
+                End::Shutdown => return,
+                End::Stop => stopped = true,
+                End::Restart => {
+                    self.attempt = 0;
+                    if let Some(i) = self.incident.as_mut() {
+                        i.action = Some(RecoveryAction::Operator);
+                    }
+                }
+                End::Failed { reason, exit, action } => {
+                    let clean = exit.as_ref().is_some_and(ExitInfo::is_success);
+                    self.open_incident(&reason, action);
+                    self.update(|v| {
+                        v.pid = None;
+                        if exit.is_some() {
+                            v.last_exit = exit.clone();
+                        }
+                    });
+                    self.set_state(InstanceState::Offline, Some(reason.clone()));
+                    let mode = self.ctx.spec.restart.mode;
+                    if mode == RestartMode::Never || (mode == RestartMode::OnFailure && clean) {
+                        // Not to be restarted: wait for an operator.
+                        match self.idle(None).await {
+                            Woke::Shutdown => return,
+                            Woke::Command(Command::Stop) | Woke::Elapsed => stopped = true,
+                            Woke::Command(c) => self.operator(c),
+                        }
+                        continue;
+                    }
+                    if probation_try {
+                        probation_try = false;
+                        failed = true;
+                        continue;
+                    }
+                    // Remote servers cannot be crash-looped by us; they keep being retried.
+                    if self.ctx.spec.is_stdio() && self.intensity.record(Instant::now()) {
+                        let restarts = self.intensity.count(Instant::now()).saturating_sub(1);
+                        let window_seconds = self.ctx.spec.restart.window.as_secs();
+                        self.emit(EventKind::RestartIntensityExceeded { restarts, window_seconds });
+                        failed = true;
+                        continue;
+                    }
+                    let delay = self.backoff.delay_random(self.attempt);
+                    self.attempt += 1;
+                    let at = Instant::now() + delay;
+                    let next_retry_at = to_wall(at);
+                    let attempt = self.attempt;
+                    self.update(|v| {
+                        v.attempt = attempt;
+                        v.next_retry_at = Some(next_retry_at);
+                    });
+                    self.emit(EventKind::RestartScheduled {
+                        attempt,
+                        delay_ms: delay.as_millis() as u64,
+                        next_retry_at,
+                    });
+                    match self.idle(Some(at)).await {
+                        Woke::Shutdown => return,
+                        Woke::Command(Command::Stop) => stopped = true,
+                        Woke::Command(c) => self.operator(c),
+                        Woke::Elapsed => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn operator(&mut self, c: Command) {
+        self.emit(EventKind::OperatorAction { action: format!("{c:?}").to_lowercase() });
+        if matches!(c, Command::Reset | Command::Restart | Command::Start) {
+            self.intensity.clear();
+            self.attempt = 0;
+            self.update(|v| {
+                v.attempt = 0;
+                v.next_retry_at = None;
+            });
+            if let Some(i) = self.incident.as_mut() {
+                i.action = Some(RecoveryAction::Operator);
+            }
+        }
+    }
+
+    /// Waits for a command, shutdown, or `until`; keeps sampling metrics meanwhile.
+    async fn idle(&mut self, until: Option<Instant>) -> Woke {
+        loop {
+            let deadline =
+                until.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+            tokio::select! {
+                biased;
+                _ = self.ctx.shutdown.cancelled() => return Woke::Shutdown,
+                c = self.ctx.commands.recv() => match c {
+                    Some(c) => return Woke::Command(c),
+                    None => return Woke::Shutdown,
+                },
+                _ = sleep_until(deadline), if until.is_some() => return Woke::Elapsed,
+                _ = sleep_until(self.next_sample) => self.sample(),
+            }
+        }
+    }
+
+    async fn run_once(&mut self) -> End {
+        self.machine.reset();
+        self.session_trace = TraceId::random();
+        self.update(|v| {
+            v.next_retry_at = None;
+            v.pid = None;
+        });
+        self.set_state(InstanceState::Starting, None);
+        let deadline = self.ctx.spec.health.startup_timeout;
+        let connect = self.ctx.connector.connect(self.ctx.id.clone(), deadline);
+        let result = tokio::select! {
+            biased;
+            _ = self.ctx.shutdown.cancelled() => return End::Shutdown,
+            r = connect => r,
+        };
+        match result {
+            Ok(conn) => self.run_session(conn).await,
+            Err(e) => {
+                let reason = e.reason();
+                End::Failed { reason, exit: None, action: self.restart_action() }
+            }
+        }
+    }
+
+    fn restart_action(&self) -> RecoveryAction {
+        if self.ctx.spec.is_stdio() {
+            RecoveryAction::Restart
+        } else {
+            RecoveryAction::Reconnect
+        }
+    }
+
+    fn stop_policy(&self) -> StopPolicy {
+        StopPolicy {
+            grace: self.ctx.spec.restart.stop_grace,
+            term: self.ctx.spec.restart.term_timeout,
+        }
+    }
+
+    async fn run_session(&mut self, conn: Connected) -> End {
+        let Connected { session, mut events, info } = conn;
+        let session: &dyn Session = &*session;
+        let pid = session.pid();
+        let protocol = info.protocol_version.clone();
+        self.update(|v| {
+            v.pid = pid;
+            v.protocol_version = Some(protocol);
+        });
+        if let Some(pid) = pid {
+            self.emit(EventKind::ProcessStarted { pid });
+        }
+        self.emit(EventKind::Connected {
+            protocol_version: info.protocol_version.clone(),
+            server_name: info.server_name.clone(),
+        });
+        if let Some(t) = self.machine.on_connected() {
+            self.apply(t);
+        }
+        let activity = session.activity();
+        let policy = self.ctx.spec.health.clone();
+        let method = policy.method;
+        let mut catalog: Option<BoxFuture<'_, Result<Catalog, UpstreamError>>> =
+            Some(session.list_catalog(CATALOG_TIMEOUT));
+        let mut probe: Option<BoxFuture<'_, Result<Duration, UpstreamError>>> = None;
+        let mut probe_bytes_before = 0;
+        let mut next_probe =
+            Instant::now() + policy.interval.mul_f64(policy.jitter * rand::random::<f64>());
+        let mut next_catalog = Instant::now() + policy.catalog_interval;
+        let mut healthy_since: Option<Instant> = None;
+
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = self.ctx.shutdown.cancelled() => break End::Shutdown,
+                ev = events.recv() => match ev {
+                    Some(SessionEvent::Exited(exit)) => {
+                        self.emit(EventKind::ProcessExited { exit: exit.clone() });
+                        break End::Failed { reason: Reason::new(FailureClass::Crash, exit.describe()), exit: Some(exit), action: RecoveryAction::Restart };
+                    }
+                    Some(SessionEvent::Closed(reason)) => {
+                        // For a child, the exit status usually follows within milliseconds.
+                        let exit = if pid.is_some() { wait_exited(&mut events, Duration::from_millis(500)).await } else { None };
+                        if let Some(exit) = &exit {
+                            self.emit(EventKind::ProcessExited { exit: exit.clone() });
+                        }
+                        let reason = match &exit {
+                            Some(e) => Reason::new(FailureClass::Crash, format!("{} ({})", e.describe(), reason.message)),
+                            None => reason,
+                        };
+                        break End::Failed { reason, exit, action: self.restart_action() };
+                    }
+                    Some(SessionEvent::ListChanged) => {
+                        if catalog.is_none() {
+                            catalog = Some(session.list_catalog(CATALOG_TIMEOUT));
+                        }
+                    }
+                    None => break End::Failed { reason: Reason::new(FailureClass::Crash, "session ended"), exit: None, action: self.restart_action() },
+                },
+                c = self.ctx.commands.recv() => match c {
+                    Some(Command::Stop) => { self.operator(Command::Stop); break End::Stop }
+                    Some(Command::Restart) => { self.operator(Command::Restart); break End::Restart }
+                    Some(c @ Command::Reset) => self.operator(c),
+                    Some(Command::Start) | None => {}
+                },
+                res = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
+                    probe = None;
+                    match self.on_probe(res, activity.bytes() > probe_bytes_before, activity.since_last_byte()) {
+                        Some(end) => break end,
+                        None => {
+                            if should_kill_hung(&policy, activity.since_last_byte(), self.machine.probe_failures()) {
+                                break self.hang(session, &mut events, activity.since_last_byte()).await;
+                            }
+                            next_probe = Instant::now() + next_probe_delay(&policy, self.machine.probe_failures(), rand::random());
+                        }
+                    }
+                },
+                res = async { catalog.as_mut().expect("guarded").await }, if catalog.is_some() => {
+                    catalog = None;
+                    self.on_catalog(res);
+                },
+                _ = sleep_until(next_probe), if probe.is_none() => {
+                    probe_bytes_before = activity.bytes();
+                    probe = Some(session.probe(method, policy.timeout));
+                },
+                _ = sleep_until(next_catalog), if catalog.is_none() => {
+                    next_catalog = Instant::now() + policy.catalog_interval;
+                    catalog = Some(session.list_catalog(CATALOG_TIMEOUT));
+                },
+                _ = sleep_until(self.next_sample) => self.sample(),
+                _ = sleep_until(healthy_since.unwrap_or_else(Instant::now) + self.ctx.spec.restart.reset_after),
+                    if healthy_since.is_some() && self.attempt > 0 => {}
+            }
+            // Sustained health resets the backoff.
+            if self.machine.state() == InstanceState::Healthy {
+                let since = *healthy_since.get_or_insert_with(Instant::now);
+                if self.attempt > 0 && since.elapsed() >= self.ctx.spec.restart.reset_after {
+                    self.attempt = 0;
+                    self.update(|v| v.attempt = 0);
+                }
+            } else {
+                healthy_since = None;
+            }
+        };
+        drop(probe);
+        drop(catalog);
+        match &end {
+            End::Shutdown | End::Stop | End::Restart => {
+                let exit = session.shutdown(self.stop_policy()).await;
+                if let Some(exit) = exit {
+                    self.emit(EventKind::ProcessExited { exit: exit.clone() });
+                    self.update(|v| v.last_exit = Some(exit));
+                }
+                self.update(|v| v.pid = None);
+            }
+            End::Failed { .. } => {
+                // Whatever is left of it goes; the exit watcher also sweeps its process group.
+                session.kill();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    session.shutdown(StopPolicy { grace: Duration::ZERO, term: Duration::ZERO }),
+                )
+                .await;
+            }
+        }
+        end
+    }
+
+    /// Kills a hung child and waits (briefly) for its exit status.
+    async fn hang(
+        &mut self,
+        session: &dyn Session,
+        events: &mut mpsc::Receiver<SessionEvent>,
+        silent: Duration,
+    ) -> End {
+        let pid = session.pid();
+        self.emit(EventKind::HangKilled { silent_ms: silent.as_millis() as u64, pid });
+        let reason = Reason::new(
+            FailureClass::Hang,
+            format!("no answer and no output for {}s", silent.as_secs()),
+        );
+        if pid.is_none() {
+            return End::Failed { reason, exit: None, action: RecoveryAction::Reconnect };
+        }
+        session.kill();
+        let exit = wait_exited(events, Duration::from_secs(2)).await;
+        if let Some(exit) = &exit {
+            self.emit(EventKind::ProcessExited { exit: exit.clone() });
+        }
+        End::Failed { reason, exit, action: RecoveryAction::KillAndRestart }
+    }
+
+    fn on_probe(
+        &mut self,
+        res: Result<Duration, UpstreamError>,
+        bytes_during: bool,
+        since_last_byte: Duration,
+    ) -> Option<End> {
+        let now = Instant::now();
+        self.update(|v| v.last_check = Some(warden_core::now()));
+        match res {
+            Ok(rtt) => {
+                self.stats.record_ok(now, rtt);
+                self.update(|v| v.latency_ms = Some(rtt.as_secs_f64() * 1000.0));
+                if let Some(t) = self.machine.on_probe_ok() {
+                    self.apply(t);
+                }
+                None
+            }
+            Err(e @ UpstreamError::Timeout(_)) => {
+                let verdict = probe_timeout_verdict(
+                    &self.ctx.spec.health,
+                    bytes_during,
+                    since_last_byte,
+                    false,
+                );
+                if verdict == ProbeVerdict::Busy {
+                    tracing::debug!(instance = %self.ctx.id, "probe timed out while the server was sending; busy, not hung");
+                    return None;
+                }
+                self.probe_failed("ping", e.reason());
+                None
+            }
+            Err(e) if e.is_connection_loss() => {
+                let reason = e.reason();
+                self.stats.record_error(now);
+                self.emit(EventKind::ProbeFailed { method: "ping", reason: reason.clone() });
+                if let Some(t) = self.machine.on_connection_lost(reason.clone()) {
+                    self.apply(t);
+                }
+                // A child's exit or EOF arrives as its own event; a remote server is reconnected.
+                (!self.ctx.spec.is_stdio()).then_some(End::Failed {
+                    reason,
+                    exit: None,
+                    action: RecoveryAction::Reconnect,
+                })
+            }
+            Err(e) => {
+                self.probe_failed("ping", e.reason());
+                None
+            }
+        }
+    }
+
+    fn probe_failed(&mut self, method: &'static str, reason: Reason) {
+        self.stats.record_error(Instant::now());
+        self.emit(EventKind::ProbeFailed { method, reason: reason.clone() });
+        if let Some(t) = self.machine.on_probe_failed(reason) {
+            self.apply(t);
+        }
+    }
+
+    fn on_catalog(&mut self, res: Result<Catalog, UpstreamError>) {
+        match res {
+            Ok(cat) => {
+                let (changed, added, removed) = match &self.catalog {
+                    Some(old) => {
+                        let d = cat.diff(old);
+                        (!d.is_empty(), d.added, d.removed)
+                    }
+                    None => (false, vec![], vec![]),
+                };
+                let (tools, resources, prompts) =
+                    (cat.tools.len(), cat.resources.len(), cat.prompts.len());
+                self.update(|v| {
+                    v.tools = tools;
+                    v.resources = resources;
+                    v.prompts = prompts;
+                });
+                self.emit(EventKind::CatalogListed {
+                    tools,
+                    resources,
+                    prompts,
+                    changed,
+                    added,
+                    removed,
+                });
+                self.catalog = Some(cat);
+            }
+            Err(UpstreamError::Timeout(_)) if self.machine.state() == InstanceState::Critical => {}
+            Err(e) => self.probe_failed("tools/list", e.reason()),
+        }
+    }
+
+    fn apply(&mut self, t: Transition) {
+        self.set_state(t.to, t.reason);
+    }
+
+    fn set_state(&mut self, to: InstanceState, reason: Option<Reason>) {
+        let from = self.view().state;
+        let now = Instant::now();
+        self.stats.observe_state(now, to.is_routable());
+        if from == to {
+            self.update(|v| v.reason = reason);
+            return;
+        }
+        if to == InstanceState::Critical {
+            if let Some(r) = &reason {
+                self.open_incident(r, RecoveryAction::SelfRecovered);
+            }
+        }
+        let wall = warden_core::now();
+        let r2 = reason.clone();
+        self.update(|v| {
+            v.state = to;
+            v.since = wall;
+            v.reason = r2;
+        });
+        self.emit(EventKind::StateChanged { from, to, reason });
+        if to == InstanceState::Healthy {
+            if let Some(i) = self.incident.take() {
+                let action = i.action.unwrap_or(RecoveryAction::SelfRecovered);
+                let downtime_seconds = now.duration_since(i.opened).as_secs_f64();
+                self.emit_traced(
+                    i.trace,
+                    EventKind::Recovered { class: i.class, action, downtime_seconds },
+                );
+            }
+        }
+        // Keep the published numbers fresh on every transition.
+        let snap = self.stats.snapshot(now);
+        self.update(|v| v.stats = snap);
+    }
+
+    /// Opens an incident (a failure row) unless one is open; a later, stronger action
+    /// (restart after a self-recovery wait) replaces the recorded one.
+    fn open_incident(&mut self, reason: &Reason, action: RecoveryAction) {
+        match self.incident.as_mut() {
+            Some(i) => {
+                if action != RecoveryAction::SelfRecovered
+                    && i.action != Some(RecoveryAction::Operator)
+                {
+                    i.action = Some(action);
+                }
+            }
+            None => {
+                let trace = TraceId::random();
+                self.incident = Some(Incident {
+                    trace,
+                    class: reason.class,
+                    opened: Instant::now(),
+                    action: (action != RecoveryAction::SelfRecovered).then_some(action),
+                });
+                let context = format!("state {}", self.view().state);
+                self.emit_traced(trace, EventKind::Failure { reason: reason.clone(), context });
+            }
+        }
+    }
+
+    fn sample(&mut self) {
+        let now = Instant::now();
+        self.next_sample = now + self.ctx.metrics_interval;
+        let snap = self.stats.snapshot(now);
+        let restarts = self.restarts;
+        self.update(|v| {
+            v.stats = snap.clone();
+            v.restarts = restarts;
+        });
+        if let Some(tx) = &self.ctx.samples {
+            let v = self.view();
+            let _ = tx.try_send(MetricSample {
+                instance: self.ctx.id.clone(),
+                at: warden_core::now(),
+                state: v.state,
+                response_time_ms: snap.p50_ms,
+                p95_ms: snap.p95_ms,
+                p99_ms: snap.p99_ms,
+                error_rate: snap.error_rate,
+                availability: snap.availability,
+                throughput: snap.throughput,
+            });
+        }
+    }
+
+    fn view(&self) -> InstanceView {
+        self.ctx.view.borrow().clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut InstanceView)) {
+        let restarts = self.restarts;
+        self.ctx.view.send_modify(|v| {
+            f(v);
+            v.restarts = restarts;
+        });
+    }
+
+    fn emit(&self, kind: EventKind) {
+        let trace = self.incident.as_ref().map_or(self.session_trace, |i| i.trace);
+        self.emit_traced(trace, kind);
+    }
+
+    fn emit_traced(&self, trace: TraceId, kind: EventKind) {
+        self.ctx.bus.emit(Event::new(Some(self.ctx.id.clone()), trace, kind));
+    }
+}
+
+async fn wait_exited(
+    events: &mut mpsc::Receiver<SessionEvent>,
+    within: Duration,
+) -> Option<ExitInfo> {
+    let deadline = Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(SessionEvent::Exited(e))) => return Some(e),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// The wall-clock time of a monotonic instant (for `next_retry_at`).
+fn to_wall(at: Instant) -> warden_core::Timestamp {
+    let ahead = at.saturating_duration_since(Instant::now());
+    warden_core::now() + chrono::Duration::from_std(ahead).unwrap_or_default()
+}

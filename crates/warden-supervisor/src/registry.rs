@@ -1,0 +1,163 @@
+//! How a config becomes running tasks: one supervisor task per instance, grouped by server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use warden_config::{Config, ServerSpec};
+use warden_core::{EventBus, InstanceId, MetricSample, ServerStatus};
+use warden_upstream::Connector;
+
+use crate::instance::{self, Command, InstanceCtx};
+use crate::view::{own_status, Overview, ServerView};
+use crate::InstanceView;
+
+/// Builds the connector for a server (real ones in production, fakes in tests).
+pub type ConnectorFactory = Arc<dyn Fn(&ServerSpec) -> Arc<dyn Connector> + Send + Sync>;
+
+/// Knobs that are not part of a server's own config.
+#[derive(Clone)]
+pub struct SupervisorOptions {
+    pub metrics_interval: Duration,
+    pub samples: Option<mpsc::Sender<MetricSample>>,
+}
+
+/// One server's instances.
+pub struct ServerHandle {
+    pub spec: Arc<ServerSpec>,
+    instances: Vec<(watch::Receiver<InstanceView>, mpsc::Sender<Command>)>,
+}
+
+impl ServerHandle {
+    pub fn views(&self) -> Vec<InstanceView> {
+        self.instances.iter().map(|(v, _)| v.borrow().clone()).collect()
+    }
+
+    /// Sends `cmd` to every instance (or only `index`).
+    pub async fn command(&self, cmd: Command, index: Option<u32>) -> usize {
+        let mut sent = 0;
+        for (i, (_, tx)) in self.instances.iter().enumerate() {
+            if index.is_none_or(|want| want as usize == i) && tx.send(cmd).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Receivers that change whenever an instance's view does.
+    pub fn watchers(&self) -> Vec<watch::Receiver<InstanceView>> {
+        self.instances.iter().map(|(v, _)| v.clone()).collect()
+    }
+}
+
+/// Every supervised server. Dropping it does not stop anything: call [`Registry::shutdown`].
+pub struct Registry {
+    servers: Vec<ServerHandle>,
+    tasks: JoinSet<()>,
+    shutdown: CancellationToken,
+}
+
+impl Registry {
+    /// Starts one task per instance of every server in `config`.
+    pub fn start(
+        config: &Config,
+        factory: ConnectorFactory,
+        bus: Arc<EventBus>,
+        options: SupervisorOptions,
+    ) -> Self {
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut servers = Vec::new();
+        for spec in &config.servers {
+            let spec = Arc::new(spec.clone());
+            let connector = factory(&spec);
+            let mut instances = Vec::new();
+            for index in 0..spec.instance_count() {
+                let id = InstanceId::new(spec.name.as_str(), index);
+                let (view_tx, view_rx) = watch::channel(InstanceView::new(id.clone()));
+                let (cmd_tx, cmd_rx) = mpsc::channel(8);
+                let ctx = InstanceCtx {
+                    id,
+                    spec: Arc::clone(&spec),
+                    connector: Arc::clone(&connector),
+                    bus: Arc::clone(&bus),
+                    samples: options.samples.clone(),
+                    metrics_interval: options.metrics_interval,
+                    view: view_tx,
+                    commands: cmd_rx,
+                    shutdown: shutdown.child_token(),
+                };
+                tasks.spawn(instance::run(ctx));
+                instances.push((view_rx, cmd_tx));
+            }
+            servers.push(ServerHandle { spec, instances });
+        }
+        Self { servers, tasks, shutdown }
+    }
+
+    pub fn servers(&self) -> &[ServerHandle] {
+        &self.servers
+    }
+
+    pub fn server(&self, name: &str) -> Option<&ServerHandle> {
+        self.servers.iter().find(|s| s.spec.name == name)
+    }
+
+    /// The server view of everything, with fallbacks taken into account.
+    pub fn overview(&self) -> Overview {
+        let own: Vec<(Arc<ServerSpec>, Vec<InstanceView>)> =
+            self.servers.iter().map(|s| (Arc::clone(&s.spec), s.views())).collect();
+        let status_of =
+            |name: &str| own.iter().find(|(s, _)| s.name == name).map(|(_, v)| own_status(v));
+        let mut servers = Vec::new();
+        for (spec, instances) in &own {
+            let mine = own_status(instances);
+            let (status, served_by) = if spec.disabled {
+                (ServerStatus::Unhealthy, None)
+            } else if mine != ServerStatus::Unhealthy {
+                (mine, Some(spec.name.clone()))
+            } else {
+                match spec
+                    .fallback
+                    .iter()
+                    .find(|f| status_of(f).is_some_and(|s| s != ServerStatus::Unhealthy))
+                {
+                    Some(fb) => (ServerStatus::Degraded, Some(fb.clone())),
+                    None => (ServerStatus::Unhealthy, None),
+                }
+            };
+            let tools = instances.iter().find(|i| i.state.is_routable()).map_or(0, |i| i.tools);
+            servers.push(ServerView {
+                name: spec.name.clone(),
+                status,
+                tools,
+                served_by,
+                transport: if spec.is_stdio() { "stdio" } else { "http" },
+                disabled: spec.disabled,
+                instances: instances.clone(),
+            });
+        }
+        let enabled: Vec<&ServerView> = servers.iter().filter(|s| !s.disabled).collect();
+        let status = if enabled.iter().all(|s| s.status == ServerStatus::Healthy) {
+            ServerStatus::Healthy
+        } else if enabled.iter().all(|s| s.status == ServerStatus::Unhealthy) {
+            ServerStatus::Unhealthy
+        } else {
+            ServerStatus::Degraded
+        };
+        Overview { status, servers }
+    }
+
+    /// Stops every instance gracefully (close stdin → SIGTERM → SIGKILL, per server policy)
+    /// and waits for all of them, at most `deadline`.
+    pub async fn shutdown(mut self, deadline: Duration) {
+        self.shutdown.cancel();
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            tracing::warn!("some instances did not stop within {deadline:?}; aborting their tasks");
+            self.tasks.abort_all();
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Supervisor behaviour against a scripted fake connector, on paused tokio time.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{self, Instant};
+use warden_config::{BackoffPolicy, Config, RestartPolicy, ServerSpec, Transport, WardenSettings};
+use warden_core::{
+    Event, EventBus, EventKind, ExitInfo, FailureClass, InstanceState, RecoveryAction,
+};
+use warden_upstream::{
+    Activity, BoxFuture, Catalog, Connected, Connector, PeerInfo, Session, SessionEvent,
+    StopPolicy, ToolEntry, UpstreamError,
+};
+
+use crate::{Command, Registry, SupervisorOptions};
+
+/// How the fake server behaves on probes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Probe {
+    Answer,
+    /// No answer, no bytes: hung.
+    Silent,
+    /// No answer to the probe, but bytes keep coming (a busy single-threaded server).
+    Busy,
+}
+
+struct FakeShared {
+    probe: Mutex<Probe>,
+    activity: Arc<Activity>,
+    events: mpsc::Sender<SessionEvent>,
+    killed: AtomicU32,
+    graceful_stops: AtomicU32,
+}
+
+struct FakeSession(Arc<FakeShared>);
+
+impl Session for FakeSession {
+    fn probe(
+        &self,
+        _: warden_config::ProbeMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
+        let mode = *self.0.probe.lock().unwrap();
+        let activity = Arc::clone(&self.0.activity);
+        Box::pin(async move {
+            match mode {
+                Probe::Answer => {
+                    time::sleep(Duration::from_millis(3)).await;
+                    activity.touch(10);
+                    Ok(Duration::from_millis(3))
+                }
+                Probe::Silent => {
+                    time::sleep(timeout).await;
+                    Err(UpstreamError::Timeout(timeout))
+                }
+                Probe::Busy => {
+                    time::sleep(timeout / 2).await;
+                    activity.touch(100); // a progress notification
+                    time::sleep(timeout / 2).await;
+                    Err(UpstreamError::Timeout(timeout))
+                }
+            }
+        })
+    }
+
+    fn list_catalog(&self, _: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
+        Box::pin(async {
+            let tool = ToolEntry::from_json(serde_json::json!({"name": "echo", "inputSchema": {}}))
+                .unwrap();
+            Ok(Catalog { tools: vec![tool], ..Default::default() })
+        })
+    }
+
+    fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.0.activity)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(4242)
+    }
+
+    fn shutdown(&self, _: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
+        self.0.graceful_stops.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { None })
+    }
+
+    fn kill(&self) {
+        self.0.killed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Start {
+    Ok,
+    Fail,
+}
+
+#[derive(Default)]
+struct FakeConnector {
+    script: Mutex<VecDeque<Start>>,
+    fail_always: bool,
+    starts: AtomicU32,
+    sessions: Mutex<Vec<Arc<FakeShared>>>,
+}
+
+impl Connector for FakeConnector {
+    fn connect(
+        &self,
+        _: warden_core::InstanceId,
+        _: Duration,
+    ) -> BoxFuture<'_, Result<Connected, UpstreamError>> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        let plan = self.script.lock().unwrap().pop_front().unwrap_or(if self.fail_always {
+            Start::Fail
+        } else {
+            Start::Ok
+        });
+        Box::pin(async move {
+            time::sleep(Duration::from_millis(20)).await;
+            match plan {
+                Start::Fail => {
+                    Err(UpstreamError::Closed(Some("exited with code 1 during start-up".into())))
+                }
+                Start::Ok => {
+                    let (tx, rx) = mpsc::channel(16);
+                    let shared = Arc::new(FakeShared {
+                        probe: Mutex::new(Probe::Answer),
+                        activity: Arc::new(Activity::new()),
+                        events: tx,
+                        killed: AtomicU32::new(0),
+                        graceful_stops: AtomicU32::new(0),
+                    });
+                    self.sessions.lock().unwrap().push(Arc::clone(&shared));
+                    Ok(Connected {
+                        session: Box::new(FakeSession(shared)),
+                        events: rx,
+                        info: PeerInfo::default(),
+                    })
+                }
+            }
+        })
+    }
+}
+
+fn spec(name: &str) -> ServerSpec {
+    ServerSpec {
+        name: name.into(),
+        transport: Transport::Stdio {
+            command: "fake".into(),
+            args: vec![],
+            display_args: vec![],
+            env: Default::default(),
+            cwd: None,
+        },
+        replicas: 1,
+        fallback: vec![],
+        trusted: false,
+        timeout: Duration::from_secs(60),
+        health: Default::default(),
+        restart: RestartPolicy {
+            backoff: BackoffPolicy { jitter: 0.0, ..Default::default() },
+            ..Default::default()
+        },
+        disabled: false,
+    }
+}
+
+struct Harness {
+    registry: Registry,
+    connector: Arc<FakeConnector>,
+    events: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    log: Vec<Arc<Event>>,
+}
+
+impl Harness {
+    fn new(spec: ServerSpec, connector: FakeConnector) -> Self {
+        let connector = Arc::new(connector);
+        let bus = EventBus::new(None);
+        let events = bus.subscribe();
+        let c2 = Arc::clone(&connector);
+        let config = Config { servers: vec![spec], warden: WardenSettings::default() };
+        let registry = Registry::start(
+            &config,
+            Arc::new(move |_| Arc::clone(&c2) as Arc<dyn Connector>),
+            bus,
+            SupervisorOptions { metrics_interval: Duration::from_secs(10), samples: None },
+        );
+        Self { registry, connector, events, log: vec![] }
+    }
+
+    fn state(&self) -> InstanceState {
+        self.registry.servers()[0].views()[0].state
+    }
+
+    /// Advances time until the instance is in `want`, at most `within`; returns the time taken.
+    async fn until(&mut self, want: InstanceState, within: Duration) -> Duration {
+        let start = Instant::now();
+        while self.state() != want {
+            assert!(
+                start.elapsed() <= within,
+                "not {want} within {within:?}; still {}",
+                self.state()
+            );
+            time::sleep(Duration::from_millis(5)).await;
+            self.drain();
+        }
+        self.drain();
+        start.elapsed()
+    }
+
+    fn drain(&mut self) {
+        while let Ok(e) = self.events.try_recv() {
+            self.log.push(e);
+        }
+    }
+
+    fn session(&self, n: usize) -> Arc<FakeShared> {
+        Arc::clone(&self.connector.sessions.lock().unwrap()[n])
+    }
+
+    fn count(&self, pred: impl Fn(&EventKind) -> bool) -> usize {
+        self.log.iter().filter(|e| pred(&e.kind)).count()
+    }
+}
+
+fn exit_by_signal(sig: i32) -> ExitInfo {
+    ExitInfo { code: None, signal: Some(sig), at: warden_core::now(), pid: Some(4242) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn starts_warns_then_becomes_healthy_with_its_tools() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    let took = h.until(InstanceState::Healthy, Duration::from_secs(7)).await;
+    assert!(took >= Duration::from_secs(4), "two probes are needed, took {took:?}");
+    let view = &h.registry.servers()[0].views()[0];
+    assert_eq!(view.tools, 1);
+    assert_eq!(view.pid, Some(4242));
+    assert!(view.latency_ms.is_some());
+    assert_eq!(h.registry.overview().status, warden_core::ServerStatus::Healthy);
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_is_offline_at_once_and_restarted_after_backoff() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    h.session(0).events.send(SessionEvent::Exited(exit_by_signal(9))).await.unwrap();
+    let detect = h.until(InstanceState::Offline, Duration::from_millis(50)).await;
+    assert!(detect <= Duration::from_millis(10), "crash noticed in {detect:?}");
+    let view = h.registry.servers()[0].views()[0].clone();
+    assert_eq!(view.reason.as_ref().unwrap().class, FailureClass::Crash);
+    assert_eq!(view.last_exit.as_ref().unwrap().signal, Some(9));
+    assert!(view.next_retry_at.is_some());
+    let back = h.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    assert!(
+        back >= Duration::from_millis(500) && back < Duration::from_millis(600),
+        "restart after the 0.5 s backoff, took {back:?}"
+    );
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    assert_eq!(h.connector.starts.load(Ordering::SeqCst), 2);
+    assert_eq!(h.registry.servers()[0].views()[0].restarts, 1);
+    assert_eq!(h.count(|k| matches!(k, EventKind::Failure { .. })), 1);
+    assert_eq!(
+        h.count(|k| matches!(
+            k,
+            EventKind::Recovered {
+                action: RecoveryAction::Restart,
+                class: FailureClass::Crash,
+                ..
+            }
+        )),
+        1
+    );
+    assert_eq!(
+        h.count(|k| matches!(k, EventKind::CatalogListed { changed: false, .. })),
+        2,
+        "tools re-listed after the restart"
+    );
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_loop_is_failed_within_the_intensity_limit() {
+    let mut h = Harness::new(spec("s"), FakeConnector { fail_always: true, ..Default::default() });
+    let took = h.until(InstanceState::Failed, Duration::from_secs(35)).await;
+    assert_eq!(h.connector.starts.load(Ordering::SeqCst), 6, "no more than 6 starts");
+    assert!(took <= Duration::from_secs(35), "{took:?}");
+    assert_eq!(h.count(|k| matches!(k, EventKind::RestartIntensityExceeded { .. })), 1);
+    // Sticky: nothing restarts it for minutes…
+    time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(h.state(), InstanceState::Failed);
+    assert_eq!(h.connector.starts.load(Ordering::SeqCst), 6);
+    // …until an operator resets it.
+    h.connector.script.lock().unwrap().push_back(Start::Ok);
+    h.registry.servers()[0].command(Command::Reset, None).await;
+    h.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_instance_gets_a_slow_probation_restart() {
+    let mut h = Harness::new(spec("s"), FakeConnector { fail_always: true, ..Default::default() });
+    h.until(InstanceState::Failed, Duration::from_secs(35)).await;
+    h.connector.script.lock().unwrap().push_back(Start::Ok);
+    let took = h.until(InstanceState::Warning, Duration::from_secs(301)).await;
+    assert!(took >= Duration::from_secs(299), "probation after 5 minutes, took {took:?}");
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_server_is_critical_within_13_seconds_then_killed_and_replaced() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    *h.session(0).probe.lock().unwrap() = Probe::Silent;
+    let detect = h.until(InstanceState::Critical, Duration::from_secs(14)).await;
+    assert!(detect <= Duration::from_millis(13_600), "hang detected in {detect:?}");
+    // Killed only after 30 s of silence, then a new process.
+    time::sleep(Duration::from_secs(15)).await;
+    h.drain();
+    assert_eq!(h.session(0).killed.load(Ordering::SeqCst), 0, "not killed before the hang timeout");
+    h.until(InstanceState::Offline, Duration::from_secs(20)).await;
+    assert!(h.session(0).killed.load(Ordering::SeqCst) >= 1);
+    assert_eq!(h.count(|k| matches!(k, EventKind::HangKilled { .. })), 1);
+    assert_eq!(
+        h.registry.servers()[0].views()[0].reason.as_ref().unwrap().class,
+        FailureClass::Hang
+    );
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    assert_eq!(
+        h.count(|k| matches!(
+            k,
+            EventKind::Recovered { action: RecoveryAction::KillAndRestart, .. }
+        )),
+        1
+    );
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_server_is_never_called_hung() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    *h.session(0).probe.lock().unwrap() = Probe::Busy;
+    for _ in 0..120 {
+        time::sleep(Duration::from_secs(1)).await;
+        h.drain();
+        assert_eq!(h.state(), InstanceState::Healthy);
+    }
+    assert_eq!(h.session(0).killed.load(Ordering::SeqCst), 0);
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_stall_recovers_by_itself() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    *h.session(0).probe.lock().unwrap() = Probe::Silent;
+    h.until(InstanceState::Critical, Duration::from_secs(14)).await;
+    *h.session(0).probe.lock().unwrap() = Probe::Answer;
+    h.until(InstanceState::Healthy, Duration::from_secs(25)).await;
+    assert_eq!(
+        h.connector.starts.load(Ordering::SeqCst),
+        1,
+        "no restart for a stall shorter than the hang timeout"
+    );
+    assert_eq!(
+        h.count(|k| matches!(
+            k,
+            EventKind::Recovered {
+                action: RecoveryAction::SelfRecovered,
+                class: FailureClass::Timeout,
+                ..
+            }
+        )),
+        1
+    );
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_stop_start_and_shutdown_stop_gracefully() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    h.registry.servers()[0].command(Command::Stop, None).await;
+    h.until(InstanceState::Stopped, Duration::from_secs(1)).await;
+    assert_eq!(h.session(0).graceful_stops.load(Ordering::SeqCst), 1);
+    time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(h.connector.starts.load(Ordering::SeqCst), 1, "a stopped instance stays stopped");
+    h.registry.servers()[0].command(Command::Start, None).await;
+    h.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    let last = h.session(1);
+    h.registry.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        last.graceful_stops.load(Ordering::SeqCst),
+        1,
+        "shutdown stops the live session gracefully"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn disabled_servers_are_stopped_and_do_not_count() {
+    let mut s = spec("s");
+    s.disabled = true;
+    let h = Harness::new(s, FakeConnector::default());
+    time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.state(), InstanceState::Stopped);
+    assert_eq!(h.connector.starts.load(Ordering::SeqCst), 0);
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_grows_then_resets_after_sustained_health() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    for n in 0..3 {
+        h.session(n).events.send(SessionEvent::Exited(exit_by_signal(9))).await.unwrap();
+        h.until(InstanceState::Offline, Duration::from_secs(1)).await;
+        h.until(InstanceState::Warning, Duration::from_secs(5)).await;
+    }
+    assert_eq!(h.registry.servers()[0].views()[0].attempt, 3);
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(h.registry.servers()[0].views()[0].attempt, 0, "60 s healthy resets the backoff");
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}

@@ -1,0 +1,88 @@
+//! The server view (DESIGN.md §2): one shape for `warden check --json`, `GET /api/servers` and
+//! `warden status --json`.
+
+use serde::Serialize;
+use warden_core::{ExitInfo, InstanceId, InstanceState, Reason, ServerStatus, Timestamp};
+use warden_health::StatsSnapshot;
+
+/// What is known about one instance right now.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceView {
+    pub id: InstanceId,
+    pub state: InstanceState,
+    pub since: Timestamp,
+    pub pid: Option<u32>,
+    pub reason: Option<Reason>,
+    /// The most recent probe round-trip, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Restarts (or reconnects) since Warden started.
+    pub restarts: u32,
+    pub last_check: Option<Timestamp>,
+    /// Consecutive failed starts feeding the backoff.
+    pub attempt: u32,
+    pub next_retry_at: Option<Timestamp>,
+    pub last_exit: Option<ExitInfo>,
+    pub tools: usize,
+    pub resources: usize,
+    pub prompts: usize,
+    pub protocol_version: Option<String>,
+    pub stats: StatsSnapshot,
+}
+
+impl InstanceView {
+    pub fn new(id: InstanceId) -> Self {
+        Self {
+            id,
+            state: InstanceState::Starting,
+            since: warden_core::now(),
+            pid: None,
+            reason: None,
+            latency_ms: None,
+            restarts: 0,
+            last_check: None,
+            attempt: 0,
+            next_retry_at: None,
+            last_exit: None,
+            tools: 0,
+            resources: 0,
+            prompts: 0,
+            protocol_version: None,
+            stats: StatsSnapshot::default(),
+        }
+    }
+}
+
+/// One server: its instances and who serves it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerView {
+    pub name: String,
+    pub status: ServerStatus,
+    /// Tools offered by the instance that serves (the first routable one).
+    pub tools: usize,
+    /// The server whose instances take this server's calls: itself, a fallback, or `null`.
+    pub served_by: Option<String>,
+    pub transport: &'static str,
+    pub disabled: bool,
+    pub instances: Vec<InstanceView>,
+}
+
+/// Everything: the overall status and every server.
+#[derive(Clone, Debug, Serialize)]
+pub struct Overview {
+    pub status: ServerStatus,
+    pub servers: Vec<ServerView>,
+}
+
+/// A server's own status, before fallbacks: healthy when every instance is, unhealthy when none
+/// is routable, degraded otherwise.
+pub(crate) fn own_status(instances: &[InstanceView]) -> ServerStatus {
+    let routable = instances.iter().filter(|i| i.state.is_routable()).count();
+    let healthy = instances.iter().filter(|i| i.state == InstanceState::Healthy).count();
+    if !instances.is_empty() && healthy == instances.len() {
+        ServerStatus::Healthy
+    } else if routable == 0 {
+        ServerStatus::Unhealthy
+    } else {
+        ServerStatus::Degraded
+    }
+}

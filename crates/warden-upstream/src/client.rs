@@ -1,0 +1,218 @@
+//! The rmcp client shared by both transports: the handler that turns server notifications into
+//! [`SessionEvent`]s, the handshake, and probes and listings sent as raw requests so that no
+//! client-side cache ever answers for the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ClientRequest, DiscoverRequest, DiscoverRequestParams,
+    Implementation, ListPromptsRequest, ListResourcesRequest, ListToolsRequest,
+    PaginatedRequestParams, PingRequest, ProtocolVersion, ServerResult,
+};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, NotificationContext, PeerRequestOptions, RoleClient,
+    RunningService,
+};
+use rmcp::{ClientHandler, Peer};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use warden_config::ProbeMethod;
+
+use crate::{Activity, Catalog, PeerInfo, SessionEvent, ToolEntry, UpstreamError};
+
+/// Receives server-initiated notifications for one session.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    events: mpsc::Sender<SessionEvent>,
+}
+
+impl Handler {
+    pub(crate) fn new(events: mpsc::Sender<SessionEvent>) -> Self {
+        Self { events }
+    }
+
+    fn list_changed(&self) {
+        // A full queue already holds a pending relist; dropping this one loses nothing.
+        let _ = self.events.try_send(SessionEvent::ListChanged);
+    }
+}
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("warden", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.list_changed();
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.list_changed();
+    }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.list_changed();
+    }
+}
+
+pub(crate) type Running = RunningService<RoleClient, Handler>;
+
+/// Performs the handshake: `server/discover` first (2026-07-28), `initialize` for older servers.
+pub(crate) async fn handshake<T, E, A>(
+    handler: Handler,
+    transport: T,
+    deadline: Duration,
+) -> Result<(Running, PeerInfo), UpstreamError>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let lifecycle = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+    };
+    let running =
+        match tokio::time::timeout(deadline, handler.serve_with_lifecycle(transport, lifecycle))
+            .await
+        {
+            Err(_) => return Err(UpstreamError::Timeout(deadline)),
+            Ok(Err(e)) => return Err(UpstreamError::from_init(e, deadline)),
+            Ok(Ok(r)) => r,
+        };
+    let info = peer_info(running.peer());
+    Ok((running, info))
+}
+
+fn peer_info(peer: &Peer<RoleClient>) -> PeerInfo {
+    match peer.peer_info() {
+        Some(p) => PeerInfo {
+            protocol_version: p.protocol_version.to_string(),
+            server_name: p.server_info.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
+            server_version: p.server_info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
+            modern: !p.protocol_version.has_initialize(),
+        },
+        None => PeerInfo::default(),
+    }
+}
+
+async fn request(
+    peer: &Peer<RoleClient>,
+    req: ClientRequest,
+    timeout: Duration,
+) -> Result<ServerResult, UpstreamError> {
+    let handle = peer
+        .send_request_with_option(req, PeerRequestOptions::with_timeout(timeout))
+        .await
+        .map_err(|e| UpstreamError::from_service(e, timeout))?;
+    handle.await_response().await.map_err(|e| UpstreamError::from_service(e, timeout))
+}
+
+/// One liveness probe. A JSON-RPC error answer proves the server alive, so it counts as success.
+pub(crate) async fn probe(
+    peer: &Peer<RoleClient>,
+    info: &PeerInfo,
+    method: ProbeMethod,
+    timeout: Duration,
+    activity: &Arc<Activity>,
+) -> Result<Duration, UpstreamError> {
+    let req = match method {
+        ProbeMethod::ToolsList => ClientRequest::ListToolsRequest(ListToolsRequest::default()),
+        ProbeMethod::Auto if info.modern => {
+            ClientRequest::DiscoverRequest(DiscoverRequest::new(DiscoverRequestParams {}))
+        }
+        ProbeMethod::Auto | ProbeMethod::Ping => ClientRequest::PingRequest(PingRequest::default()),
+    };
+    let started = Instant::now();
+    let result = request(peer, req, timeout).await;
+    let rtt = started.elapsed();
+    match result {
+        Ok(_) | Err(UpstreamError::Server { .. }) => {
+            // HTTP sessions have no byte tap; an answer is the liveness signal.
+            activity.touch(0);
+            Ok(rtt)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Lists everything the server advertises, following pagination, within `timeout` overall.
+pub(crate) async fn list_catalog(
+    peer: &Peer<RoleClient>,
+    timeout: Duration,
+) -> Result<Catalog, UpstreamError> {
+    let work = async {
+        let caps = peer.peer_info().map(|p| p.capabilities.clone()).unwrap_or_default();
+        let mut catalog = Catalog::default();
+        if caps.tools.is_some() {
+            let mut cursor = None;
+            for _ in 0..100 {
+                let req = ListToolsRequest { params: page(cursor.take()), ..Default::default() };
+                match request(peer, ClientRequest::ListToolsRequest(req), timeout).await? {
+                    ServerResult::ListToolsResult(r) => {
+                        for tool in r.tools {
+                            let raw = serde_json::to_value(&tool)
+                                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                            catalog.tools.extend(ToolEntry::from_json(raw));
+                        }
+                        cursor = r.next_cursor;
+                    }
+                    other => return Err(unexpected("tools/list", &other)),
+                }
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+        if caps.resources.is_some() {
+            let mut cursor = None;
+            for _ in 0..100 {
+                let req =
+                    ListResourcesRequest { params: page(cursor.take()), ..Default::default() };
+                match request(peer, ClientRequest::ListResourcesRequest(req), timeout).await? {
+                    ServerResult::ListResourcesResult(r) => {
+                        catalog.resources.extend(r.resources.into_iter().map(|r| r.uri));
+                        cursor = r.next_cursor;
+                    }
+                    other => return Err(unexpected("resources/list", &other)),
+                }
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+        if caps.prompts.is_some() {
+            let mut cursor = None;
+            for _ in 0..100 {
+                let req = ListPromptsRequest { params: page(cursor.take()), ..Default::default() };
+                match request(peer, ClientRequest::ListPromptsRequest(req), timeout).await? {
+                    ServerResult::ListPromptsResult(r) => {
+                        catalog.prompts.extend(r.prompts.into_iter().map(|p| p.name));
+                        cursor = r.next_cursor;
+                    }
+                    other => return Err(unexpected("prompts/list", &other)),
+                }
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(catalog)
+    };
+    tokio::time::timeout(timeout, work).await.unwrap_or(Err(UpstreamError::Timeout(timeout)))
+}
+
+fn page(cursor: Option<String>) -> Option<PaginatedRequestParams> {
+    cursor.map(|c| PaginatedRequestParams::default().with_cursor(Some(c)))
+}
+
+fn unexpected(method: &str, got: &ServerResult) -> UpstreamError {
+    let kind = serde_json::to_value(got).ok().map(|v| v.to_string()).unwrap_or_default();
+    UpstreamError::Protocol(format!(
+        "unexpected answer to {method}: {}",
+        kind.chars().take(120).collect::<String>()
+    ))
+}

@@ -1,0 +1,361 @@
+//! A remote server: Streamable HTTP through rmcp, or the legacy HTTP+SSE transport (2024-11-05)
+//! for servers that do not speak Streamable HTTP yet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rmcp::model::ServerJsonRpcMessage;
+use rmcp::service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
+use rmcp::transport::Transport;
+use rmcp::Peer;
+use tokio::sync::mpsc;
+use warden_config::{ProbeMethod, RemoteKind, Secret, ServerSpec, Transport as SpecTransport};
+use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
+
+use crate::client::{self, Handler, Running};
+use crate::{
+    Activity, BoxFuture, Catalog, Connected, Connector, PeerInfo, Session, SessionEvent,
+    StopPolicy, UpstreamError,
+};
+
+/// Connects remote servers (one instance per URL).
+pub struct RemoteConnector {
+    spec: ServerSpec,
+    http: reqwest::Client,
+}
+
+impl RemoteConnector {
+    pub fn new(spec: ServerSpec) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("a default reqwest client builds");
+        Self { spec, http }
+    }
+}
+
+impl Connector for RemoteConnector {
+    fn connect(
+        &self,
+        instance: InstanceId,
+        deadline: Duration,
+    ) -> BoxFuture<'_, Result<Connected, UpstreamError>> {
+        Box::pin(async move {
+            let SpecTransport::Remote { urls, headers, kind, .. } = &self.spec.transport else {
+                return Err(UpstreamError::Protocol("not a remote server".into()));
+            };
+            let url = urls
+                .get(instance.index() as usize)
+                .ok_or_else(|| UpstreamError::Protocol("no URL for this instance".into()))?;
+            match kind {
+                RemoteKind::StreamableHttp => self.streamable(url, headers, deadline).await,
+                RemoteKind::Sse => self.sse(url, headers, deadline).await,
+                RemoteKind::Auto => match self.streamable(url, headers, deadline).await {
+                    Err(e) if e.suggests_legacy_sse() => {
+                        tracing::info!(instance = %instance, error = %e, "Streamable HTTP refused; trying legacy SSE");
+                        self.sse(url, headers, deadline).await.map_err(|sse_err| {
+                            if sse_err.class() == FailureClass::ConnectionError {
+                                e
+                            } else {
+                                sse_err
+                            }
+                        })
+                    }
+                    other => other,
+                },
+            }
+        })
+    }
+}
+
+impl RemoteConnector {
+    async fn streamable(
+        &self,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, Secret>,
+        deadline: Duration,
+    ) -> Result<Connected, UpstreamError> {
+        let mut custom = HashMap::new();
+        let mut auth = None;
+        for (k, v) in headers {
+            if k.eq_ignore_ascii_case("authorization") {
+                // rmcp adds the scheme itself.
+                auth = Some(v.expose().strip_prefix("Bearer ").unwrap_or(v.expose()).to_owned());
+                continue;
+            }
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| UpstreamError::Protocol(format!("header {k}: {e}")))?;
+            let value = http::HeaderValue::from_str(v.expose())
+                .map_err(|_| UpstreamError::Protocol(format!("header {k}: invalid value")))?;
+            custom.insert(name, value);
+        }
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned())
+            .custom_headers(custom)
+            // A restarted server loses our session: the supervisor re-initializes and records it.
+            .reinit_on_expired_session(false);
+        if let Some(token) = auth {
+            config = config.auth_header(token);
+        }
+        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        finish(transport, deadline).await
+    }
+
+    async fn sse(
+        &self,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, Secret>,
+        deadline: Duration,
+    ) -> Result<Connected, UpstreamError> {
+        let transport =
+            tokio::time::timeout(deadline, LegacySse::connect(self.http.clone(), url, headers))
+                .await
+                .map_err(|_| UpstreamError::Timeout(deadline))??;
+        finish(transport, deadline).await
+    }
+}
+
+async fn finish<T, E, A>(transport: T, deadline: Duration) -> Result<Connected, UpstreamError>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (events_tx, events_rx) = mpsc::channel(64);
+    let (running, info) =
+        client::handshake(Handler::new(events_tx.clone()), transport, deadline).await?;
+    let peer = running.peer().clone();
+    let activity = Arc::new(Activity::new());
+    activity.touch(0);
+    // Report a transport that ends on its own (the SSE stream closed, the worker gave up).
+    let watch_peer = peer.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if events_tx.is_closed() {
+                return;
+            }
+            if watch_peer.is_transport_closed() {
+                let _ = events_tx
+                    .send(SessionEvent::Closed(Reason::new(
+                        FailureClass::ConnectionError,
+                        "transport closed",
+                    )))
+                    .await;
+                return;
+            }
+        }
+    });
+    let session =
+        RemoteSession { running: Mutex::new(Some(running)), peer, info: info.clone(), activity };
+    Ok(Connected { session: Box::new(session), events: events_rx, info })
+}
+
+struct RemoteSession {
+    running: Mutex<Option<Running>>,
+    peer: Peer<RoleClient>,
+    info: PeerInfo,
+    activity: Arc<Activity>,
+}
+
+impl Session for RemoteSession {
+    fn probe(
+        &self,
+        method: ProbeMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
+        Box::pin(client::probe(&self.peer, &self.info, method, timeout, &self.activity))
+    }
+
+    fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
+        Box::pin(client::list_catalog(&self.peer, timeout))
+    }
+
+    fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
+        let running = self.running.lock().expect("not poisoned").take();
+        Box::pin(async move {
+            if let Some(r) = running {
+                let _ = tokio::time::timeout(policy.grace, r.cancel()).await;
+            }
+            None
+        })
+    }
+
+    fn kill(&self) {
+        if let Some(r) = self.running.lock().expect("not poisoned").as_ref() {
+            r.cancellation_token().cancel();
+        }
+    }
+}
+
+/// The legacy HTTP+SSE client transport: `GET` an event stream whose first `endpoint` event
+/// names the URL to `POST` messages to; answers arrive as `message` events.
+struct LegacySse {
+    http: reqwest::Client,
+    endpoint: Arc<str>,
+    headers: reqwest::header::HeaderMap,
+    incoming: mpsc::Receiver<ServerJsonRpcMessage>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SseError(String);
+
+impl LegacySse {
+    async fn connect(
+        http: reqwest::Client,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, Secret>,
+    ) -> Result<Self, UpstreamError> {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (k, v) in headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| UpstreamError::Protocol(format!("header {k}: {e}")))?;
+            let value = reqwest::header::HeaderValue::from_str(v.expose())
+                .map_err(|_| UpstreamError::Protocol(format!("header {k}: invalid value")))?;
+            map.insert(name, value);
+        }
+        let resp = http
+            .get(url)
+            .headers(map.clone())
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => {}
+            401 | 403 => return Err(UpstreamError::Auth(Some(status))),
+            429 => return Err(UpstreamError::RateLimited),
+            s => return Err(UpstreamError::HttpStatus(s)),
+        }
+        let base = resp.url().clone();
+        let mut events = Box::pin(sse_events(resp.bytes_stream()));
+        let endpoint = loop {
+            match events.next().await {
+                Some((event, data)) if event == "endpoint" => {
+                    break base.join(data.trim()).map_err(|e| {
+                        UpstreamError::Protocol(format!("bad endpoint event: {e}"))
+                    })?;
+                }
+                Some(_) => continue,
+                None => {
+                    return Err(UpstreamError::Protocol(
+                        "SSE stream ended before the endpoint event".into(),
+                    ))
+                }
+            }
+        };
+        let (tx, incoming) = mpsc::channel(256);
+        let reader = tokio::spawn(async move {
+            while let Some((event, data)) = events.next().await {
+                if event != "message" && !event.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+                    Ok(msg) => {
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "warden::upstream", "dropped an unparsable SSE message: {e}")
+                    }
+                }
+            }
+        });
+        Ok(Self { http, endpoint: endpoint.as_str().into(), headers: map, incoming, reader })
+    }
+}
+
+impl Transport<RoleClient> for LegacySse {
+    type Error = SseError;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl std::future::Future<Output = Result<(), SseError>> + Send + 'static {
+        let req = self.http.post(&*self.endpoint).headers(self.headers.clone()).json(&item);
+        async move {
+            let resp = req.send().await.map_err(|e| SseError(e.to_string()))?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(SseError(format!("HTTP {}", resp.status().as_u16())))
+            }
+        }
+    }
+
+    fn receive(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<RxJsonRpcMessage<RoleClient>>> + Send {
+        self.incoming.recv()
+    }
+
+    async fn close(&mut self) -> Result<(), SseError> {
+        self.reader.abort();
+        Ok(())
+    }
+}
+
+/// Parses a byte stream as server-sent events: yields `(event name, data)`.
+fn sse_events<S, B, E>(bytes: S) -> impl futures::Stream<Item = (String, String)> + Send
+where
+    S: futures::Stream<Item = Result<B, E>> + Send + 'static,
+    B: AsRef<[u8]> + Send,
+    E: Send,
+{
+    futures::stream::unfold(
+        (Box::pin(bytes), Vec::<u8>::new(), false),
+        |(mut bytes, mut buf, mut done)| async move {
+            loop {
+                // A complete event ends with a blank line.
+                if let Some(pos) = find_blank_line(&buf) {
+                    let raw: Vec<u8> = buf.drain(..pos.0 + pos.1).collect();
+                    let text = String::from_utf8_lossy(&raw[..pos.0]).into_owned();
+                    let mut event = String::new();
+                    let mut data = Vec::new();
+                    for line in text.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            event = v.trim().to_owned();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                        }
+                    }
+                    if event.is_empty() && data.is_empty() {
+                        continue;
+                    }
+                    return Some(((event, data.join("\n")), (bytes, buf, done)));
+                }
+                if done {
+                    return None;
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(chunk.as_ref()),
+                    _ => done = true,
+                }
+            }
+        },
+    )
+}
+
+fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}

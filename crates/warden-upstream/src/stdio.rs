@@ -1,0 +1,341 @@
+//! A stdio server: a child process in its own process group, spoken to over stdin/stdout.
+//!
+//! Three small tasks watch each child: one waits for it to exit (and then kills whatever is
+//! left of its process group), one taps stdout (counting bytes for liveness, dropping lines
+//! that are not JSON, noticing EOF at once) and feeds the rest to rmcp through an in-memory
+//! pipe, and one logs stderr under the server's name, rate-limited.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use rmcp::service::RoleClient;
+use rmcp::Peer;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use warden_config::{ProbeMethod, ServerSpec, Transport};
+use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
+
+use crate::client::{self, Handler, Running};
+use crate::{
+    Activity, BoxFuture, Catalog, Connected, Connector, PeerInfo, Session, SessionEvent,
+    StopPolicy, UpstreamError,
+};
+
+/// Longest stdout line accepted (a large tool list is one line).
+const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// Starts stdio servers.
+pub struct StdioConnector {
+    spec: ServerSpec,
+}
+
+impl StdioConnector {
+    pub fn new(spec: ServerSpec) -> Self {
+        Self { spec }
+    }
+}
+
+impl Connector for StdioConnector {
+    fn connect(
+        &self,
+        instance: InstanceId,
+        deadline: Duration,
+    ) -> BoxFuture<'_, Result<Connected, UpstreamError>> {
+        Box::pin(connect(&self.spec, instance, deadline))
+    }
+}
+
+async fn connect(
+    spec: &ServerSpec,
+    instance: InstanceId,
+    deadline: Duration,
+) -> Result<Connected, UpstreamError> {
+    let Transport::Stdio { command, args, env, cwd, .. } = &spec.transport else {
+        return Err(UpstreamError::Protocol("not a stdio server".into()));
+    };
+    let mut cmd = Command::new(command);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v.expose())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so wrappers (npx, uvx, sh -c) and their children stop together.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child =
+        cmd.spawn().map_err(|source| UpstreamError::Spawn { command: command.clone(), source })?;
+    let pid = child.id().unwrap_or(0);
+    let activity = Arc::new(Activity::new());
+    let (events_tx, events_rx) = mpsc::channel(64);
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+
+    tokio::spawn(log_stderr(instance.clone(), stderr, Arc::clone(&activity)));
+    let (rmcp_side, tap_side) = tokio::io::duplex(1024 * 1024);
+    let (rmcp_read, _unused_write) = tokio::io::split(rmcp_side);
+    tokio::spawn(tap_stdout(
+        instance.clone(),
+        stdout,
+        tap_side,
+        Arc::clone(&activity),
+        events_tx.clone(),
+    ));
+    let (exit_tx, exit_rx) = watch::channel(None);
+    tokio::spawn(wait_exit(child, pid, exit_tx, events_tx.clone()));
+
+    match client::handshake(Handler::new(events_tx), (rmcp_read, stdin), deadline).await {
+        Ok((running, info)) => {
+            let peer = running.peer().clone();
+            let session = StdioSession {
+                running: Mutex::new(Some(running)),
+                peer,
+                info: info.clone(),
+                activity,
+                pid,
+                exit: exit_rx,
+            };
+            Ok(Connected { session: Box::new(session), events: events_rx, info })
+        }
+        Err(err) => {
+            // Explain a start-up failure by how the process ended, if it did.
+            let mut exit = exit_rx;
+            let ended =
+                tokio::time::timeout(Duration::from_millis(200), exit.wait_for(Option::is_some))
+                    .await;
+            kill_group(pid, Signal::SIGKILL);
+            match ended {
+                Ok(Ok(e)) => {
+                    let e = e.clone().expect("waited for Some");
+                    Err(UpstreamError::Closed(Some(format!("{} during start-up", e.describe()))))
+                }
+                _ => Err(err),
+            }
+        }
+    }
+}
+
+fn kill_group(pid: u32, signal: Signal) -> bool {
+    pid != 0 && killpg(Pid::from_raw(pid as i32), signal).is_ok()
+}
+
+async fn wait_exit(
+    mut child: Child,
+    pid: u32,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
+    events: mpsc::Sender<SessionEvent>,
+) {
+    let status = child.wait().await;
+    let info = match status {
+        Ok(s) => {
+            ExitInfo { code: s.code(), signal: s.signal(), at: warden_core::now(), pid: Some(pid) }
+        }
+        Err(_) => ExitInfo { code: None, signal: None, at: warden_core::now(), pid: Some(pid) },
+    };
+    // The server is gone; nothing it started may outlive it.
+    kill_group(pid, Signal::SIGKILL);
+    let _ = exit_tx.send(Some(info.clone()));
+    let _ = events.send(SessionEvent::Exited(info)).await;
+}
+
+/// Copies JSON lines from the child's stdout to rmcp; counts every byte as liveness; drops
+/// (and reports) lines that are not JSON; reports EOF at once.
+async fn tap_stdout(
+    instance: InstanceId,
+    stdout: tokio::process::ChildStdout,
+    mut to_rmcp: tokio::io::DuplexStream,
+    activity: Arc<Activity>,
+    events: mpsc::Sender<SessionEvent>,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    let mut line = Vec::with_capacity(4096);
+    let mut limiter = LineLimiter::default();
+    let mut garbage: u64 = 0;
+    let reason = loop {
+        line.clear();
+        match read_line(&mut reader, &mut line).await {
+            Ok(0) => break Reason::new(FailureClass::Crash, "stdout closed"),
+            Ok(n) => {
+                activity.touch(n);
+                let first = line.iter().copied().find(|b| !b.is_ascii_whitespace());
+                match first {
+                    Some(b'{') | Some(b'[') => {
+                        if !line.ends_with(b"\n") {
+                            line.push(b'\n');
+                        }
+                        if to_rmcp.write_all(&line).await.is_err() {
+                            // rmcp closed its side: the session is being shut down.
+                            return;
+                        }
+                    }
+                    None => {}
+                    Some(_) => {
+                        garbage += 1;
+                        if let Some(suppressed) = limiter.allow(Instant::now()) {
+                            let text = String::from_utf8_lossy(&line);
+                            tracing::warn!(target: "warden::upstream", instance = %instance, garbage_lines = garbage, suppressed,
+                                "dropped a non-JSON line on stdout: {}", truncate(text.trim_end(), 200));
+                        }
+                    }
+                }
+            }
+            Err(e) => break Reason::new(FailureClass::ProtocolError, format!("stdout: {e}")),
+        }
+    };
+    let _ = events.send(SessionEvent::Closed(reason)).await;
+}
+
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let n = r.read_until(b'\n', buf).await?;
+    if buf.len() > MAX_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "line longer than 64 MiB",
+        ));
+    }
+    Ok(n)
+}
+
+async fn log_stderr(
+    instance: InstanceId,
+    stderr: tokio::process::ChildStderr,
+    activity: Arc<Activity>,
+) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    let mut limiter = LineLimiter::default();
+    loop {
+        line.clear();
+        match read_line(&mut reader, &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                activity.touch(n);
+                if let Some(suppressed) = limiter.allow(Instant::now()) {
+                    let text = String::from_utf8_lossy(&line);
+                    if suppressed > 0 {
+                        tracing::info!(target: "warden::stderr", instance = %instance, suppressed, "{}", truncate(text.trim_end(), 1000));
+                    } else {
+                        tracing::info!(target: "warden::stderr", instance = %instance, "{}", truncate(text.trim_end(), 1000));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// At most 20 lines a second per stream; the next line let through says how many were dropped.
+#[derive(Default)]
+struct LineLimiter {
+    window: Option<Instant>,
+    count: u32,
+    suppressed: u64,
+}
+
+impl LineLimiter {
+    const PER_SECOND: u32 = 20;
+
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.window {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
+            _ => {
+                self.window = Some(now);
+                self.count = 0;
+            }
+        }
+        self.count += 1;
+        if self.count > Self::PER_SECOND {
+            self.suppressed += 1;
+            None
+        } else {
+            Some(std::mem::take(&mut self.suppressed))
+        }
+    }
+}
+
+struct StdioSession {
+    running: Mutex<Option<Running>>,
+    peer: Peer<RoleClient>,
+    info: PeerInfo,
+    activity: Arc<Activity>,
+    pid: u32,
+    exit: watch::Receiver<Option<ExitInfo>>,
+}
+
+impl Session for StdioSession {
+    fn probe(
+        &self,
+        method: ProbeMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
+        Box::pin(client::probe(&self.peer, &self.info, method, timeout, &self.activity))
+    }
+
+    fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
+        Box::pin(client::list_catalog(&self.peer, timeout))
+    }
+
+    fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid)
+    }
+
+    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
+        let running = self.running.lock().expect("not poisoned").take();
+        let mut exit = self.exit.clone();
+        let pid = self.pid;
+        Box::pin(async move {
+            // 1. Close stdin (ending the rmcp service drops the pipe) and give it `grace`.
+            if let Some(r) = running {
+                let _ = tokio::time::timeout(policy.grace, r.cancel()).await;
+            }
+            let wait = |exit: &mut watch::Receiver<Option<ExitInfo>>, d: Duration| {
+                let mut exit = exit.clone();
+                async move {
+                    tokio::time::timeout(d, exit.wait_for(Option::is_some))
+                        .await
+                        .ok()
+                        .and_then(|e| e.ok().map(|e| e.clone()))
+                        .flatten()
+                }
+            };
+            if let Some(e) = wait(&mut exit, policy.grace).await {
+                return Some(e);
+            }
+            // 2. SIGTERM the group (and SIGCONT, so a stopped process can act on it).
+            kill_group(pid, Signal::SIGTERM);
+            kill_group(pid, Signal::SIGCONT);
+            if let Some(e) = wait(&mut exit, policy.term).await {
+                return Some(e);
+            }
+            // 3. SIGKILL.
+            kill_group(pid, Signal::SIGKILL);
+            wait(&mut exit, Duration::from_secs(5)).await
+        })
+    }
+
+    fn kill(&self) {
+        kill_group(self.pid, Signal::SIGKILL);
+    }
+}
