@@ -1,1 +1,12 @@
-//! warden-testkit
+//! A misbehaving MCP server for tests, benchmarks and the demo.
+//!
+//! It serves a handful of tools over stdio or Streamable HTTP and misbehaves on request: slow
+//! start-up, latency with jitter, a latency ramp, random errors, a crash after N calls or T
+//! seconds, a hang (stops answering everything), garbage on stdout, chatter on stderr, tool
+//! lists that change at run time, and a grandchild process (to test process-group cleanup).
+
+mod garbage;
+mod server;
+
+pub use garbage::GarbageWriter;
+pub use server::{Knobs, Misbehave};

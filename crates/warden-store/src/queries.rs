@@ -1,0 +1,187 @@
+//! Reading back: failures, events, metrics, and the failover configuration table.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::writer::ts;
+use crate::Store;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FailureRow {
+    pub id: i64,
+    pub server_type: String,
+    pub server_instance: Option<String>,
+    pub failure_type: String,
+    pub task_context: Option<String>,
+    pub error_details: Option<String>,
+    pub recovery_action: Option<String>,
+    pub resolution_time_seconds: Option<f64>,
+    pub resolved: bool,
+    pub occurred_at: String,
+    pub resolved_at: Option<String>,
+    pub trace_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: String,
+    pub kind: String,
+    pub server: Option<String>,
+    pub instance: Option<String>,
+    pub trace_id: String,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricRow {
+    pub server_type: String,
+    pub server_instance: String,
+    pub metric_type: String,
+    pub metric_value: f64,
+    pub status: String,
+    pub details: Option<String>,
+    pub measured_at: String,
+}
+
+/// One row of `failover_configurations`, derived from a server's config.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailoverConfig {
+    pub primary_server_type: String,
+    pub fallback_strategy: String,
+    pub fallback_server_type: Option<String>,
+    pub auto_recovery_enabled: bool,
+    pub max_retry_attempts: i64,
+    pub retry_delay_seconds: f64,
+    pub health_check_interval_seconds: f64,
+}
+
+impl Store {
+    /// Failures, newest first; only those of `server` when given.
+    pub async fn failures(
+        &self,
+        server: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<FailureRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, server_type, server_instance, failure_type, task_context, error_details, recovery_action,
+                    resolution_time_seconds, resolved, occurred_at, resolved_at, trace_id
+             FROM integration_failures WHERE (?1 IS NULL OR server_type = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(server)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FailureRow {
+                id: r.get(0),
+                server_type: r.get(1),
+                server_instance: r.get(2),
+                failure_type: r.get(3),
+                task_context: r.get(4),
+                error_details: r.get(5),
+                recovery_action: r.get(6),
+                resolution_time_seconds: r.get(7),
+                resolved: r.get::<i64, _>(8) != 0,
+                occurred_at: r.get(9),
+                resolved_at: r.get(10),
+                trace_id: r.get(11),
+            })
+            .collect())
+    }
+
+    /// Events, newest first; only those of `kind` when given.
+    pub async fn events(
+        &self,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, server, instance, trace_id, payload FROM events
+             WHERE (?1 IS NULL OR kind = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EventRow {
+                id: r.get(0),
+                at: r.get(1),
+                kind: r.get(2),
+                server: r.get(3),
+                instance: r.get(4),
+                trace_id: r.get(5),
+                payload: serde_json::from_str(&r.get::<String, _>(6)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Metric rows of one instance (`name#0`), newest first.
+    pub async fn metrics(&self, instance: &str, limit: i64) -> Result<Vec<MetricRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT server_type, server_instance, metric_type, metric_value, status, details, measured_at
+             FROM integration_health_metrics WHERE server_instance = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(instance)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| MetricRow {
+                server_type: r.get(0),
+                server_instance: r.get(1),
+                metric_type: r.get(2),
+                metric_value: r.get(3),
+                status: r.get(4),
+                details: r.get(5),
+                measured_at: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Replaces the `failover_configurations` rows with those derived from the config.
+    pub async fn sync_failover_configs(
+        &self,
+        configs: &[FailoverConfig],
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM failover_configurations").execute(&mut *tx).await?;
+        let now = ts(&warden_core::now());
+        for c in configs {
+            sqlx::query(
+                "INSERT INTO failover_configurations (primary_server_type, fallback_strategy, fallback_server_type,
+                    auto_recovery_enabled, max_retry_attempts, retry_delay_seconds, health_check_interval_seconds, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&c.primary_server_type)
+            .bind(&c.fallback_strategy)
+            .bind(&c.fallback_server_type)
+            .bind(c.auto_recovery_enabled)
+            .bind(c.max_retry_attempts)
+            .bind(c.retry_delay_seconds)
+            .bind(c.health_check_interval_seconds)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Rows in `table` (one of Warden's own tables).
+    pub async fn count(&self, table: &str) -> Result<i64, sqlx::Error> {
+        let allowed = [
+            "integration_health_metrics",
+            "integration_failures",
+            "failover_configurations",
+            "events",
+        ];
+        if !allowed.contains(&table) {
+            return Err(sqlx::Error::Protocol(format!("unknown table {table}")));
+        }
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await
+    }
+}

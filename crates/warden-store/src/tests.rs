@@ -1,0 +1,241 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Connection;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use warden_core::{
+    Event, EventBus, EventKind, FailureClass, InstanceId, InstanceState, MetricSample, Reason,
+    RecoveryAction, TraceId,
+};
+
+use crate::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Store,
+    events: mpsc::Sender<Arc<Event>>,
+    samples: mpsc::Sender<MetricSample>,
+    shutdown: CancellationToken,
+    writer: tokio::task::JoinHandle<()>,
+    bus_rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("warden.db");
+    let store = Store::open(&Location::Sqlite(path.clone())).await.unwrap();
+    let (events, ev_rx) = mpsc::channel(10_000);
+    let (samples, s_rx) = mpsc::channel(10_000);
+    let bus = EventBus::new(None);
+    let bus_rx = bus.subscribe();
+    let shutdown = CancellationToken::new();
+    let writer = store.spawn_writer(
+        ev_rx,
+        s_rx,
+        WriterOptions {
+            retention: Duration::from_secs(86_400),
+            prune_every: Duration::from_secs(3600),
+            bus: Some(bus),
+        },
+        shutdown.clone(),
+    );
+    Fixture { _dir: dir, path, store, events, samples, shutdown, writer, bus_rx }
+}
+
+fn id() -> InstanceId {
+    InstanceId::new("files", 0)
+}
+
+fn event(kind: EventKind) -> Arc<Event> {
+    Arc::new(Event::new(Some(id()), TraceId::random(), kind))
+}
+
+fn sample() -> MetricSample {
+    MetricSample {
+        instance: id(),
+        at: warden_core::now(),
+        state: InstanceState::Healthy,
+        response_time_ms: Some(1.5),
+        p95_ms: Some(3.0),
+        p99_ms: Some(4.0),
+        error_rate: 0.01,
+        availability: 0.999,
+        throughput: 0.2,
+    }
+}
+
+async fn eventually(mut f: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("condition not met within 5 s");
+}
+
+#[tokio::test]
+async fn opens_in_wal_mode_with_the_original_tables() {
+    let f = fixture().await;
+    assert!(f.path.exists(), "creates the directory and the file");
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", f.path.display())).await.unwrap();
+    let mode: String =
+        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(mode, "wal");
+    for (table, columns) in [
+        ("integration_health_metrics", "server_type,server_instance,metric_type,metric_value,status,details,measured_at"),
+        ("integration_failures", "server_type,failure_type,task_context,error_details,recovery_action,resolution_time_seconds,resolved,occurred_at"),
+        ("failover_configurations", "primary_server_type,fallback_strategy,fallback_server_type,auto_recovery_enabled,max_retry_attempts,retry_delay_seconds,health_check_interval_seconds,created_at"),
+    ] {
+        let have: Vec<String> = sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')")).fetch_all(&mut conn).await.unwrap();
+        for c in columns.split(',') {
+            assert!(have.iter().any(|h| h == c), "{table}.{c} missing; have {have:?}");
+        }
+    }
+    // Reopening applies no migration twice.
+    drop(Store::open(&Location::Sqlite(f.path.clone())).await.unwrap());
+}
+
+#[tokio::test]
+async fn failures_are_resolved_with_their_recovery_action_and_samples_become_rows() {
+    let f = fixture().await;
+    f.events
+        .send(event(EventKind::Failure {
+            reason: Reason::new(FailureClass::Crash, "exited with signal 9"),
+            context: "state healthy".into(),
+        }))
+        .await
+        .unwrap();
+    f.samples.send(sample()).await.unwrap();
+    eventually(async || f.store.count("integration_failures").await.unwrap() == 1).await;
+    let open = f.store.failures(Some("files"), 10).await.unwrap();
+    assert!(!open[0].resolved);
+    assert_eq!(open[0].failure_type, "crash");
+    assert_eq!(open[0].server_instance.as_deref(), Some("files#0"));
+    f.events
+        .send(event(EventKind::Recovered {
+            class: FailureClass::Crash,
+            action: RecoveryAction::Restart,
+            downtime_seconds: 1.25,
+        }))
+        .await
+        .unwrap();
+    eventually(async || f.store.failures(None, 10).await.unwrap()[0].resolved).await;
+    let row = &f.store.failures(None, 10).await.unwrap()[0];
+    assert_eq!(row.recovery_action.as_deref(), Some("restart"));
+    assert_eq!(row.resolution_time_seconds, Some(1.25));
+    assert!(row.resolved_at.is_some());
+    let metrics = f.store.metrics("files#0", 10).await.unwrap();
+    let kinds: Vec<&str> = metrics.iter().map(|m| m.metric_type.as_str()).collect();
+    for k in ["response_time", "error_rate", "availability", "throughput"] {
+        assert!(kinds.contains(&k), "{k} missing in {kinds:?}");
+    }
+    assert!(metrics.iter().all(|m| m.status == "healthy"));
+    assert_eq!(f.store.count("events").await.unwrap(), 2);
+    f.shutdown.cancel();
+    f.writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_database_degrades_health_loses_nothing_and_recovers() {
+    let mut f = fixture().await;
+    f.events.send(event(EventKind::OperatorAction { action: "warm-up".into() })).await.unwrap();
+    eventually(async || f.store.count("events").await.unwrap() == 1).await;
+    let pages: i64 =
+        sqlx::query_scalar("PRAGMA page_count").fetch_one(&f.store.pool).await.unwrap();
+    f.store.set_max_pages(Some(pages as u64)).await.unwrap();
+    let big = "x".repeat(8000);
+    for _ in 0..50 {
+        f.events.send(event(EventKind::OperatorAction { action: big.clone() })).await.unwrap();
+    }
+    eventually(async || !f.store.health().ok).await;
+    let h = f.store.health();
+    assert!(h.last_error.as_deref().unwrap_or("").contains("full"), "{h:?}");
+    assert!(h.pending >= 50, "rows are kept while failing: {h:?}");
+    f.store.set_max_pages(None).await.unwrap();
+    eventually(async || f.store.health().ok).await;
+    eventually(async || f.store.count("events").await.unwrap() >= 51).await;
+    let mut kinds = vec![];
+    while let Ok(e) = f.bus_rx.try_recv() {
+        kinds.push(e.kind.name());
+    }
+    assert_eq!(kinds, ["store_degraded", "store_recovered"]);
+    f.shutdown.cancel();
+    f.writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_locked_database_degrades_health_then_recovers() {
+    let f = fixture().await;
+    let mut locker =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", f.path.display())).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut locker).await.unwrap();
+    f.events
+        .send(event(EventKind::OperatorAction { action: "while locked".into() }))
+        .await
+        .unwrap();
+    eventually(async || !f.store.health().ok).await;
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    eventually(async || f.store.health().ok).await;
+    eventually(async || f.store.count("events").await.unwrap() == 1).await;
+    f.shutdown.cancel();
+    f.writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_flushes_what_is_queued() {
+    let f = fixture().await;
+    for _ in 0..10 {
+        f.events.send(event(EventKind::OperatorAction { action: "x".into() })).await.unwrap();
+    }
+    f.shutdown.cancel();
+    f.writer.await.unwrap();
+    assert_eq!(f.store.count("events").await.unwrap(), 10);
+}
+
+#[tokio::test]
+async fn prune_deletes_rows_older_than_retention() {
+    let f = fixture().await;
+    let mut old = sample();
+    old.at = warden_core::now() - chrono::Duration::days(40);
+    f.samples.send(old).await.unwrap();
+    f.samples.send(sample()).await.unwrap();
+    eventually(async || f.store.count("integration_health_metrics").await.unwrap() == 8).await;
+    f.store.prune(Duration::from_secs(30 * 86_400)).await;
+    assert_eq!(f.store.count("integration_health_metrics").await.unwrap(), 4);
+    f.shutdown.cancel();
+    f.writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn failover_configurations_follow_the_config() {
+    let f = fixture().await;
+    let row = FailoverConfig {
+        primary_server_type: "search".into(),
+        fallback_strategy: "priority".into(),
+        fallback_server_type: Some("search-backup".into()),
+        auto_recovery_enabled: true,
+        max_retry_attempts: 5,
+        retry_delay_seconds: 0.5,
+        health_check_interval_seconds: 5.0,
+    };
+    f.store.sync_failover_configs(&[row.clone()]).await.unwrap();
+    f.store.sync_failover_configs(&[row]).await.unwrap();
+    assert_eq!(f.store.count("failover_configurations").await.unwrap(), 1);
+}
+
+#[test]
+fn locations_parse() {
+    assert_eq!(
+        Location::parse("sqlite:///tmp/x.db").unwrap(),
+        Location::Sqlite("/tmp/x.db".into())
+    );
+    assert_eq!(Location::parse("./w.db").unwrap(), Location::Sqlite("./w.db".into()));
+    assert_eq!(Location::parse("sqlite::memory:").unwrap(), Location::Memory);
+    let err = Location::parse("postgres://user:secret@host/db").unwrap_err().to_string();
+    assert!(err.contains("postgres://"), "{err}");
+    assert!(!err.contains("secret"), "no credentials in errors: {err}");
+}

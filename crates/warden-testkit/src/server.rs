@@ -1,0 +1,267 @@
+//! The MCP server and its knobs.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool, ToolAnnotations,
+};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer};
+use rmcp::{ErrorData, Peer, ServerHandler};
+use serde_json::{json, Map, Value};
+
+/// How the server misbehaves. Every knob is off by default.
+#[derive(Clone, Debug, Default)]
+pub struct Knobs {
+    /// Added to every request (ping included).
+    pub latency: Duration,
+    /// Up to this much more, uniformly at random.
+    pub latency_jitter: Duration,
+    /// After this long, latency grows by `ramp_ms_per_s` every second.
+    pub ramp_after: Option<Duration>,
+    pub ramp_ms_per_s: f64,
+    /// Share of tool calls answered with a JSON-RPC internal error.
+    pub error_rate: f64,
+    /// Exit (with `exit_code`) on the N-th tool call, before answering it.
+    pub crash_after_calls: Option<u64>,
+    /// Exit (with `exit_code`) this long after start.
+    pub crash_after: Option<Duration>,
+    pub exit_code: i32,
+    /// Stop answering everything after this long…
+    pub hang_after: Option<Duration>,
+    /// …or from the N-th tool call on.
+    pub hang_after_calls: Option<u64>,
+    /// Add or remove a tool (and announce `list_changed`) this often.
+    pub tools_change_every: Option<Duration>,
+}
+
+/// The server state, shared by every session.
+#[derive(Clone)]
+pub struct Misbehave {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    knobs: Knobs,
+    started: Instant,
+    calls: AtomicU64,
+    counter: AtomicU64,
+    hung: AtomicBool,
+    extra_tools: AtomicU64,
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+}
+
+fn schema(v: Value) -> Arc<Map<String, Value>> {
+    match v {
+        Value::Object(m) => Arc::new(m),
+        _ => unreachable!("schemas are objects"),
+    }
+}
+
+impl Misbehave {
+    pub fn new(knobs: Knobs) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                knobs,
+                started: Instant::now(),
+                calls: AtomicU64::new(0),
+                counter: AtomicU64::new(0),
+                hung: AtomicBool::new(false),
+                extra_tools: AtomicU64::new(0),
+                peers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn knobs(&self) -> &Knobs {
+        &self.inner.knobs
+    }
+
+    /// Stops answering anything from now on.
+    pub fn hang(&self) {
+        self.inner.hung.store(true, Ordering::SeqCst);
+    }
+
+    /// Adds or removes the changing tool and tells every client.
+    pub async fn change_tools(&self) {
+        let n = self.inner.extra_tools.fetch_add(1, Ordering::SeqCst) + 1;
+        tracing::info!(extra_tools = n % 2, "tool list changed");
+        let peers: Vec<Peer<RoleServer>> = self.inner.peers.lock().expect("not poisoned").clone();
+        for p in peers {
+            let _ = p.notify_tool_list_changed().await;
+        }
+    }
+
+    pub fn tools(&self) -> Vec<Tool> {
+        let ro = ToolAnnotations::new().read_only(true).idempotent(true);
+        let mut tools = vec![
+            Tool::new("echo", "Returns its text argument.", schema(json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]})))
+                .with_annotations(ToolAnnotations::new().read_only(true)),
+            Tool::new("add", "Adds two numbers.", schema(json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]})))
+                .with_annotations(ro.clone()),
+            Tool::new("sleep", "Sleeps for `ms` milliseconds, sending progress every 100 ms.", schema(json!({"type": "object", "properties": {"ms": {"type": "integer"}}, "required": ["ms"]})))
+                .with_annotations(ro),
+            Tool::new("increment", "Increments a counter (not idempotent).", schema(json!({"type": "object", "properties": {}})))
+                .with_annotations(ToolAnnotations::new().read_only(false).idempotent(false).destructive(false)),
+            Tool::new("fail", "Always answers with a tool error (isError: true).", schema(json!({"type": "object", "properties": {}}))),
+        ];
+        if self.inner.extra_tools.load(Ordering::SeqCst) % 2 == 1 {
+            tools.push(Tool::new(
+                "dynamic",
+                "Appears and disappears at run time.",
+                schema(json!({"type": "object", "properties": {}})),
+            ));
+        }
+        tools
+    }
+
+    fn is_hung(&self) -> bool {
+        if self.inner.hung.load(Ordering::SeqCst) {
+            return true;
+        }
+        if let Some(after) = self.inner.knobs.hang_after {
+            if self.inner.started.elapsed() >= after {
+                self.inner.hung.store(true, Ordering::SeqCst);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The delay every request gets right now.
+    pub fn current_latency(&self) -> Duration {
+        let k = &self.inner.knobs;
+        let mut d = k.latency;
+        if !k.latency_jitter.is_zero() {
+            d += k.latency_jitter.mul_f64(rand::random::<f64>());
+        }
+        if let Some(after) = k.ramp_after {
+            let ramping = self.inner.started.elapsed().saturating_sub(after).as_secs_f64();
+            d += Duration::from_secs_f64(ramping * k.ramp_ms_per_s / 1000.0);
+        }
+        d
+    }
+
+    /// Applies hang and latency; never returns while hung.
+    async fn misbehave(&self) {
+        if self.is_hung() {
+            std::future::pending::<()>().await;
+        }
+        let d = self.current_latency();
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+        if self.is_hung() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn text(s: impl Into<String>) -> CallToolResponse {
+        CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(s)]))
+    }
+}
+
+fn num(args: &Option<Map<String, Value>>, key: &str) -> Result<f64, ErrorData> {
+    args.as_ref()
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_f64)
+        .ok_or_else(|| ErrorData::invalid_params(format!("missing number argument {key:?}"), None))
+}
+
+impl ServerHandler for Misbehave {
+    fn get_info(&self) -> ServerConfig {
+        let mut config = ServerConfig::new(
+            ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build(),
+        )
+        .with_instructions("A deliberately misbehaving MCP server for testing Warden.");
+        config.server_info = Implementation::new("mcp-misbehave", env!("CARGO_PKG_VERSION"));
+        config
+    }
+
+    async fn ping(&self, _: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        self.misbehave().await;
+        Ok(())
+    }
+
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        self.inner.peers.lock().expect("not poisoned").push(ctx.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.misbehave().await;
+        Ok(ListToolsResult { tools: self.tools(), ..Default::default() })
+    }
+
+    async fn call_tool(
+        &self,
+        req: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let n = self.inner.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let k = &self.inner.knobs;
+        if k.crash_after_calls.is_some_and(|limit| n >= limit) {
+            tracing::warn!(call = n, code = k.exit_code, "crashing as asked");
+            std::process::exit(k.exit_code);
+        }
+        if k.hang_after_calls.is_some_and(|limit| n >= limit) {
+            self.hang();
+        }
+        self.misbehave().await;
+        if k.error_rate > 0.0 && rand::random::<f64>() < k.error_rate {
+            return Err(ErrorData::internal_error("injected failure", None));
+        }
+        match req.name.as_ref() {
+            "echo" => {
+                let text = req
+                    .arguments
+                    .as_ref()
+                    .and_then(|a| a.get("text"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Ok(Self::text(text))
+            }
+            "add" => {
+                Ok(Self::text((num(&req.arguments, "a")? + num(&req.arguments, "b")?).to_string()))
+            }
+            "sleep" => {
+                let ms = num(&req.arguments, "ms")?.max(0.0) as u64;
+                let token = ctx.meta.get_progress_token();
+                let end = Instant::now() + Duration::from_millis(ms);
+                let mut step = 0u32;
+                while Instant::now() < end {
+                    tokio::time::sleep(Duration::from_millis(100).min(end - Instant::now())).await;
+                    step += 1;
+                    if let Some(t) = &token {
+                        let _ = ctx
+                            .peer
+                            .notify_progress(ProgressNotificationParam::new(
+                                t.clone(),
+                                f64::from(step),
+                            ))
+                            .await;
+                    }
+                }
+                Ok(Self::text(format!("slept {ms} ms")))
+            }
+            "increment" => {
+                Ok(Self::text((self.inner.counter.fetch_add(1, Ordering::SeqCst) + 1).to_string()))
+            }
+            "fail" => {
+                Ok(CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(
+                    "this tool always fails",
+                )])))
+            }
+            "dynamic" if self.inner.extra_tools.load(Ordering::SeqCst) % 2 == 1 => {
+                Ok(Self::text("here for now"))
+            }
+            other => Err(ErrorData::invalid_params(format!("unknown tool {other:?}"), None)),
+        }
+    }
+}
