@@ -1,1 +1,172 @@
-//! warden-app
+//! The composition root: turns a validated config into running parts and owns their shutdown.
+//!
+//! Start order: store (falling back to memory if the file cannot be opened) → writer → event
+//! bus → supervisor registry → HTTP listener. Shutdown runs backwards: stop serving, stop every
+//! instance gracefully, then flush the writer and close the database.
+
+mod check;
+mod demo;
+mod http;
+mod render;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use warden_config::Config;
+use warden_core::EventBus;
+use warden_store::{FailoverConfig, Location, Store, WriterOptions};
+use warden_supervisor::{ConnectorFactory, Registry, SupervisorOptions};
+
+pub use check::{check, CheckOptions};
+pub use demo::demo_config;
+pub use render::render_table;
+pub use warden_supervisor::{Command, Overview};
+
+/// What `warden run` needs.
+pub struct RunOptions {
+    pub config: Config,
+    pub database: Location,
+    /// Serve the HTTP API here (`None`: no listener).
+    pub listen: Option<SocketAddr>,
+    /// Real connectors unless a test injects fakes.
+    pub connectors: Option<ConnectorFactory>,
+}
+
+/// A running Warden. Call [`App::shutdown`] to stop it cleanly.
+pub struct App {
+    registry: Registry,
+    store: Store,
+    bus: Arc<EventBus>,
+    writer: tokio::task::JoinHandle<()>,
+    writer_stop: CancellationToken,
+    http: Option<(SocketAddr, tokio::task::JoinHandle<()>, CancellationToken)>,
+    /// Why the configured database is not in use, if it is not.
+    store_fallback: Option<String>,
+}
+
+/// Why Warden could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+pub fn real_connectors() -> ConnectorFactory {
+    Arc::new(|spec| warden_upstream::connector_for(spec))
+}
+
+impl App {
+    pub async fn start(options: RunOptions) -> Result<Self, StartError> {
+        let started = Instant::now();
+        // The database must never stop supervision: if it cannot be opened, record in memory.
+        let (store, store_fallback) = match Store::open(&options.database).await {
+            Ok(s) => (s, None),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the database; recording in memory until restart");
+                let s = Store::open(&Location::Memory)
+                    .await
+                    .expect("an in-memory SQLite database opens");
+                (s, Some(e.to_string()))
+            }
+        };
+        let (events_tx, events_rx) = mpsc::channel(16_384);
+        let (samples_tx, samples_rx) = mpsc::channel(16_384);
+        let bus = EventBus::new(Some(events_tx));
+        let writer_stop = CancellationToken::new();
+        let writer = store.spawn_writer(
+            events_rx,
+            samples_rx,
+            WriterOptions {
+                retention: options.config.warden.retention,
+                prune_every: Duration::from_secs(3600),
+                bus: Some(Arc::clone(&bus)),
+            },
+            writer_stop.clone(),
+        );
+        if let Err(e) = store.sync_failover_configs(&failover_rows(&options.config)).await {
+            tracing::warn!(error = %e, "could not record the failover configuration");
+        }
+        let registry = Registry::start(
+            &options.config,
+            options.connectors.unwrap_or_else(real_connectors),
+            Arc::clone(&bus),
+            SupervisorOptions {
+                metrics_interval: options.config.warden.metrics_interval,
+                samples: Some(samples_tx),
+            },
+        );
+        let mut app =
+            Self { registry, store, bus, writer, writer_stop, http: None, store_fallback };
+        if let Some(addr) = options.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen { addr, source })?;
+            let bound =
+                listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+            let stop = CancellationToken::new();
+            let state = http::State::new(&app, started);
+            let task = tokio::spawn(http::serve(listener, state, stop.clone()));
+            tracing::info!(listen = %bound, "HTTP API listening");
+            app.http = Some((bound, task, stop));
+        }
+        let servers = options.config.servers.len();
+        let instances: u32 = options.config.servers.iter().map(|s| s.instance_count()).sum();
+        tracing::info!(servers, instances, database = %app.store.location(), "warden started");
+        Ok(app)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &Arc<EventBus> {
+        &self.bus
+    }
+
+    /// The address the HTTP API is bound to.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(a, _, _)| *a)
+    }
+
+    /// Stops serving, stops every instance, flushes the database.
+    pub async fn shutdown(self) {
+        if let Some((_, task, stop)) = self.http {
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        // Longest stop policy: 2 s grace + 5 s SIGTERM + reaping; allow some slack.
+        self.registry.shutdown(Duration::from_secs(15)).await;
+        self.writer_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.writer).await;
+        self.store.close().await;
+        tracing::info!("warden stopped");
+    }
+}
+
+/// One `failover_configurations` row per server, from its config.
+fn failover_rows(config: &Config) -> Vec<FailoverConfig> {
+    config
+        .servers
+        .iter()
+        .map(|s| FailoverConfig {
+            primary_server_type: s.name.clone(),
+            fallback_strategy: if s.fallback.is_empty() {
+                "replicas".into()
+            } else {
+                "priority".into()
+            },
+            fallback_server_type: (!s.fallback.is_empty()).then(|| s.fallback.join(",")),
+            auto_recovery_enabled: s.restart.mode != warden_config::RestartMode::Never,
+            max_retry_attempts: i64::from(s.restart.max_restarts),
+            retry_delay_seconds: s.restart.backoff.initial.as_secs_f64(),
+            health_check_interval_seconds: s.health.interval.as_secs_f64(),
+        })
+        .collect()
+}

@@ -178,6 +178,9 @@ impl Event {
             EventKind::ProcessStarted { pid } => {
                 tracing::info!(instance = %inst, pid, %trace, "process started")
             }
+            EventKind::ProcessExited { exit } if exit.is_success() => {
+                tracing::info!(instance = %inst, pid = ?exit.pid, %trace, "process {}", exit.describe())
+            }
             EventKind::ProcessExited { exit } => {
                 tracing::warn!(instance = %inst, pid = ?exit.pid, code = ?exit.code, signal = ?exit.signal, %trace, "process {}", exit.describe())
             }

@@ -222,7 +222,7 @@ async fn failover_configurations_follow_the_config() {
         retry_delay_seconds: 0.5,
         health_check_interval_seconds: 5.0,
     };
-    f.store.sync_failover_configs(&[row.clone()]).await.unwrap();
+    f.store.sync_failover_configs(std::slice::from_ref(&row)).await.unwrap();
     f.store.sync_failover_configs(&[row]).await.unwrap();
     assert_eq!(f.store.count("failover_configurations").await.unwrap(), 1);
 }

@@ -7,11 +7,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use warden_config::{Config, ServerSpec};
-use warden_core::{EventBus, InstanceId, MetricSample, ServerStatus};
+use warden_core::{EventBus, InstanceId, MetricSample};
 use warden_upstream::Connector;
 
 use crate::instance::{self, Command, InstanceCtx};
-use crate::view::{own_status, Overview, ServerView};
+use crate::view::Overview;
 use crate::InstanceView;
 
 /// Builds the connector for a server (real ones in production, fakes in tests).
@@ -107,47 +107,9 @@ impl Registry {
 
     /// The server view of everything, with fallbacks taken into account.
     pub fn overview(&self) -> Overview {
-        let own: Vec<(Arc<ServerSpec>, Vec<InstanceView>)> =
-            self.servers.iter().map(|s| (Arc::clone(&s.spec), s.views())).collect();
-        let status_of =
-            |name: &str| own.iter().find(|(s, _)| s.name == name).map(|(_, v)| own_status(v));
-        let mut servers = Vec::new();
-        for (spec, instances) in &own {
-            let mine = own_status(instances);
-            let (status, served_by) = if spec.disabled {
-                (ServerStatus::Unhealthy, None)
-            } else if mine != ServerStatus::Unhealthy {
-                (mine, Some(spec.name.clone()))
-            } else {
-                match spec
-                    .fallback
-                    .iter()
-                    .find(|f| status_of(f).is_some_and(|s| s != ServerStatus::Unhealthy))
-                {
-                    Some(fb) => (ServerStatus::Degraded, Some(fb.clone())),
-                    None => (ServerStatus::Unhealthy, None),
-                }
-            };
-            let tools = instances.iter().find(|i| i.state.is_routable()).map_or(0, |i| i.tools);
-            servers.push(ServerView {
-                name: spec.name.clone(),
-                status,
-                tools,
-                served_by,
-                transport: if spec.is_stdio() { "stdio" } else { "http" },
-                disabled: spec.disabled,
-                instances: instances.clone(),
-            });
-        }
-        let enabled: Vec<&ServerView> = servers.iter().filter(|s| !s.disabled).collect();
-        let status = if enabled.iter().all(|s| s.status == ServerStatus::Healthy) {
-            ServerStatus::Healthy
-        } else if enabled.iter().all(|s| s.status == ServerStatus::Unhealthy) {
-            ServerStatus::Unhealthy
-        } else {
-            ServerStatus::Degraded
-        };
-        Overview { status, servers }
+        Overview::from_views(
+            self.servers.iter().map(|s| (Arc::clone(&s.spec), s.views())).collect(),
+        )
     }
 
     /// Stops every instance gracefully (close stdin → SIGTERM → SIGKILL, per server policy)

@@ -1,7 +1,10 @@
 //! The server view (DESIGN.md §2): one shape for `warden check --json`, `GET /api/servers` and
 //! `warden status --json`.
 
+use std::sync::Arc;
+
 use serde::Serialize;
+use warden_config::ServerSpec;
 use warden_core::{ExitInfo, InstanceId, InstanceState, Reason, ServerStatus, Timestamp};
 use warden_health::StatsSnapshot;
 
@@ -84,5 +87,52 @@ pub(crate) fn own_status(instances: &[InstanceView]) -> ServerStatus {
         ServerStatus::Unhealthy
     } else {
         ServerStatus::Degraded
+    }
+}
+
+impl Overview {
+    /// Builds the view from each server's spec and instance views. A server with nothing
+    /// routable is `degraded` (served by its first routable fallback) or `unhealthy`.
+    pub fn from_views(own: Vec<(Arc<ServerSpec>, Vec<InstanceView>)>) -> Self {
+        let status_of =
+            |name: &str| own.iter().find(|(s, _)| s.name == name).map(|(_, v)| own_status(v));
+        let mut servers = Vec::new();
+        for (spec, instances) in &own {
+            let mine = own_status(instances);
+            let (status, served_by) = if spec.disabled {
+                (ServerStatus::Unhealthy, None)
+            } else if mine != ServerStatus::Unhealthy {
+                (mine, Some(spec.name.clone()))
+            } else {
+                match spec
+                    .fallback
+                    .iter()
+                    .find(|f| status_of(f).is_some_and(|s| s != ServerStatus::Unhealthy))
+                {
+                    Some(fb) => (ServerStatus::Degraded, Some(fb.clone())),
+                    None => (ServerStatus::Unhealthy, None),
+                }
+            };
+            let tools = instances.iter().find(|i| i.state.is_routable()).map_or(0, |i| i.tools);
+            servers.push(ServerView {
+                name: spec.name.clone(),
+                status,
+                tools,
+                served_by,
+                transport: if spec.is_stdio() { "stdio" } else { "http" },
+                disabled: spec.disabled,
+                instances: instances.clone(),
+            });
+        }
+        // Disabled servers are reported but do not drag the whole status down.
+        let enabled: Vec<&ServerView> = servers.iter().filter(|s| !s.disabled).collect();
+        let status = if enabled.iter().all(|s| s.status == ServerStatus::Healthy) {
+            ServerStatus::Healthy
+        } else if enabled.iter().all(|s| s.status == ServerStatus::Unhealthy) {
+            ServerStatus::Unhealthy
+        } else {
+            ServerStatus::Degraded
+        };
+        Self { status, servers }
     }
 }

@@ -5,6 +5,7 @@
 //! seconds, a hang (stops answering everything), garbage on stdout, chatter on stderr, tool
 //! lists that change at run time, and a grandchild process (to test process-group cleanup).
 
+pub mod cli;
 mod garbage;
 mod server;
 

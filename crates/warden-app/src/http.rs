@@ -1,0 +1,106 @@
+//! The HTTP surface of the core: Warden's own health and the server view. The full operator
+//! API, metrics, event stream and dashboard are built on this router.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State as AxState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use warden_core::ServerStatus;
+use warden_store::Store;
+
+use crate::App;
+
+#[derive(Clone)]
+pub(crate) struct State {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    started: Instant,
+    store: Store,
+    store_fallback: Option<String>,
+    overview: Box<dyn Fn() -> warden_supervisor::Overview + Send + Sync>,
+}
+
+impl State {
+    pub(crate) fn new(app: &App, started: Instant) -> Self {
+        // Views are read through watch channels; the closure owns clones of them.
+        let handles: Vec<_> =
+            app.registry.servers().iter().map(|s| (Arc::clone(&s.spec), s.watchers())).collect();
+        let overview = move || overview_from(&handles);
+        Self {
+            inner: Arc::new(Inner {
+                started,
+                store: app.store.clone(),
+                store_fallback: app.store_fallback.clone(),
+                overview: Box::new(overview),
+            }),
+        }
+    }
+}
+
+type Handles = Vec<(
+    Arc<warden_config::ServerSpec>,
+    Vec<tokio::sync::watch::Receiver<warden_supervisor::InstanceView>>,
+)>;
+
+fn overview_from(handles: &Handles) -> warden_supervisor::Overview {
+    warden_supervisor::Overview::from_views(
+        handles
+            .iter()
+            .map(|(spec, w)| (Arc::clone(spec), w.iter().map(|r| r.borrow().clone()).collect()))
+            .collect(),
+    )
+}
+
+pub(crate) fn router(state: State) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/servers", get(servers))
+        .with_state(state)
+}
+
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: State,
+    stop: CancellationToken,
+) {
+    let app = router(state);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+    {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+async fn health(AxState(state): AxState<State>) -> impl IntoResponse {
+    let overview = (state.inner.overview)();
+    let store = state.inner.store.health();
+    let status = match overview.status {
+        ServerStatus::Healthy if store.ok && state.inner.store_fallback.is_none() => "ok",
+        ServerStatus::Unhealthy => "down",
+        _ => "degraded",
+    };
+    let last_check =
+        overview.servers.iter().flat_map(|s| s.instances.iter()).filter_map(|i| i.last_check).max();
+    let code = if status == "down" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "uptime_seconds": state.inner.started.elapsed().as_secs(),
+            "last_check": last_check,
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": { "ok": store.ok && state.inner.store_fallback.is_none(), "error": store.last_error.or(state.inner.store_fallback.clone()) },
+        })),
+    )
+}
+
+async fn servers(AxState(state): AxState<State>) -> impl IntoResponse {
+    Json((state.inner.overview)())
+}

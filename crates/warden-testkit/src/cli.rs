@@ -1,0 +1,177 @@
+//! The `mcp-misbehave` command line, shared by the standalone binary and `warden misbehave`.
+#![allow(clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::ServiceExt;
+
+use crate::{GarbageWriter, Knobs, Misbehave};
+
+fn dur(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A deliberately misbehaving MCP server, for testing MCP supervisors and gateways.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "mcp-misbehave", version)]
+pub struct Args {
+    /// Serve Streamable HTTP at this address (path /mcp) instead of stdio. Port 0 picks one;
+    /// the address is printed to stderr as `listening on http://ADDR/mcp`.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Write the bound HTTP address to this file once listening.
+    #[arg(long)]
+    pub port_file: Option<std::path::PathBuf>,
+    /// Wait this long before serving (a slow start-up).
+    #[arg(long, value_parser = dur)]
+    pub startup_delay: Option<Duration>,
+    /// Exit at once with --exit-code (a crash loop).
+    #[arg(long)]
+    pub exit_on_start: bool,
+    /// Latency added to every request.
+    #[arg(long, value_parser = dur, default_value = "0s")]
+    pub latency: Duration,
+    /// Up to this much more latency, uniformly at random.
+    #[arg(long, value_parser = dur, default_value = "0s")]
+    pub latency_jitter: Duration,
+    /// Start a latency ramp after this long…
+    #[arg(long, value_parser = dur)]
+    pub ramp_after: Option<Duration>,
+    /// …growing by this many milliseconds every second.
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp_ms_per_s: f64,
+    /// Share of tool calls answered with a JSON-RPC internal error (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Exit on the N-th tool call.
+    #[arg(long)]
+    pub crash_after_calls: Option<u64>,
+    /// Exit this long after start.
+    #[arg(long, value_parser = dur)]
+    pub crash_after: Option<Duration>,
+    /// The exit code for crashes.
+    #[arg(long, default_value_t = 1)]
+    pub exit_code: i32,
+    /// Stop answering everything after this long.
+    #[arg(long, value_parser = dur)]
+    pub hang_after: Option<Duration>,
+    /// Stop answering everything from the N-th tool call on.
+    #[arg(long)]
+    pub hang_after_calls: Option<u64>,
+    /// Write a non-JSON line to stdout this often (stdio only).
+    #[arg(long, value_parser = dur)]
+    pub garbage_every: Option<Duration>,
+    /// Write a log line to stderr this often.
+    #[arg(long, value_parser = dur)]
+    pub stderr_every: Option<Duration>,
+    /// Add or remove a tool, and announce it, this often.
+    #[arg(long, value_parser = dur)]
+    pub tools_change_every: Option<Duration>,
+    /// Start a grandchild process (`sleep`) in the same process group.
+    #[arg(long)]
+    pub spawn_child: bool,
+}
+
+/// Runs the server until it is killed, crashes as asked, or its client goes away.
+pub async fn run(args: Args) {
+    if args.exit_on_start {
+        eprintln!("mcp-misbehave: exiting at once with code {}", args.exit_code);
+        std::process::exit(args.exit_code);
+    }
+    if let Some(d) = args.startup_delay {
+        tokio::time::sleep(d).await;
+    }
+    let _child = args
+        .spawn_child
+        .then(|| std::process::Command::new("sleep").arg("3600").spawn().expect("sleep starts"));
+    let knobs = Knobs {
+        latency: args.latency,
+        latency_jitter: args.latency_jitter,
+        ramp_after: args.ramp_after,
+        ramp_ms_per_s: args.ramp_ms_per_s,
+        error_rate: args.error_rate,
+        crash_after_calls: args.crash_after_calls,
+        crash_after: args.crash_after,
+        exit_code: args.exit_code,
+        hang_after: args.hang_after,
+        hang_after_calls: args.hang_after_calls,
+        tools_change_every: args.tools_change_every,
+    };
+    let server = Misbehave::new(knobs.clone());
+    if let Some(after) = knobs.crash_after {
+        let code = knobs.exit_code;
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            tracing::warn!(code, "crashing as asked");
+            std::process::exit(code);
+        });
+    }
+    if let Some(every) = knobs.tools_change_every {
+        let s = server.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                s.change_tools().await;
+            }
+        });
+    }
+    if let Some(every) = args.stderr_every {
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                tokio::time::sleep(every).await;
+                n += 1;
+                tracing::info!(n, "still here");
+            }
+        });
+    }
+    match args.http {
+        Some(addr) => serve_http(server, addr, args.port_file).await,
+        None => serve_stdio(server, args.garbage_every).await,
+    }
+}
+
+async fn serve_stdio(server: Misbehave, garbage_every: Option<Duration>) {
+    let due = Arc::new(AtomicBool::new(false));
+    if let Some(every) = garbage_every {
+        let due = Arc::clone(&due);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                due.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let stdout = GarbageWriter::new(tokio::io::stdout(), due);
+    match server.serve((tokio::io::stdin(), stdout)).await {
+        Ok(running) => {
+            let _ = running.waiting().await;
+        }
+        Err(e) => {
+            eprintln!("mcp-misbehave: handshake failed: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn serve_http(server: Misbehave, addr: SocketAddr, port_file: Option<std::path::PathBuf>) {
+    let service = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let app = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the HTTP address");
+    let bound = listener.local_addr().expect("a bound address");
+    eprintln!("listening on http://{bound}/mcp");
+    if let Some(p) = port_file {
+        std::fs::write(&p, bound.to_string()).expect("write the port file");
+    }
+    axum::serve(listener, app).await.expect("serve HTTP");
+}

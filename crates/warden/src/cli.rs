@@ -1,0 +1,86 @@
+//! The command line (DESIGN.md §2, "CLI").
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration: {e}"))
+}
+
+/// Keeps MCP servers alive: supervises them, checks their health with the protocol itself,
+/// recovers them when they crash or hang, and records everything.
+#[derive(Parser, Debug)]
+#[command(name = "warden", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct LogArgs {
+    /// Log format: human (default on a terminal) or json.
+    #[arg(long, global = true, env = "WARDEN_LOG_FORMAT", value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info`, `debug`, `warden=debug,info`.
+    #[arg(long, global = true, env = "WARDEN_LOG", default_value = "info,rmcp=warn")]
+    pub(crate) log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ConfigArg {
+    /// The config file (default: $XDG_CONFIG_HOME/warden/config.json, else ./warden.json).
+    #[arg(short = 'c', long = "config", env = "WARDEN_CONFIG")]
+    pub(crate) file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Supervise, probe, recover and record every configured server until stopped.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Run the bundled demo (three misbehaving servers) instead of a config file.
+        #[arg(long, conflicts_with = "file")]
+        demo: bool,
+        /// Serve the HTTP API on this address (overrides `warden.listen`; default 127.0.0.1:7420).
+        #[arg(long, env = "WARDEN_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// The database: a path or sqlite://PATH (default: $XDG_STATE_HOME/warden/warden.db).
+        #[arg(long, env = "WARDEN_DB")]
+        db: Option<String>,
+    },
+    /// Start every server once, probe it, print a table (or JSON), and stop. Exit 0 healthy,
+    /// 1 degraded, 2 unhealthy, 64 invalid config.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the server view as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Check only this server (repeatable).
+        #[arg(long = "server")]
+        servers: Vec<String>,
+        /// Stop waiting for states to settle after this long.
+        #[arg(long, value_parser = duration, default_value = "30s")]
+        timeout: Duration,
+    },
+    /// Report every config error at once, with the path of each bad field; exit 64 on error.
+    Validate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// A deliberately misbehaving MCP server, for tests and the demo.
+    #[command(hide = true)]
+    Misbehave(Box<warden_testkit::cli::Args>),
+}

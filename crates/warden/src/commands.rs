@@ -1,0 +1,184 @@
+//! What each subcommand does.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use warden_app::{App, CheckOptions, RunOptions};
+use warden_config::{Config, ConfigError, Loaded};
+use warden_core::ServerStatus;
+use warden_store::Location;
+
+use crate::cli::{Command, ConfigArg, LogArgs, LogFormat};
+
+/// sysexits' EX_USAGE: the config (or the command line) is wrong.
+const EX_CONFIG: u8 = 64;
+/// A runtime failure (e.g. the listen address is taken).
+const EX_SOFTWARE: u8 = 70;
+
+pub(crate) fn init_logging(log: &LogArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.log_format.unwrap_or(LogFormat::Human) {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Human => builder.with_ansi(terminal).init(),
+    }
+}
+
+pub(crate) async fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::Run { config, demo, listen, db } => run(config, demo, listen, db).await,
+        Command::Check { config, json, servers, timeout } => {
+            check(config, json, servers, timeout).await
+        }
+        Command::Validate { config } => validate(config),
+        Command::Misbehave(_) => unreachable!("handled in main"),
+    }
+}
+
+fn config_path(arg: &ConfigArg) -> PathBuf {
+    arg.file.clone().unwrap_or_else(warden_config::default_config_path)
+}
+
+fn print_warnings(loaded: &Loaded) {
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+fn print_errors(e: &ConfigError) {
+    for w in &e.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprint!("{e}");
+}
+
+fn load(arg: &ConfigArg) -> Result<Loaded, ExitCode> {
+    match warden_config::load(&config_path(arg)) {
+        Ok(l) => {
+            print_warnings(&l);
+            Ok(l)
+        }
+        Err(e) => {
+            print_errors(&e);
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
+fn validate(arg: ConfigArg) -> ExitCode {
+    match load(&arg) {
+        Ok(l) => {
+            let instances: u32 = l.config.servers.iter().map(|s| s.instance_count()).sum();
+            println!(
+                "{}: ok ({} servers, {} instances, {} warnings)",
+                config_path(&arg).display(),
+                l.config.servers.len(),
+                instances,
+                l.warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+async fn check(
+    arg: ConfigArg,
+    json: bool,
+    servers: Vec<String>,
+    timeout: std::time::Duration,
+) -> ExitCode {
+    let loaded = match load(&arg) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    for name in &servers {
+        if loaded.config.server(name).is_none() {
+            eprintln!("error: --server {name:?} is not in the config");
+            return ExitCode::from(EX_CONFIG);
+        }
+    }
+    let overview =
+        warden_app::check(loaded.config, CheckOptions { servers, timeout, connectors: None }).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&overview).expect("the view serializes"));
+    } else {
+        print!("{}", warden_app::render_table(&overview));
+    }
+    ExitCode::from(match overview.status {
+        ServerStatus::Healthy => 0,
+        ServerStatus::Degraded => 1,
+        ServerStatus::Unhealthy => 2,
+    })
+}
+
+fn demo() -> Result<Config, ExitCode> {
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("error: cannot find this program's path for the demo: {e}");
+        ExitCode::from(EX_SOFTWARE)
+    })?;
+    let text = warden_app::demo_config(&exe);
+    warden_config::compile(&text, &|_| None).map(|l| l.config).map_err(|e| {
+        print_errors(&e);
+        ExitCode::from(EX_SOFTWARE)
+    })
+}
+
+async fn run(
+    arg: ConfigArg,
+    demo_mode: bool,
+    listen: Option<std::net::SocketAddr>,
+    db: Option<String>,
+) -> ExitCode {
+    let config = if demo_mode {
+        match demo() {
+            Ok(c) => c,
+            Err(code) => return code,
+        }
+    } else {
+        match load(&arg) {
+            Ok(l) => l.config,
+            Err(code) => return code,
+        }
+    };
+    let db_text = db.or_else(|| config.warden.database.clone());
+    let database = match db_text {
+        Some(t) => match Location::parse(&t) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: --db: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+        None => Location::Sqlite(warden_store::default_path()),
+    };
+    let listen = listen.unwrap_or(config.warden.listen);
+    let app =
+        match App::start(RunOptions { config, database, listen: Some(listen), connectors: None })
+            .await
+        {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EX_SOFTWARE);
+            }
+        };
+    wait_for_signal().await;
+    tracing::info!("stopping: every child gets close-stdin → SIGTERM → SIGKILL");
+    app.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
