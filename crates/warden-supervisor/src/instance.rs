@@ -593,6 +593,14 @@ impl Runner {
                 {
                     i.action = Some(action);
                 }
+                // The incident got worse in kind (a stall that became a hang kill, a crash):
+                // that is a failure of its own, recorded under the same trace.
+                if i.class != reason.class {
+                    i.class = reason.class;
+                    let trace = i.trace;
+                    let context = format!("state {}; escalated", self.view().state);
+                    self.emit_traced(trace, EventKind::Failure { reason: reason.clone(), context });
+                }
             }
             None => {
                 let trace = TraceId::random();

@@ -4,12 +4,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
     ServerConfig, Tool, ToolAnnotations,
 };
-use rmcp::service::{NotificationContext, RequestContext, RoleServer};
+use rmcp::service::{
+    NotificationContext, RequestContext, RoleServer, SubscriptionContext, SubscriptionSink,
+};
 use rmcp::{ErrorData, Peer, ServerHandler};
 use serde_json::{json, Map, Value};
 
@@ -52,6 +55,9 @@ struct Inner {
     hung: AtomicBool,
     extra_tools: AtomicU64,
     peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// 2026-07-28 clients hear `list_changed` only on their `subscriptions/listen` streams.
+    sinks: Mutex<Vec<(u64, SubscriptionSink)>>,
+    next_sink: AtomicU64,
 }
 
 fn schema(v: Value) -> Arc<Map<String, Value>> {
@@ -72,6 +78,8 @@ impl Misbehave {
                 hung: AtomicBool::new(false),
                 extra_tools: AtomicU64::new(0),
                 peers: Mutex::new(Vec::new()),
+                sinks: Mutex::new(Vec::new()),
+                next_sink: AtomicU64::new(0),
             }),
         }
     }
@@ -92,6 +100,11 @@ impl Misbehave {
         let peers: Vec<Peer<RoleServer>> = self.inner.peers.lock().expect("not poisoned").clone();
         for p in peers {
             let _ = p.notify_tool_list_changed().await;
+        }
+        let sinks: Vec<(u64, SubscriptionSink)> =
+            self.inner.sinks.lock().expect("not poisoned").clone();
+        for (_, s) in sinks {
+            let _ = s.notify_tool_list_changed().await;
         }
     }
 
@@ -183,6 +196,21 @@ impl ServerHandler for Misbehave {
 
     async fn ping(&self, _: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         self.misbehave().await;
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        let key = self.inner.next_sink.fetch_add(1, Ordering::SeqCst);
+        self.inner.sinks.lock().expect("not poisoned").push((key, ctx.sink().clone()));
+        ctx.cancelled().await;
+        self.inner.sinks.lock().expect("not poisoned").retain(|(k, _)| *k != key);
         Ok(())
     }
 

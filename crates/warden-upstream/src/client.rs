@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, DiscoverRequest, DiscoverRequestParams,
     Implementation, ListPromptsRequest, ListResourcesRequest, ListToolsRequest,
@@ -85,6 +86,54 @@ where
         };
     let info = peer_info(running.peer());
     Ok((running, info))
+}
+
+/// On protocol 2026-07-28 a server sends `list_changed` only on a `subscriptions/listen` stream
+/// the client opened; older servers send them unprompted (see [`Handler`]). Opens that stream
+/// for the lists the server says can change and turns each notification into a
+/// [`SessionEvent::ListChanged`].
+pub(crate) fn spawn_list_listener(
+    peer: &Peer<RoleClient>,
+    info: &PeerInfo,
+    events: mpsc::Sender<SessionEvent>,
+) {
+    if !info.modern {
+        return;
+    }
+    let Some(caps) = peer.peer_info().map(|p| p.capabilities.clone()) else { return };
+    let mut filter = SubscriptionFilter::builder();
+    let mut any = false;
+    if caps.tools.as_ref().and_then(|t| t.list_changed).unwrap_or(false) {
+        filter = filter.tools_list_changed();
+        any = true;
+    }
+    if caps.prompts.as_ref().and_then(|p| p.list_changed).unwrap_or(false) {
+        filter = filter.prompts_list_changed();
+        any = true;
+    }
+    if caps.resources.as_ref().and_then(|r| r.list_changed).unwrap_or(false) {
+        filter = filter.resources_list_changed();
+        any = true;
+    }
+    if !any {
+        return;
+    }
+    let peer = peer.clone();
+    let filter = filter.build();
+    tokio::spawn(async move {
+        let mut sub = match peer.listen(filter).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "the server refused a list_changed subscription; relying on periodic listing");
+                return;
+            }
+        };
+        while let Ok(Some(_)) = sub.next().await {
+            if events.send(SessionEvent::ListChanged).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn peer_info(peer: &Peer<RoleClient>) -> PeerInfo {

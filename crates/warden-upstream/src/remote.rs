@@ -128,6 +128,7 @@ where
     let (running, info) =
         client::handshake(Handler::new(events_tx.clone()), transport, deadline).await?;
     let peer = running.peer().clone();
+    client::spawn_list_listener(&peer, &info, events_tx.clone());
     let activity = Arc::new(Activity::new());
     activity.touch(0);
     // Report a transport that ends on its own (the SSE stream closed, the worker gave up).

@@ -93,9 +93,10 @@ async fn connect(
     let (exit_tx, exit_rx) = watch::channel(None);
     tokio::spawn(wait_exit(child, pid, exit_tx, events_tx.clone()));
 
-    match client::handshake(Handler::new(events_tx), (rmcp_read, stdin), deadline).await {
+    match client::handshake(Handler::new(events_tx.clone()), (rmcp_read, stdin), deadline).await {
         Ok((running, info)) => {
             let peer = running.peer().clone();
+            client::spawn_list_listener(&peer, &info, events_tx);
             let session = StdioSession {
                 running: Mutex::new(Some(running)),
                 peer,

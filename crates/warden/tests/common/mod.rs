@@ -1,0 +1,201 @@
+//! Helpers for end-to-end tests: real child processes, real sockets, a real database.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use warden_app::{App, RunOptions};
+use warden_config::Config;
+use warden_core::{Event, InstanceState};
+use warden_store::Location;
+use warden_supervisor::InstanceView;
+
+/// The `warden` binary under test (it also serves as the misbehaving server: `warden misbehave`).
+pub fn warden() -> &'static str {
+    env!("CARGO_BIN_EXE_warden")
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/warden is two levels down")
+        .to_owned()
+}
+
+/// The official server-everything, installed by `npm ci --prefix tests/npm`.
+pub fn everything_js() -> String {
+    let p = workspace_root()
+        .join("tests/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        p.exists(),
+        "{} is missing: run `npm ci --prefix tests/npm` (scripts/test does)",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+pub fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// A server entry running `warden misbehave ARGS`.
+pub fn misbehave(args: &[&str], extra: &str) -> String {
+    let mut all = vec!["misbehave"];
+    all.extend_from_slice(args);
+    format!(
+        r#"{{ "command": {}, "args": {} {extra} }}"#,
+        json_str(warden()),
+        serde_json::to_string(&all).unwrap()
+    )
+}
+
+/// Fast probes for tests: the policy mechanics are the same, only the numbers are smaller.
+pub const FAST_HEALTH: &str = r#""health": { "interval": "500ms", "timeout": "400ms", "edge_interval": "200ms", "hang_timeout": "3s" }"#;
+pub const FAST_RESTART: &str = r#""restart": { "backoff": { "initial": "100ms", "max": "1s" } }"#;
+
+pub fn config(servers: &[(&str, String)]) -> Config {
+    let body: Vec<String> = servers.iter().map(|(n, s)| format!("{}: {s}", json_str(n))).collect();
+    let text = format!(r#"{{ "mcpServers": {{ {} }} }}"#, body.join(",\n"));
+    match warden_config::compile(&text, &|_| None) {
+        Ok(l) => l.config,
+        Err(e) => panic!("test config is invalid: {e}\n{text}"),
+    }
+}
+
+pub struct Running {
+    pub app: App,
+    pub dir: tempfile::TempDir,
+    pub events: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    pub seen: Vec<Arc<Event>>,
+}
+
+pub async fn start(config: Config) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(RunOptions {
+        config,
+        database: Location::Sqlite(dir.path().join("warden.db")),
+        listen: None,
+        connectors: None,
+    })
+    .await
+    .expect("warden starts");
+    let events = app.bus().subscribe();
+    Running { app, dir, events, seen: vec![] }
+}
+
+impl Running {
+    pub fn view(&self, server: &str, index: usize) -> InstanceView {
+        self.app.registry().server(server).expect("server exists").views()[index].clone()
+    }
+
+    fn drain(&mut self) {
+        while let Ok(e) = self.events.try_recv() {
+            self.seen.push(e);
+        }
+    }
+
+    /// Polls until `pred` holds for the instance, failing the test after `within`.
+    pub async fn wait(
+        &mut self,
+        server: &str,
+        index: usize,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&InstanceView) -> bool,
+    ) -> InstanceView {
+        let start = Instant::now();
+        loop {
+            self.drain();
+            let v = self.view(server, index);
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{server}#{index}: not {what} within {within:?}; now {} ({:?})",
+                v.state,
+                v.reason
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn wait_state(
+        &mut self,
+        server: &str,
+        index: usize,
+        state: InstanceState,
+        within: Duration,
+    ) -> InstanceView {
+        self.wait(server, index, within, state.as_str(), |v| v.state == state).await
+    }
+
+    /// Events seen so far with this kind name, for this instance.
+    pub fn events_named(&mut self, instance: &str, name: &str) -> Vec<Arc<Event>> {
+        self.drain();
+        self.seen
+            .iter()
+            .filter(|e| {
+                e.kind.name() == name
+                    && e.instance.as_ref().is_some_and(|i| i.to_string() == instance)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Stops everything and waits for the database writer to flush.
+    pub async fn stop(self) -> (warden_store::Store, tempfile::TempDir) {
+        let path = self.dir.path().join("warden.db");
+        self.app.shutdown().await;
+        let store = warden_store::Store::open(&Location::Sqlite(path)).await.unwrap();
+        (store, self.dir)
+    }
+}
+
+/// Whether a process is alive (a zombie counts as dead: it is only waiting to be reaped).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state =
+                stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).unwrap_or("");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+/// Every descendant of `root` (children, grandchildren, …) from /proc.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(after) = stat.rsplit(')').next() else { continue };
+        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        parents.push((pid, ppid));
+    }
+    let mut out = vec![];
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (child, parent) in &parents {
+            if *parent == p && !out.contains(child) {
+                out.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    out
+}
+
+/// A free loopback port (bound and released; good enough for tests that restart a server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kills a child we started, by its pid.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+        .expect("signal the process");
+}
