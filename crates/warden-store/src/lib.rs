@@ -59,6 +59,7 @@ pub struct Store {
     pool: SqlitePool,
     location: String,
     health: Arc<Mutex<StoreHealth>>,
+    max_pages: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -95,7 +96,12 @@ impl Store {
             .await
             .map_err(|source| StoreError::Migrate { location: display.clone(), source })?;
         let health = StoreHealth { ok: true, location: display.clone(), ..Default::default() };
-        Ok(Self { pool, location: display, health: Arc::new(Mutex::new(health)) })
+        Ok(Self {
+            pool,
+            location: display,
+            health: Arc::new(Mutex::new(health)),
+            max_pages: Arc::default(),
+        })
     }
 
     pub fn location(&self) -> &str {
@@ -110,24 +116,12 @@ impl Store {
         f(&mut self.health.lock().expect("not poisoned"));
     }
 
-    /// Fault injection for tests: caps the database size so writes fail with "database or disk
-    /// is full" (SQLITE_FULL), as on a full disk. `None` lifts the cap.
-    pub async fn set_max_pages(&self, pages: Option<u64>) -> Result<(), sqlx::Error> {
-        let n = pages.unwrap_or(1_073_741_823);
-        // The pragma is per connection: apply it to every pooled connection.
-        let size = self.pool.size().max(1);
-        let mut conns = Vec::new();
-        for _ in 0..size {
-            if let Ok(c) =
-                tokio::time::timeout(Duration::from_millis(200), self.pool.acquire()).await
-            {
-                conns.push(c?);
-            }
-        }
-        for c in &mut conns {
-            sqlx::query(&format!("PRAGMA max_page_count = {n}")).execute(&mut **c).await?;
-        }
-        Ok(())
+    /// Caps the database at `pages` pages (`None`: no cap). Past the cap, writes fail with
+    /// "database or disk is full" (SQLITE_FULL), exactly as on a full disk, and the store
+    /// degrades until room is made. The writer applies it on its own connection at every flush.
+    pub fn set_max_pages(&self, pages: Option<u64>) {
+        // 0 means "never set"; u64::MAX means "lifted" (SQLite's own maximum is applied).
+        self.max_pages.store(pages.unwrap_or(u64::MAX), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Closes the pool (after the writer has flushed).

@@ -146,7 +146,7 @@ async fn a_full_database_degrades_health_loses_nothing_and_recovers() {
     eventually(async || f.store.count("events").await.unwrap() == 1).await;
     let pages: i64 =
         sqlx::query_scalar("PRAGMA page_count").fetch_one(&f.store.pool).await.unwrap();
-    f.store.set_max_pages(Some(pages as u64)).await.unwrap();
+    f.store.set_max_pages(Some(pages as u64));
     let big = "x".repeat(8000);
     for _ in 0..50 {
         f.events.send(event(EventKind::OperatorAction { action: big.clone() })).await.unwrap();
@@ -155,7 +155,7 @@ async fn a_full_database_degrades_health_loses_nothing_and_recovers() {
     let h = f.store.health();
     assert!(h.last_error.as_deref().unwrap_or("").contains("full"), "{h:?}");
     assert!(h.pending >= 50, "rows are kept while failing: {h:?}");
-    f.store.set_max_pages(None).await.unwrap();
+    f.store.set_max_pages(None);
     eventually(async || f.store.health().ok).await;
     eventually(async || f.store.count("events").await.unwrap() >= 51).await;
     let mut kinds = vec![];

@@ -115,6 +115,15 @@ impl Store {
         let started = Instant::now();
         let result = async {
             let mut tx = self.pool.begin().await?;
+            match self.max_pages.load(std::sync::atomic::Ordering::SeqCst) {
+                0 => {}
+                u64::MAX => {
+                    sqlx::query("PRAGMA max_page_count = 4294967294").execute(&mut *tx).await?;
+                }
+                n => {
+                    sqlx::query(&format!("PRAGMA max_page_count = {n}")).execute(&mut *tx).await?;
+                }
+            }
             for op in backlog.iter() {
                 write_op(&mut tx, op).await?;
             }

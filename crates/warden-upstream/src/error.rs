@@ -26,6 +26,9 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("connection closed{}", .0.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
     Closed(Option<String>),
+    /// The child process ended (during start-up, or under a request).
+    #[error("{0}")]
+    Exited(String),
 }
 
 impl UpstreamError {
@@ -37,7 +40,7 @@ impl UpstreamError {
             Self::RateLimited => FailureClass::RateLimit,
             Self::Server { .. } | Self::HttpStatus(_) => FailureClass::ServerError,
             Self::Protocol(_) => FailureClass::ProtocolError,
-            Self::Closed(_) => FailureClass::Crash,
+            Self::Closed(_) | Self::Exited(_) => FailureClass::Crash,
         }
     }
 
@@ -47,7 +50,7 @@ impl UpstreamError {
 
     /// Whether the connection itself is gone (refused, reset, closed): no point in probing on.
     pub fn is_connection_loss(&self) -> bool {
-        matches!(self, Self::Connect(_) | Self::Closed(_))
+        matches!(self, Self::Connect(_) | Self::Closed(_) | Self::Exited(_))
     }
 
     /// Whether this failure suggests the remote endpoint does not speak Streamable HTTP

@@ -117,7 +117,7 @@ async fn connect(
             match ended {
                 Ok(Ok(e)) => {
                     let e = e.clone().expect("waited for Some");
-                    Err(UpstreamError::Closed(Some(format!("{} during start-up", e.describe()))))
+                    Err(UpstreamError::Exited(format!("{} during start-up", e.describe())))
                 }
                 _ => Err(err),
             }

@@ -1,0 +1,243 @@
+//! End to end through the `warden` binary itself: validate, check, run and SIGTERM.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("config.json");
+    std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+    path
+}
+
+fn warden_cmd(dir: &tempfile::TempDir) -> Command {
+    let mut c = Command::new(warden());
+    // Keep every default path inside the test's directory.
+    c.env("XDG_STATE_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env_remove("WARDEN_CONFIG");
+    c
+}
+
+#[test]
+fn validate_reports_every_error_with_its_path_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        r#"{ "mcpServers": {
+            "x": { "command": "c", "health": { "interval": "5 parsecs" }, "replicass": 2 },
+            "y": { "url": "ftp://nope" } } }"#,
+    );
+    let out = warden_cmd(&dir).args(["validate", "-c"]).arg(&cfg).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(r#"mcpServers.x.health.interval: "5 parsecs" is not a duration"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"mcpServers.y.url: "ftp://nope" is not an http:// or https:// URL"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains(r#"warning: mcpServers.x.replicass: unknown key (did you mean "replicas"?)"#),
+        "{stderr}"
+    );
+
+    let good = write_config(&dir, r#"{ "mcpServers": { "a": { "command": "true" } } }"#);
+    let out = warden_cmd(&dir).args(["validate", "-c"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 servers, 1 instances"));
+}
+
+#[test]
+fn secrets_do_not_appear_in_errors_or_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        r#"{ "mcpServers": { "r": { "url": "http://127.0.0.1:9/mcp", "headers": { "Authorization": "Bearer ${env:SECRET_TOKEN}" },
+             "health": { "timeout": "nonsense" } } } }"#,
+    );
+    let out = warden_cmd(&dir)
+        .env("SECRET_TOKEN", "tok-4c2b9f")
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let all =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(64));
+    assert!(!all.contains("tok-4c2b9f"), "{all}");
+}
+
+#[test]
+fn check_exits_0_for_healthy_with_the_server_view_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &format!(
+            r#"{{ "mcpServers": {{ "everything": {{ "command": "node", "args": [{}, "stdio"] }} }} }}"#,
+            json_str(&everything_js())
+        ),
+    );
+    let out = warden_cmd(&dir).args(["check", "--json", "-c"]).arg(&cfg).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["status"], "healthy");
+    let s = &v["servers"][0];
+    assert_eq!(s["name"], "everything");
+    assert_eq!(s["status"], "healthy");
+    assert_eq!(s["served_by"], "everything");
+    assert!(s["tools"].as_u64().unwrap() >= 10, "{s}");
+    let i = &s["instances"][0];
+    assert_eq!(i["id"], "everything#0");
+    assert_eq!(i["state"], "healthy");
+    for key in ["since", "reason", "latency_ms", "restarts", "last_check"] {
+        assert!(i.get(key).is_some(), "instance view lacks {key}: {i}");
+    }
+    assert!(i["pid"].as_u64().is_some());
+}
+
+#[test]
+fn check_exits_1_when_degraded_and_2_when_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = misbehave(&[], "");
+    let bad = misbehave(&["--exit-on-start"], "");
+    let cfg =
+        write_config(&dir, &format!(r#"{{ "mcpServers": {{ "good": {good}, "bad": {bad} }} }}"#));
+    let out = warden_cmd(&dir).args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("SERVER") && table.contains("good#0") && table.contains("bad#0"),
+        "{table}"
+    );
+    assert!(table.contains("overall: degraded"), "{table}");
+
+    let out = warden_cmd(&dir).args(["check", "--server", "bad", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("crash: exited with code 1 during start-up")
+    );
+
+    let out =
+        warden_cmd(&dir).args(["check", "--server", "nope", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+/// Waits until `url` answers with JSON for which `pred` holds.
+fn poll_json(
+    url: &str,
+    within: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        let got = rt.block_on(async {
+            client.get(url).send().await.ok()?.json::<serde_json::Value>().await.ok()
+        });
+        if let Some(v) = got {
+            if pred(&v) {
+                return v;
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "{url} did not reach the expected state within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn no_process_of_any_tree_survives_sigterm_and_the_database_is_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = json_str(warden());
+    // A direct child with a grandchild, replicas, and a `sh -c` wrapper around a server.
+    let cfg = write_config(
+        &dir,
+        &format!(
+            r#"{{ "mcpServers": {{
+                "direct": {{ "command": {exe}, "args": ["misbehave", "--spawn-child"], "replicas": 2 }},
+                "wrapped": {{ "command": "sh", "args": ["-c", "\"$0\" misbehave --spawn-child", {exe}] }}
+            }} }}"#
+        ),
+    );
+    let port = free_port();
+    let db = dir.path().join("w.db");
+    let mut child = warden_cmd(&dir)
+        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(&db)
+        .arg("-c")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let warden_pid = child.id();
+    let view =
+        poll_json(&format!("http://127.0.0.1:{port}/api/servers"), Duration::from_secs(30), |v| {
+            v["status"] == "healthy"
+        });
+    assert_eq!(view["servers"].as_array().unwrap().len(), 2);
+    let health =
+        poll_json(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(5), |_| true);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(health["version"].is_string() && health["uptime_seconds"].is_u64());
+
+    let tree = descendants(warden_pid);
+    // 3 servers, each with a grandchild `sleep`, plus the `sh` wrapper.
+    assert!(tree.len() >= 7, "expected the whole tree, saw {tree:?}");
+    signal(warden_pid, Signal::SIGTERM);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "warden did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let survivors: Vec<u32> = tree.into_iter().filter(|p| alive(*p)).collect();
+    assert!(survivors.is_empty(), "processes outlived warden: {survivors:?}");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = warden_store::Store::open(&warden_store::Location::Sqlite(db)).await.unwrap();
+        let started = store.events(Some("process_started"), 100).await.unwrap();
+        assert_eq!(started.len(), 3, "{started:?}");
+        let exited = store.events(Some("process_exited"), 100).await.unwrap();
+        assert_eq!(exited.len(), 3, "every stop recorded before exit: {exited:?}");
+        assert_eq!(store.count("failover_configurations").await.unwrap(), 2);
+    });
+}
+
+#[test]
+fn run_refuses_a_taken_port_and_a_postgres_url_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, r#"{ "mcpServers": { "a": { "command": "true" } } }"#);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = warden_cmd(&dir).args(["run", "--listen", &addr, "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(70));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
+
+    let out = warden_cmd(&dir)
+        .args(["run", "--db", "postgres://u:hunter2@db/w", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("postgres://") && !err.contains("hunter2"), "{err}");
+}
