@@ -44,6 +44,8 @@ const EWMA_WARN: f64 = 0.05;
 /// …and the level it must fall to before warning may climb back to healthy.
 const EWMA_CLEAR: f64 = 0.02;
 const EWMA_ALPHA: f64 = 0.1;
+/// Without calls, old failures fade: the EWMA decays with this time constant (Finagle's 10 s).
+const EWMA_DECAY: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct HealthMachine {
@@ -53,6 +55,7 @@ pub struct HealthMachine {
     fail_streak: u32,
     passive_fail_streak: u32,
     passive_ewma: f64,
+    passive_at: Option<Instant>,
     /// (bucket start, calls, failures) over the last 10 s, 1 s buckets.
     buckets: Vec<(Instant, u32, u32)>,
     last_reason: Option<Reason>,
@@ -67,6 +70,7 @@ impl HealthMachine {
             fail_streak: 0,
             passive_fail_streak: 0,
             passive_ewma: 0.0,
+            passive_at: None,
             buckets: Vec::new(),
             last_reason: None,
         }
@@ -98,7 +102,18 @@ impl HealthMachine {
         self.go(InstanceState::Warning, None)
     }
 
-    pub fn on_probe_ok(&mut self) -> Option<Transition> {
+    /// The passive failure EWMA at `now`, decayed for the time without calls.
+    fn passive_ewma(&self, now: Instant) -> f64 {
+        match self.passive_at {
+            Some(at) => {
+                let idle = now.saturating_duration_since(at).as_secs_f64();
+                self.passive_ewma * (-idle / EWMA_DECAY.as_secs_f64()).exp()
+            }
+            None => 0.0,
+        }
+    }
+
+    pub fn on_probe_ok(&mut self, now: Instant) -> Option<Transition> {
         self.fail_streak = 0;
         self.ok_streak += 1;
         match self.state {
@@ -108,7 +123,7 @@ impl HealthMachine {
                 self.go(InstanceState::Warning, reason)
             }
             InstanceState::Warning
-                if self.ok_streak >= self.th.healthy && self.passive_ewma <= EWMA_CLEAR =>
+                if self.ok_streak >= self.th.healthy && self.passive_ewma(now) <= EWMA_CLEAR =>
             {
                 self.last_reason = None;
                 self.go(InstanceState::Healthy, None)
@@ -151,8 +166,9 @@ impl HealthMachine {
             CallOutcome::Ok => None,
             CallOutcome::Failed(r) => Some(r),
         };
-        self.passive_ewma = self.passive_ewma * (1.0 - EWMA_ALPHA)
+        self.passive_ewma = self.passive_ewma(now) * (1.0 - EWMA_ALPHA)
             + if failed.is_some() { EWMA_ALPHA } else { 0.0 };
+        self.passive_at = Some(now);
         self.count_call(now, failed.is_some());
         let Some(reason) = failed else {
             self.passive_fail_streak = 0;
@@ -171,7 +187,7 @@ impl HealthMachine {
                 );
                 self.go(InstanceState::Critical, Some(reason))
             }
-            InstanceState::Healthy if self.passive_ewma >= EWMA_WARN => {
+            InstanceState::Healthy if self.passive_ewma(now) >= EWMA_WARN => {
                 self.go(InstanceState::Warning, Some(reason))
             }
             _ => None,

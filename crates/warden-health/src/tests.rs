@@ -57,8 +57,8 @@ fn never_straight_from_start_to_healthy() {
     assert_eq!(m.state(), InstanceState::Starting);
     let t = m.on_connected().unwrap();
     assert_eq!((t.from, t.to), (InstanceState::Starting, InstanceState::Warning));
-    assert_eq!(m.on_probe_ok(), None);
-    let t = m.on_probe_ok().unwrap();
+    assert_eq!(m.on_probe_ok(Instant::now()), None);
+    let t = m.on_probe_ok(Instant::now()).unwrap();
     assert_eq!(t.to, InstanceState::Healthy);
 }
 
@@ -66,8 +66,8 @@ fn never_straight_from_start_to_healthy() {
 fn three_failures_make_critical_and_two_successes_climb_each_level() {
     let mut m = HealthMachine::default();
     m.on_connected();
-    m.on_probe_ok();
-    m.on_probe_ok();
+    m.on_probe_ok(Instant::now());
+    m.on_probe_ok(Instant::now());
     let t = m.on_probe_failed(timeout()).unwrap();
     assert_eq!(t.to, InstanceState::Warning, "one failure ⇒ warning");
     assert_eq!(m.on_probe_failed(timeout()), None);
@@ -75,12 +75,12 @@ fn three_failures_make_critical_and_two_successes_climb_each_level() {
     assert_eq!(t.to, InstanceState::Critical);
     assert_eq!(t.reason.unwrap().class, FailureClass::Timeout);
     // Hysteresis: one success is not enough, and a failure in between starts over.
-    assert_eq!(m.on_probe_ok(), None);
+    assert_eq!(m.on_probe_ok(Instant::now()), None);
     assert_eq!(m.on_probe_failed(timeout()), None);
-    assert_eq!(m.on_probe_ok(), None);
-    assert_eq!(m.on_probe_ok().unwrap().to, InstanceState::Warning);
-    assert_eq!(m.on_probe_ok(), None);
-    assert_eq!(m.on_probe_ok().unwrap().to, InstanceState::Healthy);
+    assert_eq!(m.on_probe_ok(Instant::now()), None);
+    assert_eq!(m.on_probe_ok(Instant::now()).unwrap().to, InstanceState::Warning);
+    assert_eq!(m.on_probe_ok(Instant::now()), None);
+    assert_eq!(m.on_probe_ok(Instant::now()).unwrap().to, InstanceState::Healthy);
     assert!(m.reason().is_none(), "healthy clears the reason");
 }
 
@@ -91,7 +91,7 @@ fn flapping_probes_never_reach_critical() {
     for _ in 0..100 {
         m.on_probe_failed(timeout());
         m.on_probe_failed(timeout());
-        m.on_probe_ok();
+        m.on_probe_ok(Instant::now());
         assert_ne!(m.state(), InstanceState::Critical);
     }
 }
@@ -109,8 +109,8 @@ async fn passive_signals_trip_on_five_consecutive_or_half_of_ten() {
     let err = || CallOutcome::Failed(Reason::new(FailureClass::ServerError, "-32603"));
     let mut m = HealthMachine::default();
     m.on_connected();
-    m.on_probe_ok();
-    m.on_probe_ok();
+    m.on_probe_ok(Instant::now());
+    m.on_probe_ok(Instant::now());
     for i in 0..4 {
         let t = m.on_call(err(), Instant::now());
         assert_ne!(m.state(), InstanceState::Critical, "call {i}: {t:?}");
@@ -135,8 +135,8 @@ async fn passive_signals_trip_on_five_consecutive_or_half_of_ten() {
 async fn tool_errors_never_count_against_the_server() {
     let mut m = HealthMachine::default();
     m.on_connected();
-    m.on_probe_ok();
-    m.on_probe_ok();
+    m.on_probe_ok(Instant::now());
+    m.on_probe_ok(Instant::now());
     for _ in 0..100 {
         assert_eq!(m.on_call(CallOutcome::Ignorable, Instant::now()), None);
     }
@@ -197,8 +197,8 @@ fn hang_detection_worst_case_under_default_policy() {
         let mut t = phase_ms as f64 / 1000.0;
         let mut m = HealthMachine::default();
         m.on_connected();
-        m.on_probe_ok();
-        m.on_probe_ok();
+        m.on_probe_ok(Instant::now());
+        m.on_probe_ok(Instant::now());
         loop {
             t += p.timeout.as_secs_f64();
             if m.on_probe_failed(timeout()).is_some_and(|tr| tr.to == InstanceState::Critical) {
@@ -235,4 +235,22 @@ async fn stats_percentiles_error_rate_availability() {
     let snap = s.snapshot(Instant::now());
     assert_eq!(snap.p50_ms, None);
     assert_eq!(snap.requests_total, 125);
+}
+
+#[tokio::test(start_paused = true)]
+async fn old_call_failures_fade_so_an_idle_instance_can_become_healthy_again() {
+    let err = || CallOutcome::Failed(Reason::new(FailureClass::ServerError, "-32603"));
+    let mut m = HealthMachine::default();
+    m.on_connected();
+    for _ in 0..3 {
+        m.on_call(err(), Instant::now());
+    }
+    m.on_probe_ok(Instant::now());
+    assert_eq!(m.on_probe_ok(Instant::now()), None, "recent failures hold it in warning");
+    time::advance(Duration::from_secs(30)).await;
+    assert_eq!(
+        m.on_probe_ok(Instant::now()).map(|t| t.to),
+        Some(InstanceState::Healthy),
+        "they fade within 30 s"
+    );
 }

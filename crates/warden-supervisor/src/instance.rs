@@ -4,6 +4,7 @@
 //! Probes and listings run concurrently with the watch for process exit and stdout EOF, so a
 //! crash is noticed the moment the OS reports it, never behind a probe that is still waiting.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use warden_core::{
     Reason, RecoveryAction, TraceId,
 };
 use warden_health::{
-    next_probe_delay, probe_timeout_verdict, should_kill_hung, Backoff, HealthMachine,
+    next_probe_delay, probe_timeout_verdict, should_kill_hung, Backoff, CallOutcome, HealthMachine,
     InstanceStats, ProbeVerdict, RestartIntensity, Thresholds, Transition,
 };
 use warden_upstream::{
@@ -50,7 +51,55 @@ pub(crate) struct InstanceCtx {
     pub(crate) metrics_interval: Duration,
     pub(crate) view: watch::Sender<InstanceView>,
     pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) link: Arc<InstanceLink>,
+    pub(crate) reports: mpsc::Receiver<CallReport>,
     pub(crate) shutdown: CancellationToken,
+}
+
+/// The outcome of one real call routed to an instance: a passive health signal.
+#[derive(Clone, Debug)]
+pub struct CallReport {
+    pub latency: Duration,
+    pub outcome: CallOutcome,
+}
+
+/// What a router holds for each instance: the count of calls in flight (a busy server is not a
+/// hung one) and a queue for call outcomes. Reporting never blocks.
+#[derive(Debug)]
+pub struct InstanceLink {
+    in_flight: AtomicUsize,
+    reports: mpsc::Sender<CallReport>,
+}
+
+impl InstanceLink {
+    pub(crate) fn new(reports: mpsc::Sender<CallReport>) -> Self {
+        Self { in_flight: AtomicUsize::new(0), reports }
+    }
+
+    /// Marks a call as started; the guard marks it finished when dropped.
+    pub fn begin_call(self: &Arc<Self>) -> CallGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        CallGuard(Arc::clone(self))
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Reports how a call ended. Dropped (never blocking) if the queue is full.
+    pub fn report(&self, latency: Duration, outcome: CallOutcome) {
+        let _ = self.reports.try_send(CallReport { latency, outcome });
+    }
+}
+
+/// A call in flight; dropping it ends the call.
+#[derive(Debug)]
+pub struct CallGuard(Arc<InstanceLink>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// An open incident: from the first failure until the instance is healthy again.
@@ -254,6 +303,8 @@ impl Runner {
                     Some(c) => return Woke::Command(c),
                     None => return Woke::Shutdown,
                 },
+                // Calls that reach an instance without a session say nothing about its health.
+                Some(_) = self.ctx.reports.recv() => {}
                 _ = sleep_until(deadline), if until.is_some() => return Woke::Elapsed,
                 _ = sleep_until(self.next_sample) => self.sample(),
             }
@@ -364,6 +415,7 @@ impl Runner {
                     Some(c @ Command::Reset) => self.operator(c),
                     Some(Command::Start) | None => {}
                 },
+                Some(report) = self.ctx.reports.recv() => self.on_call(report),
                 res = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
                     probe = None;
                     match self.on_probe(res, activity.bytes() > probe_bytes_before, activity.since_last_byte()) {
@@ -463,7 +515,7 @@ impl Runner {
             Ok(rtt) => {
                 self.stats.record_ok(now, rtt);
                 self.update(|v| v.latency_ms = Some(rtt.as_secs_f64() * 1000.0));
-                if let Some(t) = self.machine.on_probe_ok() {
+                if let Some(t) = self.machine.on_probe_ok(now) {
                     self.apply(t);
                 }
                 None
@@ -473,7 +525,7 @@ impl Runner {
                     &self.ctx.spec.health,
                     bytes_during,
                     since_last_byte,
-                    false,
+                    self.ctx.link.in_flight() > 0,
                 );
                 if verdict == ProbeVerdict::Busy {
                     tracing::debug!(instance = %self.ctx.id, "probe timed out while the server was sending; busy, not hung");
@@ -500,6 +552,19 @@ impl Runner {
                 self.probe_failed("ping", e.reason());
                 None
             }
+        }
+    }
+
+    /// A passive signal: how a real call ended.
+    fn on_call(&mut self, report: CallReport) {
+        let now = Instant::now();
+        match &report.outcome {
+            // The server answered, even if the tool said no.
+            CallOutcome::Ok | CallOutcome::Ignorable => self.stats.record_ok(now, report.latency),
+            CallOutcome::Failed(_) => self.stats.record_error(now),
+        }
+        if let Some(t) = self.machine.on_call(report.outcome, now) {
+            self.apply(t);
         }
     }
 

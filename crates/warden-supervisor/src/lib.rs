@@ -9,9 +9,10 @@ mod instance;
 mod registry;
 mod view;
 
-pub use instance::Command;
+pub use instance::{CallGuard, CallReport, Command, InstanceLink};
 pub use registry::{ConnectorFactory, Registry, ServerHandle, SupervisorOptions};
 pub use view::{InstanceView, Overview, ServerView};
+pub use warden_health::CallOutcome;
 
 #[cfg(test)]
 mod tests;

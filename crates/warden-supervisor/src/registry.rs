@@ -10,7 +10,7 @@ use warden_config::{Config, ServerSpec};
 use warden_core::{EventBus, InstanceId, MetricSample};
 use warden_upstream::Connector;
 
-use crate::instance::{self, Command, InstanceCtx};
+use crate::instance::{self, Command, InstanceCtx, InstanceLink};
 use crate::view::Overview;
 use crate::InstanceView;
 
@@ -27,18 +27,18 @@ pub struct SupervisorOptions {
 /// One server's instances.
 pub struct ServerHandle {
     pub spec: Arc<ServerSpec>,
-    instances: Vec<(watch::Receiver<InstanceView>, mpsc::Sender<Command>)>,
+    instances: Vec<(watch::Receiver<InstanceView>, mpsc::Sender<Command>, Arc<InstanceLink>)>,
 }
 
 impl ServerHandle {
     pub fn views(&self) -> Vec<InstanceView> {
-        self.instances.iter().map(|(v, _)| v.borrow().clone()).collect()
+        self.instances.iter().map(|(v, _, _)| v.borrow().clone()).collect()
     }
 
     /// Sends `cmd` to every instance (or only `index`).
     pub async fn command(&self, cmd: Command, index: Option<u32>) -> usize {
         let mut sent = 0;
-        for (i, (_, tx)) in self.instances.iter().enumerate() {
+        for (i, (_, tx, _)) in self.instances.iter().enumerate() {
             if index.is_none_or(|want| want as usize == i) && tx.send(cmd).await.is_ok() {
                 sent += 1;
             }
@@ -46,9 +46,14 @@ impl ServerHandle {
         sent
     }
 
+    /// Where a router reports the calls it sends to instance `index`.
+    pub fn link(&self, index: usize) -> Option<Arc<InstanceLink>> {
+        self.instances.get(index).map(|(_, _, l)| Arc::clone(l))
+    }
+
     /// Receivers that change whenever an instance's view does.
     pub fn watchers(&self) -> Vec<watch::Receiver<InstanceView>> {
-        self.instances.iter().map(|(v, _)| v.clone()).collect()
+        self.instances.iter().map(|(v, _, _)| v.clone()).collect()
     }
 }
 
@@ -78,6 +83,8 @@ impl Registry {
                 let id = InstanceId::new(spec.name.as_str(), index);
                 let (view_tx, view_rx) = watch::channel(InstanceView::new(id.clone()));
                 let (cmd_tx, cmd_rx) = mpsc::channel(8);
+                let (report_tx, report_rx) = mpsc::channel(1024);
+                let link = Arc::new(InstanceLink::new(report_tx));
                 let ctx = InstanceCtx {
                     id,
                     spec: Arc::clone(&spec),
@@ -87,10 +94,12 @@ impl Registry {
                     metrics_interval: options.metrics_interval,
                     view: view_tx,
                     commands: cmd_rx,
+                    link: Arc::clone(&link),
+                    reports: report_rx,
                     shutdown: shutdown.child_token(),
                 };
                 tasks.spawn(instance::run(ctx));
-                instances.push((view_rx, cmd_tx));
+                instances.push((view_rx, cmd_tx, link));
             }
             servers.push(ServerHandle { spec, instances });
         }

@@ -16,7 +16,7 @@ use warden_upstream::{
     StopPolicy, ToolEntry, UpstreamError,
 };
 
-use crate::{Command, Registry, SupervisorOptions};
+use crate::{CallOutcome, Command, Registry, SupervisorOptions};
 
 /// How the fake server behaves on probes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -426,5 +426,50 @@ async fn backoff_grows_then_resets_after_sustained_health() {
     h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
     time::sleep(Duration::from_secs(61)).await;
     assert_eq!(h.registry.servers()[0].views()[0].attempt, 0, "60 s healthy resets the backoff");
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn passive_call_failures_eject_and_tool_errors_do_not() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    let link = h.registry.servers()[0].link(0).unwrap();
+    for _ in 0..50 {
+        link.report(Duration::from_millis(5), CallOutcome::Ignorable);
+    }
+    time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.state(), InstanceState::Healthy, "isError results are the tool's answer");
+    for _ in 0..5 {
+        link.report(
+            Duration::from_millis(5),
+            CallOutcome::Failed(warden_core::Reason::new(FailureClass::ServerError, "-32603")),
+        );
+    }
+    h.until(InstanceState::Critical, Duration::from_millis(100)).await;
+    assert!(h.registry.servers()[0].views()[0].stats.requests_total >= 55);
+    // Probes still succeed and the failures fade: the instance climbs back.
+    h.until(InstanceState::Healthy, Duration::from_secs(60)).await;
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_silent_on_probes_but_streaming_progress_for_a_call_is_busy_not_hung() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    let link = h.registry.servers()[0].link(0).unwrap();
+    let session = h.session(0);
+    *session.probe.lock().unwrap() = Probe::Silent;
+    let call = link.begin_call();
+    for _ in 0..60 {
+        // A progress notification every 3 s for a long tool call.
+        session.activity.touch(50);
+        time::sleep(Duration::from_secs(3)).await;
+        h.drain();
+        assert_ne!(h.state(), InstanceState::Critical);
+    }
+    assert_eq!(session.killed.load(Ordering::SeqCst), 0);
+    // The call ends and the progress stops: now silence is a hang.
+    drop(call);
+    h.until(InstanceState::Critical, Duration::from_secs(20)).await;
     h.registry.shutdown(Duration::from_secs(5)).await;
 }
