@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p warden -p warden-bench
+mkdir -p docs
 out=docs/benchmarks.md
 tmp=$(mktemp)
 target/release/warden-bench "$@" > "$tmp"

@@ -39,8 +39,15 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let warden = args.warden.clone().unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("warden"));
-    assert!(warden.exists(), "{} not found: build it with `cargo build --release -p warden`", warden.display());
+    let warden = args
+        .warden
+        .clone()
+        .unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("warden"));
+    assert!(
+        warden.exists(),
+        "{} not found: build it with `cargo build --release -p warden`",
+        warden.display()
+    );
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let want = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let mut report = String::new();
@@ -81,7 +88,10 @@ fn summary(xs: &[f64]) -> String {
 }
 
 fn config(servers: &[(String, String)]) -> warden_config::Config {
-    let body: Vec<String> = servers.iter().map(|(n, s)| format!("{}: {s}", serde_json::to_string(n).unwrap())).collect();
+    let body: Vec<String> = servers
+        .iter()
+        .map(|(n, s)| format!("{}: {s}", serde_json::to_string(n).unwrap()))
+        .collect();
     let text = format!(r#"{{ "mcpServers": {{ {} }} }}"#, body.join(","));
     warden_config::compile(&text, &|_| None).expect("bench config is valid").config
 }
@@ -104,9 +114,14 @@ struct Bench {
 
 async fn start(config: warden_config::Config) -> Bench {
     let dir = tempfile::tempdir().unwrap();
-    let app = App::start(RunOptions { config, database: Location::Sqlite(dir.path().join("b.db")), listen: None, connectors: None })
-        .await
-        .unwrap();
+    let app = App::start(RunOptions {
+        config,
+        database: Location::Sqlite(dir.path().join("b.db")),
+        listen: None,
+        connectors: None,
+    })
+    .await
+    .unwrap();
     let events = app.bus().subscribe();
     Bench { app, events, _dir: dir }
 }
@@ -115,7 +130,8 @@ impl Bench {
     async fn wait_all(&self, pred: impl Fn(InstanceState) -> bool, within: Duration) {
         let start = Instant::now();
         loop {
-            let ok = self.app.registry().servers().iter().flat_map(|s| s.views()).all(|v| pred(v.state));
+            let ok =
+                self.app.registry().servers().iter().flat_map(|s| s.views()).all(|v| pred(v.state));
             if ok {
                 return;
             }
@@ -157,7 +173,9 @@ async fn crash(warden: &std::path::Path, trials: usize) -> String {
         let t0 = chrono::Utc::now();
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
         let off = b.next(Duration::from_secs(5), |e| to_state(e, InstanceState::Offline)).await;
-        let sched = b.next(Duration::from_secs(5), |e| matches!(e.kind, EventKind::RestartScheduled { .. })).await;
+        let sched = b
+            .next(Duration::from_secs(5), |e| matches!(e.kind, EventKind::RestartScheduled { .. }))
+            .await;
         let spawn_at = match &sched.kind {
             EventKind::RestartScheduled { next_retry_at, .. } => *next_retry_at,
             _ => unreachable!(),
@@ -175,7 +193,13 @@ async fn crash(warden: &std::path::Path, trials: usize) -> String {
     // The floor: a process we spawn and kill ourselves, noticed by tokio's waitpid.
     let mut floor = vec![];
     for _ in 0..trials {
-        let mut child = tokio::process::Command::new(warden).args(["misbehave"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = tokio::process::Command::new(warden)
+            .args(["misbehave"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t0 = Instant::now();
         kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGKILL).unwrap();
@@ -224,7 +248,8 @@ async fn hang(warden: &std::path::Path, rounds: usize) -> String {
 async fn hang_policy(warden: &std::path::Path, rounds: usize, extra: &str) -> Vec<f64> {
     let mut samples = vec![];
     for _ in 0..rounds {
-        let servers: Vec<(String, String)> = (0..5).map(|i| (format!("h{i}"), misbehave(warden, &[], extra))).collect();
+        let servers: Vec<(String, String)> =
+            (0..5).map(|i| (format!("h{i}"), misbehave(warden, &[], extra))).collect();
         let mut b = start(config(&servers)).await;
         b.wait_all(|s| s == InstanceState::Healthy, Duration::from_secs(60)).await;
         let mut stopped = vec![];
@@ -255,7 +280,8 @@ fn rand_ms(max: u64) -> u64 {
 
 /// A command that exits at once, under the default restart policy: time and starts to `failed`.
 async fn crashloop(warden: &std::path::Path) -> String {
-    let servers: Vec<(String, String)> = (0..3).map(|i| (format!("loop{i}"), misbehave(warden, &["--exit-on-start"], ""))).collect();
+    let servers: Vec<(String, String)> =
+        (0..3).map(|i| (format!("loop{i}"), misbehave(warden, &["--exit-on-start"], ""))).collect();
     let t0 = chrono::Utc::now();
     let mut b = start(config(&servers)).await;
     let mut times = vec![];
@@ -288,7 +314,11 @@ fn proc_cpu_ticks(pid: u32) -> u64 {
 
 fn proc_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The cost of watching N instances at the default probe interval: CPU and RSS of the `warden`
@@ -317,7 +347,10 @@ fn cost_run(warden: &std::path::Path, instances: usize, seconds: u64) -> (f64, f
         left -= n;
         i += 1;
     }
-    let body: Vec<String> = servers.iter().map(|(n, s)| format!("{}: {s}", serde_json::to_string(n).unwrap())).collect();
+    let body: Vec<String> = servers
+        .iter()
+        .map(|(n, s)| format!("{}: {s}", serde_json::to_string(n).unwrap()))
+        .collect();
     let cfg = dir.path().join("c.json");
     std::fs::write(&cfg, format!(r#"{{ "mcpServers": {{ {} }} }}"#, body.join(","))).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -342,7 +375,10 @@ fn cost_run(warden: &std::path::Path, instances: usize, seconds: u64) -> (f64, f
         if healthy == Some(true) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "{instances} instances did not become healthy");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{instances} instances did not become healthy"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     // Let start-up settle, then measure a steady window.

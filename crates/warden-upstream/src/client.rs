@@ -2,7 +2,7 @@
 //! [`SessionEvent`]s, the handshake, and probes and listings sent as raw requests so that no
 //! client-side cache ever answers for the server.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::SubscriptionFilter;
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use warden_config::ProbeMethod;
 
-use crate::{Activity, Catalog, PeerInfo, SessionEvent, ToolEntry, UpstreamError};
+use crate::{Activity, BoxFuture, Catalog, PeerInfo, SessionEvent, ToolEntry, UpstreamError};
 
 /// Receives server-initiated notifications for one session.
 #[derive(Clone)]
@@ -197,71 +197,154 @@ pub(crate) async fn list_catalog(
         let caps = peer.peer_info().map(|p| p.capabilities.clone()).unwrap_or_default();
         let mut catalog = Catalog::default();
         if caps.tools.is_some() {
-            let mut cursor = None;
-            for _ in 0..100 {
-                let req = ListToolsRequest { params: page(cursor.take()), ..Default::default() };
-                match request(peer, ClientRequest::ListToolsRequest(req), timeout).await? {
-                    ServerResult::ListToolsResult(r) => {
-                        for tool in r.tools {
-                            let raw = serde_json::to_value(&tool)
-                                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                            catalog.tools.extend(ToolEntry::from_json(raw));
-                        }
-                        cursor = r.next_cursor;
-                    }
-                    other => return Err(unexpected("tools/list", &other)),
-                }
-                if cursor.is_none() {
-                    break;
-                }
-            }
+            catalog.tools = paginate(
+                peer,
+                timeout,
+                "tools/list",
+                |params| {
+                    ClientRequest::ListToolsRequest(ListToolsRequest {
+                        params,
+                        ..Default::default()
+                    })
+                },
+                |r| match r {
+                    ServerResult::ListToolsResult(r) => Some((
+                        r.tools
+                            .iter()
+                            .filter_map(|t| ToolEntry::from_json(serde_json::to_value(t).ok()?))
+                            .collect(),
+                        r.next_cursor,
+                    )),
+                    _ => None,
+                },
+            )
+            .await?;
         }
         if caps.resources.is_some() {
-            let mut cursor = None;
-            for _ in 0..100 {
-                let req =
-                    ListResourcesRequest { params: page(cursor.take()), ..Default::default() };
-                match request(peer, ClientRequest::ListResourcesRequest(req), timeout).await? {
+            catalog.resources = paginate(
+                peer,
+                timeout,
+                "resources/list",
+                |params| {
+                    ClientRequest::ListResourcesRequest(ListResourcesRequest {
+                        params,
+                        ..Default::default()
+                    })
+                },
+                |r| match r {
                     ServerResult::ListResourcesResult(r) => {
-                        catalog.resources.extend(r.resources.into_iter().map(|r| r.uri));
-                        cursor = r.next_cursor;
+                        Some((r.resources.into_iter().map(|r| r.uri).collect(), r.next_cursor))
                     }
-                    other => return Err(unexpected("resources/list", &other)),
-                }
-                if cursor.is_none() {
-                    break;
-                }
-            }
+                    _ => None,
+                },
+            )
+            .await?;
         }
         if caps.prompts.is_some() {
-            let mut cursor = None;
-            for _ in 0..100 {
-                let req = ListPromptsRequest { params: page(cursor.take()), ..Default::default() };
-                match request(peer, ClientRequest::ListPromptsRequest(req), timeout).await? {
+            catalog.prompts = paginate(
+                peer,
+                timeout,
+                "prompts/list",
+                |params| {
+                    ClientRequest::ListPromptsRequest(ListPromptsRequest {
+                        params,
+                        ..Default::default()
+                    })
+                },
+                |r| match r {
                     ServerResult::ListPromptsResult(r) => {
-                        catalog.prompts.extend(r.prompts.into_iter().map(|p| p.name));
-                        cursor = r.next_cursor;
+                        Some((r.prompts.into_iter().map(|p| p.name).collect(), r.next_cursor))
                     }
-                    other => return Err(unexpected("prompts/list", &other)),
-                }
-                if cursor.is_none() {
-                    break;
-                }
-            }
+                    _ => None,
+                },
+            )
+            .await?;
         }
         Ok(catalog)
     };
     tokio::time::timeout(timeout, work).await.unwrap_or(Err(UpstreamError::Timeout(timeout)))
 }
 
+/// Follows `nextCursor` through at most 100 pages of one list.
+async fn paginate<T>(
+    peer: &Peer<RoleClient>,
+    timeout: Duration,
+    method: &str,
+    request: impl Fn(Option<PaginatedRequestParams>) -> ClientRequest,
+    take: impl Fn(ServerResult) -> Option<(Vec<T>, Option<String>)>,
+) -> Result<Vec<T>, UpstreamError> {
+    let mut items = Vec::new();
+    let mut cursor = None;
+    for _ in 0..100 {
+        let result = self::request(peer, request(page(cursor.take())), timeout).await?;
+        let shown = serde_json::to_string(&result).unwrap_or_default();
+        let (page_items, next) = take(result).ok_or_else(|| {
+            UpstreamError::Protocol(format!(
+                "unexpected answer to {method}: {}",
+                shown.chars().take(120).collect::<String>()
+            ))
+        })?;
+        items.extend(page_items);
+        cursor = next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(items)
+}
+
 fn page(cursor: Option<String>) -> Option<PaginatedRequestParams> {
     cursor.map(|c| PaginatedRequestParams::default().with_cursor(Some(c)))
 }
 
-fn unexpected(method: &str, got: &ServerResult) -> UpstreamError {
-    let kind = serde_json::to_value(got).ok().map(|v| v.to_string()).unwrap_or_default();
-    UpstreamError::Protocol(format!(
-        "unexpected answer to {method}: {}",
-        kind.chars().take(120).collect::<String>()
-    ))
+/// What every rmcp-backed session shares: the running service, its peer, what the server said
+/// about itself, and byte-level activity. The stdio and remote sessions wrap one.
+pub(crate) struct Core {
+    running: Mutex<Option<Running>>,
+    peer: Peer<RoleClient>,
+    info: PeerInfo,
+    activity: Arc<Activity>,
+}
+
+impl Core {
+    pub(crate) fn new(running: Running, info: PeerInfo, activity: Arc<Activity>) -> Self {
+        let peer = running.peer().clone();
+        Self { running: Mutex::new(Some(running)), peer, info, activity }
+    }
+
+    pub(crate) fn probe(
+        &self,
+        method: ProbeMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
+        Box::pin(probe(&self.peer, &self.info, method, timeout, &self.activity))
+    }
+
+    pub(crate) fn list_catalog(
+        &self,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
+        Box::pin(list_catalog(&self.peer, timeout))
+    }
+
+    pub(crate) fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
+    }
+
+    /// Ends the rmcp service (for a child, this closes its stdin), waiting at most `grace`.
+    pub(crate) fn close(&self, grace: Duration) -> BoxFuture<'static, ()> {
+        let running = self.running.lock().expect("not poisoned").take();
+        Box::pin(async move {
+            if let Some(r) = running {
+                let _ = tokio::time::timeout(grace, r.cancel()).await;
+            }
+        })
+    }
+
+    /// Cancels the rmcp service at once, without waiting.
+    pub(crate) fn cancel_now(&self) {
+        if let Some(r) = self.running.lock().expect("not poisoned").as_ref() {
+            r.cancellation_token().cancel();
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! for servers that do not speak Streamable HTTP yet.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -12,15 +12,14 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
 };
 use rmcp::transport::Transport;
-use rmcp::Peer;
 use tokio::sync::mpsc;
 use warden_config::{ProbeMethod, RemoteKind, Secret, ServerSpec, Transport as SpecTransport};
 use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 
-use crate::client::{self, Handler, Running};
+use crate::client::{self, Handler};
 use crate::{
-    Activity, BoxFuture, Catalog, Connected, Connector, PeerInfo, Session, SessionEvent,
-    StopPolicy, UpstreamError,
+    Activity, BoxFuture, Catalog, Connected, Connector, Session, SessionEvent, StopPolicy,
+    UpstreamError,
 };
 
 /// Connects remote servers (one instance per URL).
@@ -150,17 +149,11 @@ where
             }
         }
     });
-    let session =
-        RemoteSession { running: Mutex::new(Some(running)), peer, info: info.clone(), activity };
+    let session = RemoteSession(client::Core::new(running, info.clone(), activity));
     Ok(Connected { session: Box::new(session), events: events_rx, info })
 }
 
-struct RemoteSession {
-    running: Mutex<Option<Running>>,
-    peer: Peer<RoleClient>,
-    info: PeerInfo,
-    activity: Arc<Activity>,
-}
+struct RemoteSession(client::Core);
 
 impl Session for RemoteSession {
     fn probe(
@@ -168,15 +161,15 @@ impl Session for RemoteSession {
         method: ProbeMethod,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
-        Box::pin(client::probe(&self.peer, &self.info, method, timeout, &self.activity))
+        self.0.probe(method, timeout)
     }
 
     fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
-        Box::pin(client::list_catalog(&self.peer, timeout))
+        self.0.list_catalog(timeout)
     }
 
     fn activity(&self) -> Arc<Activity> {
-        Arc::clone(&self.activity)
+        self.0.activity()
     }
 
     fn pid(&self) -> Option<u32> {
@@ -184,19 +177,15 @@ impl Session for RemoteSession {
     }
 
     fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
-        let running = self.running.lock().expect("not poisoned").take();
+        let close = self.0.close(policy.grace);
         Box::pin(async move {
-            if let Some(r) = running {
-                let _ = tokio::time::timeout(policy.grace, r.cancel()).await;
-            }
+            close.await;
             None
         })
     }
 
     fn kill(&self) {
-        if let Some(r) = self.running.lock().expect("not poisoned").as_ref() {
-            r.cancellation_token().cancel();
-        }
+        self.0.cancel_now();
     }
 }
 

@@ -7,13 +7,11 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use rmcp::service::RoleClient;
-use rmcp::Peer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
@@ -21,10 +19,10 @@ use tokio::time::Instant;
 use warden_config::{ProbeMethod, ServerSpec, Transport};
 use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 
-use crate::client::{self, Handler, Running};
+use crate::client::{self, Handler};
 use crate::{
-    Activity, BoxFuture, Catalog, Connected, Connector, PeerInfo, Session, SessionEvent,
-    StopPolicy, UpstreamError,
+    Activity, BoxFuture, Catalog, Connected, Connector, Session, SessionEvent, StopPolicy,
+    UpstreamError,
 };
 
 /// Longest stdout line accepted (a large tool list is one line).
@@ -95,13 +93,9 @@ async fn connect(
 
     match client::handshake(Handler::new(events_tx.clone()), (rmcp_read, stdin), deadline).await {
         Ok((running, info)) => {
-            let peer = running.peer().clone();
-            client::spawn_list_listener(&peer, &info, events_tx);
+            client::spawn_list_listener(running.peer(), &info, events_tx);
             let session = StdioSession {
-                running: Mutex::new(Some(running)),
-                peer,
-                info: info.clone(),
-                activity,
+                core: client::Core::new(running, info.clone(), activity),
                 pid,
                 exit: exit_rx,
             };
@@ -273,10 +267,7 @@ impl LineLimiter {
 }
 
 struct StdioSession {
-    running: Mutex<Option<Running>>,
-    peer: Peer<RoleClient>,
-    info: PeerInfo,
-    activity: Arc<Activity>,
+    core: client::Core,
     pid: u32,
     exit: watch::Receiver<Option<ExitInfo>>,
 }
@@ -287,15 +278,15 @@ impl Session for StdioSession {
         method: ProbeMethod,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
-        Box::pin(client::probe(&self.peer, &self.info, method, timeout, &self.activity))
+        self.core.probe(method, timeout)
     }
 
     fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
-        Box::pin(client::list_catalog(&self.peer, timeout))
+        self.core.list_catalog(timeout)
     }
 
     fn activity(&self) -> Arc<Activity> {
-        Arc::clone(&self.activity)
+        self.core.activity()
     }
 
     fn pid(&self) -> Option<u32> {
@@ -303,36 +294,31 @@ impl Session for StdioSession {
     }
 
     fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
-        let running = self.running.lock().expect("not poisoned").take();
-        let mut exit = self.exit.clone();
+        let close = self.core.close(policy.grace);
+        let exit = self.exit.clone();
         let pid = self.pid;
         Box::pin(async move {
-            // 1. Close stdin (ending the rmcp service drops the pipe) and give it `grace`.
-            if let Some(r) = running {
-                let _ = tokio::time::timeout(policy.grace, r.cancel()).await;
-            }
-            let wait = |exit: &mut watch::Receiver<Option<ExitInfo>>, d: Duration| {
+            let wait = |d: Duration| {
                 let mut exit = exit.clone();
                 async move {
-                    tokio::time::timeout(d, exit.wait_for(Option::is_some))
-                        .await
-                        .ok()
-                        .and_then(|e| e.ok().map(|e| e.clone()))
-                        .flatten()
+                    let got = tokio::time::timeout(d, exit.wait_for(Option::is_some)).await;
+                    got.ok().and_then(|e| e.ok().and_then(|e| e.clone()))
                 }
             };
-            if let Some(e) = wait(&mut exit, policy.grace).await {
+            // 1. Close stdin (ending the rmcp service drops the pipe) and give it `grace`.
+            close.await;
+            if let Some(e) = wait(policy.grace).await {
                 return Some(e);
             }
             // 2. SIGTERM the group (and SIGCONT, so a stopped process can act on it).
             kill_group(pid, Signal::SIGTERM);
             kill_group(pid, Signal::SIGCONT);
-            if let Some(e) = wait(&mut exit, policy.term).await {
+            if let Some(e) = wait(policy.term).await {
                 return Some(e);
             }
             // 3. SIGKILL.
             kill_group(pid, Signal::SIGKILL);
-            wait(&mut exit, Duration::from_secs(5)).await
+            wait(Duration::from_secs(5)).await
         })
     }
 
