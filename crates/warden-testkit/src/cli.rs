@@ -25,6 +25,9 @@ pub struct Args {
     /// the address is printed to stderr as `listening on http://ADDR/mcp`.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// Serve the legacy HTTP+SSE transport (2024-11-05) at this address (`/sse`, `/messages`).
+    #[arg(long, conflicts_with = "http")]
+    pub sse: Option<SocketAddr>,
     /// Write the bound HTTP address to this file once listening.
     #[arg(long)]
     pub port_file: Option<std::path::PathBuf>,
@@ -131,9 +134,13 @@ pub async fn run(args: Args) {
             }
         });
     }
-    match args.http {
-        Some(addr) => serve_http(server, addr, args.port_file).await,
-        None => serve_stdio(server, args.garbage_every).await,
+    match (args.http, args.sse) {
+        (Some(addr), _) => serve_http(server, addr, args.port_file).await,
+        (None, Some(addr)) => {
+            let listener = bind(addr, "sse", args.port_file).await;
+            crate::sse::serve_legacy_sse(server, listener).await;
+        }
+        (None, None) => serve_stdio(server, args.garbage_every).await,
     }
 }
 
@@ -167,11 +174,21 @@ async fn serve_http(server: Misbehave, addr: SocketAddr, port_file: Option<std::
         StreamableHttpServerConfig::default(),
     );
     let app = axum::Router::new().nest_service("/mcp", service);
+    let listener = bind(addr, "mcp", port_file).await;
+    axum::serve(listener, app).await.expect("serve HTTP");
+}
+
+/// Binds, says where (stderr and the port file), and returns the listener.
+async fn bind(
+    addr: SocketAddr,
+    path: &str,
+    port_file: Option<std::path::PathBuf>,
+) -> tokio::net::TcpListener {
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the HTTP address");
     let bound = listener.local_addr().expect("a bound address");
-    eprintln!("listening on http://{bound}/mcp");
+    eprintln!("listening on http://{bound}/{path}");
     if let Some(p) = port_file {
         std::fs::write(&p, bound.to_string()).expect("write the port file");
     }
-    axum::serve(listener, app).await.expect("serve HTTP");
+    listener
 }

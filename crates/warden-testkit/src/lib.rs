@@ -4,10 +4,12 @@
 //! start-up, latency with jitter, a latency ramp, random errors, a crash after N calls or T
 //! seconds, a hang (stops answering everything), garbage on stdout, chatter on stderr, tool
 //! lists that change at run time, and a grandchild process (to test process-group cleanup).
+//! Over HTTP it speaks Streamable HTTP (`--http`) or the legacy HTTP+SSE transport (`--sse`).
 
 pub mod cli;
 mod garbage;
 mod server;
+mod sse;
 
 pub use garbage::GarbageWriter;
 pub use server::{Knobs, Misbehave};

@@ -269,3 +269,45 @@ async fn replicas_are_supervised_independently() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sse_server_is_reached_by_fallback_and_reconnected() {
+    limited(async {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let spawn = || {
+            std::process::Command::new(warden())
+                .args(["misbehave", "--sse", &addr])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut server = spawn();
+        // No "type": Warden tries Streamable HTTP, is refused (405), and falls back to SSE.
+        let auto = format!(r#"{{ "url": "http://{addr}/sse", {FAST_HEALTH}, {FAST_RESTART} }}"#);
+        let explicit = format!(
+            r#"{{ "url": "http://{addr}/sse", "type": "sse", {FAST_HEALTH}, {FAST_RESTART} }}"#
+        );
+        let mut w = start(config(&[("auto", auto), ("explicit", explicit)])).await;
+        for name in ["auto", "explicit"] {
+            let v = w.wait_state(name, 0, InstanceState::Healthy, Duration::from_secs(20)).await;
+            assert_eq!(v.tools, 5, "{name}: {v:?}");
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+        for name in ["auto", "explicit"] {
+            w.wait(name, 0, Duration::from_secs(10), "unroutable", |v| !v.state.is_routable())
+                .await;
+        }
+        let mut server = spawn();
+        for name in ["auto", "explicit"] {
+            let v = w.wait_state(name, 0, InstanceState::Healthy, Duration::from_secs(30)).await;
+            assert!(v.restarts >= 1, "{name} reconnected: {v:?}");
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+        w.stop().await;
+    })
+    .await;
+}
