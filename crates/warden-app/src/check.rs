@@ -52,6 +52,7 @@ pub async fn check(mut config: Config, options: CheckOptions) -> Overview {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let overview = registry.overview();
-    registry.shutdown(Duration::from_secs(10)).await;
+    let deadline = registry.stop_deadline();
+    registry.shutdown(deadline).await;
     overview
 }

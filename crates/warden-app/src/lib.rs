@@ -61,6 +61,17 @@ pub fn real_connectors() -> ConnectorFactory {
 impl App {
     pub async fn start(options: RunOptions) -> Result<Self, StartError> {
         let started = Instant::now();
+        // Bind first: a taken port must fail before any child is started.
+        let listener = match options.listen {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                let bound = l.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+                Some((l, bound))
+            }
+            None => None,
+        };
         // The database must never stop supervision: if it cannot be opened, record in memory.
         let (store, store_fallback) = match Store::open(&options.database).await {
             Ok(s) => (s, None),
@@ -86,6 +97,16 @@ impl App {
             },
             writer_stop.clone(),
         );
+        match store.abandon_open_failures().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rows = n,
+                "closed failure rows a previous run left open (recovery_action = abandoned)"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not close failure rows left open by a previous run")
+            }
+        }
         if let Err(e) = store.sync_failover_configs(&failover_rows(&options.config)).await {
             tracing::warn!(error = %e, "could not record the failover configuration");
         }
@@ -100,12 +121,7 @@ impl App {
         );
         let mut app =
             Self { registry, store, bus, writer, writer_stop, http: None, store_fallback };
-        if let Some(addr) = options.listen {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Listen { addr, source })?;
-            let bound =
-                listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+        if let Some((listener, bound)) = listener {
             let stop = CancellationToken::new();
             let state = http::State::new(&app, started);
             let task = tokio::spawn(http::serve(listener, state, stop.clone()));
@@ -141,8 +157,8 @@ impl App {
             stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
-        // Longest stop policy: 2 s grace + 5 s SIGTERM + reaping; allow some slack.
-        self.registry.shutdown(Duration::from_secs(15)).await;
+        let deadline = self.registry.stop_deadline();
+        self.registry.shutdown(deadline).await;
         self.writer_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.writer).await;
         self.store.close().await;

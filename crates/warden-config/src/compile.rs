@@ -107,7 +107,19 @@ pub fn compile(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Lo
             });
         }
     };
-    let config = compile_root(&root, lookup, &mut d);
+    // Every value the environment supplies is treated as a secret.
+    let supplied = std::cell::RefCell::new(Vec::new());
+    let recording = |name: &str| {
+        let v = lookup(name);
+        if let Some(v) = &v {
+            supplied.borrow_mut().push(v.clone());
+        }
+        v
+    };
+    let mut config = compile_root(&root, &recording, &mut d);
+    if let Some(c) = config.as_mut() {
+        c.secrets = collect_secrets(c, supplied.into_inner());
+    }
     if d.errors.is_empty() {
         Ok(Loaded {
             config: config.expect("no errors means a config"),
@@ -160,7 +172,30 @@ fn compile_root(
     warn_top_level_near_misses(root, d);
 
     check_fallbacks(&servers, &servers_path, d);
-    Some(Config { servers, warden })
+    Some(Config { servers, warden, secrets: Vec::new() })
+}
+
+fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
+    for s in &config.servers {
+        match &s.transport {
+            Transport::Stdio { env, .. } => {
+                values.extend(env.values().map(|v| v.expose().to_owned()))
+            }
+            Transport::Remote { headers, .. } => {
+                for v in headers.values() {
+                    values.push(v.expose().to_owned());
+                    // `Bearer <token>`: the token alone is the secret part.
+                    if let Some((_, token)) = v.expose().split_once(' ') {
+                        values.push(token.trim().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    values.retain(|v| v.chars().count() >= 6);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    values.into_iter().map(Secret::new).collect()
 }
 
 fn warn_top_level_near_misses(root: &Value, d: &mut Diags) {

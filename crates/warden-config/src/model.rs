@@ -40,6 +40,9 @@ pub struct Config {
     /// Servers in the order the file lists them.
     pub servers: Vec<ServerSpec>,
     pub warden: WardenSettings,
+    /// Every value that came from the environment, and every env and header value, longest
+    /// first (6 characters or more): log output is scrubbed of these.
+    pub secrets: Vec<Secret>,
 }
 
 impl Config {

@@ -47,6 +47,8 @@ pub enum RecoveryAction {
     SelfRecovered,
     /// An operator reset or restarted it.
     Operator,
+    /// It never recovered under this Warden: stopped by an operator, or Warden shut down.
+    Abandoned,
 }
 
 impl RecoveryAction {
@@ -57,6 +59,7 @@ impl RecoveryAction {
             Self::Reconnect => "reconnect",
             Self::SelfRecovered => "self_recovered",
             Self::Operator => "operator",
+            Self::Abandoned => "abandoned",
         }
     }
 }

@@ -143,6 +143,20 @@ impl Store {
             .collect())
     }
 
+    /// Closes failure rows a previous Warden left open (it stopped or died before they were
+    /// resolved): `recovery_action = 'abandoned'`. Returns how many.
+    pub async fn abandon_open_failures(&self) -> Result<u64, sqlx::Error> {
+        let now = ts(&warden_core::now());
+        let r = sqlx::query(
+            "UPDATE integration_failures SET resolved = 1, recovery_action = 'abandoned', resolved_at = ?
+             WHERE resolved = 0",
+        )
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Replaces the `failover_configurations` rows with those derived from the config.
     pub async fn sync_failover_configs(
         &self,

@@ -239,3 +239,21 @@ fn locations_parse() {
     assert!(err.contains("postgres://"), "{err}");
     assert!(!err.contains("secret"), "no credentials in errors: {err}");
 }
+
+#[tokio::test]
+async fn rows_left_open_by_a_previous_run_are_closed_as_abandoned() {
+    let f = fixture().await;
+    f.events
+        .send(event(EventKind::Failure {
+            reason: Reason::new(FailureClass::Hang, "silent"),
+            context: "x".into(),
+        }))
+        .await
+        .unwrap();
+    eventually(async || f.store.count("integration_failures").await.unwrap() == 1).await;
+    assert_eq!(f.store.abandon_open_failures().await.unwrap(), 1);
+    let row = &f.store.failures(None, 1).await.unwrap()[0];
+    assert!(row.resolved);
+    assert_eq!(row.recovery_action.as_deref(), Some("abandoned"));
+    assert_eq!(f.store.abandon_open_failures().await.unwrap(), 0);
+}

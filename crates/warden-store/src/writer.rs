@@ -74,7 +74,8 @@ impl Store {
                 if !events_open && !samples_open && backlog.is_empty() {
                     break;
                 }
-                let due = Instant::now() >= next_flush || backlog.len() >= FLUSH_AT;
+                // A large backlog flushes early, but never faster than the backoff while failing.
+                let due = Instant::now() >= next_flush || (!failing && backlog.len() >= FLUSH_AT);
                 if due && !backlog.is_empty() {
                     let ok = store.flush(&mut backlog).await;
                     // Back off while failing, so a broken disk is not hammered.

@@ -41,6 +41,11 @@ pub enum Command {
 
 /// How long a full listing of tools, resources and prompts may take.
 const CATALOG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Warden's own deadline on a probe or listing is the protocol timeout plus this: rmcp's
+/// timeout can wait on sending a cancellation into a child's full stdin pipe.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+/// At most this many names of added or removed tools go into one event.
+const DIFF_NAMES: usize = 50;
 
 pub(crate) struct InstanceCtx {
     pub(crate) id: InstanceId,
@@ -128,6 +133,8 @@ enum Woke {
 pub(crate) async fn run(ctx: InstanceCtx) {
     let mut r = Runner::new(ctx);
     r.main().await;
+    // Shutting down: an incident still open will not be resolved by this Warden.
+    r.abandon_incident();
 }
 
 struct Runner {
@@ -142,6 +149,9 @@ struct Runner {
     session_trace: TraceId,
     catalog: Option<Catalog>,
     next_sample: Instant,
+    /// The current start is a probation restart of a failed instance: failing it is failed
+    /// again. Cleared once the instance is healthy.
+    probation_try: bool,
 }
 
 impl Runner {
@@ -161,6 +171,7 @@ impl Runner {
             incident: None,
             session_trace: TraceId::random(),
             catalog: None,
+            probation_try: false,
             next_sample: Instant::now() + ctx.metrics_interval,
             ctx,
         }
@@ -169,10 +180,10 @@ impl Runner {
     async fn main(&mut self) {
         let mut stopped = self.ctx.spec.disabled;
         let mut failed = false;
-        let mut probation_try = false;
         let mut first = true;
         loop {
             if stopped {
+                self.abandon_incident();
                 self.set_state(InstanceState::Stopped, None);
                 match self.idle(None).await {
                     Woke::Shutdown => return,
@@ -192,6 +203,7 @@ impl Runner {
                     Woke::Shutdown => return,
                     Woke::Command(Command::Stop) => {
                         stopped = true;
+                        failed = false;
                         continue;
                     }
                     Woke::Command(c) => {
@@ -201,7 +213,7 @@ impl Runner {
                     Woke::Elapsed => {
                         // A slow probation restart: one try; failing it is failed again.
                         failed = false;
-                        probation_try = true;
+                        self.probation_try = true;
                     }
                 }
             }
@@ -238,8 +250,8 @@ impl Runner {
                         }
                         continue;
                     }
-                    if probation_try {
-                        probation_try = false;
+                    if self.probation_try {
+                        self.probation_try = false;
                         failed = true;
                         continue;
                     }
@@ -319,12 +331,24 @@ impl Runner {
             v.pid = None;
         });
         self.set_state(InstanceState::Starting, None);
+        // Call outcomes from the previous session say nothing about this one.
+        while self.ctx.reports.try_recv().is_ok() {}
         let deadline = self.ctx.spec.health.startup_timeout;
-        let connect = self.ctx.connector.connect(self.ctx.id.clone(), deadline);
-        let result = tokio::select! {
-            biased;
-            _ = self.ctx.shutdown.cancelled() => return End::Shutdown,
-            r = connect => r,
+        let connector = Arc::clone(&self.ctx.connector);
+        let mut connect = connector.connect(self.ctx.id.clone(), deadline);
+        // Dropping `connect` (stop, restart, shutdown) kills a half-started child.
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = self.ctx.shutdown.cancelled() => return End::Shutdown,
+                c = self.ctx.commands.recv() => match c {
+                    Some(Command::Stop) => { self.operator(Command::Stop); return End::Stop }
+                    Some(Command::Restart) => { self.operator(Command::Restart); return End::Restart }
+                    Some(c) => self.operator(c),
+                    None => {}
+                },
+                r = &mut connect => break r,
+            }
         };
         match result {
             Ok(conn) => self.run_session(conn).await,
@@ -332,6 +356,46 @@ impl Runner {
                 let reason = e.reason();
                 End::Failed { reason, exit: None, action: self.restart_action() }
             }
+        }
+    }
+
+    /// The session's transport ended (stdout EOF, a closed connection): wait briefly for a
+    /// child's exit status to say why, then end the session.
+    async fn closed(
+        &mut self,
+        events: &mut mpsc::Receiver<SessionEvent>,
+        pid: Option<u32>,
+        reason: Reason,
+    ) -> End {
+        let exit = if pid.is_some() {
+            wait_exited(events, Duration::from_millis(500)).await
+        } else {
+            None
+        };
+        if let Some(exit) = &exit {
+            self.emit(EventKind::ProcessExited { exit: exit.clone() });
+        }
+        let reason = match &exit {
+            Some(e) => {
+                Reason::new(FailureClass::Crash, format!("{} ({})", e.describe(), reason.message))
+            }
+            None => reason,
+        };
+        End::Failed { reason, exit, action: self.restart_action() }
+    }
+
+    /// Closes an open incident that will not recover under this Warden (stopped, shutting down).
+    fn abandon_incident(&mut self) {
+        if let Some(i) = self.incident.take() {
+            let downtime_seconds = i.opened.elapsed().as_secs_f64();
+            self.emit_traced(
+                i.trace,
+                EventKind::Recovered {
+                    class: i.class,
+                    action: RecoveryAction::Abandoned,
+                    downtime_seconds,
+                },
+            );
         }
     }
 
@@ -373,7 +437,9 @@ impl Runner {
         let policy = self.ctx.spec.health.clone();
         let method = policy.method;
         let mut catalog: Option<BoxFuture<'_, Result<Catalog, UpstreamError>>> =
-            Some(session.list_catalog(CATALOG_TIMEOUT));
+            Some(list(session));
+        let mut relist = false;
+        let mut next_hang_check = Instant::now() + Duration::from_secs(1);
         let mut probe: Option<BoxFuture<'_, Result<Duration, UpstreamError>>> = None;
         let mut probe_bytes_before = 0;
         let mut next_probe =
@@ -390,21 +456,13 @@ impl Runner {
                         self.emit(EventKind::ProcessExited { exit: exit.clone() });
                         break End::Failed { reason: Reason::new(FailureClass::Crash, exit.describe()), exit: Some(exit), action: RecoveryAction::Restart };
                     }
-                    Some(SessionEvent::Closed(reason)) => {
-                        // For a child, the exit status usually follows within milliseconds.
-                        let exit = if pid.is_some() { wait_exited(&mut events, Duration::from_millis(500)).await } else { None };
-                        if let Some(exit) = &exit {
-                            self.emit(EventKind::ProcessExited { exit: exit.clone() });
-                        }
-                        let reason = match &exit {
-                            Some(e) => Reason::new(FailureClass::Crash, format!("{} ({})", e.describe(), reason.message)),
-                            None => reason,
-                        };
-                        break End::Failed { reason, exit, action: self.restart_action() };
-                    }
+                    Some(SessionEvent::Closed(reason)) => break self.closed(&mut events, pid, reason).await,
                     Some(SessionEvent::ListChanged) => {
+                        // A change announced during a listing gets a listing of its own.
                         if catalog.is_none() {
-                            catalog = Some(session.list_catalog(CATALOG_TIMEOUT));
+                            catalog = Some(list(session));
+                        } else {
+                            relist = true;
                         }
                     }
                     None => break End::Failed { reason: Reason::new(FailureClass::Crash, "session ended"), exit: None, action: self.restart_action() },
@@ -418,8 +476,8 @@ impl Runner {
                 Some(report) = self.ctx.reports.recv() => self.on_call(report),
                 res = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
                     probe = None;
-                    match self.on_probe(res, activity.bytes() > probe_bytes_before, activity.since_last_byte()) {
-                        Some(end) => break end,
+                    match self.on_probe_result(res, activity.bytes() > probe_bytes_before, activity.since_last_byte()) {
+                        Some(lost) => break self.closed(&mut events, pid, lost).await,
                         None => {
                             if should_kill_hung(&policy, activity.since_last_byte(), self.machine.probe_failures()) {
                                 break self.hang(session, &mut events, activity.since_last_byte()).await;
@@ -431,14 +489,30 @@ impl Runner {
                 res = async { catalog.as_mut().expect("guarded").await }, if catalog.is_some() => {
                     catalog = None;
                     self.on_catalog(res);
+                    if std::mem::take(&mut relist) {
+                        catalog = Some(list(session));
+                    }
                 },
                 _ = sleep_until(next_probe), if probe.is_none() => {
                     probe_bytes_before = activity.bytes();
-                    probe = Some(session.probe(method, policy.timeout));
+                    // Warden's own deadline: a probe stuck behind a full stdin pipe still ends.
+                    let timeout = policy.timeout;
+                    probe = Some(Box::pin(async move {
+                        tokio::time::timeout(timeout + DEADLINE_MARGIN, session.probe(method, timeout))
+                            .await
+                            .unwrap_or(Err(UpstreamError::Timeout(timeout)))
+                    }));
                 },
                 _ = sleep_until(next_catalog), if catalog.is_none() => {
                     next_catalog = Instant::now() + policy.catalog_interval;
-                    catalog = Some(session.list_catalog(CATALOG_TIMEOUT));
+                    catalog = Some(list(session));
+                },
+                // The hang check runs on its own clock, not only when a probe ends.
+                _ = sleep_until(next_hang_check) => {
+                    next_hang_check = Instant::now() + Duration::from_secs(1);
+                    if should_kill_hung(&policy, activity.since_last_byte(), self.machine.probe_failures()) {
+                        break self.hang(session, &mut events, activity.since_last_byte()).await;
+                    }
                 },
                 _ = sleep_until(self.next_sample) => self.sample(),
                 _ = sleep_until(healthy_since.unwrap_or_else(Instant::now) + self.ctx.spec.restart.reset_after),
@@ -503,12 +577,12 @@ impl Runner {
         End::Failed { reason, exit, action: RecoveryAction::KillAndRestart }
     }
 
-    fn on_probe(
+    fn on_probe_result(
         &mut self,
         res: Result<Duration, UpstreamError>,
         bytes_during: bool,
         since_last_byte: Duration,
-    ) -> Option<End> {
+    ) -> Option<Reason> {
         let now = Instant::now();
         self.update(|v| v.last_check = Some(warden_core::now()));
         match res {
@@ -541,12 +615,8 @@ impl Runner {
                 if let Some(t) = self.machine.on_connection_lost(reason.clone()) {
                     self.apply(t);
                 }
-                // A child's exit or EOF arrives as its own event; a remote server is reconnected.
-                (!self.ctx.spec.is_stdio()).then_some(End::Failed {
-                    reason,
-                    exit: None,
-                    action: RecoveryAction::Reconnect,
-                })
+                // The session is gone: a remote server is reconnected, a child restarted.
+                Some(reason)
             }
             Err(e) => {
                 self.probe_failed("ping", e.reason());
@@ -598,8 +668,8 @@ impl Runner {
                     resources,
                     prompts,
                     changed,
-                    added,
-                    removed,
+                    added: capped(added),
+                    removed: capped(removed),
                 });
                 self.catalog = Some(cat);
             }
@@ -634,6 +704,7 @@ impl Runner {
         });
         self.emit(EventKind::StateChanged { from, to, reason });
         if to == InstanceState::Healthy {
+            self.probation_try = false;
             if let Some(i) = self.incident.take() {
                 let action = i.action.unwrap_or(RecoveryAction::SelfRecovered);
                 let downtime_seconds = now.duration_since(i.opened).as_secs_f64();
@@ -726,6 +797,28 @@ impl Runner {
     fn emit_traced(&self, trace: TraceId, kind: EventKind) {
         self.ctx.bus.emit(Event::new(Some(self.ctx.id.clone()), trace, kind));
     }
+}
+
+/// Lists a session's catalog under Warden's own deadline.
+fn list(session: &dyn Session) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
+    Box::pin(async move {
+        tokio::time::timeout(
+            CATALOG_TIMEOUT + DEADLINE_MARGIN,
+            session.list_catalog(CATALOG_TIMEOUT),
+        )
+        .await
+        .unwrap_or(Err(UpstreamError::Timeout(CATALOG_TIMEOUT)))
+    })
+}
+
+/// At most [`DIFF_NAMES`] names, then how many more there were.
+fn capped(mut names: Vec<String>) -> Vec<String> {
+    if names.len() > DIFF_NAMES {
+        let more = names.len() - DIFF_NAMES;
+        names.truncate(DIFF_NAMES);
+        names.push(format!("… and {more} more"));
+    }
+    names
 }
 
 async fn wait_exited(

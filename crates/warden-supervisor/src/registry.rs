@@ -35,11 +35,12 @@ impl ServerHandle {
         self.instances.iter().map(|(v, _, _)| v.borrow().clone()).collect()
     }
 
-    /// Sends `cmd` to every instance (or only `index`).
+    /// Sends `cmd` to every instance (or only `index`); returns how many took it. Never waits:
+    /// an instance with 8 commands already queued does not take another.
     pub async fn command(&self, cmd: Command, index: Option<u32>) -> usize {
         let mut sent = 0;
         for (i, (_, tx, _)) in self.instances.iter().enumerate() {
-            if index.is_none_or(|want| want as usize == i) && tx.send(cmd).await.is_ok() {
+            if index.is_none_or(|want| want as usize == i) && tx.try_send(cmd).is_ok() {
                 sent += 1;
             }
         }
@@ -57,7 +58,8 @@ impl ServerHandle {
     }
 }
 
-/// Every supervised server. Dropping it does not stop anything: call [`Registry::shutdown`].
+/// Every supervised server. Call [`Registry::shutdown`] to stop them gracefully; dropping the
+/// registry aborts the tasks, and each child's process group is then killed outright.
 pub struct Registry {
     servers: Vec<ServerHandle>,
     tasks: JoinSet<()>,
@@ -119,6 +121,17 @@ impl Registry {
         Overview::from_views(
             self.servers.iter().map(|s| (Arc::clone(&s.spec), s.views())).collect(),
         )
+    }
+
+    /// How long a graceful stop of everything may take: the longest stop policy (grace, then
+    /// SIGTERM and its wait, then SIGKILL and reaping), plus slack.
+    pub fn stop_deadline(&self) -> Duration {
+        self.servers
+            .iter()
+            .map(|s| s.spec.restart.stop_grace + s.spec.restart.term_timeout)
+            .max()
+            .unwrap_or_default()
+            + Duration::from_secs(10)
     }
 
     /// Stops every instance gracefully (close stdin → SIGTERM → SIGKILL, per server policy)

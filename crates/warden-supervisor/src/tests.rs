@@ -26,6 +26,9 @@ enum Probe {
     Silent,
     /// No answer to the probe, but bytes keep coming (a busy single-threaded server).
     Busy,
+    /// The probe never ends at all, not even with a timeout (a request stuck behind a full
+    /// stdin pipe): only Warden's own deadline ends it.
+    Stuck,
 }
 
 struct FakeShared {
@@ -57,6 +60,7 @@ impl Session for FakeSession {
                     time::sleep(timeout).await;
                     Err(UpstreamError::Timeout(timeout))
                 }
+                Probe::Stuck => std::future::pending().await,
                 Probe::Busy => {
                     time::sleep(timeout / 2).await;
                     activity.touch(100); // a progress notification
@@ -97,6 +101,8 @@ impl Session for FakeSession {
 enum Start {
     Ok,
     Fail,
+    /// The handshake takes a minute.
+    Slow,
 }
 
 #[derive(Default)]
@@ -122,6 +128,10 @@ impl Connector for FakeConnector {
         Box::pin(async move {
             time::sleep(Duration::from_millis(20)).await;
             match plan {
+                Start::Slow => {
+                    time::sleep(Duration::from_secs(60)).await;
+                    Err(UpstreamError::Timeout(Duration::from_secs(60)))
+                }
                 Start::Fail => {
                     Err(UpstreamError::Closed(Some("exited with code 1 during start-up".into())))
                 }
@@ -182,7 +192,8 @@ impl Harness {
         let bus = EventBus::new(None);
         let events = bus.subscribe();
         let c2 = Arc::clone(&connector);
-        let config = Config { servers: vec![spec], warden: WardenSettings::default() };
+        let config =
+            Config { servers: vec![spec], warden: WardenSettings::default(), secrets: vec![] };
         let registry = Registry::start(
             &config,
             Arc::new(move |_| Arc::clone(&c2) as Arc<dyn Connector>),
@@ -471,5 +482,68 @@ async fn a_server_silent_on_probes_but_streaming_progress_for_a_call_is_busy_not
     // The call ends and the progress stops: now silence is a hang.
     drop(call);
     h.until(InstanceState::Critical, Duration::from_secs(20)).await;
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_never_returns_still_fails_and_the_hang_is_killed() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    *h.session(0).probe.lock().unwrap() = Probe::Stuck;
+    let detect = h.until(InstanceState::Critical, Duration::from_secs(16)).await;
+    assert!(detect <= Duration::from_secs(15), "{detect:?}");
+    h.until(InstanceState::Offline, Duration::from_secs(25)).await;
+    assert!(h.session(0).killed.load(Ordering::SeqCst) >= 1);
+    assert_eq!(h.count(|k| matches!(k, EventKind::HangKilled { .. })), 1);
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_probation_restart_returns_to_normal_supervision() {
+    let mut h = Harness::new(spec("s"), FakeConnector { fail_always: true, ..Default::default() });
+    h.until(InstanceState::Failed, Duration::from_secs(35)).await;
+    h.connector.script.lock().unwrap().extend([Start::Ok, Start::Ok]);
+    h.until(InstanceState::Healthy, Duration::from_secs(320)).await;
+    let n = h.connector.sessions.lock().unwrap().len();
+    h.session(n - 1).events.send(SessionEvent::Exited(exit_by_signal(9))).await.unwrap();
+    h.until(InstanceState::Offline, Duration::from_secs(1)).await;
+    // The backoff goes on from its last step (16 s) until 60 s of health would have reset it.
+    h.until(InstanceState::Warning, Duration::from_secs(20)).await;
+    assert_eq!(
+        h.count(|k| matches!(k, EventKind::RestartIntensityExceeded { .. })),
+        1,
+        "restarted, not failed again"
+    );
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_then_start_revives_a_failed_instance() {
+    let mut h = Harness::new(spec("s"), FakeConnector { fail_always: true, ..Default::default() });
+    h.until(InstanceState::Failed, Duration::from_secs(35)).await;
+    h.registry.servers()[0].command(Command::Stop, None).await;
+    h.until(InstanceState::Stopped, Duration::from_secs(1)).await;
+    // The open incident is closed as abandoned when the instance is stopped.
+    assert_eq!(
+        h.count(|k| matches!(k, EventKind::Recovered { action: RecoveryAction::Abandoned, .. })),
+        1
+    );
+    h.connector.script.lock().unwrap().push_back(Start::Ok);
+    h.registry.servers()[0].command(Command::Start, None).await;
+    h.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_are_obeyed_during_a_slow_start() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.connector.script.lock().unwrap().push_back(Start::Slow);
+    h.registry.servers()[0].command(Command::Restart, None).await;
+    time::sleep(Duration::from_millis(100)).await;
+    h.drain();
+    // The slow start was abandoned and a fresh one succeeded quickly.
+    h.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    h.registry.servers()[0].command(Command::Stop, None).await;
+    h.until(InstanceState::Stopped, Duration::from_secs(1)).await;
     h.registry.shutdown(Duration::from_secs(5)).await;
 }

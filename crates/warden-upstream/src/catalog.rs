@@ -1,6 +1,6 @@
 //! What a server offers (tools, resources, prompts) and how it changed across a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -81,10 +81,14 @@ impl Catalog {
             ("resource:", &self.resources, &old.resources),
             ("prompt:", &self.prompts, &old.prompts),
         ] {
-            diff.added
-                .extend(new.iter().filter(|n| !old.contains(n)).map(|n| format!("{prefix}{n}")));
-            diff.removed
-                .extend(old.iter().filter(|n| !new.contains(n)).map(|n| format!("{prefix}{n}")));
+            let new_set: HashSet<&String> = new.iter().collect();
+            let old_set: HashSet<&String> = old.iter().collect();
+            diff.added.extend(
+                new.iter().filter(|n| !old_set.contains(n)).map(|n| format!("{prefix}{n}")),
+            );
+            diff.removed.extend(
+                old.iter().filter(|n| !new_set.contains(n)).map(|n| format!("{prefix}{n}")),
+            );
         }
         diff
     }

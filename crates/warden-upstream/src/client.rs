@@ -218,7 +218,8 @@ pub(crate) async fn list_catalog(
                     _ => None,
                 },
             )
-            .await?;
+            .await
+            .or_else(answered)?;
         }
         if caps.resources.is_some() {
             catalog.resources = paginate(
@@ -238,7 +239,8 @@ pub(crate) async fn list_catalog(
                     _ => None,
                 },
             )
-            .await?;
+            .await
+            .or_else(answered)?;
         }
         if caps.prompts.is_some() {
             catalog.prompts = paginate(
@@ -258,11 +260,23 @@ pub(crate) async fn list_catalog(
                     _ => None,
                 },
             )
-            .await?;
+            .await
+            .or_else(answered)?;
         }
         Ok(catalog)
     };
     tokio::time::timeout(timeout, work).await.unwrap_or(Err(UpstreamError::Timeout(timeout)))
+}
+
+/// A server that answers a listing with a JSON-RPC error is alive; that list is just empty.
+fn answered<T>(e: UpstreamError) -> Result<Vec<T>, UpstreamError> {
+    match e {
+        UpstreamError::Server { code, message } => {
+            tracing::debug!(code, %message, "a listing was refused; counting it as empty");
+            Ok(Vec::new())
+        }
+        other => Err(other),
+    }
 }
 
 /// Follows `nextCursor` through at most 100 pages of one list.

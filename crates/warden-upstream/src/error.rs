@@ -59,6 +59,27 @@ impl UpstreamError {
         matches!(self, Self::HttpStatus(404 | 405) | Self::Protocol(_))
     }
 
+    /// Replaces every secret (a configured URL, a header value) in the error's text with its
+    /// display form, so a reason can be logged, stored and served.
+    pub(crate) fn scrub(self, secrets: &[(String, String)]) -> Self {
+        let clean = |mut s: String| {
+            for (secret, shown) in secrets {
+                if !secret.is_empty() && s.contains(secret.as_str()) {
+                    s = s.replace(secret.as_str(), shown);
+                }
+            }
+            s
+        };
+        match self {
+            Self::Connect(m) => Self::Connect(clean(m)),
+            Self::Server { code, message } => Self::Server { code, message: clean(message) },
+            Self::Protocol(m) => Self::Protocol(clean(m)),
+            Self::Closed(m) => Self::Closed(m.map(clean)),
+            Self::Exited(m) => Self::Exited(clean(m)),
+            other => other,
+        }
+    }
+
     pub(crate) fn from_service(e: ServiceError, timeout: Duration) -> Self {
         match e {
             ServiceError::McpError(d) => {
@@ -111,6 +132,7 @@ fn classify_chain(top: &(dyn std::error::Error + 'static)) -> Option<UpstreamErr
                 | StreamableHttpError::InsufficientScope(_) => {
                     return Some(UpstreamError::Auth(None))
                 }
+                StreamableHttpError::Client(r) => return Some(from_reqwest(r)),
                 StreamableHttpError::SessionExpired => {
                     return Some(UpstreamError::Closed(Some("session expired".into())))
                 }
@@ -127,19 +149,7 @@ fn classify_chain(top: &(dyn std::error::Error + 'static)) -> Option<UpstreamErr
             }
         }
         if let Some(r) = e.downcast_ref::<reqwest::Error>() {
-            if let Some(status) = r.status() {
-                return Some(match status.as_u16() {
-                    401 | 403 => UpstreamError::Auth(Some(status.as_u16())),
-                    429 => UpstreamError::RateLimited,
-                    s => UpstreamError::HttpStatus(s),
-                });
-            }
-            if r.is_timeout() {
-                return Some(UpstreamError::Timeout(Duration::ZERO));
-            }
-            if r.is_connect() || r.is_request() {
-                return Some(UpstreamError::Connect(root_message(e)));
-            }
+            return Some(from_reqwest(r));
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
@@ -160,6 +170,31 @@ fn classify_chain(top: &(dyn std::error::Error + 'static)) -> Option<UpstreamErr
     None
 }
 
+/// Classifies a reqwest error. Its text never carries the URL (which may hold a secret).
+pub(crate) fn from_reqwest(r: &reqwest::Error) -> UpstreamError {
+    if let Some(status) = r.status() {
+        return match status.as_u16() {
+            401 | 403 => UpstreamError::Auth(Some(status.as_u16())),
+            429 => UpstreamError::RateLimited,
+            s => UpstreamError::HttpStatus(s),
+        };
+    }
+    if r.is_timeout() {
+        return UpstreamError::Timeout(Duration::ZERO);
+    }
+    let mut message = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(r);
+    while let Some(e) = cur {
+        message = e.to_string();
+        cur = e.source();
+    }
+    if message.is_empty() {
+        message =
+            if r.is_connect() { "connection refused".into() } else { "request failed".into() };
+    }
+    UpstreamError::Connect(message)
+}
+
 /// rmcp's reqwest client reports non-2xx answers without a JSON-RPC body only as text of the form
 /// `HTTP 404 Not Found: …`; this recovers the status code from that fixed prefix.
 fn status_from_text(m: &str) -> Option<UpstreamError> {
@@ -169,12 +204,4 @@ fn status_from_text(m: &str) -> Option<UpstreamError> {
         429 => UpstreamError::RateLimited,
         s => UpstreamError::HttpStatus(s),
     })
-}
-
-fn root_message(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

@@ -26,6 +26,9 @@ use crate::{
 pub struct RemoteConnector {
     spec: ServerSpec,
     http: reqwest::Client,
+    /// Configured URLs and header values with what may be shown instead: error text passes
+    /// through these before it becomes a reason.
+    secrets: Arc<Vec<(String, String)>>,
 }
 
 impl RemoteConnector {
@@ -34,7 +37,19 @@ impl RemoteConnector {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("a default reqwest client builds");
-        Self { spec, http }
+        let mut secrets = Vec::new();
+        if let SpecTransport::Remote { urls, display_urls, headers, .. } = &spec.transport {
+            secrets.extend(urls.iter().cloned().zip(display_urls.iter().cloned()));
+            for v in headers.values() {
+                secrets.push((v.expose().to_owned(), "***".to_owned()));
+                if let Some((_, token)) = v.expose().split_once(' ') {
+                    secrets.push((token.to_owned(), "***".to_owned()));
+                }
+            }
+        }
+        // Longest first, so a URL is replaced before a header value inside it.
+        secrets.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        Self { spec, http, secrets: Arc::new(secrets) }
     }
 }
 
@@ -51,7 +66,7 @@ impl Connector for RemoteConnector {
             let url = urls
                 .get(instance.index() as usize)
                 .ok_or_else(|| UpstreamError::Protocol("no URL for this instance".into()))?;
-            match kind {
+            let connected = match kind {
                 RemoteKind::StreamableHttp => self.streamable(url, headers, deadline).await,
                 RemoteKind::Sse => self.sse(url, headers, deadline).await,
                 RemoteKind::Auto => match self.streamable(url, headers, deadline).await {
@@ -67,8 +82,56 @@ impl Connector for RemoteConnector {
                     }
                     other => other,
                 },
+            };
+            match connected {
+                Ok(mut c) => {
+                    c.session =
+                        Box::new(Scrubbed { inner: c.session, secrets: Arc::clone(&self.secrets) });
+                    Ok(c)
+                }
+                Err(e) => Err(e.scrub(&self.secrets)),
             }
         })
+    }
+}
+
+/// A session whose errors are scrubbed of secrets before anyone sees them.
+struct Scrubbed {
+    inner: Box<dyn Session>,
+    secrets: Arc<Vec<(String, String)>>,
+}
+
+impl Session for Scrubbed {
+    fn probe(
+        &self,
+        method: ProbeMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
+        Box::pin(async move {
+            self.inner.probe(method, timeout).await.map_err(|e| e.scrub(&self.secrets))
+        })
+    }
+
+    fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
+        Box::pin(async move {
+            self.inner.list_catalog(timeout).await.map_err(|e| e.scrub(&self.secrets))
+        })
+    }
+
+    fn activity(&self) -> Arc<Activity> {
+        self.inner.activity()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
+        self.inner.shutdown(policy)
+    }
+
+    fn kill(&self) {
+        self.inner.kill();
     }
 }
 
@@ -83,9 +146,14 @@ impl RemoteConnector {
         let mut auth = None;
         for (k, v) in headers {
             if k.eq_ignore_ascii_case("authorization") {
-                // rmcp adds the scheme itself.
-                auth = Some(v.expose().strip_prefix("Bearer ").unwrap_or(v.expose()).to_owned());
-                continue;
+                // rmcp sends its auth header as `Bearer <token>`; any other scheme (Basic, …)
+                // goes through untouched as a custom header.
+                if let Some((scheme, token)) = v.expose().split_once(' ') {
+                    if scheme.eq_ignore_ascii_case("bearer") {
+                        auth = Some(token.trim().to_owned());
+                        continue;
+                    }
+                }
             }
             let name = http::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| UpstreamError::Protocol(format!("header {k}: {e}")))?;
@@ -223,7 +291,7 @@ impl LegacySse {
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+            .map_err(|e| crate::error::from_reqwest(&e))?;
         let status = resp.status().as_u16();
         match status {
             200..=299 => {}
@@ -279,7 +347,7 @@ impl Transport<RoleClient> for LegacySse {
     ) -> impl std::future::Future<Output = Result<(), SseError>> + Send + 'static {
         let req = self.http.post(&*self.endpoint).headers(self.headers.clone()).json(&item);
         async move {
-            let resp = req.send().await.map_err(|e| SseError(e.to_string()))?;
+            let resp = req.send().await.map_err(|e| SseError(e.without_url().to_string()))?;
             if resp.status().is_success() {
                 Ok(())
             } else {
@@ -333,13 +401,22 @@ where
                     return None;
                 }
                 match bytes.next().await {
-                    Some(Ok(chunk)) => buf.extend_from_slice(chunk.as_ref()),
+                    Some(Ok(chunk)) => {
+                        buf.extend_from_slice(chunk.as_ref());
+                        if buf.len() > MAX_SSE_EVENT {
+                            tracing::warn!(target: "warden::upstream", "SSE event over {MAX_SSE_EVENT} bytes; closing the stream");
+                            return None;
+                        }
+                    }
                     _ => done = true,
                 }
             }
         },
     )
 }
+
+/// The largest legacy SSE event accepted (a large tool list is one event).
+const MAX_SSE_EVENT: usize = 64 * 1024 * 1024;
 
 fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));

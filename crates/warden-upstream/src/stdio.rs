@@ -89,16 +89,15 @@ async fn connect(
         events_tx.clone(),
     ));
     let (exit_tx, exit_rx) = watch::channel(None);
+    // From here on, dropping the guard (an aborted start, a dropped session) kills the group.
+    let guard = GroupGuard { pid, exit: exit_rx.clone() };
     tokio::spawn(wait_exit(child, pid, exit_tx, events_tx.clone()));
 
     match client::handshake(Handler::new(events_tx.clone()), (rmcp_read, stdin), deadline).await {
         Ok((running, info)) => {
             client::spawn_list_listener(running.peer(), &info, events_tx);
-            let session = StdioSession {
-                core: client::Core::new(running, info.clone(), activity),
-                pid,
-                exit: exit_rx,
-            };
+            let session =
+                StdioSession { core: client::Core::new(running, info.clone(), activity), guard };
             Ok(Connected { session: Box::new(session), events: events_rx, info })
         }
         Err(err) => {
@@ -107,7 +106,7 @@ async fn connect(
             let ended =
                 tokio::time::timeout(Duration::from_millis(200), exit.wait_for(Option::is_some))
                     .await;
-            kill_group(pid, Signal::SIGKILL);
+            drop(guard);
             match ended {
                 Ok(Ok(e)) => {
                     let e = e.clone().expect("waited for Some");
@@ -121,6 +120,27 @@ async fn connect(
 
 fn kill_group(pid: u32, signal: Signal) -> bool {
     pid != 0 && killpg(Pid::from_raw(pid as i32), signal).is_ok()
+}
+
+/// Signals a child's process group only while its leader has not been reaped: once the exit is
+/// recorded the pid may be reused (the exit watcher has already swept the group by then).
+fn signal_live_group(pid: u32, exit: &watch::Receiver<Option<ExitInfo>>, signal: Signal) {
+    if exit.borrow().is_none() {
+        kill_group(pid, signal);
+    }
+}
+
+/// Kills the process group when dropped, so no path (an aborted start, a session dropped
+/// without a stop, a task aborted at shutdown) leaves a child behind.
+struct GroupGuard {
+    pid: u32,
+    exit: watch::Receiver<Option<ExitInfo>>,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_live_group(self.pid, &self.exit, Signal::SIGKILL);
+    }
 }
 
 async fn wait_exit(
@@ -157,18 +177,20 @@ async fn tap_stdout(
     let mut garbage: u64 = 0;
     let reason = loop {
         line.clear();
-        match read_line(&mut reader, &mut line).await {
-            Ok(0) => break Reason::new(FailureClass::Crash, "stdout closed"),
-            Ok(n) => {
-                activity.touch(n);
+        match read_line(&mut reader, &mut line, MAX_LINE, &activity).await {
+            Ok((0, _)) => break Reason::new(FailureClass::Crash, "stdout closed"),
+            Ok((_, cut)) => {
                 let first = line.iter().copied().find(|b| !b.is_ascii_whitespace());
                 match first {
-                    Some(b'{') | Some(b'[') => {
+                    Some(b'{') | Some(b'[') if !cut => {
                         if !line.ends_with(b"\n") {
                             line.push(b'\n');
                         }
                         if to_rmcp.write_all(&line).await.is_err() {
-                            // rmcp closed its side: the session is being shut down.
+                            // rmcp closed its side: the session is over (a stop, or rmcp quit).
+                            let reason =
+                                Reason::new(FailureClass::ProtocolError, "the MCP session ended");
+                            let _ = events.try_send(SessionEvent::Closed(reason));
                             return;
                         }
                     }
@@ -189,18 +211,41 @@ async fn tap_stdout(
     let _ = events.send(SessionEvent::Closed(reason)).await;
 }
 
+/// Reads one line into `buf`, keeping at most `max` bytes of it (the rest of an over-long line
+/// is consumed and discarded, so a child writing without newlines cannot exhaust memory), and
+/// counts every byte as liveness the moment it arrives. Returns the bytes consumed (0 at EOF)
+/// and whether the line was cut.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    let n = r.read_until(b'\n', buf).await?;
-    if buf.len() > MAX_LINE {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "line longer than 64 MiB",
-        ));
+    max: usize,
+    activity: &Activity,
+) -> std::io::Result<(usize, bool)> {
+    let mut total = 0;
+    let mut cut = false;
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok((total, cut));
+        }
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = max.saturating_sub(buf.len());
+        if take <= room {
+            buf.extend_from_slice(&chunk[..take]);
+        } else {
+            buf.extend_from_slice(&chunk[..room]);
+            cut = true;
+        }
+        activity.touch(take);
+        r.consume(take);
+        total += take;
+        if done {
+            return Ok((total, cut));
+        }
     }
-    Ok(n)
 }
 
 async fn log_stderr(
@@ -213,10 +258,9 @@ async fn log_stderr(
     let mut limiter = LineLimiter::default();
     loop {
         line.clear();
-        match read_line(&mut reader, &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                activity.touch(n);
+        match read_line(&mut reader, &mut line, 64 * 1024, &activity).await {
+            Ok((0, _)) | Err(_) => return,
+            Ok(_) => {
                 if let Some(suppressed) = limiter.allow(Instant::now()) {
                     let text = String::from_utf8_lossy(&line);
                     if suppressed > 0 {
@@ -268,8 +312,7 @@ impl LineLimiter {
 
 struct StdioSession {
     core: client::Core,
-    pid: u32,
-    exit: watch::Receiver<Option<ExitInfo>>,
+    guard: GroupGuard,
 }
 
 impl Session for StdioSession {
@@ -290,39 +333,66 @@ impl Session for StdioSession {
     }
 
     fn pid(&self) -> Option<u32> {
-        Some(self.pid)
+        Some(self.guard.pid)
     }
 
     fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
         let close = self.core.close(policy.grace);
-        let exit = self.exit.clone();
-        let pid = self.pid;
+        let exit = self.guard.exit.clone();
+        let pid = self.guard.pid;
         Box::pin(async move {
-            let wait = |d: Duration| {
+            let wait_until = |deadline: tokio::time::Instant| {
                 let mut exit = exit.clone();
                 async move {
-                    let got = tokio::time::timeout(d, exit.wait_for(Option::is_some)).await;
+                    let got =
+                        tokio::time::timeout_at(deadline, exit.wait_for(Option::is_some)).await;
                     got.ok().and_then(|e| e.ok().and_then(|e| e.clone()))
                 }
             };
-            // 1. Close stdin (ending the rmcp service drops the pipe) and give it `grace`.
+            // 1. Close stdin (ending the rmcp service drops the pipe); `grace` in all.
+            let grace_end = Instant::now() + policy.grace;
             close.await;
-            if let Some(e) = wait(policy.grace).await {
+            if let Some(e) = wait_until(grace_end).await {
                 return Some(e);
             }
             // 2. SIGTERM the group (and SIGCONT, so a stopped process can act on it).
-            kill_group(pid, Signal::SIGTERM);
-            kill_group(pid, Signal::SIGCONT);
-            if let Some(e) = wait(policy.term).await {
+            signal_live_group(pid, &exit, Signal::SIGTERM);
+            signal_live_group(pid, &exit, Signal::SIGCONT);
+            if let Some(e) = wait_until(Instant::now() + policy.term).await {
                 return Some(e);
             }
             // 3. SIGKILL.
-            kill_group(pid, Signal::SIGKILL);
-            wait(Duration::from_secs(5)).await
+            signal_live_group(pid, &exit, Signal::SIGKILL);
+            wait_until(Instant::now() + Duration::from_secs(5)).await
         })
     }
 
     fn kill(&self) {
-        kill_group(self.pid, Signal::SIGKILL);
+        signal_live_group(self.guard.pid, &self.guard.exit, Signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_endless_line_is_cut_at_the_cap_and_every_byte_counts_as_activity() {
+        let mut data = vec![b'x'; 1_000_000];
+        data.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\"}\n");
+        let mut reader = BufReader::with_capacity(4096, &data[..]);
+        let activity = Activity::new();
+        let mut line = Vec::new();
+        let (n, cut) = read_line(&mut reader, &mut line, 1024, &activity).await.unwrap();
+        assert_eq!(n, 1_000_001);
+        assert!(cut);
+        assert_eq!(line.len(), 1024, "memory stays bounded");
+        assert_eq!(activity.bytes(), 1_000_001);
+        line.clear();
+        let (_, cut) = read_line(&mut reader, &mut line, 1024, &activity).await.unwrap();
+        assert!(!cut);
+        assert_eq!(line, b"{\"jsonrpc\":\"2.0\"}\n", "the next line is intact");
+        line.clear();
+        assert_eq!(read_line(&mut reader, &mut line, 1024, &activity).await.unwrap().0, 0, "EOF");
     }
 }

@@ -21,7 +21,8 @@ pub(crate) fn init_logging(log: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let terminal = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| crate::redact::Stderr);
     match log.log_format.unwrap_or(LogFormat::Human) {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Human => builder.with_ansi(terminal).init(),
@@ -59,6 +60,7 @@ fn print_errors(e: &ConfigError) {
 fn load(arg: &ConfigArg) -> Result<Loaded, ExitCode> {
     match warden_config::load(&config_path(arg)) {
         Ok(l) => {
+            crate::redact::set(&l.config.secrets);
             print_warnings(&l);
             Ok(l)
         }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod redact;
 
 use std::process::ExitCode;
 

@@ -77,6 +77,32 @@ fn secrets_do_not_appear_in_errors_or_output() {
 }
 
 #[test]
+fn a_secret_in_a_url_or_header_never_reaches_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(
+        &dir,
+        &format!(
+            r#"{{ "mcpServers": {{ "r": {{ "url": "http://127.0.0.1:{port}/mcp?api_key=${{env:SECRET_KEY}}",
+                 "headers": {{ "Authorization": "Bearer ${{env:SECRET_KEY}}" }} }} }} }}"#
+        ),
+    );
+    let out = warden_cmd(&dir)
+        .env("SECRET_KEY", "sk-71f0c3")
+        .args(["check", "--json", "--timeout", "5s", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let all =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(!all.contains("sk-71f0c3"), "{all}");
+    let v: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let reason = &v["servers"][0]["instances"][0]["reason"];
+    assert_eq!(reason["class"], "connection_error", "{reason}");
+}
+
+#[test]
 fn check_exits_0_for_healthy_with_the_server_view_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(

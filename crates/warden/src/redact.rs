@@ -1,0 +1,54 @@
+//! Log output passes through here: every secret the config knows (values from the
+//! environment, env and header values) is replaced by `***` before a byte reaches stderr.
+//! This covers lines written by libraries too (rmcp logs request URLs on transport errors).
+
+use std::io::{self, Write};
+use std::sync::RwLock;
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Sets the secrets to scrub (longest first, so overlapping values are handled).
+pub(crate) fn set(secrets: &[warden_config::Secret]) {
+    let mut list: Vec<String> = secrets.iter().map(|s| s.expose().to_owned()).collect();
+    list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    *SECRETS.write().expect("not poisoned") = list;
+}
+
+/// Replaces every known secret in `text`.
+fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// stderr, scrubbed. tracing-subscriber writes each event with one `write_all`.
+pub(crate) struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let secrets = SECRETS.read().expect("not poisoned");
+        if secrets.is_empty() {
+            return io::stderr().write(buf);
+        }
+        let clean = scrub(&String::from_utf8_lossy(buf), &secrets);
+        io::stderr().write_all(clean.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scrubs_every_occurrence_longest_first() {
+        let secrets = vec!["abcdef-123".to_owned(), "abcdef".to_owned()];
+        assert_eq!(super::scrub("url?k=abcdef-123&x=abcdef", &secrets), "url?k=***&x=***");
+    }
+}
