@@ -69,9 +69,18 @@ pub(crate) fn router(state: State) -> Router {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: State,
+    gateway: warden_gateway::Gateway,
     stop: CancellationToken,
 ) {
-    let app = router(state);
+    // The aggregated MCP endpoint and one endpoint per server.
+    let mut app =
+        router(state).nest_service("/mcp", gateway.http_service(None, stop.child_token()));
+    for name in gateway.server_names() {
+        app = app.nest_service(
+            &format!("/servers/{name}/mcp"),
+            gateway.http_service(Some(name), stop.child_token()),
+        );
+    }
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
     {
         tracing::error!(error = %e, "HTTP server failed");

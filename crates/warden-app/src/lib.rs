@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use warden_config::Config;
 use warden_core::EventBus;
+use warden_gateway::Gateway;
 use warden_store::{FailoverConfig, Location, Store, WriterOptions};
 use warden_supervisor::{ConnectorFactory, Registry, SupervisorOptions};
 
@@ -45,6 +46,8 @@ pub struct App {
     http: Option<(SocketAddr, tokio::task::JoinHandle<()>, CancellationToken)>,
     /// Why the configured database is not in use, if it is not.
     store_fallback: Option<String>,
+    gateway: Gateway,
+    gateway_stop: CancellationToken,
 }
 
 /// Why Warden could not start.
@@ -119,12 +122,25 @@ impl App {
                 samples: Some(samples_tx),
             },
         );
-        let mut app =
-            Self { registry, store, bus, writer, writer_stop, http: None, store_fallback };
+        let gateway = Gateway::new(&registry);
+        let gateway_stop = CancellationToken::new();
+        gateway.spawn_change_watcher(gateway_stop.clone());
+        let mut app = Self {
+            registry,
+            store,
+            bus,
+            writer,
+            writer_stop,
+            http: None,
+            store_fallback,
+            gateway,
+            gateway_stop,
+        };
         if let Some((listener, bound)) = listener {
             let stop = CancellationToken::new();
             let state = http::State::new(&app, started);
-            let task = tokio::spawn(http::serve(listener, state, stop.clone()));
+            let task =
+                tokio::spawn(http::serve(listener, state, app.gateway.clone(), stop.clone()));
             tracing::info!(listen = %bound, "HTTP API listening");
             app.http = Some((bound, task, stop));
         }
@@ -146,6 +162,11 @@ impl App {
         &self.bus
     }
 
+    /// The MCP gateway in front of every server.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
     /// The address the HTTP API is bound to.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|(a, _, _)| *a)
@@ -153,6 +174,7 @@ impl App {
 
     /// Stops serving, stops every instance, flushes the database.
     pub async fn shutdown(self) {
+        self.gateway_stop.cancel();
         if let Some((_, task, stop)) = self.http {
             stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;

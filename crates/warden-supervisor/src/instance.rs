@@ -5,7 +5,7 @@
 //! crash is noticed the moment the OS reports it, never behind a probe that is still waiting.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -70,15 +70,45 @@ pub struct CallReport {
 
 /// What a router holds for each instance: the count of calls in flight (a busy server is not a
 /// hung one) and a queue for call outcomes. Reporting never blocks.
-#[derive(Debug)]
 pub struct InstanceLink {
     in_flight: AtomicUsize,
     reports: mpsc::Sender<CallReport>,
+    session: RwLock<Option<Arc<dyn Session>>>,
+    catalog: RwLock<Option<Arc<Catalog>>>,
+}
+
+impl std::fmt::Debug for InstanceLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceLink").field("in_flight", &self.in_flight()).finish_non_exhaustive()
+    }
 }
 
 impl InstanceLink {
     pub(crate) fn new(reports: mpsc::Sender<CallReport>) -> Self {
-        Self { in_flight: AtomicUsize::new(0), reports }
+        Self {
+            in_flight: AtomicUsize::new(0),
+            reports,
+            session: RwLock::new(None),
+            catalog: RwLock::new(None),
+        }
+    }
+
+    /// The live MCP session, while the instance has one.
+    pub fn session(&self) -> Option<Arc<dyn Session>> {
+        self.session.read().expect("not poisoned").clone()
+    }
+
+    /// What the instance offered when last listed (kept while it is down).
+    pub fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.catalog.read().expect("not poisoned").clone()
+    }
+
+    pub(crate) fn set_session(&self, session: Option<Arc<dyn Session>>) {
+        *self.session.write().expect("not poisoned") = session;
+    }
+
+    pub(crate) fn set_catalog(&self, catalog: Arc<Catalog>) {
+        *self.catalog.write().expect("not poisoned") = Some(catalog);
     }
 
     /// Marks a call as started; the guard marks it finished when dropped.
@@ -416,6 +446,9 @@ impl Runner {
 
     async fn run_session(&mut self, conn: Connected) -> End {
         let Connected { session, mut events, info } = conn;
+        let session: Arc<dyn Session> = Arc::from(session);
+        // Routers reach the live session through the link while it lasts.
+        self.ctx.link.set_session(Some(Arc::clone(&session)));
         let session: &dyn Session = &*session;
         let pid = session.pid();
         let protocol = info.protocol_version.clone();
@@ -531,6 +564,7 @@ impl Runner {
         };
         drop(probe);
         drop(catalog);
+        self.ctx.link.set_session(None);
         match &end {
             End::Shutdown | End::Stop | End::Restart => {
                 let exit = session.shutdown(self.stop_policy()).await;
@@ -671,6 +705,7 @@ impl Runner {
                     added: capped(added),
                     removed: capped(removed),
                 });
+                self.ctx.link.set_catalog(Arc::new(cat.clone()));
                 self.catalog = Some(cat);
             }
             Err(UpstreamError::Timeout(_)) if self.machine.state() == InstanceState::Critical => {}

@@ -83,6 +83,15 @@ impl Session for FakeSession {
         Arc::clone(&self.0.activity)
     }
 
+    fn request(
+        &self,
+        _: &str,
+        _: Option<serde_json::Value>,
+        _: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        Box::pin(async { Ok(serde_json::json!({ "content": [] })) })
+    }
+
     fn pid(&self) -> Option<u32> {
         Some(4242)
     }

@@ -345,6 +345,25 @@ impl Core {
         Arc::clone(&self.activity)
     }
 
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        params: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        let mut message = serde_json::json!({ "method": method });
+        if let Some(p) = params {
+            message["params"] = p;
+        }
+        let method = method.to_owned();
+        Box::pin(async move {
+            let req: ClientRequest = serde_json::from_value(message)
+                .map_err(|e| UpstreamError::Protocol(format!("cannot forward {method}: {e}")))?;
+            let result = request(&self.peer, req, timeout).await?;
+            serde_json::to_value(result).map_err(|e| UpstreamError::Protocol(e.to_string()))
+        })
+    }
+
     /// Ends the rmcp service (for a child, this closes its stdin), waiting at most `grace`.
     pub(crate) fn close(&self, grace: Duration) -> BoxFuture<'static, ()> {
         let running = self.running.lock().expect("not poisoned").take();

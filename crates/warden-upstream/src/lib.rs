@@ -85,6 +85,14 @@ pub trait Session: Send + Sync {
     ) -> BoxFuture<'_, Result<Duration, UpstreamError>>;
     /// Lists tools, resources and prompts (bypassing any cache).
     fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>>;
+    /// Forwards one request (`method` with JSON `params`) and returns the result as JSON. A
+    /// JSON-RPC error answer comes back as [`UpstreamError::Server`].
+    fn request(
+        &self,
+        method: &str,
+        params: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>>;
     /// Byte-level liveness: when the server last sent anything, and how much.
     fn activity(&self) -> Arc<Activity>;
     /// The process id of a stdio child.

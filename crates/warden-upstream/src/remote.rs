@@ -122,6 +122,18 @@ impl Session for Scrubbed {
         self.inner.activity()
     }
 
+    fn request(
+        &self,
+        method: &str,
+        params: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        let method = method.to_owned();
+        Box::pin(async move {
+            self.inner.request(&method, params, timeout).await.map_err(|e| e.scrub(&self.secrets))
+        })
+    }
+
     fn pid(&self) -> Option<u32> {
         None
     }
@@ -238,6 +250,15 @@ impl Session for RemoteSession {
 
     fn activity(&self) -> Arc<Activity> {
         self.0.activity()
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        params: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        self.0.request(method, params, timeout)
     }
 
     fn pid(&self) -> Option<u32> {

@@ -332,6 +332,15 @@ impl Session for StdioSession {
         self.core.activity()
     }
 
+    fn request(
+        &self,
+        method: &str,
+        params: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        self.core.request(method, params, timeout)
+    }
+
     fn pid(&self) -> Option<u32> {
         Some(self.guard.pid)
     }

@@ -59,6 +59,10 @@ pub(crate) enum Command {
         /// The database: a path or sqlite://PATH (default: $XDG_STATE_HOME/warden/warden.db).
         #[arg(long, env = "WARDEN_DB")]
         db: Option<String>,
+        /// Also serve the aggregated MCP endpoint on stdin/stdout, so a desktop client can
+        /// launch Warden as its one MCP server; Warden stops when the client closes stdin.
+        #[arg(long)]
+        stdio: bool,
     },
     /// Start every server once, probe it, print a table (or JSON), and stop. Exit 0 healthy,
     /// 1 degraded, 2 unhealthy, 64 invalid config.

@@ -31,7 +31,9 @@ pub(crate) fn init_logging(log: &LogArgs) {
 
 pub(crate) async fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Run { config, demo, listen, db } => run(config, demo, listen, db).await,
+        Command::Run { config, demo, listen, db, stdio } => {
+            run(config, demo, listen, db, stdio).await
+        }
         Command::Check { config, json, servers, timeout } => {
             check(config, json, servers, timeout).await
         }
@@ -135,6 +137,7 @@ async fn run(
     demo_mode: bool,
     listen: Option<std::net::SocketAddr>,
     db: Option<String>,
+    stdio: bool,
 ) -> ExitCode {
     let config = if demo_mode {
         match demo() {
@@ -169,7 +172,19 @@ async fn run(
                 return ExitCode::from(EX_SOFTWARE);
             }
         };
-    wait_for_signal().await;
+    if stdio {
+        tokio::select! {
+            r = app.gateway().serve_stdio() => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "the stdio MCP session failed");
+                }
+                tracing::info!("the stdio client went away");
+            }
+            _ = wait_for_signal() => {}
+        }
+    } else {
+        wait_for_signal().await;
+    }
     tracing::info!("stopping: every child gets close-stdin → SIGTERM → SIGKILL");
     app.shutdown().await;
     ExitCode::SUCCESS

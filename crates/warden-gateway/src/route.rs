@@ -1,0 +1,251 @@
+//! Choosing an instance: routable instances of the server, else of its fallbacks; among them,
+//! power of two choices on peak-EWMA latency × (calls in flight + 1), warning instances ×4.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use warden_config::ServerSpec;
+use warden_core::{InstanceId, InstanceState};
+use warden_supervisor::{InstanceLink, InstanceView, Registry};
+use warden_upstream::{Catalog, Session};
+
+/// Latency assumed for an instance with no measurement yet (Linkerd's default).
+const DEFAULT_RTT_MS: f64 = 30.0;
+/// How fast a latency peak decays back.
+const EWMA_DECAY: Duration = Duration::from_secs(10);
+/// Cost multiplier for an instance in `warning`: still routable, but less attractive.
+const WARNING_PENALTY: f64 = 4.0;
+
+/// Peak-sensitive moving average of latency (Finagle, Linkerd, tower).
+#[derive(Debug)]
+pub(crate) struct PeakEwma {
+    value_ms: f64,
+    at: Instant,
+}
+
+impl PeakEwma {
+    fn new() -> Self {
+        Self { value_ms: DEFAULT_RTT_MS, at: Instant::now() }
+    }
+
+    pub(crate) fn observe(&mut self, rtt: Duration) {
+        let now = Instant::now();
+        let rtt_ms = rtt.as_secs_f64() * 1000.0;
+        if rtt_ms > self.value_ms {
+            self.value_ms = rtt_ms;
+        } else {
+            let w = (-now.duration_since(self.at).as_secs_f64() / EWMA_DECAY.as_secs_f64()).exp();
+            self.value_ms = self.value_ms * w + rtt_ms * (1.0 - w);
+        }
+        self.at = now;
+    }
+
+    fn get(&self) -> f64 {
+        self.value_ms
+    }
+}
+
+pub(crate) struct Instance {
+    pub(crate) id: InstanceId,
+    view: watch::Receiver<InstanceView>,
+    pub(crate) link: Arc<InstanceLink>,
+    pub(crate) ewma: Mutex<PeakEwma>,
+}
+
+impl Instance {
+    fn state(&self) -> InstanceState {
+        self.view.borrow().state
+    }
+
+    /// Routable and with a live session.
+    fn usable(&self) -> Option<Arc<dyn Session>> {
+        if self.state().is_routable() {
+            self.link.session()
+        } else {
+            None
+        }
+    }
+
+    fn cost(&self) -> f64 {
+        let penalty = if self.state() == InstanceState::Warning { WARNING_PENALTY } else { 1.0 };
+        self.ewma.lock().expect("not poisoned").get()
+            * (self.link.in_flight() as f64 + 1.0)
+            * penalty
+    }
+}
+
+pub(crate) struct Server {
+    pub(crate) spec: Arc<ServerSpec>,
+    pub(crate) instances: Vec<Instance>,
+}
+
+/// Why nothing can serve a server right now.
+#[derive(Clone, Debug)]
+pub struct Unavailable {
+    pub server: String,
+    pub reason: String,
+    pub retry_after_ms: u64,
+}
+
+/// An instance chosen for one call.
+pub(crate) struct Pick<'a> {
+    /// The server whose instance serves (the named one, or a fallback).
+    pub(crate) serving: &'a Server,
+    pub(crate) instance: &'a Instance,
+    pub(crate) session: Arc<dyn Session>,
+}
+
+/// Every server and instance the gateway can route to.
+pub struct Routes {
+    servers: Vec<Server>,
+    /// Bumped whenever the aggregated tool list may have changed.
+    generation: watch::Sender<u64>,
+}
+
+impl Routes {
+    pub(crate) fn new(registry: &Registry) -> Self {
+        let servers = registry
+            .servers()
+            .iter()
+            .map(|h| Server {
+                spec: Arc::clone(&h.spec),
+                instances: h
+                    .watchers()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, view)| {
+                        let id = view.borrow().id.clone();
+                        Instance {
+                            id,
+                            view,
+                            link: h.link(i).expect("an instance has a link"),
+                            ewma: Mutex::new(PeakEwma::new()),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self { servers, generation: watch::channel(0).0 }
+    }
+
+    pub(crate) fn server_names(&self) -> Vec<String> {
+        self.servers.iter().filter(|s| !s.spec.disabled).map(|s| s.spec.name.clone()).collect()
+    }
+
+    pub(crate) fn servers(&self) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(|s| !s.spec.disabled)
+    }
+
+    pub(crate) fn server(&self, name: &str) -> Option<&Server> {
+        self.servers().find(|s| s.spec.name == name)
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// The server that serves `name` now (itself or a fallback) and its catalog.
+    pub(crate) fn serving_catalog(&self, name: &str) -> Option<(&Server, Arc<Catalog>)> {
+        let pick = self.pick(name, &[]).ok()?;
+        let catalog = pick.instance.link.catalog()?;
+        Some((pick.serving, catalog))
+    }
+
+    /// Chooses an instance for a call to `name`, avoiding `exclude` (a retry goes elsewhere).
+    pub(crate) fn pick(
+        &self,
+        name: &str,
+        exclude: &[&InstanceId],
+    ) -> Result<Pick<'_>, Unavailable> {
+        let Some(server) = self.server(name) else {
+            return Err(Unavailable {
+                server: name.to_owned(),
+                reason: "no such server".into(),
+                retry_after_ms: 0,
+            });
+        };
+        let tiers = std::iter::once(server)
+            .chain(server.spec.fallback.iter().filter_map(|f| self.server(f)));
+        for tier in tiers {
+            let usable: Vec<(&Instance, Arc<dyn Session>)> = tier
+                .instances
+                .iter()
+                .filter(|i| !exclude.contains(&&i.id))
+                .filter_map(|i| i.usable().map(|s| (i, s)))
+                .collect();
+            let chosen = match usable.len() {
+                0 => continue,
+                1 => 0,
+                n => {
+                    let mut rng = rand::thread_rng();
+                    let a = rng.gen_range(0..n);
+                    let b = (a + 1 + rng.gen_range(0..n - 1)) % n;
+                    if usable[a].0.cost() <= usable[b].0.cost() {
+                        a
+                    } else {
+                        b
+                    }
+                }
+            };
+            let (instance, session) = usable.into_iter().nth(chosen).expect("in range");
+            return Ok(Pick { serving: tier, instance, session });
+        }
+        Err(self.unavailable(server))
+    }
+
+    fn unavailable(&self, server: &Server) -> Unavailable {
+        let views: Vec<InstanceView> =
+            server.instances.iter().map(|i| i.view.borrow().clone()).collect();
+        let reason = views
+            .iter()
+            .find_map(|v| v.reason.as_ref().map(|r| format!("{} ({})", r, v.state)))
+            .unwrap_or_else(|| {
+                format!(
+                    "no routable instance ({})",
+                    views.first().map_or("none".into(), |v| v.state.to_string())
+                )
+            });
+        let now = warden_core::now();
+        let retry_after_ms = views
+            .iter()
+            .filter_map(|v| v.next_retry_at)
+            .map(|t| (t - now).num_milliseconds().max(0) as u64)
+            .min()
+            .unwrap_or(1000);
+        Unavailable { server: server.spec.name.clone(), reason, retry_after_ms }
+    }
+
+    /// A fingerprint of everything the aggregated lists depend on: which server serves, and
+    /// the identity of its catalog.
+    fn fingerprint(&self) -> Vec<(String, usize)> {
+        self.servers()
+            .map(|s| {
+                let cat = self
+                    .serving_catalog(&s.spec.name)
+                    .map_or(0, |(serving, c)| Arc::as_ptr(&c) as usize ^ serving.spec.name.len());
+                (s.spec.name.clone(), cat)
+            })
+            .collect()
+    }
+
+    /// Bumps the generation whenever the fingerprint changes (checked every 200 ms: cheap,
+    /// and quick enough that a dead server's tools leave the list well inside a second).
+    pub(crate) async fn watch_changes(&self, stop: CancellationToken) {
+        let mut last = self.fingerprint();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            let now = self.fingerprint();
+            if now != last {
+                last = now;
+                self.generation.send_modify(|g| *g += 1);
+            }
+        }
+    }
+}

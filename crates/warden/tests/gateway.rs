@@ -1,0 +1,336 @@
+//! End to end: real MCP clients (rmcp) through Warden's gateway to real servers.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
+use rmcp::{ClientHandler, ServiceExt};
+use warden_app::{App, RunOptions};
+use warden_core::InstanceState;
+use warden_store::Location;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+async fn limited<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(LIMIT, f).await.expect("the test finished within its time limit");
+}
+
+/// A client that counts `tools/list_changed` notifications.
+#[derive(Clone, Default)]
+struct Client {
+    list_changed: Arc<AtomicU32>,
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(ClientCapabilities::default(), Implementation::new("gateway-test", "0"))
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.list_changed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct Served {
+    app: App,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve(config: warden_config::Config) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(RunOptions {
+        config,
+        database: Location::Sqlite(dir.path().join("w.db")),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        connectors: None,
+    })
+    .await
+    .unwrap();
+    Served { app, _dir: dir }
+}
+
+impl Served {
+    async fn healthy(&self, names: &[&str]) {
+        let start = Instant::now();
+        while !names.iter().all(|n| {
+            self.app
+                .registry()
+                .server(n)
+                .unwrap()
+                .views()
+                .iter()
+                .all(|v| v.state == InstanceState::Healthy)
+        }) {
+            assert!(start.elapsed() < Duration::from_secs(30), "servers did not become healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn client(&self, path: &str, handler: Client) -> RunningService<RoleClient, Client> {
+        let url = format!("http://{}{path}", self.app.http_addr().unwrap());
+        let transport = StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            StreamableHttpClientTransportConfig::with_uri(url),
+        );
+        handler.serve(transport).await.expect("the client connects")
+    }
+}
+
+fn args(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn text(r: &rmcp::model::CallToolResult) -> String {
+    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_endpoint_serves_every_server_and_a_dead_one_fails_fast() {
+    limited(async {
+        let cfg = config(&[
+            ("a", misbehave(&[], "")),
+            ("b", misbehave(&[], "")),
+            ("dead", misbehave(&["--exit-on-start"], r#", "restart": { "policy": "no" }"#)),
+        ]);
+        let w = serve(cfg).await;
+        w.healthy(&["a", "b"]).await;
+        let c = w.client("/mcp", Client::default()).await;
+        let tools = c.peer().list_all_tools().await.unwrap();
+        let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+        for want in ["a__echo", "a__add", "b__echo", "b__sleep"] {
+            assert!(names.contains(&want.to_owned()), "{want} missing from {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("dead__")), "{names:?}");
+        assert!(tools.iter().any(|t| t.name == "a__echo" && t.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true)));
+
+        let r = c.peer().call_tool(CallToolRequestParams::new("a__echo").with_arguments(args(serde_json::json!({"text": "hello"})))).await.unwrap();
+        assert_eq!(text(&r), "hello");
+        let r = c.peer().call_tool(CallToolRequestParams::new("b__add").with_arguments(args(serde_json::json!({"a": 2, "b": 3})))).await.unwrap();
+        assert_eq!(text(&r), "5");
+        // A tool error is the tool's answer, passed through untouched.
+        let r = c.peer().call_tool(CallToolRequestParams::new("a__fail")).await.unwrap();
+        assert_eq!(r.is_error, Some(true));
+
+        let started = Instant::now();
+        let err = c.peer().call_tool(CallToolRequestParams::new("dead__echo").with_arguments(args(serde_json::json!({"text": "x"})))).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1), "a dead server answers at once: {:?}", started.elapsed());
+        match err {
+            rmcp::ServiceError::McpError(e) => {
+                assert_eq!(e.code.0, warden_gateway::UNAVAILABLE, "{e:?}");
+                let data = e.data.unwrap();
+                assert_eq!(data["server"], "dead");
+                assert!(data["reason"].as_str().unwrap().contains("exited with code 1"), "{data}");
+                assert!(data["retry_after_ms"].is_u64(), "{data}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = c.peer().call_tool(CallToolRequestParams::new("nonsense")).await.unwrap_err();
+        assert!(matches!(err, rmcp::ServiceError::McpError(ref e) if e.code == rmcp::model::ErrorCode::INVALID_PARAMS), "{err:?}");
+
+        // One server, unprefixed.
+        let one = w.client("/servers/b/mcp", Client::default()).await;
+        let names: Vec<String> = one.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+        assert!(names.contains(&"echo".to_owned()) && !names.iter().any(|n| n.contains("__")), "{names:?}");
+        let r = one.peer().call_tool(CallToolRequestParams::new("echo").with_arguments(args(serde_json::json!({"text": "solo"})))).await.unwrap();
+        assert_eq!(text(&r), "solo");
+        drop(c);
+        drop(one);
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_calls_survive_the_death_of_one_replica() {
+    limited(async {
+        let entry = misbehave(&["--latency", "2ms"], r#", "replicas": 2, "trusted": true"#);
+        let w = serve(config(&[("pair", entry)])).await;
+        w.healthy(&["pair"]).await;
+        let c = w.client("/mcp", Client::default()).await;
+        let victim = w.app.registry().server("pair").unwrap().views()[0].pid.unwrap();
+        let mut failures = vec![];
+        for i in 0..200 {
+            if i == 60 {
+                signal(victim, Signal::SIGKILL);
+            }
+            let r = c
+                .peer()
+                .call_tool(
+                    CallToolRequestParams::new("pair__echo")
+                        .with_arguments(args(serde_json::json!({"text": format!("{i}")}))),
+                )
+                .await;
+            match r {
+                Ok(r) if text(&r) == format!("{i}") => {}
+                other => failures.push((i, format!("{other:?}"))),
+            }
+        }
+        assert!(failures.is_empty(), "client-visible failures: {failures:?}");
+        drop(c);
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_servers_tools_leave_the_list_and_come_back_with_list_changed() {
+    limited(async {
+        let slow_restart =
+            r#", "restart": { "backoff": { "initial": "3s", "max": "3s", "jitter": 0 } }"#;
+        let w =
+            serve(config(&[("a", misbehave(&[], slow_restart)), ("b", misbehave(&[], ""))])).await;
+        w.healthy(&["a", "b"]).await;
+        let handler = Client::default();
+        let c = w.client("/mcp", handler.clone()).await;
+        let before = handler.list_changed.load(Ordering::SeqCst);
+        let pid = w.app.registry().server("a").unwrap().views()[0].pid.unwrap();
+        signal(pid, Signal::SIGKILL);
+        let start = Instant::now();
+        while handler.list_changed.load(Ordering::SeqCst) == before {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "no list_changed after the server died"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let names: Vec<String> =
+            c.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with("a__"))
+                && names.iter().any(|n| n.starts_with("b__")),
+            "{names:?}"
+        );
+        let after_drop = handler.list_changed.load(Ordering::SeqCst);
+        let start = Instant::now();
+        loop {
+            let names: Vec<String> = c
+                .peer()
+                .list_all_tools()
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            if names.iter().any(|n| n.starts_with("a__")) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(15), "a's tools never came back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            handler.list_changed.load(Ordering::SeqCst) > after_drop,
+            "list_changed when they came back"
+        );
+        drop(c);
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_takes_over_and_hands_back() {
+    limited(async {
+        let primary = misbehave(&[], r#", "fallback": ["backup"], "restart": { "backoff": { "initial": "3s", "max": "3s", "jitter": 0 } }"#);
+        let w = serve(config(&[("primary", primary), ("backup", misbehave(&[], ""))])).await;
+        w.healthy(&["primary", "backup"]).await;
+        let c = w.client("/mcp", Client::default()).await;
+        let pid = w.app.registry().server("primary").unwrap().views()[0].pid.unwrap();
+        signal(pid, Signal::SIGKILL);
+        let start = Instant::now();
+        while w.app.registry().server("primary").unwrap().views()[0].state.is_routable() {
+            assert!(start.elapsed() < Duration::from_secs(2));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let overview = w.app.registry().overview();
+        let p = overview.servers.iter().find(|s| s.name == "primary").unwrap();
+        assert_eq!(p.served_by.as_deref(), Some("backup"));
+        let r = c.peer().call_tool(CallToolRequestParams::new("primary__echo").with_arguments(args(serde_json::json!({"text": "via backup"})))).await.unwrap();
+        assert_eq!(text(&r), "via backup");
+        let names: Vec<String> = c.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+        assert!(names.contains(&"primary__echo".to_owned()), "the fallback keeps the primary's tools listed: {names:?}");
+        // Fail-back once the primary is healthy again.
+        w.healthy(&["primary"]).await;
+        let overview = w.app.registry().overview();
+        assert_eq!(overview.servers.iter().find(|s| s.name == "primary").unwrap().served_by.as_deref(), Some("primary"));
+        drop(c);
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warden_run_stdio_is_one_mcp_server_for_a_desktop_client() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.json");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{{ "mcpServers": {{ "a": {}, "b": {} }} }}"#,
+                misbehave(&[], ""),
+                misbehave(&[], "")
+            ),
+        )
+        .unwrap();
+        let mut child = tokio::process::Command::new(warden())
+            .args(["run", "--stdio", "--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("w.db"))
+            .arg("-c")
+            .arg(&cfg)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let c = Client::default().serve((stdout, stdin)).await.expect("handshake over stdio");
+        let start = Instant::now();
+        loop {
+            let names: Vec<String> = c
+                .peer()
+                .list_all_tools()
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            if names.contains(&"a__echo".to_owned()) && names.contains(&"b__echo".to_owned()) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "tools never appeared: {names:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = c
+            .peer()
+            .call_tool(
+                CallToolRequestParams::new("b__echo")
+                    .with_arguments(args(serde_json::json!({"text": "over stdio"}))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(text(&r), "over stdio");
+        // The desktop client quits: closing stdin stops Warden and everything it started.
+        let pid = child.id().unwrap();
+        let tree = descendants(pid);
+        drop(c);
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("warden exits when stdin closes")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(tree.iter().all(|p| !alive(*p)), "children outlived warden");
+    })
+    .await;
+}
