@@ -118,6 +118,7 @@ async fn start(config: warden_config::Config) -> Bench {
         config,
         database: Location::Sqlite(dir.path().join("b.db")),
         listen: None,
+        token: None,
         connectors: None,
     })
     .await

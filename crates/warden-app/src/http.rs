@@ -69,6 +69,7 @@ pub(crate) fn router(state: State) -> Router {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: State,
+    guard: crate::guard::Guard,
     gateway: warden_gateway::Gateway,
     stop: CancellationToken,
 ) {
@@ -81,6 +82,7 @@ pub(crate) async fn serve(
             gateway.http_service(Some(name), stop.child_token()),
         );
     }
+    let app = app.layer(axum::middleware::from_fn_with_state(guard, crate::guard::check));
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
     {
         tracing::error!(error = %e, "HTTP server failed");

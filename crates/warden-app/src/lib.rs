@@ -6,6 +6,7 @@
 
 mod check;
 mod demo;
+mod guard;
 mod http;
 mod render;
 
@@ -32,6 +33,8 @@ pub struct RunOptions {
     pub database: Location,
     /// Serve the HTTP API here (`None`: no listener).
     pub listen: Option<SocketAddr>,
+    /// Required as a bearer token on every HTTP request but the health probes, when set.
+    pub token: Option<String>,
     /// Real connectors unless a test injects fakes.
     pub connectors: Option<ConnectorFactory>,
 }
@@ -139,8 +142,17 @@ impl App {
         if let Some((listener, bound)) = listener {
             let stop = CancellationToken::new();
             let state = http::State::new(&app, started);
-            let task =
-                tokio::spawn(http::serve(listener, state, app.gateway.clone(), stop.clone()));
+            let guard = guard::Guard {
+                token: options.token.map(Into::into),
+                loopback: bound.ip().is_loopback(),
+            };
+            let task = tokio::spawn(http::serve(
+                listener,
+                state,
+                guard,
+                app.gateway.clone(),
+                stop.clone(),
+            ));
             tracing::info!(listen = %bound, "HTTP API listening");
             app.http = Some((bound, task, stop));
         }

@@ -138,7 +138,7 @@ fn compile_root(
 ) -> Option<Config> {
     let mut top = Obj::new(String::new(), root, d)?;
     let warden_obj = top.obj("warden", d);
-    let (warden, health_base, restart_base) = compile_warden(warden_obj, d);
+    let (warden, health_base, restart_base) = compile_warden(warden_obj, lookup, d);
 
     // Claude Desktop, Cursor and mcp-hub use `mcpServers`; VS Code uses `servers`.
     let key = if top.has("mcpServers") || !top.has("servers") { "mcpServers" } else { "servers" };
@@ -192,6 +192,9 @@ fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
             }
         }
     }
+    if let Some(t) = &config.warden.token {
+        values.push(t.expose().to_owned());
+    }
     values.retain(|v| v.chars().count() >= 6);
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     values.dedup();
@@ -228,6 +231,7 @@ fn check_fallbacks(servers: &[ServerSpec], servers_path: &str, d: &mut Diags) {
 
 fn compile_warden(
     obj: Option<Obj<'_>>,
+    lookup: &dyn Fn(&str) -> Option<String>,
     d: &mut Diags,
 ) -> (WardenSettings, HealthPolicy, RestartPolicy) {
     let mut w = WardenSettings::default();
@@ -267,7 +271,16 @@ fn compile_warden(
     }
     // Later issues own these blocks; accept them now so a file written for them loads.
     let _ = o.get("alerts");
-    let _ = o.get("token");
+    let tpath = o.path_of("token");
+    if let Some(t) = o.str("token", d) {
+        if let Some((token, _)) = expand_field(&tpath, t, lookup, d) {
+            if token.len() < 16 {
+                d.error(&tpath, "is shorter than 16 characters; use a long random token");
+            } else {
+                w.token = Some(Secret::new(token));
+            }
+        }
+    }
     let _ = o.get("log");
     o.finish(&[], d);
     (w, health, restart)

@@ -61,6 +61,8 @@ pub struct WardenSettings {
     pub retention: Duration,
     /// How often each instance's metrics are sampled into the store.
     pub metrics_interval: Duration,
+    /// Bearer token required on every HTTP request but the health probes.
+    pub token: Option<Secret>,
 }
 
 impl Default for WardenSettings {
@@ -70,6 +72,7 @@ impl Default for WardenSettings {
             database: None,
             retention: Duration::from_secs(30 * 86_400),
             metrics_interval: Duration::from_secs(10),
+            token: None,
         }
     }
 }

@@ -59,6 +59,10 @@ pub(crate) enum Command {
         /// The database: a path or sqlite://PATH (default: $XDG_STATE_HOME/warden/warden.db).
         #[arg(long, env = "WARDEN_DB")]
         db: Option<String>,
+        /// Require this bearer token on every HTTP request but the health probes (overrides
+        /// `warden.token`; at least 16 characters).
+        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// Also serve the aggregated MCP endpoint on stdin/stdout, so a desktop client can
         /// launch Warden as its one MCP server; Warden stops when the client closes stdin.
         #[arg(long)]

@@ -31,8 +31,8 @@ pub(crate) fn init_logging(log: &LogArgs) {
 
 pub(crate) async fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Run { config, demo, listen, db, stdio } => {
-            run(config, demo, listen, db, stdio).await
+        Command::Run { config, demo, listen, db, token, stdio } => {
+            run(config, demo, listen, db, token, stdio).await
         }
         Command::Check { config, json, servers, timeout } => {
             check(config, json, servers, timeout).await
@@ -62,7 +62,7 @@ fn print_errors(e: &ConfigError) {
 fn load(arg: &ConfigArg) -> Result<Loaded, ExitCode> {
     match warden_config::load(&config_path(arg)) {
         Ok(l) => {
-            crate::redact::set(&l.config.secrets);
+            crate::redact::add(&l.config.secrets);
             print_warnings(&l);
             Ok(l)
         }
@@ -137,6 +137,7 @@ async fn run(
     demo_mode: bool,
     listen: Option<std::net::SocketAddr>,
     db: Option<String>,
+    token: Option<String>,
     stdio: bool,
 ) -> ExitCode {
     let config = if demo_mode {
@@ -162,16 +163,35 @@ async fn run(
         None => Location::Sqlite(warden_store::default_path()),
     };
     let listen = listen.unwrap_or(config.warden.listen);
-    let app =
-        match App::start(RunOptions { config, database, listen: Some(listen), connectors: None })
-            .await
-        {
-            Ok(app) => app,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EX_SOFTWARE);
-            }
-        };
+    let token = match token {
+        Some(t) if t.len() < 16 => {
+            eprintln!("error: --token: use at least 16 characters");
+            return ExitCode::from(EX_CONFIG);
+        }
+        Some(t) => {
+            crate::redact::add(&[warden_config::Secret::new(t.clone())]);
+            Some(t)
+        }
+        None => config.warden.token.as_ref().map(|t| t.expose().to_owned()),
+    };
+    if token.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "listening beyond loopback without a token: anyone who can reach this address can use every server");
+    }
+    let app = match App::start(RunOptions {
+        config,
+        database,
+        listen: Some(listen),
+        token,
+        connectors: None,
+    })
+    .await
+    {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
     if stdio {
         tokio::select! {
             r = app.gateway().serve_stdio() => {

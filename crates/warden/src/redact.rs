@@ -7,11 +7,12 @@ use std::sync::RwLock;
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Sets the secrets to scrub (longest first, so overlapping values are handled).
-pub(crate) fn set(secrets: &[warden_config::Secret]) {
-    let mut list: Vec<String> = secrets.iter().map(|s| s.expose().to_owned()).collect();
+/// Adds secrets to scrub (kept longest first, so overlapping values are handled).
+pub(crate) fn add(secrets: &[warden_config::Secret]) {
+    let mut list = SECRETS.write().expect("not poisoned");
+    list.extend(secrets.iter().map(|s| s.expose().to_owned()));
     list.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    *SECRETS.write().expect("not poisoned") = list;
+    list.dedup();
 }
 
 /// Replaces every known secret in `text`.

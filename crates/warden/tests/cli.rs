@@ -249,6 +249,61 @@ fn no_process_of_any_tree_survives_sigterm_and_the_database_is_flushed() {
 }
 
 #[test]
+fn the_http_surface_checks_token_host_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        write_config(&dir, &format!(r#"{{ "mcpServers": {{ "a": {} }} }}"#, misbehave(&[], "")));
+    let port = free_port();
+    let token = "t0ken-abcdefghijklmnop";
+    let mut child = warden_cmd(&dir)
+        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.path().join("w.db"))
+        .arg("-c")
+        .arg(&cfg)
+        .env("WARDEN_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    // Health probes answer without the token.
+    poll_json(&format!("{base}/health"), Duration::from_secs(20), |v| v["status"].is_string());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = |path: &str, headers: &[(&str, &str)]| -> u16 {
+        rt.block_on(async {
+            let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send().await.unwrap().status().as_u16()
+        })
+    };
+    let bearer = format!("Bearer {token}");
+    assert_eq!(status("/api/servers", &[]), 401);
+    assert_eq!(status("/api/servers", &[("Authorization", "Bearer wrong-token-0000000")]), 401);
+    assert_eq!(status("/api/servers", &[("Authorization", &bearer)]), 200);
+    assert_eq!(status("/mcp", &[]), 401, "the MCP endpoint is guarded too");
+    assert_eq!(
+        status("/api/servers", &[("Authorization", &bearer), ("Origin", "https://evil.example")]),
+        403
+    );
+    assert_eq!(
+        status(
+            "/api/servers",
+            &[("Authorization", &bearer), ("Origin", &format!("http://localhost:{port}"))]
+        ),
+        200
+    );
+    assert_eq!(
+        status("/api/servers", &[("Authorization", &bearer), ("Host", "evil.example")]),
+        403,
+        "DNS rebinding"
+    );
+    signal(child.id(), Signal::SIGTERM);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn run_refuses_a_taken_port_and_a_postgres_url_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(&dir, r#"{ "mcpServers": { "a": { "command": "true" } } }"#);

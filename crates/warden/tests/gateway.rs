@@ -51,6 +51,7 @@ async fn serve(config: warden_config::Config) -> Served {
         config,
         database: Location::Sqlite(dir.path().join("w.db")),
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        token: None,
         connectors: None,
     })
     .await

@@ -77,6 +77,7 @@ pub async fn start(config: Config) -> Running {
         config,
         database: Location::Sqlite(dir.path().join("warden.db")),
         listen: None,
+        token: None,
         connectors: None,
     })
     .await

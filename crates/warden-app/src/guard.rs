@@ -1,0 +1,119 @@
+//! Security at the door of every HTTP route (DESIGN.md §2, MCP transport security):
+//! DNS-rebinding protection (a loopback listener accepts only loopback `Host` names, and any
+//! `Origin` must be a loopback origin) and, when configured, a bearer token on every request but
+//! Warden's own health probe.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// What the guard enforces.
+#[derive(Clone, Debug)]
+pub(crate) struct Guard {
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub(crate) token: Option<Arc<str>>,
+    /// Whether the listener is on a loopback address (then Host must name loopback too).
+    pub(crate) loopback: bool,
+}
+
+/// Routes that answer without a token (load balancers and supervisors poll them).
+const OPEN: &[&str] = &["/health", "/livez", "/readyz"];
+
+fn reject(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": { "status": status.as_u16(), "message": message } })),
+    )
+        .into_response()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    // Strip a port: "localhost:7420", "[::1]:7420", "127.0.0.1".
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Equal-length-independent comparison, so response timing does not reveal the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+pub(crate) async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    if guard.loopback {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !is_loopback_host(host) {
+            return reject(
+                StatusCode::FORBIDDEN,
+                "Host is not a loopback name (DNS-rebinding protection)",
+            );
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin != "null" && !is_loopback_host(host.trim_end_matches('/')) {
+            return reject(StatusCode::FORBIDDEN, "Origin is not allowed");
+        }
+    }
+    if let Some(token) = &guard.token {
+        if !OPEN.contains(&req.uri().path()) {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .unwrap_or("");
+            if !same(given.as_bytes(), token.as_bytes()) {
+                let mut r = reject(StatusCode::UNAUTHORIZED, "a bearer token is required");
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+                return r;
+            }
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "localhost:7420", "127.0.0.1", "127.0.0.1:80", "[::1]:7420", "[::1]"]
+        {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in
+            ["evil.example", "evil.example:7420", "10.0.0.1:7420", "localhost.evil.example", ""]
+        {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT"));
+        assert!(!same(b"secret", b"secret2"));
+        assert!(!same(b"", b"x"));
+    }
+}
