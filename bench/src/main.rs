@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+mod gateway;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use warden_app::{App, RunOptions};
@@ -20,7 +22,7 @@ struct Args {
     /// The `warden` binary (default: next to this one).
     #[arg(long)]
     warden: Option<PathBuf>,
-    /// Which benchmarks: crash, hang, crashloop, cost (default: all).
+    /// Which benchmarks: crash, hang, crashloop, gateway, cost (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
     /// Crash trials.
@@ -29,6 +31,9 @@ struct Args {
     /// Hang rounds (each stops 5 instances at random phases).
     #[arg(long, default_value_t = 4)]
     hang_rounds: usize,
+    /// Interleaved rounds of the gateway overhead benchmark.
+    #[arg(long, default_value_t = 5)]
+    gateway_rounds: usize,
     /// Instances for the cost benchmark.
     #[arg(long, default_value_t = 100)]
     instances: usize,
@@ -59,6 +64,10 @@ fn main() {
     }
     if want("crashloop") {
         report += &rt.block_on(crashloop(&warden));
+    }
+    if want("gateway") {
+        report += &gateway::overhead(&warden, args.gateway_rounds);
+        report += &gateway::replica_kills(&warden, 60);
     }
     if want("cost") {
         report += &cost(&warden, args.instances, args.cost_seconds);

@@ -83,7 +83,14 @@ pub(crate) async fn serve(
         );
     }
     let app = app.layer(axum::middleware::from_fn_with_state(guard, crate::guard::check));
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+    if let Err(e) = axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .with_graceful_shutdown(stop.cancelled_owned())
+    .await
     {
         tracing::error!(error = %e, "HTTP server failed");
     }

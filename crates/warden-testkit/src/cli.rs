@@ -175,7 +175,14 @@ async fn serve_http(server: Misbehave, addr: SocketAddr, port_file: Option<std::
     );
     let app = axum::Router::new().nest_service("/mcp", service);
     let listener = bind(addr, "mcp", port_file).await;
-    axum::serve(listener, app).await.expect("serve HTTP");
+    axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .await
+    .expect("serve HTTP");
 }
 
 /// Binds, says where (stderr and the port file), and returns the listener.

@@ -30,7 +30,14 @@ pub(crate) async fn serve_legacy_sse(server: Misbehave, listener: tokio::net::Tc
     let state = AppState { server, sessions: Arc::default() };
     let app =
         Router::new().route("/sse", get(open)).route("/messages", post(message)).with_state(state);
-    axum::serve(listener, app).await.expect("serve legacy SSE");
+    axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .await
+    .expect("serve legacy SSE");
 }
 
 async fn open(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

@@ -1,0 +1,256 @@
+//! The gateway's cost: the same upstream (`warden misbehave --http`) called directly and
+//! through `warden run` (`/servers/up/mcp`), interleaved in one run; and client-visible errors
+//! while one replica of two is killed every 2 s.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
+use rmcp::ServiceExt;
+
+use crate::{quantile, summary};
+
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_http(url: &str) {
+    let start = Instant::now();
+    while reqwest::get(url).await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn client(url: &str) -> RunningService<RoleClient, ()> {
+    let t = StreamableHttpClientTransport::with_client(
+        reqwest::Client::new(),
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
+    );
+    ().serve(t).await.expect("connect")
+}
+
+fn echo() -> CallToolRequestParams {
+    CallToolRequestParams::new("echo")
+        .with_arguments(serde_json::json!({"text": "x"}).as_object().unwrap().clone())
+}
+
+/// Latencies (ms) of `n` sequential calls on one session.
+async fn sequential(url: &str, n: usize) -> Vec<f64> {
+    let c = client(url).await;
+    for _ in 0..50 {
+        c.peer().call_tool(echo()).await.unwrap();
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        c.peer().call_tool(echo()).await.unwrap();
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    out
+}
+
+/// Calls per second with `clients` sessions calling back to back for `secs`.
+async fn throughput(url: &str, clients: usize, secs: u64) -> f64 {
+    let count = Arc::new(AtomicU64::new(0));
+    let mut sessions = vec![];
+    for _ in 0..clients {
+        sessions.push(client(url).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = vec![];
+    for s in sessions {
+        let count = Arc::clone(&count);
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                s.peer().call_tool(echo()).await.unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / secs as f64
+}
+
+pub(crate) fn overhead(warden: &std::path::Path, rounds: usize) -> String {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let up_port = free_port();
+    let _up = Proc(
+        std::process::Command::new(warden)
+            .args(["misbehave", "--http", &format!("127.0.0.1:{up_port}")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let cfg = dir.path().join("c.json");
+    std::fs::write(
+        &cfg,
+        format!(r#"{{ "mcpServers": {{ "up": {{ "url": "http://127.0.0.1:{up_port}/mcp" }} }} }}"#),
+    )
+    .unwrap();
+    let w_port = free_port();
+    let _w = Proc(
+        std::process::Command::new(warden)
+            .args([
+                "run",
+                "--log-level",
+                "warn",
+                "--listen",
+                &format!("127.0.0.1:{w_port}"),
+                "--db",
+            ])
+            .arg(dir.path().join("w.db"))
+            .arg("-c")
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let direct = format!("http://127.0.0.1:{up_port}/mcp");
+    let via = format!("http://127.0.0.1:{w_port}/servers/up/mcp");
+    rt.block_on(async {
+        wait_http(&format!("http://127.0.0.1:{w_port}/health")).await;
+        // Until the upstream is routable, calls are refused: wait for one to succeed.
+        let start = Instant::now();
+        loop {
+            let c = client(&via).await;
+            if c.peer().call_tool(echo()).await.is_ok() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the upstream never became routable"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let (mut d1, mut w1, mut d8, mut w8) = (vec![], vec![], vec![], vec![]);
+    let (mut dm, mut wm) = (vec![], vec![]);
+    for _ in 0..rounds {
+        rt.block_on(async {
+            let d = sequential(&direct, 1000).await;
+            let w = sequential(&via, 1000).await;
+            dm.push(quantile(&d, 0.5));
+            wm.push(quantile(&w, 0.5));
+            d1.extend(d);
+            w1.extend(w);
+            d8.push(throughput(&direct, 8, 5).await);
+            w8.push(throughput(&via, 8, 5).await);
+        });
+    }
+    let added_us: Vec<f64> = wm.iter().zip(&dm).map(|(w, d)| (w - d) * 1000.0).collect();
+    let ratios: Vec<f64> = w8.iter().zip(&d8).map(|(w, d)| w / d).collect();
+    format!(
+        "## Gateway overhead (Streamable HTTP, `echo`, direct vs through `/servers/up/mcp`), {rounds} interleaved rounds\n\n\
+         | path | median ms | p95 ms | p99 ms | max ms | n |\n|---|---|---|---|---|---|\n\
+         | direct, 1 client | {} |\n| through Warden, 1 client | {} |\n\n\
+         Added latency per round (median through − median direct): {} µs (median of rounds; target ≤ 100 µs).\n\n\
+         | 8 concurrent clients | median calls/s over rounds |\n|---|---|\n| direct | {:.0} |\n| through Warden | {:.0} |\n\n\
+         Throughput through Warden is {:.0} % of direct (median of per-round ratios; target ≥ 80 %).\n\n",
+        summary(&d1),
+        summary(&w1),
+        format!("{:.0}", quantile(&added_us, 0.5)),
+        quantile(&d8, 0.5),
+        quantile(&w8, 0.5),
+        quantile(&ratios, 0.5) * 100.0,
+    )
+}
+
+/// Two stdio replicas of a trusted server; one is SIGKILLed every 2 s for `secs`, while a
+/// client calls the read-only `echo` back to back. Counts client-visible errors.
+pub(crate) fn replica_kills(warden: &std::path::Path, secs: u64) -> String {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = serde_json::to_string(&warden.display().to_string()).unwrap();
+    let cfg = dir.path().join("c.json");
+    std::fs::write(&cfg, format!(r#"{{ "mcpServers": {{ "pair": {{ "command": {exe}, "args": ["misbehave"], "replicas": 2, "trusted": true }} }} }}"#)).unwrap();
+    let port = free_port();
+    let _w = Proc(
+        std::process::Command::new(warden)
+            .args(["run", "--log-level", "warn", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(dir.path().join("w.db"))
+            .arg("-c")
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let (calls, errors, kills, seen) = rt.block_on(async {
+        // Wait until both replicas are healthy.
+        let start = Instant::now();
+        loop {
+            let v: Option<serde_json::Value> =
+                async { reqwest::get(format!("{base}/api/servers")).await.ok()?.json().await.ok() }
+                    .await;
+            if v.is_some_and(|v| v["status"] == "healthy") {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let c = client(&format!("{base}/mcp")).await;
+        let call = CallToolRequestParams::new("pair__echo")
+            .with_arguments(serde_json::json!({"text": "x"}).as_object().unwrap().clone());
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut next_kill = Instant::now() + Duration::from_secs(2);
+        let (mut calls, mut errors, mut kills) = (0u64, 0u64, 0u64);
+        let mut seen: Vec<String> = vec![];
+        while Instant::now() < deadline {
+            if Instant::now() >= next_kill {
+                next_kill += Duration::from_secs(2);
+                let v: serde_json::Value = reqwest::get(format!("{base}/api/servers"))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                // Always the same replica (pair#0), whenever it has a process: it crash-loops
+                // into `failed` under the restart intensity limit, and pair#1 serves.
+                if let Some(pid) = v["servers"][0]["instances"][0]["pid"].as_u64() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    kills += 1;
+                }
+            }
+            calls += 1;
+            if let Err(e) = c.peer().call_tool(call.clone()).await {
+                errors += 1;
+                let text = e.to_string();
+                if seen.len() < 3 && !seen.contains(&text) {
+                    seen.push(text);
+                }
+            }
+        }
+        (calls, errors, kills, seen)
+    });
+    format!(
+        "## Failover under load: one replica of two SIGKILLed every 2 s for {secs} s\n\n\
+         | calls | replica kills | client-visible errors |\n|---|---|---|\n| {calls} | {kills} | {errors} |\n\n\
+         Read-only `echo` on a trusted server, one client calling back to back through `/mcp`; the same\n\
+         replica is killed each time it has a process (it reaches `failed` after 6 starts). Target: 0 errors.\n\n{}",
+        seen.iter().map(|s| format!("- first errors seen: `{s}`\n")).collect::<String>()
+    )
+}
