@@ -272,7 +272,14 @@ async fn hang_policy(warden: &std::path::Path, rounds: usize, extra: &str) -> Ve
         }
         let mut pending = stopped.clone();
         while !pending.is_empty() {
-            let e = b.next(Duration::from_secs(60), |e| to_state(e, InstanceState::Critical)).await;
+            // Detected: critical, or killed as hung first (a slow policy can reach 30 s of
+            // silence before its third failed probe).
+            let e = b
+                .next(Duration::from_secs(60), |e| {
+                    to_state(e, InstanceState::Critical)
+                        || matches!(e.kind, EventKind::HangKilled { .. })
+                })
+                .await;
             let name = e.instance.as_ref().unwrap().server().to_owned();
             if let Some(pos) = pending.iter().position(|(n, _)| *n == name) {
                 let (_, t0) = pending.remove(pos);
