@@ -164,12 +164,12 @@ pub(crate) fn overhead(warden: &std::path::Path, rounds: usize) -> String {
         "## Gateway overhead (Streamable HTTP, `echo`, direct vs through `/servers/up/mcp`), {rounds} interleaved rounds\n\n\
          | path | median ms | p95 ms | p99 ms | max ms | n |\n|---|---|---|---|---|---|\n\
          | direct, 1 client | {} |\n| through Warden, 1 client | {} |\n\n\
-         Added latency per round (median through − median direct): {} µs (median of rounds; target ≤ 100 µs).\n\n\
+         Added latency per round (median through − median direct): {:.0} µs (median of rounds; target ≤ 100 µs).\n\n\
          | 8 concurrent clients | median calls/s over rounds |\n|---|---|\n| direct | {:.0} |\n| through Warden | {:.0} |\n\n\
          Throughput through Warden is {:.0} % of direct (median of per-round ratios; target ≥ 80 %).\n\n",
         summary(&d1),
         summary(&w1),
-        format!("{:.0}", quantile(&added_us, 0.5)),
+        quantile(&added_us, 0.5),
         quantile(&d8, 0.5),
         quantile(&w8, 0.5),
         quantile(&ratios, 0.5) * 100.0,
