@@ -27,6 +27,25 @@ impl Drop for Proc {
     }
 }
 
+/// `warden run` on `port` with config `cfg` and a database in `dir`, stopped when dropped.
+fn run_warden(
+    warden: &std::path::Path,
+    dir: &std::path::Path,
+    cfg: &std::path::Path,
+    port: u16,
+) -> Proc {
+    Proc(
+        std::process::Command::new(warden)
+            .args(["run", "--log-level", "warn", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(dir.join("w.db"))
+            .arg("-c")
+            .arg(cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -109,23 +128,7 @@ pub(crate) fn overhead(warden: &std::path::Path, rounds: usize) -> String {
     )
     .unwrap();
     let w_port = free_port();
-    let _w = Proc(
-        std::process::Command::new(warden)
-            .args([
-                "run",
-                "--log-level",
-                "warn",
-                "--listen",
-                &format!("127.0.0.1:{w_port}"),
-                "--db",
-            ])
-            .arg(dir.path().join("w.db"))
-            .arg("-c")
-            .arg(&cfg)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _w = run_warden(warden, dir.path(), &cfg, w_port);
     let direct = format!("http://127.0.0.1:{up_port}/mcp");
     let via = format!("http://127.0.0.1:{w_port}/servers/up/mcp");
     rt.block_on(async {
@@ -185,16 +188,7 @@ pub(crate) fn replica_kills(warden: &std::path::Path, secs: u64) -> String {
     let cfg = dir.path().join("c.json");
     std::fs::write(&cfg, format!(r#"{{ "mcpServers": {{ "pair": {{ "command": {exe}, "args": ["misbehave"], "replicas": 2, "trusted": true }} }} }}"#)).unwrap();
     let port = free_port();
-    let _w = Proc(
-        std::process::Command::new(warden)
-            .args(["run", "--log-level", "warn", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.path().join("w.db"))
-            .arg("-c")
-            .arg(&cfg)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _w = run_warden(warden, dir.path(), &cfg, port);
     let base = format!("http://127.0.0.1:{port}");
     let (calls, errors, kills, seen) = rt.block_on(async {
         // Wait until both replicas are healthy.

@@ -86,6 +86,10 @@ impl Served {
     }
 }
 
+async fn tool_names(c: &RunningService<RoleClient, Client>) -> Vec<String> {
+    c.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect()
+}
+
 fn args(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().unwrap().clone()
 }
@@ -139,7 +143,7 @@ async fn one_endpoint_serves_every_server_and_a_dead_one_fails_fast() {
 
         // One server, unprefixed.
         let one = w.client("/servers/b/mcp", Client::default()).await;
-        let names: Vec<String> = one.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+        let names: Vec<String> = tool_names(&one).await;
         assert!(names.contains(&"echo".to_owned()) && !names.iter().any(|n| n.contains("__")), "{names:?}");
         let r = one.peer().call_tool(CallToolRequestParams::new("echo").with_arguments(args(serde_json::json!({"text": "solo"})))).await.unwrap();
         assert_eq!(text(&r), "solo");
@@ -203,8 +207,7 @@ async fn a_dead_servers_tools_leave_the_list_and_come_back_with_list_changed() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let names: Vec<String> =
-            c.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+        let names: Vec<String> = tool_names(&c).await;
         assert!(
             !names.iter().any(|n| n.starts_with("a__"))
                 && names.iter().any(|n| n.starts_with("b__")),
@@ -213,14 +216,7 @@ async fn a_dead_servers_tools_leave_the_list_and_come_back_with_list_changed() {
         let after_drop = handler.list_changed.load(Ordering::SeqCst);
         let start = Instant::now();
         loop {
-            let names: Vec<String> = c
-                .peer()
-                .list_all_tools()
-                .await
-                .unwrap()
-                .iter()
-                .map(|t| t.name.to_string())
-                .collect();
+            let names: Vec<String> = tool_names(&c).await;
             if names.iter().any(|n| n.starts_with("a__")) {
                 break;
             }
@@ -261,7 +257,7 @@ async fn a_fallback_takes_over_and_hands_back() {
         assert_eq!(p.served_by.as_deref(), Some("backup"));
         let r = c.peer().call_tool(CallToolRequestParams::new("primary__echo").with_arguments(args(serde_json::json!({"text": "via backup"})))).await.unwrap();
         assert_eq!(text(&r), "via backup");
-        let names: Vec<String> = c.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+        let names: Vec<String> = tool_names(&c).await;
         assert!(names.contains(&"primary__echo".to_owned()), "the fallback keeps the primary's tools listed: {names:?}");
         // Fail-back once the primary is healthy again.
         w.healthy(&["primary"]).await;
@@ -303,14 +299,7 @@ async fn warden_run_stdio_is_one_mcp_server_for_a_desktop_client() {
         let c = Client::default().serve((stdout, stdin)).await.expect("handshake over stdio");
         let start = Instant::now();
         loop {
-            let names: Vec<String> = c
-                .peer()
-                .list_all_tools()
-                .await
-                .unwrap()
-                .iter()
-                .map(|t| t.name.to_string())
-                .collect();
+            let names: Vec<String> = tool_names(&c).await;
             if names.contains(&"a__echo".to_owned()) && names.contains(&"b__echo".to_owned()) {
                 break;
             }
