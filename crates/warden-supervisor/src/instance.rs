@@ -402,16 +402,19 @@ impl Runner {
         } else {
             None
         };
-        if let Some(exit) = &exit {
-            self.emit(EventKind::ProcessExited { exit: exit.clone() });
-        }
         let reason = match &exit {
             Some(e) => {
                 Reason::new(FailureClass::Crash, format!("{} ({})", e.describe(), reason.message))
             }
             None => reason,
         };
-        End::Failed { reason, exit, action: self.restart_action() }
+        // The incident opens first, so the exit is recorded under its trace id.
+        let action = self.restart_action();
+        self.open_incident(&reason, action);
+        if let Some(exit) = &exit {
+            self.emit(EventKind::ProcessExited { exit: exit.clone() });
+        }
+        End::Failed { reason, exit, action }
     }
 
     /// Closes an open incident that will not recover under this Warden (stopped, shutting down).
@@ -486,8 +489,11 @@ impl Runner {
                 _ = self.ctx.shutdown.cancelled() => break End::Shutdown,
                 ev = events.recv() => match ev {
                     Some(SessionEvent::Exited(exit)) => {
+                        let reason = Reason::new(FailureClass::Crash, exit.describe());
+                        // The incident opens first, so the exit is recorded under its trace id.
+                        self.open_incident(&reason, RecoveryAction::Restart);
                         self.emit(EventKind::ProcessExited { exit: exit.clone() });
-                        break End::Failed { reason: Reason::new(FailureClass::Crash, exit.describe()), exit: Some(exit), action: RecoveryAction::Restart };
+                        break End::Failed { reason, exit: Some(exit), action: RecoveryAction::Restart };
                     }
                     Some(SessionEvent::Closed(reason)) => break self.closed(&mut events, pid, reason).await,
                     Some(SessionEvent::ListChanged) => {

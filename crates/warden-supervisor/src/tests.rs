@@ -285,6 +285,12 @@ async fn a_crash_is_offline_at_once_and_restarted_after_backoff() {
     assert_eq!(h.connector.starts.load(Ordering::SeqCst), 2);
     assert_eq!(h.registry.servers()[0].views()[0].restarts, 1);
     assert_eq!(h.count(|k| matches!(k, EventKind::Failure { .. })), 1);
+    // One incident, one trace id: the exit, the failure, the restart and the recovery.
+    let trace_of = |name: &str| h.log.iter().find(|e| e.kind.name() == name).map(|e| e.trace_id);
+    let incident = trace_of("failure").unwrap();
+    for name in ["process_exited", "restart_scheduled", "recovered"] {
+        assert_eq!(trace_of(name), Some(incident), "{name} carries the incident's trace id");
+    }
     assert_eq!(
         h.count(|k| matches!(
             k,
