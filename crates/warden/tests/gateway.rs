@@ -329,3 +329,55 @@ async fn warden_run_stdio_is_one_mcp_server_for_a_desktop_client() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_client_works_over_http_and_stdio() {
+    limited(async {
+        let script = workspace_root().join("tests/python/client_check.py");
+        let dead = misbehave(&["--exit-on-start"], r#", "restart": { "policy": "no" }"#);
+        let cfg =
+            config(&[("a", misbehave(&[], "")), ("b", misbehave(&[], "")), ("dead", dead.clone())]);
+        let w = serve(cfg).await;
+        w.healthy(&["a", "b"]).await;
+        let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
+        let out = tokio::process::Command::new(python())
+            .arg(&script)
+            .args(["http", &url, "dead"])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let seen: serde_json::Value =
+            serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+        assert_eq!(seen["server"], "warden");
+        assert_eq!(seen["echo"], "from python");
+        assert_eq!(seen["dead_error"], -32001);
+        w.app.shutdown().await;
+
+        // stdio: the SDK launches `warden run --stdio` itself, as a desktop client would.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.json");
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{ "mcpServers": {{ "a": {}, "b": {} }} }}"#,
+                misbehave(&[], ""),
+                misbehave(&[], "")
+            ),
+        )
+        .unwrap();
+        let out = tokio::process::Command::new(python())
+            .arg(&script)
+            .args(["stdio", warden()])
+            .arg(&file)
+            .arg(dir.path().join("w.db"))
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(r#""echo": "from python""#), "{stdout}");
+    })
+    .await;
+}

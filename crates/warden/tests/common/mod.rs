@@ -36,6 +36,13 @@ pub fn everything_js() -> String {
     p.display().to_string()
 }
 
+/// The Python interpreter of the venv holding the official `mcp` SDK (scripts/test makes it).
+pub fn python() -> String {
+    let p = workspace_root().join("tests/python/.venv/bin/python");
+    assert!(p.exists(), "{} is missing: run scripts/test, which creates it", p.display());
+    p.display().to_string()
+}
+
 pub fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
