@@ -74,12 +74,12 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     // The aggregated MCP endpoint and one endpoint per server.
-    let mut app =
-        router(state).nest_service("/mcp", gateway.http_service(None, stop.child_token()));
+    let mut app = router(state)
+        .nest_service("/mcp", gateway.http_service(None, guard.loopback, stop.child_token()));
     for name in gateway.server_names() {
         app = app.nest_service(
             &format!("/servers/{name}/mcp"),
-            gateway.http_service(Some(name), stop.child_token()),
+            gateway.http_service(Some(name), guard.loopback, stop.child_token()),
         );
     }
     let app = app.layer(axum::middleware::from_fn_with_state(guard, crate::guard::check));

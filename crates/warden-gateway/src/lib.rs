@@ -48,17 +48,22 @@ impl Gateway {
         Handler::new(Arc::clone(&self.routes), scope)
     }
 
-    /// Streamable HTTP for a handler, with rmcp's Host check (DNS-rebinding protection)
-    /// allowing loopback names only.
+    /// Streamable HTTP for a handler. On a loopback listener rmcp's own Host check (DNS-rebinding
+    /// protection) allows loopback names only; on any other listener it is off and Warden's
+    /// guard (token, Origin) governs, since the operator chose to be reachable by other names.
     pub fn http_service(
         &self,
         scope: Option<String>,
+        loopback: bool,
         stop: CancellationToken,
     ) -> StreamableHttpService<Handler, LocalSessionManager> {
         let handler = self.handler(scope);
-        let config = StreamableHttpServerConfig::default()
+        let mut config = StreamableHttpServerConfig::default()
             .with_cancellation_token(stop)
             .with_sse_keep_alive(Some(Duration::from_secs(15)));
+        if !loopback {
+            config = config.disable_allowed_hosts();
+        }
         StreamableHttpService::new(
             move || Ok(handler.clone()),
             Arc::new(LocalSessionManager::default()),

@@ -304,6 +304,48 @@ fn the_http_surface_checks_token_host_and_origin() {
 }
 
 #[test]
+fn a_listener_beyond_loopback_serves_mcp_by_other_host_names_with_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        write_config(&dir, &format!(r#"{{ "mcpServers": {{ "a": {} }} }}"#, misbehave(&[], "")));
+    let port = free_port();
+    let token = "team-token-0123456789";
+    let mut child = warden_cmd(&dir)
+        .args(["run", "--listen", &format!("0.0.0.0:{port}"), "--token", token, "--db"])
+        .arg(dir.path().join("w.db"))
+        .arg("-c")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Traffic goes to loopback only; the Host header names the machine as a team would.
+    poll_json(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(20), |v| {
+        v["status"].is_string()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let post = |auth: Option<&str>| -> u16 {
+        rt.block_on(async {
+            let mut req = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}/mcp"))
+                .header("Host", format!("warden.team.internal:{port}"))
+                .header("Accept", "application/json, text/event-stream")
+                .json(&init);
+            if let Some(a) = auth {
+                req = req.header("Authorization", format!("Bearer {a}"));
+            }
+            req.send().await.unwrap().status().as_u16()
+        })
+    };
+    assert_eq!(post(None), 401);
+    assert_eq!(post(Some(token)), 200, "rmcp's loopback-only Host list is off beyond loopback");
+    signal(child.id(), Signal::SIGTERM);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn run_refuses_a_taken_port_and_a_postgres_url_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(&dir, r#"{ "mcpServers": { "a": { "command": "true" } } }"#);
