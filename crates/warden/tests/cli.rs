@@ -24,6 +24,23 @@ fn warden_cmd(dir: &tempfile::TempDir) -> Command {
     c
 }
 
+/// `warden run` on `listen` with config `cfg` and database `db`, output discarded.
+fn run_cmd(
+    dir: &tempfile::TempDir,
+    cfg: &std::path::Path,
+    db: &std::path::Path,
+    listen: &str,
+) -> Command {
+    let mut c = warden_cmd(dir);
+    c.args(["run", "--listen", listen, "--db"])
+        .arg(db)
+        .arg("-c")
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
 #[test]
 fn validate_reports_every_error_with_its_path_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
@@ -200,15 +217,7 @@ fn no_process_of_any_tree_survives_sigterm_and_the_database_is_flushed() {
     );
     let port = free_port();
     let db = dir.path().join("w.db");
-    let mut child = warden_cmd(&dir)
-        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(&db)
-        .arg("-c")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run_cmd(&dir, &cfg, &db, &format!("127.0.0.1:{port}")).spawn().unwrap();
     let warden_pid = child.id();
     let view =
         poll_json(&format!("http://127.0.0.1:{port}/api/servers"), Duration::from_secs(30), |v| {
@@ -255,14 +264,8 @@ fn the_http_surface_checks_token_host_and_origin() {
         write_config(&dir, &format!(r#"{{ "mcpServers": {{ "a": {} }} }}"#, misbehave(&[], "")));
     let port = free_port();
     let token = "t0ken-abcdefghijklmnop";
-    let mut child = warden_cmd(&dir)
-        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.path().join("w.db"))
-        .arg("-c")
-        .arg(&cfg)
+    let mut child = run_cmd(&dir, &cfg, &dir.path().join("w.db"), &format!("127.0.0.1:{port}"))
         .env("WARDEN_TOKEN", token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -310,13 +313,8 @@ fn a_listener_beyond_loopback_serves_mcp_by_other_host_names_with_the_token() {
         write_config(&dir, &format!(r#"{{ "mcpServers": {{ "a": {} }} }}"#, misbehave(&[], "")));
     let port = free_port();
     let token = "team-token-0123456789";
-    let mut child = warden_cmd(&dir)
-        .args(["run", "--listen", &format!("0.0.0.0:{port}"), "--token", token, "--db"])
-        .arg(dir.path().join("w.db"))
-        .arg("-c")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut child = run_cmd(&dir, &cfg, &dir.path().join("w.db"), &format!("0.0.0.0:{port}"))
+        .args(["--token", token])
         .spawn()
         .unwrap();
     // Traffic goes to loopback only; the Host header names the machine as a team would.

@@ -166,14 +166,7 @@ async fn a_streamable_http_server_that_goes_away_and_comes_back_is_reconnected()
     limited(async {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let spawn = || {
-            std::process::Command::new(warden())
-                .args(["misbehave", "--http", &addr])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        };
+        let spawn = || misbehave_process(&["--http", &addr]);
         let mut server = spawn();
         let entry = format!(r#"{{ "url": "http://{addr}/mcp", {FAST_HEALTH}, {FAST_RESTART} }}"#);
         let mut w = start(config(&[("remote", entry)])).await;
@@ -318,14 +311,7 @@ async fn a_legacy_sse_server_is_reached_by_fallback_and_reconnected() {
     limited(async {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let spawn = || {
-            std::process::Command::new(warden())
-                .args(["misbehave", "--sse", &addr])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        };
+        let spawn = || misbehave_process(&["--sse", &addr]);
         let mut server = spawn();
         // No "type": Warden tries Streamable HTTP, is refused (405), and falls back to SSE.
         let auto = format!(r#"{{ "url": "http://{addr}/sse", {FAST_HEALTH}, {FAST_RESTART} }}"#);

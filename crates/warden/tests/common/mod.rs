@@ -197,6 +197,17 @@ pub fn descendants(root: u32) -> Vec<u32> {
     out
 }
 
+/// `warden misbehave ARGS` as a process of its own (a remote server Warden connects to).
+pub fn misbehave_process(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(warden())
+        .arg("misbehave")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A free loopback port (bound and released; good enough for tests that restart a server).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
