@@ -164,11 +164,6 @@ fn compile_root(
         }
     }
     // Claude Desktop and VS Code files carry other top-level keys; warn only about near misses.
-    let _ = top.get("inputs");
-    top.finish(
-        &["globalShortcut", "preferences", "$schema", "inputs"],
-        &mut Diags { errors: vec![], warnings: vec![] },
-    );
     warn_top_level_near_misses(root, d);
 
     check_fallbacks(&servers, &servers_path, d);
