@@ -37,7 +37,7 @@ pub async fn check(mut config: Config, options: CheckOptions) -> Overview {
     let bus = EventBus::new(None);
     let registry = Registry::start(
         &config,
-        options.connectors.unwrap_or_else(crate::real_connectors),
+        options.connectors.unwrap_or_else(|| crate::real_connectors(Default::default())),
         Arc::clone(&bus),
         SupervisorOptions { metrics_interval: Duration::from_secs(3600), samples: None },
     );

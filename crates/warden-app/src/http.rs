@@ -66,23 +66,36 @@ pub(crate) fn router(state: State) -> Router {
         .with_state(state)
 }
 
+/// Limits on the MCP endpoints' client sessions.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) sessions: warden_gateway::SessionLimits,
+    pub(crate) max_sessions: usize,
+}
+
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: State,
     guard: crate::guard::Guard,
     gateway: warden_gateway::Gateway,
+    limits: Limits,
     stop: CancellationToken,
 ) {
     // The aggregated MCP endpoint and one endpoint per server.
-    let mut app = router(state)
-        .nest_service("/mcp", gateway.http_service(None, guard.loopback, stop.child_token()));
+    let loopback = guard.loopback;
+    let mut app = router(state).nest_service(
+        "/mcp",
+        gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
+    );
     for name in gateway.server_names() {
         app = app.nest_service(
             &format!("/servers/{name}/mcp"),
-            gateway.http_service(Some(name), guard.loopback, stop.child_token()),
+            gateway.http_service(Some(name), loopback, limits.sessions, stop.child_token()),
         );
     }
-    let app = app.layer(axum::middleware::from_fn_with_state(guard, crate::guard::check));
+    let app = app
+        .layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
+        .layer(axum::middleware::from_fn_with_state(guard, crate::guard::check));
     if let Err(e) = axum::serve(
         axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
@@ -94,6 +107,32 @@ pub(crate) async fn serve(
     {
         tracing::error!(error = %e, "HTTP server failed");
     }
+}
+
+/// Refuses a new MCP session (a POST without `Mcp-Session-Id`) once `max` are open, with a
+/// JSON-RPC error saying so; requests within open sessions always pass.
+async fn session_limit(
+    AxState((gateway, max)): AxState<(warden_gateway::Gateway, usize)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let new_session = request.method() == axum::http::Method::POST
+        && request.uri().path().ends_with("/mcp")
+        && !request.headers().contains_key("mcp-session-id");
+    if new_session && gateway.http_sessions().await >= max {
+        tracing::warn!(max, "refusing a new MCP session: the session limit is reached");
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {
+                "code": -32000,
+                "message": format!("too many client sessions (the limit is {max}); close idle sessions or raise warden.sessions.max"),
+            },
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "5")], Json(body))
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn health(AxState(state): AxState<State>) -> impl IntoResponse {

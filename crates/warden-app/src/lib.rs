@@ -21,6 +21,7 @@ use warden_core::EventBus;
 use warden_gateway::Gateway;
 use warden_store::{FailoverConfig, Location, Store, WriterOptions};
 use warden_supervisor::{ConnectorFactory, Registry, SupervisorOptions};
+use warden_upstream::Relay;
 
 pub use check::{check, CheckOptions};
 pub use demo::demo_config;
@@ -60,8 +61,10 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
-pub fn real_connectors() -> ConnectorFactory {
-    Arc::new(|spec| warden_upstream::connector_for(spec))
+/// Connectors that start and reach real servers; what servers send their clients goes to
+/// `relay` (the gateway installs itself there).
+pub fn real_connectors(relay: Relay) -> ConnectorFactory {
+    Arc::new(move |spec| warden_upstream::connector_for(spec, &relay))
 }
 
 impl App {
@@ -116,16 +119,17 @@ impl App {
         if let Err(e) = store.sync_failover_configs(&failover_rows(&options.config)).await {
             tracing::warn!(error = %e, "could not record the failover configuration");
         }
+        let relay = Relay::default();
         let registry = Registry::start(
             &options.config,
-            options.connectors.unwrap_or_else(real_connectors),
+            options.connectors.unwrap_or_else(|| real_connectors(relay.clone())),
             Arc::clone(&bus),
             SupervisorOptions {
                 metrics_interval: options.config.warden.metrics_interval,
                 samples: Some(samples_tx),
             },
         );
-        let gateway = Gateway::new(&registry);
+        let gateway = Gateway::new(&registry, &relay);
         let gateway_stop = CancellationToken::new();
         gateway.spawn_change_watcher(gateway_stop.clone());
         let mut app = Self {
@@ -146,11 +150,20 @@ impl App {
                 token: options.token.map(Into::into),
                 loopback: bound.ip().is_loopback(),
             };
+            let w = &options.config.warden;
+            let limits = http::Limits {
+                sessions: warden_gateway::SessionLimits {
+                    idle: w.session_idle_timeout,
+                    max_body: w.max_request_body,
+                },
+                max_sessions: w.max_sessions,
+            };
             let task = tokio::spawn(http::serve(
                 listener,
                 state,
                 guard,
                 app.gateway.clone(),
+                limits,
                 stop.clone(),
             ));
             tracing::info!(listen = %bound, "HTTP API listening");

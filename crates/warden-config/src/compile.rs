@@ -255,6 +255,20 @@ fn compile_warden(
     {
         w.metrics_interval = m;
     }
+    if let Some(mut s) = o.obj("sessions", d) {
+        if let Some(n) = s.uint("max", 1, 1_000_000, d) {
+            w.max_sessions = n as usize;
+        }
+        if let Some(t) =
+            s.duration("idle_timeout", Duration::from_secs(1), Duration::from_secs(7 * 86_400), d)
+        {
+            w.session_idle_timeout = t;
+        }
+        s.finish(&[], d);
+    }
+    if let Some(n) = o.uint("max_request_body", 1024, 1 << 30, d) {
+        w.max_request_body = n as usize;
+    }
     if let Some(mut defaults) = o.obj("defaults", d) {
         if let Some(h) = defaults.obj("health", d) {
             health = compile_health(h, &health, d);
@@ -355,6 +369,52 @@ fn compile_server(
         ),
     }
     let trusted = o.bool("trusted", d).unwrap_or(false);
+    let mut retry_tools = Vec::new();
+    let rpath = o.path_of("retry");
+    match o.get("retry") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => retry_tools.push(s.clone()),
+                    other => d.error(
+                        &format!("{rpath}[{i}]"),
+                        format!("must be a tool name, not {}", type_name(other)),
+                    ),
+                }
+            }
+        }
+        Some(other) => {
+            d.error(&rpath, format!("must be a list of tool names, not {}", type_name(other)))
+        }
+    }
+    let mut cache = BTreeMap::new();
+    let cpath = o.path_of("cache");
+    match o.get("cache") {
+        None => {}
+        // Keys are tool names, values how long a result stays fresh.
+        Some(Value::Object(tools)) => {
+            for (tool, v) in tools {
+                let path = join(&cpath, tool);
+                match v {
+                    Value::String(s) => match crate::duration::parse_duration(s) {
+                        Ok(ttl) if ttl > Duration::ZERO && ttl <= Duration::from_secs(86_400) => {
+                            cache.insert(tool.clone(), ttl);
+                        }
+                        Ok(_) => d.error(&path, "must be a duration from 1ms to 1d"),
+                        Err(e) => d.error(&path, e),
+                    },
+                    other => d.error(
+                        &path,
+                        format!("must be a duration like \"30s\", not {}", type_name(other)),
+                    ),
+                }
+            }
+        }
+        Some(other) => {
+            d.error(&cpath, format!("must map tool names to durations, not {}", type_name(other)))
+        }
+    }
     let disabled = o.bool("disabled", d).unwrap_or(false);
     let timeout = o
         .duration("timeout", Duration::from_millis(100), Duration::from_secs(3600), d)
@@ -374,6 +434,8 @@ fn compile_server(
         replicas,
         fallback,
         trusted,
+        retry_tools,
+        cache,
         timeout,
         health,
         restart,

@@ -63,6 +63,12 @@ pub struct WardenSettings {
     pub metrics_interval: Duration,
     /// Bearer token required on every HTTP request but the health probes.
     pub token: Option<Secret>,
+    /// Most client sessions open at once on the HTTP endpoints; more are refused (503).
+    pub max_sessions: usize,
+    /// A client session with no request for this long is closed, open GET stream or not.
+    pub session_idle_timeout: Duration,
+    /// Largest MCP request body accepted (413 beyond).
+    pub max_request_body: usize,
 }
 
 impl Default for WardenSettings {
@@ -73,6 +79,9 @@ impl Default for WardenSettings {
             retention: Duration::from_secs(30 * 86_400),
             metrics_interval: Duration::from_secs(10),
             token: None,
+            max_sessions: 1000,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            max_request_body: 4 * 1024 * 1024,
         }
     }
 }
@@ -87,6 +96,10 @@ pub struct ServerSpec {
     pub fallback: Vec<String>,
     /// Whether tool annotations (read-only, idempotent) are believed.
     pub trusted: bool,
+    /// Tools the operator declares safe to retry and to coalesce, whatever their annotations.
+    pub retry_tools: Vec<String>,
+    /// Tools whose results may be served from a cache, with how long a result stays fresh.
+    pub cache: BTreeMap<String, Duration>,
     /// Default deadline for a call to this server.
     pub timeout: Duration,
     pub health: HealthPolicy,

@@ -1,85 +1,381 @@
-//! The MCP server Warden presents to clients: tools aggregated or scoped, calls routed.
+//! The MCP server Warden presents to clients. One [`Handler`] per client session.
+//!
+//! Names on the aggregated face: tools and prompts are `server__name`; resources keep their
+//! URIs (a URI names a thing, and clients show and store it) and get `server__name` names.
+//! Collision policy: when two servers offer the same resource URI or URI template, the server
+//! listed first in the config serves it and the other's is left out of the aggregated lists
+//! (logged once); `/servers/{name}/mcp` shows each server's own unaltered.
+// Logging is deprecated by SEP-2577 (2026-07-28); older clients and servers use it.
+#![allow(deprecated)]
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter,
-    Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+    InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, Prompt, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Reference, Resource, ResourceTemplate,
+    ServerCapabilities, ServerConfig, ServerRequest, SetLevelRequestParams, SubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData, ServerHandler};
-use serde_json::json;
-use tokio::time::Instant;
-use warden_core::{FailureClass, Reason};
-use warden_supervisor::CallOutcome;
-use warden_upstream::UpstreamError;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use warden_upstream::{Call, Catalog, Origin};
 
-use crate::route::{Routes, Unavailable};
-use crate::{UNAVAILABLE, UPSTREAM_FAILED};
+use crate::clients::{level_param, level_rank, Clients};
+use crate::forward::{self, clean_params, Flights, Request, ResultCache};
+use crate::route::Routes;
 
-/// Separates a server's name from its tool's in aggregated names (`files__read_file`).
+/// Separates a server's name from its tool's or prompt's in aggregated names.
 const SEP: &str = "__";
+/// Rounds of input requests Warden drives for a client that cannot (protocol < 2026-07-28).
+const MAX_INPUT_ROUNDS: usize = 10;
 
-/// One MCP server face of the gateway: aggregated (`scope: None`) or one server's.
+/// What every session's handler shares.
+pub(crate) struct Shared {
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) clients: Arc<Clients>,
+    flights: Flights,
+    cache: ResultCache,
+    /// Collisions already logged, so each is logged once.
+    collisions: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    pub(crate) fn new(routes: Arc<Routes>, clients: Arc<Clients>) -> Self {
+        Self {
+            routes,
+            clients,
+            flights: Flights::default(),
+            cache: ResultCache::default(),
+            collisions: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn joined_calls(&self) -> u64 {
+        self.flights.joined.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn cache_hits(&self) -> u64 {
+        self.cache.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Closes the session's registration when rmcp drops its handler.
+struct Ticket {
+    id: Origin,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let orphaned = self.shared.clients.close(self.id);
+        if orphaned.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for (server, uri) in orphaned {
+                    upstream_all(
+                        &shared.routes,
+                        &server,
+                        "resources/unsubscribe",
+                        json!({ "uri": uri }),
+                    )
+                    .await;
+                }
+            });
+        }
+    }
+}
+
+/// One client session's MCP server: aggregated (`scope: None`) or one server's.
 #[derive(Clone)]
 pub struct Handler {
-    routes: Arc<Routes>,
+    shared: Arc<Shared>,
     scope: Option<String>,
+    ticket: Arc<Ticket>,
+}
+
+/// Sends a request to every routable instance of `server` (log levels, subscriptions), best
+/// effort: a refusal is logged at debug level.
+pub(crate) async fn upstream_all(routes: &Routes, server: &str, method: &str, params: Value) {
+    let Some(s) = routes.server(server) else { return };
+    for session in s.live_sessions() {
+        let call = Call::new(
+            method,
+            Some(params.clone()),
+            s.spec.timeout.min(std::time::Duration::from_secs(10)),
+        );
+        if let Err(e) = session.request(call).await {
+            tracing::debug!(server, method, error = %e, "an instance refused");
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(v: Value, what: &str) -> Result<T, ErrorData> {
+    serde_json::from_value(v).map_err(|e| {
+        ErrorData::internal_error(format!("unreadable {what} from the server: {e}"), None)
+    })
+}
+
+fn is_input_required(v: &Value) -> bool {
+    v.get("resultType").and_then(Value::as_str) == Some("input_required")
+}
+
+fn to_params<T: serde::Serialize>(p: &T) -> Result<Value, ErrorData> {
+    serde_json::to_value(p)
+        .map(clean_params)
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
 impl Handler {
-    pub(crate) fn new(routes: Arc<Routes>, scope: Option<String>) -> Self {
-        Self { routes, scope }
+    pub(crate) fn new(shared: Arc<Shared>, scope: Option<String>) -> Self {
+        let id = shared.clients.open(scope.clone());
+        let ticket = Arc::new(Ticket { id, shared: Arc::clone(&shared) });
+        Self { shared, scope, ticket }
     }
 
-    /// The servers this face shows.
+    fn routes(&self) -> &Routes {
+        &self.shared.routes
+    }
+
+    fn origin(&self, ctx: &RequestContext<RoleServer>) -> Origin {
+        self.shared.clients.attach(self.ticket.id, &ctx.peer);
+        self.ticket.id
+    }
+
+    /// The servers this face shows, in config order.
     fn names(&self) -> Vec<String> {
         match &self.scope {
             Some(s) => vec![s.clone()],
-            None => self.routes.server_names(),
+            None => self.routes().server_names(),
         }
     }
 
-    /// `(server, tool)` for a tool name as this face shows it.
-    fn split(&self, name: &str) -> Result<(String, String), ErrorData> {
+    /// `(server, name)` for a tool or prompt name as this face shows it.
+    fn split(&self, name: &str, what: &str) -> Result<(String, String), ErrorData> {
         match &self.scope {
             Some(s) => Ok((s.clone(), name.to_owned())),
-            None => {
-                name.split_once(SEP).map(|(s, t)| (s.to_owned(), t.to_owned())).ok_or_else(|| {
+            None => name
+                .split_once(SEP)
+                .filter(|(s, _)| self.routes().server(s).is_some())
+                .map(|(s, t)| (s.to_owned(), t.to_owned()))
+                .ok_or_else(|| {
                     ErrorData::invalid_params(
-                        format!("unknown tool {name:?}: tools here are named server{SEP}tool"),
+                        format!(
+                            "unknown {what} {name:?}: {what}s here are named server{SEP}{what}"
+                        ),
                         None,
                     )
-                })
+                }),
+        }
+    }
+
+    fn shown_name(&self, server: &str, name: &str) -> String {
+        match &self.scope {
+            Some(_) => name.to_owned(),
+            None => format!("{server}{SEP}{name}"),
+        }
+    }
+
+    /// Every server's serving catalog, in config order.
+    fn catalogs(&self) -> Vec<(String, Arc<Catalog>)> {
+        self.names()
+            .into_iter()
+            .filter_map(|n| self.routes().serving_catalog(&n).map(|(_, c)| (n, c)))
+            .collect()
+    }
+
+    fn collision(&self, key: &str, winner: &str, loser: &str) {
+        if self.shared.collisions.lock().expect("not poisoned").insert(format!("{loser}:{key}")) {
+            tracing::warn!(
+                uri = key,
+                served_by = winner,
+                hidden_from = loser,
+                "two servers offer the same resource; the first in the config serves it"
+            );
+        }
+    }
+
+    /// The server that serves a resource URI: the first (config order) that lists it, else the
+    /// first whose URI template matches it.
+    fn resource_server(&self, uri: &str) -> Result<String, ErrorData> {
+        let catalogs = self.catalogs();
+        if let Some((name, _)) =
+            catalogs.iter().find(|(_, c)| c.resources.iter().any(|r| r.key == uri))
+        {
+            return Ok(name.clone());
+        }
+        if let Some((name, _)) =
+            catalogs.iter().find(|(_, c)| c.templates.iter().any(|t| template_matches(&t.key, uri)))
+        {
+            return Ok(name.clone());
+        }
+        match &self.scope {
+            // One server: let it answer for URIs it does not list.
+            Some(s) => Ok(s.clone()),
+            None => Err(ErrorData::resource_not_found(
+                format!("no server offers the resource {uri:?}"),
+                Some(json!({ "uri": uri })),
+            )),
+        }
+    }
+
+    /// Forwards, then answers the server's input requests itself for a client that speaks a
+    /// protocol before 2026-07-28 (a newer client gets them and answers them itself).
+    async fn forward_with_input(
+        &self,
+        mut req: Request<'_>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Value, ErrorData> {
+        let origin = self.origin(ctx);
+        let modern_client =
+            ctx.peer.peer_info().is_some_and(|p| !p.protocol_version.has_initialize());
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let attempt = Request {
+                server: req.server,
+                method: req.method,
+                params: req.params.clone(),
+                tool: req.tool,
+            };
+            let value = forward::forward(self.routes(), attempt, ctx, origin).await?;
+            if !is_input_required(&value) || modern_client {
+                return Ok(value);
+            }
+            let mut answers = serde_json::Map::new();
+            if let Some(asks) = value.get("inputRequests").and_then(Value::as_object) {
+                for (key, ask) in asks {
+                    let request: ServerRequest = parse(ask.clone(), "input request")?;
+                    let answer = ctx.peer.send_request(request).await.map_err(|e| {
+                        ErrorData::internal_error(
+                            format!("the client could not answer the server's request: {e}"),
+                            None,
+                        )
+                    })?;
+                    answers.insert(key.clone(), serde_json::to_value(answer).unwrap_or_default());
+                }
+            }
+            let params = req.params.as_object_mut().expect("params are an object");
+            params.insert("inputResponses".into(), Value::Object(answers));
+            match value.get("requestState") {
+                Some(s) => params.insert("requestState".into(), s.clone()),
+                None => params.remove("requestState"),
+            };
+        }
+        Err(ErrorData::internal_error(
+            format!("the server asked for input more than {MAX_INPUT_ROUNDS} times"),
+            None,
+        ))
+    }
+
+    async fn call(
+        &self,
+        req: CallToolRequestParams,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Value, ErrorData> {
+        let (server, tool) = self.split(&req.name, "tool")?;
+        let mut params = to_params(&req)?;
+        params["name"] = json!(tool);
+        let request = Request { server: &server, method: "tools/call", params, tool: Some(&tool) };
+        let Some(s) = self.routes().server(&server) else {
+            return self.forward_with_input(request, ctx).await;
+        };
+        // Only plain calls are shared or cached: a call carrying input answers is a continuation.
+        let plain = req.input_responses.is_none() && req.request_state.is_none();
+        let entry = s.tool(&tool);
+        let ttl = s.spec.cache.get(&tool).copied();
+        let safe = entry.as_ref().is_some_and(|t| s.safe_tool(t));
+        if !plain || (!safe && ttl.is_none()) {
+            return self.forward_with_input(request, ctx).await;
+        }
+        let key = format!(
+            "{server}\u{0}{tool}\u{0}{}",
+            serde_json::to_string(&req.arguments).unwrap_or_default()
+        );
+        if ttl.is_some() {
+            if let Some(hit) = self.shared.cache.get(&key) {
+                return Ok(hit);
+            }
+        }
+        let result = if safe {
+            self.shared
+                .flights
+                .run(key.clone(), &ctx.ct, || self.forward_with_input(request, ctx))
+                .await
+        } else {
+            self.forward_with_input(request, ctx).await
+        };
+        if let (Some(ttl), Ok(v)) = (ttl, &result) {
+            if v.get("isError").and_then(Value::as_bool) != Some(true) && !is_input_required(v) {
+                self.shared.cache.put(key, ttl, v.clone());
+            }
+        }
+        result
+    }
+}
+
+/// Whether `uri` matches an RFC 6570 URI template: `{var}` matches one path segment, `{+var}`,
+/// `{#var}`, `{/var}`, `{?…}` and `{&…}` match any run of characters.
+pub(crate) fn template_matches(template: &str, uri: &str) -> bool {
+    enum Part<'a> {
+        Lit(&'a str),
+        Var { wide: bool },
+    }
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(Part::Lit(&rest[..open]));
+        }
+        let Some(close) = rest[open..].find('}') else { return template == uri };
+        let expr = &rest[open + 1..open + close];
+        parts.push(Part::Var { wide: expr.starts_with(['+', '#', '/', '?', '&', '.', ';']) });
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Lit(rest));
+    }
+    fn go(parts: &[Part<'_>], s: &str) -> bool {
+        match parts.first() {
+            None => s.is_empty(),
+            Some(Part::Lit(l)) => s.strip_prefix(l).is_some_and(|r| go(&parts[1..], r)),
+            Some(Part::Var { wide }) => {
+                let limit =
+                    if *wide { s.len() } else { s.find(['/', '?', '#']).unwrap_or(s.len()) };
+                (0..=limit)
+                    .rev()
+                    .filter(|i| s.is_char_boundary(*i))
+                    .any(|i| go(&parts[1..], &s[i..]))
             }
         }
     }
-}
-
-fn unavailable(u: Unavailable) -> ErrorData {
-    ErrorData::new(
-        ErrorCode(UNAVAILABLE),
-        format!("server {:?} is unavailable: {}", u.server, u.reason),
-        Some(json!({ "server": u.server, "reason": u.reason, "retry_after_ms": u.retry_after_ms })),
-    )
-}
-
-fn failed(server: &str, e: &UpstreamError) -> ErrorData {
-    ErrorData::new(
-        ErrorCode(UPSTREAM_FAILED),
-        format!("server {server:?} failed: {e}"),
-        Some(json!({ "server": server, "reason": e.reason(), "retry_after_ms": 1000 })),
-    )
+    go(&parts, uri)
 }
 
 impl ServerHandler for Handler {
     fn get_info(&self) -> ServerConfig {
         let mut config = ServerConfig::new(
-            ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build(),
+            ServerCapabilities::builder()
+                .enable_logging()
+                .enable_completions()
+                .enable_prompts()
+                .enable_resources()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_prompts_list_changed()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
+                .build(),
         )
         .with_instructions(match &self.scope {
-            None => "Warden: every supervised MCP server's tools, named server__tool.".to_owned(),
+            None => "Warden: every supervised MCP server's tools and prompts, named server__name."
+                .to_owned(),
             Some(s) => format!("Warden: the tools of {s}, served by its healthy instances."),
         });
         config.server_info = Implementation::new("warden", env!("CARGO_PKG_VERSION"));
@@ -92,14 +388,11 @@ impl ServerHandler for Handler {
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let mut tools = Vec::new();
-        for name in self.names() {
-            // A server with nothing routable (and no fallback) simply has no tools right now.
-            let Some((_, catalog)) = self.routes.serving_catalog(&name) else { continue };
+        // A server with nothing routable (and no fallback) simply has no tools right now.
+        for (name, catalog) in self.catalogs() {
             for entry in &catalog.tools {
                 let mut raw = (*entry.raw).clone();
-                if self.scope.is_none() {
-                    raw["name"] = json!(format!("{name}{SEP}{}", entry.name));
-                }
+                raw["name"] = json!(self.shown_name(&name, &entry.name));
                 match serde_json::from_value::<Tool>(raw) {
                     Ok(t) => tools.push(t),
                     Err(e) => {
@@ -114,105 +407,240 @@ impl ServerHandler for Handler {
     async fn call_tool(
         &self,
         req: CallToolRequestParams,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (server, tool) = self.split(&req.name)?;
-        let mut tried = Vec::new();
-        let mut last: Option<UpstreamError> = None;
-        for attempt in 0..2 {
-            let exclude: Vec<&warden_core::InstanceId> = tried.iter().collect();
-            let pick = match self.routes.pick(&server, &exclude) {
-                Ok(p) => p,
-                Err(u) if attempt == 0 => return Err(unavailable(u)),
-                // No other instance for the retry: report the failure that made us retry.
-                Err(_) => {
-                    return Err(failed(&server, last.as_ref().expect("a retry follows a failure")))
-                }
-            };
-            let entry = pick
-                .instance
-                .link
-                .catalog()
-                .and_then(|c| c.tools.iter().find(|t| t.name == tool).cloned());
-            if entry.is_none() {
-                return Err(ErrorData::invalid_params(
-                    format!("unknown tool {:?}", req.name),
-                    None,
-                ));
-            }
-            let params = json!({ "name": tool, "arguments": req.arguments });
-            let guard = pick.instance.link.begin_call();
-            let started = Instant::now();
-            let result =
-                pick.session.request("tools/call", Some(params), pick.serving.spec.timeout).await;
-            let rtt = started.elapsed();
-            drop(guard);
-            let link = &pick.instance.link;
-            match result {
-                Ok(value) => {
-                    let result: CallToolResult = serde_json::from_value(value).map_err(|e| {
-                        ErrorData::internal_error(format!("unreadable tool result: {e}"), None)
-                    })?;
-                    // isError is the tool's answer, not the server's failure.
-                    let outcome = if result.is_error == Some(true) {
-                        CallOutcome::Ignorable
-                    } else {
-                        CallOutcome::Ok
-                    };
-                    link.report(rtt, outcome);
-                    pick.instance.ewma.lock().expect("not poisoned").observe(rtt);
-                    return Ok(CallToolResponse::Complete(result));
-                }
-                Err(UpstreamError::Server { code, message }) => {
-                    // The caller's mistake (bad params, unknown method) says nothing about the server.
-                    let outcome = if code == ErrorCode::INVALID_PARAMS.0
-                        || code == ErrorCode::METHOD_NOT_FOUND.0
-                    {
-                        CallOutcome::Ignorable
-                    } else {
-                        CallOutcome::Failed(Reason::new(
-                            FailureClass::ServerError,
-                            format!("{code}: {message}"),
-                        ))
-                    };
-                    link.report(rtt, outcome);
-                    pick.instance.ewma.lock().expect("not poisoned").observe(rtt);
-                    return Err(ErrorData::new(ErrorCode(code), message, None));
-                }
-                Err(e) => {
-                    link.report(rtt, CallOutcome::Failed(e.reason()));
-                    // One retry, elsewhere, only for what is safe to repeat on a trusted server.
-                    let safe = entry.is_some_and(|t| {
-                        pick.serving.spec.trusted && (t.read_only || t.idempotent)
-                    });
-                    if attempt == 0 && safe {
-                        tracing::info!(server = %server, tool = %tool, instance = %pick.instance.id, error = %e, "retrying a safe call on another instance");
-                        tried.push(pick.instance.id.clone());
-                        last = Some(e);
-                        continue;
-                    }
-                    return Err(failed(&server, &e));
+        let value = self.call(req, &ctx).await?;
+        if is_input_required(&value) {
+            return Ok(CallToolResponse::InputRequired(parse::<InputRequiredResult>(
+                value,
+                "input request",
+            )?));
+        }
+        Ok(CallToolResponse::Complete(parse::<CallToolResult>(value, "tool result")?))
+    }
+
+    async fn list_prompts(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut prompts = Vec::new();
+        for (name, catalog) in self.catalogs() {
+            for entry in &catalog.prompts {
+                let mut raw = (*entry.raw).clone();
+                raw["name"] = json!(self.shown_name(&name, &entry.key));
+                if let Ok(p) = serde_json::from_value::<Prompt>(raw) {
+                    prompts.push(p);
                 }
             }
         }
-        Err(failed(&server, last.as_ref().expect("two attempts end in a failure")))
+        Ok(ListPromptsResult { prompts, ..Default::default() })
+    }
+
+    async fn get_prompt(
+        &self,
+        req: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let (server, prompt) = self.split(&req.name, "prompt")?;
+        let mut params = to_params(&req)?;
+        params["name"] = json!(prompt);
+        let value = self
+            .forward_with_input(
+                Request { server: &server, method: "prompts/get", params, tool: None },
+                &ctx,
+            )
+            .await?;
+        if is_input_required(&value) {
+            return Ok(GetPromptResponse::InputRequired(parse(value, "input request")?));
+        }
+        Ok(GetPromptResponse::Complete(parse::<GetPromptResult>(value, "prompt")?))
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut owner: std::collections::HashMap<String, String> = Default::default();
+        let mut resources = Vec::new();
+        for (name, catalog) in self.catalogs() {
+            for entry in &catalog.resources {
+                if !seen.insert(entry.key.clone()) {
+                    self.collision(&entry.key, &owner[&entry.key], &name);
+                    continue;
+                }
+                owner.insert(entry.key.clone(), name.clone());
+                let mut raw = (*entry.raw).clone();
+                if let Some(n) = raw.get("name").and_then(Value::as_str) {
+                    raw["name"] = json!(self.shown_name(&name, n));
+                }
+                if let Ok(r) = serde_json::from_value::<Resource>(raw) {
+                    resources.push(r);
+                }
+            }
+        }
+        Ok(ListResourcesResult { resources, ..Default::default() })
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut resource_templates = Vec::new();
+        for (name, catalog) in self.catalogs() {
+            for entry in &catalog.templates {
+                if !seen.insert(entry.key.clone()) {
+                    self.collision(&entry.key, "an earlier server", &name);
+                    continue;
+                }
+                let mut raw = (*entry.raw).clone();
+                if let Some(n) = raw.get("name").and_then(Value::as_str) {
+                    raw["name"] = json!(self.shown_name(&name, n));
+                }
+                if let Ok(t) = serde_json::from_value::<ResourceTemplate>(raw) {
+                    resource_templates.push(t);
+                }
+            }
+        }
+        Ok(ListResourceTemplatesResult { resource_templates, ..Default::default() })
+    }
+
+    async fn read_resource(
+        &self,
+        req: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let server = self.resource_server(&req.uri)?;
+        let params = to_params(&req)?;
+        let value = self
+            .forward_with_input(
+                Request { server: &server, method: "resources/read", params, tool: None },
+                &ctx,
+            )
+            .await?;
+        if is_input_required(&value) {
+            return Ok(ReadResourceResponse::InputRequired(parse(value, "input request")?));
+        }
+        Ok(ReadResourceResponse::Complete(parse::<ReadResourceResult>(value, "resource")?))
+    }
+
+    async fn subscribe(
+        &self,
+        req: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let server = self.resource_server(&req.uri)?;
+        let origin = self.origin(&ctx);
+        if self.shared.clients.subscribe(origin, &server, &req.uri) {
+            upstream_all(self.routes(), &server, "resources/subscribe", json!({ "uri": req.uri }))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        req: UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let server = self.resource_server(&req.uri)?;
+        let origin = self.origin(&ctx);
+        if self.shared.clients.unsubscribe(origin, &server, &req.uri) {
+            upstream_all(
+                self.routes(),
+                &server,
+                "resources/unsubscribe",
+                json!({ "uri": req.uri }),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        req: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let mut params = to_params(&req)?;
+        let server = match &req.r#ref {
+            Reference::Prompt(p) => {
+                let (server, prompt) = self.split(&p.name, "prompt")?;
+                params["ref"]["name"] = json!(prompt);
+                server
+            }
+            Reference::Resource(r) => self.resource_server(&r.uri)?,
+            _ => return Err(ErrorData::invalid_params("unsupported completion reference", None)),
+        };
+        let value = forward::forward(
+            self.routes(),
+            Request { server: &server, method: "completion/complete", params, tool: None },
+            &ctx,
+            self.origin(&ctx),
+        )
+        .await?;
+        parse(value, "completion")
+    }
+
+    async fn set_level(
+        &self,
+        req: SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let level = serde_json::to_value(req.level).ok();
+        let rank = level
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(level_rank)
+            .ok_or_else(|| ErrorData::invalid_params("unknown log level", None))?;
+        let origin = self.origin(&ctx);
+        self.shared.clients.set_level(origin, rank);
+        // Each server logs at the lowest level any of its viewers asked for.
+        for server in self.names() {
+            if let Some(min) = self.shared.clients.min_level(&server) {
+                upstream_all(self.routes(), &server, "logging/setLevel", level_param(min)).await;
+            }
+        }
+        Ok(())
     }
 
     fn accepted_subscription_filter(
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        Some(requested.clone())
+        let mut accepted = requested.clone();
+        // Resource updates reach legacy sessions through resources/subscribe only.
+        accepted.resource_subscriptions = None;
+        Some(accepted)
     }
 
-    /// 2026-07-28 clients hear about tool list changes on their `subscriptions/listen` stream.
+    /// 2026-07-28 clients hear about list changes on their `subscriptions/listen` stream.
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
-        let mut generation = self.routes.subscribe();
+        let mut generation = self.routes().subscribe();
         loop {
             tokio::select! {
                 _ = ctx.cancelled() => return Ok(()),
                 changed = generation.changed() => {
-                    if changed.is_err() || ctx.sink().notify_tool_list_changed().await.is_err() {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let a = ctx.accepted();
+                    let sink = ctx.sink();
+                    let mut ok = true;
+                    if a.tools_list_changed == Some(true) {
+                        ok &= sink.notify_tool_list_changed().await.is_ok();
+                    }
+                    if a.prompts_list_changed == Some(true) {
+                        ok &= sink.notify_prompt_list_changed().await.is_ok();
+                    }
+                    if a.resources_list_changed == Some(true) {
+                        ok &= sink.notify_resource_list_changed().await.is_ok();
+                    }
+                    if !ok {
                         return Ok(());
                     }
                 }
@@ -220,16 +648,37 @@ impl ServerHandler for Handler {
         }
     }
 
-    /// Older clients are told about tool list changes unprompted.
+    /// Older clients are told about list changes unprompted.
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        let mut generation = self.routes.subscribe();
+        self.shared.clients.attach(self.ticket.id, &ctx.peer);
+        let mut generation = self.routes().subscribe();
         let peer = ctx.peer;
         tokio::spawn(async move {
             while generation.changed().await.is_ok() {
-                if peer.notify_tool_list_changed().await.is_err() {
+                if peer.notify_tool_list_changed().await.is_err()
+                    || peer.notify_prompt_list_changed().await.is_err()
+                    || peer.notify_resource_list_changed().await.is_err()
+                {
                     return;
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_matches;
+
+    #[test]
+    fn uri_templates_match_like_rfc_6570() {
+        assert!(template_matches("test://static/resource/{id}", "test://static/resource/12"));
+        assert!(!template_matches("test://static/resource/{id}", "test://static/resource/1/2"));
+        assert!(template_matches("file:///{+path}", "file:///a/b/c.txt"));
+        assert!(template_matches("db://{table}/rows{?limit,offset}", "db://users/rows?limit=5"));
+        assert!(template_matches("db://{table}/rows{?limit,offset}", "db://users/rows"));
+        assert!(!template_matches("db://{table}/rows", "http://users/rows"));
+        assert!(template_matches("plain://x", "plain://x"));
+        assert!(!template_matches("plain://x", "plain://y"));
     }
 }

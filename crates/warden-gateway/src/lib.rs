@@ -5,37 +5,96 @@
 //! chosen by power of two choices on peak-EWMA latency × (calls in flight + 1); a server with
 //! nothing routable falls back to its `fallback` servers, and otherwise answers at once with a
 //! JSON-RPC error carrying `{server, reason, retry_after_ms}` — never a time-out.
+//! Everything else a client can do is forwarded too (see [`handler`]), and what servers send
+//! their clients unprompted goes back to the right sessions (see [`clients`]).
 //! This crate and `warden-upstream` are the only ones that name rmcp types.
 
+mod breaker;
+mod clients;
+mod forward;
 mod handler;
 mod route;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, SessionConfig};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 use warden_supervisor::Registry;
+use warden_upstream::Relay;
 
+pub use breaker::BreakerState;
 pub use handler::Handler;
 pub use route::{Routes, Unavailable};
+
+/// Limits on client sessions of the HTTP endpoints.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// A session with no request for this long is closed (an open GET stream does not count).
+    pub idle: Duration,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+}
 
 /// JSON-RPC code for "no instance can serve this now" (in the −32000…−32019 range).
 pub const UNAVAILABLE: i32 = -32001;
 /// JSON-RPC code for "the instance failed while serving this call".
-pub const UPSTREAM_FAILED: i32 = -32002;
+pub const UPSTREAM_FAILED: i32 = -32003;
 
 /// The gateway: routes plus the MCP handlers that use them.
 #[derive(Clone)]
 pub struct Gateway {
     routes: Arc<Routes>,
+    shared: Arc<handler::Shared>,
+    managers: Arc<Mutex<Vec<Arc<LocalSessionManager>>>>,
 }
 
 impl Gateway {
-    pub fn new(registry: &Registry) -> Self {
-        Self { routes: Arc::new(Routes::new(registry)) }
+    /// Builds the gateway over `registry` and takes the servers' client-bound traffic from
+    /// `relay` (the relay the connectors were built with).
+    pub fn new(registry: &Registry, relay: &Relay) -> Self {
+        let routes = Arc::new(Routes::new(registry));
+        let clients = Arc::new(clients::Clients::new(Arc::clone(&routes)));
+        relay.install(Arc::new(clients::Relayer { clients: Arc::clone(&clients) }));
+        let shared = Arc::new(handler::Shared::new(Arc::clone(&routes), clients));
+        Self { routes, shared, managers: Arc::default() }
+    }
+
+    /// Client sessions open now on the HTTP endpoints.
+    pub async fn http_sessions(&self) -> usize {
+        let managers: Vec<Arc<LocalSessionManager>> =
+            self.managers.lock().expect("not poisoned").clone();
+        let mut n = 0;
+        for m in managers {
+            n += m.sessions.read().await.len();
+        }
+        n
+    }
+
+    /// Each instance's circuit breaker: state and how often it has opened.
+    pub fn breakers(&self) -> Vec<(warden_core::InstanceId, BreakerState, u64)> {
+        self.routes
+            .servers()
+            .flat_map(|s| s.instances.iter())
+            .map(|i| {
+                let b = i.breaker.lock().expect("not poisoned");
+                (i.id.clone(), b.state(), b.opened)
+            })
+            .collect()
+    }
+
+    /// Client sessions known to the handlers (HTTP and stdio).
+    pub fn client_sessions(&self) -> usize {
+        self.shared.clients.count()
+    }
+
+    /// Calls answered by sharing an identical call's result, and calls answered from the
+    /// result cache.
+    pub fn optimized_calls(&self) -> (u64, u64) {
+        (self.shared.joined_calls(), self.shared.cache_hits())
     }
 
     /// Server names, for mounting `/servers/{name}/mcp`.
@@ -45,7 +104,7 @@ impl Gateway {
 
     /// The aggregated handler (`scope: None`) or one server's (`Some(name)`).
     pub fn handler(&self, scope: Option<String>) -> Handler {
-        Handler::new(Arc::clone(&self.routes), scope)
+        Handler::new(Arc::clone(&self.shared), scope)
     }
 
     /// Streamable HTTP for a handler. On a loopback listener rmcp's own Host check (DNS-rebinding
@@ -55,26 +114,34 @@ impl Gateway {
         &self,
         scope: Option<String>,
         loopback: bool,
+        limits: SessionLimits,
         stop: CancellationToken,
     ) -> StreamableHttpService<Handler, LocalSessionManager> {
-        let handler = self.handler(scope);
         let mut config = StreamableHttpServerConfig::default()
             .with_cancellation_token(stop)
-            .with_sse_keep_alive(Some(Duration::from_secs(15)));
+            .with_sse_keep_alive(Some(Duration::from_secs(15)))
+            .with_max_request_body_bytes(limits.max_body);
         if !loopback {
             config = config.disable_allowed_hosts();
         }
-        StreamableHttpService::new(
-            move || Ok(handler.clone()),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        )
+        let mut manager = LocalSessionManager::default();
+        let mut session = SessionConfig::default();
+        session.keep_alive = Some(limits.idle);
+        manager.session_config = session;
+        let manager = Arc::new(manager);
+        self.managers.lock().expect("not poisoned").push(Arc::clone(&manager));
+        let gateway = self.clone();
+        // A new handler (and client registration) per session.
+        StreamableHttpService::new(move || Ok(gateway.handler(scope.clone())), manager, config)
     }
 
     /// Watches routability and catalogs, and tells connected clients when the tool list
     /// changes (a server's tools leave when nothing can serve them, and come back).
     pub fn spawn_change_watcher(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         let routes = Arc::clone(&self.routes);
+        let shared = Arc::clone(&self.shared);
+        let reapply_stop = stop.clone();
+        tokio::spawn(async move { reapply(shared, reapply_stop).await });
         tokio::spawn(async move { routes.watch_changes(stop).await })
     }
 
@@ -87,5 +154,43 @@ impl Gateway {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let _ = running.waiting().await;
         Ok(())
+    }
+}
+
+/// A restarted instance has forgotten what clients asked of it through Warden: the log level
+/// and resource subscriptions are sent again to every new session.
+async fn reapply(shared: Arc<handler::Shared>, stop: CancellationToken) {
+    let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        for server in shared.routes.servers() {
+            let name = &server.spec.name;
+            let keys = server.session_keys();
+            let before = seen.insert(name.clone(), keys.clone());
+            if before.is_none_or(|b| b == keys) {
+                continue;
+            }
+            if let Some(level) = shared.clients.min_level(name) {
+                handler::upstream_all(
+                    &shared.routes,
+                    name,
+                    "logging/setLevel",
+                    clients::level_param(level),
+                )
+                .await;
+            }
+            for uri in shared.clients.subscribed(name) {
+                handler::upstream_all(
+                    &shared.routes,
+                    name,
+                    "resources/subscribe",
+                    serde_json::json!({ "uri": uri }),
+                )
+                .await;
+            }
+        }
     }
 }

@@ -13,6 +13,8 @@ use warden_core::{InstanceId, InstanceState};
 use warden_supervisor::{InstanceLink, InstanceView, Registry};
 use warden_upstream::{Catalog, Session};
 
+use crate::breaker::{Breaker, RetryBudget};
+
 /// Latency assumed for an instance with no measurement yet (Linkerd's default).
 const DEFAULT_RTT_MS: f64 = 30.0;
 /// How fast a latency peak decays back.
@@ -54,6 +56,13 @@ pub(crate) struct Instance {
     view: watch::Receiver<InstanceView>,
     pub(crate) link: Arc<InstanceLink>,
     pub(crate) ewma: Mutex<PeakEwma>,
+    pub(crate) breaker: Mutex<Breaker>,
+    /// The session the breaker's history belongs to (its address): a new one resets it.
+    breaker_session: Mutex<usize>,
+}
+
+fn session_key(s: &Arc<dyn Session>) -> usize {
+    Arc::as_ptr(s) as *const () as usize
 }
 
 impl Instance {
@@ -61,12 +70,29 @@ impl Instance {
         self.view.borrow().state
     }
 
-    /// Routable and with a live session.
-    fn usable(&self) -> Option<Arc<dyn Session>> {
-        if self.state().is_routable() {
-            self.link.session()
-        } else {
-            None
+    /// Routable, with a live session, and its breaker letting calls through.
+    fn usable(&self, now: Instant) -> Option<Arc<dyn Session>> {
+        if !self.state().is_routable() {
+            return None;
+        }
+        let session = self.link.session()?;
+        let mut b = self.breaker.lock().expect("not poisoned");
+        let mut seen = self.breaker_session.lock().expect("not poisoned");
+        if *seen != session_key(&session) {
+            // A restarted instance starts with a clean record.
+            *seen = session_key(&session);
+            b.reset();
+        }
+        b.routable(now).then_some(session)
+    }
+
+    /// Records a call's outcome in the breaker: `Some(ok)`, or `None` for no signal.
+    pub(crate) fn record(&self, ok: Option<bool>) {
+        let mut b = self.breaker.lock().expect("not poisoned");
+        let before = b.state();
+        b.record(Instant::now(), ok);
+        if b.state() != before {
+            tracing::info!(instance = %self.id, from = before.as_str(), to = b.state().as_str(), "circuit breaker");
         }
     }
 
@@ -81,6 +107,38 @@ impl Instance {
 pub(crate) struct Server {
     pub(crate) spec: Arc<ServerSpec>,
     pub(crate) instances: Vec<Instance>,
+    pub(crate) budget: Mutex<RetryBudget>,
+}
+
+impl Server {
+    /// Whether a tool may be retried on another instance and coalesced with identical calls:
+    /// annotated read-only or idempotent on a trusted server, or listed by the operator.
+    pub(crate) fn safe_tool(&self, tool: &warden_upstream::ToolEntry) -> bool {
+        (self.spec.trusted && (tool.read_only || tool.idempotent))
+            || self.spec.retry_tools.contains(&tool.name)
+    }
+
+    /// A tool as the first instance with a catalog describes it.
+    pub(crate) fn tool(&self, name: &str) -> Option<warden_upstream::ToolEntry> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.link.catalog())
+            .find_map(|c| c.tools.iter().find(|t| t.name == name).cloned())
+    }
+
+    /// Sessions of every routable instance.
+    pub(crate) fn live_sessions(&self) -> Vec<Arc<dyn Session>> {
+        self.instances
+            .iter()
+            .filter(|i| i.state().is_routable())
+            .filter_map(|i| i.link.session())
+            .collect()
+    }
+
+    /// Each instance's current session, for noticing restarts.
+    pub(crate) fn session_keys(&self) -> Vec<usize> {
+        self.instances.iter().map(|i| i.link.session().as_ref().map_or(0, session_key)).collect()
+    }
 }
 
 /// Why nothing can serve a server right now.
@@ -124,9 +182,12 @@ impl Routes {
                             view,
                             link: h.link(i).expect("an instance has a link"),
                             ewma: Mutex::new(PeakEwma::new()),
+                            breaker: Mutex::new(Breaker::default()),
+                            breaker_session: Mutex::new(0),
                         }
                     })
                     .collect(),
+                budget: Mutex::new(RetryBudget::default()),
             })
             .collect();
         Self { servers, generation: watch::channel(0).0 }
@@ -150,17 +211,33 @@ impl Routes {
 
     /// The server that serves `name` now (itself or a fallback) and its catalog.
     pub(crate) fn serving_catalog(&self, name: &str) -> Option<(&Server, Arc<Catalog>)> {
-        let pick = self.pick(name, &[]).ok()?;
+        let pick = self.choose(name, &[]).ok()?;
         let catalog = pick.instance.link.catalog()?;
         Some((pick.serving, catalog))
     }
 
-    /// Chooses an instance for a call to `name`, avoiding `exclude` (a retry goes elsewhere).
+    /// Chooses an instance for a call to `name`, avoiding `exclude` (a retry goes elsewhere),
+    /// and lets its breaker admit the call.
     pub(crate) fn pick(
         &self,
         name: &str,
         exclude: &[&InstanceId],
     ) -> Result<Pick<'_>, Unavailable> {
+        let mut exclude = exclude.to_vec();
+        // A breaker whose one trial was just taken by another call refuses; choose again
+        // (each round excludes one more instance, so this ends).
+        loop {
+            let pick = self.choose(name, &exclude)?;
+            if pick.instance.breaker.lock().expect("not poisoned").admit(Instant::now()) {
+                return Ok(pick);
+            }
+            exclude.push(&pick.instance.id);
+        }
+    }
+
+    /// Chooses without admitting (for deciding what the lists show).
+    fn choose<'a>(&'a self, name: &str, exclude: &[&InstanceId]) -> Result<Pick<'a>, Unavailable> {
+        let now = Instant::now();
         let Some(server) = self.server(name) else {
             return Err(Unavailable {
                 server: name.to_owned(),
@@ -175,7 +252,7 @@ impl Routes {
                 .instances
                 .iter()
                 .filter(|i| !exclude.contains(&&i.id))
-                .filter_map(|i| i.usable().map(|s| (i, s)))
+                .filter_map(|i| i.usable(now).map(|s| (i, s)))
                 .collect();
             let chosen = match usable.len() {
                 0 => continue,
@@ -200,6 +277,25 @@ impl Routes {
     fn unavailable(&self, server: &Server) -> Unavailable {
         let views: Vec<InstanceView> =
             server.instances.iter().map(|i| i.view.borrow().clone()).collect();
+        let now = Instant::now();
+        // Routable instances whose breakers are open: say so, and when one may be tried.
+        let open: Vec<Duration> = server
+            .instances
+            .iter()
+            .filter(|i| i.state().is_routable() && i.link.session().is_some())
+            .map(|i| i.breaker.lock().expect("not poisoned").retry_after(now))
+            .collect();
+        if !open.is_empty() {
+            let wait = open.iter().min().copied().unwrap_or_default();
+            return Unavailable {
+                server: server.spec.name.clone(),
+                reason: format!(
+                    "circuit breaker open on {} instance(s) after repeated failures",
+                    open.len()
+                ),
+                retry_after_ms: wait.as_millis() as u64,
+            };
+        }
         let reason = views
             .iter()
             .find_map(|v| v.reason.as_ref().map(|r| format!("{} ({})", r, v.state)))

@@ -12,7 +12,7 @@ use warden_core::{
     Event, EventBus, EventKind, ExitInfo, FailureClass, InstanceState, RecoveryAction,
 };
 use warden_upstream::{
-    Activity, BoxFuture, Catalog, Connected, Connector, PeerInfo, Session, SessionEvent,
+    Activity, BoxFuture, Call, Catalog, Connected, Connector, PeerInfo, Session, SessionEvent,
     StopPolicy, ToolEntry, UpstreamError,
 };
 
@@ -83,12 +83,7 @@ impl Session for FakeSession {
         Arc::clone(&self.0.activity)
     }
 
-    fn request(
-        &self,
-        _: &str,
-        _: Option<serde_json::Value>,
-        _: Duration,
-    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+    fn request(&self, _: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
         Box::pin(async { Ok(serde_json::json!({ "content": [] })) })
     }
 
@@ -178,6 +173,8 @@ fn spec(name: &str) -> ServerSpec {
         replicas: 1,
         fallback: vec![],
         trusted: false,
+        retry_tools: vec![],
+        cache: Default::default(),
         timeout: Duration::from_secs(60),
         health: Default::default(),
         restart: RestartPolicy {

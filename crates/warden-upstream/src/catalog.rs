@@ -37,12 +37,30 @@ impl ToolEntry {
     }
 }
 
+/// One resource, resource template or prompt: its key (URI, URI template or name) and the
+/// entry as the server described it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub key: String,
+    #[serde(skip)]
+    pub raw: Arc<serde_json::Value>,
+}
+
+impl Entry {
+    /// Reads `field` of `raw` as the key; `None` if the server left it out.
+    pub fn from_json(raw: serde_json::Value, field: &str) -> Option<Self> {
+        let key = raw.get(field)?.as_str()?.to_owned();
+        Some(Self { key, raw: Arc::new(raw) })
+    }
+}
+
 /// The lists an instance offers.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Catalog {
     pub tools: Vec<ToolEntry>,
-    pub resources: Vec<String>,
-    pub prompts: Vec<String>,
+    pub resources: Vec<Entry>,
+    pub templates: Vec<Entry>,
+    pub prompts: Vec<Entry>,
 }
 
 /// Differences between two catalogs, by name (`~name` marks a changed tool definition).
@@ -79,15 +97,18 @@ impl Catalog {
         );
         for (prefix, new, old) in [
             ("resource:", &self.resources, &old.resources),
+            ("template:", &self.templates, &old.templates),
             ("prompt:", &self.prompts, &old.prompts),
         ] {
-            let new_set: HashSet<&String> = new.iter().collect();
-            let old_set: HashSet<&String> = old.iter().collect();
+            let new: Vec<&String> = new.iter().map(|e| &e.key).collect();
+            let old: Vec<&String> = old.iter().map(|e| &e.key).collect();
+            let new_set: HashSet<&String> = new.iter().copied().collect();
+            let old_set: HashSet<&String> = old.iter().copied().collect();
             diff.added.extend(
-                new.iter().filter(|n| !old_set.contains(n)).map(|n| format!("{prefix}{n}")),
+                new.iter().filter(|n| !old_set.contains(*n)).map(|n| format!("{prefix}{n}")),
             );
             diff.removed.extend(
-                old.iter().filter(|n| !new_set.contains(n)).map(|n| format!("{prefix}{n}")),
+                old.iter().filter(|n| !new_set.contains(*n)).map(|n| format!("{prefix}{n}")),
             );
         }
         diff

@@ -1,36 +1,45 @@
 //! The rmcp client shared by both transports: the handler that turns server notifications into
 //! [`SessionEvent`]s, the handshake, and probes and listings sent as raw requests so that no
 //! client-side cache ever answers for the server.
+// Sampling, roots and logging are deprecated by SEP-2577 (protocol 2026-07-28), but servers on
+// earlier versions still use them, and Warden forwards them to its clients.
+#![allow(deprecated)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, ClientRequest, DiscoverRequest, DiscoverRequestParams,
-    Implementation, ListPromptsRequest, ListResourcesRequest, ListToolsRequest,
-    PaginatedRequestParams, PingRequest, ProtocolVersion, ServerResult,
+    ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequestParams,
+    CreateMessageResult, DiscoverRequest, DiscoverRequestParams, ElicitRequestParams, ElicitResult,
+    ErrorCode, Implementation, ListPromptsRequest, ListResourceTemplatesRequest,
+    ListResourcesRequest, ListRootsResult, ListToolsRequest, LoggingMessageNotificationParam,
+    PaginatedRequestParams, PingRequest, ProgressNotificationParam, ProtocolVersion,
+    ResourceUpdatedNotificationParam, ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{
-    ClientLifecycleMode, ClientServiceExt, NotificationContext, PeerRequestOptions, RoleClient,
-    RunningService,
+    ClientLifecycleMode, ClientServiceExt, NotificationContext, PeerRequestOptions, RequestContext,
+    RoleClient, RunningService,
 };
-use rmcp::{ClientHandler, Peer};
+use rmcp::{ClientHandler, ErrorData, Peer};
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use warden_config::ProbeMethod;
 
+use crate::catalog::Entry;
+use crate::relay::{Call, Notice, Progress, Shared};
 use crate::{Activity, BoxFuture, Catalog, PeerInfo, SessionEvent, ToolEntry, UpstreamError};
 
-/// Receives server-initiated notifications for one session.
+/// Receives server-initiated notifications and requests for one session.
 #[derive(Clone)]
 pub(crate) struct Handler {
     events: mpsc::Sender<SessionEvent>,
+    shared: Arc<Shared>,
 }
 
 impl Handler {
-    pub(crate) fn new(events: mpsc::Sender<SessionEvent>) -> Self {
-        Self { events }
+    pub(crate) fn new(events: mpsc::Sender<SessionEvent>, shared: Arc<Shared>) -> Self {
+        Self { events, shared }
     }
 
     fn list_changed(&self) {
@@ -39,12 +48,89 @@ impl Handler {
     }
 }
 
+/// Relays a server's request to the client session it belongs to (decided by the gateway).
+async fn relay<P: serde::Serialize, R: DeserializeOwned>(
+    shared: &Shared,
+    method: &str,
+    params: P,
+) -> Result<R, ErrorData> {
+    let params =
+        serde_json::to_value(params).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    match shared.request(method, params).await {
+        Ok(v) => serde_json::from_value(v).map_err(|e| {
+            ErrorData::internal_error(
+                format!("the client's answer to {method} does not parse: {e}"),
+                None,
+            )
+        }),
+        Err(UpstreamError::Server { code, message }) => {
+            Err(ErrorData::new(ErrorCode(code), message, None))
+        }
+        Err(e) => Err(ErrorData::internal_error(e.to_string(), None)),
+    }
+}
+
 impl ClientHandler for Handler {
+    /// Warden declares what its clients may be able to do; a request no client can answer
+    /// gets an error from the gateway.
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(
-            ClientCapabilities::default(),
+            serde_json::from_value::<ClientCapabilities>(serde_json::json!({
+                "roots": { "listChanged": true },
+                "sampling": {},
+                "elicitation": {},
+            }))
+            .unwrap_or_default(),
             Implementation::new("warden", env!("CARGO_PKG_VERSION")),
         )
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        relay(&self.shared, "sampling/createMessage", params).await
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        relay(&self.shared, "elicitation/create", params).await
+    }
+
+    async fn list_roots(
+        &self,
+        _: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        relay(&self.shared, "roots/list", serde_json::json!({})).await
+    }
+
+    async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
+        self.shared.progress(
+            &p.progress_token,
+            Progress { progress: p.progress, total: p.total, message: p.message },
+        );
+    }
+
+    async fn on_logging_message(
+        &self,
+        p: LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(v) = serde_json::to_value(p) {
+            self.shared.notice(Notice::Log(v));
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        p: ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.shared.notice(Notice::ResourceUpdated(p.uri));
     }
 
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
@@ -234,7 +320,26 @@ pub(crate) async fn list_catalog(
                 },
                 |r| match r {
                     ServerResult::ListResourcesResult(r) => {
-                        Some((r.resources.into_iter().map(|r| r.uri).collect(), r.next_cursor))
+                        Some((entries(&r.resources, "uri"), r.next_cursor))
+                    }
+                    _ => None,
+                },
+            )
+            .await
+            .or_else(answered)?;
+            catalog.templates = paginate(
+                peer,
+                timeout,
+                "resources/templates/list",
+                |params| {
+                    ClientRequest::ListResourceTemplatesRequest(ListResourceTemplatesRequest {
+                        params,
+                        ..Default::default()
+                    })
+                },
+                |r| match r {
+                    ServerResult::ListResourceTemplatesResult(r) => {
+                        Some((entries(&r.resource_templates, "uriTemplate"), r.next_cursor))
                     }
                     _ => None,
                 },
@@ -255,7 +360,7 @@ pub(crate) async fn list_catalog(
                 },
                 |r| match r {
                     ServerResult::ListPromptsResult(r) => {
-                        Some((r.prompts.into_iter().map(|p| p.name).collect(), r.next_cursor))
+                        Some((entries(&r.prompts, "name"), r.next_cursor))
                     }
                     _ => None,
                 },
@@ -266,6 +371,11 @@ pub(crate) async fn list_catalog(
         Ok(catalog)
     };
     tokio::time::timeout(timeout, work).await.unwrap_or(Err(UpstreamError::Timeout(timeout)))
+}
+
+/// Keeps each listed item as JSON, keyed by `field`.
+fn entries<T: serde::Serialize>(items: &[T], field: &str) -> Vec<Entry> {
+    items.iter().filter_map(|i| Entry::from_json(serde_json::to_value(i).ok()?, field)).collect()
 }
 
 /// A server that answers a listing with a JSON-RPC error is alive; that list is just empty.
@@ -318,12 +428,18 @@ pub(crate) struct Core {
     peer: Peer<RoleClient>,
     info: PeerInfo,
     activity: Arc<Activity>,
+    shared: Arc<Shared>,
 }
 
 impl Core {
-    pub(crate) fn new(running: Running, info: PeerInfo, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(
+        running: Running,
+        info: PeerInfo,
+        activity: Arc<Activity>,
+        shared: Arc<Shared>,
+    ) -> Self {
         let peer = running.peer().clone();
-        Self { running: Mutex::new(Some(running)), peer, info, activity }
+        Self { running: Mutex::new(Some(running)), peer, info, activity, shared }
     }
 
     pub(crate) fn probe(
@@ -345,21 +461,51 @@ impl Core {
         Arc::clone(&self.activity)
     }
 
+    /// Forwards one call: registered as in flight for its origin, progress routed back to its
+    /// caller, and the server told with `notifications/cancelled` if the caller gives up.
     pub(crate) fn request(
         &self,
-        method: &str,
-        params: Option<serde_json::Value>,
-        timeout: Duration,
+        call: Call,
     ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
-        let mut message = serde_json::json!({ "method": method });
-        if let Some(p) = params {
-            message["params"] = p;
-        }
-        let method = method.to_owned();
         Box::pin(async move {
+            let Call { method, params, timeout, deadline, origin, cancel, progress } = call;
+            let mut message = serde_json::json!({ "method": method });
+            if let Some(p) = params {
+                message["params"] = p;
+            }
             let req: ClientRequest = serde_json::from_value(message)
                 .map_err(|e| UpstreamError::Protocol(format!("cannot forward {method}: {e}")))?;
-            let result = request(&self.peer, req, timeout).await?;
+            let mut options = PeerRequestOptions::with_timeout(timeout);
+            if progress.is_some() {
+                // A call that reports progress is alive; only the deadline bounds it.
+                options = options.reset_timeout_on_progress().with_max_total_timeout(
+                    deadline.map_or(timeout * 10, |d| d.saturating_duration_since(Instant::now())),
+                );
+            }
+            let mut in_flight = self.shared.begin(origin);
+            let handle = self
+                .peer
+                .send_request_with_option(req, options)
+                .await
+                .map_err(|e| UpstreamError::from_service(e, timeout))?;
+            if let Some(to) = progress {
+                self.shared.watch_progress(&mut in_flight, handle.progress_token.clone(), to);
+            }
+            let id = handle.id.clone();
+            let result = tokio::select! {
+                r = handle.await_response() => r.map_err(|e| UpstreamError::from_service(e, timeout))?,
+                _ = cancel.cancelled() => {
+                    let note = rmcp::model::CancelledNotification::new(
+                        rmcp::model::CancelledNotificationParam::new(
+                            Some(id),
+                            Some("cancelled by the client".into()),
+                        ),
+                    );
+                    let _ = self.peer.send_notification(note.into()).await;
+                    return Err(UpstreamError::Cancelled);
+                }
+            };
+            drop(in_flight);
             serde_json::to_value(result).map_err(|e| UpstreamError::Protocol(e.to_string()))
         })
     }

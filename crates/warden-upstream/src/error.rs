@@ -29,6 +29,9 @@ pub enum UpstreamError {
     /// The child process ended (during start-up, or under a request).
     #[error("{0}")]
     Exited(String),
+    /// The client gave up on the call; the server was told.
+    #[error("cancelled by the client")]
+    Cancelled,
 }
 
 impl UpstreamError {
@@ -41,6 +44,8 @@ impl UpstreamError {
             Self::Server { .. } | Self::HttpStatus(_) => FailureClass::ServerError,
             Self::Protocol(_) => FailureClass::ProtocolError,
             Self::Closed(_) | Self::Exited(_) => FailureClass::Crash,
+            // Never recorded: the gateway counts a cancelled call as no signal about the server.
+            Self::Cancelled => FailureClass::Timeout,
         }
     }
 

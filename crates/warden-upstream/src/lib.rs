@@ -9,6 +9,7 @@ mod activity;
 mod catalog;
 mod client;
 mod error;
+mod relay;
 mod remote;
 mod stdio;
 
@@ -22,8 +23,9 @@ use warden_config::{ProbeMethod, ServerSpec};
 use warden_core::{ExitInfo, InstanceId, Reason};
 
 pub use activity::Activity;
-pub use catalog::{Catalog, CatalogDiff, ToolEntry};
+pub use catalog::{Catalog, CatalogDiff, Entry, ToolEntry};
 pub use error::UpstreamError;
+pub use relay::{Call, Downstream, Notice, Origin, Progress, Relay};
 pub use remote::RemoteConnector;
 pub use stdio::StdioConnector;
 
@@ -85,14 +87,9 @@ pub trait Session: Send + Sync {
     ) -> BoxFuture<'_, Result<Duration, UpstreamError>>;
     /// Lists tools, resources and prompts (bypassing any cache).
     fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>>;
-    /// Forwards one request (`method` with JSON `params`) and returns the result as JSON. A
-    /// JSON-RPC error answer comes back as [`UpstreamError::Server`].
-    fn request(
-        &self,
-        method: &str,
-        params: Option<serde_json::Value>,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>>;
+    /// Forwards one request and returns the result as JSON. A JSON-RPC error answer comes back
+    /// as [`UpstreamError::Server`]; a call its client cancelled as [`UpstreamError::Cancelled`].
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>>;
     /// Byte-level liveness: when the server last sent anything, and how much.
     fn activity(&self) -> Arc<Activity>;
     /// The process id of a stdio child.
@@ -103,10 +100,14 @@ pub trait Session: Send + Sync {
     fn kill(&self);
 }
 
-/// Builds the right connector for a server spec.
-pub fn connector_for(spec: &ServerSpec) -> Arc<dyn Connector> {
+/// Builds the right connector for a server spec; server-to-client traffic goes to `relay`.
+pub fn connector_for(spec: &ServerSpec, relay: &Relay) -> Arc<dyn Connector> {
     match &spec.transport {
-        warden_config::Transport::Stdio { .. } => Arc::new(StdioConnector::new(spec.clone())),
-        warden_config::Transport::Remote { .. } => Arc::new(RemoteConnector::new(spec.clone())),
+        warden_config::Transport::Stdio { .. } => {
+            Arc::new(StdioConnector::new(spec.clone(), relay.clone()))
+        }
+        warden_config::Transport::Remote { .. } => {
+            Arc::new(RemoteConnector::new(spec.clone(), relay.clone()))
+        }
     }
 }

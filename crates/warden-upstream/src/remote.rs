@@ -17,9 +17,10 @@ use warden_config::{ProbeMethod, RemoteKind, Secret, ServerSpec, Transport as Sp
 use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 
 use crate::client::{self, Handler};
+use crate::relay::Shared;
 use crate::{
-    Activity, BoxFuture, Catalog, Connected, Connector, Session, SessionEvent, StopPolicy,
-    UpstreamError,
+    Activity, BoxFuture, Call, Catalog, Connected, Connector, Relay, Session, SessionEvent,
+    StopPolicy, UpstreamError,
 };
 
 /// Connects remote servers (one instance per URL).
@@ -29,10 +30,11 @@ pub struct RemoteConnector {
     /// Configured URLs and header values with what may be shown instead: error text passes
     /// through these before it becomes a reason.
     secrets: Arc<Vec<(String, String)>>,
+    relay: Relay,
 }
 
 impl RemoteConnector {
-    pub fn new(spec: ServerSpec) -> Self {
+    pub fn new(spec: ServerSpec, relay: Relay) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -49,7 +51,7 @@ impl RemoteConnector {
         }
         // Longest first, so a URL is replaced before a header value inside it.
         secrets.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
-        Self { spec, http, secrets: Arc::new(secrets) }
+        Self { spec, http, secrets: Arc::new(secrets), relay }
     }
 }
 
@@ -67,21 +69,25 @@ impl Connector for RemoteConnector {
                 .get(instance.index() as usize)
                 .ok_or_else(|| UpstreamError::Protocol("no URL for this instance".into()))?;
             let connected = match kind {
-                RemoteKind::StreamableHttp => self.streamable(url, headers, deadline).await,
-                RemoteKind::Sse => self.sse(url, headers, deadline).await,
-                RemoteKind::Auto => match self.streamable(url, headers, deadline).await {
-                    Err(e) if e.suggests_legacy_sse() => {
-                        tracing::info!(instance = %instance, error = %e, "Streamable HTTP refused; trying legacy SSE");
-                        self.sse(url, headers, deadline).await.map_err(|sse_err| {
-                            if sse_err.class() == FailureClass::ConnectionError {
-                                e
-                            } else {
-                                sse_err
-                            }
-                        })
+                RemoteKind::StreamableHttp => {
+                    self.streamable(url, headers, deadline, &instance).await
+                }
+                RemoteKind::Sse => self.sse(url, headers, deadline, &instance).await,
+                RemoteKind::Auto => {
+                    match self.streamable(url, headers, deadline, &instance).await {
+                        Err(e) if e.suggests_legacy_sse() => {
+                            tracing::info!(instance = %instance, error = %e, "Streamable HTTP refused; trying legacy SSE");
+                            self.sse(url, headers, deadline, &instance).await.map_err(|sse_err| {
+                                if sse_err.class() == FailureClass::ConnectionError {
+                                    e
+                                } else {
+                                    sse_err
+                                }
+                            })
+                        }
+                        other => other,
                     }
-                    other => other,
-                },
+                }
             };
             match connected {
                 Ok(mut c) => {
@@ -122,16 +128,8 @@ impl Session for Scrubbed {
         self.inner.activity()
     }
 
-    fn request(
-        &self,
-        method: &str,
-        params: Option<serde_json::Value>,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
-        let method = method.to_owned();
-        Box::pin(async move {
-            self.inner.request(&method, params, timeout).await.map_err(|e| e.scrub(&self.secrets))
-        })
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        Box::pin(async move { self.inner.request(call).await.map_err(|e| e.scrub(&self.secrets)) })
     }
 
     fn pid(&self) -> Option<u32> {
@@ -153,6 +151,7 @@ impl RemoteConnector {
         url: &str,
         headers: &std::collections::BTreeMap<String, Secret>,
         deadline: Duration,
+        instance: &InstanceId,
     ) -> Result<Connected, UpstreamError> {
         let mut custom = HashMap::new();
         let mut auth = None;
@@ -181,7 +180,7 @@ impl RemoteConnector {
             config = config.auth_header(token);
         }
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        finish(transport, deadline).await
+        finish(transport, deadline, Shared::new(instance.clone(), self.relay.clone())).await
     }
 
     async fn sse(
@@ -189,23 +188,32 @@ impl RemoteConnector {
         url: &str,
         headers: &std::collections::BTreeMap<String, Secret>,
         deadline: Duration,
+        instance: &InstanceId,
     ) -> Result<Connected, UpstreamError> {
         let transport =
             tokio::time::timeout(deadline, LegacySse::connect(self.http.clone(), url, headers))
                 .await
                 .map_err(|_| UpstreamError::Timeout(deadline))??;
-        finish(transport, deadline).await
+        finish(transport, deadline, Shared::new(instance.clone(), self.relay.clone())).await
     }
 }
 
-async fn finish<T, E, A>(transport: T, deadline: Duration) -> Result<Connected, UpstreamError>
+async fn finish<T, E, A>(
+    transport: T,
+    deadline: Duration,
+    shared: Arc<Shared>,
+) -> Result<Connected, UpstreamError>
 where
     T: rmcp::transport::IntoTransport<RoleClient, E, A> + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
     let (events_tx, events_rx) = mpsc::channel(64);
-    let (running, info) =
-        client::handshake(Handler::new(events_tx.clone()), transport, deadline).await?;
+    let (running, info) = client::handshake(
+        Handler::new(events_tx.clone(), Arc::clone(&shared)),
+        transport,
+        deadline,
+    )
+    .await?;
     let peer = running.peer().clone();
     client::spawn_list_listener(&peer, &info, events_tx.clone());
     let activity = Arc::new(Activity::new());
@@ -229,7 +237,7 @@ where
             }
         }
     });
-    let session = RemoteSession(client::Core::new(running, info.clone(), activity));
+    let session = RemoteSession(client::Core::new(running, info.clone(), activity, shared));
     Ok(Connected { session: Box::new(session), events: events_rx, info })
 }
 
@@ -252,13 +260,8 @@ impl Session for RemoteSession {
         self.0.activity()
     }
 
-    fn request(
-        &self,
-        method: &str,
-        params: Option<serde_json::Value>,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
-        self.0.request(method, params, timeout)
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        self.0.request(call)
     }
 
     fn pid(&self) -> Option<u32> {

@@ -20,9 +20,10 @@ use warden_config::{ProbeMethod, ServerSpec, Transport};
 use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 
 use crate::client::{self, Handler};
+use crate::relay::Shared;
 use crate::{
-    Activity, BoxFuture, Catalog, Connected, Connector, Session, SessionEvent, StopPolicy,
-    UpstreamError,
+    Activity, BoxFuture, Call, Catalog, Connected, Connector, Relay, Session, SessionEvent,
+    StopPolicy, UpstreamError,
 };
 
 /// Longest stdout line accepted (a large tool list is one line).
@@ -31,11 +32,12 @@ const MAX_LINE: usize = 64 * 1024 * 1024;
 /// Starts stdio servers.
 pub struct StdioConnector {
     spec: ServerSpec,
+    relay: Relay,
 }
 
 impl StdioConnector {
-    pub fn new(spec: ServerSpec) -> Self {
-        Self { spec }
+    pub fn new(spec: ServerSpec, relay: Relay) -> Self {
+        Self { spec, relay }
     }
 }
 
@@ -45,12 +47,13 @@ impl Connector for StdioConnector {
         instance: InstanceId,
         deadline: Duration,
     ) -> BoxFuture<'_, Result<Connected, UpstreamError>> {
-        Box::pin(connect(&self.spec, instance, deadline))
+        Box::pin(connect(&self.spec, &self.relay, instance, deadline))
     }
 }
 
 async fn connect(
     spec: &ServerSpec,
+    relay: &Relay,
     instance: InstanceId,
     deadline: Duration,
 ) -> Result<Connected, UpstreamError> {
@@ -93,11 +96,13 @@ async fn connect(
     let guard = GroupGuard { pid, exit: exit_rx.clone() };
     tokio::spawn(wait_exit(child, pid, exit_tx, events_tx.clone()));
 
-    match client::handshake(Handler::new(events_tx.clone()), (rmcp_read, stdin), deadline).await {
+    let shared = Shared::new(instance, relay.clone());
+    let handler = Handler::new(events_tx.clone(), Arc::clone(&shared));
+    match client::handshake(handler, (rmcp_read, stdin), deadline).await {
         Ok((running, info)) => {
             client::spawn_list_listener(running.peer(), &info, events_tx);
-            let session =
-                StdioSession { core: client::Core::new(running, info.clone(), activity), guard };
+            let core = client::Core::new(running, info.clone(), activity, shared);
+            let session = StdioSession { core, guard };
             Ok(Connected { session: Box::new(session), events: events_rx, info })
         }
         Err(err) => {
@@ -332,13 +337,8 @@ impl Session for StdioSession {
         self.core.activity()
     }
 
-    fn request(
-        &self,
-        method: &str,
-        params: Option<serde_json::Value>,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
-        self.core.request(method, params, timeout)
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        self.core.request(call)
     }
 
     fn pid(&self) -> Option<u32> {

@@ -1,0 +1,380 @@
+//! Sending one client request to a server: pick an instance, forward with the client's
+//! progress and cancellation, account the outcome (passive health, breaker, latency), and retry
+//! once elsewhere when that is safe, inside the retry budget and the original deadline.
+//! Identical concurrent calls to safe tools share one upstream call; tools the operator marks
+//! cacheable are answered from a TTL cache.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rmcp::model::{ErrorCode, ProgressNotificationParam};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::ErrorData;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use warden_core::{FailureClass, InstanceId, Reason};
+use warden_supervisor::CallOutcome;
+use warden_upstream::{Call, Origin, UpstreamError};
+
+use crate::route::{Routes, Unavailable};
+use crate::{UNAVAILABLE, UPSTREAM_FAILED};
+
+/// JSON-RPC code rmcp and the specification use for a cancelled request.
+const CANCELLED: i32 = -32800;
+
+pub(crate) fn unavailable(u: Unavailable) -> ErrorData {
+    ErrorData::new(
+        ErrorCode(UNAVAILABLE),
+        format!("server {:?} is unavailable: {}", u.server, u.reason),
+        Some(json!({ "server": u.server, "reason": u.reason, "retry_after_ms": u.retry_after_ms })),
+    )
+}
+
+pub(crate) fn failed(server: &str, e: &UpstreamError) -> ErrorData {
+    if matches!(e, UpstreamError::Cancelled) {
+        return ErrorData::new(ErrorCode(CANCELLED), "request cancelled", None);
+    }
+    ErrorData::new(
+        ErrorCode(UPSTREAM_FAILED),
+        format!("server {server:?} failed: {e}"),
+        Some(json!({ "server": server, "reason": e.reason(), "retry_after_ms": 1000 })),
+    )
+}
+
+/// What to forward.
+pub(crate) struct Request<'a> {
+    /// The server the client named.
+    pub(crate) server: &'a str,
+    pub(crate) method: &'static str,
+    /// Params with names already as the server knows them.
+    pub(crate) params: Value,
+    /// For `tools/call`: the tool, which the chosen instance must offer.
+    pub(crate) tool: Option<&'a str>,
+}
+
+/// Removes what must not travel upstream from a client's params: protocol metadata that rmcp
+/// sets per session (it differs by negotiated version) and the client's own progress token
+/// (Warden's replaces it and is mapped back).
+pub(crate) fn clean_params(mut params: Value) -> Value {
+    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        meta.retain(|k, _| k != "progressToken" && !k.starts_with("io.modelcontextprotocol/"));
+        if meta.is_empty() {
+            params.as_object_mut().map(|p| p.remove("_meta"));
+        }
+    }
+    params
+}
+
+/// Whether a server's JSON-RPC error is the caller's doing rather than the server's failing.
+fn callers_mistake(code: i32) -> bool {
+    code == ErrorCode::INVALID_PARAMS.0
+        || code == ErrorCode::METHOD_NOT_FOUND.0
+        || code == ErrorCode::INVALID_REQUEST.0
+        || code == ErrorCode::RESOURCE_NOT_FOUND.0
+}
+
+/// Forwards `req` and returns the server's result as JSON.
+pub(crate) async fn forward(
+    routes: &Routes,
+    req: Request<'_>,
+    ctx: &RequestContext<RoleServer>,
+    origin: Origin,
+) -> Result<Value, ErrorData> {
+    let started = Instant::now();
+    if let Some(s) = routes.server(req.server) {
+        s.budget.lock().expect("not poisoned").deposit();
+    }
+    let mut tried: Vec<InstanceId> = Vec::new();
+    let mut last: Option<UpstreamError> = None;
+    let mut deadline: Option<Instant> = None;
+    for attempt in 0..2 {
+        let exclude: Vec<&InstanceId> = tried.iter().collect();
+        let pick = match routes.pick(req.server, &exclude) {
+            Ok(p) => p,
+            Err(u) if attempt == 0 => return Err(unavailable(u)),
+            // No other instance for the retry: report the failure that made us retry.
+            Err(_) => {
+                return Err(failed(req.server, last.as_ref().expect("a retry follows a failure")))
+            }
+        };
+        let entry = match req.tool {
+            Some(tool) => {
+                let entry = pick
+                    .instance
+                    .link
+                    .catalog()
+                    .and_then(|c| c.tools.iter().find(|t| t.name == tool).cloned());
+                if entry.is_none() {
+                    // Not a call: give the breaker's trial back.
+                    pick.instance.record(None);
+                    return Err(ErrorData::invalid_params(format!("unknown tool {tool:?}"), None));
+                }
+                entry
+            }
+            None => None,
+        };
+        // Read-only protocol methods are always safe to repeat; tools only when marked so.
+        let safe = entry.as_ref().is_none_or(|t| pick.serving.safe_tool(t));
+        let deadline = *deadline.get_or_insert(started + pick.serving.spec.timeout);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            pick.instance.record(None);
+            let e = last.take().unwrap_or(UpstreamError::Timeout(pick.serving.spec.timeout));
+            return Err(failed(req.server, &e));
+        }
+        let progress = ctx.meta.get_progress_token().map(|token| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<warden_upstream::Progress>();
+            let peer = ctx.peer.clone();
+            tokio::spawn(async move {
+                while let Some(p) = rx.recv().await {
+                    let mut note = ProgressNotificationParam::new(token.clone(), p.progress);
+                    note.total = p.total;
+                    note.message = p.message;
+                    if peer.notify_progress(note).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            tx
+        });
+        let call = Call {
+            method: req.method.to_owned(),
+            params: Some(req.params.clone()),
+            timeout: remaining,
+            deadline: Some(deadline),
+            origin,
+            cancel: ctx.ct.clone(),
+            progress,
+        };
+        let guard = pick.instance.link.begin_call();
+        let sent = Instant::now();
+        let result = pick.session.request(call).await;
+        let rtt = sent.elapsed();
+        drop(guard);
+        let link = &pick.instance.link;
+        match result {
+            Ok(value) => {
+                // isError is the tool's answer, not the server's failure.
+                let tool_error = value.get("isError").and_then(Value::as_bool) == Some(true);
+                link.report(rtt, if tool_error { CallOutcome::Ignorable } else { CallOutcome::Ok });
+                pick.instance.ewma.lock().expect("not poisoned").observe(rtt);
+                pick.instance.record(Some(true));
+                return Ok(value);
+            }
+            Err(UpstreamError::Cancelled) => {
+                pick.instance.record(None);
+                return Err(failed(req.server, &UpstreamError::Cancelled));
+            }
+            Err(UpstreamError::Server { code, message }) => {
+                if callers_mistake(code) {
+                    link.report(rtt, CallOutcome::Ignorable);
+                    pick.instance.record(None);
+                } else {
+                    link.report(
+                        rtt,
+                        CallOutcome::Failed(Reason::new(
+                            FailureClass::ServerError,
+                            format!("{code}: {message}"),
+                        )),
+                    );
+                    // The server answered: it is alive, and its answer goes to the client as is.
+                    pick.instance.record(Some(false));
+                }
+                pick.instance.ewma.lock().expect("not poisoned").observe(rtt);
+                return Err(ErrorData::new(ErrorCode(code), message, None));
+            }
+            Err(e) => {
+                link.report(rtt, CallOutcome::Failed(e.reason()));
+                pick.instance.record(Some(false));
+                let budget =
+                    pick.serving.budget.lock().expect("not poisoned").withdraw(Instant::now());
+                if attempt == 0 && safe && budget && Instant::now() < deadline {
+                    tracing::info!(server = %req.server, method = req.method, instance = %pick.instance.id, error = %e, "retrying on another instance");
+                    tried.push(pick.instance.id.clone());
+                    last = Some(e);
+                    continue;
+                }
+                if attempt == 0 && safe && !budget {
+                    tracing::warn!(server = %req.server, "retry budget exhausted; not retrying");
+                }
+                return Err(failed(req.server, &e));
+            }
+        }
+    }
+    Err(failed(req.server, last.as_ref().expect("two attempts end in a failure")))
+}
+
+type Shared = Option<Result<Value, ErrorData>>;
+
+/// Identical calls in flight at once share one upstream call.
+#[derive(Default)]
+pub(crate) struct Flights {
+    map: Mutex<HashMap<String, watch::Receiver<Shared>>>,
+    /// How many calls were answered by another call's result.
+    pub(crate) joined: std::sync::atomic::AtomicU64,
+}
+
+/// Removes a leader's entry however the leader ends (answered, failed, dropped).
+struct Leader<'a> {
+    flights: &'a Flights,
+    key: String,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.flights.map.lock().expect("not poisoned").remove(&self.key);
+    }
+}
+
+impl Flights {
+    /// Runs `call` unless an identical one is in flight, in which case its result is shared.
+    /// A follower whose leader was cancelled or dropped runs its own call.
+    pub(crate) async fn run<F>(
+        &self,
+        key: String,
+        cancel: &tokio_util::sync::CancellationToken,
+        call: impl FnOnce() -> F,
+    ) -> Result<Value, ErrorData>
+    where
+        F: std::future::Future<Output = Result<Value, ErrorData>>,
+    {
+        let follow = {
+            let mut map = self.map.lock().expect("not poisoned");
+            match map.get(&key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    map.insert(key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        match follow {
+            Ok(tx) => {
+                let leader = Leader { flights: self, key };
+                let result = call().await;
+                drop(leader);
+                let _ = tx.send(Some(result.clone()));
+                result
+            }
+            Err(mut rx) => {
+                let shared = tokio::select! {
+                    r = rx.wait_for(Option::is_some) => r.ok().and_then(|v| v.clone()),
+                    _ = cancel.cancelled() => {
+                        return Err(ErrorData::new(ErrorCode(CANCELLED), "request cancelled", None));
+                    }
+                };
+                match shared {
+                    Some(Err(e)) if e.code.0 == CANCELLED => call().await,
+                    Some(r) => {
+                        self.joined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        r
+                    }
+                    None => call().await,
+                }
+            }
+        }
+    }
+}
+
+/// Results of tools the operator marked cacheable, fresh for their TTL.
+#[derive(Default)]
+pub(crate) struct ResultCache {
+    map: Mutex<HashMap<String, (Instant, Value)>>,
+    pub(crate) hits: std::sync::atomic::AtomicU64,
+}
+
+const CACHE_CAP: usize = 10_000;
+
+impl ResultCache {
+    pub(crate) fn get(&self, key: &str) -> Option<Value> {
+        let map = self.map.lock().expect("not poisoned");
+        let (until, v) = map.get(key)?;
+        (Instant::now() < *until).then(|| {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            v.clone()
+        })
+    }
+
+    pub(crate) fn put(&self, key: String, ttl: Duration, value: Value) {
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("not poisoned");
+        if map.len() >= CACHE_CAP {
+            map.retain(|_, (until, _)| *until > now);
+            if map.len() >= CACHE_CAP {
+                map.clear();
+            }
+        }
+        map.insert(key, (now + ttl, value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_params_strips_protocol_meta_and_the_progress_token() {
+        let p = json!({"name": "t", "_meta": {"progressToken": 7, "io.modelcontextprotocol/protocolVersion": "x", "trace": "keep"}});
+        assert_eq!(clean_params(p), json!({"name": "t", "_meta": {"trace": "keep"}}));
+        let p = json!({"name": "t", "_meta": {"progressToken": 7}});
+        assert_eq!(clean_params(p), json!({"name": "t"}));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn identical_calls_share_one_upstream_call() {
+        let flights = Flights::default();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let never = tokio_util::sync::CancellationToken::new();
+        let call = || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(json!({"n": 1}))
+        };
+        let (a, b, c) = tokio::join!(
+            flights.run("k".into(), &never, call),
+            flights.run("k".into(), &never, call),
+            flights.run("other".into(), &never, call),
+        );
+        assert_eq!(a.unwrap(), json!({"n": 1}));
+        assert_eq!(b.unwrap(), json!({"n": 1}));
+        assert!(c.is_ok());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2, "k once, other once");
+        assert_eq!(flights.joined.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Afterwards the key is free again.
+        flights.run("k".into(), &never, call).await.unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_of_a_cancelled_leader_calls_itself() {
+        let flights = Flights::default();
+        let never = tokio_util::sync::CancellationToken::new();
+        let leader = async {
+            flights
+                .run("k".into(), &never, || async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(ErrorData::new(ErrorCode(CANCELLED), "request cancelled", None))
+                })
+                .await
+        };
+        let follower = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            flights.run("k".into(), &never, || async { Ok(json!("own")) }).await
+        };
+        let (l, f) = tokio::join!(leader, follower);
+        assert!(l.is_err());
+        assert_eq!(f.unwrap(), json!("own"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cached_results_expire() {
+        let cache = ResultCache::default();
+        cache.put("k".into(), Duration::from_secs(30), json!(1));
+        assert_eq!(cache.get("k"), Some(json!(1)));
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(cache.get("k"), None);
+    }
+}

@@ -1,0 +1,189 @@
+//! Traffic between a server and Warden's clients: calls forwarded with their progress and
+//! cancellation, and what a server sends on its own (log messages, resource updates, and
+//! requests such as sampling, elicitation and roots).
+//!
+//! Progress is exact: each forwarded call carries its own progress token upstream and a channel
+//! back to the caller. Server-to-client *requests* carry no link to the call that caused them
+//! on protocols before 2026-07-28, so the session hands the [`Downstream`] the client sessions
+//! whose calls were in flight on the instance when the request arrived, and the gateway decides
+//! (see `warden-gateway`). On 2026-07-28 a server asks through an `InputRequiredResult` instead,
+//! which travels back as the call's answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rmcp::model::ProgressToken;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use warden_core::InstanceId;
+
+use crate::{BoxFuture, UpstreamError};
+
+/// Who a forwarded call is for: a client session of the gateway (`0` is Warden itself).
+pub type Origin = u64;
+
+/// One request forwarded to a server.
+pub struct Call {
+    pub method: String,
+    pub params: Option<Value>,
+    /// Per-request timeout; progress from the server restarts it, `deadline` bounds it.
+    pub timeout: Duration,
+    /// The latest the answer is still useful (the client's deadline).
+    pub deadline: Option<tokio::time::Instant>,
+    pub origin: Origin,
+    /// Cancelled when the client gives up: the server hears `notifications/cancelled`.
+    pub cancel: CancellationToken,
+    /// Progress the server reports for this call.
+    pub progress: Option<mpsc::UnboundedSender<Progress>>,
+}
+
+impl Call {
+    /// A call made by Warden itself, with no client waiting.
+    pub fn new(method: impl Into<String>, params: Option<Value>, timeout: Duration) -> Self {
+        Self {
+            method: method.into(),
+            params,
+            timeout,
+            deadline: None,
+            origin: 0,
+            cancel: CancellationToken::new(),
+            progress: None,
+        }
+    }
+}
+
+/// One `notifications/progress` for a forwarded call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    pub progress: f64,
+    pub total: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// What a server announces to its clients, not to Warden.
+#[derive(Clone, Debug)]
+pub enum Notice {
+    /// `notifications/message` params, as the server sent them.
+    Log(Value),
+    /// `notifications/resources/updated` for this URI.
+    ResourceUpdated(String),
+}
+
+/// Where server-initiated client traffic goes. The gateway implements it.
+pub trait Downstream: Send + Sync + 'static {
+    fn notice(&self, from: &InstanceId, notice: Notice);
+    /// A request from the server (`sampling/createMessage`, `elicitation/create`,
+    /// `roots/list`) with `params` as sent; `origins` are the client sessions whose calls were
+    /// in flight on that instance when it arrived.
+    fn request(
+        &self,
+        from: &InstanceId,
+        origins: Vec<Origin>,
+        method: &str,
+        params: Value,
+    ) -> BoxFuture<'static, Result<Value, UpstreamError>>;
+}
+
+/// The slot a gateway plugs its [`Downstream`] into; shared by every connector.
+#[derive(Clone, Default)]
+pub struct Relay(Arc<RwLock<Option<Arc<dyn Downstream>>>>);
+
+impl Relay {
+    pub fn install(&self, downstream: Arc<dyn Downstream>) {
+        *self.0.write().expect("not poisoned") = Some(downstream);
+    }
+
+    fn get(&self) -> Option<Arc<dyn Downstream>> {
+        self.0.read().expect("not poisoned").clone()
+    }
+}
+
+/// Per-session bookkeeping shared by the session and its rmcp client handler.
+pub(crate) struct Shared {
+    pub(crate) instance: InstanceId,
+    relay: Relay,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Calls in flight per origin.
+    origins: HashMap<Origin, usize>,
+    progress: HashMap<ProgressToken, mpsc::UnboundedSender<Progress>>,
+}
+
+/// Unregisters a forwarded call when it ends, however it ends.
+pub(crate) struct InFlight<'a> {
+    shared: &'a Shared,
+    origin: Origin,
+    token: Option<ProgressToken>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().expect("not poisoned");
+        if let Some(n) = state.origins.get_mut(&self.origin) {
+            *n -= 1;
+            if *n == 0 {
+                state.origins.remove(&self.origin);
+            }
+        }
+        if let Some(t) = &self.token {
+            state.progress.remove(t);
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(instance: InstanceId, relay: Relay) -> Arc<Self> {
+        Arc::new(Self { instance, relay, state: Mutex::default() })
+    }
+
+    pub(crate) fn begin(&self, origin: Origin) -> InFlight<'_> {
+        *self.state.lock().expect("not poisoned").origins.entry(origin).or_default() += 1;
+        InFlight { shared: self, origin, token: None }
+    }
+
+    pub(crate) fn watch_progress(
+        &self,
+        call: &mut InFlight<'_>,
+        token: ProgressToken,
+        to: mpsc::UnboundedSender<Progress>,
+    ) {
+        self.state.lock().expect("not poisoned").progress.insert(token.clone(), to);
+        call.token = Some(token);
+    }
+
+    pub(crate) fn progress(&self, token: &ProgressToken, p: Progress) {
+        let state = self.state.lock().expect("not poisoned");
+        if let Some(to) = state.progress.get(token) {
+            let _ = to.send(p);
+        }
+    }
+
+    pub(crate) fn notice(&self, notice: Notice) {
+        if let Some(d) = self.relay.get() {
+            d.notice(&self.instance, notice);
+        }
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, UpstreamError> {
+        let origins: Vec<Origin> = {
+            let state = self.state.lock().expect("not poisoned");
+            state.origins.keys().copied().filter(|o| *o != 0).collect()
+        };
+        match self.relay.get() {
+            Some(d) => d.request(&self.instance, origins, method, params).await,
+            None => Err(UpstreamError::Server {
+                code: rmcp::model::ErrorCode::METHOD_NOT_FOUND.0,
+                message: format!("{method}: no MCP client is connected to Warden"),
+            }),
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! End to end: everything a client can do goes through Warden to `server-everything` (npm) and
+//! back — prompts, resources, templates, completion, progress, cancellation, logging, resource
+//! updates, and the server's own requests (sampling, roots) to the client that caused them.
+#![allow(deprecated)] // sampling, roots and logging: deprecated in 2026-07-28, used by servers
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rmcp::model::{
+    ArgumentInfo, CallToolRequestParams, ClientCapabilities, ClientConfig, ClientRequest,
+    CompleteRequestParams, CreateMessageRequestParams, CreateMessageResult, GetPromptRequestParams,
+    Implementation, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam,
+    ProgressNotificationParam, ReadResourceRequestParams, Reference,
+    ResourceUpdatedNotificationParam, SetLevelRequestParams, SubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
+use rmcp::{ClientHandler, ErrorData, ServiceExt};
+use serde_json::json;
+use warden_app::{App, RunOptions};
+use warden_core::InstanceState;
+use warden_store::Location;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+async fn limited<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(LIMIT, f).await.expect("the test finished within its time limit");
+}
+
+/// A client that can sample and list roots, and records what servers send it.
+#[derive(Clone, Default)]
+struct Rich {
+    name: &'static str,
+    progress: Arc<Mutex<Vec<f64>>>,
+    logs: Arc<Mutex<Vec<String>>>,
+    updates: Arc<Mutex<Vec<String>>>,
+    sampled: Arc<AtomicU32>,
+}
+
+impl ClientHandler for Rich {
+    fn get_info(&self) -> ClientConfig {
+        let caps: ClientCapabilities =
+            serde_json::from_value(json!({ "sampling": {}, "roots": { "listChanged": true } }))
+                .unwrap();
+        ClientConfig::new(caps, Implementation::new(self.name, "0"))
+    }
+
+    async fn create_message(
+        &self,
+        _: CreateMessageRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        self.sampled.fetch_add(1, Ordering::SeqCst);
+        Ok(serde_json::from_value(json!({
+            "role": "assistant",
+            "content": { "type": "text", "text": format!("sampled by {}", self.name) },
+            "model": "test-model",
+            "stopReason": "endTurn",
+        }))
+        .unwrap())
+    }
+
+    async fn list_roots(
+        &self,
+        _: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        Ok(serde_json::from_value(
+            json!({ "roots": [{ "uri": format!("file:///tmp/{}", self.name), "name": "root" }] }),
+        )
+        .unwrap())
+    }
+
+    async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
+        self.progress.lock().unwrap().push(p.progress);
+    }
+
+    async fn on_logging_message(
+        &self,
+        p: LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.logs.lock().unwrap().push(p.logger.unwrap_or_default());
+    }
+
+    async fn on_resource_updated(
+        &self,
+        p: ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.updates.lock().unwrap().push(p.uri);
+    }
+}
+
+struct Served {
+    app: App,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve_everything() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = format!(
+        r#"{{ "command": "node", "args": [{}, "stdio"], {FAST_HEALTH} }}"#,
+        json_str(&everything_js())
+    );
+    let app = App::start(RunOptions {
+        config: config(&[("everything", entry), ("m", misbehave(&[], ""))]),
+        database: Location::Sqlite(dir.path().join("w.db")),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        token: None,
+        connectors: None,
+    })
+    .await
+    .unwrap();
+    let start = Instant::now();
+    while !["everything", "m"].iter().all(|n| {
+        app.registry().server(n).unwrap().views().iter().all(|v| v.state == InstanceState::Healthy)
+    }) {
+        assert!(start.elapsed() < Duration::from_secs(30), "servers did not become healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Served { app, _dir: dir }
+}
+
+impl Served {
+    async fn client(&self, path: &str, handler: Rich) -> RunningService<RoleClient, Rich> {
+        let url = format!("http://{}{path}", self.app.http_addr().unwrap());
+        let transport = StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            StreamableHttpClientTransportConfig::with_uri(url),
+        );
+        handler.serve(transport).await.expect("the client connects")
+    }
+}
+
+fn call(name: &str, args: serde_json::Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().unwrap().clone())
+}
+
+fn text(r: &rmcp::model::CallToolResult) -> String {
+    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect()
+}
+
+async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what} did not happen within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_resources_templates_and_completion_are_forwarded() {
+    limited(async {
+        let w = serve_everything().await;
+        let c = w.client("/mcp", Rich { name: "a", ..Default::default() }).await;
+        let peer = c.peer();
+
+        // Prompts: prefixed on the aggregated endpoint, and they work.
+        let prompts = peer.list_all_prompts().await.unwrap();
+        let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"everything__simple-prompt"), "{names:?}");
+        assert!(
+            names.iter().all(|n| n.starts_with("everything__")),
+            "only everything has prompts: {names:?}"
+        );
+        let got = peer
+            .get_prompt(GetPromptRequestParams::new("everything__simple-prompt"))
+            .await
+            .unwrap();
+        assert!(!got.messages.is_empty());
+        let err = peer.get_prompt(GetPromptRequestParams::new("simple-prompt")).await.unwrap_err();
+        assert!(err.to_string().contains("server__prompt"), "{err}");
+
+        // Resources keep their URIs, get prefixed names, and read back.
+        let resources = peer.list_all_resources().await.unwrap();
+        assert!(!resources.is_empty());
+        assert!(resources.iter().all(|r| r.name.starts_with("everything__")), "{resources:?}");
+        let first = &resources[0];
+        let read =
+            peer.read_resource(ReadResourceRequestParams::new(first.uri.clone())).await.unwrap();
+        assert!(!read.contents.is_empty(), "{read:?}");
+
+        // Templates, and a URI only a template matches.
+        let templates = peer.list_all_resource_templates().await.unwrap();
+        assert!(
+            templates.iter().any(|t| t.uri_template == "demo://resource/dynamic/text/{resourceId}"),
+            "{templates:?}"
+        );
+        let read = peer
+            .read_resource(ReadResourceRequestParams::new("demo://resource/dynamic/text/7"))
+            .await
+            .unwrap();
+        assert!(!read.contents.is_empty());
+        let err =
+            peer.read_resource(ReadResourceRequestParams::new("nowhere://x")).await.unwrap_err();
+        assert!(err.to_string().contains("no server offers"), "{err}");
+
+        // Completion for a prompt argument, routed by the prefixed prompt name.
+        let done = peer
+            .complete(CompleteRequestParams::new(
+                Reference::for_prompt("everything__completable-prompt"),
+                ArgumentInfo::new("department", ""),
+            ))
+            .await
+            .unwrap();
+        assert!(!done.completion.values.is_empty(), "{done:?}");
+
+        // The scoped endpoint shows the server's own names.
+        let s = w.client("/servers/everything/mcp", Rich { name: "s", ..Default::default() }).await;
+        let prompts = s.peer().list_all_prompts().await.unwrap();
+        assert!(prompts.iter().any(|p| p.name == "simple-prompt"));
+        let got = s.peer().get_prompt(GetPromptRequestParams::new("simple-prompt")).await.unwrap();
+        assert!(!got.messages.is_empty());
+        let _ = c.cancel().await;
+        let _ = s.cancel().await;
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_sampling_roots_and_logs_reach_the_client_that_caused_them() {
+    limited(async {
+        let w = serve_everything().await;
+        let a = Rich { name: "alice", ..Default::default() };
+        let b = Rich { name: "bob", ..Default::default() };
+        let ca = w.client("/mcp", a.clone()).await;
+        let cb = w.client("/mcp", b.clone()).await;
+
+        // Progress: the server reports to Warden's token; the client hears it under its own.
+        let r = ca
+            .peer()
+            .call_tool(call(
+                "everything__trigger-long-running-operation",
+                json!({"duration": 1, "steps": 3}),
+            ))
+            .await
+            .unwrap();
+        assert!(text(&r).contains("completed"), "{r:?}");
+        eventually("three progress notifications", Duration::from_secs(5), || {
+            a.progress.lock().unwrap().len() >= 3
+        })
+        .await;
+        assert_eq!(*a.progress.lock().unwrap(), vec![1.0, 2.0, 3.0]);
+        assert!(b.progress.lock().unwrap().is_empty(), "bob made no call");
+
+        // Sampling: asked of the client whose call caused it, and only of that one.
+        let r = cb
+            .peer()
+            .call_tool(call(
+                "everything__trigger-sampling-request",
+                json!({"prompt": "hi", "maxTokens": 5}),
+            ))
+            .await
+            .unwrap();
+        assert!(text(&r).contains("sampled by bob"), "{}", text(&r));
+        assert_eq!(b.sampled.load(Ordering::SeqCst), 1);
+        assert_eq!(a.sampled.load(Ordering::SeqCst), 0);
+
+        // Roots: the same.
+        let r = ca.peer().call_tool(call("everything__get-roots-list", json!({}))).await.unwrap();
+        assert!(text(&r).contains("file:///tmp/alice"), "{}", text(&r));
+
+        // Logs: to the sessions that set a level, labelled with the server's name.
+        ca.peer().set_level(SetLevelRequestParams::new(LoggingLevel::Debug)).await.unwrap();
+        let r = ca
+            .peer()
+            .call_tool(call("everything__toggle-simulated-logging", json!({})))
+            .await
+            .unwrap();
+        assert!(text(&r).contains("Started"), "{}", text(&r));
+        eventually("a log message from the server", Duration::from_secs(20), || {
+            !a.logs.lock().unwrap().is_empty()
+        })
+        .await;
+        assert!(a.logs.lock().unwrap().iter().all(|l| l.starts_with("everything")), "{:?}", a.logs);
+        assert!(b.logs.lock().unwrap().is_empty(), "bob set no level: {:?}", b.logs);
+        let _ = ca.cancel().await;
+        let _ = cb.cancel().await;
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_reach_subscribers_and_a_cancelled_call_is_no_failure() {
+    limited(async {
+        let w = serve_everything().await;
+        let a = Rich { name: "alice", ..Default::default() };
+        let ca = w.client("/mcp", a.clone()).await;
+        let uri = "demo://resource/static/document/architecture.md";
+        let resources = ca.peer().list_all_resources().await.unwrap();
+        let uri = resources
+            .iter()
+            .map(|r| r.uri.clone())
+            .find(|u| u == uri)
+            .unwrap_or_else(|| resources[0].uri.clone());
+        ca.peer().subscribe(SubscribeRequestParams::new(uri.clone())).await.unwrap();
+        let r = ca
+            .peer()
+            .call_tool(call("everything__toggle-subscriber-updates", json!({})))
+            .await
+            .unwrap();
+        assert!(!text(&r).is_empty());
+        eventually("a resource update", Duration::from_secs(20), || {
+            a.updates.lock().unwrap().contains(&uri)
+        })
+        .await;
+
+        // Cancel a long call: Warden stops waiting at once, and the server is not blamed.
+        let handle = ca
+            .peer()
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(call(
+                    "everything__trigger-long-running-operation",
+                    json!({"duration": 30, "steps": 30}),
+                ))),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let link = w.app.registry().server("everything").unwrap().link(0).unwrap();
+        eventually("the call in flight", Duration::from_secs(5), || link.in_flight() == 1).await;
+        handle.cancel(Some("changed my mind".into())).await.unwrap();
+        eventually("the call no longer in flight", Duration::from_secs(5), || {
+            link.in_flight() == 0
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let v = &w.app.registry().server("everything").unwrap().views()[0];
+        assert_eq!(v.state, InstanceState::Healthy, "{v:?}");
+        assert!(v.stats.error_rate == 0.0, "a cancelled call is not an error: {v:?}");
+        let _ = ca.cancel().await;
+        w.app.shutdown().await;
+    })
+    .await;
+}
