@@ -244,7 +244,9 @@ async fn a_fallback_takes_over_and_hands_back() {
         let primary = misbehave(&[], r#", "fallback": ["backup"], "restart": { "backoff": { "initial": "3s", "max": "3s", "jitter": 0 } }"#);
         let w = serve(config(&[("primary", primary), ("backup", misbehave(&[], ""))])).await;
         w.healthy(&["primary", "backup"]).await;
-        let c = w.client("/mcp", Client::default()).await;
+        let handler = Client::default();
+        let c = w.client("/mcp", handler.clone()).await;
+        let before = handler.list_changed.load(Ordering::SeqCst);
         let pid = w.app.registry().server("primary").unwrap().views()[0].pid.unwrap();
         signal(pid, Signal::SIGKILL);
         let start = Instant::now();
@@ -259,10 +261,24 @@ async fn a_fallback_takes_over_and_hands_back() {
         assert_eq!(text(&r), "via backup");
         let names: Vec<String> = tool_names(&c).await;
         assert!(names.contains(&"primary__echo".to_owned()), "the fallback keeps the primary's tools listed: {names:?}");
-        // Fail-back once the primary is healthy again.
+        // The list now comes from the fallback: clients are told.
+        let start = Instant::now();
+        while handler.list_changed.load(Ordering::SeqCst) == before {
+            assert!(start.elapsed() < Duration::from_secs(2), "no list_changed when the fallback took over");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let engaged = handler.list_changed.load(Ordering::SeqCst);
+        // Fail-back once the primary is healthy again, and clients are told again.
         w.healthy(&["primary"]).await;
         let overview = w.app.registry().overview();
         assert_eq!(overview.servers.iter().find(|s| s.name == "primary").unwrap().served_by.as_deref(), Some("primary"));
+        let start = Instant::now();
+        while handler.list_changed.load(Ordering::SeqCst) == engaged {
+            assert!(start.elapsed() < Duration::from_secs(2), "no list_changed when the primary took back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let r = c.peer().call_tool(CallToolRequestParams::new("primary__echo").with_arguments(args(serde_json::json!({"text": "home"})))).await.unwrap();
+        assert_eq!(text(&r), "home");
         drop(c);
         w.app.shutdown().await;
     })
@@ -378,6 +394,159 @@ async fn the_python_sdk_client_works_over_http_and_stdio() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains(r#""echo": "from python""#), "{stdout}");
+    })
+    .await;
+}
+
+fn config_with(servers: &[(&str, String)], warden: &str) -> warden_config::Config {
+    let body: Vec<String> = servers.iter().map(|(n, s)| format!("{}: {s}", json_str(n))).collect();
+    let text = format!(r#"{{ "mcpServers": {{ {} }}, "warden": {warden} }}"#, body.join(",\n"));
+    match warden_config::compile(&text, &|_| None) {
+        Ok(l) => l.config,
+        Err(e) => panic!("test config is invalid: {e}\n{text}"),
+    }
+}
+
+async fn call_echo(
+    c: &RunningService<RoleClient, Client>,
+    tool: &str,
+    what: &str,
+) -> Result<rmcp::model::CallToolResult, rmcp::ServiceError> {
+    c.peer()
+        .call_tool(
+            CallToolRequestParams::new(tool.to_owned())
+                .with_arguments(args(serde_json::json!({ "text": what }))),
+        )
+        .await
+}
+
+fn mcp_error(e: &rmcp::ServiceError) -> &rmcp::ErrorData {
+    match e {
+        rmcp::ServiceError::McpError(d) => d,
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_instance_is_cut_off_by_its_circuit_breaker() {
+    limited(async {
+        // Probes succeed (the process is fine); every tool call fails with an internal error.
+        let w = serve(config(&[("bad", misbehave(&["--error-rate", "1"], ""))])).await;
+        w.healthy(&["bad"]).await;
+        let c = w.client("/mcp", Client::default()).await;
+        for i in 0..5 {
+            let e = call_echo(&c, "bad__echo", "x").await.unwrap_err();
+            assert_eq!(
+                mcp_error(&e).code.0,
+                -32603,
+                "call {i}: the server's own error passes through"
+            );
+        }
+        let started = Instant::now();
+        let e = call_echo(&c, "bad__echo", "x").await.unwrap_err();
+        let d = mcp_error(&e);
+        assert_eq!(d.code.0, warden_gateway::UNAVAILABLE, "{d:?}");
+        let data = d.data.clone().unwrap();
+        // Two mechanisms agree: the gateway's breaker opened, and the supervisor's passive
+        // signals (5 of 5 calls failed) marked the instance critical; either one refuses.
+        assert_eq!(data["server"], "bad", "{data}");
+        assert!(data["retry_after_ms"].as_u64().is_some(), "{data}");
+        assert!(started.elapsed() < Duration::from_millis(500), "refused at once");
+        let b = w.app.gateway().breakers();
+        assert_eq!(b[0].1, warden_gateway::BreakerState::Open);
+        assert_eq!(b[0].2, 1);
+        drop(c);
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_read_only_calls_share_one_upstream_call_and_cacheable_ones_are_cached() {
+    limited(async {
+        let entry =
+            misbehave(&["--latency", "300ms"], r#", "trusted": true, "cache": { "add": "30s" }"#);
+        let w = serve(config(&[("s", entry)])).await;
+        w.healthy(&["s"]).await;
+        let c = w.client("/mcp", Client::default()).await;
+        // Five identical reads at once: one upstream call, five answers.
+        let calls = (0..5).map(|_| call_echo(&c, "s__echo", "same"));
+        let results = futures::future::join_all(calls).await;
+        for r in &results {
+            assert_eq!(text(r.as_ref().unwrap()), "same");
+        }
+        let (joined, _) = w.app.gateway().optimized_calls();
+        assert_eq!(joined, 4, "four calls shared the first one's answer");
+        // A different argument is a different call.
+        assert_eq!(text(&call_echo(&c, "s__echo", "other").await.unwrap()), "other");
+        assert_eq!(w.app.gateway().optimized_calls().0, 4);
+        // A cacheable tool: the second call is answered from the cache, without the 300 ms.
+        let add = |a: i64, b: i64| {
+            CallToolRequestParams::new("s__add")
+                .with_arguments(args(serde_json::json!({"a": a, "b": b})))
+        };
+        let first = c.peer().call_tool(add(2, 3)).await.unwrap();
+        let started = Instant::now();
+        let second = c.peer().call_tool(add(2, 3)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(250), "{:?}", started.elapsed());
+        assert_eq!(text(&first), text(&second));
+        assert_eq!(w.app.gateway().optimized_calls().1, 1);
+        let third = c.peer().call_tool(add(2, 4)).await.unwrap();
+        assert_ne!(text(&third), text(&first));
+        drop(c);
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_limited_reaped_when_idle_and_bodies_are_bounded() {
+    limited(async {
+        let cfg = config_with(
+            &[("s", misbehave(&[], ""))],
+            r#"{ "sessions": { "max": 2, "idle_timeout": "1s" }, "max_request_body": 65536 }"#,
+        );
+        let w = serve(cfg).await;
+        w.healthy(&["s"]).await;
+        let one = w.client("/mcp", Client::default()).await;
+        let two = w.client("/servers/s/mcp", Client::default()).await;
+        assert_eq!(w.app.gateway().http_sessions().await, 2);
+        // A third is refused with a clear error.
+        let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
+        let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}});
+        let http = reqwest::Client::new();
+        let r = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("too many client sessions"), "{body}");
+        // Idle sessions are closed even though each client holds its GET stream open.
+        let start = Instant::now();
+        while w.app.gateway().http_sessions().await > 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "idle sessions were not reaped");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Room again; and an oversized body is refused with 413.
+        let big = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x".repeat(100_000), "version": "0"}}});
+        let r = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        let three = w.client("/mcp", Client::default()).await;
+        assert!(!tool_names(&three).await.is_empty());
+        drop((one, two, three));
+        w.app.shutdown().await;
     })
     .await;
 }
