@@ -22,7 +22,7 @@ struct Args {
     /// The `warden` binary (default: next to this one).
     #[arg(long)]
     warden: Option<PathBuf>,
-    /// Which benchmarks: crash, hang, crashloop, gateway, cost (default: all).
+    /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
     /// Crash trials.
@@ -68,6 +68,9 @@ fn main() {
     if want("gateway") {
         report += &gateway::overhead(&warden, args.gateway_rounds);
         report += &gateway::replica_kills(&warden, 60);
+    }
+    if want("balancing") {
+        report += &gateway::balancing(&warden, 3);
     }
     if want("cost") {
         report += &cost(&warden, args.instances, args.cost_seconds);

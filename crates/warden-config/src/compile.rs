@@ -415,6 +415,18 @@ fn compile_server(
             d.error(&cpath, format!("must map tool names to durations, not {}", type_name(other)))
         }
     }
+    let balance = match o.str("balance", d) {
+        None => Balance::default(),
+        Some("p2c" | "peak_ewma" | "least_latency") => Balance::PeakEwma,
+        Some("round_robin" | "round-robin") => Balance::RoundRobin,
+        Some(other) => {
+            d.error(
+                &o.path_of("balance"),
+                format!("{other:?} is not a balancing policy (use \"p2c\" or \"round_robin\")"),
+            );
+            Balance::default()
+        }
+    };
     let disabled = o.bool("disabled", d).unwrap_or(false);
     let timeout = o
         .duration("timeout", Duration::from_millis(100), Duration::from_secs(3600), d)
@@ -436,6 +448,7 @@ fn compile_server(
         trusted,
         retry_tools,
         cache,
+        balance,
         timeout,
         health,
         restart,

@@ -14,8 +14,8 @@ mod walk;
 pub use compile::{compile, load, ConfigError, Diagnostic, Loaded};
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    BackoffPolicy, Config, HealthPolicy, ProbeMethod, RemoteKind, RestartMode, RestartPolicy,
-    Secret, ServerSpec, Transport, WardenSettings,
+    BackoffPolicy, Balance, Config, HealthPolicy, ProbeMethod, RemoteKind, RestartMode,
+    RestartPolicy, Secret, ServerSpec, Transport, WardenSettings,
 };
 
 /// Where Warden looks for its config when none is named: `$XDG_CONFIG_HOME/warden/config.json`

@@ -100,6 +100,8 @@ pub struct ServerSpec {
     pub retry_tools: Vec<String>,
     /// Tools whose results may be served from a cache, with how long a result stays fresh.
     pub cache: BTreeMap<String, Duration>,
+    /// How calls are spread over instances.
+    pub balance: Balance,
     /// Default deadline for a call to this server.
     pub timeout: Duration,
     pub health: HealthPolicy,
@@ -119,6 +121,16 @@ impl ServerSpec {
             Transport::Remote { urls, .. } => urls.len() as u32,
         }
     }
+}
+
+/// How calls are spread over a server's instances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Power of two choices on peak-EWMA latency × (calls in flight + 1) (the default).
+    #[default]
+    PeakEwma,
+    /// In turn, ignoring latency (for comparison, or for servers with per-call state).
+    RoundRobin,
 }
 
 /// How Warden reaches a server. Its `Debug` shows only the display forms of args and URLs.

@@ -224,3 +224,34 @@ fn durations_parse_and_format() {
     assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
     assert_eq!(format_duration(Duration::from_secs(120)), "2m");
 }
+
+#[test]
+fn gateway_settings_compile_and_name_bad_fields() {
+    let l = ok(r#"{ "mcpServers": { "s": { "command": "c", "retry": ["search"],
+            "cache": { "lookup": "30s" }, "balance": "round_robin" } },
+        "warden": { "sessions": { "max": 5, "idle_timeout": "2m" }, "max_request_body": 65536 } }"#);
+    let s = &l.config.servers[0];
+    assert_eq!(s.retry_tools, vec!["search".to_owned()]);
+    assert_eq!(s.cache.get("lookup"), Some(&Duration::from_secs(30)));
+    assert_eq!(s.balance, Balance::RoundRobin);
+    assert_eq!(l.config.warden.max_sessions, 5);
+    assert_eq!(l.config.warden.session_idle_timeout, Duration::from_secs(120));
+    assert_eq!(l.config.warden.max_request_body, 65536);
+    let errs = errors(
+        r#"{ "mcpServers": { "s": { "command": "c", "retry": "search",
+            "cache": { "lookup": "soon", "other": 5 }, "balance": "random" } },
+        "warden": { "sessions": { "max": 0 }, "max_request_body": 10 } }"#,
+    );
+    let want = [
+        "mcpServers.s.retry: must be a list of tool names",
+        "mcpServers.s.cache.lookup: \"soon\" is not a duration",
+        "mcpServers.s.cache.other: must be a duration",
+        "mcpServers.s.balance: \"random\" is not a balancing policy",
+        "warden.sessions.max: 0 is out of range",
+        "warden.max_request_body: 10 is out of range",
+    ];
+    for w in want {
+        assert!(errs.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errs:#?}");
+    }
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+}

@@ -8,7 +8,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use warden_config::ServerSpec;
+use warden_config::{Balance, ServerSpec};
 use warden_core::{InstanceId, InstanceState};
 use warden_supervisor::{InstanceLink, InstanceView, Registry};
 use warden_upstream::{Catalog, Session};
@@ -46,8 +46,11 @@ impl PeakEwma {
         self.at = now;
     }
 
+    /// The estimate now: it decays toward zero while no call is observed, so an instance
+    /// left alone after a latency peak is tried again (Tower, Finagle, Linkerd).
     fn get(&self) -> f64 {
-        self.value_ms
+        let idle = Instant::now().duration_since(self.at).as_secs_f64();
+        self.value_ms * (-idle / EWMA_DECAY.as_secs_f64()).exp()
     }
 }
 
@@ -108,6 +111,8 @@ pub(crate) struct Server {
     pub(crate) spec: Arc<ServerSpec>,
     pub(crate) instances: Vec<Instance>,
     pub(crate) budget: Mutex<RetryBudget>,
+    /// Next turn, for round-robin balancing.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Server {
@@ -188,6 +193,7 @@ impl Routes {
                     })
                     .collect(),
                 budget: Mutex::new(RetryBudget::default()),
+                turn: Default::default(),
             })
             .collect();
         Self { servers, generation: watch::channel(0).0 }
@@ -257,6 +263,9 @@ impl Routes {
             let chosen = match usable.len() {
                 0 => continue,
                 1 => 0,
+                n if tier.spec.balance == Balance::RoundRobin => {
+                    tier.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n
+                }
                 n => {
                     let mut rng = rand::thread_rng();
                     let a = rng.gen_range(0..n);

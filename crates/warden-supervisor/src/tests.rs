@@ -175,6 +175,7 @@ fn spec(name: &str) -> ServerSpec {
         trusted: false,
         retry_tools: vec![],
         cache: Default::default(),
+        balance: Default::default(),
         timeout: Duration::from_secs(60),
         health: Default::default(),
         restart: RestartPolicy {
