@@ -79,6 +79,10 @@ pub struct Args {
     /// Start a grandchild process (`sleep`) in the same process group.
     #[arg(long)]
     pub spawn_child: bool,
+    /// Also serve the tools, resources, prompts, completion and logging that the official MCP
+    /// conformance suite (`@modelcontextprotocol/conformance`) calls.
+    #[arg(long)]
+    pub conformance: bool,
 }
 
 /// Runs the server until it is killed, crashes as asked, or its client goes away.
@@ -105,6 +109,7 @@ pub async fn run(args: Args) {
         hang_after: args.hang_after,
         hang_after_calls: args.hang_after_calls,
         tools_change_every: args.tools_change_every,
+        conformance: args.conformance,
     };
     let server = Misbehave::new(knobs.clone());
     if let Some(after) = knobs.crash_after {

@@ -5,8 +5,11 @@
 //! seconds, a hang (stops answering everything), garbage on stdout, chatter on stderr, tool
 //! lists that change at run time, and a grandchild process (to test process-group cleanup).
 //! Over HTTP it speaks Streamable HTTP (`--http`) or the legacy HTTP+SSE transport (`--sse`).
+//! With `--conformance` it also serves the tools, resources and prompts the official MCP
+//! conformance suite calls (`scripts/conformance`).
 
 pub mod cli;
+mod conformance;
 mod garbage;
 mod server;
 mod sse;

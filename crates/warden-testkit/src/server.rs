@@ -4,17 +4,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// Logging is deprecated by SEP-2577 (2026-07-28); the conformance suite tests it.
+#[allow(deprecated)]
+use rmcp::model::SetLevelRequestParams;
 use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, GetPromptRequestMethod, GetPromptRequestParams, GetPromptResponse,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestMethod,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    SetLevelRequestMethod, SubscribeRequestMethod, SubscribeRequestParams, Tool, ToolAnnotations,
+    UnsubscribeRequestMethod, UnsubscribeRequestParams,
 };
 use rmcp::service::{
     NotificationContext, RequestContext, RoleServer, SubscriptionContext, SubscriptionSink,
 };
 use rmcp::{ErrorData, Peer, ServerHandler};
 use serde_json::{json, Map, Value};
+
+use crate::conformance::{self, Conformance};
 
 /// How the server misbehaves. Every knob is off by default.
 #[derive(Clone, Debug, Default)]
@@ -39,6 +48,8 @@ pub struct Knobs {
     pub hang_after_calls: Option<u64>,
     /// Add or remove a tool (and announce `list_changed`) this often.
     pub tools_change_every: Option<Duration>,
+    /// Also serve what the MCP conformance suite calls (`conformance.rs`).
+    pub conformance: bool,
 }
 
 /// The server state, shared by every session.
@@ -58,6 +69,7 @@ struct Inner {
     /// 2026-07-28 clients hear `list_changed` only on their `subscriptions/listen` streams.
     sinks: Mutex<Vec<(u64, SubscriptionSink)>>,
     next_sink: AtomicU64,
+    conformance: Option<Conformance>,
 }
 
 fn schema(v: Value) -> Arc<Map<String, Value>> {
@@ -69,8 +81,10 @@ fn schema(v: Value) -> Arc<Map<String, Value>> {
 
 impl Misbehave {
     pub fn new(knobs: Knobs) -> Self {
+        let conformance = knobs.conformance.then(Conformance::default);
         Self {
             inner: Arc::new(Inner {
+                conformance,
                 knobs,
                 started: Instant::now(),
                 calls: AtomicU64::new(0),
@@ -128,7 +142,22 @@ impl Misbehave {
                 schema(json!({"type": "object", "properties": {}})),
             ));
         }
+        if self.inner.conformance.is_some() {
+            tools.extend(conformance::tools());
+        }
         tools
+    }
+
+    fn conformance(&self) -> Option<&Conformance> {
+        self.inner.conformance.as_ref()
+    }
+
+    /// With `--conformance`, its state once this request has had its misbehaviour (latency,
+    /// hang); without, `None` at once, so these requests keep rmcp's default answers.
+    async fn conformance_request(&self) -> Option<&Conformance> {
+        let c = self.inner.conformance.as_ref()?;
+        self.misbehave().await;
+        Some(c)
     }
 
     fn is_hung(&self) -> bool {
@@ -186,10 +215,12 @@ fn num(args: &Option<Map<String, Value>>, key: &str) -> Result<f64, ErrorData> {
 
 impl ServerHandler for Misbehave {
     fn get_info(&self) -> ServerConfig {
-        let mut config = ServerConfig::new(
-            ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build(),
-        )
-        .with_instructions("A deliberately misbehaving MCP server for testing Warden.");
+        let capabilities = match self.conformance() {
+            Some(_) => conformance::capabilities(),
+            None => ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build(),
+        };
+        let mut config = ServerConfig::new(capabilities)
+            .with_instructions("A deliberately misbehaving MCP server for testing Warden.");
         config.server_info = Implementation::new("mcp-misbehave", env!("CARGO_PKG_VERSION"));
         config
     }
@@ -245,6 +276,9 @@ impl ServerHandler for Misbehave {
         if k.error_rate > 0.0 && rand::random::<f64>() < k.error_rate {
             return Err(ErrorData::internal_error("injected failure", None));
         }
+        if let Some(c) = self.conformance().filter(|_| conformance::is_tool(&req.name)) {
+            return c.call_tool(req, ctx).await;
+        }
         match req.name.as_ref() {
             "echo" => {
                 let text = req
@@ -291,5 +325,93 @@ impl ServerHandler for Misbehave {
             }
             other => Err(ErrorData::invalid_params(format!("unknown tool {other:?}"), None)),
         }
+    }
+
+    // The conformance suite's resources, prompts, completion and logging (`--conformance`);
+    // without it these keep rmcp's defaults (empty lists, method not found).
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(self.conformance_request().await.map(Conformance::list_resources).unwrap_or_default())
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let c = self.conformance_request().await;
+        Ok(c.map(Conformance::list_resource_templates).unwrap_or_default())
+    }
+
+    async fn read_resource(
+        &self,
+        req: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let c = self.conformance_request().await;
+        let c = c.ok_or_else(ErrorData::method_not_found::<ReadResourceRequestMethod>)?;
+        c.read_resource(&req).map(Into::into)
+    }
+
+    async fn subscribe(
+        &self,
+        req: SubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let c = self.conformance_request().await;
+        c.ok_or_else(ErrorData::method_not_found::<SubscribeRequestMethod>)?.subscribe(&req.uri);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        req: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let c = self.conformance_request().await;
+        c.ok_or_else(ErrorData::method_not_found::<UnsubscribeRequestMethod>)?
+            .unsubscribe(&req.uri);
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(self.conformance_request().await.map(Conformance::list_prompts).unwrap_or_default())
+    }
+
+    async fn get_prompt(
+        &self,
+        req: GetPromptRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let c = self.conformance_request().await;
+        let c = c.ok_or_else(ErrorData::method_not_found::<GetPromptRequestMethod>)?;
+        c.get_prompt(&req).map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        req: CompleteRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        Ok(self.conformance_request().await.map(|c| c.complete(&req)).unwrap_or_default())
+    }
+
+    #[allow(deprecated)] // SetLevelRequestParams: see the import
+    async fn set_level(
+        &self,
+        req: SetLevelRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let c = self.conformance_request().await;
+        c.ok_or_else(ErrorData::method_not_found::<SetLevelRequestMethod>)?.set_level(&req);
+        Ok(())
     }
 }
