@@ -4,7 +4,9 @@
     client_check.py stdio WARDEN CONFIG DB
 
 Lists tools, expects a__echo and b__echo, calls a__echo and checks the answer, calls a tool of
-a dead server (when DEAD is given as a third http argument) and checks the clear error.
+a dead server (when DEAD is given as a third http argument) and checks the clear error. When
+server-everything is behind Warden as `everything`, also: a prompt, a resource, a call with
+progress, and a tool that asks this client to sample (answered by the callback below).
 Prints one JSON line with what it saw; exits non-zero on any mismatch.
 """
 
@@ -17,8 +19,47 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 
+async def sample(context, params):
+    from mcp import types
+
+    return types.CreateMessageResult(
+        role="assistant",
+        content=types.TextContent(type="text", text="sampled by python"),
+        model="test-model",
+    )
+
+
+async def everything(session, seen):
+    prompts = [p.name for p in (await session.list_prompts()).prompts]
+    assert "everything__simple-prompt" in prompts, prompts
+    got = await session.get_prompt("everything__simple-prompt")
+    assert got.messages, got
+    resources = (await session.list_resources()).resources
+    assert resources and all(r.name.startswith("everything__") for r in resources), resources
+    read = await session.read_resource(resources[0].uri)
+    assert read.contents, read
+    progress = []
+
+    async def on_progress(value, total, message):
+        progress.append(value)
+
+    result = await session.call_tool(
+        "everything__trigger-long-running-operation", {"duration": 1, "steps": 2}, progress_callback=on_progress
+    )
+    assert not result.is_error, result
+    for _ in range(50):
+        if len(progress) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert progress == [1, 2], progress
+    result = await session.call_tool("everything__trigger-sampling-request", {"prompt": "hi", "maxTokens": 5})
+    text = "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+    assert "sampled by python" in text, text
+    seen.update({"prompts": len(prompts), "resources": len(resources), "progress": progress, "sampled": True})
+
+
 async def exercise(read, write, dead):
-    async with ClientSession(read, write) as session:
+    async with ClientSession(read, write, sampling_callback=sample) as session:
         init = await session.initialize()
         # Tools appear as servers become routable (announced with list_changed): wait for them.
         for _ in range(200):
@@ -31,6 +72,8 @@ async def exercise(read, write, dead):
         text = "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
         assert text == "from python", result
         seen = {"server": init.server_info.name, "protocol": init.protocol_version, "tools": len(tools), "echo": text}
+        if any(t.startswith("everything__") for t in tools):
+            await everything(session, seen)
         if dead:
             try:
                 await session.call_tool(f"{dead}__echo", {"text": "x"})

@@ -124,10 +124,11 @@ pub(crate) async fn forward(
             let e = last.take().unwrap_or(UpstreamError::Timeout(pick.serving.spec.timeout));
             return Err(failed(req.server, &e));
         }
+        let mut relay = None;
         let progress = ctx.meta.get_progress_token().map(|token| {
             let (tx, mut rx) = mpsc::unbounded_channel::<warden_upstream::Progress>();
             let peer = ctx.peer.clone();
-            tokio::spawn(async move {
+            relay = Some(tokio::spawn(async move {
                 while let Some(p) = rx.recv().await {
                     let mut note = ProgressNotificationParam::new(token.clone(), p.progress);
                     note.total = p.total;
@@ -136,7 +137,7 @@ pub(crate) async fn forward(
                         return;
                     }
                 }
-            });
+            }));
             tx
         });
         let call = Call {
@@ -153,6 +154,10 @@ pub(crate) async fn forward(
         let result = pick.session.request(call).await;
         let rtt = sent.elapsed();
         drop(guard);
+        // Every progress update goes out before the answer (the call's sender is gone now).
+        if let Some(relay) = relay {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), relay).await;
+        }
         let link = &pick.instance.link;
         match result {
             Ok(value) => {

@@ -505,6 +505,17 @@ impl Core {
                     return Err(UpstreamError::Cancelled);
                 }
             };
+            // rmcp hands notifications to tasks it spawns, answers directly: a progress update
+            // the server sent just before its answer may still be on its way. Let those tasks
+            // run, and for a call that has reported progress, wait a moment for stragglers.
+            if in_flight.watches_progress() {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                if self.shared.had_progress(&in_flight) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
             drop(in_flight);
             serde_json::to_value(result).map_err(|e| UpstreamError::Protocol(e.to_string()))
         })

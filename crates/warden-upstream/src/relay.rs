@@ -111,7 +111,8 @@ pub(crate) struct Shared {
 struct State {
     /// Calls in flight per origin.
     origins: HashMap<Origin, usize>,
-    progress: HashMap<ProgressToken, mpsc::UnboundedSender<Progress>>,
+    /// Where each call's progress goes, and how many updates it has had.
+    progress: HashMap<ProgressToken, (mpsc::UnboundedSender<Progress>, u32)>,
 }
 
 /// Unregisters a forwarded call when it ends, however it ends.
@@ -119,6 +120,12 @@ pub(crate) struct InFlight<'a> {
     shared: &'a Shared,
     origin: Origin,
     token: Option<ProgressToken>,
+}
+
+impl InFlight<'_> {
+    pub(crate) fn watches_progress(&self) -> bool {
+        self.token.is_some()
+    }
 }
 
 impl Drop for InFlight<'_> {
@@ -152,13 +159,20 @@ impl Shared {
         token: ProgressToken,
         to: mpsc::UnboundedSender<Progress>,
     ) {
-        self.state.lock().expect("not poisoned").progress.insert(token.clone(), to);
+        self.state.lock().expect("not poisoned").progress.insert(token.clone(), (to, 0));
         call.token = Some(token);
     }
 
-    pub(crate) fn progress(&self, token: &ProgressToken, p: Progress) {
+    /// Whether the call has had progress updates.
+    pub(crate) fn had_progress(&self, call: &InFlight<'_>) -> bool {
         let state = self.state.lock().expect("not poisoned");
-        if let Some(to) = state.progress.get(token) {
+        call.token.as_ref().and_then(|t| state.progress.get(t)).is_some_and(|(_, n)| *n > 0)
+    }
+
+    pub(crate) fn progress(&self, token: &ProgressToken, p: Progress) {
+        let mut state = self.state.lock().expect("not poisoned");
+        if let Some((to, n)) = state.progress.get_mut(token) {
+            *n += 1;
             let _ = to.send(p);
         }
     }

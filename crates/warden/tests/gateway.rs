@@ -351,10 +351,18 @@ async fn the_python_sdk_client_works_over_http_and_stdio() {
     limited(async {
         let script = workspace_root().join("tests/python/client_check.py");
         let dead = misbehave(&["--exit-on-start"], r#", "restart": { "policy": "no" }"#);
-        let cfg =
-            config(&[("a", misbehave(&[], "")), ("b", misbehave(&[], "")), ("dead", dead.clone())]);
+        let everything = format!(
+            r#"{{ "command": "node", "args": [{}, "stdio"] }}"#,
+            json_str(&everything_js())
+        );
+        let cfg = config(&[
+            ("a", misbehave(&[], "")),
+            ("b", misbehave(&[], "")),
+            ("dead", dead.clone()),
+            ("everything", everything),
+        ]);
         let w = serve(cfg).await;
-        w.healthy(&["a", "b"]).await;
+        w.healthy(&["a", "b", "everything"]).await;
         let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
         let out = tokio::process::Command::new(python())
             .arg(&script)
@@ -369,6 +377,8 @@ async fn the_python_sdk_client_works_over_http_and_stdio() {
         assert_eq!(seen["server"], "warden");
         assert_eq!(seen["echo"], "from python");
         assert_eq!(seen["dead_error"], -32001);
+        assert_eq!(seen["sampled"], true, "{seen}");
+        assert_eq!(seen["progress"], serde_json::json!([1.0, 2.0]), "{seen}");
         w.app.shutdown().await;
 
         // stdio: the SDK launches `warden run --stdio` itself, as a desktop client would.
