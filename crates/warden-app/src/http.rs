@@ -25,21 +25,34 @@ struct Inner {
     started: Instant,
     store: Store,
     store_fallback: Option<String>,
-    overview: Box<dyn Fn() -> warden_supervisor::Overview + Send + Sync>,
+    overview: Overview,
+    health: crate::health::Health,
+}
+
+/// Builds the server view from the instances' watch channels (no lock, no query).
+pub(crate) type Overview = Arc<dyn Fn() -> warden_supervisor::Overview + Send + Sync>;
+
+pub(crate) fn overview_of(app: &App) -> Overview {
+    // Views are read through watch channels; the closure owns clones of them.
+    let handles: Vec<_> =
+        app.registry.servers().iter().map(|s| (Arc::clone(&s.spec), s.watchers())).collect();
+    Arc::new(move || overview_from(&handles))
 }
 
 impl State {
-    pub(crate) fn new(app: &App, started: Instant) -> Self {
-        // Views are read through watch channels; the closure owns clones of them.
-        let handles: Vec<_> =
-            app.registry.servers().iter().map(|s| (Arc::clone(&s.spec), s.watchers())).collect();
-        let overview = move || overview_from(&handles);
+    pub(crate) fn new(
+        app: &App,
+        started: Instant,
+        overview: Overview,
+        health: crate::health::Health,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 started,
                 store: app.store.clone(),
                 store_fallback: app.store_fallback.clone(),
-                overview: Box::new(overview),
+                overview,
+                health,
             }),
         }
     }
@@ -62,7 +75,17 @@ fn overview_from(handles: &Handles) -> warden_supervisor::Overview {
 pub(crate) fn router(state: State) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/health/status", get(health_status))
+        .route("/health/ecosystem", get(ecosystem))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .route("/api/servers", get(servers))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": { "status": 404, "message": "no such route" } })),
+            )
+        })
         .with_state(state)
 }
 
@@ -73,17 +96,20 @@ pub(crate) struct Limits {
     pub(crate) max_sessions: usize,
 }
 
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    state: State,
-    guard: crate::guard::Guard,
-    gateway: warden_gateway::Gateway,
-    limits: Limits,
-    stop: CancellationToken,
-) {
+/// Everything the routes need.
+pub(crate) struct Surface {
+    pub(crate) state: State,
+    pub(crate) guard: crate::guard::Guard,
+    pub(crate) limits: Limits,
+    pub(crate) stop: CancellationToken,
+}
+
+/// Every route behind the guard: the API, health, and the MCP endpoints.
+pub(crate) fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
+    let (limits, stop) = (s.limits, &s.stop);
     // The aggregated MCP endpoint and one endpoint per server.
-    let loopback = guard.loopback;
-    let mut app = router(state).nest_service(
+    let loopback = s.guard.loopback;
+    let mut app = router(s.state.clone()).nest_service(
         "/mcp",
         gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
     );
@@ -93,9 +119,11 @@ pub(crate) async fn serve(
             gateway.http_service(Some(name), loopback, limits.sessions, stop.child_token()),
         );
     }
-    let app = app
-        .layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
-        .layer(axum::middleware::from_fn_with_state(guard, crate::guard::check));
+    app.layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
+        .layer(axum::middleware::from_fn_with_state(s.guard.clone(), crate::guard::check))
+}
+
+pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {
     if let Err(e) = axum::serve(
         axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
@@ -156,6 +184,57 @@ async fn health(AxState(state): AxState<State>) -> impl IntoResponse {
             "database": { "ok": store.ok && state.inner.store_fallback.is_none(), "error": store.last_error.or(state.inner.store_fallback.clone()) },
         })),
     )
+}
+
+/// The `HealthCheckResponse` model, from the snapshot refreshed every second. 503 when
+/// unhealthy, so a load balancer can use it too.
+async fn health_status(AxState(state): AxState<State>) -> impl IntoResponse {
+    let snap = state.inner.health.get();
+    let code =
+        if snap.status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, [(axum::http::header::CONTENT_TYPE, "application/json")], snap.body.clone())
+}
+
+/// Every server and instance with its state and reason.
+async fn ecosystem(AxState(state): AxState<State>) -> impl IntoResponse {
+    let o = (state.inner.overview)();
+    Json(json!({
+        "status": o.status,
+        "timestamp": warden_core::now(),
+        "servers": o.servers.iter().map(|s| json!({
+            "name": s.name,
+            "status": s.status,
+            "served_by": s.served_by,
+            "instances": s.instances.iter().map(|i| json!({
+                "id": i.id,
+                "state": i.state,
+                "since": i.since,
+                "reason": i.reason,
+                "pid": i.pid,
+                "restarts": i.restarts,
+                "next_retry_at": i.next_retry_at,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// Alive: the runtime still runs Warden's own tasks.
+async fn livez(AxState(state): AxState<State>) -> impl IntoResponse {
+    if state.inner.health.live() {
+        (StatusCode::OK, Json(json!({ "status": "alive" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "stalled", "reason": "the health task has not run for 10 s" })),
+        )
+    }
+}
+
+/// Ready by the configured readiness policy (`warden.readiness`).
+async fn readyz(AxState(state): AxState<State>) -> impl IntoResponse {
+    let snap = state.inner.health.get();
+    let code = if snap.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "ready": snap.ready, "reason": snap.ready_reason })))
 }
 
 async fn servers(AxState(state): AxState<State>) -> impl IntoResponse {

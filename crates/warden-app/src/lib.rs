@@ -7,6 +7,7 @@
 mod check;
 mod demo;
 mod guard;
+mod health;
 mod http;
 mod render;
 
@@ -48,6 +49,8 @@ pub struct App {
     writer: tokio::task::JoinHandle<()>,
     writer_stop: CancellationToken,
     http: Option<(SocketAddr, tokio::task::JoinHandle<()>, CancellationToken)>,
+    /// What the HTTP routes serve from.
+    surface: Option<http::Surface>,
     /// Why the configured database is not in use, if it is not.
     store_fallback: Option<String>,
     gateway: Gateway,
@@ -139,33 +142,57 @@ impl App {
             writer,
             writer_stop,
             http: None,
+            surface: None,
             store_fallback,
             gateway,
             gateway_stop,
         };
-        if let Some((listener, bound)) = listener {
-            let stop = CancellationToken::new();
-            let state = http::State::new(&app, started);
-            let guard = guard::Guard {
+        // The HTTP surface is built even without a listener (tests drive it directly).
+        let stop = CancellationToken::new();
+        let overview = http::overview_of(&app);
+        let health = health::Health::start(
+            health::Sources {
+                overview: Arc::clone(&overview),
+                store: app.store.clone(),
+                store_fallback: app.store_fallback.clone(),
+                gateway: app.gateway.clone(),
+                readiness: options.config.warden.readiness,
+                critical: options
+                    .config
+                    .servers
+                    .iter()
+                    .filter(|s| s.critical && !s.disabled)
+                    .map(|s| s.name.clone())
+                    .collect(),
+                data_dir: match &options.database {
+                    Location::Sqlite(p) => p.parent().map(Into::into),
+                    Location::Memory => None,
+                },
+                started,
+                listen: listener.as_ref().map(|(_, b)| b.to_string()),
+            },
+            stop.clone(),
+        )
+        .await;
+        let w = &options.config.warden;
+        app.surface = Some(http::Surface {
+            state: http::State::new(&app, started, overview, health),
+            guard: guard::Guard {
                 token: options.token.map(Into::into),
-                loopback: bound.ip().is_loopback(),
-            };
-            let w = &options.config.warden;
-            let limits = http::Limits {
+                loopback: listener.as_ref().is_none_or(|(_, b)| b.ip().is_loopback()),
+            },
+            limits: http::Limits {
                 sessions: warden_gateway::SessionLimits {
                     idle: w.session_idle_timeout,
                     max_body: w.max_request_body,
                 },
                 max_sessions: w.max_sessions,
-            };
-            let task = tokio::spawn(http::serve(
-                listener,
-                state,
-                guard,
-                app.gateway.clone(),
-                limits,
-                stop.clone(),
-            ));
+            },
+            stop: stop.clone(),
+        });
+        if let Some((listener, bound)) = listener {
+            let router = app.router();
+            let task = tokio::spawn(http::serve(listener, router, stop.clone()));
             tracing::info!(listen = %bound, "HTTP API listening");
             app.http = Some((bound, task, stop));
         }
@@ -192,6 +219,12 @@ impl App {
         &self.gateway
     }
 
+    /// Every HTTP route (API, health, MCP) behind the guard, as served on the listener.
+    pub fn router(&self) -> axum::Router {
+        let s = self.surface.as_ref().expect("the HTTP surface is built at start");
+        http::app(s, self.gateway.clone())
+    }
+
     /// The address the HTTP API is bound to.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|(a, _, _)| *a)
@@ -200,6 +233,9 @@ impl App {
     /// Stops serving, stops every instance, flushes the database.
     pub async fn shutdown(self) {
         self.gateway_stop.cancel();
+        if let Some(s) = &self.surface {
+            s.stop.cancel();
+        }
         if let Some((_, task, stop)) = self.http {
             stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
@@ -233,3 +269,6 @@ fn failover_rows(config: &Config) -> Vec<FailoverConfig> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

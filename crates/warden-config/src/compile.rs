@@ -269,6 +269,17 @@ fn compile_warden(
     if let Some(n) = o.uint("max_request_body", 1024, 1 << 30, d) {
         w.max_request_body = n as usize;
     }
+    match o.str("readiness", d) {
+        None => {}
+        Some("critical") => w.readiness = Readiness::Critical,
+        Some("all") => w.readiness = Readiness::All,
+        Some("any") => w.readiness = Readiness::Any,
+        Some("none") => w.readiness = Readiness::None,
+        Some(other) => d.error(
+            &o.path_of("readiness"),
+            format!("{other:?} is not a readiness policy (use \"critical\", \"all\", \"any\" or \"none\")"),
+        ),
+    }
     if let Some(mut defaults) = o.obj("defaults", d) {
         if let Some(h) = defaults.obj("health", d) {
             health = compile_health(h, &health, d);
@@ -428,6 +439,7 @@ fn compile_server(
         }
     };
     let disabled = o.bool("disabled", d).unwrap_or(false);
+    let critical = o.bool("critical", d).unwrap_or(false);
     let timeout = o
         .duration("timeout", Duration::from_millis(100), Duration::from_secs(3600), d)
         .unwrap_or(Duration::from_secs(60));
@@ -449,6 +461,7 @@ fn compile_server(
         retry_tools,
         cache,
         balance,
+        critical,
         timeout,
         health,
         restart,

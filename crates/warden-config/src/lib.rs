@@ -14,7 +14,7 @@ mod walk;
 pub use compile::{compile, load, ConfigError, Diagnostic, Loaded};
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    BackoffPolicy, Balance, Config, HealthPolicy, ProbeMethod, RemoteKind, RestartMode,
+    BackoffPolicy, Balance, Config, HealthPolicy, ProbeMethod, Readiness, RemoteKind, RestartMode,
     RestartPolicy, Secret, ServerSpec, Transport, WardenSettings,
 };
 

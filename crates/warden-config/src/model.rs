@@ -69,6 +69,23 @@ pub struct WardenSettings {
     pub session_idle_timeout: Duration,
     /// Largest MCP request body accepted (413 beyond).
     pub max_request_body: usize,
+    /// When `/readyz` says ready.
+    pub readiness: Readiness,
+}
+
+/// The readiness policy of `/readyz`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every server marked `critical` is routable; with none marked, no server is still
+    /// starting (the default).
+    #[default]
+    Critical,
+    /// Every enabled server is routable.
+    All,
+    /// At least one server is routable.
+    Any,
+    /// Always, once Warden serves HTTP.
+    None,
 }
 
 impl Default for WardenSettings {
@@ -82,6 +99,7 @@ impl Default for WardenSettings {
             max_sessions: 1000,
             session_idle_timeout: Duration::from_secs(30 * 60),
             max_request_body: 4 * 1024 * 1024,
+            readiness: Readiness::default(),
         }
     }
 }
@@ -102,6 +120,8 @@ pub struct ServerSpec {
     pub cache: BTreeMap<String, Duration>,
     /// How calls are spread over instances.
     pub balance: Balance,
+    /// Whether Warden is not ready (`/readyz`) while this server has nothing routable.
+    pub critical: bool,
     /// Default deadline for a call to this server.
     pub timeout: Duration,
     pub health: HealthPolicy,

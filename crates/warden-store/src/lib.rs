@@ -53,6 +53,14 @@ pub struct StoreHealth {
     pub rows_written: u64,
 }
 
+/// The connection pool right now.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -122,6 +130,22 @@ impl Store {
     pub fn set_max_pages(&self, pages: Option<u64>) {
         // 0 means "never set"; u64::MAX means "lifted" (SQLite's own maximum is applied).
         self.max_pages.store(pages.unwrap_or(u64::MAX), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// One round trip to the database (`SELECT 1`), timed.
+    pub async fn ping(&self) -> Result<Duration, sqlx::Error> {
+        let started = std::time::Instant::now();
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Connections: open, idle, and the most allowed.
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     /// Closes the pool (after the writer has flushed).

@@ -176,6 +176,7 @@ fn spec(name: &str) -> ServerSpec {
         retry_tools: vec![],
         cache: Default::default(),
         balance: Default::default(),
+        critical: false,
         timeout: Duration::from_secs(60),
         health: Default::default(),
         restart: RestartPolicy {
