@@ -102,6 +102,7 @@ pub(crate) struct Surface {
     pub(crate) guard: crate::guard::Guard,
     pub(crate) limits: Limits,
     pub(crate) stop: CancellationToken,
+    pub(crate) api: crate::api::Api,
 }
 
 /// Every route behind the guard: the API, health, and the MCP endpoints.
@@ -109,7 +110,7 @@ pub(crate) fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
     let (limits, stop) = (s.limits, &s.stop);
     // The aggregated MCP endpoint and one endpoint per server.
     let loopback = s.guard.loopback;
-    let mut app = router(s.state.clone()).nest_service(
+    let mut app = router(s.state.clone()).merge(crate::api::routes(s.api.clone())).nest_service(
         "/mcp",
         gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
     );

@@ -4,6 +4,7 @@
 //! bus → supervisor registry → HTTP listener. Shutdown runs backwards: stop serving, stop every
 //! instance gracefully, then flush the writer and close the database.
 
+mod api;
 mod check;
 mod demo;
 mod guard;
@@ -189,6 +190,12 @@ impl App {
                 max_sessions: w.max_sessions,
             },
             stop: stop.clone(),
+            api: api::Api {
+                servers: Arc::new(app.registry.servers().to_vec()),
+                gateway: app.gateway.clone(),
+                store: app.store.clone(),
+                bus: Arc::clone(&app.bus),
+            },
         });
         if let Some((listener, bound)) = listener {
             let router = app.router();

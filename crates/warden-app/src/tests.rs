@@ -150,3 +150,48 @@ async fn health_status_degrades_while_the_database_cannot_be_written_and_recover
     .await;
     app.shutdown().await;
 }
+
+async fn post(app: &App, path: &str) -> (StatusCode, Value) {
+    let req = Request::post(path).header("host", "127.0.0.1:7420").body(Body::empty()).unwrap();
+    let res = app.router().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_api_inspects_acts_and_answers_errors_in_one_shape() {
+    let (app, _dir) = start(&format!(r#"{{ "mcpServers": {{ {BROKEN} }} }}"#), None).await;
+    let (code, v) = get(&app, "/api/servers/broken", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["name"], "broken");
+    let (code, v) = get(&app, "/api/servers/nope", None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(v["error"]["message"].as_str().unwrap().contains("nope"), "{v}");
+    let (code, v) = get(&app, "/api/servers/broken/instances/0", None).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["id"], "broken#0");
+    assert_eq!(v["breaker"]["state"], "closed");
+    assert_eq!(v["in_flight"], 0);
+    assert!(v["stats"].is_object() && v["restarts"].is_number(), "{v}");
+    assert_eq!(get(&app, "/api/servers/broken/instances/3", None).await.0, StatusCode::NOT_FOUND);
+    let (code, v) = post(&app, "/api/servers/broken/explode").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["status"], 404);
+    let (code, v) = post(&app, "/api/servers/broken/reset").await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["instances"], 1);
+    let (code, v) = post(&app, "/api/failover/broken/trigger").await;
+    assert_eq!(code, StatusCode::CONFLICT, "no fallback to fail over to: {v}");
+    let (code, v) = post(&app, "/api/failover/broken/enable").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["failover_enabled"], true);
+    assert_eq!(get(&app, "/api/metrics", None).await.0, StatusCode::BAD_REQUEST);
+    until("the failed start recorded, and the operator action", async || {
+        let (_, f) = get(&app, "/api/failures?server=broken", None).await;
+        let actions = app.store().events(Some("operator_action"), 10).await.unwrap();
+        f["failures"].as_array().is_some_and(|a| !a.is_empty()) && !actions.is_empty()
+    })
+    .await;
+    app.shutdown().await;
+}

@@ -30,6 +30,21 @@ pub use breaker::BreakerState;
 pub use handler::Handler;
 pub use route::{Routes, Unavailable};
 
+/// What an operator can do to a server's failover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailoverAction {
+    /// Let the fallback servers serve when this one has nothing routable (the default).
+    Enable,
+    /// Never use the fallbacks.
+    Disable,
+    /// Send every call to the fallbacks now, even while this server is routable.
+    Trigger,
+    /// Probe every fallback instance, without moving any traffic.
+    Test,
+    /// Undo `Trigger`: this server serves again when routable.
+    Restore,
+}
+
 /// Limits on client sessions of the HTTP endpoints.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionLimits {
@@ -84,6 +99,65 @@ impl Gateway {
                 (i.id.clone(), b.state(), b.opened)
             })
             .collect()
+    }
+
+    /// Operator failover controls for `server` (see [`FailoverAction`]); returns the
+    /// resulting failover state, and for `Test`, how each fallback instance answered a probe.
+    pub async fn failover(
+        &self,
+        server: &str,
+        action: FailoverAction,
+    ) -> Result<serde_json::Value, String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.routes.server(server).ok_or_else(|| format!("no server named {server:?}"))?;
+        let mut tested = Vec::new();
+        match action {
+            FailoverAction::Enable => s.failover_enabled.store(true, Relaxed),
+            FailoverAction::Disable => {
+                s.failover_enabled.store(false, Relaxed);
+                s.failover_forced.store(false, Relaxed);
+            }
+            FailoverAction::Trigger => {
+                if s.spec.fallback.is_empty() {
+                    return Err(format!("{server:?} has no fallback servers to fail over to"));
+                }
+                s.failover_enabled.store(true, Relaxed);
+                s.failover_forced.store(true, Relaxed);
+            }
+            FailoverAction::Restore => s.failover_forced.store(false, Relaxed),
+            FailoverAction::Test => {
+                if s.spec.fallback.is_empty() {
+                    return Err(format!("{server:?} has no fallback servers to test"));
+                }
+                for f in &s.spec.fallback {
+                    let Some(fs) = self.routes.server(f) else { continue };
+                    for i in &fs.instances {
+                        let result = match i.link.session() {
+                            None => Err("no live session".to_owned()),
+                            Some(session) => session
+                                .probe(warden_config::ProbeMethod::Auto, Duration::from_secs(2))
+                                .await
+                                .map_err(|e| e.to_string()),
+                        };
+                        tested.push(serde_json::json!({
+                            "instance": i.id,
+                            "ok": result.is_ok(),
+                            "rtt_ms": result.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
+                            "error": result.err(),
+                        }));
+                    }
+                }
+            }
+        }
+        let served_by = self.routes.serving_catalog(server).map(|(srv, _)| srv.spec.name.clone());
+        Ok(serde_json::json!({
+            "server": server,
+            "fallbacks": s.spec.fallback,
+            "failover_enabled": s.failover_enabled.load(Relaxed),
+            "forced": s.failover_forced.load(Relaxed),
+            "served_by": served_by,
+            "test": (action == FailoverAction::Test).then_some(tested),
+        }))
     }
 
     /// Client sessions known to the handlers (HTTP and stdio).

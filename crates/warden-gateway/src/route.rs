@@ -113,6 +113,10 @@ pub(crate) struct Server {
     pub(crate) budget: Mutex<RetryBudget>,
     /// Next turn, for round-robin balancing.
     turn: std::sync::atomic::AtomicUsize,
+    /// Operator switch: whether the fallback tiers may serve (on by default).
+    pub(crate) failover_enabled: std::sync::atomic::AtomicBool,
+    /// Operator switch: the fallbacks serve even while this server is routable.
+    pub(crate) failover_forced: std::sync::atomic::AtomicBool,
 }
 
 impl Server {
@@ -194,6 +198,8 @@ impl Routes {
                     .collect(),
                 budget: Mutex::new(RetryBudget::default()),
                 turn: Default::default(),
+                failover_enabled: std::sync::atomic::AtomicBool::new(true),
+                failover_forced: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         Self { servers, generation: watch::channel(0).0 }
@@ -251,8 +257,11 @@ impl Routes {
                 retry_after_ms: 0,
             });
         };
-        let tiers = std::iter::once(server)
-            .chain(server.spec.fallback.iter().filter_map(|f| self.server(f)));
+        use std::sync::atomic::Ordering::Relaxed;
+        let own = (!server.failover_forced.load(Relaxed)).then_some(server);
+        let fallbacks: &[String] =
+            if server.failover_enabled.load(Relaxed) { &server.spec.fallback } else { &[] };
+        let tiers = own.into_iter().chain(fallbacks.iter().filter_map(|f| self.server(f)));
         for tier in tiers {
             let usable: Vec<(&Instance, Arc<dyn Session>)> = tier
                 .instances

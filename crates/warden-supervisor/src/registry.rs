@@ -24,7 +24,8 @@ pub struct SupervisorOptions {
     pub samples: Option<mpsc::Sender<MetricSample>>,
 }
 
-/// One server's instances.
+/// One server's instances (cheap to clone: channels and shared links).
+#[derive(Clone)]
 pub struct ServerHandle {
     pub spec: Arc<ServerSpec>,
     instances: Vec<(watch::Receiver<InstanceView>, mpsc::Sender<Command>, Arc<InstanceLink>)>,

@@ -560,3 +560,44 @@ async fn sessions_are_limited_reaped_when_idle_and_bodies_are_bounded() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_triggers_tests_and_restores_a_failover() {
+    limited(async {
+        let primary = misbehave(&[], r#", "fallback": ["backup"]"#);
+        let w = serve(config(&[("primary", primary), ("backup", misbehave(&[], ""))])).await;
+        w.healthy(&["primary", "backup"]).await;
+        let handler = Client::default();
+        let c = w.client("/mcp", handler.clone()).await;
+        let base = format!("http://{}", w.app.http_addr().unwrap());
+        let http = reqwest::Client::new();
+        let post = |what: &str| http.post(format!("{base}/api/failover/primary/{what}")).send();
+        let v: serde_json::Value = post("test").await.unwrap().json().await.unwrap();
+        assert_eq!(v["test"][0]["instance"], "backup#0", "{v}");
+        assert_eq!(v["test"][0]["ok"], true, "{v}");
+        assert_eq!(v["served_by"], "primary", "testing moves no traffic: {v}");
+        let before = handler.list_changed.load(Ordering::SeqCst);
+        let v: serde_json::Value = post("trigger").await.unwrap().json().await.unwrap();
+        assert_eq!(v["served_by"], "backup", "{v}");
+        let r = call_echo(&c, "primary__echo", "via backup").await.unwrap();
+        assert_eq!(text(&r), "via backup");
+        let start = Instant::now();
+        while handler.list_changed.load(Ordering::SeqCst) == before {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "no list_changed on a manual failover"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let v: serde_json::Value = post("restore").await.unwrap().json().await.unwrap();
+        assert_eq!(v["served_by"], "primary", "{v}");
+        assert_eq!(v["forced"], false);
+        let r = post("bogus").await.unwrap();
+        assert_eq!(r.status(), 404);
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert!(e["error"]["message"].as_str().unwrap().contains("bogus"), "{e}");
+        drop(c);
+        w.app.shutdown().await;
+    })
+    .await;
+}
