@@ -91,4 +91,85 @@ pub(crate) enum Command {
     /// A deliberately misbehaving MCP server, for tests and the demo.
     #[command(hide = true)]
     Misbehave(Box<warden_testkit::cli::Args>),
+    /// Show a running Warden's servers and instances (exit 0 healthy, 1 degraded,
+    /// 2 unhealthy, 69 unreachable).
+    Status {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Print the server view as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart a server's instances (gracefully) on a running Warden.
+    Restart(ActionArgs),
+    /// Stop a server's instances on a running Warden; they stay stopped until `start`.
+    Stop(ActionArgs),
+    /// Start a stopped or failed server's instances on a running Warden.
+    Start(ActionArgs),
+    /// Clear a server's restart history (backoff, crash-loop limit) on a running Warden.
+    Reset(ActionArgs),
+    /// Control a server's failover to its fallback servers on a running Warden.
+    Failover {
+        /// The server whose failover to control.
+        name: String,
+        /// enable, disable, trigger (fail over now), test (probe the fallbacks), restore.
+        #[arg(value_enum)]
+        action: FailoverCmd,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Print a running Warden's recent events, or follow them live with --follow.
+    Events(EventsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct EventsArgs {
+    /// Keep printing events as they happen, until interrupted (reconnects if Warden restarts).
+    #[arg(short, long)]
+    pub(crate) follow: bool,
+    /// Only this server's events.
+    #[arg(long)]
+    pub(crate) server: Option<String>,
+    /// Only events of this kind (state_changed, process_exited, failure, recovered, …).
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// How many recent events to print first (with --follow, 0 prints only new ones).
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub(crate) limit: u32,
+    /// One JSON object per line, exactly as Warden sends them.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+/// How to reach a running Warden.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct RemoteArgs {
+    /// Warden's HTTP address.
+    #[arg(long, env = "WARDEN_URL", default_value = "http://127.0.0.1:7420")]
+    pub(crate) url: String,
+    /// The bearer token, if Warden requires one.
+    #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ActionArgs {
+    /// The server to act on.
+    pub(crate) name: String,
+    /// Only this instance (its index: 0 for name#0).
+    #[arg(long)]
+    pub(crate) instance: Option<u32>,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum FailoverCmd {
+    Enable,
+    Disable,
+    Trigger,
+    Test,
+    Restore,
 }

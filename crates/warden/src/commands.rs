@@ -39,6 +39,15 @@ pub(crate) async fn dispatch(command: Command) -> ExitCode {
         }
         Command::Validate { config } => validate(config),
         Command::Misbehave(_) => unreachable!("handled in main"),
+        Command::Status { remote, json } => crate::remote::status(&remote, json).await,
+        Command::Restart(a) => crate::remote::act(&a, "restart").await,
+        Command::Stop(a) => crate::remote::act(&a, "stop").await,
+        Command::Start(a) => crate::remote::act(&a, "start").await,
+        Command::Reset(a) => crate::remote::act(&a, "reset").await,
+        Command::Failover { name, action, remote } => {
+            crate::remote::failover(&remote, &name, action).await
+        }
+        Command::Events(args) => crate::events::run(&args).await,
     }
 }
 

@@ -2,7 +2,9 @@
 
 mod cli;
 mod commands;
+mod events;
 mod redact;
+mod remote;
 
 use std::process::ExitCode;
 

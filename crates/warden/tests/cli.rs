@@ -362,3 +362,73 @@ fn run_refuses_a_taken_port_and_a_postgres_url_clearly() {
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(err.contains("postgres://") && !err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn status_and_actions_work_against_a_running_warden() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        write_config(&dir, &format!(r#"{{ "mcpServers": {{ "a": {} }} }}"#, misbehave(&[], "")));
+    let port = free_port();
+    let token = "t0ken-abcdefghijklmnop";
+    let mut child = run_cmd(&dir, &cfg, &dir.path().join("w.db"), &format!("127.0.0.1:{port}"))
+        .env("WARDEN_TOKEN", token)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    poll_json(&format!("{url}/health"), Duration::from_secs(20), |v| v["status"] == "ok");
+    let cli = |args: &[&str], with_token: bool| {
+        let mut c = warden_cmd(&dir);
+        c.args(args).args(["--url", &url]).env_remove("WARDEN_TOKEN");
+        if with_token {
+            c.env("WARDEN_TOKEN", token);
+        }
+        c.output().unwrap()
+    };
+    // Without the token: a clear message, exit 1.
+    let out = cli(&["status"], false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"), "{out:?}");
+    // The table, and the JSON view.
+    let out = cli(&["status"], true);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("a#0") && table.contains("healthy") && table.contains("overall"),
+        "{table}"
+    );
+    assert!(!table.contains("\x1b["), "no colors when not on a terminal");
+    let out = cli(&["status", "--json"], true);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid = v["servers"][0]["instances"][0]["pid"].as_u64().unwrap();
+    // Restart: a new process serves.
+    let out = cli(&["restart", "a"], true);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let start = Instant::now();
+    loop {
+        let out = cli(&["status", "--json"], true);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let now = v["servers"][0]["instances"][0]["pid"].as_u64();
+        if now.is_some_and(|p| p != pid) && v["servers"][0]["instances"][0]["state"] != "starting" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no new process after restart: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Errors from the API are shown as they are.
+    let out = cli(&["failover", "a", "trigger"], true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no fallback"), "{out:?}");
+    let out = cli(&["stop", "nope"], true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no server named"), "{out:?}");
+    signal(child.id(), Signal::SIGTERM);
+    assert!(child.wait().unwrap().success());
+    // Nobody there: exit 69, and credentials in the URL are not echoed.
+    let out = warden_cmd(&dir)
+        .args(["status", "--url", &format!("http://me:s3cret-pw@127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach") && !err.contains("s3cret"), "{err}");
+}
