@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+mod events;
 mod gateway;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -22,7 +23,7 @@ struct Args {
     /// The `warden` binary (default: next to this one).
     #[arg(long)]
     warden: Option<PathBuf>,
-    /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost (default: all).
+    /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost, events (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
     /// Crash trials.
@@ -40,6 +41,12 @@ struct Args {
     /// Seconds the cost benchmark measures for.
     #[arg(long, default_value_t = 60)]
     cost_seconds: u64,
+    /// Rounds of the event stream benchmark (each: 0, 1 and 50 subscribers).
+    #[arg(long, default_value_t = 3)]
+    events_rounds: usize,
+    /// Seconds each event stream window measures for.
+    #[arg(long, default_value_t = 10)]
+    events_seconds: u64,
 }
 
 fn main() {
@@ -74,6 +81,9 @@ fn main() {
     }
     if want("cost") {
         report += &cost(&warden, args.instances, args.cost_seconds);
+    }
+    if want("events") {
+        report += &events::stream_cost(&warden, args.events_rounds, args.events_seconds);
     }
     println!("{report}");
 }

@@ -39,7 +39,11 @@ pub async fn check(mut config: Config, options: CheckOptions) -> Overview {
         &config,
         options.connectors.unwrap_or_else(|| crate::real_connectors(Default::default())),
         Arc::clone(&bus),
-        SupervisorOptions { metrics_interval: Duration::from_secs(3600), samples: None },
+        SupervisorOptions {
+            metrics_interval: Duration::from_secs(3600),
+            samples: None,
+            metrics: Default::default(),
+        },
     );
     let deadline = Instant::now() + options.timeout;
     loop {

@@ -23,6 +23,21 @@ pub(crate) struct Guard {
 /// Routes that answer without a token (load balancers and supervisors poll them).
 const OPEN: &[&str] = &["/health", "/livez", "/readyz"];
 
+/// Routes that also take the token as `?token=`: a browser's `EventSource` and `WebSocket`
+/// cannot send an `Authorization` header. Only these read-only streams: a URL can end up in
+/// a browser's history or a proxy's log, so anything that acts needs the header. Warden
+/// itself never logs a request's URL.
+const QUERY_TOKEN: &[&str] = &["/events", "/ws"];
+
+/// The `token` query parameter, percent-decoded.
+fn query_token(uri: &axum::http::Uri) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Q {
+        token: Option<String>,
+    }
+    axum::extract::Query::<Q>::try_from_uri(uri).ok()?.0.token
+}
+
 fn reject(status: StatusCode, message: &str) -> Response {
     (
         status,
@@ -76,11 +91,15 @@ pub(crate) async fn check(State(guard): State<Guard>, req: Request, next: Next) 
     }
     if let Some(token) = &guard.token {
         if !OPEN.contains(&req.uri().path()) {
-            let given = headers
+            let header = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .unwrap_or("");
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            let query = match header {
+                None if QUERY_TOKEN.contains(&req.uri().path()) => query_token(req.uri()),
+                _ => None,
+            };
+            let given = header.or(query.as_deref()).unwrap_or("");
             if !same(given.as_bytes(), token.as_bytes()) {
                 let mut r = reject(StatusCode::UNAUTHORIZED, "a bearer token is required");
                 r.headers_mut()

@@ -39,6 +39,8 @@ pub(crate) struct Sources {
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) started: Instant,
     pub(crate) listen: Option<String>,
+    pub(crate) event_log: crate::eventlog::LogStatus,
+    pub(crate) stream: crate::stream::Stream,
 }
 
 /// The latest snapshot.
@@ -206,6 +208,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
     let db_slow = db_latency.is_some_and(|ms| ms > DB_SLOW_MS);
     let (disk_check, disk_ok) = disk(src.data_dir.as_ref());
     let lag_ok = lag_ms <= LAG_DEGRADED_MS;
+    let (event_log, event_log_ok) = src.event_log.check();
     let (ready, ready_reason) = readiness(src.readiness, &src.critical, &overview);
 
     let servers = overview.servers.len();
@@ -226,6 +229,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
         || db_slow
         || !disk_ok
         || !lag_ok
+        || !event_log_ok
         || overview.status != ServerStatus::Healthy
     {
         "degraded"
@@ -273,6 +277,8 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
                 "status": if lag_ok { "ok" } else { "lagging" },
                 "lag_ms": (lag_ms * 1000.0).round() / 1000.0,
             },
+            "event_log": event_log,
+            "event_stream": src.stream.check(),
             "upstreams": {
                 "status": overview.status,
                 "servers": servers,

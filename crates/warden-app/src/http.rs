@@ -27,6 +27,7 @@ struct Inner {
     store_fallback: Option<String>,
     overview: Overview,
     health: crate::health::Health,
+    metrics: warden_metrics::Metrics,
 }
 
 /// Builds the server view from the instances' watch channels (no lock, no query).
@@ -53,6 +54,7 @@ impl State {
                 store_fallback: app.store_fallback.clone(),
                 overview,
                 health,
+                metrics: app.registry.metrics().clone(),
             }),
         }
     }
@@ -80,6 +82,7 @@ pub(crate) fn router(state: State) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/api/servers", get(servers))
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -102,6 +105,7 @@ pub(crate) struct Surface {
     pub(crate) guard: crate::guard::Guard,
     pub(crate) limits: Limits,
     pub(crate) stop: CancellationToken,
+    pub(crate) stream: crate::stream::Stream,
     pub(crate) api: crate::api::Api,
 }
 
@@ -110,10 +114,13 @@ pub(crate) fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
     let (limits, stop) = (s.limits, &s.stop);
     // The aggregated MCP endpoint and one endpoint per server.
     let loopback = s.guard.loopback;
-    let mut app = router(s.state.clone()).merge(crate::api::routes(s.api.clone())).nest_service(
-        "/mcp",
-        gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
-    );
+    let mut app = router(s.state.clone())
+        .merge(crate::api::routes(s.api.clone()))
+        .merge(crate::stream::routes(s.stream.clone()))
+        .nest_service(
+            "/mcp",
+            gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
+        );
     for name in gateway.server_names() {
         app = app.nest_service(
             &format!("/servers/{name}/mcp"),
@@ -125,14 +132,10 @@ pub(crate) fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
 }
 
 pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {
-    if let Err(e) = axum::serve(
-        axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        }),
-        app,
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await
+    // TCP_NODELAY, and a client that takes nothing for 20 s is cut off (a stuck /events
+    // subscriber must not hold its connection forever).
+    let listener = crate::send_timeout::Listener::new(listener, crate::send_timeout::SEND_TIMEOUT);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
     {
         tracing::error!(error = %e, "HTTP server failed");
     }
@@ -240,4 +243,9 @@ async fn readyz(AxState(state): AxState<State>) -> impl IntoResponse {
 
 async fn servers(AxState(state): AxState<State>) -> impl IntoResponse {
     Json((state.inner.overview)())
+}
+
+/// Prometheus text exposition (see `metrics.rs`).
+async fn metrics(AxState(state): AxState<State>) -> impl IntoResponse {
+    crate::metrics::exposition(&state.inner.metrics)
 }

@@ -7,10 +7,15 @@
 mod api;
 mod check;
 mod demo;
+mod eventlog;
 mod guard;
 mod health;
 mod http;
+mod metrics;
 mod render;
+mod send_timeout;
+mod stream;
+mod tools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +61,8 @@ pub struct App {
     store_fallback: Option<String>,
     gateway: Gateway,
     gateway_stop: CancellationToken,
+    /// The JSONL event log next to the database.
+    event_log: eventlog::EventLog,
 }
 
 /// Why Warden could not start.
@@ -99,6 +106,9 @@ impl App {
         let (events_tx, events_rx) = mpsc::channel(16_384);
         let (samples_tx, samples_rx) = mpsc::channel(16_384);
         let bus = EventBus::new(Some(events_tx));
+        // Counting starts before anything can emit, so /metrics misses no event.
+        let metrics = warden_metrics::Metrics::new();
+        metrics.spawn_event_counter(bus.subscribe());
         let writer_stop = CancellationToken::new();
         let writer = store.spawn_writer(
             events_rx,
@@ -109,6 +119,11 @@ impl App {
                 bus: Some(Arc::clone(&bus)),
             },
             writer_stop.clone(),
+        );
+        let event_log = eventlog::EventLog::start(
+            eventlog::dir_for(&options.database),
+            options.config.warden.retention,
+            &bus,
         );
         match store.abandon_open_failures().await {
             Ok(0) => {}
@@ -131,6 +146,7 @@ impl App {
             SupervisorOptions {
                 metrics_interval: options.config.warden.metrics_interval,
                 samples: Some(samples_tx),
+                metrics,
             },
         );
         let gateway = Gateway::new(&registry, &relay);
@@ -147,10 +163,13 @@ impl App {
             store_fallback,
             gateway,
             gateway_stop,
+            event_log,
         };
         // The HTTP surface is built even without a listener (tests drive it directly).
         let stop = CancellationToken::new();
         let overview = http::overview_of(&app);
+        metrics::register(&app, started);
+        let stream = stream::Stream::start(&app.bus, app.store.clone(), stop.clone());
         let health = health::Health::start(
             health::Sources {
                 overview: Arc::clone(&overview),
@@ -171,13 +190,22 @@ impl App {
                 },
                 started,
                 listen: listener.as_ref().map(|(_, b)| b.to_string()),
+                event_log: app.event_log.status(),
+                stream: stream.clone(),
             },
             stop.clone(),
         )
         .await;
+        app.gateway.install_builtin(Arc::new(tools::Tools {
+            overview: Arc::clone(&overview),
+            health: health.clone(),
+            store: app.store.clone(),
+            gateway: app.gateway.clone(),
+            servers: Arc::new(app.registry.servers().to_vec()),
+        }));
         let w = &options.config.warden;
         app.surface = Some(http::Surface {
-            state: http::State::new(&app, started, overview, health),
+            state: http::State::new(&app, started, Arc::clone(&overview), health.clone()),
             guard: guard::Guard {
                 token: options.token.map(Into::into),
                 loopback: listener.as_ref().is_none_or(|(_, b)| b.ip().is_loopback()),
@@ -190,6 +218,7 @@ impl App {
                 max_sessions: w.max_sessions,
             },
             stop: stop.clone(),
+            stream,
             api: api::Api {
                 servers: Arc::new(app.registry.servers().to_vec()),
                 gateway: app.gateway.clone(),
@@ -249,6 +278,7 @@ impl App {
         }
         let deadline = self.registry.stop_deadline();
         self.registry.shutdown(deadline).await;
+        self.event_log.close().await;
         self.writer_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.writer).await;
         self.store.close().await;
@@ -277,5 +307,7 @@ fn failover_rows(config: &Config) -> Vec<FailoverConfig> {
         .collect()
 }
 
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

@@ -318,6 +318,8 @@ fn compile_server(
 ) -> Option<ServerSpec> {
     if name.is_empty() || name.contains("__") || name.contains('#') || name.contains('/') {
         d.error(path, "a server name must be non-empty and contain no \"__\", \"#\" or \"/\"");
+    } else if name == "warden" {
+        d.error(path, "the name \"warden\" is reserved for Warden's own tools (warden__…)");
     }
     let mut o = Obj::new(path.to_owned(), value, d)?;
     let kind = transport_kind(&mut o, d);

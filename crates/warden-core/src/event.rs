@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
@@ -18,6 +18,12 @@ impl TraceId {
     pub fn random() -> Self {
         // The all-zero id is invalid in W3C trace context.
         Self(rand::random::<u128>() | 1)
+    }
+
+    /// A W3C `traceparent` header value for this trace, with `span` as the parent id (an
+    /// event's sequence number: never zero, which W3C forbids) and the sampled flag.
+    pub fn traceparent(self, span: u64) -> String {
+        format!("00-{self}-{:016x}-01", span.max(1))
     }
 }
 
@@ -151,6 +157,8 @@ impl EventKind {
 /// One occurrence, stamped.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
+    /// Position in this run's stream, from 1, set by [`EventBus::emit`] (0 until emitted).
+    pub seq: u64,
     pub at: Timestamp,
     pub trace_id: TraceId,
     pub instance: Option<InstanceId>,
@@ -160,7 +168,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(instance: Option<InstanceId>, trace_id: TraceId, kind: EventKind) -> Self {
-        Self { at: crate::now(), trace_id, instance, kind }
+        Self { seq: 0, at: crate::now(), trace_id, instance, kind }
     }
 
     fn log(&self) {
@@ -231,16 +239,22 @@ pub struct EventBus {
     live: broadcast::Sender<Arc<Event>>,
     recorder: Option<mpsc::Sender<Arc<Event>>>,
     dropped: AtomicU64,
+    /// The last sequence number given out. Held while an event is handed on (two `try_send`s,
+    /// never a wait), so the store and every subscriber see events in `seq` order.
+    seq: Mutex<u64>,
 }
 
 impl EventBus {
     pub fn new(recorder: Option<mpsc::Sender<Arc<Event>>>) -> Arc<Self> {
         let (live, _) = broadcast::channel(1024);
-        Arc::new(Self { live, recorder, dropped: AtomicU64::new(0) })
+        Arc::new(Self { live, recorder, dropped: AtomicU64::new(0), seq: Mutex::new(0) })
     }
 
-    pub fn emit(&self, event: Event) {
+    pub fn emit(&self, mut event: Event) {
         event.log();
+        let mut seq = self.seq.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *seq += 1;
+        event.seq = *seq;
         let event = Arc::new(event);
         if let Some(rec) = &self.recorder {
             if rec.try_send(Arc::clone(&event)).is_err() {

@@ -3,6 +3,7 @@
 
 mod event;
 mod state;
+pub mod wire;
 
 pub use event::{Event, EventBus, EventKind, RecoveryAction, TraceId};
 pub use state::{ExitInfo, FailureClass, InstanceId, InstanceState, Reason, ServerStatus};

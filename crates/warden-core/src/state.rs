@@ -61,6 +61,17 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    /// Every state, in lifecycle order (for one-hot exports such as `warden_instance_state`).
+    pub const ALL: [Self; 7] = [
+        Self::Starting,
+        Self::Healthy,
+        Self::Warning,
+        Self::Critical,
+        Self::Offline,
+        Self::Failed,
+        Self::Stopped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Starting => "starting",
@@ -129,6 +140,18 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// Every class (for counters that export a zero for each class from the start).
+    pub const ALL: [Self; 8] = [
+        Self::Timeout,
+        Self::ConnectionError,
+        Self::Authentication,
+        Self::RateLimit,
+        Self::ServerError,
+        Self::Crash,
+        Self::Hang,
+        Self::ProtocolError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",

@@ -83,7 +83,8 @@ pub(crate) async fn forward(
     origin: Origin,
 ) -> Result<Value, ErrorData> {
     let started = Instant::now();
-    if let Some(s) = routes.server(req.server) {
+    let named = routes.server(req.server);
+    if let Some(s) = named {
         s.budget.lock().expect("not poisoned").deposit();
     }
     let mut tried: Vec<InstanceId> = Vec::new();
@@ -93,7 +94,12 @@ pub(crate) async fn forward(
         let exclude: Vec<&InstanceId> = tried.iter().collect();
         let pick = match routes.pick(req.server, &exclude) {
             Ok(p) => p,
-            Err(u) if attempt == 0 => return Err(unavailable(u)),
+            Err(u) if attempt == 0 => {
+                if let Some(s) = named {
+                    s.metrics.unavailable();
+                }
+                return Err(unavailable(u));
+            }
             // No other instance for the retry: report the failure that made us retry.
             Err(_) => {
                 return Err(failed(req.server, last.as_ref().expect("a retry follows a failure")))
@@ -115,6 +121,9 @@ pub(crate) async fn forward(
             }
             None => None,
         };
+        if let Some(s) = named.filter(|s| !std::ptr::eq(*s, pick.serving)) {
+            s.metrics.failover(&pick.serving.spec.name);
+        }
         // Read-only protocol methods are always safe to repeat; tools only when marked so.
         let safe = entry.as_ref().is_none_or(|t| pick.serving.safe_tool(t));
         let deadline = *deadline.get_or_insert(started + pick.serving.spec.timeout);
@@ -197,11 +206,17 @@ pub(crate) async fn forward(
                     pick.serving.budget.lock().expect("not poisoned").withdraw(Instant::now());
                 if attempt == 0 && safe && budget && Instant::now() < deadline {
                     tracing::info!(server = %req.server, method = req.method, instance = %pick.instance.id, error = %e, "retrying on another instance");
+                    if let Some(s) = named {
+                        s.metrics.retry();
+                    }
                     tried.push(pick.instance.id.clone());
                     last = Some(e);
                     continue;
                 }
                 if attempt == 0 && safe && !budget {
+                    if let Some(s) = named {
+                        s.metrics.retry_denied();
+                    }
                     tracing::warn!(server = %req.server, "retry budget exhausted; not retrying");
                 }
                 return Err(failed(req.server, &e));

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     cache: ResultCache,
     /// Collisions already logged, so each is logged once.
     collisions: Mutex<HashSet<String>>,
+    /// Warden's own tools and resources (aggregated endpoint only).
+    pub(crate) builtin: crate::builtin::Slot,
 }
 
 impl Shared {
@@ -53,6 +55,7 @@ impl Shared {
             flights: Flights::default(),
             cache: ResultCache::default(),
             collisions: Mutex::default(),
+            builtin: Default::default(),
         }
     }
 
@@ -182,6 +185,11 @@ impl Handler {
             Some(_) => name.to_owned(),
             None => format!("{server}{SEP}{name}"),
         }
+    }
+
+    /// Warden's own tools and resources, on the aggregated face only.
+    fn builtin(&self) -> Option<&Arc<dyn crate::Builtin>> {
+        self.scope.is_none().then(|| self.shared.builtin.get()).flatten()
     }
 
     /// Every server's serving catalog, in config order.
@@ -387,7 +395,10 @@ impl ServerHandler for Handler {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let mut tools = Vec::new();
+        let mut tools: Vec<Tool> = self
+            .builtin()
+            .map(|b| b.tools().into_iter().filter_map(|t| serde_json::from_value(t).ok()).collect())
+            .unwrap_or_default();
         // A server with nothing routable (and no fallback) simply has no tools right now.
         for (name, catalog) in self.catalogs() {
             for entry in &catalog.tools {
@@ -409,6 +420,13 @@ impl ServerHandler for Handler {
         req: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if let (Some(b), Some(tool)) =
+            (self.builtin(), req.name.strip_prefix(crate::BUILTIN_PREFIX))
+        {
+            let args = Value::Object(req.arguments.clone().unwrap_or_default());
+            let value = b.call(tool, args).await.map_err(|e| ErrorData::invalid_params(e, None))?;
+            return Ok(CallToolResponse::Complete(parse::<CallToolResult>(value, "tool result")?));
+        }
         let value = self.call(req, &ctx).await?;
         if is_input_required(&value) {
             return Ok(CallToolResponse::InputRequired(parse::<InputRequiredResult>(
@@ -464,7 +482,12 @@ impl ServerHandler for Handler {
     ) -> Result<ListResourcesResult, ErrorData> {
         let mut seen: HashSet<String> = HashSet::new();
         let mut owner: std::collections::HashMap<String, String> = Default::default();
-        let mut resources = Vec::new();
+        let mut resources: Vec<Resource> = self
+            .builtin()
+            .map(|b| {
+                b.resources().into_iter().filter_map(|r| serde_json::from_value(r).ok()).collect()
+            })
+            .unwrap_or_default();
         for (name, catalog) in self.catalogs() {
             for entry in &catalog.resources {
                 if !seen.insert(entry.key.clone()) {
@@ -490,7 +513,12 @@ impl ServerHandler for Handler {
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let mut seen: HashSet<String> = HashSet::new();
-        let mut resource_templates = Vec::new();
+        let mut resource_templates: Vec<ResourceTemplate> = self
+            .builtin()
+            .map(|b| {
+                b.templates().into_iter().filter_map(|r| serde_json::from_value(r).ok()).collect()
+            })
+            .unwrap_or_default();
         for (name, catalog) in self.catalogs() {
             for entry in &catalog.templates {
                 if !seen.insert(entry.key.clone()) {
@@ -514,6 +542,14 @@ impl ServerHandler for Handler {
         req: ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        if let Some(read) = self.builtin().and_then(|b| b.read(&req.uri)) {
+            let value = read
+                .await
+                .map_err(|e| ErrorData::resource_not_found(e, Some(json!({ "uri": req.uri }))))?;
+            return Ok(ReadResourceResponse::Complete(parse::<ReadResourceResult>(
+                value, "resource",
+            )?));
+        }
         let server = self.resource_server(&req.uri)?;
         let params = to_params(&req)?;
         let value = self

@@ -10,6 +10,7 @@
 //! This crate and `warden-upstream` are the only ones that name rmcp types.
 
 mod breaker;
+mod builtin;
 mod clients;
 mod forward;
 mod handler;
@@ -27,6 +28,7 @@ use warden_supervisor::Registry;
 use warden_upstream::Relay;
 
 pub use breaker::BreakerState;
+pub use builtin::{Builtin, BUILTIN_PREFIX};
 pub use handler::Handler;
 pub use route::{Routes, Unavailable};
 
@@ -76,6 +78,46 @@ impl Gateway {
         relay.install(Arc::new(clients::Relayer { clients: Arc::clone(&clients) }));
         let shared = Arc::new(handler::Shared::new(Arc::clone(&routes), clients));
         Self { routes, shared, managers: Arc::default() }
+    }
+
+    /// Serves Warden's own tools and resources on the aggregated endpoint.
+    pub fn install_builtin(&self, builtin: Arc<dyn Builtin>) {
+        self.shared.builtin.install(builtin);
+    }
+
+    /// Probes every routable instance of `server` `rounds` times, one after another; returns
+    /// each instance's round-trip times in milliseconds (or its error).
+    pub async fn benchmark(
+        &self,
+        server: &str,
+        rounds: usize,
+    ) -> Result<Vec<(warden_core::InstanceId, Result<Vec<f64>, String>)>, String> {
+        let s = self.routes.server(server).ok_or_else(|| format!("no server named {server:?}"))?;
+        let mut out = Vec::new();
+        for i in &s.instances {
+            let result = match i.link.session() {
+                None => Err("no live session".to_owned()),
+                Some(session) => {
+                    let mut rtts = Vec::with_capacity(rounds);
+                    let mut failed = None;
+                    for _ in 0..rounds {
+                        match session
+                            .probe(warden_config::ProbeMethod::Ping, Duration::from_secs(2))
+                            .await
+                        {
+                            Ok(d) => rtts.push(d.as_secs_f64() * 1000.0),
+                            Err(e) => {
+                                failed = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    failed.map_or(Ok(rtts), Err)
+                }
+            };
+            out.push((i.id.clone(), result));
+        }
+        Ok(out)
     }
 
     /// Client sessions open now on the HTTP endpoints.

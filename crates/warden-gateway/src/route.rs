@@ -111,6 +111,8 @@ pub(crate) struct Server {
     pub(crate) spec: Arc<ServerSpec>,
     pub(crate) instances: Vec<Instance>,
     pub(crate) budget: Mutex<RetryBudget>,
+    /// Retries, failovers and refusals of calls that name this server.
+    pub(crate) metrics: warden_metrics::ServerMetrics,
     /// Next turn, for round-robin balancing.
     turn: std::sync::atomic::AtomicUsize,
     /// Operator switch: whether the fallback tiers may serve (on by default).
@@ -197,6 +199,7 @@ impl Routes {
                     })
                     .collect(),
                 budget: Mutex::new(RetryBudget::default()),
+                metrics: registry.metrics().server(&h.spec.name, &h.spec.fallback),
                 turn: Default::default(),
                 failover_enabled: std::sync::atomic::AtomicBool::new(true),
                 failover_forced: std::sync::atomic::AtomicBool::new(false),

@@ -97,11 +97,25 @@ impl Store {
         kind: Option<&str>,
         limit: i64,
     ) -> Result<Vec<EventRow>, sqlx::Error> {
+        self.events_of(None, kind, limit).await
+    }
+
+    /// Events, newest first; only those of `server` and of `kind` when given (each may be a
+    /// comma-separated list, without spaces).
+    pub async fn events_of(
+        &self,
+        server: Option<&str>,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT id, at, kind, server, instance, trace_id, payload FROM events
-             WHERE (?1 IS NULL OR kind = ?1) ORDER BY id DESC LIMIT ?2",
+             WHERE (?1 IS NULL OR instr(',' || ?1 || ',', ',' || kind || ',') > 0)
+               AND (?2 IS NULL OR instr(',' || ?2 || ',', ',' || server || ',') > 0)
+             ORDER BY id DESC LIMIT ?3",
         )
         .bind(kind)
+        .bind(server)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

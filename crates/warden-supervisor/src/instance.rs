@@ -20,6 +20,7 @@ use warden_health::{
     next_probe_delay, probe_timeout_verdict, should_kill_hung, Backoff, CallOutcome, HealthMachine,
     InstanceStats, ProbeVerdict, RestartIntensity, Thresholds, Transition,
 };
+use warden_metrics::InstanceMetrics;
 use warden_upstream::{
     BoxFuture, Catalog, Connected, Connector, Session, SessionEvent, StopPolicy, UpstreamError,
 };
@@ -75,6 +76,8 @@ pub struct InstanceLink {
     reports: mpsc::Sender<CallReport>,
     session: RwLock<Option<Arc<dyn Session>>>,
     catalog: RwLock<Option<Arc<Catalog>>>,
+    /// This instance's metric handles (the instance loop records into them too).
+    pub(crate) metrics: InstanceMetrics,
 }
 
 impl std::fmt::Debug for InstanceLink {
@@ -84,12 +87,13 @@ impl std::fmt::Debug for InstanceLink {
 }
 
 impl InstanceLink {
-    pub(crate) fn new(reports: mpsc::Sender<CallReport>) -> Self {
+    pub(crate) fn new(reports: mpsc::Sender<CallReport>, metrics: InstanceMetrics) -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
             reports,
             session: RwLock::new(None),
             catalog: RwLock::new(None),
+            metrics,
         }
     }
 
@@ -121,8 +125,14 @@ impl InstanceLink {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    /// Reports how a call ended. Dropped (never blocking) if the queue is full.
+    /// Reports how a call ended. Dropped (never blocking) if the queue is full; counted in
+    /// the metrics (latency, error class) either way.
     pub fn report(&self, latency: Duration, outcome: CallOutcome) {
+        let failed = match &outcome {
+            CallOutcome::Failed(reason) => Some(reason.class),
+            CallOutcome::Ok | CallOutcome::Ignorable => None,
+        };
+        self.metrics.call(latency, failed);
         let _ = self.reports.try_send(CallReport { latency, outcome });
     }
 }
@@ -261,6 +271,7 @@ impl Runner {
                     }
                 }
                 End::Failed { reason, exit, action } => {
+                    self.ctx.link.metrics.failure(reason.class);
                     let clean = exit.as_ref().is_some_and(ExitInfo::is_success);
                     self.open_incident(&reason, action);
                     self.update(|v| {
@@ -627,6 +638,7 @@ impl Runner {
         self.update(|v| v.last_check = Some(warden_core::now()));
         match res {
             Ok(rtt) => {
+                self.ctx.link.metrics.probe_ok(rtt);
                 self.stats.record_ok(now, rtt);
                 self.update(|v| v.latency_ms = Some(rtt.as_secs_f64() * 1000.0));
                 if let Some(t) = self.machine.on_probe_ok(now) {

@@ -8,6 +8,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use warden_config::{Config, ServerSpec};
 use warden_core::{EventBus, InstanceId, MetricSample};
+use warden_metrics::Metrics;
 use warden_upstream::Connector;
 
 use crate::instance::{self, Command, InstanceCtx, InstanceLink};
@@ -22,6 +23,9 @@ pub type ConnectorFactory = Arc<dyn Fn(&ServerSpec) -> Arc<dyn Connector> + Send
 pub struct SupervisorOptions {
     pub metrics_interval: Duration,
     pub samples: Option<mpsc::Sender<MetricSample>>,
+    /// Where probes, calls and failed sessions are counted (the gateway takes its handles
+    /// from here too: [`Registry::metrics`]).
+    pub metrics: Metrics,
 }
 
 /// One server's instances (cheap to clone: channels and shared links).
@@ -65,6 +69,7 @@ pub struct Registry {
     servers: Vec<ServerHandle>,
     tasks: JoinSet<()>,
     shutdown: CancellationToken,
+    metrics: Metrics,
 }
 
 impl Registry {
@@ -87,7 +92,7 @@ impl Registry {
                 let (view_tx, view_rx) = watch::channel(InstanceView::new(id.clone()));
                 let (cmd_tx, cmd_rx) = mpsc::channel(8);
                 let (report_tx, report_rx) = mpsc::channel(1024);
-                let link = Arc::new(InstanceLink::new(report_tx));
+                let link = Arc::new(InstanceLink::new(report_tx, options.metrics.instance(&id)));
                 let ctx = InstanceCtx {
                     id,
                     spec: Arc::clone(&spec),
@@ -106,7 +111,12 @@ impl Registry {
             }
             servers.push(ServerHandle { spec, instances });
         }
-        Self { servers, tasks, shutdown }
+        Self { servers, tasks, shutdown, metrics: options.metrics }
+    }
+
+    /// The metrics every instance records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn servers(&self) -> &[ServerHandle] {

@@ -206,7 +206,11 @@ impl Harness {
             &config,
             Arc::new(move |_| Arc::clone(&c2) as Arc<dyn Connector>),
             bus,
-            SupervisorOptions { metrics_interval: Duration::from_secs(10), samples: None },
+            SupervisorOptions {
+                metrics_interval: Duration::from_secs(10),
+                samples: None,
+                metrics: Default::default(),
+            },
         );
         Self { registry, connector, events, log: vec![] }
     }

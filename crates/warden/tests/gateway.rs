@@ -601,3 +601,119 @@ async fn an_operator_triggers_tests_and_restores_a_failover() {
     })
     .await;
 }
+
+fn structured(r: &rmcp::model::CallToolResult) -> serde_json::Value {
+    r.structured_content.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wardens_own_tools_and_health_resources_answer_from_live_state_and_the_store() {
+    limited(async {
+        let primary = misbehave(&[], &format!(r#", "fallback": ["backup"], {FAST_RESTART}"#));
+        let w = serve(config(&[("primary", primary), ("backup", misbehave(&[], ""))])).await;
+        w.healthy(&["primary", "backup"]).await;
+        let c = w.client("/mcp", Client::default()).await;
+        let names = tool_names(&c).await;
+        for t in [
+            "warden__integration_monitor",
+            "warden__failover_manager",
+            "warden__performance_optimizer",
+        ] {
+            assert!(names.contains(&t.to_owned()), "{t} missing: {names:?}");
+        }
+        let scoped = w.client("/servers/primary/mcp", Client::default()).await;
+        assert!(!tool_names(&scoped).await.iter().any(|n| n.starts_with("warden__")));
+        let call = |tool: &str, args: serde_json::Value| {
+            c.peer().call_tool(
+                CallToolRequestParams::new(tool.to_owned())
+                    .with_arguments(args.as_object().unwrap().clone()),
+            )
+        };
+        let r = call("warden__integration_monitor", serde_json::json!({"action": "health_check"}))
+            .await
+            .unwrap();
+        let v = structured(&r);
+        assert!(v["warden"]["status"].is_string() && v["servers"]["servers"].is_array(), "{v}");
+        // A crash, then the failure analysis sees it in the store.
+        let pid = w.app.registry().server("primary").unwrap().views()[0].pid.unwrap();
+        signal(pid, Signal::SIGKILL);
+        w.healthy(&["primary"]).await;
+        let start = Instant::now();
+        let v = loop {
+            let r = call(
+                "warden__integration_monitor",
+                serde_json::json!({"action": "failure_analysis", "server": "primary"}),
+            )
+            .await
+            .unwrap();
+            let v = structured(&r);
+            if v["by_class"]["crash"].as_u64().unwrap_or(0) >= 1 && v["mttr_seconds"].is_number() {
+                break v;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "the crash never showed: {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(v["top_offenders"][0]["server"], "primary", "{v}");
+        let r =
+            call("warden__integration_monitor", serde_json::json!({"action": "performance_scan"}))
+                .await
+                .unwrap();
+        assert_eq!(structured(&r)["instances"].as_array().unwrap().len(), 2);
+        let r = call(
+            "warden__failover_manager",
+            serde_json::json!({"action": "test_fallback", "server": "primary"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(structured(&r)["test"][0]["ok"], true, "{:?}", structured(&r));
+        let r = call(
+            "warden__performance_optimizer",
+            serde_json::json!({"action": "benchmark_performance", "server": "backup"}),
+        )
+        .await
+        .unwrap();
+        let v = structured(&r);
+        assert_eq!(v["instances"][0]["pings"], 20, "{v}");
+        assert!(v["instances"][0]["p50_ms"].as_f64().unwrap() > 0.0);
+        let r = call(
+            "warden__performance_optimizer",
+            serde_json::json!({"action": "suggest_optimizations"}),
+        )
+        .await
+        .unwrap();
+        let v = structured(&r);
+        assert!(
+            v["suggestions"].as_array().unwrap().iter().any(|s| s["server"] == "primary"),
+            "a restart of its only instance: {v}"
+        );
+        // A failed action is the tool's own error, not a protocol error.
+        let r = call(
+            "warden__failover_manager",
+            serde_json::json!({"action": "test_fallback", "server": "backup"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.is_error, Some(true));
+        // Resources.
+        let read = c
+            .peer()
+            .read_resource(rmcp::model::ReadResourceRequestParams::new("health://status"))
+            .await
+            .unwrap();
+        let text = match &read.contents[0] {
+            rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
+            other => panic!("{other:?}"),
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["checks"]["upstreams"].is_object(), "{v}");
+        let read = c
+            .peer()
+            .read_resource(rmcp::model::ReadResourceRequestParams::new("health://servers/backup"))
+            .await
+            .unwrap();
+        assert!(format!("{read:?}").contains("backup#0"));
+        drop((c, scoped));
+        w.app.shutdown().await;
+    })
+    .await;
+}

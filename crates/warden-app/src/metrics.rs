@@ -1,0 +1,375 @@
+//! `GET /metrics`: the Prometheus exposition of Warden's one [`Metrics`] registry.
+//!
+//! What is recorded as it happens lives in `warden-metrics` (probes, calls, failed sessions,
+//! retries, failovers, and the event counts). This module adds what is *read* at every
+//! scrape from the views every other surface reads too — instance state and up, restarts,
+//! calls in flight, circuit breakers, server status, the store — so `/metrics`,
+//! `/api/servers` and `/health` never disagree.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+use warden_config::ServerSpec;
+use warden_core::{EventBus, InstanceState, ServerStatus};
+use warden_gateway::{BreakerState, Gateway};
+use warden_metrics::scrape::{self, Collector, DescriptorEncoder, Unit};
+use warden_metrics::{instance_labels, Labels, Lag, Metrics};
+use warden_store::Store;
+use warden_supervisor::{InstanceLink, InstanceView, Overview};
+
+const BREAKER_STATES: [BreakerState; 3] =
+    [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen];
+const SERVER_STATUSES: [ServerStatus; 3] =
+    [ServerStatus::Healthy, ServerStatus::Degraded, ServerStatus::Unhealthy];
+
+/// The answer to `GET /metrics`.
+pub(crate) fn exposition(metrics: &Metrics) -> Response {
+    ([(header::CONTENT_TYPE, warden_metrics::CONTENT_TYPE)], metrics.encode()).into_response()
+}
+
+/// Registers the scrape-time collector in the app's metrics.
+pub(crate) fn register(app: &crate::App, started: Instant) {
+    let servers = app
+        .registry
+        .servers()
+        .iter()
+        .map(|s| {
+            let instances = s
+                .watchers()
+                .into_iter()
+                .enumerate()
+                .map(|(i, view)| (view, s.link(i).expect("an instance has a link")))
+                .collect();
+            (Arc::clone(&s.spec), instances)
+        })
+        .collect();
+    let started_unix = SystemTime::now()
+        .checked_sub(started.elapsed())
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    app.registry.metrics().register_collector(Box::new(Views {
+        servers,
+        gateway: app.gateway.clone(),
+        store: app.store.clone(),
+        store_fallback: app.store_fallback.is_some(),
+        bus: Arc::clone(&app.bus),
+        lagged: app.registry.metrics().events_lagged(),
+        started_unix,
+    }));
+}
+
+type Instances = Vec<(watch::Receiver<InstanceView>, Arc<InstanceLink>)>;
+/// Each server's instance views with their calls in flight, as read for one scrape.
+type Snapshot = Vec<(Arc<ServerSpec>, Vec<(InstanceView, usize)>)>;
+
+/// What the scrape reads. Holds no [`Metrics`] (it is registered in one).
+struct Views {
+    servers: Vec<(Arc<ServerSpec>, Instances)>,
+    gateway: Gateway,
+    store: Store,
+    /// The configured database could not be opened: Warden records in memory.
+    store_fallback: bool,
+    bus: Arc<EventBus>,
+    lagged: Lag,
+    started_unix: f64,
+}
+
+impl fmt::Debug for Views {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Views").field("servers", &self.servers.len()).finish_non_exhaustive()
+    }
+}
+
+fn with(mut labels: Labels, key: &'static str, value: &str) -> Labels {
+    labels.push((key, value.to_owned()));
+    labels
+}
+
+fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+impl Collector for Views {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let e = &mut e;
+        // One consistent snapshot of every view for this scrape.
+        let snapshot: Snapshot = self
+            .servers
+            .iter()
+            .map(|(spec, instances)| {
+                let views = instances.iter().map(|(v, l)| (v.borrow().clone(), l.in_flight()));
+                (Arc::clone(spec), views.collect())
+            })
+            .collect();
+        let instances = || snapshot.iter().flat_map(|(_, v)| v);
+
+        scrape::single(e, "up", "1 while Warden runs", None, 1_i64)?;
+        scrape::gauge(
+            e,
+            "build_info",
+            "Warden's version (the value is always 1)",
+            None,
+            [(vec![("version", env!("CARGO_PKG_VERSION").to_owned())], 1_i64)],
+        )?;
+        scrape::single(
+            e,
+            "start_time",
+            "When Warden started, as Unix time",
+            Some(&Unit::Seconds),
+            self.started_unix,
+        )?;
+
+        scrape::gauge(
+            e,
+            "instance_up",
+            "1 while the instance is routable (healthy or warning), else 0",
+            None,
+            instances().map(|(v, _)| (instance_labels(&v.id), flag(v.state.is_routable()))),
+        )?;
+        scrape::gauge(
+            e,
+            "instance_state",
+            "The instance's state, one-hot: 1 for the current state, 0 for the others",
+            None,
+            instances().flat_map(|(v, _)| {
+                InstanceState::ALL.map(|s| {
+                    (with(instance_labels(&v.id), "state", s.as_str()), flag(v.state == s))
+                })
+            }),
+        )?;
+        scrape::counter(
+            e,
+            "instance_restarts",
+            "Restarts (or reconnects) of the instance since Warden started",
+            instances().map(|(v, _)| (instance_labels(&v.id), u64::from(v.restarts))),
+        )?;
+        scrape::gauge(
+            e,
+            "calls_in_flight",
+            "Calls the gateway has sent to the instance and not yet seen answered",
+            None,
+            instances().map(|(v, n)| (instance_labels(&v.id), *n as i64)),
+        )?;
+
+        let breakers = self.gateway.breakers();
+        scrape::gauge(
+            e,
+            "breaker_state",
+            "The instance's circuit breaker, one-hot over closed, open and half_open",
+            None,
+            breakers.iter().flat_map(|(id, state, _)| {
+                BREAKER_STATES
+                    .map(|s| (with(instance_labels(id), "state", s.as_str()), flag(*state == s)))
+            }),
+        )?;
+        scrape::counter(
+            e,
+            "breaker_ejections",
+            "Times the instance's circuit breaker opened (the instance was ejected from routing)",
+            breakers.iter().map(|(id, _, opened)| (instance_labels(id), *opened)),
+        )?;
+
+        let overview = Overview::from_views(
+            snapshot
+                .iter()
+                .map(|(spec, v)| (Arc::clone(spec), v.iter().map(|(v, _)| v.clone()).collect()))
+                .collect(),
+        );
+        let server = |name: &str| vec![("server", name.to_owned())];
+        scrape::gauge(
+            e,
+            "server_up",
+            "1 while something serves the server (its own instances or a fallback), else 0",
+            None,
+            overview.servers.iter().map(|s| (server(&s.name), flag(s.served_by.is_some()))),
+        )?;
+        scrape::gauge(
+            e,
+            "server_status",
+            "The server's status, one-hot over healthy, degraded and unhealthy",
+            None,
+            overview.servers.iter().flat_map(|s| {
+                SERVER_STATUSES
+                    .map(|st| (with(server(&s.name), "status", st.as_str()), flag(s.status == st)))
+            }),
+        )?;
+
+        let store = self.store.health();
+        scrape::single(
+            e,
+            "store_degraded",
+            "1 while the database cannot be written (or Warden records in memory), else 0",
+            None,
+            flag(!store.ok || self.store_fallback),
+        )?;
+        scrape::single(
+            e,
+            "store_pending_rows",
+            "Rows waiting to be written to the database",
+            None,
+            store.pending as i64,
+        )?;
+        scrape::counter(
+            e,
+            "store_rows_dropped",
+            "Rows given up on because the backlog overflowed while the database was failing",
+            [(Labels::new(), store.dropped)],
+        )?;
+        scrape::counter(
+            e,
+            "events_dropped",
+            "Events a consumer could not take: the store's queue was full, or the metrics \
+             counter lagged behind the bus",
+            [
+                (vec![("sink", "store".to_owned())], self.bus.dropped()),
+                (vec![("sink", "metrics".to_owned())], self.lagged.get()),
+            ],
+        )?;
+
+        let (coalesced, cache_hits) = self.gateway.optimized_calls();
+        scrape::single(
+            e,
+            "client_sessions",
+            "MCP client sessions connected to the gateway",
+            None,
+            self.gateway.client_sessions() as i64,
+        )?;
+        scrape::counter(
+            e,
+            "calls_coalesced",
+            "Calls answered with an identical concurrent call's result",
+            [(Labels::new(), coalesced)],
+        )?;
+        scrape::counter(
+            e,
+            "cache_hits",
+            "Calls answered from the result cache",
+            [(Labels::new(), cache_hits)],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+    use warden_store::Location;
+
+    use crate::{App, RunOptions};
+
+    const TOKEN: &str = "a-test-token-of-enough-length";
+
+    async fn scrape(app: &App, token: Option<&str>) -> (StatusCode, String, String) {
+        let mut req = Request::get("/metrics").header("host", "127.0.0.1:7420");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let res = app.router().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = res.status();
+        let ctype = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 22).await.unwrap();
+        (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_need_the_token_and_name_every_family_with_units_and_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = warden_config::compile(
+            r#"{ "mcpServers": { "broken": { "command": "/nonexistent/warden-test-command",
+                 "restart": { "policy": "no" }, "replicas": 2 } } }"#,
+            &|_| None,
+        )
+        .unwrap()
+        .config;
+        let app = App::start(RunOptions {
+            config,
+            database: Location::Sqlite(dir.path().join("w.db")),
+            listen: None,
+            token: Some(TOKEN.into()),
+            connectors: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(scrape(&app, None).await.0, StatusCode::UNAUTHORIZED);
+        let (status, ctype, text) = scrape(&app, Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ctype, warden_metrics::CONTENT_TYPE);
+        for family in [
+            "# TYPE warden_up gauge",
+            "# TYPE warden_build_info gauge",
+            "# TYPE warden_start_time_seconds gauge",
+            "# UNIT warden_start_time_seconds seconds",
+            "# TYPE warden_instance_up gauge",
+            "# TYPE warden_instance_state gauge",
+            "# TYPE warden_instance_restarts counter",
+            "# TYPE warden_calls_in_flight gauge",
+            "# TYPE warden_breaker_state gauge",
+            "# TYPE warden_breaker_ejections counter",
+            "# TYPE warden_server_up gauge",
+            "# TYPE warden_server_status gauge",
+            "# TYPE warden_store_degraded gauge",
+            "# TYPE warden_store_pending_rows gauge",
+            "# TYPE warden_store_rows_dropped counter",
+            "# TYPE warden_events_dropped counter",
+            "# TYPE warden_client_sessions gauge",
+            "# TYPE warden_calls_coalesced counter",
+            "# TYPE warden_cache_hits counter",
+            "# TYPE warden_probe_duration_seconds histogram",
+            "# TYPE warden_call_duration_seconds histogram",
+            "# TYPE warden_call_errors counter",
+            "# TYPE warden_instance_failures counter",
+            "# TYPE warden_probe_failures counter",
+            "# TYPE warden_incidents counter",
+            "# TYPE warden_instance_crash_loops counter",
+            "# TYPE warden_retries counter",
+            "# TYPE warden_retries_denied counter",
+            "# TYPE warden_calls_unavailable counter",
+        ] {
+            assert!(text.lines().any(|l| l == family), "{family:?} missing:\n{text}");
+        }
+        // A family with no series is left out: no server here has a fallback.
+        assert!(!text.contains("warden_failovers"));
+        // Both replicas, each state one-hot, labelled by server and instance.
+        for i in ["broken#0", "broken#1"] {
+            let states: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("warden_instance_state{")
+                        && l.contains(&format!("server_instance=\"{i}\""))
+                })
+                .collect();
+            assert_eq!(states.len(), 7, "{states:?}");
+            assert_eq!(states.iter().filter(|l| l.ends_with(" 1")).count(), 1, "{states:?}");
+            assert!(states.iter().all(|l| l.contains("server=\"broken\"")), "{states:?}");
+        }
+        // The start fails: the failure is counted by class, and the instance is down.
+        let start = std::time::Instant::now();
+        loop {
+            let text = scrape(&app, Some(TOKEN)).await.2;
+            let failed = text.lines().any(|l| {
+                l.starts_with("warden_instance_failures_total{")
+                    && l.contains("server_instance=\"broken#0\"")
+                    && !l.ends_with(" 0")
+            });
+            if failed {
+                assert!(text.contains(
+                    "warden_instance_up{server=\"broken\",server_instance=\"broken#0\"} 0"
+                ));
+                assert!(text.contains("warden_server_up{server=\"broken\"} 0"));
+                break;
+            }
+            assert!(start.elapsed().as_secs() < 10, "no failure counted:\n{text}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        app.shutdown().await;
+    }
+}

@@ -1,0 +1,334 @@
+//! Warden's own MCP surface on the aggregated endpoint (DESIGN.md §2): the `health://status`
+//! and `health://servers/{name}` resources, and the three tools of the original
+//! specification, answered from live state and the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use warden_gateway::{Builtin, FailoverAction, Gateway};
+use warden_store::Store;
+use warden_supervisor::{Command, ServerHandle};
+use warden_upstream::BoxFuture;
+
+use crate::health::Health;
+use crate::http::Overview;
+
+#[derive(Clone)]
+pub(crate) struct Tools {
+    pub(crate) overview: Overview,
+    pub(crate) health: Health,
+    pub(crate) store: Store,
+    pub(crate) gateway: Gateway,
+    pub(crate) servers: Arc<Vec<ServerHandle>>,
+}
+
+fn schema(actions: &[&str], server_required: bool) -> Value {
+    let mut required = vec!["action"];
+    if server_required {
+        required.push("server");
+    }
+    json!({
+        "type": "object",
+        "properties": {
+            "action": { "type": "string", "enum": actions },
+            "server": { "type": "string", "description": "A configured server name" },
+        },
+        "required": required,
+    })
+}
+
+/// A tool result carrying `data` both as text and as structured content.
+fn result(data: Value, is_error: bool) -> Value {
+    json!({
+        "content": [{ "type": "text", "text": serde_json::to_string_pretty(&data).unwrap_or_default() }],
+        "structuredContent": data,
+        "isError": is_error,
+    })
+}
+
+fn median(xs: &mut [f64]) -> Option<f64> {
+    quantile(xs, 0.5)
+}
+
+fn quantile(xs: &mut [f64], q: f64) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    Some(xs[((xs.len() - 1) as f64 * q).round() as usize])
+}
+
+impl Tools {
+    fn server_view(&self, name: &str) -> Option<Value> {
+        let o = (self.overview)();
+        o.servers.iter().find(|s| s.name == name).map(|s| json!(s))
+    }
+
+    fn health_check(&self, server: Option<&str>) -> Result<Value, String> {
+        let snap = self.health.get();
+        let status: Value = serde_json::from_slice(&snap.body).unwrap_or_default();
+        match server {
+            None => Ok(json!({ "warden": status, "servers": (self.overview)() })),
+            Some(s) => self
+                .server_view(s)
+                .map(|v| json!({ "server": v }))
+                .ok_or_else(|| format!("no server named {s:?}")),
+        }
+    }
+
+    fn performance_scan(&self, server: Option<&str>) -> Value {
+        let o = (self.overview)();
+        let breakers: BTreeMap<String, &'static str> = self
+            .gateway
+            .breakers()
+            .into_iter()
+            .map(|(id, st, _)| (id.to_string(), st.as_str()))
+            .collect();
+        let mut rows: Vec<Value> = o
+            .servers
+            .iter()
+            .filter(|s| server.is_none_or(|want| s.name == want))
+            .flat_map(|s| s.instances.iter())
+            .map(|i| {
+                json!({
+                    "instance": i.id,
+                    "state": i.state,
+                    "p50_ms": i.stats.p50_ms,
+                    "p95_ms": i.stats.p95_ms,
+                    "p99_ms": i.stats.p99_ms,
+                    "error_rate": i.stats.error_rate,
+                    "availability": i.stats.availability,
+                    "throughput_per_s": i.stats.throughput,
+                    "restarts": i.restarts,
+                    "breaker": breakers.get(&i.id.to_string()),
+                })
+            })
+            .collect();
+        // Slowest first.
+        rows.sort_by(|a, b| {
+            b["p95_ms"].as_f64().unwrap_or(0.0).total_cmp(&a["p95_ms"].as_f64().unwrap_or(0.0))
+        });
+        json!({ "instances": rows })
+    }
+
+    async fn failure_analysis(&self, server: Option<&str>) -> Result<Value, String> {
+        let rows = self
+            .store
+            .failures(server, 1000)
+            .await
+            .map_err(|e| format!("the database did not answer: {e}"))?;
+        let mut by_class: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut by_server: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut by_action: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut repair: Vec<f64> = Vec::new();
+        for r in &rows {
+            *by_class.entry(&r.failure_type).or_default() += 1;
+            *by_server.entry(&r.server_type).or_default() += 1;
+            if let Some(a) = &r.recovery_action {
+                *by_action.entry(a).or_default() += 1;
+            }
+            if let Some(t) = r.resolution_time_seconds {
+                repair.push(t);
+            }
+        }
+        let mut top: Vec<(&str, u64)> = by_server.into_iter().collect();
+        top.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let mttr = (!repair.is_empty()).then(|| repair.iter().sum::<f64>() / repair.len() as f64);
+        Ok(json!({
+            "failures": rows.len(),
+            "unresolved": rows.iter().filter(|r| !r.resolved).count(),
+            "by_class": by_class,
+            "recoveries_by_action": by_action,
+            "mttr_seconds": mttr,
+            "median_repair_seconds": median(&mut repair),
+            "top_offenders": top.iter().take(5).map(|(s, n)| json!({ "server": s, "failures": n })).collect::<Vec<_>>(),
+            "recent": rows.iter().take(10).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Suggestions from what is measured now; each names its evidence.
+    fn suggestions(&self, server: Option<&str>) -> Value {
+        let o = (self.overview)();
+        let mut out = Vec::new();
+        for s in o.servers.iter().filter(|s| server.is_none_or(|w| s.name == w)) {
+            let spec = self.servers.iter().find(|h| h.spec.name == s.name).map(|h| &h.spec);
+            let restarts: u32 = s.instances.iter().map(|i| i.restarts).sum();
+            if s.instances.len() == 1 && restarts > 0 && spec.is_some_and(|sp| sp.is_stdio()) {
+                out.push(json!({ "server": s.name, "suggestion": "add a replica (\"replicas\": 2) so calls fail over while it restarts",
+                                 "evidence": format!("{restarts} restart(s) of its only instance") }));
+            }
+            if spec.is_some_and(|sp| sp.fallback.is_empty())
+                && s.status != warden_core::ServerStatus::Healthy
+            {
+                out.push(json!({ "server": s.name, "suggestion": "configure a \"fallback\" server for when it has nothing routable",
+                                 "evidence": format!("status {}", s.status.as_str()) }));
+            }
+            for i in &s.instances {
+                if i.stats.error_rate > 0.05 {
+                    out.push(json!({ "server": s.name, "instance": i.id, "suggestion": "investigate errors: the circuit breaker will eject it above 50 %",
+                                     "evidence": format!("error rate {:.1} %", i.stats.error_rate * 100.0) }));
+                }
+                if let (Some(p95), Some(sp)) = (i.stats.p95_ms, spec) {
+                    let budget = sp.timeout.as_secs_f64() * 1000.0;
+                    if p95 > budget / 2.0 {
+                        out.push(json!({ "server": s.name, "instance": i.id, "suggestion": "raise \"timeout\" or add replicas: p95 is over half the call deadline",
+                                         "evidence": format!("p95 {p95:.0} ms, timeout {budget:.0} ms") }));
+                    }
+                }
+            }
+        }
+        for (id, _, opened) in self.gateway.breakers() {
+            if opened > 0 && server.is_none_or(|w| id.server() == w) {
+                out.push(json!({ "instance": id, "suggestion": "its circuit breaker has opened: check the server's errors and latency",
+                                 "evidence": format!("opened {opened} time(s)") }));
+            }
+        }
+        let (coalesced, hits) = self.gateway.optimized_calls();
+        json!({ "suggestions": out, "coalesced_calls": coalesced, "cache_hits": hits })
+    }
+
+    async fn failover(&self, action: &str, server: Option<&str>) -> Result<Value, String> {
+        let server = server.ok_or("name the server")?;
+        match action {
+            "enable_failover" => self.gateway.failover(server, FailoverAction::Enable).await,
+            "test_fallback" => self.gateway.failover(server, FailoverAction::Test).await,
+            "restore_primary" => self.gateway.failover(server, FailoverAction::Restore).await,
+            "trigger_failover" => self.gateway.failover(server, FailoverAction::Trigger).await,
+            "trigger_recovery" => {
+                let h = self
+                    .servers
+                    .iter()
+                    .find(|h| h.spec.name == server)
+                    .ok_or_else(|| format!("no server named {server:?}"))?;
+                // Failed instances get a reset (clears the crash-loop limit), others that are
+                // not routable a restart; routable ones are left alone.
+                let mut acted = Vec::new();
+                for (i, v) in h.views().iter().enumerate() {
+                    let cmd = match v.state {
+                        warden_core::InstanceState::Failed => Command::Reset,
+                        s if !s.is_routable() => Command::Restart,
+                        _ => continue,
+                    };
+                    if h.command(cmd, Some(i as u32)).await > 0 {
+                        acted.push(json!({ "instance": v.id, "action": format!("{cmd:?}").to_lowercase() }));
+                    }
+                }
+                Ok(json!({ "server": server, "recovering": acted }))
+            }
+            other => Err(format!("unknown action {other:?}")),
+        }
+    }
+
+    async fn benchmark(&self, server: Option<&str>) -> Result<Value, String> {
+        let names: Vec<String> = match server {
+            Some(s) => vec![s.to_owned()],
+            None => self.servers.iter().map(|h| h.spec.name.clone()).collect(),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            for (id, r) in self.gateway.benchmark(&name, 20).await? {
+                out.push(match r {
+                    Ok(mut rtts) => json!({
+                        "instance": id, "pings": rtts.len(),
+                        "p50_ms": quantile(&mut rtts, 0.5), "p95_ms": quantile(&mut rtts, 0.95),
+                        "max_ms": rtts.iter().copied().fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
+                    }),
+                    Err(e) => json!({ "instance": id, "error": e }),
+                });
+            }
+        }
+        Ok(json!({ "method": "20 sequential pings per instance", "instances": out }))
+    }
+
+    async fn dispatch(&self, tool: &str, args: Value) -> Result<Value, String> {
+        let action = args["action"].as_str().ok_or("\"action\" is required")?.to_owned();
+        let server = args["server"].as_str();
+        let answer = match (tool, action.as_str()) {
+            ("integration_monitor", "health_check") => self.health_check(server),
+            ("integration_monitor", "performance_scan") => Ok(self.performance_scan(server)),
+            ("integration_monitor", "failure_analysis") => self.failure_analysis(server).await,
+            ("integration_monitor", "optimization_report")
+            | ("performance_optimizer", "suggest_optimizations") => Ok(self.suggestions(server)),
+            ("failover_manager", a) => self.failover(a, server).await,
+            ("performance_optimizer", "analyze_patterns") => Ok(json!({
+                "performance": self.performance_scan(server),
+                "failures": self.failure_analysis(server).await?,
+            })),
+            ("performance_optimizer", "benchmark_performance") => self.benchmark(server).await,
+            ("performance_optimizer", "apply_tuning") => Err(
+                "apply_tuning changes nothing yet: learned tuning within safe bounds is planned \
+                 (see suggest_optimizations for what to change by hand)"
+                    .to_owned(),
+            ),
+            (_, a) => Err(format!("unknown action {a:?} for warden__{tool}")),
+        };
+        Ok(match answer {
+            Ok(v) => result(v, false),
+            // A failed action is the tool's answer (isError), not a protocol error.
+            Err(e) => result(json!({ "error": e }), true),
+        })
+    }
+}
+
+impl Builtin for Tools {
+    fn tools(&self) -> Vec<Value> {
+        vec![
+            json!({ "name": "warden__integration_monitor",
+                    "description": "Health, performance and failure history of every MCP server Warden supervises.",
+                    "inputSchema": schema(&["health_check", "performance_scan", "failure_analysis", "optimization_report"], false),
+                    "annotations": { "readOnlyHint": true, "openWorldHint": false } }),
+            json!({ "name": "warden__failover_manager",
+                    "description": "Control a server's failover: enable it, fail over now, probe the fallbacks, recover or restore the primary.",
+                    "inputSchema": schema(&["enable_failover", "trigger_failover", "trigger_recovery", "test_fallback", "restore_primary"], true),
+                    "annotations": { "readOnlyHint": false, "destructiveHint": false, "openWorldHint": false } }),
+            json!({ "name": "warden__performance_optimizer",
+                    "description": "Latency and failure patterns, suggestions, and a live ping benchmark of the servers' instances.",
+                    "inputSchema": schema(&["analyze_patterns", "suggest_optimizations", "apply_tuning", "benchmark_performance"], false),
+                    "annotations": { "readOnlyHint": true, "openWorldHint": false } }),
+        ]
+    }
+
+    fn call(&self, tool: &str, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+        let this = self.clone();
+        let tool = tool.to_owned();
+        Box::pin(async move {
+            if !["integration_monitor", "failover_manager", "performance_optimizer"]
+                .contains(&tool.as_str())
+            {
+                return Err(format!("unknown tool warden__{tool}"));
+            }
+            this.dispatch(&tool, args).await
+        })
+    }
+
+    fn resources(&self) -> Vec<Value> {
+        vec![json!({ "uri": "health://status", "name": "warden__health",
+                     "description": "Warden's own health (the /health/status model)", "mimeType": "application/json" })]
+    }
+
+    fn templates(&self) -> Vec<Value> {
+        vec![json!({ "uriTemplate": "health://servers/{name}", "name": "warden__server_health",
+                     "description": "One server's instances, states and reasons", "mimeType": "application/json" })]
+    }
+
+    fn read(&self, uri: &str) -> Option<BoxFuture<'static, Result<Value, String>>> {
+        let body = if uri == "health://status" {
+            let snap = self.health.get();
+            Ok(String::from_utf8_lossy(&snap.body).into_owned())
+        } else if let Some(name) = uri.strip_prefix("health://servers/") {
+            self.server_view(name)
+                .map(|v| v.to_string())
+                .ok_or_else(|| format!("no server named {name:?}"))
+        } else {
+            return None;
+        };
+        let uri = uri.to_owned();
+        Some(Box::pin(async move {
+            let text = body?;
+            Ok(
+                json!({ "contents": [{ "uri": uri, "mimeType": "application/json", "text": text }] }),
+            )
+        }))
+    }
+}

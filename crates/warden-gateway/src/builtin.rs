@@ -1,0 +1,39 @@
+//! Warden's own MCP surface on the aggregated endpoint: tools named `warden__…` and
+//! `health://` resources. The composition root implements [`Builtin`] (it sees the health
+//! snapshot, the store and the supervisor); the gateway only lists and routes.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+use warden_upstream::BoxFuture;
+
+/// The prefix of Warden's own tools (a server may not be named `warden`).
+pub const BUILTIN_PREFIX: &str = "warden__";
+
+pub trait Builtin: Send + Sync + 'static {
+    /// Tool definitions (MCP `Tool` JSON), named `warden__…`.
+    fn tools(&self) -> Vec<Value>;
+    /// Calls one; the answer is a `CallToolResult` as JSON. `Err` is a caller mistake
+    /// (unknown tool), returned as invalid params.
+    fn call(&self, tool: &str, args: Value) -> BoxFuture<'static, Result<Value, String>>;
+    /// Resource definitions (MCP `Resource` JSON) and templates (`ResourceTemplate` JSON).
+    fn resources(&self) -> Vec<Value>;
+    fn templates(&self) -> Vec<Value>;
+    /// Reads a resource if the URI is Warden's (`None` otherwise); the answer is a
+    /// `ReadResourceResult` as JSON.
+    fn read(&self, uri: &str) -> Option<BoxFuture<'static, Result<Value, String>>>;
+}
+
+/// Where the app installs its [`Builtin`].
+#[derive(Clone, Default)]
+pub(crate) struct Slot(Arc<OnceLock<Arc<dyn Builtin>>>);
+
+impl Slot {
+    pub(crate) fn install(&self, b: Arc<dyn Builtin>) {
+        let _ = self.0.set(b);
+    }
+
+    pub(crate) fn get(&self) -> Option<&Arc<dyn Builtin>> {
+        self.0.get()
+    }
+}
