@@ -8,8 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 
 /// What the guard enforces.
 #[derive(Clone, Debug)]
@@ -39,11 +38,7 @@ fn query_token(uri: &axum::http::Uri) -> Option<String> {
 }
 
 fn reject(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": { "status": status.as_u16(), "message": message } })),
-    )
-        .into_response()
+    crate::api::error(status, message)
 }
 
 fn is_loopback_host(host: &str) -> bool {

@@ -83,12 +83,7 @@ pub(crate) fn router(state: State) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/servers", get(servers))
         .route("/metrics", get(metrics))
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                Json(json!({ "error": { "status": 404, "message": "no such route" } })),
-            )
-        })
+        .fallback(|| async { crate::api::error(StatusCode::NOT_FOUND, "no such route") })
         .with_state(state)
 }
 
