@@ -7,10 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-use crate::{proc_cpu_ticks, proc_rss_kib, quantile};
+use crate::proc::{self, CpuMeter};
+use crate::quantile;
 
 /// Servers producing the load, and how often each changes its tools.
 const SERVERS: usize = 10;
@@ -33,44 +31,20 @@ struct Window {
 
 pub(crate) fn stream_cost(warden: &std::path::Path, rounds: usize, seconds: u64) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let servers: Vec<String> = (0..SERVERS)
+    let servers: Vec<(String, String)> = (0..SERVERS)
         .map(|i| {
-            format!(
-                "{}: {}",
-                serde_json::to_string(&format!("load{i}")).unwrap(),
-                crate::misbehave(warden, &["--tools-change-every", CHANGE_EVERY], "")
-            )
+            let spec = crate::misbehave(warden, &["--tools-change-every", CHANGE_EVERY], "");
+            (format!("load{i}"), spec)
         })
         .collect();
-    let cfg = dir.path().join("c.json");
-    std::fs::write(&cfg, format!(r#"{{ "mcpServers": {{ {} }} }}"#, servers.join(","))).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = std::process::Command::new(warden)
-        .args(["run", "--log-level", "warn", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.path().join("w.db"))
-        .arg("-c")
-        .arg(&cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+    let cfg = proc::write_config(dir.path(), &servers);
+    let port = proc::free_port();
+    let w = proc::run_warden(warden, dir.path(), &cfg, port);
+    let pid = w.pid();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let results = rt.block_on(async {
-        let http = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            let v: Option<serde_json::Value> = async {
-                http.get(format!("{base}/api/servers")).send().await.ok()?.json().await.ok()
-            }
-            .await;
-            if v.is_some_and(|v| v["status"] == "healthy") {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "the load servers did not start");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        proc::wait_healthy(&base, Duration::from_secs(60)).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let mut results: Vec<(usize, Window)> = vec![];
         for _ in 0..rounds {
@@ -80,8 +54,7 @@ pub(crate) fn stream_cost(warden: &std::path::Path, rounds: usize, seconds: u64)
         }
         results
     });
-    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-    let _ = child.wait();
+    drop(w);
     report(&results, rounds, seconds)
 }
 
@@ -122,14 +95,14 @@ async fn window(base: &str, pid: u32, subs: usize, seconds: u64) -> Window {
             }
         })
     };
-    let c0 = proc_cpu_ticks(pid);
+    let cpu = CpuMeter::start(pid);
     let t0 = Instant::now();
     recording.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     recording.store(false, Ordering::Relaxed);
-    let c1 = proc_cpu_ticks(pid);
+    let cpu = cpu.percent();
     let elapsed = t0.elapsed().as_secs_f64();
-    let rss_mib = proc_rss_kib(pid) as f64 / 1024.0;
+    let rss_mib = proc::rss_mib(pid);
     prober.abort();
     for t in &tasks {
         t.abort();
@@ -139,7 +112,7 @@ async fn window(base: &str, pid: u32, subs: usize, seconds: u64) -> Window {
     let delivery_ms = std::mem::take(&mut *delivery.lock().unwrap());
     let livez_ms = std::mem::take(&mut *livez.lock().unwrap());
     Window {
-        cpu: (c1 - c0) as f64 / 100.0 / elapsed * 100.0,
+        cpu,
         rss_mib,
         rate: (subs > 0).then(|| first_count.load(Ordering::Relaxed) as f64 / elapsed),
         delivery_ms,

@@ -2,8 +2,6 @@
 //! through `warden run` (`/servers/up/mcp`), interleaved in one run; and client-visible errors
 //! while one replica of two is killed every 2 s.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::model::CallToolRequestParams;
@@ -13,50 +11,8 @@ use rmcp::transport::streamable_http_client::{
 };
 use rmcp::ServiceExt;
 
+use crate::proc::{free_port, run_warden, wait_healthy, wait_http, Proc};
 use crate::{quantile, summary};
-
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
-
-/// `warden run` on `port` with config `cfg` and a database in `dir`, stopped when dropped.
-fn run_warden(
-    warden: &std::path::Path,
-    dir: &std::path::Path,
-    cfg: &std::path::Path,
-    port: u16,
-) -> Proc {
-    Proc(
-        std::process::Command::new(warden)
-            .args(["run", "--log-level", "warn", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.join("w.db"))
-            .arg("-c")
-            .arg(cfg)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn wait_http(url: &str) {
-    let start = Instant::now();
-    while reqwest::get(url).await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{url} never answered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn client(url: &str) -> RunningService<RoleClient, ()> {
     let t = StreamableHttpClientTransport::with_client(
@@ -88,26 +44,46 @@ async fn sequential(url: &str, n: usize) -> Vec<f64> {
 
 /// Calls per second with `clients` sessions calling back to back for `secs`.
 async fn throughput(url: &str, clients: usize, secs: u64) -> f64 {
-    let count = Arc::new(AtomicU64::new(0));
+    let calls = concurrent(url, clients, Until::Elapsed(Duration::from_secs(secs))).await;
+    calls.len() as f64 / secs as f64
+}
+
+/// When each client of [`concurrent`] stops calling.
+#[derive(Clone, Copy)]
+enum Until {
+    /// After this many calls.
+    Calls(usize),
+    /// Once this long has passed since every session was open.
+    Elapsed(Duration),
+}
+
+/// Latencies (ms) of `echo` calls from `clients` sessions, each calling back to back.
+async fn concurrent(url: &str, clients: usize, until: Until) -> Vec<f64> {
     let mut sessions = vec![];
     for _ in 0..clients {
         sessions.push(client(url).await);
     }
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
     let mut tasks = vec![];
     for s in sessions {
-        let count = Arc::clone(&count);
         tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
+            let mut out = vec![];
+            while match until {
+                Until::Calls(n) => out.len() < n,
+                Until::Elapsed(d) => start.elapsed() < d,
+            } {
+                let t = Instant::now();
                 s.peer().call_tool(echo()).await.unwrap();
-                count.fetch_add(1, Ordering::Relaxed);
+                out.push(t.elapsed().as_secs_f64() * 1000.0);
             }
+            out
         }));
     }
+    let mut all = vec![];
     for t in tasks {
-        t.await.unwrap();
+        all.extend(t.await.unwrap());
     }
-    count.load(Ordering::Relaxed) as f64 / secs as f64
+    all
 }
 
 pub(crate) fn overhead(warden: &std::path::Path, rounds: usize) -> String {
@@ -191,18 +167,7 @@ pub(crate) fn replica_kills(warden: &std::path::Path, secs: u64) -> String {
     let _w = run_warden(warden, dir.path(), &cfg, port);
     let base = format!("http://127.0.0.1:{port}");
     let (calls, errors, kills, seen) = rt.block_on(async {
-        // Wait until both replicas are healthy.
-        let start = Instant::now();
-        loop {
-            let v: Option<serde_json::Value> =
-                async { reqwest::get(format!("{base}/api/servers")).await.ok()?.json().await.ok() }
-                    .await;
-            if v.is_some_and(|v| v["status"] == "healthy") {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_healthy(&base, Duration::from_secs(30)).await;
         let c = client(&format!("{base}/mcp")).await;
         let call = CallToolRequestParams::new("pair__echo")
             .with_arguments(serde_json::json!({"text": "x"}).as_object().unwrap().clone());
@@ -249,31 +214,6 @@ pub(crate) fn replica_kills(warden: &std::path::Path, secs: u64) -> String {
     )
 }
 
-/// Latencies (ms) of calls from `clients` sessions, `per_client` calls each, back to back.
-async fn concurrent_latencies(url: &str, clients: usize, per_client: usize) -> Vec<f64> {
-    let mut sessions = vec![];
-    for _ in 0..clients {
-        sessions.push(client(url).await);
-    }
-    let mut tasks = vec![];
-    for s in sessions {
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::with_capacity(per_client);
-            for _ in 0..per_client {
-                let t = Instant::now();
-                s.peer().call_tool(echo()).await.unwrap();
-                out.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            out
-        }));
-    }
-    let mut all = vec![];
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all
-}
-
 /// Two remote replicas, one 5× slower than the other (2 ms and 10 ms per call); the same
 /// load through a server balanced by P2C on peak EWMA and through one balanced round-robin,
 /// interleaved in one run.
@@ -306,19 +246,7 @@ pub(crate) fn balancing(warden: &std::path::Path, rounds: usize) -> String {
     let port = free_port();
     let _w = run_warden(warden, dir.path(), &cfg, port);
     let base = format!("http://127.0.0.1:{port}");
-    rt.block_on(async {
-        let start = Instant::now();
-        loop {
-            let v: Option<serde_json::Value> =
-                async { reqwest::get(format!("{base}/api/servers")).await.ok()?.json().await.ok() }
-                    .await;
-            if v.is_some_and(|v| v["status"] == "healthy") {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "the replicas never became healthy");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+    rt.block_on(wait_healthy(&base, Duration::from_secs(30)));
     let mut out = format!(
         "## Balancing: two replicas, one 5× slower (2 ms vs 10 ms per call), {rounds} interleaved rounds\n\n\
          | clients | policy | median ms | p95 ms | p99 ms | max ms | n | p95 lower with P2C |\n\
@@ -329,12 +257,9 @@ pub(crate) fn balancing(warden: &std::path::Path, rounds: usize) -> String {
         let (mut p2c, mut rr, mut p2c95, mut rr95) = (vec![], vec![], vec![], vec![]);
         for _ in 0..rounds {
             rt.block_on(async {
-                let a =
-                    concurrent_latencies(&format!("{base}/servers/p2c/mcp"), clients, per_client)
-                        .await;
-                let b =
-                    concurrent_latencies(&format!("{base}/servers/rr/mcp"), clients, per_client)
-                        .await;
+                let calls = Until::Calls(per_client);
+                let a = concurrent(&format!("{base}/servers/p2c/mcp"), clients, calls).await;
+                let b = concurrent(&format!("{base}/servers/rr/mcp"), clients, calls).await;
                 p2c95.push(quantile(&a, 0.95));
                 rr95.push(quantile(&b, 0.95));
                 p2c.extend(a);

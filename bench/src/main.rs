@@ -12,6 +12,9 @@ use clap::Parser;
 
 mod events;
 mod gateway;
+mod health;
+mod predict;
+mod proc;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use warden_app::{App, RunOptions};
@@ -23,7 +26,8 @@ struct Args {
     /// The `warden` binary (default: next to this one).
     #[arg(long)]
     warden: Option<PathBuf>,
-    /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost, events (default: all).
+    /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost, events, health,
+    /// predict (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
     /// Crash trials.
@@ -47,16 +51,39 @@ struct Args {
     /// Seconds each event stream window measures for.
     #[arg(long, default_value_t = 10)]
     events_seconds: u64,
+    /// Rounds of the health polling benchmark (each: every endpoint, saturated and paced).
+    #[arg(long, default_value_t = 3)]
+    health_rounds: usize,
+    /// Seconds each health polling window measures for (after a 2 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    health_seconds: u64,
+    /// How often each paced health poller polls, ms.
+    #[arg(long, default_value_t = 100)]
+    health_pace_ms: u64,
+    /// Seeds per ramp length (and per step) of the predictor benchmark.
+    #[arg(long, default_value_t = 200)]
+    predict_seeds: u64,
+    /// Simulated instance-days per fault-free trace of the predictor benchmark.
+    #[arg(long, default_value_t = 100)]
+    predict_days: u64,
+    /// Serve this file's bytes as `application/json` on every path at this address until
+    /// killed (the health benchmark's baseline server, run as a child of the bench).
+    #[arg(long, num_args = 2, value_names = ["ADDR", "FILE"], hide = true)]
+    serve_static: Vec<String>,
 }
 
 fn main() {
     let args = Args::parse();
+    if let [addr, file] = &args.serve_static[..] {
+        return health::serve_static(addr, file);
+    }
     let warden = args
         .warden
         .clone()
         .unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("warden"));
+    // The predictor benchmark is pure computation and needs no `warden` binary.
     assert!(
-        warden.exists(),
+        warden.exists() || (!args.only.is_empty() && args.only.iter().all(|o| o == "predict")),
         "{} not found: build it with `cargo build --release -p warden`",
         warden.display()
     );
@@ -85,6 +112,13 @@ fn main() {
     if want("events") {
         report += &events::stream_cost(&warden, args.events_rounds, args.events_seconds);
     }
+    if want("health") {
+        let pace = Duration::from_millis(args.health_pace_ms);
+        report += &health::polling(&warden, args.health_rounds, args.health_seconds, pace);
+    }
+    if want("predict") {
+        report += &predict::report(args.predict_seeds, args.predict_days);
+    }
     println!("{report}");
 }
 
@@ -109,13 +143,17 @@ fn summary(xs: &[f64]) -> String {
     )
 }
 
-fn config(servers: &[(String, String)]) -> warden_config::Config {
+/// A config file's text: `{"mcpServers": {name: spec, …}}`.
+fn servers_json(servers: &[(String, String)]) -> String {
     let body: Vec<String> = servers
         .iter()
         .map(|(n, s)| format!("{}: {s}", serde_json::to_string(n).unwrap()))
         .collect();
-    let text = format!(r#"{{ "mcpServers": {{ {} }} }}"#, body.join(","));
-    warden_config::compile(&text, &|_| None).expect("bench config is valid").config
+    format!(r#"{{ "mcpServers": {{ {} }} }}"#, body.join(","))
+}
+
+fn config(servers: &[(String, String)]) -> warden_config::Config {
+    warden_config::compile(&servers_json(servers), &|_| None).expect("bench config is valid").config
 }
 
 fn misbehave(warden: &std::path::Path, args: &[&str], extra: &str) -> String {
@@ -334,23 +372,6 @@ async fn crashloop(warden: &std::path::Path) -> String {
     )
 }
 
-fn proc_cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = stat.rsplit(')').next().unwrap();
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are 12 and 13 after the command name.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn proc_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The cost of watching N instances at the default probe interval: CPU and RSS of the `warden`
 /// process itself (children excluded), beside the same Warden watching one instance.
 fn cost(warden: &std::path::Path, instances: usize, seconds: u64) -> String {
@@ -377,51 +398,14 @@ fn cost_run(warden: &std::path::Path, instances: usize, seconds: u64) -> (f64, f
         left -= n;
         i += 1;
     }
-    let body: Vec<String> = servers
-        .iter()
-        .map(|(n, s)| format!("{}: {s}", serde_json::to_string(n).unwrap()))
-        .collect();
-    let cfg = dir.path().join("c.json");
-    std::fs::write(&cfg, format!(r#"{{ "mcpServers": {{ {} }} }}"#, body.join(","))).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = std::process::Command::new(warden)
-        .args(["run", "--log-level", "warn", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.path().join("w.db"))
-        .arg("-c")
-        .arg(&cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+    let cfg = proc::write_config(dir.path(), &servers);
+    let port = proc::free_port();
+    let w = proc::run_warden(warden, dir.path(), &cfg, port);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let url = format!("http://127.0.0.1:{port}/api/servers");
-    let start = Instant::now();
-    loop {
-        let healthy = rt.block_on(async {
-            let v: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-            Some(v["status"] == "healthy")
-        });
-        if healthy == Some(true) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{instances} instances did not become healthy"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    rt.block_on(proc::wait_healthy(&format!("http://127.0.0.1:{port}"), Duration::from_secs(120)));
     // Let start-up settle, then measure a steady window.
     std::thread::sleep(Duration::from_secs(5));
-    let ticks_per_s = 100.0; // USER_HZ on Linux
-    let c0 = proc_cpu_ticks(pid);
-    let t0 = Instant::now();
+    let cpu = proc::CpuMeter::start(w.pid());
     std::thread::sleep(Duration::from_secs(seconds));
-    let c1 = proc_cpu_ticks(pid);
-    let elapsed = t0.elapsed().as_secs_f64();
-    let rss = proc_rss_kib(pid) as f64 / 1024.0;
-    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
-    let _ = child.wait();
-    let cpu = (c1 - c0) as f64 / ticks_per_s / elapsed * 100.0;
-    (cpu, rss)
+    (cpu.percent(), proc::rss_mib(w.pid()))
 }

@@ -12,6 +12,7 @@ Prints one JSON line with what it saw; exits non-zero on any mismatch.
 
 import asyncio
 import json
+import os
 import sys
 
 from mcp import ClientSession, StdioServerParameters
@@ -95,7 +96,8 @@ async def main():
             seen = await exercise(streams[0], streams[1], dead)
     else:
         warden, config, db = sys.argv[2:5]
-        params = StdioServerParameters(command=warden, args=["run", "--stdio", "--listen", "127.0.0.1:0", "--db", db, "-c", config])
+        logs = os.path.join(os.path.dirname(db), "logs")
+        params = StdioServerParameters(command=warden, args=["run", "--stdio", "--listen", "127.0.0.1:0", "--db", db, "--log-dir", logs, "-c", config])
         async with stdio_client(params) as streams:
             seen = await exercise(streams[0], streams[1], None)
     print(json.dumps(seen))

@@ -1,19 +1,23 @@
 //! The operator API (`/api/...`): the server view, per-instance detail, actions on servers
 //! and their failover, and history from the store. Every error is `{"error": {status,
-//! message}}` — the same type the guard and the 404 fallback answer with.
+//! message}}` — the same type the guard and the 404 fallback answer with, and bad query
+//! parameters too ([`Params`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State as AxState};
+use axum::extract::{FromRequestParts, Path, Query, State as AxState};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
-use warden_core::{Event, EventBus, EventKind, TraceId};
+use warden_core::{Event, EventBus, EventKind, Timestamp, TraceId};
 use warden_gateway::{FailoverAction, Gateway};
-use warden_store::Store;
+use warden_store::{MetricQuery, Store};
 use warden_supervisor::{Command, ServerHandle};
 
 /// What the API acts on.
@@ -30,6 +34,41 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     let message = message.into();
     (status, Json(json!({ "error": { "status": status.as_u16(), "message": message } })))
         .into_response()
+}
+
+/// Most rows a history query answers with (`?limit=`).
+const MAX_LIMIT: i64 = 10_000;
+
+/// `?limit=` of a history query: `default` when absent, within 1 and [`MAX_LIMIT`].
+pub(crate) fn limit(given: Option<i64>, default: i64) -> i64 {
+    given.unwrap_or(default).clamp(1, MAX_LIMIT)
+}
+
+/// A store query's rows turned into an answer by `ok`, or 503 when the database did not answer.
+pub(crate) fn from_store<T, E: std::fmt::Display>(
+    rows: Result<T, E>,
+    ok: impl FnOnce(T) -> Response,
+) -> Response {
+    match rows {
+        Ok(rows) => ok(rows),
+        Err(e) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("the database did not answer: {e}"))
+        }
+    }
+}
+
+/// Query parameters whose rejection is the one error type: 400, naming the parameter.
+pub(crate) struct Params<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        match Query::<T>::try_from_uri(&parts.uri) {
+            Ok(Query(t)) => Ok(Self(t)),
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, e.body_text())),
+        }
+    }
 }
 
 pub(crate) fn routes(api: Api) -> Router {
@@ -106,7 +145,7 @@ struct Target {
 async fn act(
     AxState(api): AxState<Api>,
     Path((name, action)): Path<(String, String)>,
-    Query(t): Query<Target>,
+    Params(t): Params<Target>,
 ) -> Response {
     let cmd = match action.as_str() {
         "restart" => Command::Restart,
@@ -177,30 +216,115 @@ async fn failover(
 #[derive(Deserialize)]
 struct History {
     server: Option<String>,
-    instance: Option<String>,
     limit: Option<i64>,
 }
 
-async fn failures(AxState(api): AxState<Api>, Query(q): Query<History>) -> Response {
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    match api.store.failures(q.server.as_deref(), limit).await {
-        Ok(rows) => Json(json!({ "failures": rows })).into_response(),
-        Err(e) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, format!("the database did not answer: {e}"))
+async fn failures(AxState(api): AxState<Api>, Params(q): Params<History>) -> Response {
+    let rows = api.store.failures(q.server.as_deref(), limit(q.limit, 100)).await;
+    from_store(rows, |rows| Json(json!({ "failures": rows })).into_response())
+}
+
+/// The metrics stored for each sample (`integration_health_metrics.metric_type`).
+const METRICS: [&str; 4] = ["response_time", "error_rate", "availability", "throughput"];
+/// The range `/api/metrics` answers for when no `since` is given.
+const DEFAULT_RANGE: Duration = Duration::from_secs(3600);
+
+#[derive(Deserialize)]
+struct Range {
+    since: Option<String>,
+    until: Option<String>,
+    server: Option<String>,
+    instance: Option<String>,
+    metric: Option<String>,
+    step: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `since` / `until`: an RFC 3339 timestamp, or a duration meaning that long before `now`.
+/// The message names the parameter (`name`), for a 400 or an MCP tool's error.
+pub(crate) fn parse_instant(name: &str, text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    warden_config::parse_duration(text)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| {
+            format!(
+                "{name}: {text:?} is neither an RFC 3339 timestamp (2026-01-02T15:04:05Z) \
+                 nor a duration before now (15m, 2h)"
+            )
+        })
+}
+
+impl Range {
+    /// The store query, or why not, naming the first bad parameter.
+    fn query(self, now: Timestamp) -> Result<MetricQuery, String> {
+        let until = self.until.as_deref().map_or(Ok(now), |t| parse_instant("until", t, now))?;
+        let since = match self.since.as_deref() {
+            Some(t) => parse_instant("since", t, now)?,
+            None => until - chrono::Duration::from_std(DEFAULT_RANGE).expect("an hour fits"),
+        };
+        if until <= since {
+            let at = |t: Timestamp| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            return Err(format!("until ({}) must be after since ({})", at(until), at(since)));
         }
+        if let Some(m) = self.metric.as_deref().filter(|m| !METRICS.contains(m)) {
+            return Err(format!("metric: {m:?} is not one of {}", METRICS.join(", ")));
+        }
+        let step = match self.step.as_deref() {
+            None => None,
+            Some(text) => match warden_config::parse_duration(text) {
+                Ok(d) if d.as_secs() >= 1 && d.subsec_nanos() == 0 => Some(d),
+                Ok(_) => return Err(format!("step: {text:?} must be whole seconds, at least 1s")),
+                Err(e) => return Err(format!("step: {e}")),
+            },
+        };
+        Ok(MetricQuery {
+            since,
+            until,
+            server: self.server,
+            instance: self.instance,
+            metric: self.metric,
+            step,
+            limit: limit(self.limit, MAX_LIMIT),
+        })
     }
 }
 
-/// Metric samples of one instance (`?instance=name#0`), newest first.
-async fn metrics(AxState(api): AxState<Api>, Query(q): Query<History>) -> Response {
-    let Some(instance) = q.instance else {
-        return error(StatusCode::BAD_REQUEST, "name the instance: ?instance=server#0");
+/// `GET /api/metrics?since=&until=&server=&instance=&metric=&step=&limit=`: stored samples in
+/// `[since, until)` (default: the last hour), one series per instance and metric, oldest point
+/// first; each point `[t, value]`, or with `step` one bucket `[t, avg, min, max, count]`.
+async fn metrics(AxState(api): AxState<Api>, Params(r): Params<Range>) -> Response {
+    let q = match r.query(warden_core::now()) {
+        Ok(q) => q,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    match api.store.metrics(&instance, limit).await {
-        Ok(rows) => Json(json!({ "instance": instance, "metrics": rows })).into_response(),
-        Err(e) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, format!("the database did not answer: {e}"))
-        }
-    }
+    from_store(api.store.metric_range(&q).await, |found| {
+        let series: Vec<_> = found
+            .series
+            .into_iter()
+            .map(|s| {
+                let points: Vec<serde_json::Value> = s
+                    .points
+                    .into_iter()
+                    .map(|p| match q.step {
+                        None => json!([p.at, p.avg]),
+                        Some(_) => json!([p.at, p.avg, p.min, p.max, p.count]),
+                    })
+                    .collect();
+                json!({ "server": s.server, "instance": s.instance, "metric": s.metric, "points": points })
+            })
+            .collect();
+        Json(json!({
+            "since": q.since,
+            "until": q.until,
+            "step": q.step.map(warden_config::format_duration),
+            "columns": if q.step.is_some() { &["t", "avg", "min", "max", "count"][..] } else { &["t", "value"][..] },
+            "series": series,
+            "truncated": found.truncated,
+        }))
+        .into_response()
+    })
 }

@@ -40,6 +40,8 @@ pub(crate) struct Sources {
     pub(crate) started: Instant,
     pub(crate) listen: Option<String>,
     pub(crate) event_log: crate::eventlog::LogStatus,
+    /// Warden's own log files, once the binary reports them.
+    pub(crate) log_files: crate::logfiles::Slot,
     pub(crate) stream: crate::stream::Stream,
 }
 
@@ -50,6 +52,8 @@ pub(crate) struct Snapshot {
     pub(crate) status: &'static str,
     pub(crate) ready: bool,
     pub(crate) ready_reason: String,
+    /// One line for a service manager (systemd's `STATUS=`).
+    pub(crate) summary: String,
     pub(crate) at: Instant,
 }
 
@@ -67,6 +71,11 @@ impl Health {
     /// Whether the refresh task is alive (the runtime is not stuck).
     pub(crate) fn live(&self) -> bool {
         self.get().at.elapsed() < STALLED
+    }
+
+    /// A handle on liveness for a service manager's watchdog.
+    pub(crate) fn liveness(&self) -> Liveness {
+        Liveness(self.clone())
     }
 
     /// Builds the first snapshot and starts refreshing it until `stop`.
@@ -88,6 +97,23 @@ impl Health {
             }
         });
         health
+    }
+}
+
+/// Whether Warden is alive (what `/livez` answers), and a one-line summary of its health: for a
+/// service manager's watchdog (`warden run` under systemd).
+#[derive(Clone)]
+pub struct Liveness(Health);
+
+impl Liveness {
+    /// The health snapshot was refreshed within the last 10 s: the runtime is not stuck.
+    pub fn live(&self) -> bool {
+        self.0.live()
+    }
+
+    /// E.g. `healthy: 3/3 servers healthy` or `degraded: 2/3 servers healthy; log files failing`.
+    pub fn summary(&self) -> String {
+        self.0.get().summary.clone()
     }
 }
 
@@ -209,6 +235,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
     let (disk_check, disk_ok) = disk(src.data_dir.as_ref());
     let lag_ok = lag_ms <= LAG_DEGRADED_MS;
     let (event_log, event_log_ok) = src.event_log.check();
+    let (logs, logs_ok) = src.log_files.check();
     let (ready, ready_reason) = readiness(src.readiness, &src.critical, &overview);
 
     let servers = overview.servers.len();
@@ -230,6 +257,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
         || !disk_ok
         || !lag_ok
         || !event_log_ok
+        || !logs_ok
         || overview.status != ServerStatus::Healthy
     {
         "degraded"
@@ -278,6 +306,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
                 "lag_ms": (lag_ms * 1000.0).round() / 1000.0,
             },
             "event_log": event_log,
+            "logs": logs,
             "event_stream": src.stream.check(),
             "upstreams": {
                 "status": overview.status,
@@ -298,11 +327,28 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
             "cache_hits": cache_hits,
         },
     });
+    let problems: Vec<String> = [
+        (database_status != "connected").then(|| format!("database {database_status}")),
+        db_slow.then(|| "database slow".to_owned()),
+        (!disk_ok).then(|| "disk space low".to_owned()),
+        (!lag_ok).then(|| "event loop lagging".to_owned()),
+        (!event_log_ok).then(|| "event log failing".to_owned()),
+        (!logs_ok).then(|| "log files failing".to_owned()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut summary =
+        format!("{status}: {}/{servers} servers healthy", count(ServerStatus::Healthy));
+    if !problems.is_empty() {
+        summary = format!("{summary}; {}", problems.join(", "));
+    }
     Snapshot {
         body: Bytes::from(serde_json::to_vec(&body).expect("JSON serializes")),
         status,
         ready,
         ready_reason,
+        summary,
         at: Instant::now(),
     }
 }

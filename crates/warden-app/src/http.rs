@@ -102,6 +102,8 @@ pub(crate) struct Surface {
     pub(crate) stop: CancellationToken,
     pub(crate) stream: crate::stream::Stream,
     pub(crate) api: crate::api::Api,
+    pub(crate) alerts: crate::alerts::Alerts,
+    pub(crate) reports: crate::reports::Reports,
 }
 
 /// Every route behind the guard: the API, health, and the MCP endpoints.
@@ -111,6 +113,8 @@ pub(crate) fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
     let loopback = s.guard.loopback;
     let mut app = router(s.state.clone())
         .merge(crate::api::routes(s.api.clone()))
+        .merge(crate::alerts::routes(s.alerts.clone()))
+        .merge(crate::reports::routes(s.reports.clone()))
         .merge(crate::stream::routes(s.stream.clone()))
         .nest_service(
             "/mcp",

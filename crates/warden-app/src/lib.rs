@@ -4,6 +4,7 @@
 //! bus → supervisor registry → HTTP listener. Shutdown runs backwards: stop serving, stop every
 //! instance gracefully, then flush the writer and close the database.
 
+mod alerts;
 mod api;
 mod check;
 mod demo;
@@ -11,11 +12,14 @@ mod eventlog;
 mod guard;
 mod health;
 mod http;
+mod logfiles;
 mod metrics;
 mod render;
+mod reports;
 mod send_timeout;
 mod stream;
 mod tools;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +36,8 @@ use warden_upstream::Relay;
 
 pub use check::{check, CheckOptions};
 pub use demo::demo_config;
+pub use health::Liveness;
+pub use logfiles::LogFilesStatus;
 pub use render::render_table;
 pub use warden_supervisor::{Command, Overview};
 
@@ -61,8 +67,14 @@ pub struct App {
     store_fallback: Option<String>,
     gateway: Gateway,
     gateway_stop: CancellationToken,
+    /// Writes the gateway's per-tool call counts to the store (stopped after the instances).
+    usage_task: tokio::task::JoinHandle<()>,
+    usage_stop: CancellationToken,
     /// The JSONL event log next to the database.
     event_log: eventlog::EventLog,
+    /// Warden's own log files (written by the binary), for `/health/status`.
+    log_files: logfiles::Slot,
+    liveness: Option<health::Liveness>,
 }
 
 /// Why Warden could not start.
@@ -152,6 +164,9 @@ impl App {
         let gateway = Gateway::new(&registry, &relay);
         let gateway_stop = CancellationToken::new();
         gateway.spawn_change_watcher(gateway_stop.clone());
+        let usage = usage::UsageFlusher::new(gateway.clone(), store.clone());
+        let usage_stop = CancellationToken::new();
+        let usage_task = usage.spawn(usage_stop.clone());
         let mut app = Self {
             registry,
             store,
@@ -163,7 +178,11 @@ impl App {
             store_fallback,
             gateway,
             gateway_stop,
+            usage_task,
+            usage_stop,
             event_log,
+            log_files: logfiles::Slot::default(),
+            liveness: None,
         };
         // The HTTP surface is built even without a listener (tests drive it directly).
         let stop = CancellationToken::new();
@@ -191,18 +210,45 @@ impl App {
                 started,
                 listen: listener.as_ref().map(|(_, b)| b.to_string()),
                 event_log: app.event_log.status(),
+                log_files: app.log_files.clone(),
                 stream: stream.clone(),
             },
             stop.clone(),
         )
         .await;
+        app.liveness = Some(health.liveness());
+        let reports = reports::Reports {
+            store: app.store.clone(),
+            servers: Arc::new(app.registry.servers().to_vec()),
+            gateway: app.gateway.clone(),
+            usage,
+            metrics_interval: options.config.warden.metrics_interval,
+        };
         app.gateway.install_builtin(Arc::new(tools::Tools {
             overview: Arc::clone(&overview),
             health: health.clone(),
-            store: app.store.clone(),
             gateway: app.gateway.clone(),
             servers: Arc::new(app.registry.servers().to_vec()),
+            reports: reports.clone(),
         }));
+        let alerts = alerts::Alerts::start(
+            alerts::Sources {
+                overview: Arc::clone(&overview),
+                metrics: app.registry.metrics().clone(),
+                servers: app.registry.servers().iter().map(|s| Arc::clone(&s.spec)).collect(),
+                store: app.store.clone(),
+                bus: Arc::clone(&app.bus),
+                settings: options.config.warden.alerts.clone(),
+                external_url: match &listener {
+                    Some((_, bound)) => format!("http://{bound}"),
+                    None => "http://127.0.0.1:7420".to_owned(),
+                },
+                handles: app.registry.servers().to_vec(),
+            },
+            stop.clone(),
+        )
+        .await;
+        app.registry.metrics().register_collector(Box::new(alerts::AlertMetrics(alerts.clone())));
         let w = &options.config.warden;
         app.surface = Some(http::Surface {
             state: http::State::new(&app, started, Arc::clone(&overview), health.clone()),
@@ -219,6 +265,8 @@ impl App {
             },
             stop: stop.clone(),
             stream,
+            alerts,
+            reports,
             api: api::Api {
                 servers: Arc::new(app.registry.servers().to_vec()),
                 gateway: app.gateway.clone(),
@@ -261,6 +309,16 @@ impl App {
         http::app(s, self.gateway.clone())
     }
 
+    /// Shows the log files' health as `checks.logs` of `/health/status` (`off` until called).
+    pub fn set_log_files(&self, status: LogFilesStatus) {
+        self.log_files.set(status);
+    }
+
+    /// Whether Warden is alive (as `/livez` says), for a service manager's watchdog.
+    pub fn liveness(&self) -> Liveness {
+        self.liveness.clone().expect("the health task starts in App::start")
+    }
+
     /// The address the HTTP API is bound to.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|(a, _, _)| *a)
@@ -278,6 +336,8 @@ impl App {
         }
         let deadline = self.registry.stop_deadline();
         self.registry.shutdown(deadline).await;
+        self.usage_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.usage_task).await;
         self.event_log.close().await;
         self.writer_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.writer).await;

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -33,6 +32,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use warden_core::{wire, Event, EventBus};
 use warden_store::Store;
+
+use crate::api::Params;
 
 /// Frames kept for subscribers; one further behind than this is dropped (the bus keeps as many).
 pub(crate) const CAPACITY: usize = 1024;
@@ -339,20 +340,15 @@ struct Recent {
 }
 
 /// `GET /api/events?server=&kind=&limit=`: recorded events, newest first, in the wire form.
-async fn recent(State(s): State<Stream>, Query(q): Query<Recent>) -> Response {
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    match s.inner.store.events_of(q.server.as_deref(), q.kind.as_deref(), limit).await {
-        Ok(rows) => {
-            #[derive(serde::Serialize)]
-            struct Events {
-                events: Vec<wire::WireEvent>,
-            }
-            let events = rows.into_iter().map(|r| wire::from_serialized(r.payload)).collect();
-            Json(Events { events }).into_response()
+async fn recent(State(s): State<Stream>, Params(q): Params<Recent>) -> Response {
+    let limit = crate::api::limit(q.limit, 100);
+    let rows = s.inner.store.events_of(q.server.as_deref(), q.kind.as_deref(), limit).await;
+    crate::api::from_store(rows, |rows| {
+        #[derive(serde::Serialize)]
+        struct Events {
+            events: Vec<wire::WireEvent>,
         }
-        Err(e) => crate::api::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the database did not answer: {e}"),
-        ),
-    }
+        let events = rows.into_iter().map(|r| wire::from_serialized(r.payload)).collect();
+        Json(Events { events }).into_response()
+    })
 }

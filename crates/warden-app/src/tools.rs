@@ -1,26 +1,27 @@
 //! Warden's own MCP surface on the aggregated endpoint (DESIGN.md §2): the `health://status`
 //! and `health://servers/{name}` resources, and the three tools of the original
-//! specification, answered from live state and the store.
+//! specification, answered from live state and the store. The failure analysis, usage patterns
+//! and optimization suggestions are the reports of `reports.rs`, as the API serves them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 use warden_gateway::{Builtin, FailoverAction, Gateway};
-use warden_store::Store;
 use warden_supervisor::{Command, ServerHandle};
 use warden_upstream::BoxFuture;
 
 use crate::health::Health;
 use crate::http::Overview;
+use crate::reports::{Kind, Reports};
 
 #[derive(Clone)]
 pub(crate) struct Tools {
     pub(crate) overview: Overview,
     pub(crate) health: Health,
-    pub(crate) store: Store,
     pub(crate) gateway: Gateway,
     pub(crate) servers: Arc<Vec<ServerHandle>>,
+    pub(crate) reports: Reports,
 }
 
 fn schema(actions: &[&str], server_required: bool) -> Value {
@@ -38,6 +39,14 @@ fn schema(actions: &[&str], server_required: bool) -> Value {
     })
 }
 
+/// [`schema`] with the reports' `since`.
+fn report_schema(actions: &[&str]) -> Value {
+    let mut s = schema(actions, false);
+    s["properties"]["since"] = json!({ "type": "string",
+        "description": "For the reports: the period's start, a duration before now (7d, 24h) or an RFC 3339 time; default 7d" });
+    s
+}
+
 /// A tool result carrying `data` both as text and as structured content.
 fn result(data: Value, is_error: bool) -> Value {
     json!({
@@ -45,10 +54,6 @@ fn result(data: Value, is_error: bool) -> Value {
         "structuredContent": data,
         "isError": is_error,
     })
-}
-
-fn median(xs: &mut [f64]) -> Option<f64> {
-    quantile(xs, 0.5)
 }
 
 fn quantile(xs: &mut [f64], q: f64) -> Option<f64> {
@@ -112,80 +117,34 @@ impl Tools {
         json!({ "instances": rows })
     }
 
-    async fn failure_analysis(&self, server: Option<&str>) -> Result<Value, String> {
-        let rows = self
-            .store
-            .failures(server, 1000)
-            .await
-            .map_err(|e| format!("the database did not answer: {e}"))?;
-        let mut by_class: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut by_server: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut by_action: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut repair: Vec<f64> = Vec::new();
-        for r in &rows {
-            *by_class.entry(&r.failure_type).or_default() += 1;
-            *by_server.entry(&r.server_type).or_default() += 1;
-            if let Some(a) = &r.recovery_action {
-                *by_action.entry(a).or_default() += 1;
-            }
-            if let Some(t) = r.resolution_time_seconds {
-                repair.push(t);
-            }
-        }
-        let mut top: Vec<(&str, u64)> = by_server.into_iter().collect();
-        top.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-        let mttr = (!repair.is_empty()).then(|| repair.iter().sum::<f64>() / repair.len() as f64);
-        Ok(json!({
-            "failures": rows.len(),
-            "unresolved": rows.iter().filter(|r| !r.resolved).count(),
-            "by_class": by_class,
-            "recoveries_by_action": by_action,
-            "mttr_seconds": mttr,
-            "median_repair_seconds": median(&mut repair),
-            "top_offenders": top.iter().take(5).map(|(s, n)| json!({ "server": s, "failures": n })).collect::<Vec<_>>(),
-            "recent": rows.iter().take(10).collect::<Vec<_>>(),
-        }))
+    /// A report over `since` (default 7 days), as `GET /api/reports/{kind}` answers it.
+    async fn report(
+        &self,
+        kind: Kind,
+        server: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<Value, String> {
+        let range =
+            self.reports.range(since, None, server, warden_core::now()).map_err(|(_, m)| m)?;
+        self.reports.build(kind, &range).await.map_err(|(_, m)| m)
     }
 
-    /// Suggestions from what is measured now; each names its evidence.
-    fn suggestions(&self, server: Option<&str>) -> Value {
-        let o = (self.overview)();
-        let mut out = Vec::new();
-        for s in o.servers.iter().filter(|s| server.is_none_or(|w| s.name == w)) {
-            let spec = self.servers.iter().find(|h| h.spec.name == s.name).map(|h| &h.spec);
-            let restarts: u32 = s.instances.iter().map(|i| i.restarts).sum();
-            if s.instances.len() == 1 && restarts > 0 && spec.is_some_and(|sp| sp.is_stdio()) {
-                out.push(json!({ "server": s.name, "suggestion": "add a replica (\"replicas\": 2) so calls fail over while it restarts",
-                                 "evidence": format!("{restarts} restart(s) of its only instance") }));
-            }
-            if spec.is_some_and(|sp| sp.fallback.is_empty())
-                && s.status != warden_core::ServerStatus::Healthy
-            {
-                out.push(json!({ "server": s.name, "suggestion": "configure a \"fallback\" server for when it has nothing routable",
-                                 "evidence": format!("status {}", s.status.as_str()) }));
-            }
-            for i in &s.instances {
-                if i.stats.error_rate > 0.05 {
-                    out.push(json!({ "server": s.name, "instance": i.id, "suggestion": "investigate errors: the circuit breaker will eject it above 50 %",
-                                     "evidence": format!("error rate {:.1} %", i.stats.error_rate * 100.0) }));
-                }
-                if let (Some(p95), Some(sp)) = (i.stats.p95_ms, spec) {
-                    let budget = sp.timeout.as_secs_f64() * 1000.0;
-                    if p95 > budget / 2.0 {
-                        out.push(json!({ "server": s.name, "instance": i.id, "suggestion": "raise \"timeout\" or add replicas: p95 is over half the call deadline",
-                                         "evidence": format!("p95 {p95:.0} ms, timeout {budget:.0} ms") }));
-                    }
-                }
-            }
-        }
-        for (id, _, opened) in self.gateway.breakers() {
-            if opened > 0 && server.is_none_or(|w| id.server() == w) {
-                out.push(json!({ "instance": id, "suggestion": "its circuit breaker has opened: check the server's errors and latency",
-                                 "evidence": format!("opened {opened} time(s)") }));
-            }
-        }
-        let (coalesced, hits) = self.gateway.optimized_calls();
-        json!({ "suggestions": out, "coalesced_calls": coalesced, "cache_hits": hits })
+    /// The performance report's suggestions, with the capacity report beside them.
+    async fn optimizations(
+        &self,
+        server: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<Value, String> {
+        let perf = self.report(Kind::Performance, server, since).await?;
+        let capacity = self.report(Kind::Capacity, server, since).await?;
+        Ok(json!({
+            "since": perf["since"],
+            "until": perf["until"],
+            "server": perf["server"],
+            "suggestions": perf["suggestions"],
+            "live": perf["live"],
+            "capacity": capacity,
+        }))
     }
 
     async fn failover(&self, action: &str, server: Option<&str>) -> Result<Value, String> {
@@ -244,17 +203,21 @@ impl Tools {
     async fn dispatch(&self, tool: &str, args: Value) -> Result<Value, String> {
         let action = args["action"].as_str().ok_or("\"action\" is required")?.to_owned();
         let server = args["server"].as_str();
+        let since = args["since"].as_str();
         let answer = match (tool, action.as_str()) {
             ("integration_monitor", "health_check") => self.health_check(server),
             ("integration_monitor", "performance_scan") => Ok(self.performance_scan(server)),
-            ("integration_monitor", "failure_analysis") => self.failure_analysis(server).await,
+            ("integration_monitor", "failure_analysis") => {
+                self.report(Kind::Failures, server, since).await
+            }
             ("integration_monitor", "optimization_report")
-            | ("performance_optimizer", "suggest_optimizations") => Ok(self.suggestions(server)),
+            | ("performance_optimizer", "suggest_optimizations") => {
+                self.optimizations(server, since).await
+            }
             ("failover_manager", a) => self.failover(a, server).await,
-            ("performance_optimizer", "analyze_patterns") => Ok(json!({
-                "performance": self.performance_scan(server),
-                "failures": self.failure_analysis(server).await?,
-            })),
+            ("performance_optimizer", "analyze_patterns") => {
+                self.report(Kind::Performance, server, since).await
+            }
             ("performance_optimizer", "benchmark_performance") => self.benchmark(server).await,
             ("performance_optimizer", "apply_tuning") => Err(
                 "apply_tuning changes nothing yet: learned tuning within safe bounds is planned \
@@ -276,7 +239,7 @@ impl Builtin for Tools {
         vec![
             json!({ "name": "warden__integration_monitor",
                     "description": "Health, performance and failure history of every MCP server Warden supervises.",
-                    "inputSchema": schema(&["health_check", "performance_scan", "failure_analysis", "optimization_report"], false),
+                    "inputSchema": report_schema(&["health_check", "performance_scan", "failure_analysis", "optimization_report"]),
                     "annotations": { "readOnlyHint": true, "openWorldHint": false } }),
             json!({ "name": "warden__failover_manager",
                     "description": "Control a server's failover: enable it, fail over now, probe the fallbacks, recover or restore the primary.",
@@ -284,7 +247,7 @@ impl Builtin for Tools {
                     "annotations": { "readOnlyHint": false, "destructiveHint": false, "openWorldHint": false } }),
             json!({ "name": "warden__performance_optimizer",
                     "description": "Latency and failure patterns, suggestions, and a live ping benchmark of the servers' instances.",
-                    "inputSchema": schema(&["analyze_patterns", "suggest_optimizations", "apply_tuning", "benchmark_performance"], false),
+                    "inputSchema": report_schema(&["analyze_patterns", "suggest_optimizations", "apply_tuning", "benchmark_performance"]),
                     "annotations": { "readOnlyHint": true, "openWorldHint": false } }),
         ]
     }

@@ -190,6 +190,17 @@ fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
     if let Some(t) = &config.warden.token {
         values.push(t.expose().to_owned());
     }
+    for r in &config.warden.alerts.receivers {
+        if let crate::alerts::ReceiverKind::Webhook { url, headers, .. } = &r.kind {
+            values.push(url.expose().to_owned());
+            for v in headers.values() {
+                values.push(v.expose().to_owned());
+                if let Some((_, token)) = v.expose().split_once(' ') {
+                    values.push(token.trim().to_owned());
+                }
+            }
+        }
+    }
     values.retain(|v| v.chars().count() >= 6);
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     values.dedup();
@@ -289,8 +300,20 @@ fn compile_warden(
         }
         defaults.finish(&[], d);
     }
-    // Later issues own these blocks; accept them now so a file written for them loads.
-    let _ = o.get("alerts");
+    if let Some(a) = o.obj("alerts", d) {
+        w.alerts = crate::alerts::compile_alerts(a, lookup, d);
+    }
+    if let Some(mut p) = o.obj("prediction", d) {
+        if let Some(e) = p.bool("enabled", d) {
+            w.prediction.enabled = e;
+        }
+        if let Some(t) =
+            p.duration("warmup", Duration::from_secs(10), Duration::from_secs(86_400), d)
+        {
+            w.prediction.warmup = t;
+        }
+        p.finish(&[], d);
+    }
     let tpath = o.path_of("token");
     if let Some(t) = o.str("token", d) {
         if let Some((token, _)) = expand_field(&tpath, t, lookup, d) {
@@ -301,9 +324,35 @@ fn compile_warden(
             }
         }
     }
+    if let Some(l) = o.obj("logs", d) {
+        w.logs = compile_logs(l, d);
+    }
     let _ = o.get("log");
     o.finish(&[], d);
     (w, health, restart)
+}
+
+fn compile_logs(mut o: Obj<'_>, d: &mut Diags) -> LogSettings {
+    let mut logs = LogSettings::default();
+    match o.str("dir", d) {
+        Some("") => d.error(&o.path_of("dir"), "is empty; name a directory, or \"none\""),
+        Some(dir) => logs.dir = Some(LogDir::parse(dir)),
+        None => {}
+    }
+    if let Some(n) = o.uint("retention_days", 1, 3650, d) {
+        logs.retention_days = Some(n as u32);
+    }
+    match o.str("format", d) {
+        None => {}
+        Some("human") => logs.format = Some(LogFormat::Human),
+        Some("json") => logs.format = Some(LogFormat::Json),
+        Some(other) => d.error(
+            &o.path_of("format"),
+            format!("{other:?} is not a log format (use \"human\" or \"json\")"),
+        ),
+    }
+    o.finish(&[], d);
+    logs
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -453,6 +502,29 @@ fn compile_server(
         Some(r) => compile_restart(r, restart_base, d),
         None => restart_base.clone(),
     };
+    let mut objective = None;
+    if let Some(mut obj) = o.obj("objective", d) {
+        let apath = obj.path_of("availability");
+        match obj.get("availability").map(|v| (v, v.as_f64())) {
+            None => {}
+            // A percentage (99.9) or a ratio (0.999).
+            Some((_, Some(x))) if (50.0..100.0).contains(&x) => objective = Some(x / 100.0),
+            Some((_, Some(x))) if (0.5..1.0).contains(&x) => objective = Some(x),
+            Some((v, _)) => d.error(
+                &apath,
+                format!("{v} is not an availability objective (a percentage like 99.9, below 100)"),
+            ),
+        }
+        obj.finish(&[], d);
+    }
+    let memory_limit = bytes(&mut o, "memory_limit", d);
+    let standby = o.bool("standby", d).unwrap_or(false);
+    if standby && !has_command {
+        d.error(
+            &o.path_of("standby"),
+            "applies to stdio servers: Warden cannot start a remote one",
+        );
+    }
     o.finish(FOREIGN_SERVER_KEYS, d);
     Some(ServerSpec {
         name: name.to_owned(),
@@ -468,7 +540,51 @@ fn compile_server(
         health,
         restart,
         disabled,
+        objective,
+        memory_limit,
+        standby,
     })
+}
+
+/// A size: a number of bytes, or `"512MiB"`, `"2GiB"`, `"500MB"`, `"64k"`.
+fn bytes(o: &mut Obj<'_>, key: &'static str, d: &mut Diags) -> Option<u64> {
+    let path = o.path_of(key);
+    let parsed = match o.get(key)? {
+        Value::Number(n) => n.as_u64().ok_or_else(|| format!("{n} is not a size in bytes")),
+        Value::String(s) => parse_bytes(s),
+        other => Err(format!("must be a size like \"512MiB\", not {}", type_name(other))),
+    };
+    match parsed {
+        Ok(n) if n >= 1 << 20 => Some(n),
+        Ok(n) => {
+            d.error(&path, format!("{n} bytes is too small (at least 1MiB)"));
+            None
+        }
+        Err(e) => {
+            d.error(&path, e);
+            None
+        }
+    }
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size like \"512MiB\""))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!("{other:?} is not a size unit (use B, KiB, MiB, GiB, kB, MB, GB)"))
+        }
+    };
+    Ok((n * mult) as u64)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -499,7 +615,7 @@ fn transport_kind(o: &mut Obj<'_>, d: &mut Diags) -> Option<TransportKey> {
     found
 }
 
-fn expand_field(
+pub(crate) fn expand_field(
     path: &str,
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -514,7 +630,11 @@ fn expand_field(
     }
 }
 
-fn string_list<'a>(o: &mut Obj<'a>, key: &'static str, d: &mut Diags) -> Vec<(String, &'a str)> {
+pub(crate) fn string_list<'a>(
+    o: &mut Obj<'a>,
+    key: &'static str,
+    d: &mut Diags,
+) -> Vec<(String, &'a str)> {
     let path = o.path_of(key);
     match o.get(key) {
         None => vec![],
@@ -539,7 +659,7 @@ fn string_list<'a>(o: &mut Obj<'a>, key: &'static str, d: &mut Diags) -> Vec<(St
     }
 }
 
-fn secret_map(
+pub(crate) fn secret_map(
     o: &mut Obj<'_>,
     key: &'static str,
     lookup: &dyn Fn(&str) -> Option<String>,

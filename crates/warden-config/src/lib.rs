@@ -5,17 +5,23 @@
 //! field (`mcpServers.x.health.interval: "5 parsecs" is not a duration`), and every unknown key
 //! becomes a warning that names the nearest known key.
 
+mod alerts;
 mod compile;
 mod duration;
 mod expand;
 mod model;
 mod walk;
 
+pub use alerts::{
+    AlertRule, AlertSettings, CompareOp, Receiver, ReceiverKind, Severity, WebhookFormat,
+    BUILTIN_RULES,
+};
 pub use compile::{compile, load, ConfigError, Diagnostic, Loaded};
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    BackoffPolicy, Balance, Config, HealthPolicy, ProbeMethod, Readiness, RemoteKind, RestartMode,
-    RestartPolicy, Secret, ServerSpec, Transport, WardenSettings,
+    BackoffPolicy, Balance, Config, HealthPolicy, LogDir, LogFormat, LogSettings,
+    PredictionSettings, ProbeMethod, Readiness, RemoteKind, RestartMode, RestartPolicy, Secret,
+    ServerSpec, Transport, WardenSettings,
 };
 
 /// Where Warden looks for its config when none is named: `$XDG_CONFIG_HOME/warden/config.json`

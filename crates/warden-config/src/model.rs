@@ -71,6 +71,24 @@ pub struct WardenSettings {
     pub max_request_body: usize,
     /// When `/readyz` says ready.
     pub readiness: Readiness,
+    /// Warden's own log files (`warden.logs`).
+    pub logs: LogSettings,
+    pub alerts: crate::alerts::AlertSettings,
+    pub prediction: PredictionSettings,
+}
+
+/// Failure prediction (`warden.prediction`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictionSettings {
+    pub enabled: bool,
+    /// Nothing is predicted before an instance has been watched this long (its baseline).
+    pub warmup: Duration,
+}
+
+impl Default for PredictionSettings {
+    fn default() -> Self {
+        Self { enabled: true, warmup: Duration::from_secs(600) }
+    }
 }
 
 /// The readiness policy of `/readyz`.
@@ -88,6 +106,43 @@ pub enum Readiness {
     None,
 }
 
+/// Warden's own log files (`warden.logs`). Each field is optional: `--log-dir`,
+/// `--log-retention-days` and `--log-format` (and their `WARDEN_*` variables) win over these.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Where the daily files go (`"none"` or `"off"`: no files).
+    pub dir: Option<LogDir>,
+    /// How many days of files to keep, today's included.
+    pub retention_days: Option<u32>,
+    /// The files' format.
+    pub format: Option<LogFormat>,
+}
+
+/// Where Warden writes its log files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogDir {
+    /// No log files.
+    Off,
+    At(PathBuf),
+}
+
+impl LogDir {
+    /// `none` and `off` (any case) turn the files off; anything else is a directory.
+    pub fn parse(text: &str) -> Self {
+        match text.trim() {
+            t if t.eq_ignore_ascii_case("none") || t.eq_ignore_ascii_case("off") => Self::Off,
+            t => Self::At(PathBuf::from(t)),
+        }
+    }
+}
+
+/// The format of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
 impl Default for WardenSettings {
     fn default() -> Self {
         Self {
@@ -100,6 +155,9 @@ impl Default for WardenSettings {
             session_idle_timeout: Duration::from_secs(30 * 60),
             max_request_body: 4 * 1024 * 1024,
             readiness: Readiness::default(),
+            logs: LogSettings::default(),
+            alerts: crate::alerts::AlertSettings::default(),
+            prediction: PredictionSettings::default(),
         }
     }
 }
@@ -127,6 +185,13 @@ pub struct ServerSpec {
     pub health: HealthPolicy,
     pub restart: RestartPolicy,
     pub disabled: bool,
+    /// The availability objective (0.999 for 99.9 %) the SLO burn-rate alerts measure against.
+    pub objective: Option<f64>,
+    /// The child's memory limit: the RSS forecast warns before it is reached.
+    pub memory_limit: Option<u64>,
+    /// Keep one more (stdio) instance stopped in reserve: started while another instance is
+    /// predicted to fail, stopped again once none has been for 5 minutes.
+    pub standby: bool,
 }
 
 impl ServerSpec {
@@ -134,12 +199,22 @@ impl ServerSpec {
         matches!(self.transport, Transport::Stdio { .. })
     }
 
-    /// The number of instances this server runs.
+    /// The number of instances this server runs (its standby not counted).
     pub fn instance_count(&self) -> u32 {
         match &self.transport {
             Transport::Stdio { .. } => self.replicas,
             Transport::Remote { urls, .. } => urls.len() as u32,
         }
+    }
+
+    /// Instances plus the standby, if the server has one (its index is `instance_count()`).
+    pub fn slot_count(&self) -> u32 {
+        self.instance_count() + u32::from(self.standby && self.is_stdio())
+    }
+
+    /// Whether instance `index` is the standby.
+    pub fn is_standby(&self, index: u32) -> bool {
+        self.standby && self.is_stdio() && index == self.instance_count()
     }
 }
 

@@ -255,3 +255,41 @@ fn gateway_settings_compile_and_name_bad_fields() {
     }
     assert_eq!(errs.len(), want.len(), "{errs:#?}");
 }
+
+#[test]
+fn log_settings_compile_and_name_bad_fields() {
+    let l = ok(r#"{ "mcpServers": { "s": { "command": "c" } },
+        "warden": { "logs": { "dir": "/var/log/warden", "retention_days": 14, "format": "json" } } }"#);
+    let logs = &l.config.warden.logs;
+    assert_eq!(logs.dir, Some(LogDir::At("/var/log/warden".into())));
+    assert_eq!(logs.retention_days, Some(14));
+    assert_eq!(logs.format, Some(LogFormat::Json));
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(ok(r#"{ "mcpServers": {} }"#).config.warden.logs, LogSettings::default());
+    let off = ok(r#"{ "mcpServers": {}, "warden": { "logs": { "dir": "OFF" } } }"#);
+    assert_eq!(off.config.warden.logs.dir, Some(LogDir::Off));
+    assert_eq!(LogDir::parse("none"), LogDir::Off);
+    assert_eq!(LogDir::parse("logs"), LogDir::At("logs".into()));
+
+    let errs = errors(
+        r#"{ "mcpServers": {},
+        "warden": { "logs": { "dir": "", "retention_days": 0, "format": "xml" } } }"#,
+    );
+    let want = [
+        "warden.logs.dir: is empty",
+        "warden.logs.retention_days: 0 is out of range",
+        "warden.logs.format: \"xml\" is not a log format",
+    ];
+    for w in want {
+        assert!(errs.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errs:#?}");
+    }
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    let warned = ok(r#"{ "mcpServers": {}, "warden": { "logs": { "retention": 3 } } }"#);
+    assert!(
+        warned.warnings.iter().any(|w| w
+            .to_string()
+            .starts_with("warden.logs.retention: unknown key (did you mean \"retention_days\"?)")),
+        "{:?}",
+        warned.warnings
+    );
+}

@@ -131,6 +131,29 @@ pub enum EventKind {
         message: String,
     },
     StoreRecovered,
+    /// An alert rule started firing (after its `for`).
+    AlertFiring {
+        #[serde(flatten)]
+        alert: AlertInfo,
+    },
+    /// A firing alert resolved (after its `keep_firing_for`).
+    AlertResolved {
+        #[serde(flatten)]
+        alert: AlertInfo,
+        firing_seconds: f64,
+    },
+}
+
+/// What an alert event says about its alert.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertInfo {
+    /// The rule's name.
+    pub alert: String,
+    pub severity: String,
+    pub server: Option<String>,
+    pub summary: String,
+    pub fingerprint: String,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl EventKind {
@@ -150,6 +173,8 @@ impl EventKind {
             Self::OperatorAction { .. } => "operator_action",
             Self::StoreDegraded { .. } => "store_degraded",
             Self::StoreRecovered => "store_recovered",
+            Self::AlertFiring { .. } => "alert_firing",
+            Self::AlertResolved { .. } => "alert_resolved",
         }
     }
 }
@@ -226,6 +251,12 @@ impl Event {
                 tracing::error!(%message, "database degraded; supervision continues")
             }
             EventKind::StoreRecovered => tracing::info!("database writable again"),
+            EventKind::AlertFiring { alert: a } => {
+                tracing::warn!(instance = %inst, alert = %a.alert, severity = %a.severity, %trace, "alert firing: {}", a.summary)
+            }
+            EventKind::AlertResolved { alert: a, firing_seconds } => {
+                tracing::info!(instance = %inst, alert = %a.alert, firing_seconds, %trace, "alert resolved: {}", a.summary)
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ mod event;
 mod state;
 pub mod wire;
 
-pub use event::{Event, EventBus, EventKind, RecoveryAction, TraceId};
+pub use event::{AlertInfo, Event, EventBus, EventKind, RecoveryAction, TraceId};
 pub use state::{ExitInfo, FailureClass, InstanceId, InstanceState, Reason, ServerStatus};
 
 /// Wall-clock timestamps as they appear in every output (RFC 3339, UTC).
@@ -32,4 +32,23 @@ pub struct MetricSample {
     pub availability: f64,
     /// Requests per second over the recent window.
     pub throughput: f64,
+}
+
+/// Tool calls of one tool of one server in one UTC hour, as the gateway counted them; rows of
+/// the `tool_usage` rollup table (added to what is there for the same hour).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ToolUsage {
+    pub server: String,
+    pub tool: String,
+    /// The start of the hour (UTC).
+    pub hour: Timestamp,
+    pub calls: u64,
+    /// Calls that failed for the server's sake (unavailable, timed out, transport or server
+    /// error); `isError` results, the caller's mistakes and cancellations are not errors.
+    pub errors: u64,
+    /// Latency as the client saw it, summed over the calls, in milliseconds.
+    pub total_ms: f64,
+    pub max_ms: f64,
+    /// Calls whose arguments equal one of the last few calls' of the same tool.
+    pub repeats: u64,
 }

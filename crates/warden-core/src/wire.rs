@@ -55,7 +55,11 @@ pub fn from_serialized(v: Value) -> WireEvent {
     let kind = text(data.remove("type")).unwrap_or_default();
     let instance = text(data.remove("instance"));
     let trace_id = text(data.remove("trace_id"));
-    let server = instance.as_deref().and_then(|i| i.rsplit_once('#')).map(|(s, _)| s.to_owned());
+    let server = instance
+        .as_deref()
+        .and_then(|i| i.rsplit_once('#'))
+        .map(|(s, _)| s.to_owned())
+        .or_else(|| data.get("server").and_then(Value::as_str).map(str::to_owned));
     let traceparent =
         trace_id.as_deref().map(|t| format!("00-{t}-{:016x}-01", seq.unwrap_or(0).max(1)));
     let data = Value::Object(data);
@@ -181,6 +185,15 @@ pub fn describe(kind: &str, data: &Value) -> String {
         "operator_action" => format!("operator: {}", s("action")),
         "store_degraded" => format!("database degraded: {}", s("message")),
         "store_recovered" => "database writable again".to_owned(),
+        "alert_firing" => {
+            format!("alert {} firing ({}): {}", s("alert"), s("severity"), s("summary"))
+        }
+        "alert_resolved" => format!(
+            "alert {} resolved after {:.0} s: {}",
+            s("alert"),
+            data.get("firing_seconds").and_then(Value::as_f64).unwrap_or(0.0),
+            s("summary")
+        ),
         "dropped" => format!("{} events missed", n("missed")),
         other => other.replace('_', " "),
     }

@@ -75,12 +75,50 @@ fn callers_mistake(code: i32) -> bool {
         || code == ErrorCode::RESOURCE_NOT_FOUND.0
 }
 
-/// Forwards `req` and returns the server's result as JSON.
+/// Forwards `req` (see [`forward_attempts`]) and counts a `tools/call` in the named server's
+/// tool usage. An error there is a failure for the server's sake (Warden's unavailable and
+/// failed codes, or the server's own JSON-RPC error); `isError` results, the caller's mistakes
+/// and cancellations are calls, not errors. Latency is as the client sees it, retry included.
 pub(crate) async fn forward(
     routes: &Routes,
     req: Request<'_>,
     ctx: &RequestContext<RoleServer>,
     origin: Origin,
+) -> Result<Value, ErrorData> {
+    let (Some(tool), Some(server)) = (req.tool, routes.server(req.server)) else {
+        return forward_attempts(routes, req, ctx, origin, &mut false).await;
+    };
+    let started = Instant::now();
+    let args = crate::usage::fingerprint(req.params.get("arguments"));
+    let mut offered = false;
+    let result = forward_attempts(routes, req, ctx, origin, &mut offered).await;
+    let failed =
+        result.as_ref().is_err_and(|e| e.code.0 != CANCELLED && !callers_mistake(e.code.0));
+    // A call refused before reaching an instance counts if the server offered the tool when
+    // last listed (a name no server offers is the caller's mistake, and not kept).
+    if offered || (failed && server.tool(tool).is_some()) {
+        server.usage.record(tool, started.elapsed(), failed, args);
+    }
+    result
+}
+
+/// Forwards `req` and returns the server's result as JSON; sets `offered` once an instance
+/// offering the tool is chosen. One `mcp.call` span per call, for OpenTelemetry export
+/// (`warden --features otlp`); it costs a level check when that is off.
+#[tracing::instrument(
+    level = "debug",
+    target = "warden::trace",
+    name = "mcp.call",
+    skip_all,
+    fields(server = req.server, method = req.method, tool = req.tool),
+    err(Display, level = "debug")
+)]
+async fn forward_attempts(
+    routes: &Routes,
+    req: Request<'_>,
+    ctx: &RequestContext<RoleServer>,
+    origin: Origin,
+    offered: &mut bool,
 ) -> Result<Value, ErrorData> {
     let started = Instant::now();
     let named = routes.server(req.server);
@@ -117,6 +155,7 @@ pub(crate) async fn forward(
                     pick.instance.record(None);
                     return Err(ErrorData::invalid_params(format!("unknown tool {tool:?}"), None));
                 }
+                *offered = true;
                 entry
             }
             None => None,
@@ -133,22 +172,15 @@ pub(crate) async fn forward(
             let e = last.take().unwrap_or(UpstreamError::Timeout(pick.serving.spec.timeout));
             return Err(failed(req.server, &e));
         }
-        let mut relay = None;
-        let progress = ctx.meta.get_progress_token().map(|token| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<warden_upstream::Progress>();
-            let peer = ctx.peer.clone();
-            relay = Some(tokio::spawn(async move {
-                while let Some(p) = rx.recv().await {
-                    let mut note = ProgressNotificationParam::new(token.clone(), p.progress);
-                    note.total = p.total;
-                    note.message = p.message;
-                    if peer.notify_progress(note).await.is_err() {
-                        return;
-                    }
-                }
-            }));
-            tx
-        });
+        // Progress is relayed by this task while it waits for the answer: no task per call
+        // (rmcp clients put a progress token on every request, most never see an update).
+        let (progress, mut updates) = match ctx.meta.get_progress_token() {
+            Some(token) => {
+                let (tx, rx) = mpsc::unbounded_channel::<warden_upstream::Progress>();
+                (Some(tx), Some((token, rx)))
+            }
+            None => (None, None),
+        };
         let call = Call {
             method: req.method.to_owned(),
             params: Some(req.params.clone()),
@@ -160,13 +192,29 @@ pub(crate) async fn forward(
         };
         let guard = pick.instance.link.begin_call();
         let sent = Instant::now();
-        let result = pick.session.request(call).await;
-        let rtt = sent.elapsed();
+        let (result, rtt) = match &mut updates {
+            None => {
+                let r = pick.session.request(call).await;
+                (r, sent.elapsed())
+            }
+            Some((token, rx)) => {
+                let answer = pick.session.request(call);
+                tokio::pin!(answer);
+                let done = loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut answer => break (r, sent.elapsed()),
+                        Some(p) = rx.recv() => relay_progress(&ctx.peer, token, p).await,
+                    }
+                };
+                // Every update that arrived before the answer goes out before it.
+                while let Ok(p) = rx.try_recv() {
+                    relay_progress(&ctx.peer, token, p).await;
+                }
+                done
+            }
+        };
         drop(guard);
-        // Every progress update goes out before the answer (the call's sender is gone now).
-        if let Some(relay) = relay {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), relay).await;
-        }
         let link = &pick.instance.link;
         match result {
             Ok(value) => {
@@ -329,6 +377,18 @@ impl ResultCache {
         }
         map.insert(key, (now + ttl, value));
     }
+}
+
+/// Sends one progress update to the client under its own token (a gone client is ignored).
+async fn relay_progress(
+    peer: &rmcp::Peer<rmcp::RoleServer>,
+    token: &rmcp::model::ProgressToken,
+    p: warden_upstream::Progress,
+) {
+    let mut note = ProgressNotificationParam::new(token.clone(), p.progress);
+    note.total = p.total;
+    note.message = p.message;
+    let _ = peer.notify_progress(note).await;
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod clients;
 mod forward;
 mod handler;
 mod route;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -211,6 +212,19 @@ impl Gateway {
     /// result cache.
     pub fn optimized_calls(&self) -> (u64, u64) {
         (self.shared.joined_calls(), self.shared.cache_hits())
+    }
+
+    /// Tool calls counted since the last call, per server, tool and hour; counting starts
+    /// again from zero (warden-app adds them to the store's `tool_usage` rollup).
+    pub fn take_tool_usage(&self) -> Vec<warden_core::ToolUsage> {
+        self.routes.servers().flat_map(|s| s.usage.drain(&s.spec.name)).collect()
+    }
+
+    /// Gives back rows [`Gateway::take_tool_usage`] returned that could not be stored.
+    pub fn restore_tool_usage(&self, rows: &[warden_core::ToolUsage]) {
+        for s in self.routes.servers() {
+            s.usage.restore(rows.iter().filter(|r| r.server == s.spec.name));
+        }
     }
 
     /// Server names, for mounting `/servers/{name}/mcp`.

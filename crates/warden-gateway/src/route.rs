@@ -119,6 +119,8 @@ pub(crate) struct Server {
     pub(crate) failover_enabled: std::sync::atomic::AtomicBool,
     /// Operator switch: the fallbacks serve even while this server is routable.
     pub(crate) failover_forced: std::sync::atomic::AtomicBool,
+    /// Tool calls that name this server, per tool and hour (see `usage.rs`).
+    pub(crate) usage: crate::usage::Usage,
 }
 
 impl Server {
@@ -203,6 +205,7 @@ impl Routes {
                 turn: Default::default(),
                 failover_enabled: std::sync::atomic::AtomicBool::new(true),
                 failover_forced: std::sync::atomic::AtomicBool::new(false),
+                usage: Default::default(),
             })
             .collect();
         Self { servers, generation: watch::channel(0).0 }
@@ -266,12 +269,20 @@ impl Routes {
             if server.failover_enabled.load(Relaxed) { &server.spec.fallback } else { &[] };
         let tiers = own.into_iter().chain(fallbacks.iter().filter_map(|f| self.server(f)));
         for tier in tiers {
-            let usable: Vec<(&Instance, Arc<dyn Session>)> = tier
+            let mut usable: Vec<(&Instance, Arc<dyn Session>)> = tier
                 .instances
                 .iter()
                 .filter(|i| !exclude.contains(&&i.id))
                 .filter_map(|i| i.usable(now).map(|s| (i, s)))
                 .collect();
+            // An instance predicted to fail takes calls only when nothing else can.
+            if usable.len() > 1 && usable.iter().any(|(i, _)| i.view.borrow().draining) {
+                let steady: Vec<_> =
+                    usable.iter().filter(|(i, _)| !i.view.borrow().draining).cloned().collect();
+                if !steady.is_empty() {
+                    usable = steady;
+                }
+            }
             let chosen = match usable.len() {
                 0 => continue,
                 1 => 0,

@@ -9,8 +9,10 @@
 //! PostgreSQL, which several Warden replicas will share (DESIGN.md §4), and because its pool
 //! keeps blocking SQLite calls off the runtime's worker threads.
 
+mod alerts;
 mod location;
 mod queries;
+mod reports;
 mod writer;
 
 use std::sync::{Arc, Mutex};
@@ -21,8 +23,16 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 use warden_core::Timestamp;
 
+pub use alerts::{AlertRow, NewAlert, NotificationRow, SilenceRow};
 pub use location::{default_path, Location};
-pub use queries::{EventRow, FailoverConfig, FailureRow, MetricRow};
+pub use queries::{
+    EventRow, FailoverConfig, FailureRow, MetricPoint, MetricQuery, MetricRange, MetricRow,
+    MetricSeries,
+};
+pub use reports::{
+    ActionStats, AlertStats, ClassStats, Durations, FailureStats, HourOfDay, IncidentSpan,
+    InstanceSamples, OffenderStats, ReportRange, ServerSlots, ToolStats, UsageStats,
+};
 pub use writer::WriterOptions;
 
 /// Why the store could not be opened or queried.

@@ -1,7 +1,11 @@
 //! Reading back: failures, events, metrics, and the failover configuration table.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde::Serialize;
 use sqlx::Row;
+use warden_core::Timestamp;
 
 use crate::writer::ts;
 use crate::Store;
@@ -44,6 +48,52 @@ pub struct MetricRow {
     pub measured_at: String,
 }
 
+/// Which metric samples to read back: `[since, until)`, optionally one server, instance or
+/// metric, optionally aggregated into buckets of `step`.
+#[derive(Clone, Debug)]
+pub struct MetricQuery {
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub server: Option<String>,
+    /// `name#0`.
+    pub instance: Option<String>,
+    /// `response_time`, `error_rate`, `availability` or `throughput`.
+    pub metric: Option<String>,
+    /// Buckets this long (whole seconds, at least one), aligned to multiples of it since the
+    /// Unix epoch, so the first and the last may be partial. `None`: every sample.
+    pub step: Option<Duration>,
+    /// Most points in the answer (samples, or buckets); the newest are kept.
+    pub limit: i64,
+}
+
+/// The samples of one metric of one instance, oldest first.
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricSeries {
+    pub server: String,
+    pub instance: String,
+    pub metric: String,
+    pub points: Vec<MetricPoint>,
+}
+
+/// One sample (`min = max = avg`, `count = 1`), or one bucket of samples starting at `at`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricPoint {
+    pub at: String,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: i64,
+}
+
+/// What a [`MetricQuery`] found.
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricRange {
+    /// By server, instance and metric.
+    pub series: Vec<MetricSeries>,
+    /// More points matched than the query's `limit`; the oldest were left out.
+    pub truncated: bool,
+}
+
 /// One row of `failover_configurations`, derived from a server's config.
 #[derive(Clone, Debug, Serialize)]
 pub struct FailoverConfig {
@@ -56,6 +106,28 @@ pub struct FailoverConfig {
     pub health_check_interval_seconds: f64,
 }
 
+/// The columns of a [`FailureRow`], in the order [`failure_row`] reads them.
+pub(crate) const FAILURE_COLUMNS: &str = "id, server_type, server_instance, failure_type,
+    task_context, error_details, recovery_action, resolution_time_seconds, resolved, occurred_at,
+    resolved_at, trace_id";
+
+pub(crate) fn failure_row(r: sqlx::sqlite::SqliteRow) -> FailureRow {
+    FailureRow {
+        id: r.get(0),
+        server_type: r.get(1),
+        server_instance: r.get(2),
+        failure_type: r.get(3),
+        task_context: r.get(4),
+        error_details: r.get(5),
+        recovery_action: r.get(6),
+        resolution_time_seconds: r.get(7),
+        resolved: r.get::<i64, _>(8) != 0,
+        occurred_at: r.get(9),
+        resolved_at: r.get(10),
+        trace_id: r.get(11),
+    }
+}
+
 impl Store {
     /// Failures, newest first; only those of `server` when given.
     pub async fn failures(
@@ -63,32 +135,12 @@ impl Store {
         server: Option<&str>,
         limit: i64,
     ) -> Result<Vec<FailureRow>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT id, server_type, server_instance, failure_type, task_context, error_details, recovery_action,
-                    resolution_time_seconds, resolved, occurred_at, resolved_at, trace_id
-             FROM integration_failures WHERE (?1 IS NULL OR server_type = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(server)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| FailureRow {
-                id: r.get(0),
-                server_type: r.get(1),
-                server_instance: r.get(2),
-                failure_type: r.get(3),
-                task_context: r.get(4),
-                error_details: r.get(5),
-                recovery_action: r.get(6),
-                resolution_time_seconds: r.get(7),
-                resolved: r.get::<i64, _>(8) != 0,
-                occurred_at: r.get(9),
-                resolved_at: r.get(10),
-                trace_id: r.get(11),
-            })
-            .collect())
+        let sql = format!(
+            "SELECT {FAILURE_COLUMNS} FROM integration_failures
+             WHERE (?1 IS NULL OR server_type = ?1) ORDER BY id DESC LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql).bind(server).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(failure_row).collect())
     }
 
     /// Events, newest first; only those of `kind` when given.
@@ -155,6 +207,64 @@ impl Store {
                 measured_at: r.get(6),
             })
             .collect())
+    }
+
+    /// Metric samples in a time range, as series, each sample or aggregated by SQL into
+    /// buckets (avg, min, max, count). Timestamps are fixed-width RFC 3339 text, so the range
+    /// is a text comparison on the `measured_at` index.
+    pub async fn metric_range(&self, q: &MetricQuery) -> Result<MetricRange, sqlx::Error> {
+        const FILTER: &str = "FROM integration_health_metrics
+             WHERE measured_at >= ?1 AND measured_at < ?2
+               AND (?3 IS NULL OR server_type = ?3)
+               AND (?4 IS NULL OR server_instance = ?4)
+               AND (?5 IS NULL OR metric_type = ?5)";
+        let step = q.step.map(|s| s.as_secs().max(1) as i64);
+        let sql = match step {
+            None => format!(
+                "SELECT server_type, server_instance, metric_type, measured_at,
+                        metric_value, metric_value, metric_value, 1
+                 {FILTER} ORDER BY measured_at DESC, id DESC LIMIT ?6"
+            ),
+            Some(_) => format!(
+                "SELECT server_type, server_instance, metric_type,
+                        CAST(strftime('%s', measured_at) AS INTEGER) / ?7 * ?7 AS bucket,
+                        AVG(metric_value), MIN(metric_value), MAX(metric_value), COUNT(*)
+                 {FILTER} GROUP BY server_type, server_instance, metric_type, bucket
+                 ORDER BY bucket DESC LIMIT ?6"
+            ),
+        };
+        let limit = q.limit.max(1);
+        let mut query = sqlx::query(&sql)
+            .bind(ts(&q.since))
+            .bind(ts(&q.until))
+            .bind(q.server.as_deref())
+            .bind(q.instance.as_deref())
+            .bind(q.metric.as_deref())
+            .bind(limit + 1);
+        if let Some(step) = step {
+            query = query.bind(step);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let truncated = rows.len() as i64 > limit;
+        let mut series: BTreeMap<(String, String, String), Vec<MetricPoint>> = BTreeMap::new();
+        for r in rows.into_iter().take(limit as usize) {
+            let at = match step {
+                None => r.get(3),
+                Some(_) => chrono::DateTime::from_timestamp(r.get(3), 0)
+                    .map_or_else(String::new, |t| ts(&t)),
+            };
+            let point =
+                MetricPoint { at, avg: r.get(4), min: r.get(5), max: r.get(6), count: r.get(7) };
+            series.entry((r.get(0), r.get(1), r.get(2))).or_default().push(point);
+        }
+        let series = series
+            .into_iter()
+            .map(|((server, instance, metric), mut points)| {
+                points.reverse();
+                MetricSeries { server, instance, metric, points }
+            })
+            .collect();
+        Ok(MetricRange { series, truncated })
     }
 
     /// Closes failure rows a previous Warden left open (it stopped or died before they were

@@ -257,3 +257,93 @@ async fn rows_left_open_by_a_previous_run_are_closed_as_abandoned() {
     assert_eq!(row.recovery_action.as_deref(), Some("abandoned"));
     assert_eq!(f.store.abandon_open_failures().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn metric_ranges_filter_by_time_instance_and_metric_and_bucket_in_sql() {
+    let f = fixture().await;
+    // Eight samples of files#0, 15 s apart from a whole minute, response times 0..7 ms; one of
+    // files#1 in the same minutes; one of files#0 before the range.
+    let half_an_hour_ago = warden_core::now().timestamp() - 1800;
+    let base = chrono::DateTime::from_timestamp(half_an_hour_ago / 60 * 60, 0).unwrap();
+    let at = |s: i64| base + chrono::Duration::seconds(s);
+    for k in 0..8 {
+        let mut s = sample();
+        s.at = at(15 * k);
+        s.response_time_ms = Some(k as f64);
+        f.samples.send(s).await.unwrap();
+    }
+    let mut other = sample();
+    other.instance = InstanceId::new("files", 1);
+    other.at = at(30);
+    f.samples.send(other).await.unwrap();
+    let mut early = sample();
+    early.at = at(-3600);
+    f.samples.send(early).await.unwrap();
+    eventually(async || f.store.count("integration_health_metrics").await.unwrap() == 40).await;
+
+    let query = MetricQuery {
+        since: at(0),
+        until: at(120),
+        server: None,
+        instance: Some("files#0".into()),
+        metric: Some("response_time".into()),
+        step: None,
+        limit: 10_000,
+    };
+    let raw = f.store.metric_range(&query).await.unwrap();
+    assert!(!raw.truncated);
+    assert_eq!(raw.series.len(), 1);
+    let s = &raw.series[0];
+    assert_eq!(
+        (s.server.as_str(), s.instance.as_str(), s.metric.as_str()),
+        ("files", "files#0", "response_time")
+    );
+    let values: Vec<f64> = s.points.iter().map(|p| p.avg).collect();
+    assert_eq!(
+        values,
+        [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        "oldest first, nothing out of range"
+    );
+    assert!(s.points.iter().all(|p| p.count == 1 && p.min == p.avg && p.max == p.avg));
+
+    // One-minute buckets: avg, min, max and count of each, computed by SQL.
+    let step = Duration::from_secs(60);
+    let buckets =
+        f.store.metric_range(&MetricQuery { step: Some(step), ..query.clone() }).await.unwrap();
+    let points = &buckets.series[0].points;
+    let t = |s: i64| at(s).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    assert_eq!(
+        points,
+        &[
+            MetricPoint { at: t(0), avg: 1.5, min: 0.0, max: 3.0, count: 4 },
+            MetricPoint { at: t(60), avg: 5.5, min: 4.0, max: 7.0, count: 4 },
+        ]
+    );
+
+    // `until` is exclusive; the limit keeps the newest points and says so.
+    let part = f.store.metric_range(&MetricQuery { until: at(30), ..query.clone() }).await.unwrap();
+    assert_eq!(part.series[0].points.len(), 2);
+    let newest = f.store.metric_range(&MetricQuery { limit: 3, ..query.clone() }).await.unwrap();
+    assert!(newest.truncated);
+    let values: Vec<f64> = newest.series[0].points.iter().map(|p| p.avg).collect();
+    assert_eq!(values, [5.0, 6.0, 7.0]);
+
+    // Without filters: every instance and metric in the range, one series each.
+    let all = f
+        .store
+        .metric_range(&MetricQuery { instance: None, metric: None, ..query.clone() })
+        .await
+        .unwrap();
+    let names: Vec<String> =
+        all.series.iter().map(|s| format!("{} {}", s.instance, s.metric)).collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(names.contains(&"files#1 throughput".to_owned()), "{names:?}");
+    let by_server = f
+        .store
+        .metric_range(&MetricQuery { server: Some("other".into()), instance: None, ..query })
+        .await
+        .unwrap();
+    assert!(by_server.series.is_empty());
+    f.shutdown.cancel();
+    f.writer.await.unwrap();
+}

@@ -175,6 +175,10 @@ impl Store {
             "DELETE FROM integration_health_metrics WHERE measured_at < ?",
             "DELETE FROM events WHERE at < ?",
             "DELETE FROM integration_failures WHERE resolved = 1 AND occurred_at < ?",
+            "DELETE FROM alerts WHERE ends_at IS NOT NULL AND ends_at < ?",
+            "DELETE FROM alert_notifications WHERE state != 'pending' AND created_at < ?",
+            "DELETE FROM silences WHERE ends_at < ?",
+            "DELETE FROM tool_usage WHERE hour < ?",
         ] {
             if let Err(e) = sqlx::query(sql).bind(&cutoff).execute(&self.pool).await {
                 tracing::warn!(error = %e, "pruning old rows failed");

@@ -60,7 +60,12 @@ pub(crate) struct InstanceCtx {
     pub(crate) link: Arc<InstanceLink>,
     pub(crate) reports: mpsc::Receiver<CallReport>,
     pub(crate) shutdown: CancellationToken,
+    /// Failure prediction, unless turned off.
+    pub(crate) prediction: Option<warden_predict::PredictorConfig>,
 }
+
+/// How often the predictor's verdict is read into the view.
+const PREDICT_EVERY: Duration = Duration::from_secs(2);
 
 /// The outcome of one real call routed to an instance: a passive health signal.
 #[derive(Clone, Debug)]
@@ -192,6 +197,10 @@ struct Runner {
     /// The current start is a probation restart of a failed instance: failing it is failed
     /// again. Cleared once the instance is healthy.
     probation_try: bool,
+    predictor: Option<crate::predict::Predictors>,
+    /// The predictor's clock starts here.
+    origin: Instant,
+    next_predict: Instant,
 }
 
 impl Runner {
@@ -213,12 +222,20 @@ impl Runner {
             catalog: None,
             probation_try: false,
             next_sample: Instant::now() + ctx.metrics_interval,
+            predictor: ctx.prediction.clone().map(|cfg| {
+                let mut limits = warden_predict::Limits::new(ctx.spec.timeout);
+                limits.memory_limit_bytes = ctx.spec.memory_limit;
+                crate::predict::Predictors::new(limits, cfg)
+            }),
+            origin: Instant::now(),
+            next_predict: Instant::now() + PREDICT_EVERY,
             ctx,
         }
     }
 
     async fn main(&mut self) {
-        let mut stopped = self.ctx.spec.disabled;
+        // A standby waits stopped until it is needed.
+        let mut stopped = self.ctx.spec.disabled || self.ctx.spec.is_standby(self.ctx.id.index());
         let mut failed = false;
         let mut first = true;
         loop {
@@ -460,6 +477,7 @@ impl Runner {
 
     async fn run_session(&mut self, conn: Connected) -> End {
         let Connected { session, mut events, info } = conn;
+        self.predictor_restart();
         let session: Arc<dyn Session> = Arc::from(session);
         // Routers reach the live session through the link while it lasts.
         self.ctx.link.set_session(Some(Arc::clone(&session)));
@@ -547,11 +565,19 @@ impl Runner {
                     probe_bytes_before = activity.bytes();
                     // Warden's own deadline: a probe stuck behind a full stdin pipe still ends.
                     let timeout = policy.timeout;
-                    probe = Some(Box::pin(async move {
+                    // For OpenTelemetry export (`warden --features otlp`); free when off.
+                    let span = tracing::debug_span!(
+                        target: "warden::trace",
+                        "mcp.probe",
+                        instance = %self.ctx.id,
+                        method = ?method,
+                        trace_id = self.incident.as_ref().map(|i| tracing::field::display(i.trace)),
+                    );
+                    probe = Some(Box::pin(tracing::Instrument::instrument(async move {
                         tokio::time::timeout(timeout + DEADLINE_MARGIN, session.probe(method, timeout))
                             .await
                             .unwrap_or(Err(UpstreamError::Timeout(timeout)))
-                    }));
+                    }, span)));
                 },
                 _ = sleep_until(next_catalog), if catalog.is_none() => {
                     next_catalog = Instant::now() + policy.catalog_interval;
@@ -565,6 +591,7 @@ impl Runner {
                     }
                 },
                 _ = sleep_until(self.next_sample) => self.sample(),
+                _ = sleep_until(self.next_predict) => self.predict(),
                 _ = sleep_until(healthy_since.unwrap_or_else(Instant::now) + self.ctx.spec.restart.reset_after),
                     if healthy_since.is_some() && self.attempt > 0 => {}
             }
@@ -640,6 +667,7 @@ impl Runner {
             Ok(rtt) => {
                 self.ctx.link.metrics.probe_ok(rtt);
                 self.stats.record_ok(now, rtt);
+                self.observe(now, false, Some(rtt), true);
                 self.update(|v| v.latency_ms = Some(rtt.as_secs_f64() * 1000.0));
                 if let Some(t) = self.machine.on_probe_ok(now) {
                     self.apply(t);
@@ -657,6 +685,7 @@ impl Runner {
                     tracing::debug!(instance = %self.ctx.id, "probe timed out while the server was sending; busy, not hung");
                     return None;
                 }
+                self.observe(now, false, Some(self.ctx.spec.health.timeout), false);
                 self.probe_failed("ping", e.reason());
                 None
             }
@@ -671,9 +700,48 @@ impl Runner {
                 Some(reason)
             }
             Err(e) => {
+                self.observe(now, false, None, false);
                 self.probe_failed("ping", e.reason());
                 None
             }
+        }
+    }
+
+    /// Feeds the predictor one probe or call outcome (with its latency when it has one).
+    fn observe(&mut self, now: Instant, call: bool, latency: Option<Duration>, ok: bool) {
+        let t = now.saturating_duration_since(self.origin).as_secs_f64();
+        if let Some(p) = &mut self.predictor {
+            p.observe(t, call, latency.map(|l| l.as_secs_f64()), ok);
+        }
+    }
+
+    /// Reads the predictor's verdict into the view; a predicted failure drains the instance.
+    fn predict(&mut self) {
+        let now = Instant::now();
+        self.next_predict = now + PREDICT_EVERY;
+        let t = now.saturating_duration_since(self.origin).as_secs_f64();
+        let Some(p) = &mut self.predictor else { return };
+        let a = p.evaluate(t);
+        let draining = a.predicted.is_some() || a.rss_exhaustion.is_some();
+        let shown = (!a.is_quiet()).then_some(a);
+        if shown.is_some() || self.ctx.view.borrow().prediction.is_some() {
+            self.update(|v| {
+                v.prediction = shown;
+                v.draining = draining;
+            });
+        }
+    }
+
+    /// A new process or connection: its trends start over (the server's baseline stays).
+    fn predictor_restart(&mut self) {
+        if let Some(p) = &mut self.predictor {
+            p.restart();
+        }
+        if self.ctx.view.borrow().prediction.is_some() {
+            self.update(|v| {
+                v.prediction = None;
+                v.draining = false;
+            });
         }
     }
 
@@ -682,8 +750,15 @@ impl Runner {
         let now = Instant::now();
         match &report.outcome {
             // The server answered, even if the tool said no.
-            CallOutcome::Ok | CallOutcome::Ignorable => self.stats.record_ok(now, report.latency),
-            CallOutcome::Failed(_) => self.stats.record_error(now),
+            CallOutcome::Ok | CallOutcome::Ignorable => {
+                self.stats.record_ok(now, report.latency);
+                self.observe(now, true, Some(report.latency), true);
+            }
+            CallOutcome::Failed(reason) => {
+                self.stats.record_error(now);
+                let timed_out = reason.class == warden_core::FailureClass::Timeout;
+                self.observe(now, true, timed_out.then_some(report.latency), false);
+            }
         }
         if let Some(t) = self.machine.on_call(report.outcome, now) {
             self.apply(t);
@@ -810,9 +885,16 @@ impl Runner {
         self.next_sample = now + self.ctx.metrics_interval;
         let snap = self.stats.snapshot(now);
         let restarts = self.restarts;
+        // Each child leads its own process group: its RSS is the group's.
+        let rss =
+            self.view().pid.filter(|_| self.ctx.spec.is_stdio()).and_then(crate::rss::group_rss);
+        if let (Some(bytes), Some(p)) = (rss, &mut self.predictor) {
+            p.observe_rss(now.saturating_duration_since(self.origin).as_secs_f64(), bytes);
+        }
         self.update(|v| {
             v.stats = snap.clone();
             v.restarts = restarts;
+            v.rss_bytes = rss;
         });
         if let Some(tx) = &self.ctx.samples {
             let v = self.view();

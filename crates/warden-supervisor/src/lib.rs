@@ -6,7 +6,9 @@
 //! instance), then [`view`] (the shapes every output shares).
 
 mod instance;
+mod predict;
 mod registry;
+mod rss;
 mod view;
 
 pub use instance::{CallGuard, CallReport, Command, InstanceLink};

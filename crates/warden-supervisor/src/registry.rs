@@ -40,12 +40,16 @@ impl ServerHandle {
         self.instances.iter().map(|(v, _, _)| v.borrow().clone()).collect()
     }
 
-    /// Sends `cmd` to every instance (or only `index`); returns how many took it. Never waits:
-    /// an instance with 8 commands already queued does not take another.
+    /// Sends `cmd` to every instance but the standby (or only to `index`); returns how many
+    /// took it. Never waits: an instance with 8 commands already queued does not take another.
     pub async fn command(&self, cmd: Command, index: Option<u32>) -> usize {
         let mut sent = 0;
         for (i, (_, tx, _)) in self.instances.iter().enumerate() {
-            if index.is_none_or(|want| want as usize == i) && tx.try_send(cmd).is_ok() {
+            let wanted = match index {
+                Some(want) => want as usize == i,
+                None => !self.spec.is_standby(i as u32),
+            };
+            if wanted && tx.try_send(cmd).is_ok() {
                 sent += 1;
             }
         }
@@ -82,14 +86,30 @@ impl Registry {
     ) -> Self {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let p = &config.warden.prediction;
+        let prediction = p.enabled.then(|| {
+            let d = warden_predict::PredictorConfig::default();
+            let warmup = p.warmup.as_secs_f64();
+            // The default asks 30 batches in 10 minutes: keep that ratio for other warm-ups.
+            let batches = (warmup / f64::from(d.batch_seconds) / 2.0) as u32;
+            warden_predict::PredictorConfig {
+                warmup,
+                warmup_batches: batches.clamp(2, d.warmup_batches),
+                ..d
+            }
+        });
         let mut servers = Vec::new();
         for spec in &config.servers {
             let spec = Arc::new(spec.clone());
             let connector = factory(&spec);
             let mut instances = Vec::new();
-            for index in 0..spec.instance_count() {
+            for index in 0..spec.slot_count() {
                 let id = InstanceId::new(spec.name.as_str(), index);
-                let (view_tx, view_rx) = watch::channel(InstanceView::new(id.clone()));
+                let view = InstanceView {
+                    standby: spec.is_standby(index),
+                    ..InstanceView::new(id.clone())
+                };
+                let (view_tx, view_rx) = watch::channel(view);
                 let (cmd_tx, cmd_rx) = mpsc::channel(8);
                 let (report_tx, report_rx) = mpsc::channel(1024);
                 let link = Arc::new(InstanceLink::new(report_tx, options.metrics.instance(&id)));
@@ -105,6 +125,7 @@ impl Registry {
                     link: Arc::clone(&link),
                     reports: report_rx,
                     shutdown: shutdown.child_token(),
+                    prediction: prediction.clone(),
                 };
                 tasks.spawn(instance::run(ctx));
                 instances.push((view_rx, cmd_tx, link));

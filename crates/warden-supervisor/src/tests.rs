@@ -184,6 +184,9 @@ fn spec(name: &str) -> ServerSpec {
             ..Default::default()
         },
         disabled: false,
+        objective: None,
+        memory_limit: None,
+        standby: false,
     }
 }
 

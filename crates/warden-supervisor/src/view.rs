@@ -30,6 +30,17 @@ pub struct InstanceView {
     pub prompts: usize,
     pub protocol_version: Option<String>,
     pub stats: StatsSnapshot,
+    /// The child's resident memory, sampled with the metrics (stdio instances).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// The predictor's verdict while it says anything (drift, a predicted failure, memory
+    /// running out); `None` when quiet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<warden_predict::Assessment>,
+    /// A failure is predicted: new calls go to other instances while any can take them.
+    pub draining: bool,
+    /// The server's reserve instance: stopped until another is predicted to fail.
+    pub standby: bool,
 }
 
 impl InstanceView {
@@ -51,6 +62,10 @@ impl InstanceView {
             prompts: 0,
             protocol_version: None,
             stats: StatsSnapshot::default(),
+            rss_bytes: None,
+            prediction: None,
+            draining: false,
+            standby: false,
         }
     }
 }
@@ -79,6 +94,10 @@ pub struct Overview {
 /// A server's own status, before fallbacks: healthy when every instance is, unhealthy when none
 /// is routable, degraded otherwise.
 pub(crate) fn own_status(instances: &[InstanceView]) -> ServerStatus {
+    // A standby in reserve is neither up nor down.
+    let owned: Vec<&InstanceView> =
+        instances.iter().filter(|i| !(i.standby && i.state == InstanceState::Stopped)).collect();
+    let instances = owned.as_slice();
     let routable = instances.iter().filter(|i| i.state.is_routable()).count();
     let healthy = instances.iter().filter(|i| i.state == InstanceState::Healthy).count();
     if !instances.is_empty() && healthy == instances.len() {

@@ -62,6 +62,11 @@ async fn connect(
     };
     let mut cmd = Command::new(command);
     cmd.args(args)
+        // systemd's notify socket and watchdog are Warden's, not its servers' (a server that
+        // answered them would speak for Warden); the config's own env still applies.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .envs(env.iter().map(|(k, v)| (k, v.expose())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -29,6 +29,26 @@ pub(crate) struct LogArgs {
     /// Log filter, e.g. `info`, `debug`, `warden=debug,info`.
     #[arg(long, global = true, env = "WARDEN_LOG", default_value = "info,rmcp=warn")]
     pub(crate) log_level: String,
+    /// Export `warden run`'s spans (gateway calls, probes) over OTLP/HTTP to this collector,
+    /// e.g. http://127.0.0.1:4318 (`/v1/traces` is appended). Without it, the standard
+    /// OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT variables turn it on.
+    #[cfg(feature = "otlp")]
+    #[arg(long, global = true)]
+    pub(crate) otlp_endpoint: Option<String>,
+}
+
+/// `warden run`'s log files: one per UTC day, `warden.YYYY-MM-DD.log`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct LogFileArgs {
+    /// Where to write the daily log files (overrides `warden.logs.dir`; default
+    /// $XDG_STATE_HOME/warden/logs; `none` or `off`: no files).
+    #[arg(long, env = "WARDEN_LOG_DIR")]
+    pub(crate) log_dir: Option<String>,
+    /// Days of log files to keep, today's included (overrides `warden.logs.retention_days`;
+    /// default 7).
+    #[arg(long, env = "WARDEN_LOG_RETENTION_DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub(crate) log_retention_days: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -67,6 +87,8 @@ pub(crate) enum Command {
         /// launch Warden as its one MCP server; Warden stops when the client closes stdin.
         #[arg(long)]
         stdio: bool,
+        #[command(flatten)]
+        logs: LogFileArgs,
     },
     /// Start every server once, probe it, print a table (or JSON), and stop. Exit 0 healthy,
     /// 1 degraded, 2 unhealthy, 64 invalid config.
@@ -120,6 +142,78 @@ pub(crate) enum Command {
     },
     /// Print a running Warden's recent events, or follow them live with --follow.
     Events(EventsArgs),
+    /// Show the alerts firing (and pending) on a running Warden (exit 0 none firing, 1 some).
+    Alerts {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Print the whole alerting view (firing, pending, silences, receivers, outbox) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mute alerts for a while on a running Warden: add, list, expire.
+    #[command(subcommand)]
+    Silence(SilenceCmd),
+    /// A report over a period from a running Warden: failures (classes, time to recover,
+    /// recoveries, alerts), performance (latency, per-tool usage, suggestions), capacity
+    /// (throughput trend, when to add a replica) or availability (against each objective).
+    Report {
+        #[arg(value_enum)]
+        kind: ReportKind,
+        /// The period's start: a duration before now (7d, 24h, 30m) or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Only this server.
+        #[arg(long)]
+        server: Option<String>,
+        /// Print the API's JSON answer (`/api/reports/KIND`).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ReportKind {
+    Failures,
+    Performance,
+    Capacity,
+    Availability,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum SilenceCmd {
+    /// Silence every alert whose labels match all MATCHERS (`server=search`,
+    /// `alertname!=CrashLoop`) for DURATION.
+    Add {
+        /// label=value or label!=value (at least one).
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long, e.g. 30m, 2h, 1d.
+        #[arg(short, long, default_value = "2h")]
+        duration: String,
+        /// Why (shown to whoever looks later).
+        #[arg(short, long)]
+        comment: Option<String>,
+        /// Who (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List the active silences.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// End a silence now.
+    Expire {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

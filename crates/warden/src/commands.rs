@@ -1,38 +1,29 @@
 //! What each subcommand does.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use warden_app::{App, CheckOptions, RunOptions};
-use warden_config::{Config, ConfigError, Loaded};
+use warden_app::{App, CheckOptions, LogFilesStatus, RunOptions};
+use warden_config::{Config, ConfigError, Loaded, LogDir, LogSettings};
 use warden_core::ServerStatus;
 use warden_store::Location;
 
-use crate::cli::{Command, ConfigArg, LogArgs, LogFormat};
+use crate::cli::{Command, ConfigArg, LogFileArgs};
 
 /// sysexits' EX_USAGE: the config (or the command line) is wrong.
 const EX_CONFIG: u8 = 64;
 /// A runtime failure (e.g. the listen address is taken).
 const EX_SOFTWARE: u8 = 70;
 
-pub(crate) fn init_logging(log: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let terminal = std::io::stderr().is_terminal();
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| crate::redact::Stderr);
-    match log.log_format.unwrap_or(LogFormat::Human) {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
-        LogFormat::Human => builder.with_ansi(terminal).init(),
-    }
-}
+/// How many days of log files `warden run` keeps unless told otherwise.
+const LOG_RETENTION_DAYS: u32 = 7;
 
 pub(crate) async fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Run { config, demo, listen, db, token, stdio } => {
-            run(config, demo, listen, db, token, stdio).await
+        Command::Run { config, demo, listen, db, token, stdio, logs } => {
+            run(config, demo, listen, db, token, stdio, logs).await
         }
         Command::Check { config, json, servers, timeout } => {
             check(config, json, servers, timeout).await
@@ -48,6 +39,11 @@ pub(crate) async fn dispatch(command: Command) -> ExitCode {
             crate::remote::failover(&remote, &name, action).await
         }
         Command::Events(args) => crate::events::run(&args).await,
+        Command::Alerts { remote, json } => crate::alerting::alerts(&remote, json).await,
+        Command::Silence(cmd) => crate::alerting::silence(&cmd).await,
+        Command::Report { kind, since, server, json, remote } => {
+            crate::report::run(&remote, kind, &since, server.as_deref(), json).await
+        }
     }
 }
 
@@ -141,6 +137,35 @@ fn demo() -> Result<Config, ExitCode> {
     })
 }
 
+/// Where `warden run` writes its log files: `--log-dir`, else `warden.logs.dir`, else
+/// `$XDG_STATE_HOME/warden/logs` (the database's default directory) — except for `--demo`,
+/// which writes none unless told where. `None`: no files.
+fn log_dir(args: &LogFileArgs, settings: &LogSettings, demo: bool) -> Option<PathBuf> {
+    match args.log_dir.as_deref().map(LogDir::parse).or_else(|| settings.dir.clone()) {
+        Some(LogDir::Off) => None,
+        Some(LogDir::At(dir)) => Some(dir),
+        None if demo => None,
+        None => Some(warden_store::default_path().with_file_name("logs")),
+    }
+}
+
+/// Starts the log files; a failure to start leaves stderr as the only log.
+fn start_log_files(
+    args: &LogFileArgs,
+    settings: &LogSettings,
+    demo: bool,
+) -> Option<LogFilesStatus> {
+    let dir = log_dir(args, settings, demo)?;
+    let days = args.log_retention_days.or(settings.retention_days).unwrap_or(LOG_RETENTION_DAYS);
+    match crate::logging::start_files(dir, days, settings.format) {
+        Ok(status) => Some(status),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the log files; logging to stderr only");
+            None
+        }
+    }
+}
+
 async fn run(
     arg: ConfigArg,
     demo_mode: bool,
@@ -148,6 +173,7 @@ async fn run(
     db: Option<String>,
     token: Option<String>,
     stdio: bool,
+    logs: LogFileArgs,
 ) -> ExitCode {
     let config = if demo_mode {
         match demo() {
@@ -183,6 +209,11 @@ async fn run(
         }
         None => config.warden.token.as_ref().map(|t| t.expose().to_owned()),
     };
+    if logs.log_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        eprintln!("error: --log-dir: name a directory, or \"none\"");
+        return ExitCode::from(EX_CONFIG);
+    }
+    let log_files = start_log_files(&logs, &config.warden.logs, demo_mode);
     if token.is_none() && !listen.ip().is_loopback() {
         tracing::warn!(%listen, "listening beyond loopback without a token: anyone who can reach this address can use every server");
     }
@@ -201,6 +232,17 @@ async fn run(
             return ExitCode::from(EX_SOFTWARE);
         }
     };
+    if let Some(status) = log_files {
+        app.set_log_files(status);
+    }
+    // Under systemd (Type=notify): ready now, then the watchdog and status lines.
+    let notifier = crate::systemd::Notifier::from_env().map(Arc::new);
+    let notify_task = notifier.as_ref().map(|n| {
+        let liveness = app.liveness();
+        let summary = liveness.summary();
+        n.ready(&summary);
+        Arc::clone(n).spawn(liveness, summary)
+    });
     if stdio {
         tokio::select! {
             r = app.gateway().serve_stdio() => {
@@ -215,6 +257,13 @@ async fn run(
         wait_for_signal().await;
     }
     tracing::info!("stopping: every child gets close-stdin → SIGTERM → SIGKILL");
+    // systemd stops watching once told STOPPING=1: no more pets or status lines.
+    if let Some(task) = notify_task {
+        task.abort();
+    }
+    if let Some(n) = &notifier {
+        n.stopping();
+    }
     app.shutdown().await;
     ExitCode::SUCCESS
 }

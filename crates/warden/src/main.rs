@@ -1,10 +1,17 @@
 //! `warden`: keeps MCP servers alive. See `warden --help` and the README.
 
+mod alerting;
 mod cli;
 mod commands;
 mod events;
+mod logfile;
+mod logging;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod redact;
 mod remote;
+mod report;
+mod systemd;
 
 use std::process::ExitCode;
 
@@ -24,7 +31,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         });
     }
-    commands::init_logging(&cli.log);
+    // Flushes the log files (and exported spans) when main returns.
+    let _logging = logging::init(&cli.log, matches!(cli.command, cli::Command::Run { .. }));
     runtime().block_on(commands::dispatch(cli.command))
 }
 

@@ -1,7 +1,9 @@
 //! Log output passes through here: every secret the config knows (values from the
-//! environment, env and header values) is replaced by `***` before a byte reaches stderr.
-//! This covers lines written by libraries too (rmcp logs request URLs on transport errors).
+//! environment, env and header values) is replaced by `***` before a byte reaches stderr or a
+//! log file. This covers lines written by libraries too (rmcp logs request URLs on transport
+//! errors).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::RwLock;
 
@@ -24,6 +26,15 @@ fn scrub(text: &str, secrets: &[String]) -> String {
         }
     }
     out
+}
+
+/// `buf` with every known secret replaced (as is when there is none).
+pub(crate) fn clean(buf: &[u8]) -> Cow<'_, [u8]> {
+    let secrets = SECRETS.read().expect("not poisoned");
+    if secrets.is_empty() {
+        return Cow::Borrowed(buf);
+    }
+    Cow::Owned(scrub(&String::from_utf8_lossy(buf), &secrets).into_bytes())
 }
 
 /// stderr, scrubbed. tracing-subscriber writes each event with one `write_all`.

@@ -13,37 +13,13 @@ use futures::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use warden_app::{App, RunOptions};
-use warden_core::{Event, EventKind, InstanceState, TraceId};
-use warden_store::Location;
+use warden_app::App;
+use warden_core::{Event, EventKind, TraceId};
 
 const TOKEN: &str = "an-events-test-token-0123";
 
 async fn start_listening(config: warden_config::Config) -> (App, tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(RunOptions {
-        config,
-        database: Location::Sqlite(dir.path().join("warden.db")),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        token: Some(TOKEN.into()),
-        connectors: None,
-    })
-    .await
-    .expect("warden starts");
-    let addr = app.http_addr().unwrap().to_string();
-    (app, dir, addr)
-}
-
-async fn healthy(app: &App, server: &str) -> u32 {
-    let start = Instant::now();
-    loop {
-        let v = app.registry().server(server).unwrap().views()[0].clone();
-        if v.state == InstanceState::Healthy {
-            return v.pid.unwrap();
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{server} not healthy: {}", v.state);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    listening(config, Some(TOKEN)).await
 }
 
 /// Reads SSE `data:` payloads from a reqwest response.
@@ -98,7 +74,7 @@ fn crash_seen(events: &BTreeMap<u64, Value>) -> bool {
 async fn a_crash_appears_on_sse_and_ws_with_its_trace_id() {
     let (app, _dir, addr) =
         start_listening(config(&[("victim", misbehave(&[], &format!(", {FAST_RESTART}")))])).await;
-    let pid = healthy(&app, "victim").await;
+    let pid = healthy_pid(&app, "victim").await;
     // SSE with the Authorization header, WebSocket with `?token=` (as a browser would).
     let mut sse = SseReader::open(&addr, "?server=victim").await;
     let (mut ws, _) =
@@ -188,7 +164,7 @@ async fn slow_subscribers_are_dropped_and_warden_carries_on() {
     use tokio::io::AsyncReadExt;
     let (app, _dir, addr) =
         start_listening(config(&[("victim", misbehave(&[], &format!(", {FAST_RESTART}")))])).await;
-    let pid = healthy(&app, "victim").await;
+    let pid = healthy_pid(&app, "victim").await;
     // Reads nothing for now, then everything.
     let mut lagging = raw_subscriber(&addr).await;
     // Never reads at all.
@@ -297,7 +273,7 @@ async fn slow_subscribers_are_dropped_and_warden_carries_on() {
     }
     drop(stuck);
     // And the crashed server is serving again.
-    healthy(&app, "victim").await;
+    healthy_pid(&app, "victim").await;
     app.shutdown().await;
 }
 

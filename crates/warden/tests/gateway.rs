@@ -302,6 +302,8 @@ async fn warden_run_stdio_is_one_mcp_server_for_a_desktop_client() {
         let mut child = tokio::process::Command::new(warden())
             .args(["run", "--stdio", "--listen", "127.0.0.1:0", "--db"])
             .arg(dir.path().join("w.db"))
+            .arg("--log-dir")
+            .arg(dir.path().join("logs"))
             .arg("-c")
             .arg(&cfg)
             .stdin(std::process::Stdio::piped())
@@ -647,7 +649,9 @@ async fn wardens_own_tools_and_health_resources_answer_from_live_state_and_the_s
             .await
             .unwrap();
             let v = structured(&r);
-            if v["by_class"]["crash"].as_u64().unwrap_or(0) >= 1 && v["mttr_seconds"].is_number() {
+            if v["by_class"]["crash"]["count"].as_u64().unwrap_or(0) >= 1
+                && v["mttr_seconds"].is_number()
+            {
                 break v;
             }
             assert!(start.elapsed() < Duration::from_secs(10), "the crash never showed: {v}");

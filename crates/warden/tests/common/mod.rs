@@ -218,3 +218,41 @@ pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
         .expect("signal the process");
 }
+
+/// A whole config text (with a `warden` block), compiled; panics with the errors.
+pub fn config_text(text: &str) -> Config {
+    match warden_config::compile(text, &|_| None) {
+        Ok(l) => l.config,
+        Err(e) => panic!("test config is invalid: {e}\n{text}"),
+    }
+}
+
+/// Starts Warden with its HTTP listener on a loopback port; returns it, its database's
+/// directory and the bound address.
+pub async fn listening(config: Config, token: Option<&str>) -> (App, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(RunOptions {
+        config,
+        database: Location::Sqlite(dir.path().join("warden.db")),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        token: token.map(str::to_owned),
+        connectors: None,
+    })
+    .await
+    .expect("warden starts");
+    let addr = app.http_addr().unwrap().to_string();
+    (app, dir, addr)
+}
+
+/// Waits (30 s at most) until the server's first instance is healthy; returns its pid.
+pub async fn healthy_pid(app: &App, server: &str) -> u32 {
+    let start = Instant::now();
+    loop {
+        let v = app.registry().server(server).unwrap().views()[0].clone();
+        if v.state == InstanceState::Healthy {
+            return v.pid.unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{server} not healthy: {}", v.state);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

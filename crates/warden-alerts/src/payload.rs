@@ -1,0 +1,116 @@
+//! What receivers get: Alertmanager's webhook payload (version 4), Alertmanager's own API body
+//! (`POST /api/v2/alerts`), and a Slack incoming-webhook body.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use warden_config::Receiver;
+
+use crate::{stamp, Alert, AlertStatus, Labels, Notification};
+
+/// Alertmanager writes this for "no end" in its webhook payload.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// The part of `n` meant for `r` (severity floor, resolved or not), or `None` if nothing is.
+pub fn for_receiver(n: &Notification, r: &Receiver) -> Option<Notification> {
+    let alerts: Vec<Alert> = n
+        .alerts
+        .iter()
+        .filter(|a| a.severity >= r.min_severity)
+        .filter(|a| r.send_resolved || a.status == AlertStatus::Firing)
+        .cloned()
+        .collect();
+    if alerts.is_empty() {
+        return None;
+    }
+    let status = if alerts.iter().any(|a| a.status == AlertStatus::Firing) {
+        AlertStatus::Firing
+    } else {
+        AlertStatus::Resolved
+    };
+    Some(Notification { alerts, status, ..n.clone() })
+}
+
+/// Labels (or annotations) every alert has with the same value.
+fn common(alerts: &[Alert], pick: fn(&Alert) -> &Labels) -> Labels {
+    let Some(first) = alerts.first() else { return Labels::new() };
+    pick(first)
+        .iter()
+        .filter(|(k, v)| alerts.iter().all(|a| pick(a).get(*k) == Some(*v)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Alertmanager's webhook receiver payload, version 4.
+pub fn webhook(n: &Notification, receiver: &str, external_url: &str) -> Value {
+    let alerts: Vec<Value> = n
+        .alerts
+        .iter()
+        .map(|a| {
+            json!({
+                "status": a.status.as_str(),
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "startsAt": stamp(a.starts_at),
+                "endsAt": a.ends_at.map(stamp).unwrap_or_else(|| ZERO_TIME.to_owned()),
+                "generatorURL": generator_url(external_url, a),
+                "fingerprint": a.fingerprint,
+            })
+        })
+        .collect();
+    json!({
+        "version": "4",
+        "groupKey": n.group_key,
+        "truncatedAlerts": 0,
+        "status": n.status.as_str(),
+        "receiver": receiver,
+        "groupLabels": n.group_labels,
+        "commonLabels": common(&n.alerts, |a| &a.labels),
+        "commonAnnotations": common(&n.alerts, |a| &a.annotations),
+        "externalURL": external_url,
+        "alerts": alerts,
+    })
+}
+
+/// Alertmanager's API body (`POST /api/v2/alerts`): firing alerts carry an `endsAt` a few
+/// minutes ahead, so Alertmanager resolves them by itself if Warden goes quiet; the sender
+/// re-posts firing alerts every minute.
+pub fn alertmanager(alerts: &[Alert], external_url: &str, now: DateTime<Utc>) -> Value {
+    let list: Vec<Value> = alerts
+        .iter()
+        .map(|a| {
+            let ends = a.ends_at.unwrap_or(now + chrono::Duration::minutes(4));
+            json!({
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "startsAt": stamp(a.starts_at),
+                "endsAt": stamp(ends),
+                "generatorURL": generator_url(external_url, a),
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// A Slack incoming-webhook body: one line per alert.
+pub fn slack(n: &Notification) -> Value {
+    let firing = n.alerts.iter().filter(|a| a.status == AlertStatus::Firing).count();
+    let title = match n.status {
+        AlertStatus::Firing => format!("[FIRING:{firing}]"),
+        AlertStatus::Resolved => "[RESOLVED]".to_owned(),
+    };
+    let group: Vec<&str> = n.group_labels.values().map(String::as_str).collect();
+    let mut text = format!("*{title} {}*", group.join(" "));
+    for a in &n.alerts {
+        let mark = if a.status == AlertStatus::Firing { "🔥" } else { "✅" };
+        let summary = a.annotations.get("summary").map(String::as_str).unwrap_or(&a.name);
+        text.push_str(&format!("\n{mark} {} ({}): {summary}", a.name, a.severity.as_str()));
+    }
+    json!({ "text": text })
+}
+
+fn generator_url(external_url: &str, a: &Alert) -> String {
+    match a.labels.get("server") {
+        Some(s) => format!("{}/api/servers/{s}", external_url.trim_end_matches('/')),
+        None => external_url.to_owned(),
+    }
+}

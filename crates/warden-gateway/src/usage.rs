@@ -1,0 +1,201 @@
+//! Per-tool usage: every `tools/call` a client makes through the gateway is counted here, per
+//! server, tool and UTC hour (calls, errors, latency, repeated arguments), and warden-app
+//! drains the counts into the store's `tool_usage` rollup about once a minute.
+//!
+//! On the call path this is one uncontended lock and two map lookups by `&str`; a tool's name is
+//! allocated once, the first time it is called. Only tools the server offers are counted (an
+//! unknown name is refused before it gets here), so the map is bounded by the catalogs; entries
+//! idle for a whole drain interval are dropped. Other methods (resources, prompts, completion)
+//! are not tool calls and are not counted here; they show in each instance's throughput.
+//! Counted where a call is forwarded: answers from the result cache and calls that shared an
+//! identical call's answer are not (they are in `Gateway::optimized_calls`), and each round of
+//! a call that asks the client for input is one call.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use warden_core::{Timestamp, ToolUsage};
+
+/// How many recent argument fingerprints per tool a call is compared with.
+const RECENT: usize = 8;
+
+/// One server's counts.
+#[derive(Default)]
+pub(crate) struct Usage {
+    tools: Mutex<HashMap<String, Entry>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    /// By hour (seconds since the epoch / 3600); one element except around the hour.
+    hours: Vec<(i64, Counts)>,
+    recent: [u64; RECENT],
+    next: usize,
+    /// Called since the last drain.
+    active: bool,
+}
+
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+struct Counts {
+    calls: u64,
+    errors: u64,
+    total_ms: f64,
+    max_ms: f64,
+    repeats: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.calls += o.calls;
+        self.errors += o.errors;
+        self.total_ms += o.total_ms;
+        self.max_ms = self.max_ms.max(o.max_ms);
+        self.repeats += o.repeats;
+    }
+}
+
+/// A fingerprint of a call's arguments, computed without serializing them.
+pub(crate) fn fingerprint(args: Option<&Value>) -> u64 {
+    fn walk(v: &Value, h: &mut impl Hasher) {
+        match v {
+            Value::Null => 0u8.hash(h),
+            Value::Bool(b) => b.hash(h),
+            Value::Number(n) => n.hash(h),
+            Value::String(s) => s.hash(h),
+            Value::Array(a) => {
+                a.len().hash(h);
+                a.iter().for_each(|x| walk(x, h));
+            }
+            Value::Object(o) => {
+                o.len().hash(h);
+                for (k, x) in o {
+                    k.hash(h);
+                    walk(x, h);
+                }
+            }
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(v) = args {
+        walk(v, &mut h);
+    }
+    h.finish()
+}
+
+fn hour_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 / 3600)
+}
+
+impl Usage {
+    /// Counts one call of `tool`.
+    pub(crate) fn record(&self, tool: &str, latency: Duration, failed: bool, args: u64) {
+        let ms = latency.as_secs_f64() * 1000.0;
+        let hour = hour_now();
+        let mut tools = self.tools.lock().expect("not poisoned");
+        if !tools.contains_key(tool) {
+            tools.insert(tool.to_owned(), Entry::default());
+        }
+        let e = tools.get_mut(tool).expect("just inserted");
+        let repeat = e.recent.contains(&args);
+        e.recent[e.next] = args;
+        e.next = (e.next + 1) % RECENT;
+        e.active = true;
+        let call = Counts {
+            calls: 1,
+            errors: u64::from(failed),
+            total_ms: ms,
+            max_ms: ms,
+            repeats: u64::from(repeat),
+        };
+        match e.hours.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, c)) => c.add(&call),
+            None => e.hours.push((hour, call)),
+        }
+    }
+
+    /// The counts so far, as rows of `server`; the counts start again from zero.
+    pub(crate) fn drain(&self, server: &str) -> Vec<ToolUsage> {
+        let mut tools = self.tools.lock().expect("not poisoned");
+        // Tools not called since the last drain are forgotten (a renamed tool must not stay).
+        tools.retain(|_, e| std::mem::take(&mut e.active) || !e.hours.is_empty());
+        let mut rows = Vec::new();
+        for (tool, e) in tools.iter_mut() {
+            for (hour, c) in e.hours.drain(..) {
+                rows.push(ToolUsage {
+                    server: server.to_owned(),
+                    tool: tool.clone(),
+                    hour: Timestamp::from_timestamp(hour * 3600, 0).unwrap_or_default(),
+                    calls: c.calls,
+                    errors: c.errors,
+                    total_ms: c.total_ms,
+                    max_ms: c.max_ms,
+                    repeats: c.repeats,
+                });
+            }
+        }
+        rows
+    }
+
+    /// Puts drained rows back (the store could not take them); they go out with the next drain.
+    pub(crate) fn restore<'a>(&self, rows: impl IntoIterator<Item = &'a ToolUsage>) {
+        let mut tools = self.tools.lock().expect("not poisoned");
+        for r in rows {
+            let e = tools.entry(r.tool.clone()).or_default();
+            let c = Counts {
+                calls: r.calls,
+                errors: r.errors,
+                total_ms: r.total_ms,
+                max_ms: r.max_ms,
+                repeats: r.repeats,
+            };
+            let hour = r.hour.timestamp() / 3600;
+            match e.hours.iter_mut().find(|(h, _)| *h == hour) {
+                Some((_, have)) => have.add(&c),
+                None => e.hours.push((hour, c)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn calls_are_counted_per_tool_and_hour_and_drained_once() {
+        let u = Usage::default();
+        let args = json!({"text": "a", "n": [1, 2]});
+        let same = fingerprint(Some(&args));
+        assert_eq!(same, fingerprint(Some(&json!({"text": "a", "n": [1, 2]}))));
+        assert_ne!(same, fingerprint(Some(&json!({"text": "b", "n": [1, 2]}))));
+        u.record("echo", Duration::from_millis(10), false, same);
+        u.record("echo", Duration::from_millis(30), true, same);
+        u.record("echo", Duration::from_millis(20), false, fingerprint(None));
+        u.record("add", Duration::from_millis(5), false, same);
+        let mut rows = u.drain("s");
+        rows.sort_by(|a, b| a.tool.cmp(&b.tool));
+        assert_eq!(rows.len(), 2);
+        let echo = &rows[1];
+        assert_eq!((echo.server.as_str(), echo.tool.as_str()), ("s", "echo"));
+        assert_eq!((echo.calls, echo.errors, echo.repeats), (3, 1, 1));
+        assert!((echo.total_ms - 60.0).abs() < 1e-9 && (echo.max_ms - 30.0).abs() < 1e-9);
+        assert_eq!(echo.hour.timestamp() % 3600, 0, "the start of an hour");
+        assert_eq!(rows[0].repeats, 0, "repeats are per tool");
+        assert!(u.drain("s").is_empty(), "drained once");
+        // What the store refused comes back with the next drain, added to new calls.
+        u.restore(&rows);
+        u.record("add", Duration::from_millis(5), false, 1);
+        let again = u.drain("s");
+        let add = again.iter().find(|r| r.tool == "add").unwrap();
+        assert_eq!(add.calls, 2);
+        assert_eq!(again.iter().find(|r| r.tool == "echo").unwrap().calls, 3);
+        // Idle tools are forgotten after a drain without calls.
+        u.drain("s");
+        assert!(u.tools.lock().unwrap().is_empty());
+    }
+}

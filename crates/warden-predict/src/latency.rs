@@ -1,0 +1,239 @@
+//! The latency signal: log seconds, aggregated per second (the mean of the logs, i.e. the
+//! geometric mean latency), then per batch (the mean of the observed seconds, each second
+//! weighing the same however many calls it held). Seconds without a sample carry nothing: the
+//! batch mean is over observed seconds and Holt steps over the gap.
+
+use crate::baseline::{LongRun, Robust, Window};
+use crate::cusum::{Cusum, Step};
+use crate::hold::Hold;
+use crate::holt::Holt;
+use crate::{Drift, Prediction, PredictorConfig, Signal};
+
+/// Batch means are Winsorized at ± this many robust σ for the baseline's mean and σ.
+const WINSOR: f64 = 3.0;
+
+#[derive(Clone, Copy, Debug)]
+struct Acc {
+    /// Second (or batch) index.
+    idx: i64,
+    /// Sum of the values as the detectors take them (for batches: Winsorized) …
+    sum: f64,
+    /// … and as they were, for reporting.
+    raw: f64,
+    n: u32,
+}
+
+impl Acc {
+    fn new(idx: i64) -> Self {
+        Self { idx, sum: 0.0, raw: 0.0, n: 0 }
+    }
+
+    fn mean(&self) -> f64 {
+        self.sum / f64::from(self.n)
+    }
+
+    fn raw_mean(&self) -> f64 {
+        self.raw / f64::from(self.n)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Baseline {
+    /// Per-second values: median and MAD σ (the Holt gate, the clipping of outliers).
+    second: Robust,
+    /// Batch means: Winsorized mean and long-run σ (the CUSUM).
+    batch: LongRun,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct LatencyTrack {
+    second: Option<Acc>,
+    batch: Option<Acc>,
+    holt: Holt,
+    per_second: Window,
+    batches: Window,
+    baseline: Option<Baseline>,
+    baseline_at: f64,
+    cusum: Cusum,
+    first_at: Option<f64>,
+    batches_seen: u32,
+    armed: bool,
+    predicted: Hold,
+    last_batch: Option<f64>,
+}
+
+impl LatencyTrack {
+    pub(crate) fn new(cfg: &PredictorConfig) -> Self {
+        Self {
+            second: None,
+            batch: None,
+            holt: Holt::new(cfg.holt_sf, cfg.holt_tf),
+            per_second: Window::new(cfg.baseline_window),
+            batches: Window::new(cfg.baseline_window),
+            baseline: None,
+            baseline_at: f64::NEG_INFINITY,
+            cusum: Cusum::new(cfg.cusum_k, cfg.cusum_h, cfg.cusum_clip),
+            first_at: None,
+            batches_seen: 0,
+            armed: false,
+            predicted: Hold::default(),
+            last_batch: None,
+        }
+    }
+
+    pub(crate) fn armed(&self) -> bool {
+        self.armed
+    }
+
+    /// A latency of `seconds` observed at `t`. `limit` is ln(call timeout).
+    pub(crate) fn observe(&mut self, t: f64, seconds: f64, limit: f64, cfg: &PredictorConfig) {
+        if !t.is_finite() || seconds.is_nan() {
+            return;
+        }
+        let x = seconds.clamp(1e-6, 1e6).ln();
+        self.advance(t, limit, cfg);
+        self.first_at.get_or_insert(t);
+        let sec = t.floor() as i64;
+        match self.second.as_mut() {
+            // Late samples (an earlier second than the open one) count in the open second.
+            Some(acc) if acc.idx >= sec => {
+                acc.sum += x;
+                acc.raw += x;
+                acc.n += 1;
+            }
+            _ => self.second = Some(Acc { idx: sec, sum: x, raw: x, n: 1 }),
+        }
+    }
+
+    /// Closes the open second and batch if `t` is past them.
+    pub(crate) fn advance(&mut self, t: f64, limit: f64, cfg: &PredictorConfig) {
+        if let Some(acc) = self.second {
+            if t >= (acc.idx + 1) as f64 {
+                self.second = None;
+                self.on_second(acc.idx, acc.mean(), limit, cfg);
+            }
+        }
+        let b = i64::from(cfg.batch_seconds);
+        if let Some(acc) = self.batch {
+            if t >= ((acc.idx + 1) * b) as f64 {
+                self.batch = None;
+                self.on_batch(acc, cfg);
+            }
+        }
+    }
+
+    fn on_second(&mut self, sec: i64, x: f64, limit: f64, cfg: &PredictorConfig) {
+        let idx = sec.div_euclid(i64::from(cfg.batch_seconds));
+        if let Some(acc) = self.batch.filter(|a| a.idx != idx) {
+            self.batch = None;
+            self.on_batch(acc, cfg);
+        }
+        let (cap, clip) = match self.baseline {
+            Some(b) => (
+                b.second.median + cfg.outlier_sigmas * b.second.sigma,
+                cfg.holt_clip * b.second.sigma.max(cfg.holt_clip_sigma_floor),
+            ),
+            None => (f64::INFINITY, f64::INFINITY),
+        };
+        let acc = self.batch.get_or_insert(Acc::new(idx));
+        acc.sum += x.min(cap);
+        acc.raw += x;
+        acc.n += 1;
+
+        // The second's value is known at its end.
+        let t = (sec + 1) as f64;
+        self.holt.update_clipped(t, x, clip);
+        self.per_second.push(t, x);
+        if let (true, Some(base), Some(level), Some(trend)) =
+            (self.armed, self.baseline, self.holt.level(), self.holt.trend())
+        {
+            let crossing = level + trend * cfg.horizon >= limit;
+            let elevated = level >= base.second.median + cfg.level_sigmas * base.second.sigma;
+            self.predicted.observe(t, crossing && elevated, cfg.hold, cfg.clear_after);
+        }
+    }
+
+    fn on_batch(&mut self, acc: Acc, cfg: &PredictorConfig) {
+        let b = i64::from(cfg.batch_seconds);
+        let (start, end) = ((acc.idx * b) as f64, ((acc.idx + 1) * b) as f64);
+        let mean = acc.mean();
+        self.batches.push(end, mean);
+        self.batches_seen = self.batches_seen.saturating_add(1);
+        self.last_batch = Some(acc.raw_mean());
+        if let (true, Some(base)) = (self.armed, self.baseline) {
+            let z = (mean - base.batch.mean) / base.batch.sigma;
+            if self.cusum.update(start, end, z) == Step::Cleared {
+                // The excursion is over: learn from what came since.
+                self.baseline_at = f64::NEG_INFINITY;
+            }
+        }
+
+        let drifting = self.cusum.alarm();
+        let frozen = drifting.is_some() || self.predicted.raised_at().is_some();
+        let accept = drifting.is_some_and(|a| end - a.raised_at >= cfg.rebaseline_after)
+            && self.predicted.raised_at().is_none();
+        if accept {
+            self.cusum.reset();
+        }
+        if accept || (!frozen && end - self.baseline_at >= cfg.baseline_every) {
+            self.recompute_baseline(end, cfg);
+        }
+        if !self.armed
+            && self.baseline.is_some()
+            && self.batches_seen >= cfg.warmup_batches
+            && self.first_at.is_some_and(|f| end - f >= cfg.warmup)
+        {
+            self.armed = true;
+            self.cusum.reset();
+        }
+    }
+
+    fn recompute_baseline(&mut self, at: f64, cfg: &PredictorConfig) {
+        let floor = cfg.latency_sigma_floor;
+        if let (Some(second), Some(batch)) =
+            (self.per_second.robust(), self.batches.winsorized(WINSOR))
+        {
+            let second = Robust { sigma: second.sigma.max(floor), ..second };
+            let batch = LongRun { sigma: batch.sigma.max(floor), ..batch };
+            self.baseline = Some(Baseline { second, batch });
+            self.baseline_at = at;
+        }
+    }
+
+    pub(crate) fn drift(&self) -> Option<Drift> {
+        let alarm = self.cusum.alarm()?;
+        let base = self.baseline?;
+        Some(Drift {
+            signal: Signal::Latency,
+            since: alarm.since,
+            raised_at: alarm.raised_at,
+            cusum: self.cusum.value(),
+            baseline: base.batch.mean.exp(),
+            recent: self.last_batch.unwrap_or(base.batch.mean).exp(),
+        })
+    }
+
+    pub(crate) fn prediction(&self, t: f64, limit: f64) -> Option<Prediction> {
+        let raised_at = self.predicted.raised_at()?;
+        let level = self.holt.level_at(t)?.exp();
+        Some(Prediction {
+            signal: Signal::Latency,
+            eta_seconds: self.holt.eta(t, limit),
+            limit: limit.exp(),
+            level,
+            trend: self.holt.trend()? * level,
+            raised_at,
+        })
+    }
+
+    /// The monitored process was replaced: forget its trend, excursions and alarms; keep the
+    /// baseline (the server's normal) and the arming.
+    pub(crate) fn restart(&mut self) {
+        self.second = None;
+        self.batch = None;
+        self.holt.reset();
+        self.cusum.reset();
+        self.predicted.reset();
+        self.last_batch = None;
+    }
+}

@@ -1,0 +1,372 @@
+//! The alerting tables: alert history, the notification outbox, silences. Arguments are plain
+//! strings and JSON so the store does not depend on the alerting crate.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::writer::ts;
+use crate::Store;
+
+/// One alert that fired (and, once `ends_at` is set, resolved).
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertRow {
+    pub id: i64,
+    pub fingerprint: String,
+    pub name: String,
+    pub severity: String,
+    pub server: Option<String>,
+    pub instance: Option<String>,
+    pub labels: Value,
+    pub annotations: Value,
+    pub value: Option<f64>,
+    pub starts_at: String,
+    pub fired_at: String,
+    pub ends_at: Option<String>,
+}
+
+/// What [`Store::alert_fired`] records.
+#[derive(Clone, Debug)]
+pub struct NewAlert<'a> {
+    pub fingerprint: &'a str,
+    pub name: &'a str,
+    pub severity: &'a str,
+    pub labels: Value,
+    pub annotations: Value,
+    pub value: f64,
+    pub starts_at: DateTime<Utc>,
+    pub fired_at: DateTime<Utc>,
+}
+
+/// One notification for one receiver, delivered or not.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub receiver: String,
+    pub group_key: String,
+    pub status: String,
+    pub payload: Value,
+    /// `pending`, `delivered` or `expired`.
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// One silence as stored (times in the store's form: RFC 3339, UTC, microseconds).
+#[derive(Clone, Debug, Serialize)]
+pub struct SilenceRow {
+    pub id: String,
+    pub matchers: Value,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub created_by: String,
+    pub comment: String,
+}
+
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn json_of(s: String) -> Value {
+    serde_json::from_str(&s).unwrap_or(Value::Null)
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, receiver, group_key, status, payload, state, attempts,
+    next_attempt_at, last_error, created_at, delivered_at";
+
+fn notification(r: sqlx::sqlite::SqliteRow) -> NotificationRow {
+    NotificationRow {
+        id: r.get(0),
+        receiver: r.get(1),
+        group_key: r.get(2),
+        status: r.get(3),
+        payload: json_of(r.get(4)),
+        state: r.get(5),
+        attempts: r.get(6),
+        next_attempt_at: r.get(7),
+        last_error: r.get(8),
+        created_at: r.get(9),
+        delivered_at: r.get(10),
+    }
+}
+
+impl Store {
+    /// Records an alert that started firing; returns its row id.
+    pub async fn alert_fired(&self, a: &NewAlert<'_>) -> Result<i64, sqlx::Error> {
+        let label = |k: &str| a.labels.get(k).and_then(Value::as_str).map(str::to_owned);
+        let r = sqlx::query(
+            "INSERT INTO alerts (fingerprint, name, severity, server, instance, labels, annotations,
+                                 value, starts_at, fired_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(a.fingerprint)
+        .bind(a.name)
+        .bind(a.severity)
+        .bind(label("server"))
+        .bind(label("server_instance"))
+        .bind(json_text(&a.labels))
+        .bind(json_text(&a.annotations))
+        .bind(a.value.is_finite().then_some(a.value))
+        .bind(ts(&a.starts_at))
+        .bind(ts(&a.fired_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.last_insert_rowid())
+    }
+
+    /// Closes the open alert with this fingerprint.
+    pub async fn alert_resolved(
+        &self,
+        fingerprint: &str,
+        ends_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE alerts SET ends_at = ? WHERE fingerprint = ? AND ends_at IS NULL")
+            .bind(ts(&ends_at))
+            .bind(fingerprint)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes every alert a previous run left open (its evaluation state is gone); returns how
+    /// many.
+    pub async fn close_open_alerts(&self, at: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        let r = sqlx::query("UPDATE alerts SET ends_at = ? WHERE ends_at IS NULL")
+            .bind(ts(&at))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Alerts, newest first; only those that fired at or after `since`, or of `server`.
+    pub async fn alerts(
+        &self,
+        since: Option<DateTime<Utc>>,
+        server: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AlertRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, fingerprint, name, severity, server, instance, labels, annotations, value,
+                    starts_at, fired_at, ends_at
+             FROM alerts WHERE (?1 IS NULL OR fired_at >= ?1) AND (?2 IS NULL OR server = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(since.as_ref().map(ts))
+        .bind(server)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AlertRow {
+                id: r.get(0),
+                fingerprint: r.get(1),
+                name: r.get(2),
+                severity: r.get(3),
+                server: r.get(4),
+                instance: r.get(5),
+                labels: json_of(r.get(6)),
+                annotations: json_of(r.get(7)),
+                value: r.get(8),
+                starts_at: r.get(9),
+                fired_at: r.get(10),
+                ends_at: r.get(11),
+            })
+            .collect())
+    }
+
+    /// Puts a notification in the outbox, due now; returns its id.
+    pub async fn enqueue_notification(
+        &self,
+        receiver: &str,
+        group_key: &str,
+        status: &str,
+        payload: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        let r = sqlx::query(
+            "INSERT INTO alert_notifications (receiver, group_key, status, payload, state,
+                                              next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(receiver)
+        .bind(group_key)
+        .bind(status)
+        .bind(json_text(payload))
+        .bind(ts(&now))
+        .bind(ts(&now))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.last_insert_rowid())
+    }
+
+    /// Every pending notification, oldest first (the delivery task loads them at start).
+    pub async fn pending_notifications(&self) -> Result<Vec<NotificationRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM alert_notifications WHERE state = 'pending' ORDER BY id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(notification).collect())
+    }
+
+    /// Notifications, newest first; only those in `state` when given.
+    pub async fn notifications(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<NotificationRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM alert_notifications WHERE (?1 IS NULL OR state = ?1)
+             ORDER BY id DESC LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql).bind(state).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(notification).collect())
+    }
+
+    /// Records one delivery attempt: `Ok` delivered; `Err(error)` failed, next try at `next`
+    /// (or expired when `next` is `None`).
+    pub async fn notification_attempted(
+        &self,
+        id: i64,
+        outcome: Result<(), &str>,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let q = match outcome {
+            Ok(()) => sqlx::query(
+                "UPDATE alert_notifications SET state = 'delivered', attempts = attempts + 1,
+                        delivered_at = ?, last_error = NULL WHERE id = ?",
+            )
+            .bind(ts(&now))
+            .bind(id),
+            Err(error) => sqlx::query(
+                "UPDATE alert_notifications SET state = ?, attempts = attempts + 1,
+                        last_error = ?, next_attempt_at = ? WHERE id = ?",
+            )
+            .bind(if next.is_some() { "pending" } else { "expired" })
+            .bind(error)
+            .bind(ts(&next.unwrap_or(now)))
+            .bind(id),
+        };
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Adds or replaces a silence.
+    pub async fn put_silence(&self, s: &SilenceRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(json_text(&s.matchers))
+        .bind(&s.starts_at)
+        .bind(&s.ends_at)
+        .bind(&s.created_by)
+        .bind(&s.comment)
+        .bind(ts(&Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Silences that have not ended by `now`.
+    pub async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<SilenceRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, matchers, starts_at, ends_at, created_by, comment FROM silences
+             WHERE ends_at > ? ORDER BY starts_at",
+        )
+        .bind(ts(&now))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SilenceRow {
+                id: r.get(0),
+                matchers: json_of(r.get(1)),
+                starts_at: r.get(2),
+                ends_at: r.get(3),
+                created_by: r.get(4),
+                comment: r.get(5),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::{Location, NewAlert, SilenceRow, Store};
+
+    #[tokio::test]
+    async fn alerts_open_and_close_and_the_outbox_keeps_what_was_not_delivered() {
+        let store = Store::open(&Location::Memory).await.unwrap();
+        let t0 = chrono::Utc::now();
+        let labels = json!({"alertname": "X", "server": "s", "server_instance": "s#0"});
+        let new = NewAlert {
+            fingerprint: "00000000000000aa",
+            name: "X",
+            severity: "critical",
+            labels: labels.clone(),
+            annotations: json!({"summary": "down"}),
+            value: f64::NAN,
+            starts_at: t0,
+            fired_at: t0,
+        };
+        store.alert_fired(&new).await.unwrap();
+        store
+            .alert_fired(&NewAlert { fingerprint: "00000000000000bb", ..new.clone() })
+            .await
+            .unwrap();
+        store.alert_resolved("00000000000000aa", t0).await.unwrap();
+        let rows = store.alerts(None, Some("s"), 10).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].instance.as_deref(), Some("s#0"));
+        assert_eq!(rows[1].labels, labels);
+        assert_eq!(rows[1].value, None, "a NaN value is stored as NULL");
+        assert!(rows[1].ends_at.is_some() && rows[0].ends_at.is_none());
+        // A restart closes what the previous run left firing.
+        assert_eq!(store.close_open_alerts(t0).await.unwrap(), 1);
+        assert!(store
+            .alerts(Some(t0 + chrono::Duration::hours(1)), None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+
+        let body = json!({"version": "4", "status": "firing"});
+        let a = store.enqueue_notification("hook", "{}:{}", "firing", &body, t0).await.unwrap();
+        let b = store.enqueue_notification("dead", "{}:{}", "firing", &body, t0).await.unwrap();
+        let c = store.enqueue_notification("gone", "{}:{}", "resolved", &body, t0).await.unwrap();
+        store.notification_attempted(a, Ok(()), None, t0).await.unwrap();
+        let later = t0 + chrono::Duration::seconds(2);
+        store.notification_attempted(b, Err("cannot connect"), Some(later), t0).await.unwrap();
+        store.notification_attempted(c, Err("no receiver"), None, t0).await.unwrap();
+        let pending = store.pending_notifications().await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].id, pending[0].attempts), (b, 1));
+        assert_eq!(pending[0].last_error.as_deref(), Some("cannot connect"));
+        assert_eq!(pending[0].payload, body);
+        let expired = store.notifications(Some("expired"), 10).await.unwrap();
+        assert_eq!(expired.iter().map(|n| n.id).collect::<Vec<_>>(), vec![c]);
+        let delivered = store.notifications(Some("delivered"), 10).await.unwrap();
+        assert!(delivered[0].delivered_at.is_some());
+
+        let s = SilenceRow {
+            id: "s1".into(),
+            matchers: json!([{"name": "server", "value": "s", "equal": true}]),
+            starts_at: crate::writer::ts(&t0),
+            ends_at: crate::writer::ts(&(t0 + chrono::Duration::hours(1))),
+            created_by: "op".into(),
+            comment: "maintenance".into(),
+        };
+        store.put_silence(&s).await.unwrap();
+        assert_eq!(store.silences(t0).await.unwrap().len(), 1);
+        store.put_silence(&SilenceRow { ends_at: crate::writer::ts(&t0), ..s }).await.unwrap();
+        assert!(store.silences(t0).await.unwrap().is_empty(), "expired by replacing its end");
+    }
+}

@@ -1,0 +1,760 @@
+//! What the reports (`warden report …`, `/api/reports/…`) read: failures with their recoveries,
+//! alerts, per-instance sample statistics, availability, and the `tool_usage` rollup (written
+//! here too). Large tables are aggregated by SQL; failures are few enough to be summarized in
+//! Rust, where quantiles are easy. Every answer is complete for an empty range: zero counts and
+//! `None` for what cannot be computed.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+use warden_core::{Timestamp, ToolUsage};
+
+use crate::queries::{failure_row, FailureRow, FAILURE_COLUMNS};
+use crate::writer::ts;
+use crate::Store;
+
+/// The period a report covers, `[since, until)`, and optionally one server.
+#[derive(Clone, Debug)]
+pub struct ReportRange {
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub server: Option<String>,
+}
+
+/// Mean and quantiles of a set of durations, in seconds (`None` when the set is empty).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Durations {
+    pub count: u64,
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Durations {
+    pub fn of(mut xs: Vec<f64>) -> Self {
+        xs.sort_by(f64::total_cmp);
+        let n = xs.len();
+        Self {
+            count: n as u64,
+            mean: (n > 0).then(|| xs.iter().sum::<f64>() / n as f64),
+            p50: quantile(&xs, 0.5),
+            p90: quantile(&xs, 0.9),
+            max: xs.last().copied(),
+        }
+    }
+}
+
+/// The `q` quantile of sorted values (nearest rank), `None` when empty.
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
+}
+
+/// Failures of one class.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassStats {
+    pub class: String,
+    pub count: u64,
+    pub open: u64,
+    /// Resolution times of the resolved ones.
+    pub time_to_recover: Durations,
+}
+
+/// Failures of one instance (or of a server, for failures without an instance).
+#[derive(Clone, Debug, Serialize)]
+pub struct OffenderStats {
+    pub server: String,
+    pub instance: Option<String>,
+    pub count: u64,
+    pub open: u64,
+    /// Summed resolution times of its resolved failures.
+    pub downtime_seconds: f64,
+    pub by_class: BTreeMap<String, u64>,
+}
+
+/// Recoveries by one action (`restart`, `kill_and_restart`, `reconnect`, `self_recovered`,
+/// `operator`, `abandoned`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionStats {
+    pub action: String,
+    pub count: u64,
+    pub time_to_recover: Durations,
+}
+
+/// Failures that occurred in a range.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailureStats {
+    pub total: u64,
+    pub resolved: u64,
+    pub open: u64,
+    /// Mean time to recover (and quantiles) over every resolved failure with a resolution time.
+    pub time_to_recover: Durations,
+    pub by_class: Vec<ClassStats>,
+    /// Most failures first.
+    pub by_instance: Vec<OffenderStats>,
+    pub recoveries: Vec<ActionStats>,
+    /// Every failure still open now, wherever it started; newest first (at most 100).
+    pub open_incidents: Vec<FailureRow>,
+}
+
+/// Alerts of one rule that fired in a range.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertStats {
+    pub name: String,
+    pub severity: String,
+    pub fired: u64,
+    pub firing_now: u64,
+    /// Time spent firing inside the range, summed.
+    pub firing_seconds: f64,
+}
+
+/// One instance's samples in a range (`integration_health_metrics`).
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceSamples {
+    pub server: String,
+    pub instance: String,
+    pub samples: u64,
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
+    /// Samples taken while the instance was routable (`healthy` or `warning`).
+    pub up_samples: u64,
+    pub by_status: BTreeMap<String, u64>,
+    /// Mean and worst of the samples' rolling-window p50 and p95 latency, in milliseconds.
+    pub p50_ms_avg: Option<f64>,
+    pub p50_ms_max: Option<f64>,
+    pub p95_ms_avg: Option<f64>,
+    pub p95_ms_max: Option<f64>,
+    pub error_rate_avg: Option<f64>,
+    pub error_rate_max: Option<f64>,
+    /// Requests (probes and calls) per second.
+    pub throughput_avg: Option<f64>,
+    pub throughput_max: Option<f64>,
+}
+
+/// How long Warden watched a server: the range cut into slots of the sampling interval, and
+/// how many of them hold a sample of any of its instances.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerSlots {
+    pub server: String,
+    pub slots: u64,
+}
+
+/// The time an instance was down for one incident, clipped to a range.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IncidentSpan {
+    pub server: String,
+    pub instance: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// One tool's calls in a range (`tool_usage`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolStats {
+    pub server: String,
+    pub tool: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub mean_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub repeats: u64,
+}
+
+/// A server's tool calls by hour of day (UTC; index 0 is 00:00–00:59).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HourOfDay {
+    pub server: String,
+    pub calls: [u64; 24],
+    pub errors: [u64; 24],
+}
+
+/// The `tool_usage` rows of a range, summed.
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageStats {
+    /// Most calls first.
+    pub tools: Vec<ToolStats>,
+    pub by_hour_of_day: Vec<HourOfDay>,
+}
+
+/// The range's filter, bound as ?1 since, ?2 until, ?3 server.
+fn bind_range<'q>(
+    sql: &'q str,
+    r: &ReportRange,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query(sql).bind(ts(&r.since)).bind(ts(&r.until)).bind(r.server.clone())
+}
+
+impl Store {
+    /// Adds counts to the `tool_usage` rollup, in one transaction.
+    pub async fn record_tool_usage(&self, rows: &[ToolUsage]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for u in rows {
+            sqlx::query(
+                "INSERT INTO tool_usage (server, tool, hour, calls, errors, total_ms, max_ms, repeats)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (server, tool, hour) DO UPDATE SET
+                    calls = calls + excluded.calls, errors = errors + excluded.errors,
+                    total_ms = total_ms + excluded.total_ms, max_ms = MAX(max_ms, excluded.max_ms),
+                    repeats = repeats + excluded.repeats",
+            )
+            .bind(&u.server)
+            .bind(&u.tool)
+            .bind(ts(&u.hour))
+            .bind(u.calls as i64)
+            .bind(u.errors as i64)
+            .bind(u.total_ms)
+            .bind(u.max_ms)
+            .bind(u.repeats as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Tool calls in the hours that overlap the range: per tool, and per server by hour of day.
+    pub async fn tool_usage(&self, r: &ReportRange) -> Result<UsageStats, sqlx::Error> {
+        // An hour row counts when the hour overlaps the range.
+        let from = r.since - chrono::Duration::hours(1);
+        const FILTER: &str =
+            "FROM tool_usage WHERE hour > ?1 AND hour < ?2 AND (?3 IS NULL OR server = ?3)";
+        let range = ReportRange { since: from, ..r.clone() };
+        let sql = format!(
+            "SELECT server, tool, SUM(calls), SUM(errors), SUM(total_ms), MAX(max_ms), SUM(repeats)
+             {FILTER} GROUP BY server, tool ORDER BY SUM(calls) DESC, server, tool"
+        );
+        let tools = bind_range(&sql, &range)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let calls = row.get::<i64, _>(2).max(0) as u64;
+                let errors = row.get::<i64, _>(3).max(0) as u64;
+                ToolStats {
+                    server: row.get(0),
+                    tool: row.get(1),
+                    calls,
+                    errors,
+                    error_rate: if calls == 0 { 0.0 } else { errors as f64 / calls as f64 },
+                    mean_ms: (calls > 0).then(|| row.get::<f64, _>(4) / calls as f64),
+                    max_ms: (calls > 0).then(|| row.get::<f64, _>(5)),
+                    repeats: row.get::<i64, _>(6).max(0) as u64,
+                }
+            })
+            .collect();
+        let sql = format!(
+            "SELECT server, CAST(strftime('%H', hour) AS INTEGER), SUM(calls), SUM(errors)
+             {FILTER} GROUP BY 1, 2 ORDER BY 1, 2"
+        );
+        let mut by_server: BTreeMap<String, HourOfDay> = BTreeMap::new();
+        for row in bind_range(&sql, &range).fetch_all(&self.pool).await? {
+            let server: String = row.get(0);
+            let h = (row.get::<i64, _>(1).clamp(0, 23)) as usize;
+            let e = by_server.entry(server.clone()).or_insert_with(|| HourOfDay {
+                server,
+                calls: [0; 24],
+                errors: [0; 24],
+            });
+            e.calls[h] += row.get::<i64, _>(2).max(0) as u64;
+            e.errors[h] += row.get::<i64, _>(3).max(0) as u64;
+        }
+        Ok(UsageStats { tools, by_hour_of_day: by_server.into_values().collect() })
+    }
+
+    /// Failures that occurred in the range, summarized; and every failure still open.
+    pub async fn failure_stats(&self, r: &ReportRange) -> Result<FailureStats, sqlx::Error> {
+        let sql = format!(
+            "SELECT {FAILURE_COLUMNS} FROM integration_failures
+             WHERE occurred_at >= ?1 AND occurred_at < ?2 AND (?3 IS NULL OR server_type = ?3)"
+        );
+        let rows: Vec<FailureRow> =
+            bind_range(&sql, r).fetch_all(&self.pool).await?.into_iter().map(failure_row).collect();
+        let sql = format!(
+            "SELECT {FAILURE_COLUMNS} FROM integration_failures
+             WHERE resolved = 0 AND (?1 IS NULL OR server_type = ?1)
+             ORDER BY occurred_at DESC, id DESC LIMIT 100"
+        );
+        let open_incidents = sqlx::query(&sql)
+            .bind(r.server.clone())
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(failure_row)
+            .collect();
+        Ok(FailureStats { open_incidents, ..summarize_failures(&rows) })
+    }
+
+    /// Alerts that fired in the range, per rule and severity.
+    pub async fn alert_stats(&self, r: &ReportRange) -> Result<Vec<AlertStats>, sqlx::Error> {
+        let rows = bind_range(
+            "SELECT name, severity, COUNT(*), SUM(ends_at IS NULL),
+                    SUM(MAX(0, (julianday(MIN(COALESCE(ends_at, ?2), ?2)) - julianday(fired_at)) * 86400))
+             FROM alerts WHERE fired_at >= ?1 AND fired_at < ?2 AND (?3 IS NULL OR server = ?3)
+             GROUP BY name, severity ORDER BY COUNT(*) DESC, name",
+            r,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AlertStats {
+                name: row.get(0),
+                severity: row.get(1),
+                fired: row.get::<i64, _>(2).max(0) as u64,
+                firing_now: row.get::<i64, _>(3).max(0) as u64,
+                firing_seconds: row.get::<Option<f64>, _>(4).unwrap_or(0.0),
+            })
+            .collect())
+    }
+
+    /// Each instance's samples in the range, aggregated by SQL.
+    pub async fn instance_samples(
+        &self,
+        r: &ReportRange,
+    ) -> Result<Vec<InstanceSamples>, sqlx::Error> {
+        let rows = bind_range(
+            "SELECT server_type, server_instance,
+                    SUM(metric_type = 'throughput'), MIN(measured_at), MAX(measured_at),
+                    SUM(metric_type = 'throughput' AND status IN ('healthy', 'warning')),
+                    SUM(metric_type = 'throughput' AND status = 'healthy'),
+                    SUM(metric_type = 'throughput' AND status = 'warning'),
+                    SUM(metric_type = 'throughput' AND status = 'critical'),
+                    SUM(metric_type = 'throughput' AND status = 'offline'),
+                    AVG(CASE WHEN metric_type = 'response_time' THEN metric_value END),
+                    MAX(CASE WHEN metric_type = 'response_time' THEN metric_value END),
+                    AVG(CASE WHEN metric_type = 'response_time' THEN json_extract(details, '$.p95') END),
+                    MAX(CASE WHEN metric_type = 'response_time' THEN json_extract(details, '$.p95') END),
+                    AVG(CASE WHEN metric_type = 'error_rate' THEN metric_value END),
+                    MAX(CASE WHEN metric_type = 'error_rate' THEN metric_value END),
+                    AVG(CASE WHEN metric_type = 'throughput' THEN metric_value END),
+                    MAX(CASE WHEN metric_type = 'throughput' THEN metric_value END)
+             FROM integration_health_metrics
+             WHERE measured_at >= ?1 AND measured_at < ?2 AND (?3 IS NULL OR server_type = ?3)
+             GROUP BY server_type, server_instance ORDER BY server_type, server_instance",
+            r,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |row: &sqlx::sqlite::SqliteRow, i: usize| {
+            row.get::<Option<i64>, _>(i).unwrap_or(0).max(0) as u64
+        };
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let by_status = ["healthy", "warning", "critical", "offline"]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, s)| ((*s).to_owned(), count(&row, 6 + k)))
+                    .filter(|(_, n)| *n > 0)
+                    .collect();
+                InstanceSamples {
+                    server: row.get(0),
+                    instance: row.get(1),
+                    samples: count(&row, 2),
+                    first_at: row.get(3),
+                    last_at: row.get(4),
+                    up_samples: count(&row, 5),
+                    by_status,
+                    p50_ms_avg: row.get(10),
+                    p50_ms_max: row.get(11),
+                    p95_ms_avg: row.get(12),
+                    p95_ms_max: row.get(13),
+                    error_rate_avg: row.get(14),
+                    error_rate_max: row.get(15),
+                    throughput_avg: row.get(16),
+                    throughput_max: row.get(17),
+                }
+            })
+            .collect())
+    }
+
+    /// Each server's sampled slots of `slot` seconds in the range.
+    pub async fn server_slots(
+        &self,
+        r: &ReportRange,
+        slot: std::time::Duration,
+    ) -> Result<Vec<ServerSlots>, sqlx::Error> {
+        let rows = bind_range(
+            "SELECT server_type, COUNT(*) FROM (
+                SELECT DISTINCT server_type, CAST(strftime('%s', measured_at) AS INTEGER) / ?4 AS slot
+                FROM integration_health_metrics
+                WHERE metric_type = 'throughput' AND measured_at >= ?1 AND measured_at < ?2
+                  AND (?3 IS NULL OR server_type = ?3))
+             GROUP BY server_type ORDER BY server_type",
+            r,
+        )
+        .bind(slot.as_secs().max(1) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ServerSlots {
+                server: row.get(0),
+                slots: row.get::<i64, _>(1).max(0) as u64,
+            })
+            .collect())
+    }
+
+    /// Each incident's downtime inside the range: from `occurred_at` for its
+    /// `resolution_time_seconds`, or to the range's end while it is open. Rows Warden abandoned
+    /// (it stopped while the instance was down) have no known end and are left out.
+    pub async fn incident_spans(&self, r: &ReportRange) -> Result<Vec<IncidentSpan>, sqlx::Error> {
+        let rows = bind_range(
+            "SELECT server_type, server_instance, occurred_at, resolved, resolution_time_seconds
+             FROM integration_failures
+             WHERE occurred_at < ?2 AND server_instance IS NOT NULL AND (?3 IS NULL OR server_type = ?3)
+               AND (resolved = 0 OR (resolution_time_seconds IS NOT NULL
+                                  AND (resolved_at IS NULL OR resolved_at >= ?1)))
+             ORDER BY occurred_at",
+            r,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let occurred: Timestamp = row.get::<String, _>(2).parse().ok()?;
+                let end = if row.get::<i64, _>(3) == 0 {
+                    r.until
+                } else {
+                    let took = row.get::<Option<f64>, _>(4)?;
+                    occurred + chrono::Duration::milliseconds((took * 1000.0) as i64)
+                };
+                let (start, end) = (occurred.max(r.since), end.min(r.until));
+                (end > start).then(|| IncidentSpan {
+                    server: row.get(0),
+                    instance: row.get(1),
+                    start,
+                    end,
+                })
+            })
+            .collect())
+    }
+}
+
+/// Counts by class, instance and recovery action, and times to recover (open incidents are
+/// filled in by the caller).
+fn summarize_failures(rows: &[FailureRow]) -> FailureStats {
+    let mut classes: BTreeMap<&str, (u64, u64, Vec<f64>)> = BTreeMap::new();
+    let mut instances: BTreeMap<(&str, Option<&str>), OffenderStats> = BTreeMap::new();
+    let mut actions: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut all = Vec::new();
+    for r in rows {
+        let c = classes.entry(&r.failure_type).or_default();
+        c.0 += 1;
+        let o =
+            instances.entry((&r.server_type, r.server_instance.as_deref())).or_insert_with(|| {
+                OffenderStats {
+                    server: r.server_type.clone(),
+                    instance: r.server_instance.clone(),
+                    count: 0,
+                    open: 0,
+                    downtime_seconds: 0.0,
+                    by_class: BTreeMap::new(),
+                }
+            });
+        o.count += 1;
+        *o.by_class.entry(r.failure_type.clone()).or_default() += 1;
+        if !r.resolved {
+            c.1 += 1;
+            o.open += 1;
+        }
+        let took = r.resolution_time_seconds.filter(|t| r.resolved && t.is_finite());
+        if let Some(t) = took {
+            c.2.push(t);
+            o.downtime_seconds += t;
+            all.push(t);
+        }
+        if let Some(a) = r.recovery_action.as_deref().filter(|_| r.resolved) {
+            let times = actions.entry(a).or_default();
+            times.extend(took);
+        }
+    }
+    let mut by_instance: Vec<OffenderStats> = instances.into_values().collect();
+    by_instance.sort_by(|a, b| b.count.cmp(&a.count).then(b.open.cmp(&a.open)));
+    let resolved = rows.iter().filter(|r| r.resolved).count() as u64;
+    let recoveries = actions
+        .into_iter()
+        .map(|(a, times)| {
+            // Rows resolved without a time (abandoned) still count.
+            let count = rows
+                .iter()
+                .filter(|r| r.resolved && r.recovery_action.as_deref() == Some(a))
+                .count() as u64;
+            ActionStats { action: a.to_owned(), count, time_to_recover: Durations::of(times) }
+        })
+        .collect();
+    FailureStats {
+        total: rows.len() as u64,
+        resolved,
+        open: rows.len() as u64 - resolved,
+        time_to_recover: Durations::of(all),
+        by_class: classes
+            .into_iter()
+            .map(|(class, (count, open, times))| ClassStats {
+                class: class.to_owned(),
+                count,
+                open,
+                time_to_recover: Durations::of(times),
+            })
+            .collect(),
+        by_instance,
+        recoveries,
+        open_incidents: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Location, NewAlert};
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn day() -> ReportRange {
+        ReportRange {
+            since: at("2026-01-01T00:00:00Z"),
+            until: at("2026-01-02T00:00:00Z"),
+            server: None,
+        }
+    }
+
+    /// (instance, class, occurred, recovery action, resolution seconds; no action: open)
+    async fn failure(
+        store: &Store,
+        instance: &str,
+        class: &str,
+        occurred: &str,
+        how: Option<(&str, Option<f64>)>,
+    ) {
+        sqlx::query(
+            "INSERT INTO integration_failures (server_type, server_instance, failure_type, resolved,
+                 recovery_action, resolution_time_seconds, occurred_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(instance.split('#').next())
+        .bind(instance)
+        .bind(class)
+        .bind(how.is_some())
+        .bind(how.map(|h| h.0))
+        .bind(how.and_then(|h| h.1))
+        .bind(ts(&at(occurred)))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    }
+
+    /// One sample: a throughput row and, with a latency, a response_time row.
+    async fn sample(
+        store: &Store,
+        instance: &str,
+        when: &str,
+        status: &str,
+        throughput: f64,
+        p50_p95: Option<(f64, f64)>,
+    ) {
+        let mut rows = vec![("throughput", throughput, json!({"state": status}))];
+        if let Some((p50, p95)) = p50_p95 {
+            rows.push(("response_time", p50, json!({"unit": "ms", "p50": p50, "p95": p95})));
+        }
+        for (metric, value, details) in rows {
+            sqlx::query(
+                "INSERT INTO integration_health_metrics (server_type, server_instance, metric_type,
+                     metric_value, status, details, measured_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(instance.split('#').next())
+            .bind(instance)
+            .bind(metric)
+            .bind(value)
+            .bind(status)
+            .bind(details.to_string())
+            .bind(ts(&at(when)))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+    }
+
+    /// (server, tool, hour), [calls, errors, repeats], (total ms, max ms).
+    fn usage(key: (&str, &str, &str), n: [u64; 3], ms: (f64, f64)) -> ToolUsage {
+        ToolUsage {
+            server: key.0.into(),
+            tool: key.1.into(),
+            hour: at(key.2),
+            calls: n[0],
+            errors: n[1],
+            total_ms: ms.0,
+            max_ms: ms.1,
+            repeats: n[2],
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_aggregate_failures_recoveries_alerts_samples_and_tool_usage() {
+        let store = Store::open(&Location::Memory).await.unwrap();
+        let empty = store.failure_stats(&day()).await.unwrap();
+        assert_eq!((empty.total, empty.open), (0, 0));
+        assert_eq!(empty.time_to_recover, Durations::default(), "no data: no numbers");
+        assert!(store.tool_usage(&day()).await.unwrap().tools.is_empty());
+        assert!(store.instance_samples(&day()).await.unwrap().is_empty());
+        assert!(store.alert_stats(&day()).await.unwrap().is_empty());
+
+        // Failures: three of a#0 (crash 2 s, crash 4 s, hang 30 s), one abandoned crash of
+        // a#1, one timeout of b#0 still open; before the range a resolved one and an open one.
+        failure(&store, "a#0", "crash", "2026-01-01T01:00:00Z", Some(("restart", Some(2.0)))).await;
+        failure(&store, "a#0", "crash", "2026-01-01T02:00:00Z", Some(("restart", Some(4.0)))).await;
+        failure(
+            &store,
+            "a#0",
+            "hang",
+            "2026-01-01T03:00:00Z",
+            Some(("kill_and_restart", Some(30.0))),
+        )
+        .await;
+        failure(&store, "b#0", "timeout", "2026-01-01T04:00:00Z", None).await;
+        failure(&store, "a#1", "crash", "2026-01-01T05:00:00Z", Some(("abandoned", None))).await;
+        failure(&store, "a#0", "crash", "2025-12-31T23:00:00Z", Some(("restart", Some(100.0))))
+            .await;
+        failure(&store, "b#1", "hang", "2025-12-31T22:00:00Z", None).await;
+
+        let f = store.failure_stats(&day()).await.unwrap();
+        assert_eq!((f.total, f.resolved, f.open), (5, 4, 1));
+        let mttr = &f.time_to_recover;
+        assert_eq!(
+            (mttr.count, mttr.mean, mttr.p50, mttr.p90, mttr.max),
+            (3, Some(12.0), Some(4.0), Some(30.0), Some(30.0))
+        );
+        let class = |c: &str| f.by_class.iter().find(|x| x.class == c).unwrap().clone();
+        assert_eq!((class("crash").count, class("crash").open), (3, 0));
+        assert_eq!(class("crash").time_to_recover.mean, Some(3.0), "abandoned rows have no time");
+        assert_eq!(class("hang").time_to_recover.p50, Some(30.0));
+        assert_eq!((class("timeout").count, class("timeout").open), (1, 1));
+        let top = &f.by_instance[0];
+        assert_eq!(
+            (top.instance.as_deref(), top.count, top.downtime_seconds),
+            (Some("a#0"), 3, 36.0)
+        );
+        assert_eq!(top.by_class["crash"], 2);
+        let action = |a: &str| f.recoveries.iter().find(|x| x.action == a).unwrap().clone();
+        assert_eq!(
+            (action("restart").count, action("restart").time_to_recover.mean),
+            (2, Some(3.0))
+        );
+        assert_eq!(action("kill_and_restart").count, 1);
+        assert_eq!((action("abandoned").count, action("abandoned").time_to_recover.count), (1, 0));
+        let open: Vec<_> =
+            f.open_incidents.iter().map(|r| r.server_instance.clone().unwrap()).collect();
+        assert_eq!(open, ["b#0", "b#1"], "every open incident, newest first");
+        let only_b =
+            store.failure_stats(&ReportRange { server: Some("b".into()), ..day() }).await.unwrap();
+        assert_eq!((only_b.total, only_b.open_incidents.len()), (1, 2));
+
+        // Tool usage: two flushes of the same hour add up; rows outside the range are left out.
+        store
+            .record_tool_usage(&[
+                usage(("a", "echo", "2026-01-01T01:00:00Z"), [10, 1, 4], (100.0, 30.0)),
+                usage(("a", "add", "2026-01-01T13:00:00Z"), [3, 0, 0], (3.0, 2.0)),
+                usage(("b", "echo", "2026-01-01T13:00:00Z"), [2, 2, 0], (8.0, 5.0)),
+                usage(("a", "echo", "2025-12-31T23:00:00Z"), [99, 0, 0], (99.0, 1.0)),
+                usage(("a", "echo", "2026-01-02T00:00:00Z"), [99, 0, 0], (99.0, 1.0)),
+            ])
+            .await
+            .unwrap();
+        store
+            .record_tool_usage(&[usage(
+                ("a", "echo", "2026-01-01T01:00:00Z"),
+                [5, 0, 1],
+                (50.0, 40.0),
+            )])
+            .await
+            .unwrap();
+        let u = store.tool_usage(&day()).await.unwrap();
+        let calls: Vec<_> =
+            u.tools.iter().map(|t| (t.server.as_str(), t.tool.as_str(), t.calls)).collect();
+        assert_eq!(
+            calls,
+            [("a", "echo", 15), ("a", "add", 3), ("b", "echo", 2)],
+            "most calls first"
+        );
+        let echo = &u.tools[0];
+        assert_eq!(
+            (echo.errors, echo.repeats, echo.mean_ms, echo.max_ms),
+            (1, 5, Some(10.0), Some(40.0))
+        );
+        assert_eq!(u.tools[2].error_rate, 1.0);
+        let a = u.by_hour_of_day.iter().find(|h| h.server == "a").unwrap();
+        assert_eq!(
+            (a.calls[1], a.calls[13], a.errors[1], a.calls.iter().sum::<u64>()),
+            (15, 3, 1, 18)
+        );
+        // A range starting inside an hour includes that hour's row.
+        let late = ReportRange { since: at("2026-01-01T13:30:00Z"), ..day() };
+        assert_eq!(store.tool_usage(&late).await.unwrap().tools.len(), 2);
+
+        // Samples: a#0 healthy, healthy, offline; a#1 healthy all along (so the server is up in
+        // every 10 s slot); one sample of a#0 outside the range.
+        for (k, status) in ["healthy", "healthy", "offline"].iter().enumerate() {
+            let when = format!("2026-01-01T06:00:{}0Z", k);
+            let latency = (k < 2).then_some((10.0 + 10.0 * k as f64, 15.0 + 25.0 * k as f64));
+            sample(&store, "a#0", &when, status, 1.0 + k as f64, latency).await;
+            sample(&store, "a#1", &when, "healthy", 0.5, None).await;
+        }
+        sample(&store, "a#0", "2026-01-02T06:00:00Z", "offline", 50.0, Some((900.0, 900.0))).await;
+        let s = store.instance_samples(&day()).await.unwrap();
+        assert_eq!(s.len(), 2);
+        let a0 = &s[0];
+        assert_eq!((a0.instance.as_str(), a0.samples, a0.up_samples), ("a#0", 3, 2));
+        assert_eq!((a0.p50_ms_avg, a0.p95_ms_max), (Some(15.0), Some(40.0)));
+        assert_eq!((a0.throughput_avg, a0.throughput_max), (Some(2.0), Some(3.0)));
+        assert_eq!(a0.by_status.get("offline"), Some(&1));
+        assert_eq!(s[1].p50_ms_avg, None, "no latency sampled");
+        let slots = store.server_slots(&day(), std::time::Duration::from_secs(10)).await.unwrap();
+        assert_eq!((slots[0].server.as_str(), slots[0].slots), ("a", 3), "one per 10 s slot");
+
+        // Downtime spans: the resolved incidents for their resolution time, the open ones to the
+        // range's end (from its start for the one opened before), the resolved one before the
+        // range and the abandoned one not at all.
+        let spans = store.incident_spans(&day()).await.unwrap();
+        let got: Vec<_> =
+            spans.iter().map(|s| (s.instance.as_str(), (s.end - s.start).num_seconds())).collect();
+        assert_eq!(
+            got,
+            [("b#1", 86_400), ("a#0", 2), ("a#0", 4), ("a#0", 30), ("b#0", 20 * 3600)],
+            "{spans:?}"
+        );
+
+        // Alerts: two firings of CrashLoop (one resolved after 60 s, one still firing), one
+        // of another rule before the range.
+        let fire = |name: &'static str, fp: &'static str, when: &str| NewAlert {
+            fingerprint: fp,
+            name,
+            severity: "warning",
+            labels: json!({"alertname": name, "server": "a"}),
+            annotations: json!({}),
+            value: 1.0,
+            starts_at: at(when),
+            fired_at: at(when),
+        };
+        store.alert_fired(&fire("CrashLoop", "f1", "2026-01-01T10:00:00Z")).await.unwrap();
+        store.alert_resolved("f1", at("2026-01-01T10:01:00Z")).await.unwrap();
+        store.alert_fired(&fire("CrashLoop", "f2", "2026-01-01T23:00:00Z")).await.unwrap();
+        store.alert_fired(&fire("Old", "f3", "2025-12-30T00:00:00Z")).await.unwrap();
+        let alerts = store.alert_stats(&day()).await.unwrap();
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!((a.name.as_str(), a.fired, a.firing_now), ("CrashLoop", 2, 1));
+        assert!(
+            (a.firing_seconds - 3660.0).abs() < 0.01,
+            "60 s, and the hour to the range's end: {}",
+            a.firing_seconds
+        );
+    }
+}

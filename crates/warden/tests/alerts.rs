@@ -1,0 +1,632 @@
+//! Alerting end to end over real loopback sockets: a SIGKILLed child makes a rule fire; a real
+//! webhook receiver gets the firing and then the resolved notification in Alertmanager's
+//! webhook format, a command hook gets the same payload on stdin, an unreachable receiver's
+//! notification stays in the outbox (store) with its error; silences made through the API mute
+//! a firing alert until they are expired.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warden_app::App;
+
+/// A loopback HTTP server that answers 200 to every POST and keeps (path, JSON body).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Answer 500 to this many requests first (and keep nothing of them).
+    fail_first: Arc<Mutex<usize>>,
+}
+
+impl Receiver {
+    async fn start() -> (Self, String) {
+        Self::failing(0).await
+    }
+
+    async fn failing(n: usize) -> (Self, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let me = Self { fail_first: Arc::new(Mutex::new(n)), ..Self::default() };
+        let got = Arc::clone(&me.got);
+        let fail = Arc::clone(&me.fail_first);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let got = Arc::clone(&got);
+                let fail = Arc::clone(&fail);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Headers, then Content-Length bytes of body.
+                    let (head_end, len) = loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (i + 4, len);
+                        }
+                    };
+                    while buf.len() < head_end + len {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let first = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let path = first.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let body = serde_json::from_slice(&buf[head_end..head_end + len])
+                        .unwrap_or(Value::Null);
+                    let failing = {
+                        let mut f = fail.lock().unwrap();
+                        let failing = *f > 0;
+                        *f = f.saturating_sub(1);
+                        failing
+                    };
+                    let status: &[u8] = if failing {
+                        b"HTTP/1.1 500 Internal Server Error\r\n"
+                    } else {
+                        got.lock().unwrap().push((path, body));
+                        b"HTTP/1.1 200 OK\r\n"
+                    };
+                    let _ = sock.write_all(status).await;
+                    let _ = sock.write_all(b"content-length: 0\r\nconnection: close\r\n\r\n").await;
+                });
+            }
+        });
+        (me, addr)
+    }
+
+    fn bodies(&self) -> Vec<(String, Value)> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits for a body `pred` accepts.
+    async fn wait_for(&self, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some((_, b)) = self.bodies().into_iter().find(|(_, b)| pred(b)) {
+                return b;
+            }
+            assert!(
+                start.elapsed() < within,
+                "no {what} within {within:?}; got {:#?}",
+                self.bodies()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn start(text: &str) -> (App, tempfile::TempDir, String) {
+    listening(config_text(text), None).await
+}
+
+async fn get(addr: &str, path: &str) -> Value {
+    reqwest::get(format!("http://{addr}{path}")).await.unwrap().json().await.unwrap()
+}
+
+fn alerts_of(body: &Value) -> Vec<Value> {
+    body["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_is_notified_firing_then_resolved_in_alertmanager_format() {
+    let (hook, hook_addr) = Receiver::start().await;
+    // Fails twice, then accepts: delivery is retried with backoff.
+    let (flaky, flaky_addr) = Receiver::failing(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hook_file = dir.path().join("hook.jsonl");
+    // A closed port: its notifications must stay in the outbox, never lost.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let text = format!(
+        r#"{{ "mcpServers": {{ "victim": {victim} }},
+             "warden": {{ "alerts": {{
+                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
+                "webhooks": [ {{ "name": "hook", "url": "http://{hook_addr}/hook" }},
+                              {{ "name": "dead", "url": "http://{dead}/x", "timeout": "1s" }},
+                              {{ "name": "flaky", "url": "http://{flaky_addr}/f" }} ],
+                "commands": [ {{ "name": "tee", "command": "tee", "args": ["-a", {file}] }} ],
+                "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
+                             "match": {{ "server": "victim" }}, "for": "0s",
+                             "severity": "critical", "labels": {{ "team": "ops" }} }} ] }} }} }}"#,
+        // Down for 3 s after the kill: long enough for 1-second evaluations to see it.
+        victim = misbehave(
+            &[],
+            &format!(
+                r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
+            )
+        ),
+        file = json_str(&hook_file.display().to_string()),
+    );
+    let (app, _db, addr) = start(&text).await;
+    let pid = healthy_pid(&app, "victim").await;
+    // Let an evaluation see it healthy, so "down" starts from the kill. (While it was starting
+    // the rule held too, but resolved inside group_wait: nothing was sent for that.)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut events = app.bus().subscribe();
+    assert!(hook.bodies().is_empty(), "nothing fires while healthy: {:#?}", hook.bodies());
+
+    signal(pid, Signal::SIGKILL);
+    let firing = hook
+        .wait_for(Duration::from_secs(20), "firing notification", |b| b["status"] == "firing")
+        .await;
+    // Alertmanager's webhook payload, version 4.
+    assert_eq!(firing["version"], "4");
+    assert_eq!(firing["receiver"], "hook");
+    assert_eq!(firing["truncatedAlerts"], 0);
+    assert_eq!(
+        firing["groupLabels"],
+        serde_json::json!({"alertname": "VictimDown", "server": "victim"})
+    );
+    assert!(firing["groupKey"].as_str().unwrap().contains("VictimDown"));
+    assert!(firing["externalURL"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    let a = &alerts_of(&firing)[0];
+    assert_eq!(a["status"], "firing");
+    assert_eq!(a["labels"]["alertname"], "VictimDown");
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(a["labels"]["team"], "ops");
+    assert_eq!(a["labels"]["server_instance"], "victim#0");
+    assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z");
+    assert!(chrono::DateTime::parse_from_rfc3339(a["startsAt"].as_str().unwrap()).is_ok());
+    assert!(a["annotations"]["summary"].as_str().unwrap().contains("up{"), "{a}");
+    assert_eq!(a["fingerprint"].as_str().unwrap().len(), 16);
+
+    // Warden restarts the victim; the rule stops holding; the resolved notification follows.
+    let resolved = hook
+        .wait_for(Duration::from_secs(30), "resolved notification", |b| b["status"] == "resolved")
+        .await;
+    let r = &alerts_of(&resolved)[0];
+    assert_eq!(r["status"], "resolved");
+    assert_eq!(r["fingerprint"], a["fingerprint"], "the same alert resolves");
+    let ends = chrono::DateTime::parse_from_rfc3339(r["endsAt"].as_str().unwrap()).unwrap();
+    let starts = chrono::DateTime::parse_from_rfc3339(r["startsAt"].as_str().unwrap()).unwrap();
+    assert!(ends > starts);
+    assert!(hook.bodies().iter().all(|(path, _)| path == "/hook"));
+    // The flaky receiver refused the first two attempts and got both notifications anyway.
+    flaky
+        .wait_for(Duration::from_secs(20), "retried resolved notification", |b| {
+            b["status"] == "resolved"
+        })
+        .await;
+    assert!(flaky.bodies().iter().any(|(_, b)| b["status"] == "firing"));
+
+    // The command hook got the same payloads on stdin (tee appends them to the file).
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&hook_file).unwrap_or_default();
+        if text.contains("\"resolved\"") {
+            assert!(text.contains("\"firing\"") && text.contains("VictimDown"), "{text}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "hook file: {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The live stream carried both transitions.
+    let mut kinds = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if e.kind.name().starts_with("alert_") {
+            kinds.push(e.kind.name());
+        }
+    }
+    assert_eq!(kinds, vec!["alert_firing", "alert_resolved"]);
+
+    // The API: history from the store; the dead receiver's notifications wait in the outbox
+    // with the reason, and the store keeps them as pending.
+    let history = get(&addr, "/api/alerts/history?since=10m").await;
+    let rows = history["alerts"].as_array().unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["fingerprint"] == a["fingerprint"] && r["starts_at"].as_str() > Some(""))
+        .unwrap();
+    assert_eq!(row["name"], "VictimDown");
+    assert_eq!(row["severity"], "critical");
+    assert_eq!(row["instance"], "victim#0");
+    assert!(rows.iter().all(|r| r["ends_at"].is_string()), "all resolved in the store: {history}");
+    let view = get(&addr, "/api/alerts").await;
+    let undelivered = view["notifications"]["undelivered"].as_array().unwrap();
+    assert!(!undelivered.is_empty(), "{view}");
+    assert!(undelivered.iter().all(|o| o["receiver"] == "dead"), "{view}");
+    assert!(view["notifications"]["failed_attempts"].as_u64() >= Some(3), "2 flaky + dead: {view}");
+    assert!(
+        undelivered.iter().any(|o| o["attempts"].as_u64() >= Some(1)
+            && o["last_error"].as_str().is_some_and(|e| e.contains("cannot connect"))),
+        "{view}"
+    );
+    assert!(
+        view["notifications"]["delivered"].as_u64() >= Some(6),
+        "hook, flaky, tee, twice: {view}"
+    );
+    let pending = get(&addr, "/api/alerts/notifications?state=pending").await;
+    let pending = pending["notifications"].as_array().unwrap();
+    assert!(!pending.is_empty() && pending.iter().all(|n| n["receiver"] == "dead"));
+    assert_eq!(pending[0]["payload"]["version"], "4", "the exact body is kept for retries");
+    let receivers = view["receivers"].as_array().unwrap();
+    assert!(
+        receivers.iter().all(|r| !r["target"].as_str().unwrap().contains("/hook")),
+        "receiver URLs are shown without their path: {receivers:?}"
+    );
+    let metrics =
+        reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("warden_alert_notifications_delivered_total"), "{metrics}");
+    assert!(metrics.contains("warden_alert_notifications_undelivered "), "{metrics}");
+    let bad =
+        reqwest::get(format!("http://{addr}/api/alerts/history?since=yesterday")).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_mutes_a_firing_alert_until_it_is_expired() {
+    let (hook, hook_addr) = Receiver::start().await;
+    let text = format!(
+        r#"{{ "mcpServers": {{ "calm": {calm} }},
+             "warden": {{ "alerts": {{
+                "evaluation_interval": "1s", "group_wait": "3s", "group_interval": "1s",
+                "webhooks": [ {{ "url": "http://{hook_addr}/h" }} ],
+                "rules": [ {{ "alert": "AlwaysUp", "metric": "up", "op": ">=", "threshold": 1 }} ] }} }} }}"#,
+        calm = misbehave(&[], &format!(", {FAST_HEALTH}")),
+    );
+    let (app, _db, addr) = start(&text).await;
+    let client = reqwest::Client::new();
+    // Bad silences are refused, naming the field.
+    for (body, field) in [
+        (serde_json::json!({"duration": "1h"}), "matchers"),
+        (serde_json::json!({"matchers": ["alertname"], "duration": "1h"}), "matchers[0]"),
+        (serde_json::json!({"matchers": ["alertname=AlwaysUp"]}), "duration"),
+        (serde_json::json!({"matchers": ["alertname=AlwaysUp"], "duration": "soon"}), "duration"),
+    ] {
+        let r =
+            client.post(format!("http://{addr}/api/silences")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"]["message"].as_str().unwrap().starts_with(field), "{e}");
+    }
+    let r = client
+        .post(format!("http://{addr}/api/silences"))
+        .json(&serde_json::json!({"matchers": ["alertname=AlwaysUp", "server=calm"], "duration": "1h", "comment": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let silence: Value = r.json().await.unwrap();
+    let id = silence["id"].as_str().unwrap().to_owned();
+
+    healthy_pid(&app, "calm").await;
+    // Firing, but muted: nothing is sent.
+    let start = Instant::now();
+    loop {
+        let view = get(&addr, "/api/alerts").await;
+        let firing = view["firing"].as_array().unwrap();
+        if firing.first().is_some_and(|a| a["muted"] == format!("silenced by {id}")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never fired muted: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(hook.bodies().is_empty(), "a silenced alert is not sent: {:#?}", hook.bodies());
+    let listed = get(&addr, "/api/silences").await;
+    assert_eq!(listed["silences"][0]["id"], id.as_str());
+
+    let r = client.delete(format!("http://{addr}/api/silences/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.delete(format!("http://{addr}/api/silences/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), 404, "an expired silence cannot be expired again");
+    let sent = hook
+        .wait_for(Duration::from_secs(10), "notification after the silence", |b| {
+            b["status"] == "firing"
+        })
+        .await;
+    assert_eq!(alerts_of(&sent)[0]["labels"]["alertname"], "AlwaysUp");
+    assert!(get(&addr, "/api/silences").await["silences"].as_array().unwrap().is_empty());
+
+    // The CLI: `warden alerts` exits 1 while something fires; `warden silence` adds, lists
+    // and expires.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(warden())
+            .args(args)
+            .env("WARDEN_URL", format!("http://{addr}"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, _) = tokio::task::block_in_place(|| cli(&["alerts"]));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FIRING") && out.contains("AlwaysUp") && out.contains("calm#0"), "{out}");
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        cli(&["silence", "add", "server=calm", "--duration", "30m", "-c", "deploy"])
+    });
+    assert_eq!(code, Some(0), "{out}{err}");
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let (_, out, _) = tokio::task::block_in_place(|| cli(&["silence", "list"]));
+    assert!(out.contains(&id) && out.contains("server=calm") && out.contains("deploy"), "{out}");
+    let (code, _, err) = tokio::task::block_in_place(|| cli(&["silence", "add", "calm"]));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("matchers[0]"), "{err}");
+    let (code, out, _) = tokio::task::block_in_place(|| cli(&["silence", "expire", &id]));
+    assert_eq!(code, Some(0), "{out}");
+    let (_, out, _) = tokio::task::block_in_place(|| cli(&["silence", "list"]));
+    assert!(out.contains("no active silences"), "{out}");
+    app.shutdown().await;
+}
+
+/// Alertmanager itself (Debian package prometheus-alertmanager; `.ci/run` installs it).
+fn alertmanager_bin() -> String {
+    for name in ["prometheus-alertmanager", "alertmanager"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.exists()));
+        if let Some(Some(path)) = found {
+            return path.display().to_string();
+        }
+    }
+    panic!("alertmanager is missing: install the Debian package prometheus-alertmanager (.ci/run does)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_itself_accepts_and_resolves_wardens_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(&config, "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let am_url = format!("http://127.0.0.1:{port}");
+    let mut am = tokio::process::Command::new(alertmanager_bin())
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("alertmanager starts");
+    let began = Instant::now();
+    while reqwest::get(format!("{am_url}/-/ready")).await.map(|r| r.status().as_u16()).ok()
+        != Some(200)
+    {
+        assert!(began.elapsed() < Duration::from_secs(30), "alertmanager never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let text = format!(
+        r#"{{ "mcpServers": {{ "calm": {calm} }},
+             "warden": {{ "alerts": {{ "evaluation_interval": "1s",
+                "webhooks": [ {{ "url": "{am_url}", "format": "alertmanager" }} ],
+                "rules": [ {{ "alert": "CalmIsUp", "metric": "up", "op": ">=", "threshold": 1,
+                             "labels": {{ "team": "ops" }} }} ] }} }} }}"#,
+        calm = misbehave(&[], &format!(", {FAST_HEALTH}")),
+    );
+    let (app, _db, addr) = start(&text).await;
+    healthy_pid(&app, "calm").await;
+    let am_alerts = || async {
+        let v: Value =
+            reqwest::get(format!("{am_url}/api/v2/alerts")).await.unwrap().json().await.unwrap();
+        v.as_array().cloned().unwrap_or_default()
+    };
+    let start = Instant::now();
+    let got = loop {
+        let list = am_alerts().await;
+        if let Some(a) = list.iter().find(|a| a["labels"]["alertname"] == "CalmIsUp") {
+            break a.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "alertmanager has no CalmIsUp: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(got["labels"]["server"], "calm");
+    assert_eq!(got["labels"]["server_instance"], "calm#0");
+    assert_eq!(got["labels"]["severity"], "warning");
+    assert_eq!(got["labels"]["team"], "ops");
+    assert_eq!(got["status"]["state"], "active");
+    assert!(got["annotations"]["summary"].as_str().unwrap().contains("up{"), "{got}");
+    assert!(got["generatorURL"].as_str().unwrap().ends_with("/api/servers/calm"), "{got}");
+
+    // Stopping the server ends the condition: Warden sends the resolution, and Alertmanager
+    // no longer lists the alert as active.
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/api/servers/calm/stop"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let start = Instant::now();
+    loop {
+        let list = am_alerts().await;
+        if !list.iter().any(|a| a["labels"]["alertname"] == "CalmIsUp") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still active in alertmanager: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.shutdown().await;
+    let _ = am.kill().await;
+}
+
+/// The misbehaving server's latency climbs 50 ms a second from 30 s on: calls (timeout 2 s)
+/// start failing about 70 s after it starts. PredictedFailure must be notified before the
+/// first call fails, and the instance must say why in its view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)] // the lead, for whoever reads the test log
+async fn a_latency_ramp_is_predicted_before_calls_time_out() {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::streamable_http_client::{
+        StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+    };
+    use rmcp::ServiceExt;
+
+    let (hook, hook_addr) = Receiver::start().await;
+    let ramp = misbehave(
+        &[
+            "--latency",
+            "20ms",
+            "--latency-jitter",
+            "10ms",
+            "--ramp-after",
+            "30s",
+            "--ramp-ms-per-s",
+            "50",
+        ],
+        r#", "timeout": "2s", "health": { "interval": "500ms", "timeout": "5s" }"#,
+    );
+    let text = format!(
+        r#"{{ "mcpServers": {{ "ramp": {ramp} }},
+             "warden": {{ "prediction": {{ "warmup": "20s" }},
+                          "alerts": {{ "evaluation_interval": "1s", "group_wait": "0s",
+                                       "webhooks": [ {{ "url": "http://{hook_addr}/p" }} ] }} }} }}"#
+    );
+    let started = Instant::now();
+    let (app, _db, addr) = start(&text).await;
+    healthy_pid(&app, "ramp").await;
+
+    // Calls every 200 ms until one fails or takes the whole timeout.
+    let transport = StreamableHttpClientTransport::with_client(
+        reqwest::Client::new(),
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/servers/ramp/mcp")),
+    );
+    let client = ().serve(transport).await.expect("the client connects");
+    let caller = tokio::spawn(async move {
+        loop {
+            let sent = Instant::now();
+            let args = serde_json::json!({"text": "x"}).as_object().unwrap().clone();
+            let r = client
+                .peer()
+                .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
+                .await;
+            if r.is_err() || sent.elapsed() >= Duration::from_secs(2) {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let predicted = hook
+        .wait_for(Duration::from_secs(120), "PredictedFailure", |b| {
+            alerts_of(b)
+                .iter()
+                .any(|a| a["labels"]["alertname"] == "PredictedFailure" && a["status"] == "firing")
+        })
+        .await;
+    let predicted_at = Instant::now();
+    let view = get(&addr, "/api/servers/ramp").await;
+    let first_failure =
+        tokio::time::timeout(Duration::from_secs(90), caller).await.unwrap().unwrap();
+    let a = alerts_of(&predicted)
+        .into_iter()
+        .find(|a| a["labels"]["alertname"] == "PredictedFailure")
+        .unwrap();
+    assert_eq!(a["labels"]["server_instance"], "ramp#0");
+    assert_eq!(a["labels"]["signal"], "latency");
+    let lead = first_failure.saturating_duration_since(predicted_at);
+    assert!(
+        predicted_at < first_failure,
+        "predicted {:?} after start, but a call failed at {:?}",
+        predicted_at - started,
+        first_failure - started
+    );
+    eprintln!(
+        "predicted at {:.1} s, first failed call at {:.1} s: lead {:.1} s; {}",
+        (predicted_at - started).as_secs_f64(),
+        (first_failure - started).as_secs_f64(),
+        lead.as_secs_f64(),
+        a["annotations"]["summary"]
+    );
+    let inst = &view["instances"][0];
+    assert_eq!(inst["prediction"]["predicted"]["signal"], "latency", "{inst}");
+    assert_eq!(inst["draining"], true, "{inst}");
+    app.shutdown().await;
+}
+
+/// The same ramp on a server with `"standby": true`: when the failure is predicted, Warden
+/// starts the standby and sends new calls to it, so no call fails although the first instance
+/// goes on slowing down past the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predicted_failure_starts_the_standby_and_no_call_fails() {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::streamable_http_client::{
+        StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+    };
+    use rmcp::ServiceExt;
+
+    let ramp = misbehave(
+        &[
+            "--latency",
+            "20ms",
+            "--latency-jitter",
+            "10ms",
+            "--ramp-after",
+            "30s",
+            "--ramp-ms-per-s",
+            "50",
+        ],
+        r#", "timeout": "2s", "standby": true, "health": { "interval": "500ms", "timeout": "5s" }"#,
+    );
+    let text = format!(
+        r#"{{ "mcpServers": {{ "ramp": {ramp} }}, "warden": {{ "prediction": {{ "warmup": "20s" }} }} }}"#
+    );
+    let started = Instant::now();
+    let (app, _db, addr) = start(&text).await;
+    let mut events = app.bus().subscribe();
+    healthy_pid(&app, "ramp").await;
+    // In reserve: stopped, and the server is healthy all the same.
+    let view = get(&addr, "/api/servers/ramp").await;
+    assert_eq!(view["status"], "healthy", "{view}");
+    assert_eq!(view["instances"][1]["standby"], true);
+    assert_eq!(view["instances"][1]["state"], "stopped");
+
+    let transport = StreamableHttpClientTransport::with_client(
+        reqwest::Client::new(),
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/servers/ramp/mcp")),
+    );
+    let client = ().serve(transport).await.expect("the client connects");
+    // Past the moment the first instance's calls time out (about 70 s after it started).
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(85) {
+        let sent = Instant::now();
+        let args = serde_json::json!({"text": "x"}).as_object().unwrap().clone();
+        let r =
+            client.peer().call_tool(CallToolRequestParams::new("echo").with_arguments(args)).await;
+        let took = sent.elapsed();
+        slowest = slowest.max(took);
+        assert!(
+            r.is_ok() && took < Duration::from_secs(2),
+            "a call failed or timed out at {:?}: {r:?}",
+            sent - started
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let view = get(&addr, "/api/servers/ramp").await;
+    assert_eq!(view["instances"][1]["state"], "healthy", "{view}");
+    assert_eq!(view["instances"][0]["draining"], true, "{view}");
+    let mut started_standby = false;
+    while let Ok(e) = events.try_recv() {
+        if let warden_core::EventKind::OperatorAction { action } = &e.kind {
+            started_standby |= action.starts_with("standby started: ramp#0");
+        }
+    }
+    assert!(started_standby, "no standby event");
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    app.shutdown().await;
+}
