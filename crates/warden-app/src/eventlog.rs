@@ -285,27 +285,7 @@ impl Files {
         else {
             return;
         };
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(day) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("events-")?.strip_suffix(".jsonl"))
-                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            else {
-                continue;
-            };
-            if day < keep_from {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => {
-                        tracing::info!(file = %entry.path().display(), "deleted an event log older than the retention")
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %entry.path().display(), error = %e, "cannot delete an old event log")
-                    }
-                }
-            }
-        }
+        warden_core::dayfiles::prune_before(&self.dir, "events-", ".jsonl", keep_from, "event log");
     }
 }
 

@@ -231,27 +231,7 @@ impl Rolling {
         else {
             return;
         };
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(day) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("warden.")?.strip_suffix(".log"))
-                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            else {
-                continue;
-            };
-            if day < keep_from {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => {
-                        tracing::info!(file = %entry.path().display(), "deleted a log file older than the retention")
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %entry.path().display(), error = %e, "cannot delete an old log file")
-                    }
-                }
-            }
-        }
+        warden_core::dayfiles::prune_before(&self.dir, "warden.", ".log", keep_from, "log file");
     }
 }
 

@@ -466,20 +466,10 @@ async fn alertmanager_itself_accepts_and_resolves_wardens_alerts() {
     let _ = am.kill().await;
 }
 
-/// The misbehaving server's latency climbs 50 ms a second from 30 s on: calls (timeout 2 s)
-/// start failing about 70 s after it starts. PredictedFailure must be notified before the
-/// first call fails, and the instance must say why in its view.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(clippy::print_stderr)] // the lead, for whoever reads the test log
-async fn a_latency_ramp_is_predicted_before_calls_time_out() {
-    use rmcp::model::CallToolRequestParams;
-    use rmcp::transport::streamable_http_client::{
-        StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
-    };
-    use rmcp::ServiceExt;
-
-    let (hook, hook_addr) = Receiver::start().await;
-    let ramp = misbehave(
+/// The misbehaving server, its latency climbing 50 ms a second from 30 s on (calls, with a 2 s
+/// timeout, start failing about 70 s after it starts); `extra` adds keys.
+fn ramp_server(extra: &str) -> String {
+    misbehave(
         &[
             "--latency",
             "20ms",
@@ -490,8 +480,45 @@ async fn a_latency_ramp_is_predicted_before_calls_time_out() {
             "--ramp-ms-per-s",
             "50",
         ],
-        r#", "timeout": "2s", "health": { "interval": "500ms", "timeout": "5s" }"#,
-    );
+        &format!(
+            r#", "timeout": "2s", "health": {{ "interval": "500ms", "timeout": "5s" }}{extra}"#
+        ),
+    )
+}
+
+/// An MCP client calling `echo` on `/servers/ramp/mcp`.
+struct Echo(rmcp::service::RunningService<rmcp::RoleClient, ()>);
+
+impl Echo {
+    async fn connect(addr: &str) -> Self {
+        use rmcp::transport::streamable_http_client::{
+            StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+        };
+        use rmcp::ServiceExt;
+        let transport = StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            StreamableHttpClientTransportConfig::with_uri(format!(
+                "http://{addr}/servers/ramp/mcp"
+            )),
+        );
+        Self(().serve(transport).await.expect("the client connects"))
+    }
+
+    async fn call(&self) -> Result<rmcp::model::CallToolResult, rmcp::ServiceError> {
+        let args = serde_json::json!({"text": "x"}).as_object().unwrap().clone();
+        let p = rmcp::model::CallToolRequestParams::new("echo").with_arguments(args);
+        self.0.peer().call_tool(p).await
+    }
+}
+
+/// The misbehaving server's latency climbs 50 ms a second from 30 s on: calls (timeout 2 s)
+/// start failing about 70 s after it starts. PredictedFailure must be notified before the
+/// first call fails, and the instance must say why in its view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)] // the lead, for whoever reads the test log
+async fn a_latency_ramp_is_predicted_before_calls_time_out() {
+    let (hook, hook_addr) = Receiver::start().await;
+    let ramp = ramp_server("");
     let text = format!(
         r#"{{ "mcpServers": {{ "ramp": {ramp} }},
              "warden": {{ "prediction": {{ "warmup": "20s" }},
@@ -503,19 +530,11 @@ async fn a_latency_ramp_is_predicted_before_calls_time_out() {
     healthy_pid(&app, "ramp").await;
 
     // Calls every 200 ms until one fails or takes the whole timeout.
-    let transport = StreamableHttpClientTransport::with_client(
-        reqwest::Client::new(),
-        StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/servers/ramp/mcp")),
-    );
-    let client = ().serve(transport).await.expect("the client connects");
+    let client = Echo::connect(&addr).await;
     let caller = tokio::spawn(async move {
         loop {
             let sent = Instant::now();
-            let args = serde_json::json!({"text": "x"}).as_object().unwrap().clone();
-            let r = client
-                .peer()
-                .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
-                .await;
+            let r = client.call().await;
             if r.is_err() || sent.elapsed() >= Duration::from_secs(2) {
                 return sent;
             }
@@ -564,25 +583,7 @@ async fn a_latency_ramp_is_predicted_before_calls_time_out() {
 /// goes on slowing down past the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_predicted_failure_starts_the_standby_and_no_call_fails() {
-    use rmcp::model::CallToolRequestParams;
-    use rmcp::transport::streamable_http_client::{
-        StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
-    };
-    use rmcp::ServiceExt;
-
-    let ramp = misbehave(
-        &[
-            "--latency",
-            "20ms",
-            "--latency-jitter",
-            "10ms",
-            "--ramp-after",
-            "30s",
-            "--ramp-ms-per-s",
-            "50",
-        ],
-        r#", "timeout": "2s", "standby": true, "health": { "interval": "500ms", "timeout": "5s" }"#,
-    );
+    let ramp = ramp_server(r#", "standby": true"#);
     let text = format!(
         r#"{{ "mcpServers": {{ "ramp": {ramp} }}, "warden": {{ "prediction": {{ "warmup": "20s" }} }} }}"#
     );
@@ -596,18 +597,12 @@ async fn a_predicted_failure_starts_the_standby_and_no_call_fails() {
     assert_eq!(view["instances"][1]["standby"], true);
     assert_eq!(view["instances"][1]["state"], "stopped");
 
-    let transport = StreamableHttpClientTransport::with_client(
-        reqwest::Client::new(),
-        StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/servers/ramp/mcp")),
-    );
-    let client = ().serve(transport).await.expect("the client connects");
+    let client = Echo::connect(&addr).await;
     // Past the moment the first instance's calls time out (about 70 s after it started).
     let mut slowest = Duration::ZERO;
     while started.elapsed() < Duration::from_secs(85) {
         let sent = Instant::now();
-        let args = serde_json::json!({"text": "x"}).as_object().unwrap().clone();
-        let r =
-            client.peer().call_tool(CallToolRequestParams::new("echo").with_arguments(args)).await;
+        let r = client.call().await;
         let took = sent.elapsed();
         slowest = slowest.max(took);
         assert!(
