@@ -23,7 +23,7 @@ pub(crate) struct Cli {
 
 #[derive(Args, Debug)]
 pub(crate) struct LogArgs {
-    /// Log format: human (default on a terminal) or json.
+    /// Log format: human (the default; colored on a terminal) or json.
     #[arg(long, global = true, env = "WARDEN_LOG_FORMAT", value_enum)]
     pub(crate) log_format: Option<LogFormat>,
     /// Log filter, e.g. `info`, `debug`, `warden=debug,info`.
