@@ -12,9 +12,8 @@
 //! that batch, is counted, logged at most once a minute, and reported in `/health/status`
 //! (`checks.event_log`). The directory and the file are recreated if they disappear.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -259,13 +258,7 @@ impl Files {
             self.open = None;
             std::fs::create_dir_all(&self.dir)?;
             let path = self.path(day);
-            let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
-            // A line cut short by an earlier failure (or a crash) must not swallow the next.
-            let len = file.metadata()?.len();
-            let mut last = [0u8];
-            if len > 0 && file.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
-                file.write_all(b"\n")?;
-            }
+            let file = warden_core::dayfiles::open_append(&path)?;
             self.open = Some(Open { day, path, file });
             // Once per day file: at start and at midnight.
             if self.pruned != Some(day) {

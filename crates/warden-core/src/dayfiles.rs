@@ -1,8 +1,23 @@
 //! Files rotated by day (`PREFIXYYYY-MM-DD.SUFFIX`): the log files and the JSONL event log.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use chrono::NaiveDate;
+
+/// Opens `path` for appending (creating it), ending a last line that an earlier failure or a
+/// crash cut short, so it cannot swallow the next one.
+pub fn open_append(path: &Path) -> std::io::Result<File> {
+    let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
+    let len = file.metadata()?.len();
+    let mut last = [0u8];
+    if len > 0 && file.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
+        file.write_all(b"\n")?;
+    }
+    Ok(file)
+}
 
 /// Deletes the files in `dir` named `{prefix}YYYY-MM-DD{suffix}` whose day is before
 /// `keep_from`; other files are left alone. `what` names them in the log.
@@ -32,6 +47,16 @@ pub fn prune_before(dir: &Path, prefix: &str, suffix: &str, keep_from: NaiveDate
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_line_cut_short_is_ended_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.log");
+        std::fs::write(&p, "whole\ncut sho").unwrap();
+        drop(super::open_append(&p).unwrap());
+        drop(super::open_append(&p).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "whole\ncut sho\n");
+    }
+
     #[test]
     fn deletes_only_matching_files_before_the_day() {
         let dir = tempfile::tempdir().unwrap();

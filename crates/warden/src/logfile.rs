@@ -9,9 +9,8 @@
 //! (`checks.logs`); the file is closed and reopened — its directory recreated — by the next
 //! batch, or within a second by the thread's own check if nothing is logged.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
@@ -206,13 +205,7 @@ impl Rolling {
             self.open = None;
             std::fs::create_dir_all(&self.dir)?;
             let path = self.path(day);
-            let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
-            // A line cut short by an earlier failure (or a crash) must not swallow the next.
-            let len = file.metadata()?.len();
-            let mut last = [0u8];
-            if len > 0 && file.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
-                file.write_all(b"\n")?;
-            }
+            let file = warden_core::dayfiles::open_append(&path)?;
             self.open = Some(Open { day, path, file });
             // Once per day: at start and at the first line after midnight (UTC).
             if self.pruned != Some(day) {
