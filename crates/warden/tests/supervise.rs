@@ -296,7 +296,7 @@ async fn replicas_are_supervised_independently() {
         assert_eq!(overview.servers[0].status, warden_core::ServerStatus::Degraded);
         assert_eq!(w.view("pair", 1).pid, b.pid, "the other replica is untouched");
         w.wait_state("pair", 0, InstanceState::Healthy, Duration::from_secs(20)).await;
-        let recovered = w.events_named("pair#0", "recovered");
+        let recovered = w.wait_event("pair#0", "recovered", Duration::from_secs(2)).await;
         assert!(matches!(
             recovered[0].kind,
             EventKind::Recovered { action: RecoveryAction::Restart, .. }

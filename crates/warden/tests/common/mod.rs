@@ -153,6 +153,25 @@ impl Running {
             .collect()
     }
 
+    /// Waits (at most `within`) until an event of this kind was seen for this instance: a view
+    /// changes a moment before the events of the change are emitted.
+    pub async fn wait_event(
+        &mut self,
+        instance: &str,
+        name: &str,
+        within: Duration,
+    ) -> Vec<Arc<Event>> {
+        let start = Instant::now();
+        loop {
+            let found = self.events_named(instance, name);
+            if !found.is_empty() {
+                return found;
+            }
+            assert!(start.elapsed() < within, "no {name} event for {instance} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops everything and waits for the database writer to flush.
     pub async fn stop(self) -> (warden_store::Store, tempfile::TempDir) {
         let path = self.dir.path().join("warden.db");
