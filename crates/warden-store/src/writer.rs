@@ -18,6 +18,9 @@ const MAX_BACKLOG: usize = 20_000;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const FLUSH_AT: usize = 500;
 
+/// Attempts at the final flush when the writer stops (250 ms apart).
+const SHUTDOWN_TRIES: u32 = 8;
+
 pub struct WriterOptions {
     pub retention: Duration,
     /// How often old rows are pruned.
@@ -105,8 +108,20 @@ impl Store {
             while let Ok(s) = samples.try_recv() {
                 backlog.push_back(Op::Sample(s));
             }
-            if !backlog.is_empty() && !store.flush(&mut backlog).await {
-                tracing::error!(rows = backlog.len(), "could not write the last rows at shutdown");
+            // Another task may hold the write lock for a moment (past the 500 ms busy timeout
+            // on a loaded machine): try a few times before giving the last rows up.
+            for attempt in 1..=SHUTDOWN_TRIES {
+                if backlog.is_empty() || store.flush(&mut backlog).await {
+                    break;
+                }
+                if attempt == SHUTDOWN_TRIES {
+                    tracing::error!(
+                        rows = backlog.len(),
+                        "could not write the last rows at shutdown"
+                    );
+                } else {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
             }
         })
     }
