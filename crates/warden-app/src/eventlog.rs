@@ -12,8 +12,6 @@
 //! that batch, is counted, logged at most once a minute, and reported in `/health/status`
 //! (`checks.event_log`). The directory and the file are recreated if they disappear.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +20,7 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
+use warden_core::dayfiles::{DayFiles, Keep};
 use warden_core::{wire, Event, EventBus, Timestamp};
 
 /// A failing log says so in Warden's log at most this often.
@@ -118,7 +117,7 @@ impl EventLog {
             LogStatus(Arc::new(Mutex::new(Status { dir: dir.clone(), ..Default::default() })));
         let stop = CancellationToken::new();
         let task = dir.map(|dir| {
-            let files = Files { dir, retention, open: None, pruned: None };
+            let files = day_files(dir, retention);
             tokio::spawn(run(files, bus.subscribe(), status.clone(), stop.clone()))
         });
         Self { status, task, stop }
@@ -138,7 +137,7 @@ impl EventLog {
 }
 
 async fn run(
-    files: Files,
+    files: DayFiles,
     mut events: tokio::sync::broadcast::Receiver<Arc<Event>>,
     status: LogStatus,
     stop: CancellationToken,
@@ -168,24 +167,24 @@ async fn run(
         }
         if !lines.is_empty() {
             let mut f = files.take().expect("files are handed back after each batch");
-            let (dir, retention) = (f.dir.clone(), f.retention);
+            let spare = f.closed_copy();
             let count = lines.len();
             match tokio::task::spawn_blocking(move || {
-                let r = f.write(&lines);
+                let r = write(&mut f, &lines);
                 (f, r)
             })
             .await
             {
                 Ok((f, r)) => {
                     match r {
-                        Ok(()) => status.wrote(count, f.open.as_ref().map(|o| o.path.clone())),
+                        Ok(()) => status.wrote(count, f.open_path().map(Path::to_owned)),
                         Err(e) => status.failed(count, &e),
                     }
                     files = Some(f);
                 }
                 Err(e) => {
                     status.failed(count, &std::io::Error::other(e.to_string()));
-                    files = Some(Files { dir, retention, open: None, pruned: None });
+                    files = Some(spare);
                 }
             }
         }
@@ -207,79 +206,28 @@ fn push(lines: &mut Vec<(NaiveDate, String)>, r: Result<Arc<Event>, u64>, status
     }
 }
 
-/// The day files; used on the blocking pool only.
-struct Files {
-    dir: PathBuf,
-    retention: Duration,
-    open: Option<Open>,
-    /// The day file for which old files were last deleted.
-    pruned: Option<NaiveDate>,
+/// The event log's day files (`events-YYYY-MM-DD.jsonl`), kept for `retention`; used on the
+/// blocking pool only.
+fn day_files(dir: PathBuf, retention: Duration) -> DayFiles {
+    DayFiles::new(dir, "events-", ".jsonl", "event log", Keep::For(retention))
 }
 
-struct Open {
-    day: NaiveDate,
-    path: PathBuf,
-    file: File,
-}
-
-impl Files {
-    fn path(&self, day: NaiveDate) -> PathBuf {
-        self.dir.join(format!("events-{}.jsonl", day.format("%Y-%m-%d")))
-    }
-
-    /// Appends each line to its day's file. On an error the file is closed, to be reopened
-    /// (and its directory recreated) by the next batch.
-    fn write(&mut self, lines: &[(NaiveDate, String)]) -> std::io::Result<()> {
-        // Removed under us (the directory or the file): write to a new one, not the lost inode.
-        if self.open.as_ref().is_some_and(|o| !o.path.exists()) {
-            self.open = None;
+/// Appends each line to its day's file, a batch per day. On an error the file is closed, to
+/// be reopened (and its directory recreated) by the next batch.
+fn write(files: &mut DayFiles, lines: &[(NaiveDate, String)]) -> std::io::Result<()> {
+    let mut buf = String::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let day = lines[i].0;
+        buf.clear();
+        while i < lines.len() && lines[i].0 == day {
+            buf.push_str(&lines[i].1);
+            buf.push('\n');
+            i += 1;
         }
-        let mut buf = String::new();
-        let mut i = 0;
-        while i < lines.len() {
-            let day = lines[i].0;
-            buf.clear();
-            while i < lines.len() && lines[i].0 == day {
-                buf.push_str(&lines[i].1);
-                buf.push('\n');
-                i += 1;
-            }
-            let r = self.file(day).and_then(|f| f.write_all(buf.as_bytes()));
-            if r.is_err() {
-                self.open = None;
-                return r;
-            }
-        }
-        Ok(())
+        files.append(day, buf.as_bytes())?;
     }
-
-    fn file(&mut self, day: NaiveDate) -> std::io::Result<&mut File> {
-        if self.open.as_ref().is_none_or(|o| o.day != day) {
-            self.open = None;
-            std::fs::create_dir_all(&self.dir)?;
-            let path = self.path(day);
-            let file = warden_core::dayfiles::open_append(&path)?;
-            self.open = Some(Open { day, path, file });
-            // Once per day file: at start and at midnight.
-            if self.pruned != Some(day) {
-                self.pruned = Some(day);
-                self.prune();
-            }
-        }
-        Ok(&mut self.open.as_mut().expect("just opened").file)
-    }
-
-    /// Deletes day files whose day began before the retention window.
-    fn prune(&self) {
-        let Some(keep_from) = chrono::Duration::from_std(self.retention)
-            .ok()
-            .and_then(|r| warden_core::now().checked_sub_signed(r))
-            .map(|t| t.date_naive())
-        else {
-            return;
-        };
-        warden_core::dayfiles::prune_before(&self.dir, "events-", ".jsonl", keep_from, "event log");
-    }
+    Ok(())
 }
 
 /// The directory of the event log: the database's (`None` for an in-memory database).
@@ -306,25 +254,20 @@ mod tests {
         let old = dir.path().join("events-2001-01-01.jsonl");
         std::fs::write(&old, "{}\n").unwrap();
         std::fs::write(dir.path().join("unrelated.jsonl"), "x").unwrap();
-        let mut files = Files {
-            dir: dir.path().join("sub"),
-            retention: Duration::from_secs(86_400),
-            open: None,
-            pruned: None,
-        };
+        let mut files = day_files(dir.path().join("sub"), Duration::from_secs(86_400));
         let today = warden_core::now().date_naive();
-        files.write(&[(today, "{\"a\":1}".into()), (today, "{\"a\":2}".into())]).unwrap();
+        write(&mut files, &[(today, "{\"a\":1}".into()), (today, "{\"a\":2}".into())]).unwrap();
         let text = std::fs::read_to_string(files.path(today)).unwrap();
         assert_eq!(text, "{\"a\":1}\n{\"a\":2}\n");
         // Pruning looks at the log's own directory only.
         assert!(old.exists());
-        let mut files = Files { dir: dir.path().to_owned(), open: None, pruned: None, ..files };
-        files.write(&[(today, "{}".into())]).unwrap();
+        let mut files = day_files(dir.path().to_owned(), Duration::from_secs(86_400));
+        write(&mut files, &[(today, "{}".into())]).unwrap();
         assert!(!old.exists(), "a file older than the retention is deleted");
         assert!(dir.path().join("unrelated.jsonl").exists());
         // A cut-short last line is ended before the next one is appended.
         std::fs::write(files.path(day("2030-01-02")), "{\"cut").unwrap();
-        files.write(&[(day("2030-01-02"), "{}".into())]).unwrap();
+        write(&mut files, &[(day("2030-01-02"), "{}".into())]).unwrap();
         assert_eq!(std::fs::read_to_string(files.path(day("2030-01-02"))).unwrap(), "{\"cut\n{}\n");
     }
 
@@ -332,21 +275,16 @@ mod tests {
     fn a_removed_directory_is_recreated_and_an_unwritable_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("logs");
-        let mut files = Files {
-            dir: logs.clone(),
-            retention: Duration::from_secs(3600),
-            open: None,
-            pruned: None,
-        };
+        let mut files = day_files(logs.clone(), Duration::from_secs(3600));
         let today = warden_core::now().date_naive();
-        files.write(&[(today, "1".into())]).unwrap();
+        write(&mut files, &[(today, "1".into())]).unwrap();
         std::fs::remove_dir_all(&logs).unwrap();
-        files.write(&[(today, "2".into())]).unwrap();
+        write(&mut files, &[(today, "2".into())]).unwrap();
         assert_eq!(std::fs::read_to_string(files.path(today)).unwrap(), "2\n");
         // A directory where the file should be: every write fails, even for root.
         let tomorrow = today + chrono::Days::new(1);
         std::fs::create_dir(files.path(tomorrow)).unwrap();
-        assert!(files.write(&[(tomorrow, "3".into())]).is_err());
-        assert!(files.open.is_none());
+        assert!(write(&mut files, &[(tomorrow, "3".into())]).is_err());
+        assert!(files.open_path().is_none());
     }
 }

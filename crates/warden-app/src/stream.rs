@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -221,7 +221,7 @@ pub(crate) fn routes(stream: Stream) -> Router {
 }
 
 /// `GET /events`: an SSE stream, one `data:` line of JSON per event, `id:` its `seq`.
-async fn sse(State(s): State<Stream>, Query(filter): Query<Filter>) -> impl IntoResponse {
+async fn sse(State(s): State<Stream>, Params(filter): Params<Filter>) -> impl IntoResponse {
     enum Phase {
         Hello,
         Live,
@@ -262,7 +262,7 @@ async fn sse(State(s): State<Stream>, Query(filter): Query<Filter>) -> impl Into
 /// ignored (but a close is honoured).
 async fn ws(
     State(s): State<Stream>,
-    Query(filter): Query<Filter>,
+    Params(filter): Params<Filter>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let sub = s.subscribe(filter);

@@ -102,6 +102,11 @@ async fn events_arrive_on_sse_in_the_wire_form_filtered_and_the_query_token_is_o
         StatusCode::UNAUTHORIZED
     );
 
+    // A bad query is a JSON error naming the problem, as everywhere else.
+    let (status, body) = get(&app, "/events?kind=a&kind=b", true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("kind"), "{body}");
+
     let req = Request::get(format!("/events?token={TOKEN}&kind=operator_action"))
         .header("host", "127.0.0.1:7420")
         .body(Body::empty())

@@ -3,9 +3,131 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::NaiveDate;
+
+/// How long day files are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// This many days, today's included (the log files).
+    Days(u32),
+    /// Files whose day began within this long before now (the event log: `warden.retention`).
+    For(Duration),
+}
+
+/// A directory of day files `{prefix}YYYY-MM-DD{suffix}`, one open at a time. Used from one
+/// thread (or one blocking task) at a time. Every write names its day, so tests can move the
+/// clock. On a write error the file is closed, to be reopened — its directory recreated — by
+/// the next write; a file removed under it is noticed and replaced, not written into the void.
+#[derive(Debug)]
+pub struct DayFiles {
+    dir: PathBuf,
+    prefix: &'static str,
+    suffix: &'static str,
+    /// What the files are, for the log ("log file", "event log").
+    what: &'static str,
+    keep: Keep,
+    open: Option<Open>,
+    /// The day for which old files were last deleted.
+    pruned: Option<NaiveDate>,
+}
+
+#[derive(Debug)]
+struct Open {
+    day: NaiveDate,
+    path: PathBuf,
+    file: File,
+}
+
+impl DayFiles {
+    pub fn new(
+        dir: PathBuf,
+        prefix: &'static str,
+        suffix: &'static str,
+        what: &'static str,
+        keep: Keep,
+    ) -> Self {
+        Self { dir, prefix, suffix, what, keep, open: None, pruned: None }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The same directory and naming, with nothing open (after a writer task was lost).
+    pub fn closed_copy(&self) -> Self {
+        Self::new(self.dir.clone(), self.prefix, self.suffix, self.what, self.keep)
+    }
+
+    pub fn path(&self, day: NaiveDate) -> PathBuf {
+        self.dir.join(format!("{}{}{}", self.prefix, day.format("%Y-%m-%d"), self.suffix))
+    }
+
+    /// The file open now.
+    pub fn open_path(&self) -> Option<&Path> {
+        self.open.as_ref().map(|o| o.path.as_path())
+    }
+
+    /// Appends `bytes` to `day`'s file.
+    pub fn append(&mut self, day: NaiveDate, bytes: &[u8]) -> std::io::Result<()> {
+        if self.gone() {
+            self.open = None;
+        }
+        let r = self.file(day).and_then(|f| f.write_all(bytes));
+        if r.is_err() {
+            self.open = None;
+        }
+        r
+    }
+
+    /// Reopens the file if it was removed (or, with `retry`, if none is open); `Ok(Some)` when
+    /// a file was opened.
+    pub fn reopen(&mut self, day: NaiveDate, retry: bool) -> std::io::Result<Option<&Path>> {
+        let wanted = self.gone() || (retry && self.open.is_none());
+        if !wanted {
+            return Ok(None);
+        }
+        self.open = None;
+        self.file(day)?;
+        Ok(self.open_path())
+    }
+
+    /// The open file was removed under us (or its directory was): what is written there is lost.
+    fn gone(&self) -> bool {
+        self.open.as_ref().is_some_and(|o| !o.path.exists())
+    }
+
+    fn file(&mut self, day: NaiveDate) -> std::io::Result<&mut File> {
+        if self.open.as_ref().is_none_or(|o| o.day != day) {
+            self.open = None;
+            std::fs::create_dir_all(&self.dir)?;
+            let path = self.path(day);
+            let file = open_append(&path)?;
+            self.open = Some(Open { day, path, file });
+            // Once per day: at start and at the first write after midnight (UTC).
+            if self.pruned != Some(day) {
+                self.pruned = Some(day);
+                self.prune(day);
+            }
+        }
+        Ok(&mut self.open.as_mut().expect("just opened").file)
+    }
+
+    fn prune(&self, today: NaiveDate) {
+        let keep_from = match self.keep {
+            Keep::Days(n) => today.checked_sub_days(chrono::Days::new(u64::from(n.max(1) - 1))),
+            Keep::For(d) => chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|r| crate::now().checked_sub_signed(r))
+                .map(|t| t.date_naive()),
+        };
+        if let Some(keep_from) = keep_from {
+            prune_before(&self.dir, self.prefix, self.suffix, keep_from, self.what);
+        }
+    }
+}
 
 /// Opens `path` for appending (creating it), ending a last line that an earlier failure or a
 /// crash cut short, so it cannot swallow the next one.

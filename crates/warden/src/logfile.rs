@@ -9,14 +9,13 @@
 //! (`checks.logs`); the file is closed and reopened — its directory recreated — by the next
 //! batch, or within a second by the thread's own check if nothing is logged.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use warden_app::LogFilesStatus;
+use warden_core::dayfiles::{DayFiles, Keep};
 
 /// Lines the queue holds before new ones are dropped.
 const QUEUE: usize = 16_384;
@@ -46,7 +45,7 @@ impl Sink {
         status: LogFilesStatus,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let files = Rolling::new(dir, retention_days);
+        let files = rolling(dir, retention_days);
         let thread_status = status.clone();
         std::thread::Builder::new()
             .name("warden-logs".into())
@@ -84,7 +83,7 @@ impl Sink {
 }
 
 /// The writer thread: batches what is queued, writes it, reports how it went.
-fn run(rx: Receiver<Msg>, mut files: Rolling, status: &LogFilesStatus) {
+fn run(rx: Receiver<Msg>, mut files: DayFiles, status: &LogFilesStatus) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let first = match rx.recv_timeout(CHECK_EVERY) {
@@ -116,12 +115,12 @@ fn run(rx: Receiver<Msg>, mut files: Rolling, status: &LogFilesStatus) {
     }
 }
 
-fn write(files: &mut Rolling, buf: &mut Vec<u8>, lines: &mut u64, status: &LogFilesStatus) {
+fn write(files: &mut DayFiles, buf: &mut Vec<u8>, lines: &mut u64, status: &LogFilesStatus) {
     if *lines == 0 {
         return;
     }
-    match files.write(today(), buf) {
-        Ok(path) => status.wrote(*lines, path),
+    match files.append(today(), buf) {
+        Ok(()) => status.wrote(*lines, files.open_path().unwrap_or(files.dir())),
         Err(e) => status.failed(*lines, &e),
     }
     buf.clear();
@@ -130,7 +129,7 @@ fn write(files: &mut Rolling, buf: &mut Vec<u8>, lines: &mut u64, status: &LogFi
 
 /// While idle: reopen a file removed under us, and retry a failing directory, so the health
 /// check sees a problem (and its end) without waiting for the next log line.
-fn check(files: &mut Rolling, status: &LogFilesStatus) {
+fn check(files: &mut DayFiles, status: &LogFilesStatus) {
     let failing = status.failing();
     match files.reopen(today(), failing) {
         Ok(Some(path)) => status.wrote(0, path),
@@ -145,91 +144,16 @@ fn today() -> NaiveDate {
     chrono::Utc::now().date_naive()
 }
 
-/// The day files; used by the writer thread only. Every method takes today's date, so tests
-/// can move the clock.
-pub(crate) struct Rolling {
-    dir: PathBuf,
-    retention_days: u32,
-    open: Option<Open>,
-    /// The day for which old files were last deleted.
-    pruned: Option<NaiveDate>,
-}
-
-struct Open {
-    day: NaiveDate,
-    path: PathBuf,
-    file: File,
-}
-
-impl Rolling {
-    pub(crate) fn new(dir: PathBuf, retention_days: u32) -> Self {
-        Self { dir, retention_days: retention_days.max(1), open: None, pruned: None }
-    }
-
-    pub(crate) fn path(&self, day: NaiveDate) -> PathBuf {
-        self.dir.join(format!("warden.{}.log", day.format("%Y-%m-%d")))
-    }
-
-    /// Appends `bytes` to `day`'s file and returns its path. On an error the file is closed,
-    /// to be reopened (and its directory recreated) next time.
-    pub(crate) fn write(&mut self, day: NaiveDate, bytes: &[u8]) -> std::io::Result<&Path> {
-        if self.gone() {
-            self.open = None;
-        }
-        if let Err(e) = self.file(day).and_then(|f| f.write_all(bytes)) {
-            self.open = None;
-            return Err(e);
-        }
-        Ok(&self.open.as_ref().expect("just written").path)
-    }
-
-    /// Reopens the file if it was removed (or, with `retry`, if none is open); `Ok(Some)` when
-    /// a file was opened.
-    pub(crate) fn reopen(&mut self, day: NaiveDate, retry: bool) -> std::io::Result<Option<&Path>> {
-        let wanted = self.gone() || (retry && self.open.is_none());
-        if !wanted {
-            return Ok(None);
-        }
-        self.open = None;
-        self.file(day)?;
-        Ok(self.open.as_ref().map(|o| o.path.as_path()))
-    }
-
-    /// The open file was removed under us (or its directory was): lines written there are lost.
-    fn gone(&self) -> bool {
-        self.open.as_ref().is_some_and(|o| !o.path.exists())
-    }
-
-    fn file(&mut self, day: NaiveDate) -> std::io::Result<&mut File> {
-        if self.open.as_ref().is_none_or(|o| o.day != day) {
-            self.open = None;
-            std::fs::create_dir_all(&self.dir)?;
-            let path = self.path(day);
-            let file = warden_core::dayfiles::open_append(&path)?;
-            self.open = Some(Open { day, path, file });
-            // Once per day: at start and at the first line after midnight (UTC).
-            if self.pruned != Some(day) {
-                self.pruned = Some(day);
-                self.prune(day);
-            }
-        }
-        Ok(&mut self.open.as_mut().expect("just opened").file)
-    }
-
-    /// Deletes the day files older than the retention (`retention_days` days, today's
-    /// included, are kept).
-    fn prune(&self, today: NaiveDate) {
-        let Some(keep_from) = today
-            .checked_sub_days(chrono::Days::new(u64::from(self.retention_days.saturating_sub(1))))
-        else {
-            return;
-        };
-        warden_core::dayfiles::prune_before(&self.dir, "warden.", ".log", keep_from, "log file");
-    }
+/// The log's day files (`warden.YYYY-MM-DD.log`), `retention_days` days kept (today's
+/// included); used by the writer thread only.
+pub(crate) fn rolling(dir: PathBuf, retention_days: u32) -> DayFiles {
+    DayFiles::new(dir, "warden.", ".log", "log file", Keep::Days(retention_days.max(1)))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn day(s: &str) -> NaiveDate {
@@ -247,13 +171,14 @@ mod tests {
         std::fs::create_dir(&logs).unwrap();
         std::fs::write(logs.join("warden.2030-01-01.log"), "old\n").unwrap();
         std::fs::write(logs.join("other.2030-01-01.log"), "not ours\n").unwrap();
-        let mut files = Rolling::new(logs.clone(), 2);
-        files.write(day("2030-01-02"), b"a\n").unwrap();
+        let mut files = rolling(logs.clone(), 2);
+        files.append(day("2030-01-02"), b"a\n").unwrap();
         assert!(logs.join("warden.2030-01-01.log").exists(), "two days kept: the 1st and 2nd");
-        files.write(day("2030-01-02"), b"b\n").unwrap();
+        files.append(day("2030-01-02"), b"b\n").unwrap();
         assert_eq!(read(&files.path(day("2030-01-02"))), "a\nb\n");
         // Midnight: the next line opens the next day's file and the oldest day goes.
-        let path = files.write(day("2030-01-03"), b"c\n").unwrap().to_owned();
+        files.append(day("2030-01-03"), b"c\n").unwrap();
+        let path = files.open_path().unwrap().to_owned();
         assert_eq!(path, logs.join("warden.2030-01-03.log"));
         assert_eq!(read(&path), "c\n");
         assert!(!logs.join("warden.2030-01-01.log").exists());
@@ -261,7 +186,7 @@ mod tests {
         assert!(logs.join("other.2030-01-01.log").exists(), "only our files are deleted");
         // A cut-short last line is ended before the next line is appended.
         std::fs::write(logs.join("warden.2030-01-04.log"), "cut").unwrap();
-        files.write(day("2030-01-04"), b"d\n").unwrap();
+        files.append(day("2030-01-04"), b"d\n").unwrap();
         assert_eq!(read(&logs.join("warden.2030-01-04.log")), "cut\nd\n");
     }
 
@@ -270,10 +195,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("logs");
         let today = day("2030-05-05");
-        let mut files = Rolling::new(logs.clone(), 7);
-        files.write(today, b"1\n").unwrap();
+        let mut files = rolling(logs.clone(), 7);
+        files.append(today, b"1\n").unwrap();
         std::fs::remove_dir_all(&logs).unwrap();
-        files.write(today, b"2\n").unwrap();
+        files.append(today, b"2\n").unwrap();
         assert_eq!(read(&files.path(today)), "2\n");
         // Removed while idle: the check reopens it.
         std::fs::remove_dir_all(&logs).unwrap();
@@ -283,12 +208,12 @@ mod tests {
         // A regular file where the directory should be: every write fails, even for root.
         std::fs::remove_dir_all(&logs).unwrap();
         std::fs::write(&logs, "in the way").unwrap();
-        assert!(files.write(today, b"3\n").is_err());
-        assert!(files.write(today, b"4\n").is_err());
+        assert!(files.append(today, b"3\n").is_err());
+        assert!(files.append(today, b"4\n").is_err());
         assert!(files.reopen(today, true).is_err());
         std::fs::remove_file(&logs).unwrap();
         assert!(files.reopen(today, true).unwrap().is_some());
-        files.write(today, b"5\n").unwrap();
+        files.append(today, b"5\n").unwrap();
         assert_eq!(read(&files.path(today)), "5\n");
     }
 
