@@ -139,7 +139,12 @@ impl RuleSet {
     pub fn new(settings: &AlertSettings, origin: Instant) -> Self {
         let mut kinds = Vec::new();
         let mut defs = Vec::new();
-        for (kind, def) in builtin_defs() {
+        for (kind, mut def) in builtin_defs() {
+            if let Some(o) = settings.builtin_overrides.get(&def.name) {
+                def.for_ = o.for_.unwrap_or(def.for_);
+                def.keep_firing_for = o.keep_firing_for.unwrap_or(def.keep_firing_for);
+                def.severity = o.severity.unwrap_or(def.severity);
+            }
             if settings.builtin_enabled(&def.name) {
                 kinds.push(kind);
                 defs.push(def);

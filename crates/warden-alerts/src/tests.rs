@@ -515,3 +515,22 @@ fn the_webhook_payload_is_alertmanagers_version_4() {
     let text = slack["text"].as_str().unwrap();
     assert!(text.starts_with("*[FIRING:1] InstanceCritical s*"), "{text}");
 }
+
+#[test]
+fn a_builtin_rule_takes_the_timings_and_severity_the_config_gives() {
+    let mut s = settings();
+    s.builtin_overrides.insert(
+        "InstanceCritical".into(),
+        warden_config::BuiltinOverride {
+            for_: Some(Duration::from_secs(5)),
+            keep_firing_for: None,
+            severity: Some(Severity::Critical),
+        },
+    );
+    let rules = RuleSet::new(&s, Instant::now());
+    let r = rules.rules().iter().find(|r| r.name == "InstanceCritical").unwrap();
+    assert_eq!((r.for_, r.keep_firing_for), (Duration::from_secs(5), Duration::from_secs(120)));
+    assert_eq!(r.severity, Severity::Critical);
+    let untouched = rules.rules().iter().find(|r| r.name == "CrashLoop").unwrap();
+    assert_eq!(untouched.severity, Severity::Warning);
+}

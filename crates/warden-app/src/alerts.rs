@@ -275,21 +275,13 @@ impl Alerts {
     }
 
     /// Adds a silence; it is in force from the next evaluation.
-    async fn add_silence(&self, s: Silence) -> Result<Silence, String> {
-        let row = SilenceRow {
-            id: s.id.clone(),
-            matchers: serde_json::to_value(&s.matchers).unwrap_or_default(),
-            starts_at: stamp(s.starts_at),
-            ends_at: stamp(s.ends_at),
-            created_by: s.created_by.clone(),
-            comment: s.comment.clone(),
-        };
-        if let Err(e) = self.store.put_silence(&row).await {
-            // Kept in memory: a silence must work even while the database does not.
+    /// Adds a silence. It holds even if the database cannot store it (until a restart).
+    async fn add_silence(&self, s: Silence) -> Silence {
+        if let Err(e) = self.store.put_silence(&silence_row(&s, s.ends_at)).await {
             tracing::warn!(error = %e, "could not store the silence; it holds until restart");
         }
         self.lock().silences.push(s.clone());
-        Ok(s)
+        s
     }
 
     /// Ends a silence now. `false` when there is no such active silence.
@@ -304,18 +296,22 @@ impl Alerts {
             })
         };
         let Some(s) = found else { return false };
-        let row = SilenceRow {
-            id: s.id.clone(),
-            matchers: serde_json::to_value(&s.matchers).unwrap_or_default(),
-            starts_at: stamp(s.starts_at),
-            ends_at: stamp(now),
-            created_by: s.created_by,
-            comment: s.comment,
-        };
-        if let Err(e) = self.store.put_silence(&row).await {
+        if let Err(e) = self.store.put_silence(&silence_row(&s, now)).await {
             tracing::warn!(error = %e, "could not store the silence's expiry");
         }
         true
+    }
+}
+
+/// A silence as the store keeps it, ending at `ends_at`.
+fn silence_row(s: &Silence, ends_at: DateTime<Utc>) -> SilenceRow {
+    SilenceRow {
+        id: s.id.clone(),
+        matchers: serde_json::to_value(&s.matchers).unwrap_or_default(),
+        starts_at: stamp(s.starts_at),
+        ends_at: stamp(ends_at),
+        created_by: s.created_by.clone(),
+        comment: s.comment.clone(),
     }
 }
 
@@ -859,10 +855,7 @@ async fn create_silence(AxState(a): AxState<Alerts>, body: axum::body::Bytes) ->
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
     };
     match silence_from(&v) {
-        Ok(s) => match a.add_silence(s).await {
-            Ok(s) => (StatusCode::CREATED, Json(json!(s))).into_response(),
-            Err(msg) => error(StatusCode::SERVICE_UNAVAILABLE, msg),
-        },
+        Ok(s) => (StatusCode::CREATED, Json(json!(a.add_silence(s).await))).into_response(),
         Err(msg) => error(StatusCode::BAD_REQUEST, msg),
     }
 }

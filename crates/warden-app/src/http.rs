@@ -104,6 +104,7 @@ pub(crate) struct Surface {
     pub(crate) api: crate::api::Api,
     pub(crate) alerts: crate::alerts::Alerts,
     pub(crate) reports: crate::reports::Reports,
+    pub(crate) tuner: crate::tuning::Tuner,
 }
 
 /// Every route behind the guard: the API, health, and the MCP endpoints.
@@ -115,6 +116,7 @@ pub(crate) fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
         .merge(crate::api::routes(s.api.clone()))
         .merge(crate::alerts::routes(s.alerts.clone()))
         .merge(crate::reports::routes(s.reports.clone()))
+        .merge(crate::tuning::routes(s.tuner.clone()))
         .merge(crate::stream::routes(s.stream.clone()))
         .nest_service(
             "/mcp",

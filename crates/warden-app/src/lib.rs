@@ -19,6 +19,7 @@ mod reports;
 mod send_timeout;
 mod stream;
 mod tools;
+mod tuning;
 mod usage;
 
 use std::net::SocketAddr;
@@ -224,12 +225,25 @@ impl App {
             usage,
             metrics_interval: options.config.warden.metrics_interval,
         };
+        let tuner = tuning::Tuner::new(
+            reports.clone(),
+            Arc::clone(&app.bus),
+            options.config.warden.tuning.clone(),
+        );
+        // Changes still in force are put back before anything is served.
+        match tuner.restore().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(parameters = n, "tuning changes restored"),
+            Err(e) => tracing::warn!("tuning changes could not be read back: {e}"),
+        }
+        tuner.spawn_auto(stop.clone());
         app.gateway.install_builtin(Arc::new(tools::Tools {
             overview: Arc::clone(&overview),
             health: health.clone(),
             gateway: app.gateway.clone(),
             servers: Arc::new(app.registry.servers().to_vec()),
             reports: reports.clone(),
+            tuner: tuner.clone(),
         }));
         let alerts = alerts::Alerts::start(
             alerts::Sources {
@@ -267,6 +281,7 @@ impl App {
             stream,
             alerts,
             reports,
+            tuner,
             api: api::Api {
                 servers: Arc::new(app.registry.servers().to_vec()),
                 gateway: app.gateway.clone(),

@@ -22,6 +22,7 @@ pub(crate) struct Tools {
     pub(crate) gateway: Gateway,
     pub(crate) servers: Arc<Vec<ServerHandle>>,
     pub(crate) reports: Reports,
+    pub(crate) tuner: crate::tuning::Tuner,
 }
 
 fn schema(actions: &[&str], server_required: bool) -> Value {
@@ -44,6 +45,22 @@ fn report_schema(actions: &[&str]) -> Value {
     let mut s = schema(actions, false);
     s["properties"]["since"] = json!({ "type": "string",
         "description": "For the reports: the period's start, a duration before now (7d, 24h) or an RFC 3339 time; default 7d" });
+    s
+}
+
+/// [`report_schema`] with tuning's `dry_run` and `change_id`.
+fn optimizer_schema() -> Value {
+    let mut s = report_schema(&[
+        "analyze_patterns",
+        "suggest_optimizations",
+        "apply_tuning",
+        "revert_tuning",
+        "benchmark_performance",
+    ]);
+    s["properties"]["dry_run"] = json!({ "type": "boolean",
+        "description": "apply_tuning: list the changes without making them" });
+    s["properties"]["change_id"] = json!({ "type": "integer",
+        "description": "revert_tuning: the change to undo (without it: every change in force)" });
     s
 }
 
@@ -219,11 +236,25 @@ impl Tools {
                 self.report(Kind::Performance, server, since).await
             }
             ("performance_optimizer", "benchmark_performance") => self.benchmark(server).await,
-            ("performance_optimizer", "apply_tuning") => Err(
-                "apply_tuning changes nothing yet: learned tuning within safe bounds is planned \
-                 (see suggest_optimizations for what to change by hand)"
-                    .to_owned(),
-            ),
+            ("performance_optimizer", "apply_tuning") => {
+                let dry_run = args["dry_run"].as_bool().unwrap_or(false);
+                self.tuner.apply(since, server, dry_run, "mcp").await.map_err(|(_, e)| e)
+            }
+            ("performance_optimizer", "revert_tuning") => match args["change_id"].as_i64() {
+                Some(id) => self
+                    .tuner
+                    .revert(id, "mcp")
+                    .await
+                    .map(|r| json!({ "reverted": r.id, "parameter": r.parameter, "server": r.server, "value": r.old_value }))
+                    .map_err(|(_, e)| e),
+                // Without a change id: every change in force (of `server`).
+                None => self
+                    .tuner
+                    .reset(server, "mcp")
+                    .await
+                    .map(|ids| json!({ "reverted": ids }))
+                    .map_err(|(_, e)| e),
+            },
             (_, a) => Err(format!("unknown action {a:?} for warden__{tool}")),
         };
         Ok(match answer {
@@ -246,9 +277,9 @@ impl Builtin for Tools {
                     "inputSchema": schema(&["enable_failover", "trigger_failover", "trigger_recovery", "test_fallback", "restore_primary"], true),
                     "annotations": { "readOnlyHint": false, "destructiveHint": false, "openWorldHint": false } }),
             json!({ "name": "warden__performance_optimizer",
-                    "description": "Latency and failure patterns, suggestions, and a live ping benchmark of the servers' instances.",
-                    "inputSchema": report_schema(&["analyze_patterns", "suggest_optimizations", "apply_tuning", "benchmark_performance"]),
-                    "annotations": { "readOnlyHint": true, "openWorldHint": false } }),
+                    "description": "Latency and failure patterns, suggestions, a live ping benchmark of the servers' instances, and tuning: apply_tuning changes call timeouts, probe intervals and timeouts and replica weights from what was learned, within safe bounds (dry_run: true only lists the changes); revert_tuning undoes one change (change_id) or every change in force.",
+                    "inputSchema": optimizer_schema(),
+                    "annotations": { "readOnlyHint": false, "destructiveHint": false, "idempotentHint": false, "openWorldHint": false } }),
         ]
     }
 

@@ -78,6 +78,8 @@ pub struct AlertSettings {
     pub max_delivery_age: Duration,
     /// Built-in rules turned off.
     pub disabled_builtin: Vec<String>,
+    /// Built-in rules with their own `for`, `keep_firing_for` or severity.
+    pub builtin_overrides: BTreeMap<String, BuiltinOverride>,
     pub receivers: Vec<Receiver>,
     pub rules: Vec<AlertRule>,
 }
@@ -92,6 +94,7 @@ impl Default for AlertSettings {
             repeat_interval: Duration::from_secs(4 * 3600),
             max_delivery_age: Duration::from_secs(86_400),
             disabled_builtin: Vec::new(),
+            builtin_overrides: BTreeMap::new(),
             receivers: Vec::new(),
             rules: Vec::new(),
         }
@@ -102,6 +105,15 @@ impl AlertSettings {
     pub fn builtin_enabled(&self, name: &str) -> bool {
         !self.disabled_builtin.iter().any(|d| d == name)
     }
+}
+
+/// A built-in rule's timings or severity changed in `warden.alerts.builtin`
+/// (`{"InstanceCritical": {"for": "2m", "keep_firing_for": "5m", "severity": "critical"}}`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BuiltinOverride {
+    pub for_: Option<Duration>,
+    pub keep_firing_for: Option<Duration>,
+    pub severity: Option<Severity>,
 }
 
 /// Where notifications go.
@@ -226,8 +238,30 @@ pub(crate) fn compile_alerts(
     }
     if let Some(mut b) = o.obj("builtin", d) {
         for name in BUILTIN_RULES {
-            if b.bool(name, d) == Some(false) {
-                a.disabled_builtin.push((*name).to_owned());
+            let path = b.path_of(name);
+            match b.get(name) {
+                None | Some(Value::Bool(true)) => {}
+                Some(Value::Bool(false)) => a.disabled_builtin.push((*name).to_owned()),
+                Some(v @ Value::Object(_)) => {
+                    let Some(mut r) = Obj::new(path, v, d) else { continue };
+                    let over = BuiltinOverride {
+                        for_: r.duration("for", Duration::ZERO, MAX_DURATION, d),
+                        keep_firing_for: r.duration("keep_firing_for", Duration::ZERO, MAX_DURATION, d),
+                        severity: severity(&mut r, "severity", d),
+                    };
+                    if r.bool("enabled", d) == Some(false) {
+                        a.disabled_builtin.push((*name).to_owned());
+                    }
+                    r.finish(&[], d);
+                    a.builtin_overrides.insert((*name).to_owned(), over);
+                }
+                Some(other) => d.error(
+                    &path,
+                    format!(
+                        "must be true, false or {{\"for\", \"keep_firing_for\", \"severity\"}}, not {}",
+                        type_name(other)
+                    ),
+                ),
             }
         }
         b.finish(&[], d);
@@ -513,6 +547,33 @@ mod tests {
             Ok(_) => panic!("expected errors for {alerts}"),
             Err(e) => e.errors.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn builtin_rules_take_their_own_timings_and_severity() {
+        let a = with_alerts(
+            r#"{ "builtin": { "InstanceCritical": { "for": "2m", "keep_firing_for": "5m", "severity": "critical" },
+                              "Drift": { "enabled": false }, "CrashLoop": true } }"#,
+            "",
+        )
+        .unwrap()
+        .config
+        .warden
+        .alerts;
+        let o = &a.builtin_overrides["InstanceCritical"];
+        assert_eq!(o.for_, Some(Duration::from_secs(120)));
+        assert_eq!(o.keep_firing_for, Some(Duration::from_secs(300)));
+        assert_eq!(o.severity, Some(Severity::Critical));
+        assert!(!a.builtin_enabled("Drift") && a.builtin_enabled("CrashLoop"));
+        let e = errors(
+            r#"{ "builtin": { "CrashLoop": "off", "Drift": { "for": "soon", "sevrity": "x" } } }"#,
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("warden.alerts.builtin.CrashLoop: must be true, false or")),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|m| m.starts_with("warden.alerts.builtin.Drift.for")), "{e:?}");
     }
 
     #[test]

@@ -144,7 +144,9 @@ fn compile_root(
     let key = if top.has("mcpServers") || !top.has("servers") { "mcpServers" } else { "servers" };
     let servers_path = top.path_of(key);
     let mut servers = Vec::new();
+    let has_integrations = top.has("integrations");
     match top.get(if key == "mcpServers" { "mcpServers" } else { "servers" }) {
+        None if has_integrations => {}
         None => d.error(&servers_path, "is missing: the config needs at least one server"),
         Some(Value::Object(map)) => {
             if map.is_empty() {
@@ -163,10 +165,24 @@ fn compile_root(
             d.error(&servers_path, format!("must be an object, not {}", type_name(other)))
         }
     }
+    // Integrations that are not MCP servers share the servers' namespace.
+    let integrations_path = top.path_of("integrations");
+    let mcp_names: HashSet<String> = servers.iter().map(|s| s.name.clone()).collect();
+    if let Some(value) = top.get("integrations") {
+        servers.extend(crate::integrations::compile_integrations(
+            &integrations_path,
+            value,
+            &health_base,
+            &restart_base,
+            lookup,
+            d,
+        ));
+    }
     // Claude Desktop and VS Code files carry other top-level keys; warn only about near misses.
     warn_top_level_near_misses(root, d);
 
     check_fallbacks(&servers, &servers_path, d);
+    crate::integrations::check_names(&servers, &mcp_names, &servers_path, d);
     Some(Config { servers, warden, secrets: Vec::new() })
 }
 
@@ -185,6 +201,7 @@ fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
                     }
                 }
             }
+            Transport::Check(c) => crate::integrations::secrets(c, &mut values),
         }
     }
     if let Some(t) = &config.warden.token {
@@ -210,10 +227,10 @@ fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
 fn warn_top_level_near_misses(root: &Value, d: &mut Diags) {
     let Value::Object(map) = root else { return };
     for key in map.keys() {
-        if ["mcpServers", "servers", "warden"].contains(&key.as_str()) {
+        if ["mcpServers", "servers", "warden", "integrations"].contains(&key.as_str()) {
             continue;
         }
-        for known in ["mcpServers", "warden"] {
+        for known in ["mcpServers", "warden", "integrations"] {
             if strsim::jaro_winkler(&key.to_lowercase(), &known.to_lowercase()) >= 0.85 {
                 d.warn(&join("", key), format!("unknown key (did you mean {known:?}?); ignored"));
             }
@@ -313,6 +330,22 @@ fn compile_warden(
             w.prediction.warmup = t;
         }
         p.finish(&[], d);
+    }
+    if let Some(mut t) = o.obj("tuning", d) {
+        if let Some(a) = t.bool("auto", d) {
+            w.tuning.auto = a;
+        }
+        if let Some(i) =
+            t.duration("interval", Duration::from_secs(60), Duration::from_secs(7 * 86_400), d)
+        {
+            w.tuning.interval = i;
+        }
+        if let Some(l) =
+            t.duration("lookback", Duration::from_secs(600), Duration::from_secs(90 * 86_400), d)
+        {
+            w.tuning.lookback = l;
+        }
+        t.finish(&[], d);
     }
     let tpath = o.path_of("token");
     if let Some(t) = o.str("token", d) {
@@ -502,21 +535,7 @@ fn compile_server(
         Some(r) => compile_restart(r, restart_base, d),
         None => restart_base.clone(),
     };
-    let mut objective = None;
-    if let Some(mut obj) = o.obj("objective", d) {
-        let apath = obj.path_of("availability");
-        match obj.get("availability").map(|v| (v, v.as_f64())) {
-            None => {}
-            // A percentage (99.9) or a ratio (0.999).
-            Some((_, Some(x))) if (50.0..100.0).contains(&x) => objective = Some(x / 100.0),
-            Some((_, Some(x))) if (0.5..1.0).contains(&x) => objective = Some(x),
-            Some((v, _)) => d.error(
-                &apath,
-                format!("{v} is not an availability objective (a percentage like 99.9, below 100)"),
-            ),
-        }
-        obj.finish(&[], d);
-    }
+    let objective = compile_objective(&mut o, d);
     let memory_limit = bytes(&mut o, "memory_limit", d);
     let standby = o.bool("standby", d).unwrap_or(false);
     if standby && !has_command {
@@ -544,6 +563,25 @@ fn compile_server(
         memory_limit,
         standby,
     })
+}
+
+/// `objective.availability`: a percentage (99.9) or a ratio (0.999).
+pub(crate) fn compile_objective(o: &mut Obj<'_>, d: &mut Diags) -> Option<f64> {
+    let mut objective = None;
+    if let Some(mut obj) = o.obj("objective", d) {
+        let apath = obj.path_of("availability");
+        match obj.get("availability").map(|v| (v, v.as_f64())) {
+            None => {}
+            Some((_, Some(x))) if (50.0..100.0).contains(&x) => objective = Some(x / 100.0),
+            Some((_, Some(x))) if (0.5..1.0).contains(&x) => objective = Some(x),
+            Some((v, _)) => d.error(
+                &apath,
+                format!("{v} is not an availability objective (a percentage like 99.9, below 100)"),
+            ),
+        }
+        obj.finish(&[], d);
+    }
+    objective
 }
 
 /// A size: a number of bytes, or `"512MiB"`, `"2GiB"`, `"500MB"`, `"64k"`.
@@ -688,11 +726,22 @@ pub(crate) fn secret_map(
     out
 }
 
-fn compile_stdio(
+/// A program to run without a shell: `command`, `args`, `env`, `cwd` (a stdio server, or an
+/// integration's command check).
+pub(crate) struct Argv {
+    pub(crate) command: String,
+    pub(crate) args: Vec<String>,
+    /// Args with every substituted `${…}` shown as written, never as its value.
+    pub(crate) display_args: Vec<String>,
+    pub(crate) env: BTreeMap<String, Secret>,
+    pub(crate) cwd: Option<PathBuf>,
+}
+
+pub(crate) fn compile_argv(
     o: &mut Obj<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
     d: &mut Diags,
-) -> Option<Transport> {
+) -> Option<Argv> {
     let cpath = o.path_of("command");
     let command = o.str("command", d)?;
     let (command, _) = expand_field(&cpath, command, lookup, d)?;
@@ -719,6 +768,15 @@ fn compile_stdio(
         .str("cwd", d)
         .and_then(|c| expand_field(&cwd_path, c, lookup, d))
         .map(|(c, _)| PathBuf::from(c));
+    Some(Argv { command, args, display_args, env, cwd })
+}
+
+fn compile_stdio(
+    o: &mut Obj<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    d: &mut Diags,
+) -> Option<Transport> {
+    let Argv { command, args, display_args, env, cwd } = compile_argv(o, lookup, d)?;
     let _ = o
         .get("headers")
         .map(|_| d.warn(&o.path_of("headers"), "applies to remote servers only; ignored"));
@@ -801,7 +859,7 @@ fn hide_userinfo(url: &str) -> String {
     }
 }
 
-fn compile_health(mut o: Obj<'_>, base: &HealthPolicy, d: &mut Diags) -> HealthPolicy {
+pub(crate) fn compile_health(mut o: Obj<'_>, base: &HealthPolicy, d: &mut Diags) -> HealthPolicy {
     let mut h = base.clone();
     let ms = Duration::from_millis;
     let s = Duration::from_secs;
@@ -862,7 +920,11 @@ fn compile_health(mut o: Obj<'_>, base: &HealthPolicy, d: &mut Diags) -> HealthP
     h
 }
 
-fn compile_restart(mut o: Obj<'_>, base: &RestartPolicy, d: &mut Diags) -> RestartPolicy {
+pub(crate) fn compile_restart(
+    mut o: Obj<'_>,
+    base: &RestartPolicy,
+    d: &mut Diags,
+) -> RestartPolicy {
     let mut r = base.clone();
     let ms = Duration::from_millis;
     let s = Duration::from_secs;

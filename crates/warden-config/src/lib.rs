@@ -1,5 +1,6 @@
 //! The configuration: an `mcpServers` JSON file (Claude Desktop, Cursor, VS Code and mcp-hub files
-//! load unchanged) plus Warden's own keys, compiled in one pass into a validated [`Config`].
+//! load unchanged) plus Warden's own keys and `integrations` (things that are not MCP servers,
+//! compiled to servers with [`Transport::Check`]), compiled in one pass into a validated [`Config`].
 //!
 //! Compilation never stops at the first problem: every error is collected with the path of the
 //! field (`mcpServers.x.health.interval: "5 parsecs" is not a duration`), and every unknown key
@@ -9,19 +10,21 @@ mod alerts;
 mod compile;
 mod duration;
 mod expand;
+mod integrations;
 mod model;
 mod walk;
 
 pub use alerts::{
-    AlertRule, AlertSettings, CompareOp, Receiver, ReceiverKind, Severity, WebhookFormat,
-    BUILTIN_RULES,
+    AlertRule, AlertSettings, BuiltinOverride, CompareOp, Receiver, ReceiverKind, Severity,
+    WebhookFormat, BUILTIN_RULES,
 };
 pub use compile::{compile, load, ConfigError, Diagnostic, Loaded};
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    BackoffPolicy, Balance, Config, HealthPolicy, LogDir, LogFormat, LogSettings,
-    PredictionSettings, ProbeMethod, Readiness, RemoteKind, RestartMode, RestartPolicy, Secret,
-    ServerSpec, Transport, WardenSettings,
+    BackoffPolicy, Balance, CheckSpec, CommandCheck, Config, HealthPolicy, HttpCheck, HttpMethod,
+    JsonField, LogDir, LogFormat, LogSettings, PredictionSettings, ProbeMethod, Readiness,
+    RemoteKind, RestartMode, RestartPolicy, Secret, ServerSpec, Transport, TuningSettings,
+    WardenSettings,
 };
 
 /// Where Warden looks for its config when none is named: `$XDG_CONFIG_HOME/warden/config.json`

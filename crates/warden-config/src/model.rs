@@ -75,6 +75,27 @@ pub struct WardenSettings {
     pub logs: LogSettings,
     pub alerts: crate::alerts::AlertSettings,
     pub prediction: PredictionSettings,
+    pub tuning: TuningSettings,
+}
+
+/// Learned tuning (`warden.tuning`): off unless `auto`; `apply_tuning` works either way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TuningSettings {
+    /// Apply what was learned every `interval` without being asked.
+    pub auto: bool,
+    pub interval: Duration,
+    /// How far back the evidence reaches.
+    pub lookback: Duration,
+}
+
+impl Default for TuningSettings {
+    fn default() -> Self {
+        Self {
+            auto: false,
+            interval: Duration::from_secs(3600),
+            lookback: Duration::from_secs(7 * 86_400),
+        }
+    }
 }
 
 /// Failure prediction (`warden.prediction`).
@@ -158,6 +179,7 @@ impl Default for WardenSettings {
             logs: LogSettings::default(),
             alerts: crate::alerts::AlertSettings::default(),
             prediction: PredictionSettings::default(),
+            tuning: TuningSettings::default(),
         }
     }
 }
@@ -199,11 +221,35 @@ impl ServerSpec {
         matches!(self.transport, Transport::Stdio { .. })
     }
 
+    /// Whether this is an integration (`integrations`), not an MCP server: it is supervised and
+    /// reported like one, but the gateway never routes to it.
+    pub fn is_check(&self) -> bool {
+        matches!(self.transport, Transport::Check(_))
+    }
+
+    /// What kind of thing is watched: `mcp`, or the integration's check kind.
+    pub fn kind(&self) -> &'static str {
+        match &self.transport {
+            Transport::Check(c) => c.kind(),
+            _ => "mcp",
+        }
+    }
+
+    /// What is watched, secret-free: the command, the URL's display form, the address, the path.
+    pub fn target(&self) -> String {
+        match &self.transport {
+            Transport::Stdio { command, .. } => command.clone(),
+            Transport::Remote { display_urls, .. } => display_urls.join(", "),
+            Transport::Check(c) => c.target(),
+        }
+    }
+
     /// The number of instances this server runs (its standby not counted).
     pub fn instance_count(&self) -> u32 {
         match &self.transport {
             Transport::Stdio { .. } => self.replicas,
             Transport::Remote { urls, .. } => urls.len() as u32,
+            Transport::Check(_) => 1,
         }
     }
 
@@ -246,6 +292,8 @@ pub enum Transport {
         headers: BTreeMap<String, Secret>,
         kind: RemoteKind,
     },
+    /// An integration that is not an MCP server: one check per probe.
+    Check(CheckSpec),
 }
 
 impl fmt::Debug for Transport {
@@ -264,8 +312,127 @@ impl fmt::Debug for Transport {
                 .field("headers", headers)
                 .field("kind", kind)
                 .finish(),
+            Self::Check(c) => f.debug_tuple("Check").field(c).finish(),
         }
     }
+}
+
+/// One integration's check (the `integrations` block). Its `Debug` shows display forms only.
+#[derive(Clone)]
+pub enum CheckSpec {
+    Http(HttpCheck),
+    /// `host:port`; host names are resolved at every check.
+    Tcp {
+        address: String,
+    },
+    Command(CommandCheck),
+    /// A fresh connection and `SELECT 1` per check.
+    Postgres {
+        url: Secret,
+        /// `postgres://host:port/db`, without user, password or parameters.
+        display: String,
+    },
+    /// Opened read-only (never created); `SELECT count(*) FROM sqlite_master` per check.
+    Sqlite {
+        path: PathBuf,
+    },
+}
+
+impl CheckSpec {
+    /// `http`, `tcp`, `command`, `postgres` or `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            Self::Tcp { .. } => "tcp",
+            Self::Command(_) => "command",
+            Self::Postgres { .. } => "postgres",
+            Self::Sqlite { .. } => "sqlite",
+        }
+    }
+
+    /// What is checked, secret-free.
+    pub fn target(&self) -> String {
+        match self {
+            Self::Http(h) => h.display_url.clone(),
+            Self::Tcp { address } => address.clone(),
+            Self::Command(c) => c.command.clone(),
+            Self::Postgres { display, .. } => display.clone(),
+            Self::Sqlite { path } => path.display().to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for CheckSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Http(h) => f
+                .debug_struct("Http")
+                .field("url", &h.display_url)
+                .field("method", &h.method)
+                .field("expect_status", &h.expect_status)
+                .field("headers", &h.headers)
+                .field("json_field", &h.json_field)
+                .field("json_equals", &h.json_equals)
+                .finish(),
+            Self::Tcp { address } => f.debug_struct("Tcp").field("address", address).finish(),
+            Self::Command(c) => f
+                .debug_struct("Command")
+                .field("command", &c.command)
+                .field("args", &c.display_args)
+                .field("env", &c.env)
+                .field("cwd", &c.cwd)
+                .field("expect_exit", &c.expect_exit)
+                .finish(),
+            Self::Postgres { display, .. } => {
+                f.debug_struct("Postgres").field("url", display).finish()
+            }
+            Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+        }
+    }
+}
+
+/// An HTTP check: the answer's status, and optionally one field of its JSON body.
+#[derive(Clone)]
+pub struct HttpCheck {
+    pub url: Secret,
+    /// `scheme://host:port/…`: no credentials, path or query.
+    pub display_url: String,
+    pub method: HttpMethod,
+    /// Accepted statuses; empty means any 2xx.
+    pub expect_status: Vec<u16>,
+    pub headers: BTreeMap<String, Secret>,
+    /// The body field to look at, as the operator wrote it and as a JSON pointer.
+    pub json_field: Option<JsonField>,
+    /// The value the field must have; without it, the field must exist and not be false/null.
+    pub json_equals: Option<serde_json::Value>,
+}
+
+/// A field of a JSON body: `data.state` or `/data/state`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonField {
+    /// As written in the config (for messages).
+    pub shown: String,
+    /// As a JSON pointer (RFC 6901).
+    pub pointer: String,
+}
+
+/// The request method of an HTTP check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Head,
+}
+
+/// A command check: no shell, its own process group; passes on the expected exit code.
+#[derive(Clone)]
+pub struct CommandCheck {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Args with every substituted `${…}` value replaced by its reference, for logs and APIs.
+    pub display_args: Vec<String>,
+    pub env: BTreeMap<String, Secret>,
+    pub cwd: Option<PathBuf>,
+    pub expect_exit: i32,
 }
 
 /// Which HTTP protocol a remote server speaks.

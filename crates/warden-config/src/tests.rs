@@ -293,3 +293,23 @@ fn log_settings_compile_and_name_bad_fields() {
         warned.warnings
     );
 }
+
+#[test]
+fn tuning_settings_default_off_and_validate_their_fields() {
+    let l = ok(r#"{ "mcpServers": {} }"#);
+    assert_eq!(l.config.warden.tuning, TuningSettings::default());
+    assert!(!l.config.warden.tuning.auto);
+    let l = ok(
+        r#"{ "mcpServers": {}, "warden": { "tuning": { "auto": true, "interval": "30m", "lookback": "1d" } } }"#,
+    );
+    let t = &l.config.warden.tuning;
+    assert_eq!(
+        (t.auto, t.interval, t.lookback),
+        (true, Duration::from_secs(1800), Duration::from_secs(86_400))
+    );
+    let e = errors(
+        r#"{ "mcpServers": {}, "warden": { "tuning": { "auto": "yes", "interval": "1s" } } }"#,
+    );
+    assert!(e.iter().any(|m| m.starts_with("warden.tuning.auto")), "{e:?}");
+    assert!(e.iter().any(|m| m.starts_with("warden.tuning.interval")), "{e:?}");
+}

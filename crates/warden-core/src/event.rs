@@ -142,6 +142,17 @@ pub enum EventKind {
         alert: AlertInfo,
         firing_seconds: f64,
     },
+    /// Tuning changed a server's policy at run time (or undid a change).
+    TuningChanged {
+        change_id: i64,
+        server: String,
+        parameter: String,
+        from: f64,
+        to: f64,
+        /// `true` when this undoes change `change_id`.
+        reverted: bool,
+        reason: String,
+    },
 }
 
 /// What an alert event says about its alert.
@@ -175,6 +186,7 @@ impl EventKind {
             Self::StoreRecovered => "store_recovered",
             Self::AlertFiring { .. } => "alert_firing",
             Self::AlertResolved { .. } => "alert_resolved",
+            Self::TuningChanged { .. } => "tuning_changed",
         }
     }
 }
@@ -256,6 +268,17 @@ impl Event {
             }
             EventKind::AlertResolved { alert: a, firing_seconds } => {
                 tracing::info!(instance = %inst, alert = %a.alert, firing_seconds, %trace, "alert resolved: {}", a.summary)
+            }
+            EventKind::TuningChanged {
+                change_id,
+                server,
+                parameter,
+                from,
+                to,
+                reverted,
+                reason,
+            } => {
+                tracing::info!(instance = %inst, server = %server, change_id, parameter = %parameter, from, to, reverted, %trace, "tuning: {reason}")
             }
         }
     }

@@ -194,6 +194,18 @@ pub fn describe(kind: &str, data: &Value) -> String {
             data.get("firing_seconds").and_then(Value::as_f64).unwrap_or(0.0),
             s("summary")
         ),
+        "tuning_changed" => {
+            let f = |key: &str| data.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+            let verb = if data["reverted"] == true { "reverted" } else { "tuned" };
+            format!(
+                "{verb} {} {} → {} (change {}): {}",
+                s("parameter"),
+                f("from"),
+                f("to"),
+                n("change_id"),
+                s("reason")
+            )
+        }
         "dropped" => format!("{} events missed", n("missed")),
         other => other.replace('_', " "),
     }

@@ -165,11 +165,12 @@ async fn forward_attempts(
         }
         // Read-only protocol methods are always safe to repeat; tools only when marked so.
         let safe = entry.as_ref().is_none_or(|t| pick.serving.safe_tool(t));
-        let deadline = *deadline.get_or_insert(started + pick.serving.spec.timeout);
+        let timeout = pick.serving.call_timeout();
+        let deadline = *deadline.get_or_insert(started + timeout);
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             pick.instance.record(None);
-            let e = last.take().unwrap_or(UpstreamError::Timeout(pick.serving.spec.timeout));
+            let e = last.take().unwrap_or(UpstreamError::Timeout(timeout));
             return Err(failed(req.server, &e));
         }
         // Progress is relayed by this task while it waits for the answer: no task per call

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warden_config::{Balance, ServerSpec};
 use warden_core::{InstanceId, InstanceState};
-use warden_supervisor::{InstanceLink, InstanceView, Registry};
+use warden_supervisor::{InstanceLink, InstanceView, Registry, Tuned};
 use warden_upstream::{Catalog, Session};
 
 use crate::breaker::{Breaker, RetryBudget};
@@ -21,6 +21,28 @@ const DEFAULT_RTT_MS: f64 = 30.0;
 const EWMA_DECAY: Duration = Duration::from_secs(10);
 /// Cost multiplier for an instance in `warning`: still routable, but less attractive.
 const WARNING_PENALTY: f64 = 4.0;
+/// The lowest balancing weight honoured (tuning keeps weights at 0.1 or more anyway).
+const MIN_WEIGHT: f64 = 0.05;
+
+/// Round-robin with weights: turn `turn` of a cycle in which each instance gets a share of
+/// 20 slots proportional to its weight (at least one). `None` when the weights are equal
+/// (plain round-robin).
+fn weighted_turn(turn: usize, weights: &[f64]) -> Option<usize> {
+    if weights.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-9) {
+        return None;
+    }
+    let top = weights.iter().copied().fold(0.0_f64, f64::max).max(MIN_WEIGHT);
+    let slots: Vec<usize> =
+        weights.iter().map(|w| ((w / top * 20.0).round() as usize).max(1)).collect();
+    let mut pos = turn % slots.iter().sum::<usize>();
+    for (i, s) in slots.iter().enumerate() {
+        if pos < *s {
+            return Some(i);
+        }
+        pos -= s;
+    }
+    None
+}
 
 /// Peak-sensitive moving average of latency (Finagle, Linkerd, tower).
 #[derive(Debug)]
@@ -62,6 +84,8 @@ pub(crate) struct Instance {
     pub(crate) breaker: Mutex<Breaker>,
     /// The session the breaker's history belongs to (its address): a new one resets it.
     breaker_session: Mutex<usize>,
+    /// Its server's tuning (for this instance's balancing weight).
+    tuning: watch::Receiver<Tuned>,
 }
 
 fn session_key(s: &Arc<dyn Session>) -> usize {
@@ -99,11 +123,19 @@ impl Instance {
         }
     }
 
+    /// Its balancing weight (tuning; 1 unless lowered).
+    fn weight(&self) -> f64 {
+        self.tuning.borrow().weight(self.id.index()).max(MIN_WEIGHT)
+    }
+
+    /// Peak-EWMA latency × (calls in flight + 1), divided by the weight: a weight of 0.5
+    /// makes an instance look twice as loaded.
     fn cost(&self) -> f64 {
         let penalty = if self.state() == InstanceState::Warning { WARNING_PENALTY } else { 1.0 };
         self.ewma.lock().expect("not poisoned").get()
             * (self.link.in_flight() as f64 + 1.0)
             * penalty
+            / self.weight()
     }
 }
 
@@ -121,9 +153,16 @@ pub(crate) struct Server {
     pub(crate) failover_forced: std::sync::atomic::AtomicBool,
     /// Tool calls that name this server, per tool and hour (see `usage.rs`).
     pub(crate) usage: crate::usage::Usage,
+    /// Run-time overrides of its policy (tuning): the call timeout, instance weights.
+    pub(crate) tuning: watch::Receiver<Tuned>,
 }
 
 impl Server {
+    /// The deadline of one call: the configured `timeout`, or what tuning set.
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.tuning.borrow().call_timeout(&self.spec)
+    }
+
     /// Whether a tool may be retried on another instance and coalesced with identical calls:
     /// annotated read-only or idempotent on a trusted server, or listed by the operator.
     pub(crate) fn safe_tool(&self, tool: &warden_upstream::ToolEntry) -> bool {
@@ -182,6 +221,8 @@ impl Routes {
         let servers = registry
             .servers()
             .iter()
+            // Integrations are not MCP servers: never listed, mounted or routed to.
+            .filter(|h| !h.spec.is_check())
             .map(|h| Server {
                 spec: Arc::clone(&h.spec),
                 instances: h
@@ -197,6 +238,7 @@ impl Routes {
                             ewma: Mutex::new(PeakEwma::new()),
                             breaker: Mutex::new(Breaker::default()),
                             breaker_session: Mutex::new(0),
+                            tuning: h.tuning(),
                         }
                     })
                     .collect(),
@@ -206,6 +248,7 @@ impl Routes {
                 failover_enabled: std::sync::atomic::AtomicBool::new(true),
                 failover_forced: std::sync::atomic::AtomicBool::new(false),
                 usage: Default::default(),
+                tuning: h.tuning(),
             })
             .collect();
         Self { servers, generation: watch::channel(0).0 }
@@ -287,7 +330,9 @@ impl Routes {
                 0 => continue,
                 1 => 0,
                 n if tier.spec.balance == Balance::RoundRobin => {
-                    tier.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n
+                    let turn = tier.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    weighted_turn(turn, &usable.iter().map(|(i, _)| i.weight()).collect::<Vec<_>>())
+                        .unwrap_or(turn % n)
                 }
                 n => {
                     let mut rng = rand::thread_rng();
@@ -375,5 +420,23 @@ impl Routes {
                 self.generation.send_modify(|g| *g += 1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weighted_turn;
+
+    #[test]
+    fn weighted_round_robin_shares_turns_by_weight() {
+        assert_eq!(weighted_turn(7, &[1.0, 1.0, 1.0]), None, "equal weights: plain round-robin");
+        let mut count = [0usize; 2];
+        for turn in 0..300 {
+            count[weighted_turn(turn, &[1.0, 0.5]).unwrap()] += 1;
+        }
+        assert_eq!(count, [200, 100]);
+        // A tiny weight still gets a turn now and then.
+        let picks: Vec<_> = (0..21).map(|t| weighted_turn(t, &[1.0, 0.01]).unwrap()).collect();
+        assert_eq!(picks.iter().filter(|i| **i == 1).count(), 1);
     }
 }

@@ -59,6 +59,9 @@ pub struct HealthMachine {
     /// (bucket start, calls, failures) over the last 10 s, 1 s buckets.
     buckets: Vec<(Instant, u32, u32)>,
     last_reason: Option<Reason>,
+    /// A degradation the predictor sees (a drift, a forecast failure): holds the instance in
+    /// `warning` while it lasts.
+    degraded: Option<Reason>,
 }
 
 impl HealthMachine {
@@ -73,6 +76,7 @@ impl HealthMachine {
             passive_at: None,
             buckets: Vec::new(),
             last_reason: None,
+            degraded: None,
         }
     }
 
@@ -123,7 +127,9 @@ impl HealthMachine {
                 self.go(InstanceState::Warning, reason)
             }
             InstanceState::Warning
-                if self.ok_streak >= self.th.healthy && self.passive_ewma(now) <= EWMA_CLEAR =>
+                if self.ok_streak >= self.th.healthy
+                    && self.passive_ewma(now) <= EWMA_CLEAR
+                    && self.degraded.is_none() =>
             {
                 self.last_reason = None;
                 self.go(InstanceState::Healthy, None)
@@ -154,6 +160,20 @@ impl HealthMachine {
         match self.state {
             InstanceState::Healthy | InstanceState::Warning | InstanceState::Starting => {
                 self.go(InstanceState::Critical, Some(reason))
+            }
+            _ => None,
+        }
+    }
+
+    /// The predictor's verdict (every few seconds): `Some` while it sees a degradation — a
+    /// healthy instance turns `warning` with that reason, and stays there until the
+    /// degradation is gone and probes succeed again; `None` lifts the hold.
+    pub fn on_degraded(&mut self, reason: Option<Reason>) -> Option<Transition> {
+        self.degraded = reason.clone();
+        match (self.state, reason) {
+            (InstanceState::Healthy, Some(r)) => {
+                self.last_reason = Some(r.clone());
+                self.go(InstanceState::Warning, Some(r))
             }
             _ => None,
         }

@@ -254,3 +254,36 @@ async fn old_call_failures_fade_so_an_idle_instance_can_become_healthy_again() {
         "they fade within 30 s"
     );
 }
+
+#[test]
+fn a_degradation_holds_warning_until_it_is_gone_and_probes_succeed() {
+    let mut m = HealthMachine::default();
+    m.on_connected();
+    m.on_probe_ok(Instant::now());
+    m.on_probe_ok(Instant::now());
+    assert_eq!(m.state(), InstanceState::Healthy);
+    let drift = Reason::new(FailureClass::Timeout, "latency drifting up: 2.0 ms → 9.0 ms");
+    let t = m.on_degraded(Some(drift.clone())).unwrap();
+    assert_eq!((t.to, t.reason), (InstanceState::Warning, Some(drift.clone())));
+    assert_eq!(m.on_degraded(Some(drift.clone())), None, "said once");
+    // Probes keep succeeding: still warning while the drift lasts.
+    for _ in 0..5 {
+        assert_eq!(m.on_probe_ok(Instant::now()), None);
+    }
+    // Failures still escalate as usual.
+    for _ in 0..3 {
+        m.on_probe_failed(timeout());
+    }
+    assert_eq!(m.state(), InstanceState::Critical);
+    assert_eq!(m.on_degraded(None), None, "lifting the hold changes nothing by itself");
+    m.on_probe_ok(Instant::now());
+    m.on_probe_ok(Instant::now());
+    assert_eq!(m.state(), InstanceState::Warning);
+    m.on_probe_ok(Instant::now());
+    let t = m.on_probe_ok(Instant::now()).unwrap();
+    assert_eq!(t.to, InstanceState::Healthy, "gone and probes good: healthy again");
+    // A degradation seen while starting or critical moves nothing.
+    let mut m = HealthMachine::default();
+    assert_eq!(m.on_degraded(Some(drift)), None);
+    assert_eq!(m.state(), InstanceState::Starting);
+}

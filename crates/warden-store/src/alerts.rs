@@ -67,11 +67,11 @@ pub struct SilenceRow {
     pub comment: String,
 }
 
-fn json_text(v: &Value) -> String {
+pub(crate) fn json_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-fn json_of(s: String) -> Value {
+pub(crate) fn json_of(s: String) -> Value {
     serde_json::from_str(&s).unwrap_or(Value::Null)
 }
 

@@ -13,6 +13,7 @@ mod alerts;
 mod location;
 mod queries;
 mod reports;
+mod tuning;
 mod writer;
 
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ pub use reports::{
     ActionStats, AlertStats, ClassStats, Durations, FailureStats, HourOfDay, IncidentSpan,
     InstanceSamples, OffenderStats, ReportRange, ServerSlots, ToolStats, UsageStats,
 };
+pub use tuning::{NewTuning, ProbeTimeouts, TuningRow};
 pub use writer::WriterOptions;
 
 /// Why the store could not be opened or queried.

@@ -347,3 +347,71 @@ async fn metric_ranges_filter_by_time_instance_and_metric_and_bucket_in_sql() {
     f.shutdown.cancel();
     f.writer.await.unwrap();
 }
+
+#[tokio::test]
+async fn tuning_changes_are_recorded_reverted_and_probe_timeouts_counted() {
+    let f = fixture().await;
+    for class in [FailureClass::Timeout, FailureClass::Timeout, FailureClass::ConnectionError] {
+        f.events
+            .send(event(EventKind::ProbeFailed { method: "ping", reason: Reason::new(class, "x") }))
+            .await
+            .unwrap();
+    }
+    // A server-wide event (no instance) is filed under its server.
+    f.events
+        .send(Arc::new(Event::new(
+            None,
+            TraceId::random(),
+            EventKind::TuningChanged {
+                change_id: 1,
+                server: "files".into(),
+                parameter: "timeout".into(),
+                from: 1000.0,
+                to: 2000.0,
+                reverted: false,
+                reason: "r".into(),
+            },
+        )))
+        .await
+        .unwrap();
+    eventually(async || f.store.count("events").await.unwrap() == 4).await;
+    let range = ReportRange {
+        since: warden_core::now() - chrono::Duration::hours(1),
+        until: warden_core::now() + chrono::Duration::hours(1),
+        server: None,
+    };
+    let t = f.store.probe_timeouts(&range).await.unwrap();
+    assert_eq!(
+        t,
+        vec![ProbeTimeouts { server: "files".into(), instance: "files#0".into(), count: 2 }]
+    );
+    let tuned = f.store.events_of(Some("files"), Some("tuning_changed"), 10).await.unwrap();
+    assert_eq!(tuned.len(), 1, "the server column holds the event's server");
+
+    let evidence = serde_json::json!({ "slowest_call_ms": 900.0 });
+    let change = |old: f64, new: f64| NewTuning {
+        at: chrono::Utc::now(),
+        server: "files",
+        instance: None,
+        parameter: "timeout",
+        base_value: 1000.0,
+        old_value: old,
+        new_value: new,
+        rule: "slow_calls",
+        reason: "calls came close",
+        evidence: &evidence,
+        source: "api",
+    };
+    let a = f.store.record_tuning(&change(1000.0, 2000.0)).await.unwrap();
+    let b = f.store.record_tuning(&change(2000.0, 4000.0)).await.unwrap();
+    let active = f.store.tuning_changes(Some("files"), true, 0).await.unwrap();
+    assert_eq!(active.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b, a], "newest first");
+    assert_eq!(active[0].evidence, evidence);
+    f.store.revert_tuning(&[b], "reverted by api", chrono::Utc::now()).await.unwrap();
+    let active = f.store.tuning_changes(None, true, 0).await.unwrap();
+    assert_eq!(active.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a]);
+    let row = f.store.tuning_change(b).await.unwrap().unwrap();
+    assert_eq!(row.reverted_reason.as_deref(), Some("reverted by api"));
+    assert!(row.reverted_at.is_some());
+    assert_eq!(f.store.tuning_changes(None, false, 1).await.unwrap().len(), 1, "limit");
+}

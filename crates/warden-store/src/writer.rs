@@ -212,7 +212,13 @@ async fn write_op(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), sqlx:
 
 async fn write_event(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<(), sqlx::Error> {
     let at = ts(&e.at);
-    let server = e.instance.as_ref().map(|i| i.server().to_owned());
+    let server = e.instance.as_ref().map(|i| i.server().to_owned()).or_else(|| match &e.kind {
+        EventKind::TuningChanged { server, .. } => Some(server.clone()),
+        EventKind::AlertFiring { alert } | EventKind::AlertResolved { alert, .. } => {
+            alert.server.clone()
+        }
+        _ => None,
+    });
     let instance = e.instance.as_ref().map(ToString::to_string);
     let trace = e.trace_id.to_string();
     let payload = serde_json::to_string(e).unwrap_or_default();

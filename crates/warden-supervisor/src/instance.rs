@@ -62,6 +62,8 @@ pub(crate) struct InstanceCtx {
     pub(crate) shutdown: CancellationToken,
     /// Failure prediction, unless turned off.
     pub(crate) prediction: Option<warden_predict::PredictorConfig>,
+    /// Run-time overrides of the probe policy (tuning).
+    pub(crate) tuning: watch::Receiver<crate::Tuned>,
 }
 
 /// How often the predictor's verdict is read into the view.
@@ -499,7 +501,7 @@ impl Runner {
             self.apply(t);
         }
         let activity = session.activity();
-        let policy = self.ctx.spec.health.clone();
+        let mut policy = self.ctx.tuning.borrow_and_update().health(&self.ctx.spec.health);
         let method = policy.method;
         let mut catalog: Option<BoxFuture<'_, Result<Catalog, UpstreamError>>> =
             Some(list(session));
@@ -592,6 +594,20 @@ impl Runner {
                 },
                 _ = sleep_until(self.next_sample) => self.sample(),
                 _ = sleep_until(self.next_predict) => self.predict(),
+                // Tuning changed the probe policy: the next probe follows it.
+                Ok(()) = self.ctx.tuning.changed() => {
+                    let (tuned, call_timeout) = {
+                        let t = self.ctx.tuning.borrow_and_update();
+                        (t.health(&self.ctx.spec.health), t.call_timeout(&self.ctx.spec))
+                    };
+                    if let Some(p) = self.predictor.as_mut() {
+                        p.set_call_timeout(call_timeout);
+                    }
+                    if probe.is_none() && tuned.interval < policy.interval {
+                        next_probe = next_probe.min(Instant::now() + tuned.interval);
+                    }
+                    policy = tuned;
+                },
                 _ = sleep_until(healthy_since.unwrap_or_else(Instant::now) + self.ctx.spec.restart.reset_after),
                     if healthy_since.is_some() && self.attempt > 0 => {}
             }
@@ -685,7 +701,9 @@ impl Runner {
                     tracing::debug!(instance = %self.ctx.id, "probe timed out while the server was sending; busy, not hung");
                     return None;
                 }
-                self.observe(now, false, Some(self.ctx.spec.health.timeout), false);
+                let timeout =
+                    self.ctx.tuning.borrow().probe_timeout.unwrap_or(self.ctx.spec.health.timeout);
+                self.observe(now, false, Some(timeout), false);
                 self.probe_failed("ping", e.reason());
                 None
             }
@@ -723,6 +741,10 @@ impl Runner {
         let Some(p) = &mut self.predictor else { return };
         let a = p.evaluate(t);
         let draining = a.predicted.is_some() || a.rss_exhaustion.is_some();
+        // A drift or a forecast failure holds the instance in `warning` (DESIGN §3).
+        if let Some(t) = self.machine.on_degraded(degradation(&a)) {
+            self.apply(t);
+        }
         let shown = (!a.is_quiet()).then_some(a);
         if shown.is_some() || self.ctx.view.borrow().prediction.is_some() {
             self.update(|v| {
@@ -768,8 +790,17 @@ impl Runner {
     fn probe_failed(&mut self, method: &'static str, reason: Reason) {
         self.stats.record_error(Instant::now());
         self.emit(EventKind::ProbeFailed { method, reason: reason.clone() });
-        if let Some(t) = self.machine.on_probe_failed(reason) {
-            self.apply(t);
+        match self.machine.on_probe_failed(reason.clone()) {
+            Some(t) => self.apply(t),
+            // Already warning or critical: the view says the latest error, not the first.
+            None if matches!(
+                self.view().state,
+                InstanceState::Warning | InstanceState::Critical
+            ) =>
+            {
+                self.update(|v| v.reason = Some(reason));
+            }
+            None => {}
         }
     }
 
@@ -974,4 +1005,52 @@ async fn wait_exited(
 fn to_wall(at: Instant) -> warden_core::Timestamp {
     let ahead = at.saturating_duration_since(Instant::now());
     warden_core::now() + chrono::Duration::from_std(ahead).unwrap_or_default()
+}
+
+/// Why the predictor thinks an instance is degrading, as a state reason (`None`: it does not).
+fn degradation(a: &warden_predict::Assessment) -> Option<Reason> {
+    use warden_predict::Signal;
+    let class = |s: Signal| match s {
+        Signal::Latency => FailureClass::Timeout,
+        Signal::ErrorRatio => FailureClass::ServerError,
+        Signal::Rss => FailureClass::Crash,
+    };
+    let value = |s: Signal, v: f64| match s {
+        Signal::Latency if v >= 1.0 => format!("{v:.1} s"),
+        Signal::Latency => format!("{:.1} ms", v * 1000.0),
+        Signal::ErrorRatio => format!("{:.0} %", v * 100.0),
+        Signal::Rss => format!("{:.0} MiB", v / 1_048_576.0),
+    };
+    if let Some(p) = &a.predicted {
+        let when = p.eta_seconds.map_or("soon".to_owned(), |s| format!("in {s:.0} s"));
+        return Some(Reason::new(
+            class(p.signal),
+            format!(
+                "{} forecast to reach its limit ({}) {when}",
+                p.signal.as_str().replace('_', " "),
+                value(p.signal, p.limit)
+            ),
+        ));
+    }
+    if let Some(e) = &a.rss_exhaustion {
+        let when = e.eta_seconds.map_or("soon".to_owned(), |s| format!("in {s:.0} s"));
+        return Some(Reason::new(
+            FailureClass::Crash,
+            format!(
+                "memory forecast to reach its limit ({}) {when}",
+                value(Signal::Rss, e.limit_bytes as f64)
+            ),
+        ));
+    }
+    a.drift.map(|d| {
+        Reason::new(
+            class(d.signal),
+            format!(
+                "{} drifting up: {} → {}",
+                d.signal.as_str().replace('_', " "),
+                value(d.signal, d.baseline),
+                value(d.signal, d.recent)
+            ),
+        )
+    })
 }

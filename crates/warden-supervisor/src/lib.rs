@@ -9,10 +9,12 @@ mod instance;
 mod predict;
 mod registry;
 mod rss;
+mod tuning;
 mod view;
 
 pub use instance::{CallGuard, CallReport, Command, InstanceLink};
 pub use registry::{ConnectorFactory, Registry, ServerHandle, SupervisorOptions};
+pub use tuning::Tuned;
 pub use view::{InstanceView, Overview, ServerView};
 pub use warden_health::CallOutcome;
 

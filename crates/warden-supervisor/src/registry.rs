@@ -12,6 +12,7 @@ use warden_metrics::Metrics;
 use warden_upstream::Connector;
 
 use crate::instance::{self, Command, InstanceCtx, InstanceLink};
+use crate::tuning::Tuned;
 use crate::view::Overview;
 use crate::InstanceView;
 
@@ -33,9 +34,27 @@ pub struct SupervisorOptions {
 pub struct ServerHandle {
     pub spec: Arc<ServerSpec>,
     instances: Vec<(watch::Receiver<InstanceView>, mpsc::Sender<Command>, Arc<InstanceLink>)>,
+    /// Run-time overrides of the policy (tuning), watched by the instances and the gateway.
+    tuning: Arc<watch::Sender<Tuned>>,
 }
 
 impl ServerHandle {
+    /// The overrides in force.
+    pub fn tuned(&self) -> Tuned {
+        self.tuning.borrow().clone()
+    }
+
+    /// Replaces the overrides; instances and the gateway use them from their next probe or
+    /// call.
+    pub fn set_tuned(&self, tuned: Tuned) {
+        self.tuning.send_replace(tuned);
+    }
+
+    /// A receiver that always holds the overrides in force.
+    pub fn tuning(&self) -> watch::Receiver<Tuned> {
+        self.tuning.subscribe()
+    }
+
     pub fn views(&self) -> Vec<InstanceView> {
         self.instances.iter().map(|(v, _, _)| v.borrow().clone()).collect()
     }
@@ -102,6 +121,7 @@ impl Registry {
         for spec in &config.servers {
             let spec = Arc::new(spec.clone());
             let connector = factory(&spec);
+            let tuning = Arc::new(watch::channel(Tuned::default()).0);
             let mut instances = Vec::new();
             for index in 0..spec.slot_count() {
                 let id = InstanceId::new(spec.name.as_str(), index);
@@ -126,11 +146,12 @@ impl Registry {
                     reports: report_rx,
                     shutdown: shutdown.child_token(),
                     prediction: prediction.clone(),
+                    tuning: tuning.subscribe(),
                 };
                 tasks.spawn(instance::run(ctx));
                 instances.push((view_rx, cmd_tx, link));
             }
-            servers.push(ServerHandle { spec, instances });
+            servers.push(ServerHandle { spec, instances, tuning });
         }
         Self { servers, tasks, shutdown, metrics: options.metrics }
     }

@@ -37,6 +37,9 @@ struct FakeShared {
     events: mpsc::Sender<SessionEvent>,
     killed: AtomicU32,
     graceful_stops: AtomicU32,
+    /// Probes received, and the timeout the last one was given.
+    probes: AtomicU32,
+    last_probe_timeout: Mutex<Duration>,
 }
 
 struct FakeSession(Arc<FakeShared>);
@@ -48,6 +51,8 @@ impl Session for FakeSession {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
         let mode = *self.0.probe.lock().unwrap();
+        self.0.probes.fetch_add(1, Ordering::SeqCst);
+        *self.0.last_probe_timeout.lock().unwrap() = timeout;
         let activity = Arc::clone(&self.0.activity);
         Box::pin(async move {
             match mode {
@@ -147,6 +152,8 @@ impl Connector for FakeConnector {
                         events: tx,
                         killed: AtomicU32::new(0),
                         graceful_stops: AtomicU32::new(0),
+                        probes: AtomicU32::new(0),
+                        last_probe_timeout: Mutex::new(Duration::ZERO),
                     });
                     self.sessions.lock().unwrap().push(Arc::clone(&shared));
                     Ok(Connected {
@@ -567,4 +574,40 @@ async fn commands_are_obeyed_during_a_slow_start() {
     h.registry.servers()[0].command(Command::Stop, None).await;
     h.until(InstanceState::Stopped, Duration::from_secs(1)).await;
     h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn tuning_changes_the_probe_policy_of_a_running_instance() {
+    let mut h = Harness::new(spec("t"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(30)).await;
+    let session = h.session(0);
+    let probes_in = |secs: u64| {
+        let session = Arc::clone(&session);
+        async move {
+            let before = session.probes.load(Ordering::SeqCst);
+            time::sleep(Duration::from_secs(secs)).await;
+            session.probes.load(Ordering::SeqCst) - before
+        }
+    };
+    // The configured policy: every 5 s (+ up to 10 % jitter), 2 s timeout.
+    let n = probes_in(60).await;
+    assert!((10..=12).contains(&n), "{n} probes in 60 s at 5 s");
+    assert_eq!(*session.last_probe_timeout.lock().unwrap(), Duration::from_secs(2));
+
+    let server = &h.registry.servers()[0];
+    server.set_tuned(crate::Tuned {
+        probe_interval: Some(Duration::from_secs(1)),
+        probe_timeout: Some(Duration::from_secs(4)),
+        ..Default::default()
+    });
+    let n = probes_in(60).await;
+    assert!((50..=61).contains(&n), "{n} probes in 60 s at 1 s");
+    assert_eq!(*session.last_probe_timeout.lock().unwrap(), Duration::from_secs(4));
+
+    // Back to the config: the override is gone, the cadence follows.
+    server.set_tuned(crate::Tuned::default());
+    time::sleep(Duration::from_secs(6)).await;
+    let n = probes_in(60).await;
+    assert!((10..=12).contains(&n), "{n} probes in 60 s after the revert");
+    assert_eq!(h.state(), InstanceState::Healthy);
 }

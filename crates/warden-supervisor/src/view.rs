@@ -80,6 +80,10 @@ pub struct ServerView {
     /// The server whose instances take this server's calls: itself, a fallback, or `null`.
     pub served_by: Option<String>,
     pub transport: &'static str,
+    /// `mcp`, or an integration's check: `http`, `tcp`, `command`, `postgres`, `sqlite`.
+    pub kind: &'static str,
+    /// What is watched, secret-free: a command, a URL's display form, an address, a path.
+    pub target: String,
     pub disabled: bool,
     pub instances: Vec<InstanceView>,
 }
@@ -138,7 +142,13 @@ impl Overview {
                 status,
                 tools,
                 served_by,
-                transport: if spec.is_stdio() { "stdio" } else { "http" },
+                transport: match &spec.transport {
+                    warden_config::Transport::Stdio { .. } => "stdio",
+                    warden_config::Transport::Remote { .. } => "http",
+                    warden_config::Transport::Check(_) => "check",
+                },
+                kind: spec.kind(),
+                target: spec.target(),
                 disabled: spec.disabled,
                 instances: instances.clone(),
             });

@@ -32,6 +32,9 @@ pub enum UpstreamError {
     /// The client gave up on the call; the server was told.
     #[error("cancelled by the client")]
     Cancelled,
+    /// An integration's check failed (not an MCP server): classified by the check itself.
+    #[error("{message}")]
+    Check { class: FailureClass, message: String },
 }
 
 impl UpstreamError {
@@ -46,6 +49,7 @@ impl UpstreamError {
             Self::Closed(_) | Self::Exited(_) => FailureClass::Crash,
             // Never recorded: the gateway counts a cancelled call as no signal about the server.
             Self::Cancelled => FailureClass::Timeout,
+            Self::Check { class, .. } => *class,
         }
     }
 
@@ -81,6 +85,7 @@ impl UpstreamError {
             Self::Protocol(m) => Self::Protocol(clean(m)),
             Self::Closed(m) => Self::Closed(m.map(clean)),
             Self::Exited(m) => Self::Exited(clean(m)),
+            Self::Check { class, message } => Self::Check { class, message: clean(message) },
             other => other,
         }
     }

@@ -2,11 +2,13 @@
 //!
 //! The supervisor sees only the small [`Connector`] / [`Session`] pair defined here, so it is
 //! tested with fakes; this crate and the gateway are the only ones that name `rmcp` types.
-//! Implementations: a stdio child in its own process group ([`stdio`]) and a remote server over
-//! Streamable HTTP, with a legacy SSE fallback ([`remote`]).
+//! Implementations: a stdio child in its own process group ([`stdio`]), a remote server over
+//! Streamable HTTP, with a legacy SSE fallback ([`remote`]), and an integration that is not an MCP
+//! server at all, whose probe is a check ([`check`]: HTTP, TCP, command, PostgreSQL, SQLite).
 
 mod activity;
 mod catalog;
+mod check;
 mod client;
 mod error;
 mod relay;
@@ -24,6 +26,7 @@ use warden_core::{ExitInfo, InstanceId, Reason};
 
 pub use activity::Activity;
 pub use catalog::{Catalog, CatalogDiff, Entry, ToolEntry};
+pub use check::CheckConnector;
 pub use error::UpstreamError;
 pub use relay::{Call, Downstream, Notice, Origin, Progress, Relay};
 pub use remote::RemoteConnector;
@@ -109,5 +112,6 @@ pub fn connector_for(spec: &ServerSpec, relay: &Relay) -> Arc<dyn Connector> {
         warden_config::Transport::Remote { .. } => {
             Arc::new(RemoteConnector::new(spec.clone(), relay.clone()))
         }
+        warden_config::Transport::Check(_) => Arc::new(CheckConnector::new(spec.clone())),
     }
 }

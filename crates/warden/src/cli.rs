@@ -153,6 +153,10 @@ pub(crate) enum Command {
     /// Mute alerts for a while on a running Warden: add, list, expire.
     #[command(subcommand)]
     Silence(SilenceCmd),
+    /// Tuning of a running Warden: what is in force, what the records suggest (`show`), apply
+    /// it, set a value by hand, revert a change or all of them. Every change is recorded.
+    #[command(subcommand)]
+    Tune(TuneCmd),
     /// A report over a period from a running Warden: failures (classes, time to recover,
     /// recoveries, alerts), performance (latency, per-tool usage, suggestions), capacity
     /// (throughput trend, when to add a replica) or availability (against each objective).
@@ -179,6 +183,60 @@ pub(crate) enum ReportKind {
     Performance,
     Capacity,
     Availability,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TuneCmd {
+    /// The values in force, the learned proposals and the recent changes.
+    Show {
+        /// How far back the evidence reaches (default: `warden.tuning.lookback`, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Make the learned changes (or, with --dry-run, only list them).
+    Apply {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Set PARAMETER (timeout, health.interval, health.timeout, weight) of SERVER to VALUE
+    /// (a duration like 30s, or a weight 0.1–1 with --instance), within its safe range.
+    Set {
+        server: String,
+        parameter: String,
+        value: String,
+        /// The instance index, for a weight.
+        #[arg(long)]
+        instance: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Undo one change (its id from `warden tune show`).
+    Revert {
+        id: i64,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Undo every change in force (of one server).
+    Reset {
+        #[arg(long)]
+        server: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

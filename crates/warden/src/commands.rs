@@ -41,6 +41,7 @@ pub(crate) async fn dispatch(command: Command) -> ExitCode {
         Command::Events(args) => crate::events::run(&args).await,
         Command::Alerts { remote, json } => crate::alerting::alerts(&remote, json).await,
         Command::Silence(cmd) => crate::alerting::silence(&cmd).await,
+        Command::Tune(cmd) => crate::tune::tune(&cmd).await,
         Command::Report { kind, since, server, json, remote } => {
             crate::report::run(&remote, kind, &since, server.as_deref(), json).await
         }

@@ -12,6 +12,7 @@ mod redact;
 mod remote;
 mod report;
 mod systemd;
+mod tune;
 
 use std::process::ExitCode;
 

@@ -575,6 +575,10 @@ async fn a_latency_ramp_is_predicted_before_calls_time_out() {
     let inst = &view["instances"][0];
     assert_eq!(inst["prediction"]["predicted"]["signal"], "latency", "{inst}");
     assert_eq!(inst["draining"], true, "{inst}");
+    // The drift or the forecast holds the instance in warning, saying why.
+    assert_eq!(inst["state"], "warning", "{inst}");
+    let why = inst["reason"]["message"].as_str().unwrap_or("");
+    assert!(why.starts_with("latency "), "{inst}");
     app.shutdown().await;
 }
 
