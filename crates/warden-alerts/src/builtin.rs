@@ -174,6 +174,39 @@ impl RuleSet {
         self.evaluator.rules()
     }
 
+    /// Puts back a server's SLO counts from an earlier run: `(minute, requests, errors)` with
+    /// minutes counted from this rule set's origin (negative before it). Call before the first
+    /// evaluation.
+    pub fn seed_slo(&mut self, server: &str, minutes: &[(i64, u64, u64)]) {
+        let slo = self.slo.entry(server.to_owned()).or_insert_with(|| ServerSlo {
+            windows: SloWindows::new(self.origin),
+            last: HashMap::new(),
+        });
+        for (m, r, e) in minutes {
+            slo.windows.seed(*m, *r, *e);
+        }
+    }
+
+    /// Every server's SLO counts per minute since `from` (minutes from the origin), to be kept
+    /// across a restart: `(server, minute, requests, errors)`.
+    pub fn slo_minutes(&self, from: i64) -> Vec<(String, i64, u64, u64)> {
+        let mut out = Vec::new();
+        for (server, slo) in &self.slo {
+            out.extend(
+                slo.windows
+                    .buckets()
+                    .filter(|b| b.0 >= from)
+                    .map(|(m, r, e)| (server.clone(), m, r, e)),
+            );
+        }
+        out
+    }
+
+    /// The minute `at` falls in, counted from the origin (as [`RuleSet::slo_minutes`] counts).
+    pub fn minute(&self, at: Instant) -> i64 {
+        (at.saturating_duration_since(self.origin).as_secs() / 60) as i64
+    }
+
     pub fn firing(&self) -> Vec<Alert> {
         self.evaluator.firing()
     }

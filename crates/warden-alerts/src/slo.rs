@@ -54,8 +54,9 @@ pub const MIN_EVENTS: u64 = 20;
 #[derive(Debug)]
 pub struct SloWindows {
     origin: Instant,
-    /// (minute since origin, requests, errors), oldest first.
-    buckets: VecDeque<(u64, u64, u64)>,
+    /// (minute since origin, requests, errors), oldest first. Minutes before the origin (negative)
+    /// come from an earlier run ([`SloWindows::seed`]).
+    buckets: VecDeque<(i64, u64, u64)>,
 }
 
 impl SloWindows {
@@ -63,8 +64,27 @@ impl SloWindows {
         Self { origin, buckets: VecDeque::new() }
     }
 
-    fn minute(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.origin).as_secs() / MIN
+    /// The minute `at` falls in, counted from the origin.
+    pub fn minute(&self, at: Instant) -> i64 {
+        (at.saturating_duration_since(self.origin).as_secs() / MIN) as i64
+    }
+
+    /// Adds counts recorded by an earlier run, minute `minute` (before the origin: negative);
+    /// any order, merged with what is there.
+    pub fn seed(&mut self, minute: i64, requests: u64, errors: u64) {
+        let at = self.buckets.partition_point(|b| b.0 < minute);
+        match self.buckets.get_mut(at) {
+            Some(b) if b.0 == minute => {
+                b.1 += requests;
+                b.2 += errors;
+            }
+            _ => self.buckets.insert(at, (minute, requests, errors.min(requests))),
+        }
+    }
+
+    /// Every minute's counts, oldest first: `(minute, requests, errors)`.
+    pub fn buckets(&self) -> impl Iterator<Item = (i64, u64, u64)> + '_ {
+        self.buckets.iter().copied()
     }
 
     /// Adds `requests` requests of which `errors` failed, at `at`.
@@ -77,7 +97,8 @@ impl SloWindows {
             }
             _ => self.buckets.push_back((m, requests, errors)),
         }
-        let keep = SLO_WINDOWS.iter().map(|w| w.long.as_secs() / MIN).max().unwrap_or(0) + 1;
+        let keep =
+            (SLO_WINDOWS.iter().map(|w| w.long.as_secs() / MIN).max().unwrap_or(0) + 1) as i64;
         while self.buckets.front().is_some_and(|b| b.0 + keep <= m) {
             self.buckets.pop_front();
         }
@@ -86,7 +107,7 @@ impl SloWindows {
     /// (requests, errors) over the last `window` (whole minutes, the current one included).
     pub fn counts(&self, now: Instant, window: Duration) -> (u64, u64) {
         let m = self.minute(now);
-        let span = (window.as_secs() / MIN).max(1);
+        let span = (window.as_secs() / MIN).max(1) as i64;
         self.buckets
             .iter()
             .rev()

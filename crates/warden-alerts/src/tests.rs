@@ -534,3 +534,31 @@ fn a_builtin_rule_takes_the_timings_and_severity_the_config_gives() {
     let untouched = rules.rules().iter().find(|r| r.name == "CrashLoop").unwrap();
     assert_eq!(untouched.severity, Severity::Warning);
 }
+
+#[test]
+fn slo_counts_seeded_from_an_earlier_run_count_in_the_windows() {
+    let origin = Instant::now();
+    let mut w = SloWindows::new(origin);
+    // The previous run: 50 minutes at 2 % errors, ending 5 minutes before this origin; given
+    // out of order, as rows may come.
+    for m in (-55..-5i64).rev() {
+        w.seed(m, 100, 2);
+    }
+    w.seed(-30, 0, 0);
+    // This run: 5 minutes at 3 %.
+    for m in 0..5u64 {
+        w.record(origin + secs(60 * m), 100, 3);
+    }
+    let now = origin + secs(60 * 4);
+    assert_eq!(w.counts(now, SLO_WINDOWS[0].long), (5_500, 115));
+    let (long, short) = w.check(now, &SLO_WINDOWS[0], 0.999).expect("the fast burn holds");
+    assert!(long > 14.4 && short > 14.4, "{long} {short}");
+    let minutes: Vec<i64> = w.buckets().map(|b| b.0).collect();
+    assert!(minutes.windows(2).all(|p| p[0] < p[1]), "kept in order: {minutes:?}");
+
+    // Through a rule set: what one run hands out, the next takes back.
+    let mut first = RuleSet::new(&settings(), origin);
+    first.seed_slo("s", &[(-3, 40, 1), (-2, 40, 1)]);
+    let kept = first.slo_minutes(-2);
+    assert_eq!(kept, vec![("s".to_owned(), -2, 40, 1)]);
+}

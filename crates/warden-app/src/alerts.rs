@@ -434,8 +434,84 @@ fn instance_series(overview: &warden_supervisor::Overview) -> Vec<Series> {
     out
 }
 
+/// SLO minutes: where minute `k` of a rule set started on the wall clock.
+struct SloClock {
+    origin: DateTime<Utc>,
+    /// Servers with an availability objective (the only ones whose minutes are kept).
+    servers: Vec<String>,
+    /// Minutes before this one are in the store.
+    saved_before: i64,
+}
+
+impl SloClock {
+    fn wall(&self, minute: i64) -> DateTime<Utc> {
+        self.origin + chrono::Duration::minutes(minute)
+    }
+
+    /// Puts back what an earlier run counted in the last 3 days.
+    async fn restore(&self, rules: &mut RuleSet, store: &Store) {
+        if self.servers.is_empty() {
+            return;
+        }
+        let since = self.origin - chrono::Duration::minutes(3 * 24 * 60 + 1);
+        let rows = match store.slo_minutes(since).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "SLO counts of the last run could not be read; burn rates start empty");
+                return;
+            }
+        };
+        for server in &self.servers {
+            let minutes: Vec<(i64, u64, u64)> = rows
+                .iter()
+                .filter(|r| &r.server == server && r.minute < self.origin)
+                .map(|r| {
+                    let m = (r.minute - self.origin).num_seconds().div_euclid(60);
+                    (m, r.requests, r.errors)
+                })
+                .collect();
+            rules.seed_slo(server, &minutes);
+        }
+    }
+
+    /// Writes the minutes that ended before `now` (with `all`, the current one too).
+    async fn save(&mut self, rules: &RuleSet, store: &Store, now: Instant, all: bool) {
+        let current = rules.minute(now);
+        if self.servers.is_empty() || (current <= self.saved_before && !all) {
+            return;
+        }
+        let rows: Vec<warden_store::SloMinute> = rules
+            .slo_minutes(self.saved_before)
+            .into_iter()
+            .filter(|(s, m, _, _)| (all || *m < current) && self.servers.contains(s))
+            .map(|(server, m, requests, errors)| warden_store::SloMinute {
+                server,
+                minute: self.wall(m),
+                requests,
+                errors,
+            })
+            .collect();
+        match store.put_slo_minutes(&rows).await {
+            Ok(()) => self.saved_before = current,
+            Err(e) => tracing::debug!(error = %e, "SLO minutes not saved; retried next minute"),
+        }
+    }
+}
+
 async fn evaluate_loop(alerts: Alerts, src: Sources, stop: CancellationToken) {
-    let mut rules = RuleSet::new(&src.settings, Instant::now());
+    let start = Now::current();
+    let mut rules = RuleSet::new(&src.settings, start.at);
+    let mut slo = SloClock {
+        origin: start.wall,
+        servers: src
+            .servers
+            .iter()
+            .filter(|s| s.objective.is_some())
+            .map(|s| s.name.clone())
+            .collect(),
+        saved_before: 0,
+    };
+    slo.restore(&mut rules, &src.store).await;
     let mut dispatcher = Dispatcher::new(DispatchConfig::from(&src.settings));
     let mut last_am_post: Option<Instant> = None;
     let mut standby = StandbyControl::default();
@@ -443,7 +519,10 @@ async fn evaluate_loop(alerts: Alerts, src: Sources, stop: CancellationToken) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => {
+                slo.save(&rules, &src.store, Instant::now(), true).await;
+                return;
+            }
             _ = tick.tick() => {}
         }
         let now = Now::current();
@@ -453,6 +532,7 @@ async fn evaluate_loop(alerts: Alerts, src: Sources, stop: CancellationToken) {
         let mut series = parse_exposition(&src.metrics.encode());
         series.extend(instance_series(&overview));
         let transitions = rules.evaluate(now, &servers, &series);
+        slo.save(&rules, &src.store, now.at, false).await;
         let mut resolved = Vec::new();
         for t in &transitions {
             record(&src, t).await;

@@ -34,7 +34,7 @@ pub use reports::{
     ActionStats, AlertStats, ClassStats, Durations, FailureStats, HourOfDay, IncidentSpan,
     InstanceSamples, OffenderStats, ReportRange, ServerSlots, ToolStats, UsageStats,
 };
-pub use tuning::{NewTuning, ProbeTimeouts, TuningRow};
+pub use tuning::{NewTuning, ProbeTimeouts, SloMinute, TuningRow};
 pub use writer::WriterOptions;
 
 /// Why the store could not be opened or queried.

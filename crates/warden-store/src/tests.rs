@@ -415,3 +415,23 @@ async fn tuning_changes_are_recorded_reverted_and_probe_timeouts_counted() {
     assert!(row.reverted_at.is_some());
     assert_eq!(f.store.tuning_changes(None, false, 1).await.unwrap().len(), 1, "limit");
 }
+
+#[tokio::test]
+async fn slo_minutes_are_rewritten_in_place_and_read_back_in_order() {
+    let f = fixture().await;
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let m = |server: &str, k: i64, requests: u64, errors: u64| SloMinute {
+        server: server.into(),
+        minute: t0 + chrono::Duration::minutes(k),
+        requests,
+        errors,
+    };
+    f.store.put_slo_minutes(&[m("a", 1, 10, 1), m("b", 0, 5, 0)]).await.unwrap();
+    // The same minute again (the current one rewritten at shutdown): replaced, not added.
+    f.store.put_slo_minutes(&[m("a", 1, 12, 2)]).await.unwrap();
+    let rows = f.store.slo_minutes(t0).await.unwrap();
+    let got: Vec<(String, u64, u64)> =
+        rows.iter().map(|r| (r.server.clone(), r.requests, r.errors)).collect();
+    assert_eq!(got, vec![("b".into(), 5, 0), ("a".into(), 12, 2)]);
+    assert!(f.store.slo_minutes(t0 + chrono::Duration::minutes(2)).await.unwrap().is_empty());
+}

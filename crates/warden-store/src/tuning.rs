@@ -1,6 +1,7 @@
 //! The tuning history (`tuning_changes`): every run-time change to a server's policy, in
 //! force until `reverted_at` is set. Written at once (not through the batching writer): a
-//! change that cannot be recorded is not made.
+//! change that cannot be recorded is not made. Also the SLO minutes (`slo_minutes`) the alert
+//! task keeps across restarts.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -79,7 +80,55 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> TuningRow {
     }
 }
 
+/// One server's SLO counts of one minute (`slo_minutes`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SloMinute {
+    pub server: String,
+    pub minute: DateTime<Utc>,
+    pub requests: u64,
+    pub errors: u64,
+}
+
 impl Store {
+    /// Writes (or rewrites) SLO minutes, in one transaction.
+    pub async fn put_slo_minutes(&self, rows: &[SloMinute]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT OR REPLACE INTO slo_minutes (server, minute, requests, errors) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&r.server)
+            .bind(ts(&r.minute))
+            .bind(i64::try_from(r.requests).unwrap_or(i64::MAX))
+            .bind(i64::try_from(r.errors).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// SLO minutes at or after `since`, oldest first.
+    pub async fn slo_minutes(&self, since: DateTime<Utc>) -> Result<Vec<SloMinute>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT server, minute, requests, errors FROM slo_minutes WHERE minute >= ? ORDER BY minute",
+        )
+        .bind(ts(&since))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let minute = DateTime::parse_from_rfc3339(&r.get::<String, _>(1)).ok()?;
+                Some(SloMinute {
+                    server: r.get(0),
+                    minute: minute.with_timezone(&Utc),
+                    requests: r.get::<i64, _>(2).max(0) as u64,
+                    errors: r.get::<i64, _>(3).max(0) as u64,
+                })
+            })
+            .collect())
+    }
+
     /// Records a change; returns its id.
     pub async fn record_tuning(&self, c: &NewTuning<'_>) -> Result<i64, sqlx::Error> {
         let id = sqlx::query(

@@ -200,6 +200,17 @@ impl Store {
                 return;
             }
         }
+        // The longest burn-rate window is 3 days: SLO minutes are kept 4 at most.
+        let slo = retention.min(Duration::from_secs(4 * 86_400));
+        let cutoff =
+            ts(&(warden_core::now() - chrono::Duration::from_std(slo).unwrap_or_default()));
+        if let Err(e) = sqlx::query("DELETE FROM slo_minutes WHERE minute < ?")
+            .bind(&cutoff)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "pruning old SLO minutes failed");
+        }
     }
 }
 

@@ -486,11 +486,11 @@ fn ramp_server(extra: &str) -> String {
     )
 }
 
-/// An MCP client calling `echo` on `/servers/ramp/mcp`.
+/// An MCP client calling `echo` on `/servers/{server}/mcp`.
 struct Echo(rmcp::service::RunningService<rmcp::RoleClient, ()>);
 
 impl Echo {
-    async fn connect(addr: &str) -> Self {
+    async fn connect(addr: &str, server: &str) -> Self {
         use rmcp::transport::streamable_http_client::{
             StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
         };
@@ -498,7 +498,7 @@ impl Echo {
         let transport = StreamableHttpClientTransport::with_client(
             reqwest::Client::new(),
             StreamableHttpClientTransportConfig::with_uri(format!(
-                "http://{addr}/servers/ramp/mcp"
+                "http://{addr}/servers/{server}/mcp"
             )),
         );
         Self(().serve(transport).await.expect("the client connects"))
@@ -530,7 +530,7 @@ async fn a_latency_ramp_is_predicted_before_calls_time_out() {
     healthy_pid(&app, "ramp").await;
 
     // Calls every 200 ms until one fails or takes the whole timeout.
-    let client = Echo::connect(&addr).await;
+    let client = Echo::connect(&addr, "ramp").await;
     let caller = tokio::spawn(async move {
         loop {
             let sent = Instant::now();
@@ -601,7 +601,7 @@ async fn a_predicted_failure_starts_the_standby_and_no_call_fails() {
     assert_eq!(view["instances"][1]["standby"], true);
     assert_eq!(view["instances"][1]["state"], "stopped");
 
-    let client = Echo::connect(&addr).await;
+    let client = Echo::connect(&addr, "ramp").await;
     // Past the moment the first instance's calls time out (about 70 s after it started).
     let mut slowest = Duration::ZERO;
     while started.elapsed() < Duration::from_secs(85) {
@@ -627,5 +627,62 @@ async fn a_predicted_failure_starts_the_standby_and_no_call_fails() {
     }
     assert!(started_standby, "no standby event");
     assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    app.shutdown().await;
+}
+
+/// Burn-rate windows outlive a restart: a server whose every call fails burns its 99.9 %
+/// budget; Warden is stopped and started again on the same database, and `SloFastBurn` fires
+/// at once from the counts kept in `slo_minutes` — nothing fails in the second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slo_burn_counts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = misbehave(
+        &["--error-rate", "1"],
+        &format!(r#", {FAST_HEALTH}, "objective": {{ "availability": 99.9 }}"#),
+    );
+    let text = format!(
+        r#"{{ "mcpServers": {{ "burn": {server} }},
+             "warden": {{ "alerts": {{ "evaluation_interval": "1s" }} }} }}"#
+    );
+    let boot = || async {
+        let app = warden_app::App::start(warden_app::RunOptions {
+            config: config_text(&text),
+            database: warden_store::Location::Sqlite(dir.path().join("warden.db")),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            token: None,
+            connectors: None,
+        })
+        .await
+        .unwrap();
+        healthy_pid(&app, "burn").await;
+        let addr = app.http_addr().unwrap().to_string();
+        (app, addr)
+    };
+    let firing = |v: &Value| {
+        v["firing"].as_array().is_some_and(|a| a.iter().any(|x| x["name"] == "SloFastBurn"))
+    };
+    let (app, addr) = boot().await;
+    let client = Echo::connect(&addr, "burn").await;
+    for _ in 0..10 {
+        assert!(client.call().await.is_err(), "every call fails (--error-rate 1)");
+    }
+    let start = Instant::now();
+    while !firing(&get(&addr, "/api/alerts").await) {
+        assert!(start.elapsed() < Duration::from_secs(20), "SloFastBurn did not fire");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(client);
+    app.shutdown().await;
+
+    let (app, addr) = boot().await;
+    let start = Instant::now();
+    loop {
+        let v = get(&addr, "/api/alerts").await;
+        if firing(&v) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "not restored: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     app.shutdown().await;
 }
