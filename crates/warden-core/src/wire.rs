@@ -132,9 +132,10 @@ pub fn describe(kind: &str, data: &Value) -> String {
                 None => format!("process {how}"),
             }
         }
-        "connected" => {
-            format!("connected to {} (protocol {})", s("server_name"), s("protocol_version"))
-        }
+        "connected" => match s("protocol_version") {
+            p if p.is_empty() => format!("connected to {}", s("server_name")),
+            p => format!("connected to {} (protocol {p})", s("server_name")),
+        },
         "probe_failed" => format!(
             "probe {} failed: {}",
             s("method"),

@@ -488,7 +488,8 @@ impl Runner {
         let protocol = info.protocol_version.clone();
         self.update(|v| {
             v.pid = pid;
-            v.protocol_version = Some(protocol);
+            // An integration (a check) speaks no MCP.
+            v.protocol_version = (!protocol.is_empty()).then_some(protocol);
         });
         if let Some(pid) = pid {
             self.emit(EventKind::ProcessStarted { pid });
