@@ -120,7 +120,12 @@ async fn connect(
             match ended {
                 Ok(Ok(e)) => {
                     let e = e.clone().expect("waited for Some");
-                    Err(UpstreamError::Exited(format!("{} during start-up", e.describe())))
+                    // Say what the handshake saw too: a clean exit is often the server seeing
+                    // its stdin closed after the handshake failed for another reason.
+                    Err(UpstreamError::Exited(format!(
+                        "{} during start-up (the handshake: {err})",
+                        e.describe()
+                    )))
                 }
                 _ => Err(err),
             }
