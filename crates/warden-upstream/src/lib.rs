@@ -9,6 +9,9 @@ mod activity;
 mod catalog;
 mod client;
 mod error;
+mod fast;
+#[cfg(test)]
+mod fast_tests;
 mod relay;
 mod remote;
 mod stdio;
