@@ -46,8 +46,16 @@ const MAX_RESUMES: u32 = 3;
 /// The largest JSON answer or error body read.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575); others
+/// (a subscription id, a log level) belong to the one request that carried them.
+const STAMPED: [&str; 3] = [
+    "io.modelcontextprotocol/protocolVersion",
+    "io.modelcontextprotocol/clientInfo",
+    "io.modelcontextprotocol/clientCapabilities",
+];
+
 /// What rmcp sent with its latest request on this session: every header but the per-request
-/// ones, and the protocol metadata (`io.modelcontextprotocol/*`, protocol 2026-07-28).
+/// ones, and the protocol metadata it stamps on every request.
 pub(crate) struct Template {
     headers: HeaderMap,
     meta: Map<String, Value>,
@@ -104,7 +112,7 @@ impl Tap {
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
-                    .filter(|(k, _)| k.starts_with("io.modelcontextprotocol/"))
+                    .filter(|(k, _)| STAMPED.contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
