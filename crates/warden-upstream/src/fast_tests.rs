@@ -205,7 +205,9 @@ async fn calls_take_the_fast_path_on_one_pooled_connection() {
             }
             assert_eq!(fast_calls(), before_calls + 51, "the calls took the fast path");
             let opened = up.accepted.load(Ordering::SeqCst) - conns;
-            assert!(opened <= 1, "50 sequential calls opened {opened} connections (legacy: {legacy})");
+            // Without pooling most calls would open one. rmcp's own standalone GET stream (legacy
+            // sessions) may connect while the calls run: one more.
+            assert!(opened <= 2, "50 sequential calls opened {opened} connections (legacy: {legacy})");
 
             // A tool error is the tool's answer; a JSON-RPC error is the server's.
             let v = c.session.request(call("fail", json!({}), Duration::from_secs(5))).await;
