@@ -107,24 +107,38 @@ pub(crate) fn overhead(warden: &std::path::Path, rounds: usize) -> String {
     let _w = run_warden(warden, dir.path(), &cfg, w_port);
     let direct = format!("http://127.0.0.1:{up_port}/mcp");
     let via = format!("http://127.0.0.1:{w_port}/servers/up/mcp");
+    // Optionally a second Warden (another build, e.g. the commit before a change) in front of
+    // the same upstream, measured in the same rounds: before/after without run-to-run noise.
+    let baseline = std::env::var_os("WARDEN_BENCH_BASELINE").map(std::path::PathBuf::from);
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_port = free_port();
+    let _b = baseline.as_ref().map(|b| run_warden(b, b_dir.path(), &cfg, b_port));
+    let via_b = format!("http://127.0.0.1:{b_port}/servers/up/mcp");
+    let mut gateways = vec![(w_port, via.clone())];
+    if baseline.is_some() {
+        gateways.push((b_port, via_b.clone()));
+    }
     rt.block_on(async {
-        wait_http(&format!("http://127.0.0.1:{w_port}/health")).await;
-        // Until the upstream is routable, calls are refused: wait for one to succeed.
-        let start = Instant::now();
-        loop {
-            let c = client(&via).await;
-            if c.peer().call_tool(echo()).await.is_ok() {
-                break;
+        for (port, url) in &gateways {
+            wait_http(&format!("http://127.0.0.1:{port}/health")).await;
+            // Until the upstream is routable, calls are refused: wait for one to succeed.
+            let start = Instant::now();
+            loop {
+                let c = client(url).await;
+                if c.peer().call_tool(echo()).await.is_ok() {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "the upstream never became routable"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the upstream never became routable"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
     let (mut d1, mut w1, mut d8, mut w8) = (vec![], vec![], vec![], vec![]);
     let (mut dm, mut wm) = (vec![], vec![]);
+    let (mut b1, mut bm, mut b8) = (vec![], vec![], vec![]);
     for _ in 0..rounds {
         rt.block_on(async {
             let d = sequential(&direct, 1000).await;
@@ -133,13 +147,21 @@ pub(crate) fn overhead(warden: &std::path::Path, rounds: usize) -> String {
             wm.push(quantile(&w, 0.5));
             d1.extend(d);
             w1.extend(w);
+            if baseline.is_some() {
+                let b = sequential(&via_b, 1000).await;
+                bm.push(quantile(&b, 0.5));
+                b1.extend(b);
+            }
             d8.push(throughput(&direct, 8, 5).await);
             w8.push(throughput(&via, 8, 5).await);
+            if baseline.is_some() {
+                b8.push(throughput(&via_b, 8, 5).await);
+            }
         });
     }
     let added_us: Vec<f64> = wm.iter().zip(&dm).map(|(w, d)| (w - d) * 1000.0).collect();
     let ratios: Vec<f64> = w8.iter().zip(&d8).map(|(w, d)| w / d).collect();
-    format!(
+    let mut out = format!(
         "## Gateway overhead (Streamable HTTP, `echo`, direct vs through `/servers/up/mcp`), {rounds} interleaved rounds\n\n\
          | path | median ms | p95 ms | p99 ms | max ms | n |\n|---|---|---|---|---|---|\n\
          | direct, 1 client | {} |\n| through Warden, 1 client | {} |\n\n\
@@ -152,7 +174,23 @@ pub(crate) fn overhead(warden: &std::path::Path, rounds: usize) -> String {
         quantile(&d8, 0.5),
         quantile(&w8, 0.5),
         quantile(&ratios, 0.5) * 100.0,
-    )
+    );
+    if let Some(b) = &baseline {
+        let added_b: Vec<f64> = bm.iter().zip(&dm).map(|(w, d)| (w - d) * 1000.0).collect();
+        let ratios_b: Vec<f64> = b8.iter().zip(&d8).map(|(w, d)| w / d).collect();
+        out += &format!(
+            "Baseline Warden (`{}`) in the same rounds:\n\n\
+             | path | median ms | p95 ms | p99 ms | max ms | n |\n|---|---|---|---|---|---|\n\
+             | through the baseline, 1 client | {} |\n\n\
+             Baseline: added {:.0} µs; 8 clients {:.0} calls/s, {:.0} % of direct.\n\n",
+            b.display(),
+            summary(&b1),
+            quantile(&added_b, 0.5),
+            quantile(&b8, 0.5),
+            quantile(&ratios_b, 0.5) * 100.0,
+        );
+    }
+    out
 }
 
 /// Two stdio replicas of a trusted server; one is SIGKILLed every 2 s for `secs`, while a

@@ -125,6 +125,10 @@ async fn forward_attempts(
     if let Some(s) = named {
         s.budget.lock().expect("not poisoned").deposit();
     }
+    let client_answers = ctx.peer.peer_info().is_some_and(|p| {
+        let c = &p.capabilities;
+        c.sampling.is_some() || c.elicitation.is_some() || c.roots.is_some()
+    });
     let mut tried: Vec<InstanceId> = Vec::new();
     let mut last: Option<UpstreamError> = None;
     let mut deadline: Option<Instant> = None;
@@ -190,6 +194,7 @@ async fn forward_attempts(
             origin,
             cancel: ctx.ct.clone(),
             progress,
+            client_answers,
         };
         let guard = pick.instance.link.begin_call();
         let sent = Instant::now();

@@ -468,7 +468,7 @@ impl Core {
         call: Call,
     ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
         Box::pin(async move {
-            let Call { method, params, timeout, deadline, origin, cancel, progress } = call;
+            let Call { method, params, timeout, deadline, origin, cancel, progress, .. } = call;
             let mut message = serde_json::json!({ "method": method });
             if let Some(p) = params {
                 message["params"] = p;

@@ -11,6 +11,9 @@ mod catalog;
 mod check;
 mod client;
 mod error;
+mod fast;
+#[cfg(test)]
+mod fast_tests;
 mod relay;
 mod remote;
 mod stdio;

@@ -37,6 +37,10 @@ pub struct Call {
     pub cancel: CancellationToken,
     /// Progress the server reports for this call.
     pub progress: Option<mpsc::UnboundedSender<Progress>>,
+    /// Whether the client can answer a server's requests (it declared sampling, elicitation
+    /// or roots). Such a call on a session before protocol 2026-07-28 stays on rmcp's path,
+    /// which relays the requests the server may send while it runs.
+    pub client_answers: bool,
 }
 
 impl Call {
@@ -50,6 +54,7 @@ impl Call {
             origin: 0,
             cancel: CancellationToken::new(),
             progress: None,
+            client_answers: false,
         }
     }
 }

@@ -17,10 +17,11 @@ use warden_config::{ProbeMethod, RemoteKind, Secret, ServerSpec, Transport as Sp
 use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 
 use crate::client::{self, Handler};
+use crate::fast::{Fast, Tap};
 use crate::relay::Shared;
 use crate::{
-    Activity, BoxFuture, Call, Catalog, Connected, Connector, Relay, Session, SessionEvent,
-    StopPolicy, UpstreamError,
+    Activity, BoxFuture, Call, Catalog, Connected, Connector, PeerInfo, Relay, Session,
+    SessionEvent, StopPolicy, UpstreamError,
 };
 
 /// Connects remote servers (one instance per URL).
@@ -175,12 +176,29 @@ impl RemoteConnector {
         let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned())
             .custom_headers(custom)
             // A restarted server loses our session: the supervisor re-initializes and records it.
-            .reinit_on_expired_session(false);
+            .reinit_on_expired_session(false)
+            // rmcp queues calls past this many per session (16 by default); the gateway bounds
+            // concurrency itself.
+            .max_concurrent_requests(MAX_CONCURRENT_REQUESTS);
         if let Some(token) = auth {
             config = config.auth_header(token);
         }
-        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        finish(transport, deadline, Shared::new(instance.clone(), self.relay.clone())).await
+        let tap = Tap::new(self.http.clone());
+        let transport = StreamableHttpClientTransport::with_client(tap.clone(), config);
+        let shared = Shared::new(instance.clone(), self.relay.clone());
+        let mut fast = None;
+        let mut connected = finish(transport, deadline, Arc::clone(&shared), |info, events| {
+            fast = if fast_path_enabled() {
+                Fast::new(&tap, url, info.modern, Arc::clone(&shared), events.clone())
+            } else {
+                None
+            };
+        })
+        .await?;
+        if let Some(fast) = fast {
+            connected.session = Box::new(FastSession { inner: connected.session, fast });
+        }
+        Ok(connected)
     }
 
     async fn sse(
@@ -194,14 +212,26 @@ impl RemoteConnector {
             tokio::time::timeout(deadline, LegacySse::connect(self.http.clone(), url, headers))
                 .await
                 .map_err(|_| UpstreamError::Timeout(deadline))??;
-        finish(transport, deadline, Shared::new(instance.clone(), self.relay.clone())).await
+        finish(transport, deadline, Shared::new(instance.clone(), self.relay.clone()), |_, _| {})
+            .await
     }
+}
+
+/// Calls one rmcp client session may have in flight at once.
+const MAX_CONCURRENT_REQUESTS: usize = 1024;
+
+/// The fast path is on unless `WARDEN_UPSTREAM_FAST_PATH=0` (a switch for comparisons and a way
+/// out should a server misbehave on it).
+fn fast_path_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("WARDEN_UPSTREAM_FAST_PATH").map_or(true, |v| v != "0"))
 }
 
 async fn finish<T, E, A>(
     transport: T,
     deadline: Duration,
     shared: Arc<Shared>,
+    connected: impl FnOnce(&PeerInfo, &mpsc::Sender<SessionEvent>),
 ) -> Result<Connected, UpstreamError>
 where
     T: rmcp::transport::IntoTransport<RoleClient, E, A> + Send + 'static,
@@ -214,6 +244,7 @@ where
         deadline,
     )
     .await?;
+    connected(&info, &events_tx);
     let peer = running.peer().clone();
     client::spawn_list_listener(&peer, &info, events_tx.clone());
     let activity = Arc::new(Activity::new());
@@ -278,6 +309,54 @@ impl Session for RemoteSession {
 
     fn kill(&self) {
         self.0.cancel_now();
+    }
+}
+
+/// A Streamable HTTP session whose plain calls take the fast path (see [`crate::fast`]).
+struct FastSession {
+    inner: Box<dyn Session>,
+    fast: Fast,
+}
+
+impl Session for FastSession {
+    fn probe(
+        &self,
+        method: ProbeMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
+        self.inner.probe(method, timeout)
+    }
+
+    fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
+        Box::pin(async move {
+            let catalog = self.inner.list_catalog(timeout).await?;
+            self.fast.set_catalog(&catalog);
+            Ok(catalog)
+        })
+    }
+
+    fn activity(&self) -> Arc<Activity> {
+        self.inner.activity()
+    }
+
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        if self.fast.takes(&call) {
+            Box::pin(self.fast.request(call))
+        } else {
+            self.inner.request(call)
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
+        self.inner.shutdown(policy)
+    }
+
+    fn kill(&self) {
+        self.inner.kill();
     }
 }
 

@@ -721,3 +721,104 @@ async fn wardens_own_tools_and_health_resources_answer_from_live_state_and_the_s
     })
     .await;
 }
+
+/// A client that records the progress it hears.
+#[derive(Clone, Default)]
+struct Progressive {
+    progress: Arc<std::sync::Mutex<Vec<f64>>>,
+}
+
+impl ClientHandler for Progressive {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(ClientCapabilities::default(), Implementation::new("progress-test", "0"))
+    }
+
+    async fn on_progress(
+        &self,
+        p: rmcp::model::ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(p.progress);
+    }
+}
+
+/// A remote (Streamable HTTP) upstream: its calls take the fast path (one POST on the
+/// upstream session, no rmcp client machinery). Progress, tool errors and a server killed in
+/// the middle of a call behave as on rmcp's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_upstream_relays_progress_and_a_kill_mid_call_fails_the_call() {
+    limited(async {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut server = misbehave_process(&["--http", &addr]);
+        let entry = format!(r#"{{ "url": "http://{addr}/mcp", {FAST_HEALTH} }}"#);
+        let w = serve(config(&[("remote", entry)])).await;
+        w.healthy(&["remote"]).await;
+        let url = format!("http://{}/servers/remote/mcp", w.app.http_addr().unwrap());
+        let handler = Progressive::default();
+        let transport = StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            StreamableHttpClientTransportConfig::with_uri(url),
+        );
+        let c = handler.clone().serve(transport).await.unwrap();
+        let r = c
+            .peer()
+            .call_tool(
+                CallToolRequestParams::new("echo")
+                    .with_arguments(args(serde_json::json!({"text": "far"}))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(text(&r), "far");
+        let r = c.peer().call_tool(CallToolRequestParams::new("fail")).await.unwrap();
+        assert_eq!(r.is_error, Some(true));
+
+        // Progress every 100 ms, relayed before the answer.
+        let r = c
+            .peer()
+            .call_tool(
+                CallToolRequestParams::new("sleep")
+                    .with_arguments(args(serde_json::json!({"ms": 350}))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(text(&r), "slept 350 ms");
+        let start = Instant::now();
+        while handler.progress.lock().unwrap().len() < 4 {
+            assert!(start.elapsed() < Duration::from_secs(2), "{:?}", handler.progress);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(*handler.progress.lock().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+
+        // The server dies in the middle of a call: the call fails at once, as a lost connection.
+        let killer = {
+            let link = w.app.registry().server("remote").unwrap().link(0).unwrap();
+            let pid = server.id();
+            tokio::spawn(async move {
+                while link.in_flight() == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                signal(pid, Signal::SIGKILL);
+            })
+        };
+        let started = Instant::now();
+        let err = c
+            .peer()
+            .call_tool(
+                CallToolRequestParams::new("sleep")
+                    .with_arguments(args(serde_json::json!({"ms": 10000}))),
+            )
+            .await
+            .unwrap_err();
+        killer.await.unwrap();
+        server.wait().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let e = mcp_error(&err);
+        assert_eq!(e.code.0, warden_gateway::UPSTREAM_FAILED, "{e:?}");
+        let class = e.data.as_ref().unwrap()["reason"]["class"].as_str().unwrap().to_owned();
+        assert!(["crash", "connection_error"].contains(&class.as_str()), "{e:?}");
+        drop(c);
+        w.app.shutdown().await;
+    })
+    .await;
+}
