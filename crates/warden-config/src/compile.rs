@@ -388,6 +388,19 @@ fn compile_logs(mut o: Obj<'_>, d: &mut Diags) -> LogSettings {
     logs
 }
 
+/// A server's or an integration's name: it becomes a tool prefix (`name__tool`), an instance
+/// id (`name#0`) and a URL path segment.
+pub(crate) fn check_name(name: &str, what: &str, path: &str, d: &mut Diags) {
+    if name.is_empty() || name.contains("__") || name.contains('#') || name.contains('/') {
+        d.error(
+            path,
+            format!("{what} name must be non-empty and contain no \"__\", \"#\" or \"/\""),
+        );
+    } else if name == "warden" {
+        d.error(path, "the name \"warden\" is reserved for Warden's own tools (warden__…)");
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn compile_server(
     name: &str,
@@ -398,11 +411,7 @@ fn compile_server(
     lookup: &dyn Fn(&str) -> Option<String>,
     d: &mut Diags,
 ) -> Option<ServerSpec> {
-    if name.is_empty() || name.contains("__") || name.contains('#') || name.contains('/') {
-        d.error(path, "a server name must be non-empty and contain no \"__\", \"#\" or \"/\"");
-    } else if name == "warden" {
-        d.error(path, "the name \"warden\" is reserved for Warden's own tools (warden__…)");
-    }
+    check_name(name, "a server", path, d);
     let mut o = Obj::new(path.to_owned(), value, d)?;
     let kind = transport_kind(&mut o, d);
     let has_command = o.has("command");

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::compile::{
-    compile_argv, compile_health, compile_objective, compile_restart, expand_field, secret_map,
-    Argv,
+    check_name, compile_argv, compile_health, compile_objective, compile_restart, expand_field,
+    secret_map, Argv,
 };
 use crate::model::*;
 use crate::walk::{join, type_name, Diags, Obj};
@@ -125,14 +125,7 @@ fn compile_one(
     lookup: &dyn Fn(&str) -> Option<String>,
     d: &mut Diags,
 ) -> Option<ServerSpec> {
-    if name.is_empty() || name.contains("__") || name.contains('#') || name.contains('/') {
-        d.error(
-            path,
-            "an integration name must be non-empty and contain no \"__\", \"#\" or \"/\"",
-        );
-    } else if name == "warden" {
-        d.error(path, "the name \"warden\" is reserved for Warden's own tools (warden__…)");
-    }
+    check_name(name, "an integration", path, d);
     let mut o = Obj::new(path.to_owned(), value, d)?;
     let given: Vec<&str> = KINDS.iter().copied().filter(|k| o.has(k)).collect();
     let check = match given.as_slice() {
