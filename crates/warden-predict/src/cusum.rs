@@ -76,6 +76,24 @@ impl Cusum {
         self.alarm
     }
 
+    /// The alarm as a [`crate::Drift`] of `signal`, from `baseline` to `recent`.
+    pub(crate) fn drift(
+        &self,
+        signal: crate::Signal,
+        baseline: f64,
+        recent: f64,
+    ) -> Option<crate::Drift> {
+        let alarm = self.alarm?;
+        Some(crate::Drift {
+            signal,
+            since: alarm.since,
+            raised_at: alarm.raised_at,
+            cusum: self.value(),
+            baseline,
+            recent,
+        })
+    }
+
     pub(crate) fn reset(&mut self) {
         self.s = 0.0;
         self.run_start = None;

@@ -171,16 +171,8 @@ impl ErrorTrack {
     }
 
     pub(crate) fn drift(&self) -> Option<Drift> {
-        let alarm = self.cusum.alarm()?;
         let base = self.baseline?;
-        Some(Drift {
-            signal: Signal::ErrorRatio,
-            since: alarm.since,
-            raised_at: alarm.raised_at,
-            cusum: self.cusum.value(),
-            baseline: base.ratio,
-            recent: self.last_ratio.unwrap_or(base.ratio),
-        })
+        self.cusum.drift(Signal::ErrorRatio, base.ratio, self.last_ratio.unwrap_or(base.ratio))
     }
 
     pub(crate) fn prediction(

@@ -201,16 +201,9 @@ impl LatencyTrack {
     }
 
     pub(crate) fn drift(&self) -> Option<Drift> {
-        let alarm = self.cusum.alarm()?;
         let base = self.baseline?;
-        Some(Drift {
-            signal: Signal::Latency,
-            since: alarm.since,
-            raised_at: alarm.raised_at,
-            cusum: self.cusum.value(),
-            baseline: base.batch.mean.exp(),
-            recent: self.last_batch.unwrap_or(base.batch.mean).exp(),
-        })
+        let recent = self.last_batch.unwrap_or(base.batch.mean).exp();
+        self.cusum.drift(Signal::Latency, base.batch.mean.exp(), recent)
     }
 
     pub(crate) fn prediction(&self, t: f64, limit: f64) -> Option<Prediction> {
