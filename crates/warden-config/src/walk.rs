@@ -152,7 +152,9 @@ impl<'a> Obj<'a> {
         let parsed = match self.get(key)? {
             Value::String(s) => parse_duration(s),
             Value::Number(n) => match n.as_f64() {
-                Some(secs) if secs >= 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+                // `try_from_secs_f64`: 1e308 seconds is a number but no duration.
+                Some(secs) if secs >= 0.0 => Duration::try_from_secs_f64(secs)
+                    .map_err(|_| format!("{n} seconds is too long to be a duration")),
                 _ => Err(format!("{n} is not a duration")),
             },
             other => Err(format!("must be a duration like \"5s\", not {}", type_name(other))),
