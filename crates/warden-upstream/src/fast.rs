@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::relay::{Call, Notice, Progress, Shared};
+use crate::sse::SseParser;
 use crate::{SessionEvent, UpstreamError};
 
 const SESSION_ID: &str = "mcp-session-id";
@@ -44,7 +45,7 @@ const DRAIN: Duration = Duration::from_millis(100);
 /// Reconnects of a stream that ends before its answer, without an event in between.
 const MAX_RESUMES: u32 = 3;
 /// The largest JSON answer or error body read.
-const MAX_BODY: usize = 64 * 1024 * 1024;
+const MAX_BODY: usize = crate::MAX_MESSAGE;
 
 /// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575); others
 /// (a subscription id, a log level) belong to the one request that carried them.
@@ -503,7 +504,7 @@ impl Exchange<'_> {
             });
         }
         let mut stream = resp.bytes_stream().boxed();
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new(MAX_BODY);
         let mut last_event: Option<String> = None;
         let mut retry = Duration::from_secs(1);
         let mut resumes = 0;
@@ -546,11 +547,7 @@ impl Exchange<'_> {
             match tokio::time::timeout_at(limit, stream.next()).await {
                 Err(_) => return Err(UpstreamError::Timeout(self.timeout)),
                 Ok(Some(Ok(chunk))) => {
-                    if !parser.push(&chunk) {
-                        return Err(UpstreamError::Protocol(format!(
-                            "an SSE event over {MAX_BODY} bytes"
-                        )));
-                    }
+                    parser.push(&chunk).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 }
                 Ok(Some(Err(e))) => {
                     return Err(UpstreamError::Closed(Some(reqwest_text(&e))));
@@ -573,7 +570,7 @@ impl Exchange<'_> {
                         return Err(UpstreamError::Timeout(self.timeout));
                     }
                     stream = self.resume(&from, limit).await?;
-                    parser = SseParser::default();
+                    parser = SseParser::new(MAX_BODY);
                 }
             }
         }
@@ -699,102 +696,9 @@ fn reqwest_text(e: &reqwest::Error) -> String {
     }
 }
 
-/// One server-sent event.
-#[derive(Debug, Default, PartialEq)]
-struct Event {
-    id: Option<String>,
-    retry: Option<u64>,
-    data: Vec<u8>,
-}
-
-/// Splits an SSE byte stream into events (fed chunk by chunk).
-#[derive(Default)]
-struct SseParser {
-    buf: Vec<u8>,
-    start: usize,
-    /// Where the search for the next blank line resumes (nothing before it ends an event).
-    scanned: usize,
-}
-
-impl SseParser {
-    /// Adds a chunk; false if an event grows past the limit.
-    fn push(&mut self, chunk: &[u8]) -> bool {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.scanned = self.scanned.saturating_sub(self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(chunk);
-        self.buf.len() <= MAX_BODY
-    }
-
-    fn next_event(&mut self) -> Option<Event> {
-        let from = self.scanned.max(self.start);
-        let Some((at, sep)) = blank_line(&self.buf[from..]) else {
-            // A blank line may straddle the next chunk: look at the last 3 bytes again.
-            self.scanned = self.buf.len().saturating_sub(3);
-            return None;
-        };
-        let raw = &self.buf[self.start..from + at];
-        self.start = from + at + sep;
-        self.scanned = self.start;
-        let mut event = Event::default();
-        let mut first = true;
-        for line in raw.split(|b| *b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let (field, value) = match line.iter().position(|b| *b == b':') {
-                Some(0) => continue,
-                Some(p) => (&line[..p], &line[p + 1..]),
-                None => (line, &line[line.len()..]),
-            };
-            let value = value.strip_prefix(b" ").unwrap_or(value);
-            match field {
-                b"data" => {
-                    if !first {
-                        event.data.push(b'\n');
-                    }
-                    first = false;
-                    event.data.extend_from_slice(value);
-                }
-                b"id" => event.id = Some(String::from_utf8_lossy(value).into_owned()),
-                b"retry" => {
-                    event.retry = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
-                }
-                _ => {}
-            }
-        }
-        Some(event)
-    }
-}
-
-/// Where the first event in `buf` ends: its length and the blank line's.
-fn blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sse_parser_splits_events_across_chunks() {
-        let mut p = SseParser::default();
-        assert!(p.push(b"data:\nid: 0/0\nretry: 3000\n\nevent: message\ndata: {\"a\""));
-        assert_eq!(
-            p.next_event(),
-            Some(Event { id: Some("0/0".into()), retry: Some(3000), data: vec![] })
-        );
-        assert_eq!(p.next_event(), None);
-        assert!(p.push(b":1}\r\n\r\ndata: x\ndata: y\n\n"));
-        assert_eq!(p.next_event().unwrap().data, b"{\"a\":1}");
-        assert_eq!(p.next_event().unwrap().data, b"x\ny");
-        assert_eq!(p.next_event(), None);
-    }
 
     #[test]
     fn header_values_that_rmcp_would_encode_are_not_plain() {

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Longest stdout line accepted (a large tool list is one line).
-const MAX_LINE: usize = 64 * 1024 * 1024;
+const MAX_LINE: usize = crate::MAX_MESSAGE;
 
 /// Starts stdio servers.
 pub struct StdioConnector {
