@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::relay::{Call, Notice, Progress, Shared};
 use crate::sse::SseParser;
-use crate::{SessionEvent, UpstreamError};
+use crate::{Activity, SessionEvent, UpstreamError};
 
 const SESSION_ID: &str = "mcp-session-id";
 const LAST_EVENT_ID: &str = "last-event-id";
@@ -65,16 +65,53 @@ pub(crate) struct Template {
 type Slot = Arc<RwLock<Option<Arc<Template>>>>;
 
 /// rmcp's HTTP client (reqwest), recording the session and headers of each request rmcp
-/// sends, so the fast path sends exactly the same.
+/// sends, so the fast path sends exactly the same; and counting every message the server
+/// sends back (answers, progress, notifications) as activity: busy is not hung.
 #[derive(Clone)]
 pub(crate) struct Tap {
     inner: reqwest::Client,
     template: Slot,
+    activity: Arc<Activity>,
 }
 
 impl Tap {
-    pub(crate) fn new(inner: reqwest::Client) -> Self {
-        Self { inner, template: Slot::default() }
+    pub(crate) fn new(inner: reqwest::Client, activity: Arc<Activity>) -> Self {
+        Self { inner, template: Slot::default(), activity }
+    }
+
+    /// Counts an answer (or each message of an answer stream) as activity.
+    fn count(
+        &self,
+        response: Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+        match response {
+            Ok(StreamableHttpPostResponse::Json(message, session)) => {
+                self.activity.touch(1);
+                Ok(StreamableHttpPostResponse::Json(message, session))
+            }
+            Ok(StreamableHttpPostResponse::Sse(stream, session)) => {
+                Ok(StreamableHttpPostResponse::Sse(self.count_stream(stream), session))
+            }
+            other => other,
+        }
+    }
+
+    /// Counts each event that carries a message; keep-alive comments and empty priming events
+    /// are the HTTP layer's, not the server's, and do not count.
+    fn count_stream(
+        &self,
+        stream: BoxStream<'static, Result<sse_stream::Sse, SseError>>,
+    ) -> BoxStream<'static, Result<sse_stream::Sse, SseError>> {
+        let activity = Arc::clone(&self.activity);
+        stream
+            .inspect(move |event| {
+                if let Ok(sse_stream::Sse { data: Some(data), .. }) = event {
+                    if !data.trim().is_empty() {
+                        activity.touch(data.len());
+                    }
+                }
+            })
+            .boxed()
     }
 
     fn record(
@@ -134,7 +171,9 @@ impl StreamableHttpClient for Tap {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
         self.record(&message, session_id.as_ref(), auth_header.as_ref(), &custom_headers);
-        self.inner.post_message(uri, message, session_id, auth_header, custom_headers).await
+        let response =
+            self.inner.post_message(uri, message, session_id, auth_header, custom_headers).await;
+        self.count(response)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -147,7 +186,8 @@ impl StreamableHttpClient for Tap {
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
         self.record(&message, session_id.as_ref(), auth_header.as_ref(), &custom_headers);
-        self.inner
+        let response = self
+            .inner
             .post_message_with_max_sse_event_size(
                 uri,
                 message,
@@ -156,7 +196,8 @@ impl StreamableHttpClient for Tap {
                 custom_headers,
                 max_sse_event_size,
             )
-            .await
+            .await;
+        self.count(response)
     }
 
     async fn delete_session(
@@ -180,7 +221,11 @@ impl StreamableHttpClient for Tap {
         BoxStream<'static, Result<sse_stream::Sse, SseError>>,
         StreamableHttpError<reqwest::Error>,
     > {
-        self.inner.get_stream(uri, session_id, last_event_id, auth_header, custom_headers).await
+        let stream = self
+            .inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await?;
+        Ok(self.count_stream(stream))
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -195,7 +240,8 @@ impl StreamableHttpClient for Tap {
         BoxStream<'static, Result<sse_stream::Sse, SseError>>,
         StreamableHttpError<reqwest::Error>,
     > {
-        self.inner
+        let stream = self
+            .inner
             .get_stream_with_max_sse_event_size(
                 uri,
                 session_id,
@@ -204,7 +250,8 @@ impl StreamableHttpClient for Tap {
                 custom_headers,
                 max_sse_event_size,
             )
-            .await
+            .await?;
+        Ok(self.count_stream(stream))
     }
 }
 
@@ -224,6 +271,8 @@ pub(crate) struct Fast {
     modern: bool,
     shared: Arc<Shared>,
     events: mpsc::Sender<SessionEvent>,
+    /// The session's liveness: every message on a call's stream counts.
+    activity: Arc<Activity>,
     /// Tools whose input schema promotes arguments to `Mcp-Param-*` headers (SEP-2243).
     header_tools: RwLock<HashSet<String>>,
     next: AtomicU64,
@@ -251,6 +300,7 @@ impl Fast {
             modern,
             shared,
             events,
+            activity: Arc::clone(&tap.activity),
             header_tools: RwLock::default(),
             next: AtomicU64::new(1),
         })
@@ -488,6 +538,7 @@ impl Exchange<'_> {
         }
         if json {
             let bytes = self.body(resp, limit).await?;
+            self.fast.activity.touch(bytes.len());
             let message: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| UpstreamError::Protocol(format!("unreadable answer: {e}")))?;
             return match self.answer(message) {
@@ -520,6 +571,8 @@ impl Exchange<'_> {
                 if event.data.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
+                // An answer, progress, a log line: the server is working, not hung.
+                self.fast.activity.touch(event.data.len());
                 let Ok(message) = serde_json::from_slice::<Value>(&event.data) else {
                     tracing::warn!(target: "warden::upstream", "dropped an unparsable SSE message");
                     continue;

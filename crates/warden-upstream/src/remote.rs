@@ -187,18 +187,20 @@ impl RemoteConnector {
         if let Some(token) = auth {
             config = config.auth_header(token);
         }
-        let tap = Tap::new(self.http.clone());
+        let activity = Arc::new(Activity::new());
+        let tap = Tap::new(self.http.clone(), Arc::clone(&activity));
         let transport = StreamableHttpClientTransport::with_client(tap.clone(), config);
         let shared = Shared::new(instance.clone(), self.relay.clone());
         let mut fast = None;
-        let mut connected = finish(transport, deadline, Arc::clone(&shared), |info, events| {
-            fast = if fast_path_enabled() {
-                Fast::new(&tap, url, info.modern, Arc::clone(&shared), events.clone())
-            } else {
-                None
-            };
-        })
-        .await?;
+        let mut connected =
+            finish(transport, deadline, activity, Arc::clone(&shared), |info, events| {
+                fast = if fast_path_enabled() {
+                    Fast::new(&tap, url, info.modern, Arc::clone(&shared), events.clone())
+                } else {
+                    None
+                };
+            })
+            .await?;
         if let Some(fast) = fast {
             connected.session = Box::new(FastSession { inner: connected.session, fast });
         }
@@ -212,12 +214,13 @@ impl RemoteConnector {
         deadline: Duration,
         instance: &InstanceId,
     ) -> Result<Connected, UpstreamError> {
-        let transport =
-            tokio::time::timeout(deadline, LegacySse::connect(self.http.clone(), url, headers))
-                .await
-                .map_err(|_| UpstreamError::Timeout(deadline))??;
-        finish(transport, deadline, Shared::new(instance.clone(), self.relay.clone()), |_, _| {})
+        let activity = Arc::new(Activity::new());
+        let connect = LegacySse::connect(self.http.clone(), url, headers, Arc::clone(&activity));
+        let transport = tokio::time::timeout(deadline, connect)
             .await
+            .map_err(|_| UpstreamError::Timeout(deadline))??;
+        let shared = Shared::new(instance.clone(), self.relay.clone());
+        finish(transport, deadline, activity, shared, |_, _| {}).await
     }
 }
 
@@ -234,6 +237,7 @@ fn fast_path_enabled() -> bool {
 async fn finish<T, E, A>(
     transport: T,
     deadline: Duration,
+    activity: Arc<Activity>,
     shared: Arc<Shared>,
     connected: impl FnOnce(&PeerInfo, &mpsc::Sender<SessionEvent>),
 ) -> Result<Connected, UpstreamError>
@@ -251,7 +255,6 @@ where
     connected(&info, &events_tx);
     let peer = running.peer().clone();
     client::spawn_list_listener(&peer, &info, events_tx.clone());
-    let activity = Arc::new(Activity::new());
     activity.touch(0);
     // Report a transport that ends on its own (the SSE stream closed, the worker gave up).
     let watch_peer = peer.clone();
@@ -383,6 +386,7 @@ impl LegacySse {
         http: reqwest::Client,
         url: &str,
         headers: &std::collections::BTreeMap<String, Secret>,
+        activity: Arc<Activity>,
     ) -> Result<Self, UpstreamError> {
         let mut map = reqwest::header::HeaderMap::new();
         for (k, v) in headers {
@@ -441,6 +445,8 @@ impl LegacySse {
                 if event.data.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
+                // Every message, answer or progress, shows the server at work.
+                activity.touch(event.data.len());
                 match serde_json::from_slice::<ServerJsonRpcMessage>(&event.data) {
                     Ok(msg) => {
                         if tx.send(msg).await.is_err() {
