@@ -46,6 +46,9 @@ const DRAIN: Duration = Duration::from_millis(100);
 const MAX_RESUMES: u32 = 3;
 /// The largest JSON answer or error body read.
 const MAX_BODY: usize = crate::MAX_MESSAGE;
+/// The most of a reply to a posted notification or answer that is read: it carries nothing
+/// (servers answer 202 with an empty body), so a longer one is an error.
+const MAX_REPLY: usize = 4 * 1024 * 1024;
 
 /// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575); others
 /// (a subscription id, a log level) belong to the one request that carried them.
@@ -438,12 +441,11 @@ impl Fast {
             .await
             .map_err(|e| crate::error::from_reqwest(&e))?;
         let status = resp.status().as_u16();
-        let _ = resp.bytes().await;
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(UpstreamError::HttpStatus(status))
+        let read = drain(resp, MAX_REPLY).await;
+        if !(200..300).contains(&status) {
+            return Err(UpstreamError::HttpStatus(status));
         }
+        read
     }
 
     /// A server's message on a call's stream that is not the call's answer.
@@ -727,6 +729,20 @@ impl Exchange<'_> {
     }
 }
 
+/// Reads a body to its end without keeping it; past `max` bytes, stops with an error.
+async fn drain(resp: reqwest::Response, max: usize) -> Result<(), UpstreamError> {
+    let mut stream = resp.bytes_stream();
+    let mut read = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| UpstreamError::Closed(Some(reqwest_text(&e))))?;
+        read += chunk.len();
+        if read > max {
+            return Err(UpstreamError::Protocol(format!("a reply over {} MiB", max >> 20)));
+        }
+    }
+    Ok(())
+}
+
 fn server_error(e: &Value) -> UpstreamError {
     UpstreamError::Server {
         code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
@@ -752,6 +768,23 @@ fn reqwest_text(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_reply_to_a_posted_message_is_read_only_up_to_its_bound() {
+        let app = axum::Router::new()
+            .route("/mcp", axum::routing::post(|| async { vec![b'x'; MAX_REPLY + 1024 * 1024] }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let tap = Tap::new(reqwest::Client::new(), Arc::new(Activity::new()));
+        let shared = Shared::new(warden_core::InstanceId::new("s", 0), crate::Relay::default());
+        let (events, _rx) = mpsc::channel(1);
+        let fast = Fast::new(&tap, &uri, true, shared, events).unwrap();
+        let template = Template { headers: HeaderMap::new(), meta: Map::new() };
+        let note = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled" });
+        let e = fast.post_message(&template, &note).await.expect_err("too long");
+        assert_eq!(e.to_string(), "protocol error: a reply over 4 MiB");
+    }
 
     #[test]
     fn header_values_that_rmcp_would_encode_are_not_plain() {

@@ -14,6 +14,7 @@ mod error;
 mod fast;
 #[cfg(test)]
 mod fast_tests;
+mod lines;
 mod relay;
 mod remote;
 #[cfg(test)]

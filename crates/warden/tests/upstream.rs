@@ -91,3 +91,97 @@ async fn a_remote_server_that_answers_nothing_is_still_detected_as_hung() {
     })
     .await;
 }
+
+/// `sh -c SCRIPT` as a JSON list of args.
+fn sh(script: &str) -> String {
+    serde_json::to_string(&["-c", script]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_get_the_allow_list_and_their_own_env_never_wardens_secrets() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let out = |name: &str| dir.path().join(format!("{name}.env"));
+        let dump = |name: &str| format!("env > {}.tmp && mv {0}.tmp {0}", out(name).display());
+        // Stdio servers that write their environment, then serve MCP.
+        let server = |name: &str, extra: &str| {
+            let script = format!("{} && exec {} misbehave", dump(name), warden());
+            format!(r#"{{ "command": "/bin/sh", "args": {} {extra} }}"#, sh(&script))
+        };
+        let check = |name: &str, extra: &str| {
+            format!(r#"{{ "command": "/bin/sh", "args": {} {extra} }}"#, sh(&dump(name)))
+        };
+        let text = format!(
+            r#"{{ "mcpServers": {{
+                    "a": {a}, "b": {b}, "c": {c} }},
+                  "integrations": {{ "chk": {chk}, "chk_all": {chk_all},
+                                     "down": {{ "command": "/bin/false" }} }},
+                  "warden": {{ "alerts": {{
+                    "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
+                    "commands": [ {{ "name": "hook", "command": "/bin/sh", "args": {hook} }},
+                                  {{ "name": "hook_all", "command": "/bin/sh", "args": {hook_all},
+                                     "inherit_env": true }} ],
+                    "rules": [ {{ "alert": "Down", "metric": "up", "op": "<", "threshold": 1,
+                                 "match": {{ "server": "down" }}, "for": "0s",
+                                 "severity": "critical" }} ] }} }} }}"#,
+            a = server("a", r#", "env": { "A_SECRET": "${env:A_SECRET}" }"#),
+            b = server("b", ""),
+            c = server("c", r#", "inherit_env": true"#),
+            chk = check("chk", ""),
+            chk_all = check("chk_all", r#", "inherit_env": true"#),
+            hook = sh(&dump("hook")),
+            hook_all = sh(&dump("hook_all")),
+        );
+        let cfg = dir.path().join("warden.json");
+        std::fs::write(&cfg, text).unwrap();
+        // The real binary, with a token and server a's secret in its environment.
+        let mut warden = tokio::process::Command::new(warden())
+            .args(["run", "--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("w.db"))
+            .arg("-c")
+            .arg(&cfg)
+            .env("WARDEN_TOKEN", "tok-e2e-0123456789abcdef")
+            .env("A_SECRET", "a-secret-5678")
+            .env("XDG_STATE_HOME", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("warden.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let names = ["a", "b", "c", "chk", "chk_all", "hook", "hook_all"];
+        let started = std::time::Instant::now();
+        while !names.iter().all(|n| out(n).exists()) {
+            let missing: Vec<_> = names.iter().filter(|n| !out(n).exists()).collect();
+            let exited = warden.try_wait().unwrap();
+            assert!(
+                exited.is_none() && started.elapsed() < Duration::from_secs(60),
+                "no environment from {missing:?}; warden's log:\n{}",
+                std::fs::read_to_string(dir.path().join("warden.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        signal(warden.id().unwrap(), nix::sys::signal::Signal::SIGTERM);
+        let _ = tokio::time::timeout(Duration::from_secs(20), warden.wait()).await;
+        let env = |name: &str| std::fs::read_to_string(out(name)).unwrap();
+        let has =
+            |name: &str, var: &str| env(name).lines().any(|l| l.starts_with(&format!("{var}=")));
+        for name in ["a", "b", "chk", "hook"] {
+            assert!(!has(name, "WARDEN_TOKEN"), "{name} got Warden's token:\n{}", env(name));
+            assert!(has(name, "PATH") && has(name, "HOME"), "{name}:\n{}", env(name));
+        }
+        assert!(env("a").contains("A_SECRET=a-secret-5678"), "its own secret");
+        for name in ["b", "chk", "hook"] {
+            assert!(!has(name, "A_SECRET"), "{name} got server a's secret:\n{}", env(name));
+        }
+        assert!(has("hook", "WARDEN_ALERT_STATUS"), "{}", env("hook"));
+        for name in ["c", "chk_all", "hook_all"] {
+            assert!(
+                env(name).contains("WARDEN_TOKEN=tok-e2e-0123456789abcdef"),
+                "{name}:\n{}",
+                env(name)
+            );
+            assert!(has(name, "A_SECRET"), "{name}: inherit_env passes everything");
+        }
+    })
+    .await;
+}
