@@ -71,7 +71,10 @@ impl SseParser {
         if self.failed {
             return Err(TooLarge { limit: self.max });
         }
-        if std::mem::take(&mut self.after_cr) && chunk.first() == Some(&b'\n') {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.after_cr) && chunk[0] == b'\n' {
             chunk = &chunk[1..];
         }
         while let Some(i) = chunk.iter().position(|b| *b == b'\n' || *b == b'\r') {
