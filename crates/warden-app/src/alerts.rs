@@ -819,19 +819,29 @@ async fn send(client: &reqwest::Client, r: &Receiver, body: &Value) -> Result<()
                 Err(_) => Err(format!("the request to {display_url} failed")),
             }
         }
-        ReceiverKind::Command { command, args } => run_hook(command, args, body, r.timeout).await,
+        ReceiverKind::Command { command, args, inherit_env } => {
+            run_hook(command, args, *inherit_env, body, r.timeout).await
+        }
     }
 }
 
-/// Runs a command hook without a shell: the payload on stdin, the status in the environment.
+/// Runs a command hook without a shell: the payload on stdin, the status in the environment
+/// (on top of the allow-list of `warden_core::child_env`, or Warden's whole environment with
+/// `inherit_env`). At most [`HOOK_STDERR`] bytes of its stderr are kept (the rest is read and
+/// dropped, so the hook never blocks on a full pipe); the first line of it goes into the error.
 async fn run_hook(
     command: &str,
     args: &[String],
+    inherit_env: bool,
     body: &Value,
     timeout: Duration,
 ) -> Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(command)
+    /// The most of a hook's stderr kept.
+    const HOOK_STDERR: usize = 4 * 1024;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cmd = tokio::process::Command::new(command);
+    warden_core::child_env::inherit(&mut cmd, inherit_env);
+    let mut child = cmd
         .args(args)
         .env("WARDEN_ALERT_STATUS", body.get("status").and_then(Value::as_str).unwrap_or(""))
         .stdin(std::process::Stdio::piped())
@@ -841,26 +851,64 @@ async fn run_hook(
         .spawn()
         .map_err(|e| format!("cannot start {command}: {e}"))?;
     let input = serde_json::to_vec(body).unwrap_or_default();
+    let mut stderr = child.stderr.take();
     let run = async {
         if let Some(mut stdin) = child.stdin.take() {
             // A hook that does not read its input is fine.
             let _ = stdin.write_all(&input).await;
         }
-        child.wait_with_output().await
+        let read = async {
+            let (mut kept, mut total, mut buf) = (Vec::new(), 0usize, [0u8; 8192]);
+            if let Some(err) = stderr.as_mut() {
+                while let Ok(n @ 1..) = err.read(&mut buf).await {
+                    let room = HOOK_STDERR.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                    total += n;
+                }
+            }
+            (kept, total > HOOK_STDERR)
+        };
+        let (status, (err, cut)) = tokio::join!(child.wait(), read);
+        status.map(|s| (s, err, cut))
     };
     match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let err = String::from_utf8_lossy(&out.stderr);
+        Ok(Ok((status, _, _))) if status.success() => Ok(()),
+        Ok(Ok((status, err, cut))) => {
+            let err = String::from_utf8_lossy(&err);
             let first = err.lines().next().unwrap_or("").chars().take(200).collect::<String>();
             Err(format!(
-                "{command} exited with {}{}",
-                out.status,
-                if first.is_empty() { String::new() } else { format!(": {first}") }
+                "{command} exited with {status}{}{}",
+                if first.is_empty() { String::new() } else { format!(": {first}") },
+                if cut {
+                    format!(" (stderr over {} KiB, cut)", HOOK_STDERR / 1024)
+                } else {
+                    String::new()
+                }
             ))
         }
         Ok(Err(e)) => Err(format!("{command}: {e}")),
         Err(_) => Err(format!("{command} did not finish within {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod hook_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hooks_stderr_is_kept_to_its_bound_and_named_when_cut() {
+        let script = "head -c 20000000 /dev/zero | tr '\\0' x >&2; exit 3";
+        let args = ["-c".to_owned(), script.to_owned()];
+        let body = serde_json::json!({ "status": "firing" });
+        let e = run_hook("/bin/sh", &args, false, &body, Duration::from_secs(30))
+            .await
+            .expect_err("exit 3");
+        assert!(e.starts_with("/bin/sh exited with exit status: 3: xxx"), "{}", &e[..80]);
+        assert!(e.ends_with(" (stderr over 4 KiB, cut)"), "{}", &e[e.len() - 80..]);
+        assert!(e.len() < 400);
+        let args = ["-c".to_owned(), "echo short >&2; exit 1".to_owned()];
+        let e = run_hook("/bin/sh", &args, false, &body, Duration::from_secs(30)).await;
+        assert_eq!(e.unwrap_err(), "/bin/sh exited with exit status: 1: short");
     }
 }
 

@@ -140,7 +140,12 @@ pub enum ReceiverKind {
         format: WebhookFormat,
     },
     /// A program run without a shell; the payload (Alertmanager webhook JSON) on stdin.
-    Command { command: String, args: Vec<String> },
+    Command {
+        command: String,
+        args: Vec<String>,
+        /// Pass Warden's whole environment, not only the allow-list (`warden_core::child_env`).
+        inherit_env: bool,
+    },
 }
 
 /// The body a webhook receives.
@@ -409,6 +414,7 @@ fn compile_command(
         }
     }
     let name = o.str("name", d).map(str::to_owned).unwrap_or_else(|| format!("command-{index}"));
+    let inherit_env = o.bool("inherit_env", d).unwrap_or(false);
     let common = receiver_common(&mut o, d);
     o.finish(&[], d);
     let (command, _) = expand_field(&cpath, command?, lookup, d)?;
@@ -418,7 +424,7 @@ fn compile_command(
     }
     Some(Receiver {
         name,
-        kind: ReceiverKind::Command { command, args },
+        kind: ReceiverKind::Command { command, args, inherit_env },
         send_resolved: common.0,
         min_severity: common.1,
         timeout: common.2,

@@ -744,6 +744,8 @@ pub(crate) struct Argv {
     pub(crate) display_args: Vec<String>,
     pub(crate) env: BTreeMap<String, Secret>,
     pub(crate) cwd: Option<PathBuf>,
+    /// Pass Warden's whole environment, not only the allow-list (`warden_core::child_env`).
+    pub(crate) inherit_env: bool,
 }
 
 pub(crate) fn compile_argv(
@@ -777,7 +779,8 @@ pub(crate) fn compile_argv(
         .str("cwd", d)
         .and_then(|c| expand_field(&cwd_path, c, lookup, d))
         .map(|(c, _)| PathBuf::from(c));
-    Some(Argv { command, args, display_args, env, cwd })
+    let inherit_env = o.bool("inherit_env", d).unwrap_or(false);
+    Some(Argv { command, args, display_args, env, cwd, inherit_env })
 }
 
 fn compile_stdio(
@@ -785,11 +788,11 @@ fn compile_stdio(
     lookup: &dyn Fn(&str) -> Option<String>,
     d: &mut Diags,
 ) -> Option<Transport> {
-    let Argv { command, args, display_args, env, cwd } = compile_argv(o, lookup, d)?;
+    let Argv { command, args, display_args, env, cwd, inherit_env } = compile_argv(o, lookup, d)?;
     let _ = o
         .get("headers")
         .map(|_| d.warn(&o.path_of("headers"), "applies to remote servers only; ignored"));
-    Some(Transport::Stdio { command, args, display_args, env, cwd })
+    Some(Transport::Stdio { command, args, display_args, env, cwd, inherit_env })
 }
 
 fn compile_remote(
@@ -841,7 +844,7 @@ fn compile_remote(
         }
     }
     let headers = secret_map(o, "headers", lookup, d);
-    for key in ["args", "env", "cwd"] {
+    for key in ["args", "env", "cwd", "inherit_env"] {
         if o.has(key) {
             let _ = o.get(key);
             d.warn(&o.path_of(key), "applies to stdio servers only; ignored");

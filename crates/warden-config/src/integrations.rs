@@ -35,7 +35,7 @@ const MCP_ONLY: [&str; 12] = [
 ];
 
 /// Keys that belong to a command check, given beside the `command`.
-const COMMAND_KEYS: [&str; 4] = ["args", "env", "cwd", "expect_exit"];
+const COMMAND_KEYS: [&str; 5] = ["args", "env", "cwd", "expect_exit", "inherit_env"];
 
 pub(crate) fn compile_integrations(
     path: &str,
@@ -383,7 +383,7 @@ fn compile_command(
     lookup: &dyn Fn(&str) -> Option<String>,
     d: &mut Diags,
 ) -> Option<CheckSpec> {
-    let Argv { command, args, display_args, env, cwd } = compile_argv(o, lookup, d)?;
+    let Argv { command, args, display_args, env, cwd, inherit_env } = compile_argv(o, lookup, d)?;
     let epath = o.path_of("expect_exit");
     let expect_exit = match o.get("expect_exit") {
         None => 0,
@@ -399,7 +399,15 @@ fn compile_command(
             }
         },
     };
-    Some(CheckSpec::Command(CommandCheck { command, args, display_args, env, cwd, expect_exit }))
+    Some(CheckSpec::Command(CommandCheck {
+        command,
+        args,
+        display_args,
+        env,
+        cwd,
+        expect_exit,
+        inherit_env,
+    }))
 }
 
 fn compile_postgres(

@@ -284,6 +284,8 @@ pub enum Transport {
         display_args: Vec<String>,
         env: BTreeMap<String, Secret>,
         cwd: Option<PathBuf>,
+        /// Pass Warden's whole environment, not only the allow-list (`warden_core::child_env`).
+        inherit_env: bool,
     },
     Remote {
         urls: Vec<String>,
@@ -299,12 +301,13 @@ pub enum Transport {
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Stdio { command, display_args, env, cwd, .. } => f
+            Self::Stdio { command, display_args, env, cwd, inherit_env, .. } => f
                 .debug_struct("Stdio")
                 .field("command", command)
                 .field("args", display_args)
                 .field("env", env)
                 .field("cwd", cwd)
+                .field("inherit_env", inherit_env)
                 .finish(),
             Self::Remote { display_urls, headers, kind, .. } => f
                 .debug_struct("Remote")
@@ -382,6 +385,7 @@ impl fmt::Debug for CheckSpec {
                 .field("env", &c.env)
                 .field("cwd", &c.cwd)
                 .field("expect_exit", &c.expect_exit)
+                .field("inherit_env", &c.inherit_env)
                 .finish(),
             Self::Postgres { display, .. } => {
                 f.debug_struct("Postgres").field("url", display).finish()
@@ -433,6 +437,8 @@ pub struct CommandCheck {
     pub env: BTreeMap<String, Secret>,
     pub cwd: Option<PathBuf>,
     pub expect_exit: i32,
+    /// Pass Warden's whole environment, not only the allow-list (`warden_core::child_env`).
+    pub inherit_env: bool,
 }
 
 /// Which HTTP protocol a remote server speaks.

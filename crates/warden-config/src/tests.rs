@@ -313,3 +313,34 @@ fn tuning_settings_default_off_and_validate_their_fields() {
     assert!(e.iter().any(|m| m.starts_with("warden.tuning.auto")), "{e:?}");
     assert!(e.iter().any(|m| m.starts_with("warden.tuning.interval")), "{e:?}");
 }
+
+#[test]
+fn inherit_env_is_a_validated_switch_for_every_child_process() {
+    let l = ok(r#"{
+      "mcpServers": {
+        "a": { "command": "npx", "args": ["x"] },
+        "b": { "command": "npx", "args": ["y"], "inherit_env": true },
+        "r": { "url": "http://127.0.0.1:1/mcp", "inherit_env": true }
+      },
+      "integrations": { "c": { "command": "true", "inherit_env": true } },
+      "warden": { "alerts": { "commands": [ { "command": "/bin/page", "inherit_env": true } ] } }
+    }"#);
+    let inherit = |i: usize| match &l.config.servers[i].transport {
+        Transport::Stdio { inherit_env, .. } => *inherit_env,
+        Transport::Check(CheckSpec::Command(c)) => c.inherit_env,
+        other => panic!("{other:?}"),
+    };
+    assert!(!inherit(0), "off by default: children get the allow-list only");
+    assert!(inherit(1));
+    assert!(inherit(3));
+    assert!(matches!(
+        l.config.warden.alerts.receivers[0].kind,
+        crate::alerts::ReceiverKind::Command { inherit_env: true, .. }
+    ));
+    assert_eq!(
+        l.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["mcpServers.r.inherit_env: applies to stdio servers only; ignored"]
+    );
+    let errs = errors(r#"{ "mcpServers": { "a": { "command": "npx", "inherit_env": "yes" } } }"#);
+    assert_eq!(errs, ["mcpServers.a.inherit_env: must be true or false, not a string"]);
+}

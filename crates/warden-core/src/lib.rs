@@ -1,6 +1,7 @@
 //! Warden's shared vocabulary: instance ids, states, failure classes, exit records and the typed
 //! events every other crate speaks. No I/O lives here, so every crate can depend on it.
 
+pub mod child_env;
 pub mod dayfiles;
 mod event;
 mod state;

@@ -176,6 +176,7 @@ fn spec(name: &str) -> ServerSpec {
             display_args: vec![],
             env: Default::default(),
             cwd: None,
+            inherit_env: false,
         },
         replicas: 1,
         fallback: vec![],

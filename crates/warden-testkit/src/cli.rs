@@ -79,6 +79,10 @@ pub struct Args {
     /// Start a grandchild process (`sleep`) in the same process group.
     #[arg(long)]
     pub spawn_child: bool,
+    /// Leave probes (`ping`, `server/discover`) unanswered while a tool call runs (busy, not
+    /// hung).
+    #[arg(long)]
+    pub busy_ignores_probes: bool,
     /// Also serve the tools, resources, prompts, completion and logging that the official MCP
     /// conformance suite (`@modelcontextprotocol/conformance`) calls.
     #[arg(long)]
@@ -110,6 +114,7 @@ pub async fn run(args: Args) {
         hang_after_calls: args.hang_after_calls,
         tools_change_every: args.tools_change_every,
         conformance: args.conformance,
+        busy_ignores_probes: args.busy_ignores_probes,
     };
     let server = Misbehave::new(knobs.clone());
     if let Some(after) = knobs.crash_after {

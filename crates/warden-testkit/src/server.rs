@@ -50,6 +50,9 @@ pub struct Knobs {
     pub tools_change_every: Option<Duration>,
     /// Also serve what the MCP conformance suite calls (`conformance.rs`).
     pub conformance: bool,
+    /// Leave probes (`ping`, `server/discover`) unanswered while a tool call runs (a server
+    /// too busy to answer them, but not hung: the call still streams progress and completes).
+    pub busy_ignores_probes: bool,
 }
 
 /// The server state, shared by every session.
@@ -62,6 +65,8 @@ struct Inner {
     knobs: Knobs,
     started: Instant,
     calls: AtomicU64,
+    /// Tool calls running now.
+    running: AtomicU64,
     counter: AtomicU64,
     hung: AtomicBool,
     extra_tools: AtomicU64,
@@ -88,6 +93,7 @@ impl Misbehave {
                 knobs,
                 started: Instant::now(),
                 calls: AtomicU64::new(0),
+                running: AtomicU64::new(0),
                 counter: AtomicU64::new(0),
                 hung: AtomicBool::new(false),
                 extra_tools: AtomicU64::new(0),
@@ -187,6 +193,15 @@ impl Misbehave {
         d
     }
 
+    /// A probe (`ping`, `server/discover`): unanswered while busy if so asked, else like any
+    /// request.
+    async fn probed(&self) {
+        if self.inner.knobs.busy_ignores_probes && self.inner.running.load(Ordering::SeqCst) > 0 {
+            std::future::pending::<()>().await;
+        }
+        self.misbehave().await;
+    }
+
     /// Applies hang and latency; never returns while hung.
     async fn misbehave(&self) {
         if self.is_hung() {
@@ -203,6 +218,15 @@ impl Misbehave {
 
     fn text(s: impl Into<String>) -> CallToolResponse {
         CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(s)]))
+    }
+}
+
+/// Counts a tool call as running until dropped.
+struct Running<'a>(&'a AtomicU64);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -226,8 +250,20 @@ impl ServerHandler for Misbehave {
     }
 
     async fn ping(&self, _: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-        self.misbehave().await;
+        self.probed().await;
         Ok(())
+    }
+
+    /// The probe of 2026-07-28 sessions (and their handshake's first request).
+    async fn discover(
+        &self,
+        _: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::DiscoverResult, ErrorData> {
+        self.probed().await;
+        Ok(rmcp::model::DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            self.get_info(),
+        ))
     }
 
     fn accepted_subscription_filter(
@@ -264,6 +300,8 @@ impl ServerHandler for Misbehave {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let n = self.inner.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.running.fetch_add(1, Ordering::SeqCst);
+        let _running = Running(&self.inner.running);
         let k = &self.inner.knobs;
         if k.crash_after_calls.is_some_and(|limit| n >= limit) {
             tracing::warn!(call = n, code = k.exit_code, "crashing as asked");

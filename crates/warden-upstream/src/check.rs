@@ -18,13 +18,13 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use sqlx::{ConnectOptions, Connection};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warden_config::{CheckSpec, CommandCheck, HttpCheck, HttpMethod, ProbeMethod, ServerSpec};
 use warden_core::{ExitInfo, FailureClass, InstanceId};
 
+use crate::lines::{last_line, MAX_STDERR_LINE};
 use crate::{
     Activity, BoxFuture, Call, Catalog, Connected, Connector, PeerInfo, Session, StopPolicy,
     UpstreamError,
@@ -207,10 +207,9 @@ impl Checker {
 
     async fn command(&self, c: &CommandCheck) -> Result<(), UpstreamError> {
         let mut cmd = tokio::process::Command::new(&c.command);
+        // The allow-list (or everything, with `inherit_env`), then the check's own env.
+        warden_core::child_env::inherit(&mut cmd, c.inherit_env);
         cmd.args(&c.args)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
             .envs(c.env.iter().map(|(k, v)| (k, v.expose())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -233,12 +232,15 @@ impl Checker {
         // Whatever it left running in its group goes too.
         drop(group);
         let status = status.map_err(|e| UpstreamError::Connect(format!("wait failed: {e}")))?;
-        let stderr = tokio::time::timeout(Duration::from_millis(200), last_line)
+        let (stderr, cut) = tokio::time::timeout(Duration::from_millis(200), last_line)
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        let stderr = shorten(&self.scrub(stderr), MAX_STDERR);
+        let mut stderr = shorten(&self.scrub(stderr), MAX_STDERR);
+        if cut {
+            stderr.push_str(&format!(" (a stderr line over {} KiB, cut)", MAX_STDERR_LINE / 1024));
+        }
         match status.code() {
             Some(code) if code == c.expect_exit => Ok(()),
             Some(code) => {
@@ -416,18 +418,6 @@ fn password_of(url: &str) -> Option<String> {
     userinfo.split_once(':').map(|(_, p)| p.to_owned()).filter(|p| !p.is_empty())
 }
 
-/// The last non-empty line a command wrote to stderr.
-async fn last_line(stderr: tokio::process::ChildStderr) -> String {
-    let mut lines = BufReader::new(stderr).lines();
-    let mut last = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if !line.trim().is_empty() {
-            last = line.trim().to_owned();
-        }
-    }
-    last
-}
-
 /// Kills a command's whole process group when dropped (a timeout, a stopped session).
 struct GroupGuard(u32);
 
@@ -511,86 +501,5 @@ impl Session for CheckSession {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn connector(text: &str) -> CheckConnector {
-        let lookup = |name: &str| (name == "K").then(|| "hidden-value-42".to_owned());
-        let loaded = warden_config::compile(text, &lookup).expect("valid");
-        CheckConnector::new(loaded.config.servers[0].clone())
-    }
-
-    fn id() -> InstanceId {
-        InstanceId::new("x", 0)
-    }
-
-    #[tokio::test]
-    async fn a_failing_command_reports_its_exit_code_and_last_stderr_line_scrubbed() {
-        let c = connector(
-            r#"{ "integrations": { "x": { "command": "/bin/sh",
-                 "args": ["-c", "echo first >&2; echo \"bad $K\" >&2; exit 3"],
-                 "env": { "K": "${env:K}" } } } }"#,
-        );
-        let e = c.connect(id(), Duration::from_secs(5)).await.err().expect("fails");
-        assert_eq!(e.class(), FailureClass::ServerError);
-        assert_eq!(e.to_string(), "exit code 3: bad ***");
-    }
-
-    #[tokio::test]
-    async fn a_passing_check_is_a_session_with_no_catalog_that_takes_no_calls() {
-        let c = connector(r#"{ "integrations": { "x": { "command": "/bin/true" } } }"#);
-        let conn = c.connect(id(), Duration::from_secs(5)).await.expect("passes");
-        let s = conn.session;
-        assert!(s.pid().is_none());
-        let before = s.activity().bytes();
-        let rtt = s.probe(ProbeMethod::Auto, Duration::from_secs(5)).await.expect("passes");
-        assert!(rtt < Duration::from_secs(5));
-        assert!(s.activity().bytes() > before, "an answer is activity");
-        assert!(s.list_catalog(Duration::from_secs(1)).await.unwrap().tools.is_empty());
-        let e = s.probe(ProbeMethod::Auto, Duration::from_millis(1)).await;
-        assert!(e.is_ok() || matches!(e, Err(UpstreamError::Timeout(_))));
-        s.kill();
-        let e = s.probe(ProbeMethod::Auto, Duration::from_secs(5)).await.expect_err("stopped");
-        assert!(matches!(e, UpstreamError::Closed(_)), "{e}");
-    }
-
-    #[tokio::test]
-    async fn a_command_that_cannot_start_is_a_connection_error() {
-        let c = connector(r#"{ "integrations": { "x": { "command": "/nonexistent/check" } } }"#);
-        let e = c.connect(id(), Duration::from_secs(5)).await.err().expect("fails");
-        assert!(e.is_connection_loss(), "{e}");
-        assert_eq!(e.class(), FailureClass::ConnectionError);
-    }
-
-    #[tokio::test]
-    async fn a_refused_port_is_a_lost_connection_and_a_timeout_is_a_timeout() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let c = connector(&format!(
-            r#"{{ "integrations": {{ "x": {{ "tcp": "127.0.0.1:{port}" }} }} }}"#
-        ));
-        let e = c.connect(id(), Duration::from_secs(5)).await.err().expect("refused");
-        assert!(e.is_connection_loss(), "{e}");
-        let c = connector(&format!(
-            r#"{{ "integrations": {{ "x": {{ "http": "http://127.0.0.1:{port}/?k=${{env:K}}" }} }} }}"#
-        ));
-        let e = c.connect(id(), Duration::from_secs(5)).await.err().expect("refused");
-        assert!(e.is_connection_loss(), "{e}");
-        assert!(!e.to_string().contains("hidden-value-42"), "{e}");
-        let c =
-            connector(r#"{ "integrations": { "x": { "command": "/bin/sleep", "args": ["5"] } } }"#);
-        let started = Instant::now();
-        let e = c.connect(id(), Duration::from_millis(200)).await.err().expect("too slow");
-        assert!(matches!(e, UpstreamError::Timeout(_)), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(2));
-    }
-
-    #[test]
-    fn helpers() {
-        assert!(json_equal(&serde_json::json!(1), &serde_json::json!(1.0)));
-        assert!(!json_equal(&serde_json::json!("1"), &serde_json::json!(1)));
-        assert_eq!(shorten("abcdef", 4), "abc…");
-        assert_eq!(shorten("abc", 4), "abc");
-        assert_eq!(password_of("postgres://u:p%40ss@h:5432/db").as_deref(), Some("p%40ss"));
-        assert_eq!(password_of("postgres://u@h/db"), None);
-    }
-}
+#[path = "check_tests.rs"]
+mod tests;

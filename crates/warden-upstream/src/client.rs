@@ -266,7 +266,8 @@ pub(crate) async fn probe(
     let rtt = started.elapsed();
     match result {
         Ok(_) | Err(UpstreamError::Server { .. }) => {
-            // HTTP sessions have no byte tap; an answer is the liveness signal.
+            // An answer proves the server alive (on HTTP, every message it sends counts too:
+            // see `fast::Tap` and the legacy SSE reader).
             activity.touch(0);
             Ok(rtt)
         }

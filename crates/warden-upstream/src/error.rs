@@ -29,6 +29,10 @@ pub enum UpstreamError {
     /// The child process ended (during start-up, or under a request).
     #[error("{0}")]
     Exited(String),
+    /// A legacy SSE stream named a message endpoint on another origin: it would receive the
+    /// configured headers (API keys included), so it is refused. Only origins are shown.
+    #[error("connection refused: the SSE stream at {stream} named an endpoint on another origin, {endpoint}; its messages would carry the configured headers")]
+    ForeignEndpoint { stream: String, endpoint: String },
     /// The client gave up on the call; the server was told.
     #[error("cancelled by the client")]
     Cancelled,
@@ -40,7 +44,9 @@ pub enum UpstreamError {
 impl UpstreamError {
     pub fn class(&self) -> FailureClass {
         match self {
-            Self::Spawn { .. } | Self::Connect(_) => FailureClass::ConnectionError,
+            Self::Spawn { .. } | Self::Connect(_) | Self::ForeignEndpoint { .. } => {
+                FailureClass::ConnectionError
+            }
             Self::Timeout(_) => FailureClass::Timeout,
             Self::Auth(_) => FailureClass::Authentication,
             Self::RateLimited => FailureClass::RateLimit,

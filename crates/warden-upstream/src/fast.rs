@@ -34,7 +34,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::relay::{Call, Notice, Progress, Shared};
-use crate::{SessionEvent, UpstreamError};
+use crate::sse::SseParser;
+use crate::{Activity, SessionEvent, UpstreamError};
 
 const SESSION_ID: &str = "mcp-session-id";
 const LAST_EVENT_ID: &str = "last-event-id";
@@ -44,7 +45,10 @@ const DRAIN: Duration = Duration::from_millis(100);
 /// Reconnects of a stream that ends before its answer, without an event in between.
 const MAX_RESUMES: u32 = 3;
 /// The largest JSON answer or error body read.
-const MAX_BODY: usize = 64 * 1024 * 1024;
+const MAX_BODY: usize = crate::MAX_MESSAGE;
+/// The most of a reply to a posted notification or answer that is read: it carries nothing
+/// (servers answer 202 with an empty body), so a longer one is an error.
+const MAX_REPLY: usize = 4 * 1024 * 1024;
 
 /// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575); others
 /// (a subscription id, a log level) belong to the one request that carried them.
@@ -64,16 +68,53 @@ pub(crate) struct Template {
 type Slot = Arc<RwLock<Option<Arc<Template>>>>;
 
 /// rmcp's HTTP client (reqwest), recording the session and headers of each request rmcp
-/// sends, so the fast path sends exactly the same.
+/// sends, so the fast path sends exactly the same; and counting every message the server
+/// sends back (answers, progress, notifications) as activity: busy is not hung.
 #[derive(Clone)]
 pub(crate) struct Tap {
     inner: reqwest::Client,
     template: Slot,
+    activity: Arc<Activity>,
 }
 
 impl Tap {
-    pub(crate) fn new(inner: reqwest::Client) -> Self {
-        Self { inner, template: Slot::default() }
+    pub(crate) fn new(inner: reqwest::Client, activity: Arc<Activity>) -> Self {
+        Self { inner, template: Slot::default(), activity }
+    }
+
+    /// Counts an answer (or each message of an answer stream) as activity.
+    fn count(
+        &self,
+        response: Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+        match response {
+            Ok(StreamableHttpPostResponse::Json(message, session)) => {
+                self.activity.touch(1);
+                Ok(StreamableHttpPostResponse::Json(message, session))
+            }
+            Ok(StreamableHttpPostResponse::Sse(stream, session)) => {
+                Ok(StreamableHttpPostResponse::Sse(self.count_stream(stream), session))
+            }
+            other => other,
+        }
+    }
+
+    /// Counts each event that carries a message; keep-alive comments and empty priming events
+    /// are the HTTP layer's, not the server's, and do not count.
+    fn count_stream(
+        &self,
+        stream: BoxStream<'static, Result<sse_stream::Sse, SseError>>,
+    ) -> BoxStream<'static, Result<sse_stream::Sse, SseError>> {
+        let activity = Arc::clone(&self.activity);
+        stream
+            .inspect(move |event| {
+                if let Ok(sse_stream::Sse { data: Some(data), .. }) = event {
+                    if !data.trim().is_empty() {
+                        activity.touch(data.len());
+                    }
+                }
+            })
+            .boxed()
     }
 
     fn record(
@@ -133,7 +174,9 @@ impl StreamableHttpClient for Tap {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
         self.record(&message, session_id.as_ref(), auth_header.as_ref(), &custom_headers);
-        self.inner.post_message(uri, message, session_id, auth_header, custom_headers).await
+        let response =
+            self.inner.post_message(uri, message, session_id, auth_header, custom_headers).await;
+        self.count(response)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -146,7 +189,8 @@ impl StreamableHttpClient for Tap {
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
         self.record(&message, session_id.as_ref(), auth_header.as_ref(), &custom_headers);
-        self.inner
+        let response = self
+            .inner
             .post_message_with_max_sse_event_size(
                 uri,
                 message,
@@ -155,7 +199,8 @@ impl StreamableHttpClient for Tap {
                 custom_headers,
                 max_sse_event_size,
             )
-            .await
+            .await;
+        self.count(response)
     }
 
     async fn delete_session(
@@ -179,7 +224,11 @@ impl StreamableHttpClient for Tap {
         BoxStream<'static, Result<sse_stream::Sse, SseError>>,
         StreamableHttpError<reqwest::Error>,
     > {
-        self.inner.get_stream(uri, session_id, last_event_id, auth_header, custom_headers).await
+        let stream = self
+            .inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await?;
+        Ok(self.count_stream(stream))
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -194,7 +243,8 @@ impl StreamableHttpClient for Tap {
         BoxStream<'static, Result<sse_stream::Sse, SseError>>,
         StreamableHttpError<reqwest::Error>,
     > {
-        self.inner
+        let stream = self
+            .inner
             .get_stream_with_max_sse_event_size(
                 uri,
                 session_id,
@@ -203,7 +253,8 @@ impl StreamableHttpClient for Tap {
                 custom_headers,
                 max_sse_event_size,
             )
-            .await
+            .await?;
+        Ok(self.count_stream(stream))
     }
 }
 
@@ -223,6 +274,8 @@ pub(crate) struct Fast {
     modern: bool,
     shared: Arc<Shared>,
     events: mpsc::Sender<SessionEvent>,
+    /// The session's liveness: every message on a call's stream counts.
+    activity: Arc<Activity>,
     /// Tools whose input schema promotes arguments to `Mcp-Param-*` headers (SEP-2243).
     header_tools: RwLock<HashSet<String>>,
     next: AtomicU64,
@@ -250,6 +303,7 @@ impl Fast {
             modern,
             shared,
             events,
+            activity: Arc::clone(&tap.activity),
             header_tools: RwLock::default(),
             next: AtomicU64::new(1),
         })
@@ -387,12 +441,11 @@ impl Fast {
             .await
             .map_err(|e| crate::error::from_reqwest(&e))?;
         let status = resp.status().as_u16();
-        let _ = resp.bytes().await;
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(UpstreamError::HttpStatus(status))
+        let read = drain(resp, MAX_REPLY).await;
+        if !(200..300).contains(&status) {
+            return Err(UpstreamError::HttpStatus(status));
         }
+        read
     }
 
     /// A server's message on a call's stream that is not the call's answer.
@@ -487,6 +540,7 @@ impl Exchange<'_> {
         }
         if json {
             let bytes = self.body(resp, limit).await?;
+            self.fast.activity.touch(bytes.len());
             let message: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| UpstreamError::Protocol(format!("unreadable answer: {e}")))?;
             return match self.answer(message) {
@@ -503,7 +557,7 @@ impl Exchange<'_> {
             });
         }
         let mut stream = resp.bytes_stream().boxed();
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new(MAX_BODY);
         let mut last_event: Option<String> = None;
         let mut retry = Duration::from_secs(1);
         let mut resumes = 0;
@@ -519,6 +573,8 @@ impl Exchange<'_> {
                 if event.data.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
+                // An answer, progress, a log line: the server is working, not hung.
+                self.fast.activity.touch(event.data.len());
                 let Ok(message) = serde_json::from_slice::<Value>(&event.data) else {
                     tracing::warn!(target: "warden::upstream", "dropped an unparsable SSE message");
                     continue;
@@ -546,11 +602,7 @@ impl Exchange<'_> {
             match tokio::time::timeout_at(limit, stream.next()).await {
                 Err(_) => return Err(UpstreamError::Timeout(self.timeout)),
                 Ok(Some(Ok(chunk))) => {
-                    if !parser.push(&chunk) {
-                        return Err(UpstreamError::Protocol(format!(
-                            "an SSE event over {MAX_BODY} bytes"
-                        )));
-                    }
+                    parser.push(&chunk).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 }
                 Ok(Some(Err(e))) => {
                     return Err(UpstreamError::Closed(Some(reqwest_text(&e))));
@@ -573,7 +625,7 @@ impl Exchange<'_> {
                         return Err(UpstreamError::Timeout(self.timeout));
                     }
                     stream = self.resume(&from, limit).await?;
-                    parser = SseParser::default();
+                    parser = SseParser::new(MAX_BODY);
                 }
             }
         }
@@ -677,6 +729,20 @@ impl Exchange<'_> {
     }
 }
 
+/// Reads a body to its end without keeping it; past `max` bytes, stops with an error.
+async fn drain(resp: reqwest::Response, max: usize) -> Result<(), UpstreamError> {
+    let mut stream = resp.bytes_stream();
+    let mut read = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| UpstreamError::Closed(Some(reqwest_text(&e))))?;
+        read += chunk.len();
+        if read > max {
+            return Err(UpstreamError::Protocol(format!("a reply over {} MiB", max >> 20)));
+        }
+    }
+    Ok(())
+}
+
 fn server_error(e: &Value) -> UpstreamError {
     UpstreamError::Server {
         code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
@@ -699,101 +765,25 @@ fn reqwest_text(e: &reqwest::Error) -> String {
     }
 }
 
-/// One server-sent event.
-#[derive(Debug, Default, PartialEq)]
-struct Event {
-    id: Option<String>,
-    retry: Option<u64>,
-    data: Vec<u8>,
-}
-
-/// Splits an SSE byte stream into events (fed chunk by chunk).
-#[derive(Default)]
-struct SseParser {
-    buf: Vec<u8>,
-    start: usize,
-    /// Where the search for the next blank line resumes (nothing before it ends an event).
-    scanned: usize,
-}
-
-impl SseParser {
-    /// Adds a chunk; false if an event grows past the limit.
-    fn push(&mut self, chunk: &[u8]) -> bool {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.scanned = self.scanned.saturating_sub(self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(chunk);
-        self.buf.len() <= MAX_BODY
-    }
-
-    fn next_event(&mut self) -> Option<Event> {
-        let from = self.scanned.max(self.start);
-        let Some((at, sep)) = blank_line(&self.buf[from..]) else {
-            // A blank line may straddle the next chunk: look at the last 3 bytes again.
-            self.scanned = self.buf.len().saturating_sub(3);
-            return None;
-        };
-        let raw = &self.buf[self.start..from + at];
-        self.start = from + at + sep;
-        self.scanned = self.start;
-        let mut event = Event::default();
-        let mut first = true;
-        for line in raw.split(|b| *b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let (field, value) = match line.iter().position(|b| *b == b':') {
-                Some(0) => continue,
-                Some(p) => (&line[..p], &line[p + 1..]),
-                None => (line, &line[line.len()..]),
-            };
-            let value = value.strip_prefix(b" ").unwrap_or(value);
-            match field {
-                b"data" => {
-                    if !first {
-                        event.data.push(b'\n');
-                    }
-                    first = false;
-                    event.data.extend_from_slice(value);
-                }
-                b"id" => event.id = Some(String::from_utf8_lossy(value).into_owned()),
-                b"retry" => {
-                    event.retry = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
-                }
-                _ => {}
-            }
-        }
-        Some(event)
-    }
-}
-
-/// Where the first event in `buf` ends: its length and the blank line's.
-fn blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sse_parser_splits_events_across_chunks() {
-        let mut p = SseParser::default();
-        assert!(p.push(b"data:\nid: 0/0\nretry: 3000\n\nevent: message\ndata: {\"a\""));
-        assert_eq!(
-            p.next_event(),
-            Some(Event { id: Some("0/0".into()), retry: Some(3000), data: vec![] })
-        );
-        assert_eq!(p.next_event(), None);
-        assert!(p.push(b":1}\r\n\r\ndata: x\ndata: y\n\n"));
-        assert_eq!(p.next_event().unwrap().data, b"{\"a\":1}");
-        assert_eq!(p.next_event().unwrap().data, b"x\ny");
-        assert_eq!(p.next_event(), None);
+    #[tokio::test]
+    async fn a_reply_to_a_posted_message_is_read_only_up_to_its_bound() {
+        let app = axum::Router::new()
+            .route("/mcp", axum::routing::post(|| async { vec![b'x'; MAX_REPLY + 1024 * 1024] }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let tap = Tap::new(reqwest::Client::new(), Arc::new(Activity::new()));
+        let shared = Shared::new(warden_core::InstanceId::new("s", 0), crate::Relay::default());
+        let (events, _rx) = mpsc::channel(1);
+        let fast = Fast::new(&tap, &uri, true, shared, events).unwrap();
+        let template = Template { headers: HeaderMap::new(), meta: Map::new() };
+        let note = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled" });
+        let e = fast.post_message(&template, &note).await.expect_err("too long");
+        assert_eq!(e.to_string(), "protocol error: a reply over 4 MiB");
     }
 
     #[test]

@@ -14,8 +14,14 @@ mod error;
 mod fast;
 #[cfg(test)]
 mod fast_tests;
+mod lines;
 mod relay;
 mod remote;
+#[cfg(test)]
+mod remote_tests;
+mod sse;
+#[cfg(test)]
+mod sse_tests;
 mod stdio;
 
 use std::future::Future;
@@ -34,6 +40,10 @@ pub use error::UpstreamError;
 pub use relay::{Call, Downstream, Notice, Origin, Progress, Relay};
 pub use remote::RemoteConnector;
 pub use stdio::StdioConnector;
+
+/// The largest message accepted from a server, on any transport: a stdio line, a JSON answer,
+/// an SSE event (a large tool list is one message).
+pub(crate) const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// A boxed, sendable future (keeps the traits object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -19,9 +19,10 @@ use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 use crate::client::{self, Handler};
 use crate::fast::{Fast, Tap};
 use crate::relay::Shared;
+use crate::sse::{Event, SseParser};
 use crate::{
     Activity, BoxFuture, Call, Catalog, Connected, Connector, PeerInfo, Relay, Session,
-    SessionEvent, StopPolicy, UpstreamError,
+    SessionEvent, StopPolicy, UpstreamError, MAX_MESSAGE,
 };
 
 /// Connects remote servers (one instance per URL).
@@ -79,7 +80,10 @@ impl Connector for RemoteConnector {
                         Err(e) if e.suggests_legacy_sse() => {
                             tracing::info!(instance = %instance, error = %e, "Streamable HTTP refused; trying legacy SSE");
                             self.sse(url, headers, deadline, &instance).await.map_err(|sse_err| {
-                                if sse_err.class() == FailureClass::ConnectionError {
+                                // A refused endpoint is what the operator must see.
+                                if sse_err.class() == FailureClass::ConnectionError
+                                    && !matches!(sse_err, UpstreamError::ForeignEndpoint { .. })
+                                {
                                     e
                                 } else {
                                     sse_err
@@ -183,18 +187,20 @@ impl RemoteConnector {
         if let Some(token) = auth {
             config = config.auth_header(token);
         }
-        let tap = Tap::new(self.http.clone());
+        let activity = Arc::new(Activity::new());
+        let tap = Tap::new(self.http.clone(), Arc::clone(&activity));
         let transport = StreamableHttpClientTransport::with_client(tap.clone(), config);
         let shared = Shared::new(instance.clone(), self.relay.clone());
         let mut fast = None;
-        let mut connected = finish(transport, deadline, Arc::clone(&shared), |info, events| {
-            fast = if fast_path_enabled() {
-                Fast::new(&tap, url, info.modern, Arc::clone(&shared), events.clone())
-            } else {
-                None
-            };
-        })
-        .await?;
+        let mut connected =
+            finish(transport, deadline, activity, Arc::clone(&shared), |info, events| {
+                fast = if fast_path_enabled() {
+                    Fast::new(&tap, url, info.modern, Arc::clone(&shared), events.clone())
+                } else {
+                    None
+                };
+            })
+            .await?;
         if let Some(fast) = fast {
             connected.session = Box::new(FastSession { inner: connected.session, fast });
         }
@@ -208,12 +214,13 @@ impl RemoteConnector {
         deadline: Duration,
         instance: &InstanceId,
     ) -> Result<Connected, UpstreamError> {
-        let transport =
-            tokio::time::timeout(deadline, LegacySse::connect(self.http.clone(), url, headers))
-                .await
-                .map_err(|_| UpstreamError::Timeout(deadline))??;
-        finish(transport, deadline, Shared::new(instance.clone(), self.relay.clone()), |_, _| {})
+        let activity = Arc::new(Activity::new());
+        let connect = LegacySse::connect(self.http.clone(), url, headers, Arc::clone(&activity));
+        let transport = tokio::time::timeout(deadline, connect)
             .await
+            .map_err(|_| UpstreamError::Timeout(deadline))??;
+        let shared = Shared::new(instance.clone(), self.relay.clone());
+        finish(transport, deadline, activity, shared, |_, _| {}).await
     }
 }
 
@@ -230,6 +237,7 @@ fn fast_path_enabled() -> bool {
 async fn finish<T, E, A>(
     transport: T,
     deadline: Duration,
+    activity: Arc<Activity>,
     shared: Arc<Shared>,
     connected: impl FnOnce(&PeerInfo, &mpsc::Sender<SessionEvent>),
 ) -> Result<Connected, UpstreamError>
@@ -247,7 +255,6 @@ where
     connected(&info, &events_tx);
     let peer = running.peer().clone();
     client::spawn_list_listener(&peer, &info, events_tx.clone());
-    let activity = Arc::new(Activity::new());
     activity.touch(0);
     // Report a transport that ends on its own (the SSE stream closed, the worker gave up).
     let watch_peer = peer.clone();
@@ -379,6 +386,7 @@ impl LegacySse {
         http: reqwest::Client,
         url: &str,
         headers: &std::collections::BTreeMap<String, Secret>,
+        activity: Arc<Activity>,
     ) -> Result<Self, UpstreamError> {
         let mut map = reqwest::header::HeaderMap::new();
         for (k, v) in headers {
@@ -406,10 +414,19 @@ impl LegacySse {
         let mut events = Box::pin(sse_events(resp.bytes_stream()));
         let endpoint = loop {
             match events.next().await {
-                Some((event, data)) if event == "endpoint" => {
-                    break base.join(data.trim()).map_err(|e| {
-                        UpstreamError::Protocol(format!("bad endpoint event: {e}"))
-                    })?;
+                Some(event) if event.name == "endpoint" => {
+                    let data = String::from_utf8_lossy(&event.data);
+                    let endpoint = base
+                        .join(data.trim())
+                        .map_err(|e| UpstreamError::Protocol(format!("bad endpoint event: {e}")))?;
+                    // Messages go out with the configured headers: only to the stream's origin.
+                    if endpoint.origin() != base.origin() {
+                        return Err(UpstreamError::ForeignEndpoint {
+                            stream: base.origin().ascii_serialization(),
+                            endpoint: endpoint.origin().ascii_serialization(),
+                        });
+                    }
+                    break endpoint;
                 }
                 Some(_) => continue,
                 None => {
@@ -421,11 +438,16 @@ impl LegacySse {
         };
         let (tx, incoming) = mpsc::channel(256);
         let reader = tokio::spawn(async move {
-            while let Some((event, data)) = events.next().await {
-                if event != "message" && !event.is_empty() {
+            while let Some(event) = events.next().await {
+                if event.name != "message" && !event.name.is_empty() {
                     continue;
                 }
-                match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+                if event.data.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                // Every message, answer or progress, shows the server at work.
+                activity.touch(event.data.len());
+                match serde_json::from_slice::<ServerJsonRpcMessage>(&event.data) {
                     Ok(msg) => {
                         if tx.send(msg).await.is_err() {
                             return;
@@ -471,44 +493,29 @@ impl Transport<RoleClient> for LegacySse {
     }
 }
 
-/// Parses a byte stream as server-sent events: yields `(event name, data)`.
-fn sse_events<S, B, E>(bytes: S) -> impl futures::Stream<Item = (String, String)> + Send
+/// Parses a byte stream as server-sent events (see [`crate::sse`]); ends at the stream's end,
+/// a read error, or an event over [`MAX_MESSAGE`] bytes.
+fn sse_events<S, B, E>(bytes: S) -> impl futures::Stream<Item = Event> + Send
 where
     S: futures::Stream<Item = Result<B, E>> + Send + 'static,
     B: AsRef<[u8]> + Send,
     E: Send,
 {
     futures::stream::unfold(
-        (Box::pin(bytes), Vec::<u8>::new(), false),
-        |(mut bytes, mut buf, mut done)| async move {
+        (Box::pin(bytes), SseParser::new(MAX_MESSAGE), false),
+        |(mut bytes, mut parser, mut done)| async move {
             loop {
-                // A complete event ends with a blank line.
-                if let Some(pos) = find_blank_line(&buf) {
-                    let raw: Vec<u8> = buf.drain(..pos.0 + pos.1).collect();
-                    let text = String::from_utf8_lossy(&raw[..pos.0]).into_owned();
-                    let mut event = String::new();
-                    let mut data = Vec::new();
-                    for line in text.lines() {
-                        if let Some(v) = line.strip_prefix("event:") {
-                            event = v.trim().to_owned();
-                        } else if let Some(v) = line.strip_prefix("data:") {
-                            data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
-                        }
-                    }
-                    if event.is_empty() && data.is_empty() {
-                        continue;
-                    }
-                    return Some(((event, data.join("\n")), (bytes, buf, done)));
+                if let Some(event) = parser.next_event() {
+                    return Some((event, (bytes, parser, done)));
                 }
                 if done {
                     return None;
                 }
                 match bytes.next().await {
                     Some(Ok(chunk)) => {
-                        buf.extend_from_slice(chunk.as_ref());
-                        if buf.len() > MAX_SSE_EVENT {
-                            tracing::warn!(target: "warden::upstream", "SSE event over {MAX_SSE_EVENT} bytes; closing the stream");
-                            return None;
+                        if let Err(e) = parser.push(chunk.as_ref()) {
+                            tracing::warn!(target: "warden::upstream", "{e}; closing the stream");
+                            done = true;
                         }
                     }
                     _ => done = true,
@@ -516,16 +523,4 @@ where
             }
         },
     )
-}
-
-/// The largest legacy SSE event accepted (a large tool list is one event).
-const MAX_SSE_EVENT: usize = 64 * 1024 * 1024;
-
-fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
 }

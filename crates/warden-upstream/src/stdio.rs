@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -20,6 +20,7 @@ use warden_config::{ProbeMethod, ServerSpec, Transport};
 use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 
 use crate::client::{self, Handler};
+use crate::lines::read_line;
 use crate::relay::Shared;
 use crate::{
     Activity, BoxFuture, Call, Catalog, Connected, Connector, Relay, Session, SessionEvent,
@@ -27,7 +28,7 @@ use crate::{
 };
 
 /// Longest stdout line accepted (a large tool list is one line).
-const MAX_LINE: usize = 64 * 1024 * 1024;
+const MAX_LINE: usize = crate::MAX_MESSAGE;
 
 /// Starts stdio servers.
 pub struct StdioConnector {
@@ -57,16 +58,13 @@ async fn connect(
     instance: InstanceId,
     deadline: Duration,
 ) -> Result<Connected, UpstreamError> {
-    let Transport::Stdio { command, args, env, cwd, .. } = &spec.transport else {
+    let Transport::Stdio { command, args, env, cwd, inherit_env, .. } = &spec.transport else {
         return Err(UpstreamError::Protocol("not a stdio server".into()));
     };
     let mut cmd = Command::new(command);
+    // Not Warden's secrets, nor another server's: the allow-list, then the server's own env.
+    warden_core::child_env::inherit(&mut cmd, *inherit_env);
     cmd.args(args)
-        // systemd's notify socket and watchdog are Warden's, not its servers' (a server that
-        // answered them would speak for Warden); the config's own env still applies.
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
         .envs(env.iter().map(|(k, v)| (k, v.expose())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -226,43 +224,6 @@ async fn tap_stdout(
     let _ = events.send(SessionEvent::Closed(reason)).await;
 }
 
-/// Reads one line into `buf`, keeping at most `max` bytes of it (the rest of an over-long line
-/// is consumed and discarded, so a child writing without newlines cannot exhaust memory), and
-/// counts every byte as liveness the moment it arrives. Returns the bytes consumed (0 at EOF)
-/// and whether the line was cut.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-    activity: &Activity,
-) -> std::io::Result<(usize, bool)> {
-    let mut total = 0;
-    let mut cut = false;
-    loop {
-        let chunk = r.fill_buf().await?;
-        if chunk.is_empty() {
-            return Ok((total, cut));
-        }
-        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let room = max.saturating_sub(buf.len());
-        if take <= room {
-            buf.extend_from_slice(&chunk[..take]);
-        } else {
-            buf.extend_from_slice(&chunk[..room]);
-            cut = true;
-        }
-        activity.touch(take);
-        r.consume(take);
-        total += take;
-        if done {
-            return Ok((total, cut));
-        }
-    }
-}
-
 async fn log_stderr(
     instance: InstanceId,
     stderr: tokio::process::ChildStderr,
@@ -388,30 +349,5 @@ impl Session for StdioSession {
 
     fn kill(&self) {
         signal_live_group(self.guard.pid, &self.guard.exit, Signal::SIGKILL);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_endless_line_is_cut_at_the_cap_and_every_byte_counts_as_activity() {
-        let mut data = vec![b'x'; 1_000_000];
-        data.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\"}\n");
-        let mut reader = BufReader::with_capacity(4096, &data[..]);
-        let activity = Activity::new();
-        let mut line = Vec::new();
-        let (n, cut) = read_line(&mut reader, &mut line, 1024, &activity).await.unwrap();
-        assert_eq!(n, 1_000_001);
-        assert!(cut);
-        assert_eq!(line.len(), 1024, "memory stays bounded");
-        assert_eq!(activity.bytes(), 1_000_001);
-        line.clear();
-        let (_, cut) = read_line(&mut reader, &mut line, 1024, &activity).await.unwrap();
-        assert!(!cut);
-        assert_eq!(line, b"{\"jsonrpc\":\"2.0\"}\n", "the next line is intact");
-        line.clear();
-        assert_eq!(read_line(&mut reader, &mut line, 1024, &activity).await.unwrap().0, 0, "EOF");
     }
 }
