@@ -1,7 +1,8 @@
 //! Security at the door of every HTTP route (DESIGN.md §2, MCP transport security):
 //! DNS-rebinding protection (a loopback listener accepts only loopback `Host` names, and any
-//! `Origin` must be a loopback origin) and, when configured, a bearer token on every request but
-//! Warden's own health probe.
+//! `Origin` must be a loopback origin; `null` is foreign), JSON-only state-changing API
+//! requests (a web page cannot send one without a CORS preflight, which is never granted) and,
+//! when configured, a bearer token on every request but Warden's own health probes.
 
 use std::sync::Arc;
 
@@ -78,9 +79,14 @@ pub(crate) async fn check(State(guard): State<Guard>, req: Request, next: Next) 
             );
         }
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        if origin != "null" && !is_loopback_host(host.trim_end_matches('/')) {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        // `Origin: null` comes from sandboxed iframes, `file:` pages and redirects: foreign.
+        let allowed =
+            origin.to_str().ok().and_then(|o| o.split_once("://")).is_some_and(|(_, host)| {
+                let host = host.trim_end_matches('/');
+                is_loopback_host(host)
+            });
+        if !allowed {
             return reject(StatusCode::FORBIDDEN, "Origin is not allowed");
         }
     }
@@ -103,7 +109,31 @@ pub(crate) async fn check(State(guard): State<Guard>, req: Request, next: Next) 
             }
         }
     }
+    if changes_state(&req) && !declares_json(req.headers()) {
+        return reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a request that changes state must be sent as Content-Type: application/json",
+        );
+    }
     next.run(req).await
+}
+
+/// A request to the operator API that acts. MCP endpoints are left to the MCP transport, which
+/// has its own Content-Type rules.
+fn changes_state(req: &Request) -> bool {
+    use axum::http::Method;
+    matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+        && req.uri().path().starts_with("/api/")
+}
+
+/// `Content-Type: application/json`, parameters allowed. A browser cannot send it cross-site
+/// without a CORS preflight, which Warden never grants.
+fn declares_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
 #[cfg(test)]

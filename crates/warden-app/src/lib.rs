@@ -383,6 +383,8 @@ fn failover_rows(config: &Config) -> Vec<FailoverConfig> {
 }
 
 #[cfg(test)]
+mod guard_tests;
+#[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
 mod tests;

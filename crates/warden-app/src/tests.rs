@@ -152,7 +152,11 @@ async fn health_status_degrades_while_the_database_cannot_be_written_and_recover
 }
 
 async fn post(app: &App, path: &str) -> (StatusCode, Value) {
-    let req = Request::post(path).header("host", "127.0.0.1:7420").body(Body::empty()).unwrap();
+    let req = Request::post(path)
+        .header("host", "127.0.0.1:7420")
+        .header("content-type", "application/json")
+        .body(Body::empty())
+        .unwrap();
     let res = app.router().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();

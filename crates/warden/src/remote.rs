@@ -14,8 +14,16 @@ use crate::cli::{ActionArgs, FailoverCmd, RemoteArgs};
 pub(crate) const UNREACHABLE: u8 = 69;
 
 pub(crate) fn client() -> reqwest::Client {
+    // Warden refuses an API request that acts unless it is declared as JSON (415): every
+    // request says so, with or without a body.
+    let mut json = reqwest::header::HeaderMap::new();
+    json.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .default_headers(json)
         .build()
         .expect("an HTTP client builds")
 }

@@ -323,9 +323,19 @@ async fn a_silence_mutes_a_firing_alert_until_it_is_expired() {
     let listed = get(&addr, "/api/silences").await;
     assert_eq!(listed["silences"][0]["id"], id.as_str());
 
-    let r = client.delete(format!("http://{addr}/api/silences/{id}")).send().await.unwrap();
+    let r = client
+        .delete(format!("http://{addr}/api/silences/{id}"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client.delete(format!("http://{addr}/api/silences/{id}")).send().await.unwrap();
+    let r = client
+        .delete(format!("http://{addr}/api/silences/{id}"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "an expired silence cannot be expired again");
     let sent = hook
         .wait_for(Duration::from_secs(10), "notification after the silence", |b| {
@@ -446,6 +456,7 @@ async fn alertmanager_itself_accepts_and_resolves_wardens_alerts() {
     // no longer lists the alert as active.
     let r = reqwest::Client::new()
         .post(format!("http://{addr}/api/servers/calm/stop"))
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

@@ -573,7 +573,11 @@ async fn an_operator_triggers_tests_and_restores_a_failover() {
         let c = w.client("/mcp", handler.clone()).await;
         let base = format!("http://{}", w.app.http_addr().unwrap());
         let http = reqwest::Client::new();
-        let post = |what: &str| http.post(format!("{base}/api/failover/primary/{what}")).send();
+        let post = |what: &str| {
+            http.post(format!("{base}/api/failover/primary/{what}"))
+                .header("content-type", "application/json")
+                .send()
+        };
         let v: serde_json::Value = post("test").await.unwrap().json().await.unwrap();
         assert_eq!(v["test"][0]["instance"], "backup#0", "{v}");
         assert_eq!(v["test"][0]["ok"], true, "{v}");
