@@ -480,3 +480,28 @@ async fn reports_answer_empty_and_seeded_periods_and_name_bad_parameters() {
     assert!(v["error"]["message"].as_str().unwrap().contains("failures"), "lists the reports: {v}");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_name_shape_validate_accepts_can_be_mounted() {
+    let names = ["A-b_c.d", "github.com", "_x", "-y", "x1", "a.b.c"];
+    let servers: Vec<String> = names
+        .iter()
+        .map(|n| {
+            format!(r#""{n}": {{ "command": "/nonexistent/x", "restart": {{ "policy": "no" }} }}"#)
+        })
+        .collect();
+    let (app, _dir) =
+        start(&format!(r#"{{ "mcpServers": {{ {} }} }}"#, servers.join(",")), None).await;
+    for n in names {
+        // Mounted: the MCP endpoint answers (a GET without a session is refused by the MCP
+        // transport, not by the router's "no such route").
+        let (code, v) = get(&app, &format!("/servers/{n}/mcp"), None).await;
+        assert!(
+            !(code == StatusCode::NOT_FOUND && v["error"]["message"] == "no such route"),
+            "{n}"
+        );
+        let (code, _) = get(&app, &format!("/api/servers/{n}"), None).await;
+        assert_eq!(code, StatusCode::OK, "{n}");
+    }
+    app.shutdown().await;
+}

@@ -390,11 +390,16 @@ fn compile_logs(mut o: Obj<'_>, d: &mut Diags) -> LogSettings {
 
 /// A server's or an integration's name: it becomes a tool prefix (`name__tool`), an instance
 /// id (`name#0`) and a URL path segment.
+/// A name is mounted as `/servers/NAME/mcp`, prefixes tools as `NAME__tool` (which clients
+/// accept only in `[A-Za-z0-9_.-]`) and labels metrics, so it keeps to those characters.
 pub(crate) fn check_name(name: &str, what: &str, path: &str, d: &mut Diags) {
-    if name.is_empty() || name.contains("__") || name.contains('#') || name.contains('/') {
+    let charset = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || !charset || name.contains("__") || name == "." || name == ".." {
         d.error(
             path,
-            format!("{what} name must be non-empty and contain no \"__\", \"#\" or \"/\""),
+            format!(
+                "{what} name may use only letters, digits, \"-\", \"_\" and \".\" (not \"__\", \".\" or \"..\"); {name:?} has other characters or is empty"
+            ),
         );
     } else if name == "warden" {
         d.error(path, "the name \"warden\" is reserved for Warden's own tools (warden__…)");

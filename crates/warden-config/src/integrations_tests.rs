@@ -273,7 +273,7 @@ fn names_are_shared_with_mcp_servers() {
     let want = [
         "integrations.db: the name \"db\" is already used by an MCP server (mcpServers.db); names are shared",
         "mcpServers.m.fallback[0]: names \"cache\", an integration: only MCP servers can take calls",
-        "integrations.a__b: an integration name must be non-empty and contain no \"__\", \"#\" or \"/\"",
+        "integrations.a__b: an integration name may use only letters, digits, \"-\", \"_\" and \".\" (not \"__\", \".\" or \"..\"); \"a__b\" has other characters or is empty",
         "integrations.warden: the name \"warden\" is reserved for Warden's own tools (warden__…)",
     ];
     for w in want {

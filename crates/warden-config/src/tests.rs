@@ -344,3 +344,38 @@ fn inherit_env_is_a_validated_switch_for_every_child_process() {
     let errs = errors(r#"{ "mcpServers": { "a": { "command": "npx", "inherit_env": "yes" } } }"#);
     assert_eq!(errs, ["mcpServers.a.inherit_env: must be true or false, not a string"]);
 }
+
+#[test]
+fn server_names_are_what_the_router_can_mount() {
+    // Each of these once passed `validate` and then panicked axum when `/servers/NAME/mcp` was
+    // mounted, or made `server__tool` names clients refuse.
+    for bad in [
+        "a:b",
+        "a*",
+        "{id}",
+        "a{",
+        "b}",
+        "two words",
+        "what?",
+        "100%",
+        "tab\there",
+        "é",
+        ".",
+        "..",
+        "a/b",
+        "a#1",
+        "x__y",
+        "",
+    ] {
+        let text = serde_json::json!({ "mcpServers": { bad: { "command": "x" } } }).to_string();
+        let err = compile(&text, &env).expect_err(bad);
+        let shown = err.to_string();
+        assert!(shown.contains("name"), "{bad:?}: {shown}");
+        let text = serde_json::json!({ "integrations": { bad: { "tcp": "127.0.0.1:1" } } });
+        assert!(compile(&text.to_string(), &env).is_err(), "integration {bad:?}");
+    }
+    for good in ["a", "A-b_c.d", "files-v2", "x1", "github.com", "_x", "-y"] {
+        let text = serde_json::json!({ "mcpServers": { good: { "command": "x" } } }).to_string();
+        assert!(compile(&text, &env).is_ok(), "{good:?} is a good name");
+    }
+}
