@@ -1019,7 +1019,9 @@ fn silence_from(v: &Value) -> Result<Silence, String> {
         (Some(t), None) => t,
         (None, Some(d)) => {
             let d = warden_config::parse_duration(d).map_err(|e| format!("duration: {e}"))?;
-            starts_at + chrono::Duration::from_std(d).map_err(|e| format!("duration: {e}"))?
+            chrono::Duration::from_std(d).ok().and_then(|d| starts_at.checked_add_signed(d)).ok_or(
+                "duration: too long (the silence would end after the last date Warden can hold)",
+            )?
         }
         (Some(_), Some(_)) => return Err("give ends_at or duration, not both".into()),
         (None, None) => return Err("duration: missing (e.g. \"2h\"), or give ends_at".into()),

@@ -125,3 +125,39 @@ async fn state_changing_routes_refuse_cross_site_requests() {
     assert_eq!(send(&app, "GET", "/api/servers", Some("null"), None).await, StatusCode::FORBIDDEN);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_beyond_any_date_are_400_naming_the_field() {
+    let (app, _dir) = start().await;
+    for (body, field) in [
+        (r#"{"matchers": ["server=s"], "duration": "300000y"}"#, "duration"),
+        (r#"{"matchers": ["server=s"], "duration": "9999999999999999s"}"#, "duration"),
+        (
+            r#"{"matchers": ["server=s"], "starts_at": "+262000-01-01T00:00:00Z", "duration": "1h"}"#,
+            "",
+        ),
+    ] {
+        let req = Request::post("/api/silences")
+            .header("host", "127.0.0.1:7420")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let res = app.router().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().contains(field), "{v}");
+    }
+    for path in [
+        "/api/metrics?since=300000y",
+        "/api/reports/capacity?since=300000y",
+        "/api/alerts/history?since=300000y",
+        "/api/events?since=300000y",
+        "/api/tuning?since=300000y",
+    ] {
+        let req = Request::get(path).header("host", "127.0.0.1:7420").body(Body::empty()).unwrap();
+        let code = app.router().oneshot(req).await.unwrap().status();
+        assert!(code == StatusCode::BAD_REQUEST || code == StatusCode::OK, "{path}: {code}");
+    }
+    app.shutdown().await;
+}

@@ -433,12 +433,17 @@ impl Reports {
             (Some((_, peak)), Some(avg), Some((a, b))) if avg > 0.0 => {
                 // When (a + b·x) × peak/avg reaches the threshold, x in days since `since`.
                 let x = (threshold * avg / peak - a) / b;
-                let at = r.since + chrono::Duration::milliseconds((x * 86_400_000.0) as i64);
-                let days = seconds(at - r.until) / 86_400.0;
-                if days > MAX_PROJECTION_DAYS {
-                    (false, None, format!("not within {MAX_PROJECTION_DAYS} days at this trend"))
-                } else {
-                    (false, Some(at), format!("linear projection, {days:.1} days after the period"))
+                match projected_at(r.since, r.until, x) {
+                    None => (
+                        false,
+                        None,
+                        format!("not within {MAX_PROJECTION_DAYS} days at this trend"),
+                    ),
+                    Some(at) => {
+                        let days = seconds(at - r.until) / 86_400.0;
+                        let note = format!("linear projection, {days:.1} days after the period");
+                        (false, Some(at), note)
+                    }
                 }
             }
             _ => (false, None, "no throughput in the period".to_owned()),
@@ -855,5 +860,38 @@ mod tests {
         assert!((a - 1.0).abs() < 1e-12 && (b - 2.0).abs() < 1e-12);
         assert_eq!(least_squares(&[(1.0, 1.0), (1.0, 2.0)]), None);
         assert_eq!(least_squares(&[(1.0, 1.0)]), None);
+    }
+}
+
+/// `since` + `x_days`, or `None` when that is not a time within [`MAX_PROJECTION_DAYS`] after
+/// `until` (a nearly flat trend puts `x` beyond any date chrono can hold, or makes it NaN).
+fn projected_at(
+    since: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+    x_days: f64,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let period_days = seconds(until - since) / 86_400.0;
+    if !x_days.is_finite() || x_days - period_days > MAX_PROJECTION_DAYS {
+        return None;
+    }
+    // Bounded now: at most the period plus MAX_PROJECTION_DAYS, in milliseconds.
+    let ms = (x_days * 86_400_000.0).round();
+    since.checked_add_signed(chrono::Duration::try_milliseconds(ms as i64)?)
+}
+
+#[cfg(test)]
+mod projection_tests {
+    use super::*;
+
+    #[test]
+    fn a_projection_beyond_any_date_is_none_not_a_panic() {
+        let until = chrono::Utc::now();
+        let since = until - chrono::Duration::days(7);
+        // A nearly flat trend: `x` in the 1e300s of days, beyond every i64 of milliseconds.
+        for x in [1e300, f64::INFINITY, f64::NAN, 1e18, 7.0 + 366.0, -1e300] {
+            assert_eq!(projected_at(since, until, x), None, "{x}");
+        }
+        let at = projected_at(since, until, 10.0).expect("3 days after the period");
+        assert_eq!((at - since).num_days(), 10);
     }
 }
