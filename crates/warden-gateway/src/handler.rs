@@ -657,6 +657,7 @@ impl ServerHandler for Handler {
     /// 2026-07-28 clients hear about list changes on their `subscriptions/listen` stream.
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
         let mut generation = self.routes().subscribe();
+        let mut seen = *generation.borrow_and_update();
         loop {
             tokio::select! {
                 _ = ctx.cancelled() => return Ok(()),
@@ -664,16 +665,17 @@ impl ServerHandler for Handler {
                     if changed.is_err() {
                         return Ok(());
                     }
+                    let [tools, prompts, resources] = changed_since(&mut seen, &mut generation);
                     let a = ctx.accepted();
                     let sink = ctx.sink();
                     let mut ok = true;
-                    if a.tools_list_changed == Some(true) {
+                    if tools && a.tools_list_changed == Some(true) {
                         ok &= sink.notify_tool_list_changed().await.is_ok();
                     }
-                    if a.prompts_list_changed == Some(true) {
+                    if prompts && a.prompts_list_changed == Some(true) {
                         ok &= sink.notify_prompt_list_changed().await.is_ok();
                     }
-                    if a.resources_list_changed == Some(true) {
+                    if resources && a.resources_list_changed == Some(true) {
                         ok &= sink.notify_resource_list_changed().await.is_ok();
                     }
                     if !ok {
@@ -688,18 +690,31 @@ impl ServerHandler for Handler {
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
         self.shared.clients.attach(self.ticket.id, &ctx.peer);
         let mut generation = self.routes().subscribe();
+        let mut seen = *generation.borrow_and_update();
         let peer = ctx.peer;
         tokio::spawn(async move {
             while generation.changed().await.is_ok() {
-                if peer.notify_tool_list_changed().await.is_err()
-                    || peer.notify_prompt_list_changed().await.is_err()
-                    || peer.notify_resource_list_changed().await.is_err()
+                let [tools, prompts, resources] = changed_since(&mut seen, &mut generation);
+                if tools && peer.notify_tool_list_changed().await.is_err()
+                    || prompts && peer.notify_prompt_list_changed().await.is_err()
+                    || resources && peer.notify_resource_list_changed().await.is_err()
                 {
                     return;
                 }
             }
         });
     }
+}
+
+/// Which list kinds (tools, prompts, resources) changed since `seen`, which becomes now.
+fn changed_since(
+    seen: &mut [u64; 3],
+    generation: &mut tokio::sync::watch::Receiver<[u64; 3]>,
+) -> [bool; 3] {
+    let now = *generation.borrow_and_update();
+    let changed = [0, 1, 2].map(|k| now[k] != seen[k]);
+    *seen = now;
+    changed
 }
 
 #[cfg(test)]

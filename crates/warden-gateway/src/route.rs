@@ -1,6 +1,7 @@
 //! Choosing an instance: routable instances of the server, else of its fallbacks; among them,
 //! power of two choices on peak-EWMA latency × (calls in flight + 1), warning instances ×4.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -212,8 +213,8 @@ pub(crate) struct Pick<'a> {
 /// Every server and instance the gateway can route to.
 pub struct Routes {
     servers: Vec<Server>,
-    /// Bumped whenever the aggregated tool list may have changed.
-    generation: watch::Sender<u64>,
+    /// One counter per list kind (tools, prompts, resources), bumped when that list changed.
+    generation: watch::Sender<[u64; 3]>,
 }
 
 impl Routes {
@@ -251,7 +252,7 @@ impl Routes {
                 tuning: h.tuning(),
             })
             .collect();
-        Self { servers, generation: watch::channel(0).0 }
+        Self { servers, generation: watch::channel([0; 3]).0 }
     }
 
     pub(crate) fn server_names(&self) -> Vec<String> {
@@ -266,15 +267,35 @@ impl Routes {
         self.servers().find(|s| s.spec.name == name)
     }
 
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<[u64; 3]> {
         self.generation.subscribe()
     }
 
     /// The server that serves `name` now (itself or a fallback) and its catalog.
+    ///
+    /// Not through the balancer: the lists are what the serving tier offers whichever replica
+    /// takes a call, read from its first routable replica that has listed. (Choosing through
+    /// the balancer made every pick of another replica look like a changed list.)
     pub(crate) fn serving_catalog(&self, name: &str) -> Option<(&Server, Arc<Catalog>)> {
-        let pick = self.choose(name, &[]).ok()?;
-        let catalog = pick.instance.link.catalog()?;
-        Some((pick.serving, catalog))
+        let server = self.server(name)?;
+        let now = Instant::now();
+        for tier in self.tiers(server) {
+            let mut usable = tier.instances.iter().filter(|i| i.usable(now).is_some()).peekable();
+            if usable.peek().is_some() {
+                return usable.find_map(|i| i.link.catalog()).map(|c| (tier, c));
+            }
+        }
+        None
+    }
+
+    /// The servers that may serve `server`'s calls, in order: itself (unless failed over by
+    /// the operator), then its fallbacks (while failover is enabled).
+    fn tiers<'a>(&'a self, server: &'a Server) -> impl Iterator<Item = &'a Server> + 'a {
+        use std::sync::atomic::Ordering::Relaxed;
+        let own = (!server.failover_forced.load(Relaxed)).then_some(server);
+        let fallbacks: &[String] =
+            if server.failover_enabled.load(Relaxed) { &server.spec.fallback } else { &[] };
+        own.into_iter().chain(fallbacks.iter().filter_map(|f| self.server(f)))
     }
 
     /// Chooses an instance for a call to `name`, avoiding `exclude` (a retry goes elsewhere),
@@ -306,12 +327,7 @@ impl Routes {
                 retry_after_ms: 0,
             });
         };
-        use std::sync::atomic::Ordering::Relaxed;
-        let own = (!server.failover_forced.load(Relaxed)).then_some(server);
-        let fallbacks: &[String] =
-            if server.failover_enabled.load(Relaxed) { &server.spec.fallback } else { &[] };
-        let tiers = own.into_iter().chain(fallbacks.iter().filter_map(|f| self.server(f)));
-        for tier in tiers {
+        for tier in self.tiers(server) {
             let mut usable: Vec<(&Instance, Arc<dyn Session>)> = tier
                 .instances
                 .iter()
@@ -392,40 +408,132 @@ impl Routes {
         Unavailable { server: server.spec.name.clone(), reason, retry_after_ms }
     }
 
-    /// A fingerprint of everything the aggregated lists depend on: which server serves, and
-    /// the identity of its catalog.
-    fn fingerprint(&self) -> Vec<(String, usize)> {
-        self.servers()
+    /// What the aggregated lists show of each server: which server serves it and the content
+    /// of that server's tools, prompts and resources (hashed once per catalog listed).
+    fn fingerprint(&self, hashes: &mut HashCache) -> Vec<Fingerprint> {
+        let mut seen = HashCache::new();
+        let out = self
+            .servers()
             .map(|s| {
-                let cat = self
-                    .serving_catalog(&s.spec.name)
-                    .map_or(0, |(serving, c)| Arc::as_ptr(&c) as usize ^ serving.spec.name.len());
-                (s.spec.name.clone(), cat)
+                let served = self.serving_catalog(&s.spec.name).map(|(serving, c)| {
+                    let key = Arc::as_ptr(&c) as usize;
+                    let h = match hashes.get(&key) {
+                        Some((_, h)) => *h,
+                        None => content_hashes(&c),
+                    };
+                    seen.insert(key, (c, h));
+                    (serving.spec.name.clone(), h)
+                });
+                (s.spec.name.clone(), served)
             })
-            .collect()
+            .collect();
+        // Keep only the catalogs served now (holding their `Arc`, so no address is reused).
+        *hashes = seen;
+        out
     }
 
-    /// Bumps the generation whenever the fingerprint changes (checked every 200 ms: cheap,
-    /// and quick enough that a dead server's tools leave the list well inside a second).
+    /// Bumps the counter of each list kind (tools, prompts, resources) whose content changed
+    /// for any server (checked every 200 ms: cheap, and quick enough that a dead server's tools
+    /// leave the list well inside a second).
     pub(crate) async fn watch_changes(&self, stop: CancellationToken) {
-        let mut last = self.fingerprint();
+        let mut hashes = HashCache::new();
+        let mut last = self.fingerprint(&mut hashes);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
-            let now = self.fingerprint();
-            if now != last {
-                last = now;
-                self.generation.send_modify(|g| *g += 1);
+            let now = self.fingerprint(&mut hashes);
+            let changed = changed_kinds(&last, &now);
+            if changed.iter().any(|c| *c) {
+                self.generation.send_modify(|g| {
+                    for (count, bump) in g.iter_mut().zip(changed) {
+                        *count += u64::from(bump);
+                    }
+                });
             }
+            last = now;
         }
     }
 }
 
+/// Content hashes of catalogs, by the address of the `Arc` they were read from.
+type HashCache = HashMap<usize, (Arc<Catalog>, [u64; 3])>;
+
+/// Hashes of the tools, prompts and resources (with templates) a catalog offers; 0 for an
+/// empty list, so a server with nothing routable and one offering none look alike.
+fn content_hashes(c: &Catalog) -> [u64; 3] {
+    use std::hash::{Hash, Hasher};
+    let hash = |empty: bool, f: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+        if empty {
+            return 0;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        f(&mut h);
+        h.finish() | 1
+    };
+    [
+        hash(c.tools.is_empty(), &|h| {
+            c.tools.iter().for_each(|t| (&t.name, t.fingerprint).hash(h))
+        }),
+        hash(c.prompts.is_empty(), &|h| c.prompts.iter().for_each(|p| p.raw.to_string().hash(h))),
+        hash(c.resources.is_empty() && c.templates.is_empty(), &|h| {
+            c.resources.iter().for_each(|r| r.raw.to_string().hash(h));
+            0u8.hash(h);
+            c.templates.iter().for_each(|t| t.raw.to_string().hash(h));
+        }),
+    ]
+}
+
+/// Which list kinds (tools, prompts, resources) differ between two fingerprints: content that
+/// changed, or a list now served by another server (a fallback took over or handed back; the
+/// names on `/mcp` stay, but what stands behind them is another server's, so clients re-list).
+fn changed_kinds(old: &[Fingerprint], new: &[Fingerprint]) -> [bool; 3] {
+    let of = |fp: &[Fingerprint], name: &str| {
+        fp.iter().find(|(n, _)| n == name).and_then(|(_, s)| s.clone())
+    };
+    let mut changed = [false; 3];
+    for name in old.iter().chain(new).map(|(n, _)| n.as_str()) {
+        let (a, b) = (of(old, name), of(new, name));
+        let moved = matches!((&a, &b), (Some((x, _)), Some((y, _))) if x != y);
+        let (a, b) = (a.map_or([0; 3], |(_, h)| h), b.map_or([0; 3], |(_, h)| h));
+        for k in 0..3 {
+            changed[k] |= a[k] != b[k] || (moved && a[k] != 0);
+        }
+    }
+    changed
+}
+
+/// A server's name, and who serves it with which content hashes (`None`: nothing routable).
+type Fingerprint = (String, Option<(String, [u64; 3])>);
+
 #[cfg(test)]
 mod tests {
-    use super::weighted_turn;
+    use super::{changed_kinds, weighted_turn, Fingerprint};
+
+    fn fp(served: Option<(&str, [u64; 3])>) -> Vec<Fingerprint> {
+        vec![("s".to_owned(), served.map(|(by, h)| (by.to_owned(), h)))]
+    }
+
+    #[test]
+    fn only_the_list_kinds_that_changed_are_announced() {
+        let tools_only = [7, 0, 0];
+        assert_eq!(
+            changed_kinds(&fp(Some(("s", tools_only))), &fp(Some(("s", tools_only)))),
+            [false; 3]
+        );
+        assert_eq!(changed_kinds(&fp(Some(("s", tools_only))), &fp(None)), [true, false, false]);
+        assert_eq!(changed_kinds(&fp(None), &fp(Some(("s", [0, 3, 0])))), [false, true, false]);
+        assert_eq!(
+            changed_kinds(&fp(Some(("s", [7, 1, 2]))), &fp(Some(("s", [8, 1, 2])))),
+            [true, false, false]
+        );
+        // A fallback takes over with the same content: its lists are re-announced.
+        assert_eq!(
+            changed_kinds(&fp(Some(("s", tools_only))), &fp(Some(("b", tools_only)))),
+            [true, false, false]
+        );
+    }
 
     #[test]
     fn weighted_round_robin_shares_turns_by_weight() {

@@ -24,10 +24,12 @@ async fn limited<F: std::future::Future<Output = ()>>(f: F) {
     tokio::time::timeout(LIMIT, f).await.expect("the test finished within its time limit");
 }
 
-/// A client that counts `tools/list_changed` notifications.
+/// A client that counts `list_changed` notifications of each kind.
 #[derive(Clone, Default)]
 struct Client {
     list_changed: Arc<AtomicU32>,
+    prompts_changed: Arc<AtomicU32>,
+    resources_changed: Arc<AtomicU32>,
 }
 
 impl ClientHandler for Client {
@@ -37,6 +39,14 @@ impl ClientHandler for Client {
 
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
         self.list_changed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.prompts_changed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.resources_changed.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -821,6 +831,63 @@ async fn a_remote_upstream_relays_progress_and_a_kill_mid_call_fails_the_call() 
         assert_eq!(e.code.0, warden_gateway::UPSTREAM_FAILED, "{e:?}");
         let class = e.data.as_ref().unwrap()["reason"]["class"].as_str().unwrap().to_owned();
         assert!(["crash", "connection_error"].contains(&class.as_str()), "{e:?}");
+        drop(c);
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+/// `list_changed` is sent only when a list a client is served really changed: never because the
+/// balancer picked another replica, nor because a periodic re-list returned the same catalog
+/// (it once flooded clients with ~15 notifications a second for 2 round-robin replicas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_changed_only_when_a_list_really_changes() {
+    limited(async {
+        let relist = r#", "health": { "catalog_interval": "1s" }"#;
+        let w = serve(config(&[
+            (
+                "rr",
+                misbehave(&[], &format!(r#", "replicas": 2, "balance": "round_robin"{relist}"#)),
+            ),
+            ("p2c", misbehave(&[], &format!(r#", "replicas": 3, "balance": "p2c"{relist}"#))),
+            ("solo", misbehave(&[], &format!(r#", "restart": {{ "policy": "no" }}{relist}"#))),
+        ]))
+        .await;
+        w.healthy(&["rr", "p2c", "solo"]).await;
+        let handler = Client::default();
+        let c = w.client("/mcp", handler.clone()).await;
+        // Calls go round the replicas while the client idles; every instance re-lists its
+        // catalog each second (the same catalog every time).
+        for _ in 0..30 {
+            for name in ["rr__echo", "p2c__echo"] {
+                let p = CallToolRequestParams::new(name)
+                    .with_arguments(args(serde_json::json!({"text": "x"})));
+                c.peer().call_tool(p).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let counts = |h: &Client| {
+            [&h.list_changed, &h.prompts_changed, &h.resources_changed]
+                .map(|n| n.load(Ordering::SeqCst))
+        };
+        assert_eq!(counts(&handler), [0, 0, 0], "nothing changed: tools, prompts, resources");
+
+        // A real change: solo's tools leave. One tools/list_changed, and nothing for the
+        // prompts and resources lists, which did not change.
+        w.app
+            .registry()
+            .server("solo")
+            .unwrap()
+            .command(warden_supervisor::Command::Stop, None)
+            .await;
+        let start = Instant::now();
+        while handler.list_changed.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "no list_changed for a real change");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(counts(&handler), [1, 0, 0], "one tools/list_changed");
+        assert!(!tool_names(&c).await.iter().any(|n| n.starts_with("solo__")));
         drop(c);
         w.app.shutdown().await;
     })
