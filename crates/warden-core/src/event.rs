@@ -213,7 +213,7 @@ impl Event {
         let trace = self.trace_id;
         match &self.kind {
             EventKind::StateChanged { from, to, reason } => {
-                let reason = reason.as_ref().map(ToString::to_string).unwrap_or_default();
+                let reason = state_change_reason(*from, *to, reason.as_ref());
                 match to {
                     InstanceState::Critical | InstanceState::Offline | InstanceState::Failed => {
                         tracing::warn!(instance = %inst, %from, %to, %reason, %trace, "state changed")
@@ -326,5 +326,49 @@ impl EventBus {
     /// Events the recorder could not take because its queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a state changed, for the log line: the recorded reason, or, for a change that has none
+/// (a start, a climb after good probes), what it means. Never empty.
+pub(crate) fn state_change_reason(
+    from: InstanceState,
+    to: InstanceState,
+    reason: Option<&Reason>,
+) -> String {
+    if let Some(r) = reason {
+        return r.to_string();
+    }
+    use InstanceState::*;
+    match (from, to) {
+        (_, Starting) => "starting: spawning or connecting, then the MCP handshake".to_owned(),
+        (Starting, Warning) => {
+            "handshake done: serving, healthy after consecutive good probes".to_owned()
+        }
+        (Starting, Healthy) => "handshake done".to_owned(),
+        (_, Healthy) => "probes and calls succeed again".to_owned(),
+        (_, Warning) => "recovering: probes succeed again".to_owned(),
+        (_, Stopped) => "stopped by the operator or disabled".to_owned(),
+        (_, Failed) => "restart intensity exceeded".to_owned(),
+        (_, Offline) => "no live session".to_owned(),
+        (_, Critical) => "probes or calls keep failing".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn every_state_change_logs_a_reason() {
+        use InstanceState::*;
+        let all = [Starting, Healthy, Warning, Critical, Offline, Failed, Stopped];
+        for from in all {
+            for to in all {
+                assert!(!state_change_reason(from, to, None).is_empty(), "{from} -> {to}");
+            }
+        }
+        let r = Reason::new(FailureClass::Crash, "exited with signal 9");
+        assert!(state_change_reason(Healthy, Offline, Some(&r)).contains("signal 9"));
     }
 }
