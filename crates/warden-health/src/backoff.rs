@@ -20,8 +20,15 @@ impl Backoff {
     /// The delay before restart number `attempt` (0-based). `unit` is a random number in
     /// `[-1, 1]` that scales the jitter; pass `0.0` for the nominal delay.
     pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        self.delay_at(f64::from(attempt), unit)
+    }
+
+    /// The delay at a fractional exponent `level` (a backoff that decays while an instance
+    /// serves: `initial × multiplier^level`, capped, ± jitter).
+    pub fn delay_at(&self, level: f64, unit: f64) -> Duration {
         let p = &self.policy;
-        let nominal = p.initial.as_secs_f64() * p.multiplier.powi(attempt.min(64) as i32);
+        let level = if level.is_finite() { level.clamp(0.0, 64.0) } else { 0.0 };
+        let nominal = p.initial.as_secs_f64() * p.multiplier.powf(level);
         let capped = nominal.min(p.max.as_secs_f64());
         let jittered = capped * (1.0 + p.jitter * unit.clamp(-1.0, 1.0));
         Duration::from_secs_f64(jittered.max(0.0))
@@ -30,6 +37,11 @@ impl Backoff {
     /// [`Self::delay`] with fresh randomness.
     pub fn delay_random(&self, attempt: u32) -> Duration {
         self.delay(attempt, rand::random::<f64>() * 2.0 - 1.0)
+    }
+
+    /// [`Self::delay_at`] with fresh randomness.
+    pub fn delay_random_at(&self, level: f64) -> Duration {
+        self.delay_at(level, rand::random::<f64>() * 2.0 - 1.0)
     }
 }
 

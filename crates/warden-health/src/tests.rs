@@ -287,3 +287,15 @@ fn a_degradation_holds_warning_until_it_is_gone_and_probes_succeed() {
     assert_eq!(m.on_degraded(Some(drift)), None);
     assert_eq!(m.state(), InstanceState::Starting);
 }
+
+#[test]
+fn backoff_at_a_fractional_level_lies_between_its_neighbours() {
+    let b = Backoff::new(warden_config::BackoffPolicy { jitter: 0.0, ..Default::default() });
+    assert_eq!(b.delay_at(1.0, 0.0), b.delay(1, 0.0));
+    let mid = b.delay_at(1.5, 0.0);
+    assert!(mid > b.delay(1, 0.0) && mid < b.delay(2, 0.0), "{mid:?}");
+    // Levels that are not numbers, negative or huge stay within [initial, max].
+    assert_eq!(b.delay_at(f64::NAN, 0.0), Duration::from_millis(500));
+    assert_eq!(b.delay_at(-3.0, 0.0), Duration::from_millis(500));
+    assert_eq!(b.delay_at(1e9, 0.0), Duration::from_secs(30));
+}

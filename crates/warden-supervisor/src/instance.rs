@@ -190,7 +190,12 @@ struct Runner {
     stats: InstanceStats,
     backoff: Backoff,
     intensity: RestartIntensity,
-    attempt: u32,
+    /// The backoff's exponent: +1 per restart, −1 per [`DECAY_EVERY`] the instance served
+    /// (healthy or warning), 0 after `reset_after` healthy or an operator's action. The views'
+    /// `attempt` is its ceiling.
+    level: f64,
+    /// How long the current session has served so far (its routable time).
+    served: Duration,
     restarts: u32,
     incident: Option<Incident>,
     session_trace: TraceId,
@@ -217,7 +222,8 @@ impl Runner {
             stats: InstanceStats::new(Instant::now()),
             backoff: Backoff::new(r.backoff.clone()),
             intensity: RestartIntensity::new(r.max_restarts, r.window),
-            attempt: 0,
+            level: 0.0,
+            served: Duration::ZERO,
             restarts: 0,
             incident: None,
             session_trace: TraceId::random(),
@@ -256,8 +262,8 @@ impl Runner {
             if failed {
                 let probation = self.ctx.spec.restart.probation.map(|p| Instant::now() + p);
                 let reason = self.view().reason;
-                self.set_state(InstanceState::Failed, reason);
-                self.update(|v| v.next_retry_at = probation.map(to_wall));
+                let retry_at = probation.map(to_wall);
+                self.set_state_with(InstanceState::Failed, reason, |v| v.next_retry_at = retry_at);
                 match self.idle(probation).await {
                     Woke::Shutdown => return,
                     Woke::Command(Command::Stop) => {
@@ -284,7 +290,7 @@ impl Runner {
                 End::Shutdown => return,
                 End::Stop => stopped = true,
                 End::Restart => {
-                    self.attempt = 0;
+                    self.level = 0.0;
                     if let Some(i) = self.incident.as_mut() {
                         i.action = Some(RecoveryAction::Operator);
                     }
@@ -293,70 +299,92 @@ impl Runner {
                     self.ctx.link.metrics.failure(reason.class);
                     let clean = exit.as_ref().is_some_and(ExitInfo::is_success);
                     self.open_incident(&reason, action);
-                    self.update(|v| {
+                    // The backoff forgives the time this session served: a server that crashes
+                    // every 20 s comes back in 0.5 s each time, an immediate crash loop still
+                    // doubles its delay every start.
+                    let served = std::mem::take(&mut self.served);
+                    self.level = decayed(self.level, served);
+                    let mode = self.ctx.spec.restart.mode;
+                    let restart =
+                        !(mode == RestartMode::Never || (mode == RestartMode::OnFailure && clean));
+                    // Decide first, so the view changes once: offline, with its retry time.
+                    let next = if !restart {
+                        Next::Wait
+                    } else if std::mem::take(&mut self.probation_try) {
+                        Next::Failed { exceeded: false }
+                    } else if self.ctx.spec.is_stdio() && self.intensity.record(Instant::now()) {
+                        // Remote servers cannot be crash-looped by us; they keep being retried.
+                        Next::Failed { exceeded: true }
+                    } else {
+                        let delay = self.backoff.delay_random_at(self.level);
+                        self.level += 1.0;
+                        Next::Retry(delay, Instant::now() + delay)
+                    };
+                    let attempt = self.attempt();
+                    let retry_at = match next {
+                        Next::Retry(_, at) => Some(to_wall(at)),
+                        _ => None,
+                    };
+                    self.set_state_with(InstanceState::Offline, Some(reason.clone()), |v| {
                         v.pid = None;
                         if exit.is_some() {
                             v.last_exit = exit.clone();
                         }
-                    });
-                    self.set_state(InstanceState::Offline, Some(reason.clone()));
-                    let mode = self.ctx.spec.restart.mode;
-                    if mode == RestartMode::Never || (mode == RestartMode::OnFailure && clean) {
-                        // Not to be restarted: wait for an operator.
-                        match self.idle(None).await {
-                            Woke::Shutdown => return,
-                            Woke::Command(Command::Stop) | Woke::Elapsed => stopped = true,
-                            Woke::Command(c) => self.operator(c),
-                        }
-                        continue;
-                    }
-                    if self.probation_try {
-                        self.probation_try = false;
-                        failed = true;
-                        continue;
-                    }
-                    // Remote servers cannot be crash-looped by us; they keep being retried.
-                    if self.ctx.spec.is_stdio() && self.intensity.record(Instant::now()) {
-                        let restarts = self.intensity.count(Instant::now()).saturating_sub(1);
-                        let window_seconds = self.ctx.spec.restart.window.as_secs();
-                        self.emit(EventKind::RestartIntensityExceeded { restarts, window_seconds });
-                        failed = true;
-                        continue;
-                    }
-                    let delay = self.backoff.delay_random(self.attempt);
-                    self.attempt += 1;
-                    let at = Instant::now() + delay;
-                    let next_retry_at = to_wall(at);
-                    let attempt = self.attempt;
-                    self.update(|v| {
                         v.attempt = attempt;
-                        v.next_retry_at = Some(next_retry_at);
+                        v.next_retry_at = retry_at;
                     });
-                    self.emit(EventKind::RestartScheduled {
-                        attempt,
-                        delay_ms: delay.as_millis() as u64,
-                        next_retry_at,
-                    });
-                    match self.idle(Some(at)).await {
-                        Woke::Shutdown => return,
-                        Woke::Command(Command::Stop) => stopped = true,
-                        Woke::Command(c) => self.operator(c),
-                        Woke::Elapsed => {}
+                    match next {
+                        Next::Wait => {
+                            // Not to be restarted: wait for an operator.
+                            match self.idle(None).await {
+                                Woke::Shutdown => return,
+                                Woke::Command(Command::Stop) | Woke::Elapsed => stopped = true,
+                                Woke::Command(c) => self.operator(c),
+                            }
+                        }
+                        Next::Failed { exceeded } => {
+                            if exceeded {
+                                let restarts =
+                                    self.intensity.count(Instant::now()).saturating_sub(1);
+                                let window_seconds = self.ctx.spec.restart.window.as_secs();
+                                self.emit(EventKind::RestartIntensityExceeded {
+                                    restarts,
+                                    window_seconds,
+                                });
+                            }
+                            failed = true;
+                        }
+                        Next::Retry(delay, at) => {
+                            self.emit(EventKind::RestartScheduled {
+                                attempt,
+                                delay_ms: delay.as_millis() as u64,
+                                next_retry_at: to_wall(at),
+                            });
+                            match self.idle(Some(at)).await {
+                                Woke::Shutdown => return,
+                                Woke::Command(Command::Stop) => stopped = true,
+                                Woke::Command(c) => self.operator(c),
+                                Woke::Elapsed => {}
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
+    /// The restart attempt the views show: the backoff's exponent, rounded up.
+    fn attempt(&self) -> u32 {
+        self.level.ceil() as u32
+    }
+
     fn operator(&mut self, c: Command) {
         self.emit(EventKind::OperatorAction { action: format!("{c:?}").to_lowercase() });
         if matches!(c, Command::Reset | Command::Restart | Command::Start) {
             self.intensity.clear();
-            self.attempt = 0;
-            self.update(|v| {
-                v.attempt = 0;
-                v.next_retry_at = None;
-            });
+            self.level = 0.0;
+            // The retry time goes with the start that follows (one update with `starting`).
+            self.update(|v| v.attempt = 0);
             if let Some(i) = self.incident.as_mut() {
                 i.action = Some(RecoveryAction::Operator);
             }
@@ -386,11 +414,10 @@ impl Runner {
     async fn run_once(&mut self) -> End {
         self.machine.reset();
         self.session_trace = TraceId::random();
-        self.update(|v| {
+        self.set_state_with(InstanceState::Starting, None, |v| {
             v.next_retry_at = None;
             v.pid = None;
         });
-        self.set_state(InstanceState::Starting, None);
         // Call outcomes from the previous session say nothing about this one.
         while self.ctx.reports.try_recv().is_ok() {}
         let deadline = self.ctx.spec.health.startup_timeout;
@@ -514,6 +541,7 @@ impl Runner {
             Instant::now() + policy.interval.mul_f64(policy.jitter * rand::random::<f64>());
         let mut next_catalog = Instant::now() + policy.catalog_interval;
         let mut healthy_since: Option<Instant> = None;
+        let mut serving_since: Option<Instant> = None;
 
         let end = loop {
             tokio::select! {
@@ -610,19 +638,35 @@ impl Runner {
                     policy = tuned;
                 },
                 _ = sleep_until(healthy_since.unwrap_or_else(Instant::now) + self.ctx.spec.restart.reset_after),
-                    if healthy_since.is_some() && self.attempt > 0 => {}
+                    if healthy_since.is_some() && self.level > 0.0 => {}
             }
             // Sustained health resets the backoff.
             if self.machine.state() == InstanceState::Healthy {
                 let since = *healthy_since.get_or_insert_with(Instant::now);
-                if self.attempt > 0 && since.elapsed() >= self.ctx.spec.restart.reset_after {
-                    self.attempt = 0;
+                if self.level > 0.0 && since.elapsed() >= self.ctx.spec.restart.reset_after {
+                    self.level = 0.0;
                     self.update(|v| v.attempt = 0);
                 }
             } else {
                 healthy_since = None;
             }
+            // Time served (healthy or warning) decays the backoff.
+            let now = Instant::now();
+            match (self.machine.state(), serving_since) {
+                (InstanceState::Healthy | InstanceState::Warning, None) => {
+                    serving_since = Some(now)
+                }
+                (InstanceState::Healthy | InstanceState::Warning, Some(_)) => {}
+                (_, Some(since)) => {
+                    self.served += now - since;
+                    serving_since = None;
+                }
+                (_, None) => {}
+            }
         };
+        if let Some(since) = serving_since {
+            self.served += Instant::now() - since;
+        }
         drop(probe);
         drop(catalog);
         self.ctx.link.set_session(None);
@@ -843,11 +887,27 @@ impl Runner {
     }
 
     fn set_state(&mut self, to: InstanceState, reason: Option<Reason>) {
+        self.set_state_with(to, reason, |_| {});
+    }
+
+    /// Changes the state and, in the same single update of the view, whatever else belongs to
+    /// the change (a retry time, an exit, a cleared pid): a reader never sees half of it.
+    fn set_state_with(
+        &mut self,
+        to: InstanceState,
+        reason: Option<Reason>,
+        also: impl FnOnce(&mut InstanceView),
+    ) {
         let from = self.view().state;
         let now = Instant::now();
         self.stats.observe_state(now, to.is_routable());
+        let snap = self.stats.snapshot(now);
         if from == to {
-            self.update(|v| v.reason = reason);
+            self.update(|v| {
+                v.reason = reason;
+                v.stats = snap;
+                also(v);
+            });
             return;
         }
         if to == InstanceState::Critical {
@@ -861,6 +921,8 @@ impl Runner {
             v.state = to;
             v.since = wall;
             v.reason = r2;
+            v.stats = snap;
+            also(v);
         });
         self.emit(EventKind::StateChanged { from, to, reason });
         if to == InstanceState::Healthy {
@@ -874,9 +936,6 @@ impl Runner {
                 );
             }
         }
-        // Keep the published numbers fresh on every transition.
-        let snap = self.stats.snapshot(now);
-        self.update(|v| v.stats = snap);
     }
 
     /// Opens an incident (a failure row) unless one is open; a later, stronger action
@@ -950,9 +1009,16 @@ impl Runner {
 
     fn update(&self, f: impl FnOnce(&mut InstanceView)) {
         let restarts = self.restarts;
+        #[cfg(test)]
+        let probation = self.ctx.spec.restart.probation.is_some();
         self.ctx.view.send_modify(|v| {
             f(v);
             v.restarts = restarts;
+            #[cfg(test)]
+            if !consistent(v, probation) {
+                INCONSISTENT.fetch_add(1, Ordering::SeqCst);
+                tracing::error!(view = ?v, "a view was published half-updated");
+            }
         });
     }
 
@@ -1054,4 +1120,43 @@ fn degradation(a: &warden_predict::Assessment) -> Option<Reason> {
             ),
         )
     })
+}
+
+/// What the runner does after a session ended in failure.
+enum Next {
+    /// Not restarted by policy: wait for an operator.
+    Wait,
+    /// Crash-looping (`exceeded`: the restart intensity was just exceeded) or a failed
+    /// probation try: `failed`.
+    Failed { exceeded: bool },
+    /// Restart after this delay, at this instant.
+    Retry(Duration, Instant),
+}
+
+/// The backoff's exponent falls by one for every this long an instance served.
+pub(crate) const DECAY_EVERY: Duration = Duration::from_secs(10);
+
+/// `level` less one per [`DECAY_EVERY`] of `served`, never below 0.
+fn decayed(level: f64, served: Duration) -> f64 {
+    (level - served.as_secs_f64() / DECAY_EVERY.as_secs_f64()).max(0.0)
+}
+
+/// Views published half-updated (tests only): see [`consistent`].
+#[cfg(test)]
+static INCONSISTENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cfg(test)]
+pub(crate) fn inconsistent_views() -> u32 {
+    INCONSISTENT.load(Ordering::SeqCst)
+}
+
+/// A view that could only be seen between two halves of one change.
+#[cfg(test)]
+fn consistent(v: &InstanceView, probation: bool) -> bool {
+    match v.state {
+        InstanceState::Failed => v.next_retry_at.is_some() == probation,
+        InstanceState::Starting => v.next_retry_at.is_none(),
+        InstanceState::Offline => v.pid.is_none(),
+        _ => true,
+    }
 }

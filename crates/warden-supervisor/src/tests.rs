@@ -612,3 +612,35 @@ async fn tuning_changes_the_probe_policy_of_a_running_instance() {
     assert!((10..=12).contains(&n), "{n} probes in 60 s after the revert");
     assert_eq!(h.state(), InstanceState::Healthy);
 }
+
+/// A server that crashes every 20 s (a leak, a periodic job) is back within 2 s each time: the
+/// backoff decays while the instance serves, instead of waiting for 60 s of health to reset.
+#[tokio::test(start_paused = true)]
+async fn a_periodic_crasher_recovers_within_two_seconds_every_time() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    for n in 0..8 {
+        h.until(InstanceState::Warning, Duration::from_secs(40)).await;
+        let started = Instant::now();
+        time::sleep_until(started + Duration::from_secs(20)).await;
+        h.session(n).events.send(SessionEvent::Exited(exit_by_signal(9))).await.unwrap();
+        h.until(InstanceState::Offline, Duration::from_secs(1)).await;
+        let back = h.until(InstanceState::Warning, Duration::from_secs(40)).await;
+        assert!(back <= Duration::from_secs(2), "crash {n}: back after {back:?}");
+    }
+    assert_eq!(super::instance::inconsistent_views(), 0, "a view was published half-updated");
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Every view an instance publishes is whole: a reader never sees `failed` without its
+/// probation time, `starting` with a stale retry time, or `offline` with a live pid.
+#[tokio::test(start_paused = true)]
+async fn every_published_view_is_consistent_through_a_crash_loop() {
+    let mut h = Harness::new(spec("s"), FakeConnector { fail_always: true, ..Default::default() });
+    h.until(InstanceState::Failed, Duration::from_secs(35)).await;
+    let view = h.registry.servers()[0].views()[0].clone();
+    assert!(view.next_retry_at.is_some(), "failed with a probation restart scheduled: {view:?}");
+    time::sleep(Duration::from_secs(301)).await;
+    h.until(InstanceState::Failed, Duration::from_secs(10)).await;
+    assert_eq!(super::instance::inconsistent_views(), 0, "a view was published half-updated");
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
