@@ -103,10 +103,15 @@ impl Api {
 
 async fn server(AxState(api): AxState<Api>, Path(name): Path<String>) -> Response {
     match api.handle(&name) {
+        // The whole view, so fallbacks and failover count exactly as in `/api/servers`.
         Ok(h) => {
-            let view =
-                warden_supervisor::Overview::from_views(vec![(Arc::clone(&h.spec), h.views())]);
-            Json(json!(view.servers[0])).into_response()
+            let all = warden_supervisor::Overview::from_parts(
+                api.servers.iter().map(ServerHandle::parts).collect(),
+            );
+            match all.servers.into_iter().find(|s| s.name == h.spec.name) {
+                Some(view) => Json(json!(view)).into_response(),
+                None => error(StatusCode::NOT_FOUND, format!("no server named {name:?}")),
+            }
         }
         Err(m) => error(StatusCode::NOT_FOUND, m),
     }

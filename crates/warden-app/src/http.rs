@@ -35,8 +35,12 @@ pub(crate) type Overview = Arc<dyn Fn() -> warden_supervisor::Overview + Send + 
 
 pub(crate) fn overview_of(app: &App) -> Overview {
     // Views are read through watch channels; the closure owns clones of them.
-    let handles: Vec<_> =
-        app.registry.servers().iter().map(|s| (Arc::clone(&s.spec), s.watchers())).collect();
+    let handles: Vec<_> = app
+        .registry
+        .servers()
+        .iter()
+        .map(|s| (Arc::clone(&s.spec), s.watchers(), Arc::clone(s.failover())))
+        .collect();
     Arc::new(move || overview_from(&handles))
 }
 
@@ -63,13 +67,16 @@ impl State {
 type Handles = Vec<(
     Arc<warden_config::ServerSpec>,
     Vec<tokio::sync::watch::Receiver<warden_supervisor::InstanceView>>,
+    Arc<warden_supervisor::FailoverControl>,
 )>;
 
 fn overview_from(handles: &Handles) -> warden_supervisor::Overview {
-    warden_supervisor::Overview::from_views(
+    warden_supervisor::Overview::from_parts(
         handles
             .iter()
-            .map(|(spec, w)| (Arc::clone(spec), w.iter().map(|r| r.borrow().clone()).collect()))
+            .map(|(spec, w, f)| {
+                (Arc::clone(spec), w.iter().map(|r| r.borrow().clone()).collect(), f.get())
+            })
             .collect(),
     )
 }

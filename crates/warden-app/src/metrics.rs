@@ -47,12 +47,14 @@ pub(crate) fn register(app: &crate::App, started: Instant) {
             (Arc::clone(&s.spec), instances)
         })
         .collect();
+    let failover = app.registry.servers().iter().map(|s| Arc::clone(s.failover())).collect();
     let started_unix = SystemTime::now()
         .checked_sub(started.elapsed())
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0.0, |d| d.as_secs_f64());
     app.registry.metrics().register_collector(Box::new(Views {
         servers,
+        failover,
         gateway: app.gateway.clone(),
         store: app.store.clone(),
         store_fallback: app.store_fallback.is_some(),
@@ -69,6 +71,8 @@ type Snapshot = Vec<(Arc<ServerSpec>, Vec<(InstanceView, usize)>)>;
 /// What the scrape reads. Holds no [`Metrics`] (it is registered in one).
 struct Views {
     servers: Vec<(Arc<ServerSpec>, Instances)>,
+    /// Each server's failover settings, in the order of `servers`.
+    failover: Vec<Arc<warden_supervisor::FailoverControl>>,
     gateway: Gateway,
     store: Store,
     /// The configured database could not be opened: Warden records in memory.
@@ -173,10 +177,13 @@ impl Collector for Views {
             breakers.iter().map(|(id, _, opened)| (instance_labels(id), *opened)),
         )?;
 
-        let overview = Overview::from_views(
+        let overview = Overview::from_parts(
             snapshot
                 .iter()
-                .map(|(spec, v)| (Arc::clone(spec), v.iter().map(|(v, _)| v.clone()).collect()))
+                .zip(&self.failover)
+                .map(|((spec, v), f)| {
+                    (Arc::clone(spec), v.iter().map(|(v, _)| v.clone()).collect(), f.get())
+                })
                 .collect(),
         );
         let server = |name: &str| vec![("server", name.to_owned())];

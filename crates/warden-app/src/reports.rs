@@ -759,8 +759,8 @@ impl Reports {
             }
         }
         // Live state: what the views and the gateway see now.
-        let overview = warden_supervisor::Overview::from_views(
-            self.servers.iter().map(|h| (Arc::clone(&h.spec), h.views())).collect(),
+        let overview = warden_supervisor::Overview::from_parts(
+            self.servers.iter().map(warden_supervisor::ServerHandle::parts).collect(),
         );
         for s in &overview.servers {
             let in_scope = capacity.iter().any(|c| c.server == s.name);

@@ -25,7 +25,7 @@ use rmcp::transport::streamable_http_server::session::local::{LocalSessionManage
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
-use warden_supervisor::Registry;
+use warden_supervisor::{Failover, Registry};
 use warden_upstream::Relay;
 
 pub use breaker::BreakerState;
@@ -151,23 +151,19 @@ impl Gateway {
         server: &str,
         action: FailoverAction,
     ) -> Result<serde_json::Value, String> {
-        use std::sync::atomic::Ordering::Relaxed;
         let s = self.routes.server(server).ok_or_else(|| format!("no server named {server:?}"))?;
         let mut tested = Vec::new();
+        let now = s.failover.get();
         match action {
-            FailoverAction::Enable => s.failover_enabled.store(true, Relaxed),
-            FailoverAction::Disable => {
-                s.failover_enabled.store(false, Relaxed);
-                s.failover_forced.store(false, Relaxed);
-            }
+            FailoverAction::Enable => s.failover.set(Failover { enabled: true, ..now }),
+            FailoverAction::Disable => s.failover.set(Failover { enabled: false, forced: false }),
             FailoverAction::Trigger => {
                 if s.spec.fallback.is_empty() {
                     return Err(format!("{server:?} has no fallback servers to fail over to"));
                 }
-                s.failover_enabled.store(true, Relaxed);
-                s.failover_forced.store(true, Relaxed);
+                s.failover.set(Failover { enabled: true, forced: true });
             }
-            FailoverAction::Restore => s.failover_forced.store(false, Relaxed),
+            FailoverAction::Restore => s.failover.set(Failover { forced: false, ..now }),
             FailoverAction::Test => {
                 if s.spec.fallback.is_empty() {
                     return Err(format!("{server:?} has no fallback servers to test"));
@@ -196,8 +192,8 @@ impl Gateway {
         Ok(serde_json::json!({
             "server": server,
             "fallbacks": s.spec.fallback,
-            "failover_enabled": s.failover_enabled.load(Relaxed),
-            "forced": s.failover_forced.load(Relaxed),
+            "failover_enabled": s.failover.get().enabled,
+            "forced": s.failover.get().forced,
             "served_by": served_by,
             "test": (action == FailoverAction::Test).then_some(tested),
         }))

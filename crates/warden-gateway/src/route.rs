@@ -148,10 +148,10 @@ pub(crate) struct Server {
     pub(crate) metrics: warden_metrics::ServerMetrics,
     /// Next turn, for round-robin balancing.
     turn: std::sync::atomic::AtomicUsize,
-    /// Operator switch: whether the fallback tiers may serve (on by default).
-    pub(crate) failover_enabled: std::sync::atomic::AtomicBool,
-    /// Operator switch: the fallbacks serve even while this server is routable.
-    pub(crate) failover_forced: std::sync::atomic::AtomicBool,
+    /// The operator's switches (the supervisor's, so every view shows what routing does):
+    /// whether the fallback tiers may serve, and whether they serve even while this server is
+    /// routable.
+    pub(crate) failover: Arc<warden_supervisor::FailoverControl>,
     /// Tool calls that name this server, per tool and hour (see `usage.rs`).
     pub(crate) usage: crate::usage::Usage,
     /// Run-time overrides of its policy (tuning): the call timeout, instance weights.
@@ -246,8 +246,7 @@ impl Routes {
                 budget: Mutex::new(RetryBudget::default()),
                 metrics: registry.metrics().server(&h.spec.name, &h.spec.fallback),
                 turn: Default::default(),
-                failover_enabled: std::sync::atomic::AtomicBool::new(true),
-                failover_forced: std::sync::atomic::AtomicBool::new(false),
+                failover: Arc::clone(h.failover()),
                 usage: Default::default(),
                 tuning: h.tuning(),
             })
@@ -291,10 +290,9 @@ impl Routes {
     /// The servers that may serve `server`'s calls, in order: itself (unless failed over by
     /// the operator), then its fallbacks (while failover is enabled).
     fn tiers<'a>(&'a self, server: &'a Server) -> impl Iterator<Item = &'a Server> + 'a {
-        use std::sync::atomic::Ordering::Relaxed;
-        let own = (!server.failover_forced.load(Relaxed)).then_some(server);
-        let fallbacks: &[String] =
-            if server.failover_enabled.load(Relaxed) { &server.spec.fallback } else { &[] };
+        let failover = server.failover.get();
+        let own = (!failover.forced).then_some(server);
+        let fallbacks: &[String] = if failover.enabled { &server.spec.fallback } else { &[] };
         own.into_iter().chain(fallbacks.iter().filter_map(|f| self.server(f)))
     }
 

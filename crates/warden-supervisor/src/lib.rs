@@ -15,7 +15,7 @@ mod view;
 pub use instance::{CallGuard, CallReport, Command, InstanceLink};
 pub use registry::{ConnectorFactory, Registry, ServerHandle, SupervisorOptions};
 pub use tuning::Tuned;
-pub use view::{InstanceView, Overview, ServerView};
+pub use view::{Failover, FailoverControl, InstanceView, Overview, ServerParts, ServerView};
 pub use warden_health::CallOutcome;
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use warden_upstream::Connector;
 
 use crate::instance::{self, Command, InstanceCtx, InstanceLink};
 use crate::tuning::Tuned;
-use crate::view::Overview;
+use crate::view::{FailoverControl, Overview, ServerParts};
 use crate::InstanceView;
 
 /// Builds the connector for a server (real ones in production, fakes in tests).
@@ -36,6 +36,8 @@ pub struct ServerHandle {
     instances: Vec<(watch::Receiver<InstanceView>, mpsc::Sender<Command>, Arc<InstanceLink>)>,
     /// Run-time overrides of the policy (tuning), watched by the instances and the gateway.
     tuning: Arc<watch::Sender<Tuned>>,
+    /// The operator's failover settings, routed by the gateway and shown by every view.
+    failover: Arc<FailoverControl>,
 }
 
 impl ServerHandle {
@@ -53,6 +55,15 @@ impl ServerHandle {
     /// A receiver that always holds the overrides in force.
     pub fn tuning(&self) -> watch::Receiver<Tuned> {
         self.tuning.subscribe()
+    }
+
+    pub fn failover(&self) -> &Arc<FailoverControl> {
+        &self.failover
+    }
+
+    /// This server's parts of the server view (see [`Overview::from_parts`]).
+    pub fn parts(&self) -> ServerParts {
+        (Arc::clone(&self.spec), self.views(), self.failover.get())
     }
 
     pub fn views(&self) -> Vec<InstanceView> {
@@ -151,7 +162,7 @@ impl Registry {
                 tasks.spawn(instance::run(ctx));
                 instances.push((view_rx, cmd_tx, link));
             }
-            servers.push(ServerHandle { spec, instances, tuning });
+            servers.push(ServerHandle { spec, instances, tuning, failover: Default::default() });
         }
         Self { servers, tasks, shutdown, metrics: options.metrics }
     }
@@ -171,9 +182,7 @@ impl Registry {
 
     /// The server view of everything, with fallbacks taken into account.
     pub fn overview(&self) -> Overview {
-        Overview::from_views(
-            self.servers.iter().map(|s| (Arc::clone(&s.spec), s.views())).collect(),
-        )
+        Overview::from_parts(self.servers.iter().map(ServerHandle::parts).collect())
     }
 
     /// How long a graceful stop of everything may take: the longest stop policy (grace, then

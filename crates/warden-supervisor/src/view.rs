@@ -1,6 +1,7 @@
 //! The server view (DESIGN.md §2): one shape for `warden check --json`, `GET /api/servers` and
 //! `warden status --json`.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -113,28 +114,81 @@ pub(crate) fn own_status(instances: &[InstanceView]) -> ServerStatus {
     }
 }
 
+/// The operator's failover settings of one server, as the gateway routes by them: fallbacks
+/// take over only while `enabled`; `forced` sends every call to the fallbacks.
+#[derive(Debug)]
+pub struct FailoverControl {
+    enabled: AtomicBool,
+    forced: AtomicBool,
+}
+
+impl Default for FailoverControl {
+    fn default() -> Self {
+        Self { enabled: AtomicBool::new(true), forced: AtomicBool::new(false) }
+    }
+}
+
+impl FailoverControl {
+    pub fn get(&self) -> Failover {
+        Failover { enabled: self.enabled.load(Relaxed), forced: self.forced.load(Relaxed) }
+    }
+
+    pub fn set(&self, f: Failover) {
+        self.enabled.store(f.enabled, Relaxed);
+        self.forced.store(f.forced, Relaxed);
+    }
+}
+
+/// A snapshot of [`FailoverControl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failover {
+    pub enabled: bool,
+    pub forced: bool,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self { enabled: true, forced: false }
+    }
+}
+
+/// One server's parts of the view: its spec, its instances' views and its failover settings.
+pub type ServerParts = (Arc<ServerSpec>, Vec<InstanceView>, Failover);
+
 impl Overview {
-    /// Builds the view from each server's spec and instance views. A server with nothing
-    /// routable is `degraded` (served by its first routable fallback) or `unhealthy`.
-    pub fn from_views(own: Vec<(Arc<ServerSpec>, Vec<InstanceView>)>) -> Self {
+    /// Builds the view from each server's spec, instance views and failover settings — the
+    /// one builder behind every surface, so no two views can disagree. A server with nothing
+    /// routable (or failed over by the operator) is `degraded` while its first routable
+    /// fallback serves, else `unhealthy`.
+    pub fn from_parts(own: Vec<ServerParts>) -> Self {
         let status_of =
-            |name: &str| own.iter().find(|(s, _)| s.name == name).map(|(_, v)| own_status(v));
+            |name: &str| own.iter().find(|(s, ..)| s.name == name).map(|(_, v, _)| own_status(v));
         let mut servers = Vec::new();
-        for (spec, instances) in &own {
+        for (spec, instances, failover) in &own {
             let mine = own_status(instances);
-            let (status, served_by) = if spec.disabled {
-                (ServerStatus::Unhealthy, None)
-            } else if mine != ServerStatus::Unhealthy {
-                (mine, Some(spec.name.clone()))
-            } else {
-                match spec
-                    .fallback
+            let fallback = || {
+                spec.fallback
                     .iter()
                     .find(|f| status_of(f).is_some_and(|s| s != ServerStatus::Unhealthy))
-                {
-                    Some(fb) => (ServerStatus::Degraded, Some(fb.clone())),
-                    None => (ServerStatus::Unhealthy, None),
+                    .map_or((ServerStatus::Unhealthy, None), |fb| {
+                        (ServerStatus::Degraded, Some(fb.clone()))
+                    })
+            };
+            let (status, served_by) = if spec.disabled {
+                (ServerStatus::Unhealthy, None)
+            } else if failover.forced {
+                // Failed over by the operator: only the fallbacks serve (while enabled).
+                if failover.enabled {
+                    fallback()
+                } else {
+                    (ServerStatus::Unhealthy, None)
                 }
+            } else if mine != ServerStatus::Unhealthy {
+                (mine, Some(spec.name.clone()))
+            } else if failover.enabled {
+                fallback()
+            } else {
+                (ServerStatus::Unhealthy, None)
             };
             let tools = instances.iter().find(|i| i.state.is_routable()).map_or(0, |i| i.tools);
             servers.push(ServerView {

@@ -893,3 +893,65 @@ async fn list_changed_only_when_a_list_really_changes() {
     })
     .await;
 }
+
+/// Every view of a server — `/api/servers`, `/api/servers/{name}`, `/health/ecosystem` and
+/// `warden status --json` — says the same status and `served_by` in each failover state (the
+/// per-server route once said `unhealthy, served_by: null` for a fallback-served server, and an
+/// operator's failover showed in no view).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_agrees_on_failover_in_each_state() {
+    limited(async {
+        let primary = misbehave(&[], r#", "fallback": ["backup"], "restart": { "backoff": { "initial": "60s", "max": "60s" } }"#);
+        let w = serve(config(&[("primary", primary), ("backup", misbehave(&[], ""))])).await;
+        w.healthy(&["primary", "backup"]).await;
+        let base = format!("http://{}", w.app.http_addr().unwrap());
+        let http = reqwest::Client::new();
+        let views = || async {
+            let get = |path: String| {
+                let http = http.clone();
+                async move { http.get(path).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+            };
+            let pick = |v: &serde_json::Value| {
+                v["servers"].as_array().unwrap().iter().find(|s| s["name"] == "primary").unwrap().clone()
+            };
+            let status = std::process::Command::new(warden())
+                .args(["status", "--json", "--url", &base])
+                .output()
+                .unwrap();
+            let cli: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+            [
+                ("/api/servers", pick(&get(format!("{base}/api/servers")).await)),
+                ("/api/servers/primary", get(format!("{base}/api/servers/primary")).await),
+                ("/health/ecosystem", pick(&get(format!("{base}/health/ecosystem")).await)),
+                ("warden status --json", pick(&cli)),
+            ]
+            .map(|(what, v)| (what, v["status"].clone(), v["served_by"].clone()))
+        };
+        let agree = |want: (&str, &str), got: [(&str, serde_json::Value, serde_json::Value); 4]| {
+            for (what, status, served_by) in got {
+                assert_eq!((status.as_str(), served_by.as_str()), (Some(want.0), Some(want.1)), "{what}");
+            }
+        };
+        agree(("healthy", "primary"), views().await);
+        let act = |what: &str| {
+            http.post(format!("{base}/api/failover/primary/{what}"))
+                .header("content-type", "application/json")
+                .send()
+        };
+        assert!(act("trigger").await.unwrap().status().is_success());
+        agree(("degraded", "backup"), views().await);
+        assert!(act("restore").await.unwrap().status().is_success());
+        agree(("healthy", "primary"), views().await);
+        // The primary dies (and is not restarted for a minute): the backup serves.
+        let pid = w.app.registry().server("primary").unwrap().views()[0].pid.unwrap();
+        signal(pid, Signal::SIGKILL);
+        let start = Instant::now();
+        while w.app.registry().server("primary").unwrap().views()[0].state.is_routable() {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        agree(("degraded", "backup"), views().await);
+        w.app.shutdown().await;
+    })
+    .await;
+}
