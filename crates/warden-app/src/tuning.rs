@@ -151,7 +151,8 @@ impl Param {
 
     fn show(self, v: f64) -> String {
         if self.is_duration() {
-            warden_config::format_duration(Duration::from_secs_f64(v / 1000.0))
+            Duration::try_from_secs_f64(v / 1000.0)
+                .map_or_else(|_| format!("{v} ms"), warden_config::format_duration)
         } else {
             format!("{v:.2}")
         }
@@ -735,6 +736,7 @@ impl Tuner {
                     params.push(json!({
                         "parameter": param.name(), "instance": instance, "unit": param.unit(),
                         "configured": param.base(&h.spec), "value": value,
+                        "configured_text": param.show(param.base(&h.spec)),
                         "value_text": param.show(value), "tuned": (value - param.base(&h.spec)).abs() > 1e-9,
                         "min": lo, "max": hi,
                     }));

@@ -125,7 +125,10 @@ fn render_show(v: &Value) -> String {
                     target(&c),
                     p["parameter"].as_str().unwrap_or(""),
                     p["value_text"].as_str().unwrap_or(""),
-                    p["configured"]
+                    // Durations as durations ("60s", not "60000.0"), from the API's text form.
+                    p["configured_text"]
+                        .as_str()
+                        .map_or_else(|| p["configured"].to_string(), str::to_owned)
                 ));
             }
         }

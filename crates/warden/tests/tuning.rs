@@ -162,6 +162,8 @@ async fn slow_calls_raise_the_timeout_recorded_and_reversible_across_restarts() 
         let (code, out, _) = cli(&url, &["tune", "show"]).await;
         assert_eq!(code, 0);
         assert!(out.contains("TUNED") && out.contains("in force"), "{out}");
+        // Durations as durations: "(configured 1s)", never raw milliseconds ("1000.0").
+        assert!(out.contains("(configured 1s)") && !out.contains("1000.0"), "{out}");
 
         // Reverted: back to 1 s, the same call times out again; reverting twice is refused.
         let (code, out, err) = cli(&url, &["tune", "revert", &id.to_string()]).await;
