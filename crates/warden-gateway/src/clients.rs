@@ -156,6 +156,12 @@ impl Clients {
         map.values().filter(|c| keep(c)).filter_map(|c| c.peer.clone()).collect()
     }
 
+    /// The session `origin`, if it is connected and `keep` accepts it.
+    fn peer_of(&self, origin: Origin, keep: impl Fn(&Client) -> bool) -> Vec<Peer<RoleServer>> {
+        let map = self.map.read().expect("not poisoned");
+        map.get(&origin).filter(|c| keep(c)).and_then(|c| c.peer.clone()).into_iter().collect()
+    }
+
     /// The session a server's request belongs to (see the module documentation).
     fn owner(&self, server: &str, origins: &[Origin]) -> Result<Peer<RoleServer>, String> {
         let map = self.map.read().expect("not poisoned");
@@ -201,7 +207,7 @@ impl Downstream for Relayer {
     fn notice(&self, from: &InstanceId, notice: Notice) {
         let server = from.server().to_owned();
         match notice {
-            Notice::Log(params) => {
+            Notice::Log { params, origin } => {
                 let Ok(mut p) = serde_json::from_value::<LoggingMessageNotificationParam>(params)
                 else {
                     return;
@@ -215,9 +221,14 @@ impl Downstream for Relayer {
                     Some(l) => format!("{server}/{l}"),
                     None => server.clone(),
                 });
-                let peers = self.clients.peers_where(|c| {
-                    self.clients.shows(c, &server) && c.level.is_some_and(|l| rank >= l)
-                });
+                // A call's log goes to the session that made the call; one from a channel all
+                // sessions share, to every session that sees the server and asked for logs.
+                let peers = match origin {
+                    Some(o) => self.clients.peer_of(o, |c| c.level.is_some_and(|l| rank >= l)),
+                    None => self.clients.peers_where(|c| {
+                        self.clients.shows(c, &server) && c.level.is_some_and(|l| rank >= l)
+                    }),
+                };
                 for peer in peers {
                     let p = p.clone();
                     tokio::spawn(async move {

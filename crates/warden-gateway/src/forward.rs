@@ -67,6 +67,15 @@ pub(crate) fn clean_params(mut params: Value) -> Value {
     params
 }
 
+/// Whether the client can answer a server's requests (it declared sampling, elicitation or
+/// roots): then a call's result may derive from that session's answers.
+pub(crate) fn client_answers(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.peer.peer_info().is_some_and(|p| {
+        let c = &p.capabilities;
+        c.sampling.is_some() || c.elicitation.is_some() || c.roots.is_some()
+    })
+}
+
 /// Whether a server's JSON-RPC error is the caller's doing rather than the server's failing.
 fn callers_mistake(code: i32) -> bool {
     code == ErrorCode::INVALID_PARAMS.0
@@ -125,10 +134,7 @@ async fn forward_attempts(
     if let Some(s) = named {
         s.budget.lock().expect("not poisoned").deposit();
     }
-    let client_answers = ctx.peer.peer_info().is_some_and(|p| {
-        let c = &p.capabilities;
-        c.sampling.is_some() || c.elicitation.is_some() || c.roots.is_some()
-    });
+    let client_answers = client_answers(ctx);
     let mut tried: Vec<InstanceId> = Vec::new();
     let mut last: Option<UpstreamError> = None;
     let mut deadline: Option<Instant> = None;

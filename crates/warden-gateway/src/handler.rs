@@ -311,7 +311,11 @@ impl Handler {
                 return Ok(hit);
             }
         }
-        let result = if safe {
+        // A client that can answer the server's requests (elicitation, sampling, roots) may
+        // shape the result with its answers: such a call neither leads nor joins a shared call,
+        // and its result is not cached for others.
+        let answers = crate::forward::client_answers(ctx);
+        let result = if safe && !answers {
             self.shared
                 .flights
                 .run(key.clone(), &ctx.ct, || self.forward_with_input(request, ctx))
@@ -319,7 +323,7 @@ impl Handler {
         } else {
             self.forward_with_input(request, ctx).await
         };
-        if let (Some(ttl), Ok(v)) = (ttl, &result) {
+        if let (Some(ttl), Ok(v), false) = (ttl, &result, answers) {
             if v.get("isError").and_then(Value::as_bool) != Some(true) && !is_input_required(v) {
                 self.shared.cache.put(key, ttl, v.clone());
             }

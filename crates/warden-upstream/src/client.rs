@@ -121,7 +121,7 @@ impl ClientHandler for Handler {
         _: NotificationContext<RoleClient>,
     ) {
         if let Ok(v) = serde_json::to_value(p) {
-            self.shared.notice(Notice::Log(v));
+            self.shared.notice(Notice::Log { params: v, origin: None });
         }
     }
 

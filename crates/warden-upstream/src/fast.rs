@@ -33,7 +33,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::relay::{Call, Notice, Progress, Shared};
+use crate::relay::{Call, Notice, Origin, Progress, Shared};
 use crate::sse::SseParser;
 use crate::{Activity, SessionEvent, UpstreamError};
 
@@ -398,7 +398,7 @@ impl Fast {
             now + timeout
         };
         let exchange =
-            Exchange { fast: self, template: &template, id: &id, timeout, hard, watching };
+            Exchange { fast: self, template: &template, id: &id, timeout, hard, watching, origin };
         let work = exchange.run(headers, body);
         tokio::pin!(work);
         let result = tokio::select! {
@@ -448,8 +448,9 @@ impl Fast {
         read
     }
 
-    /// A server's message on a call's stream that is not the call's answer.
-    async fn other(&self, template: &Template, message: Value) {
+    /// A server's message on a call's stream that is not the call's answer: it belongs to the
+    /// session that made the call (`origin`), never to the others.
+    async fn other(&self, template: &Template, origin: Origin, message: Value) {
         let Some(method) = message.get("method").and_then(Value::as_str) else {
             // An answer to something else: not ours to route.
             return;
@@ -458,7 +459,7 @@ impl Fast {
         if let Some(rid) = message.get("id") {
             // A request of the server (sampling, elicitation, roots): relayed as rmcp's
             // handler would, and answered on the session.
-            let answer = match self.shared.request(method, params).await {
+            let answer = match self.shared.request_for(vec![origin], method, params).await {
                 Ok(v) => json!({ "jsonrpc": "2.0", "id": rid, "result": v }),
                 Err(UpstreamError::Server { code, message }) => {
                     json!({ "jsonrpc": "2.0", "id": rid, "error": { "code": code, "message": message } })
@@ -491,7 +492,9 @@ impl Fast {
                     },
                 );
             }
-            "notifications/message" => self.shared.notice(Notice::Log(params)),
+            "notifications/message" => {
+                self.shared.notice(Notice::Log { params, origin: Some(origin) })
+            }
             "notifications/resources/updated" => {
                 if let Some(uri) = params.get("uri").and_then(Value::as_str) {
                     self.shared.notice(Notice::ResourceUpdated(uri.to_owned()));
@@ -517,6 +520,9 @@ struct Exchange<'a> {
     hard: Instant,
     /// Whether progress restarts the timeout.
     watching: bool,
+    /// The client session the call is for: what else arrives on its stream is that
+    /// session's alone.
+    origin: Origin,
 }
 
 impl Exchange<'_> {
@@ -592,7 +598,7 @@ impl Exchange<'_> {
                     Err(message) => {
                         let progress = message.get("method").and_then(Value::as_str)
                             == Some("notifications/progress");
-                        self.fast.other(self.template, message).await;
+                        self.fast.other(self.template, self.origin, message).await;
                         if progress && self.watching {
                             limit = self.hard.min(Instant::now() + self.timeout);
                         }

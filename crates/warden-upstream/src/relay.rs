@@ -70,8 +70,10 @@ pub struct Progress {
 /// What a server announces to its clients, not to Warden.
 #[derive(Clone, Debug)]
 pub enum Notice {
-    /// `notifications/message` params, as the server sent them.
-    Log(Value),
+    /// `notifications/message` params, as the server sent them, and the client session whose
+    /// call's stream carried it (`None`: a session-wide channel — stdio, the standalone stream
+    /// — where the sender cannot be told apart).
+    Log { params: Value, origin: Option<Origin> },
     /// `notifications/resources/updated` for this URI.
     ResourceUpdated(String),
 }
@@ -197,6 +199,17 @@ impl Shared {
             let state = self.state.lock().expect("not poisoned");
             state.origins.keys().copied().filter(|o| *o != 0).collect()
         };
+        self.request_for(origins, method, params).await
+    }
+
+    /// A server's request relayed to the sessions in `origins` (one, when it arrived on that
+    /// session's call's stream).
+    pub(crate) async fn request_for(
+        &self,
+        origins: Vec<Origin>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, UpstreamError> {
         match self.relay.get() {
             Some(d) => d.request(&self.instance, origins, method, params).await,
             None => Err(UpstreamError::Server {

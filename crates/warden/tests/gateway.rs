@@ -30,6 +30,7 @@ struct Client {
     list_changed: Arc<AtomicU32>,
     prompts_changed: Arc<AtomicU32>,
     resources_changed: Arc<AtomicU32>,
+    logs: Arc<AtomicU32>,
 }
 
 impl ClientHandler for Client {
@@ -47,6 +48,15 @@ impl ClientHandler for Client {
 
     async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
         self.resources_changed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 (2026-07-28); servers still use it
+    async fn on_logging_message(
+        &self,
+        _: rmcp::model::LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.logs.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -952,6 +962,116 @@ async fn every_view_agrees_on_failover_in_each_state() {
         }
         agree(("degraded", "backup"), views().await);
         w.app.shutdown().await;
+    })
+    .await;
+}
+
+/// A log message a server sends on one call's stream reaches the session that made the call,
+/// not every session that asked for logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(deprecated)] // logging/setLevel is deprecated by SEP-2577 (2026-07-28)
+async fn a_calls_log_messages_reach_only_the_session_that_made_the_call() {
+    limited(async {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut server = misbehave_process(&["--http", &addr, "--conformance"]);
+        let entry = format!(r#"{{ "url": "http://{addr}/mcp", {FAST_HEALTH} }}"#);
+        let w = serve(config(&[("remote", entry)])).await;
+        w.healthy(&["remote"]).await;
+        let (a, b) = (Client::default(), Client::default());
+        let ca = w.client("/mcp", a.clone()).await;
+        let cb = w.client("/mcp", b.clone()).await;
+        for c in [&ca, &cb] {
+            let level = rmcp::model::SetLevelRequestParams::new(rmcp::model::LoggingLevel::Debug);
+            c.peer().set_level(level).await.unwrap();
+        }
+        let r = ca
+            .peer()
+            .call_tool(CallToolRequestParams::new("remote__test_tool_with_logging"))
+            .await
+            .unwrap();
+        assert_eq!(text(&r), "Tool with logging executed successfully");
+        let start = Instant::now();
+        while a.logs.load(Ordering::SeqCst) < 3 {
+            assert!(start.elapsed() < Duration::from_secs(5), "the caller got its logs");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(a.logs.load(Ordering::SeqCst), 3);
+        assert_eq!(b.logs.load(Ordering::SeqCst), 0, "another session's call logs leaked");
+        drop((ca, cb));
+        w.app.shutdown().await;
+        let _ = server.kill();
+        let _ = server.wait();
+    })
+    .await;
+}
+
+/// A client that answers elicitations with its own name, after a pause.
+#[derive(Clone)]
+struct Elicited {
+    name: &'static str,
+    pause: Duration,
+}
+
+impl ClientHandler for Elicited {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder().enable_elicitation().build(),
+            Implementation::new(self.name, "0"),
+        )
+    }
+
+    async fn create_elicitation(
+        &self,
+        _: rmcp::model::ElicitRequestParams,
+        _: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        tokio::time::sleep(self.pause).await;
+        Ok(rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+            .with_content(serde_json::json!({"username": self.name, "email": "x@example.com"})))
+    }
+}
+
+/// Identical concurrent calls to a safe tool share one upstream call — but never when the
+/// answer may come from one session's elicitation (or sampling, or roots): each session gets
+/// the result of its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_derived_from_one_sessions_elicitation_is_never_shared() {
+    limited(async {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut server = misbehave_process(&["--http", &addr, "--conformance"]);
+        let entry = format!(
+            r#"{{ "url": "http://{addr}/mcp", "retry": ["test_elicitation"], {FAST_HEALTH} }}"#
+        );
+        let w = serve(config(&[("remote", entry)])).await;
+        w.healthy(&["remote"]).await;
+        let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
+        let connect = |h: Elicited| {
+            let transport = StreamableHttpClientTransport::with_client(
+                reqwest::Client::new(),
+                StreamableHttpClientTransportConfig::with_uri(url.clone()),
+            );
+            h.serve(transport)
+        };
+        let alice =
+            connect(Elicited { name: "alice", pause: Duration::from_millis(400) }).await.unwrap();
+        let bob = connect(Elicited { name: "bob", pause: Duration::ZERO }).await.unwrap();
+        let params = || {
+            CallToolRequestParams::new("remote__test_elicitation")
+                .with_arguments(args(serde_json::json!({"message": "who are you?"})))
+        };
+        let (pa, pb) = (alice.peer().clone(), bob.peer().clone());
+        let a = tokio::spawn(async move { pa.call_tool(params()).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = pb.call_tool(params()).await;
+        let a = a.await.unwrap();
+        let (a, b) = (text(&a.unwrap()), text(&b.unwrap()));
+        assert!(a.contains("alice") && !a.contains("bob"), "{a}");
+        assert!(b.contains("bob") && !b.contains("alice"), "bob got another session's answer: {b}");
+        drop((alice, bob));
+        w.app.shutdown().await;
+        let _ = server.kill();
+        let _ = server.wait();
     })
     .await;
 }
