@@ -9,6 +9,7 @@
 //! their clients unprompted goes back to the right sessions (see [`clients`]).
 //! This crate and `warden-upstream` are the only ones that name rmcp types.
 
+mod attach;
 mod breaker;
 mod builtin;
 mod clients;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use warden_supervisor::{Failover, Registry};
 use warden_upstream::Relay;
 
+pub use attach::bridge_stdio;
 pub use breaker::BreakerState;
 pub use builtin::{Builtin, BUILTIN_PREFIX};
 pub use handler::Handler;

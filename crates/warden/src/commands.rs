@@ -198,6 +198,7 @@ async fn run(
         },
         None => Location::Sqlite(warden_store::default_path()),
     };
+    let listen_flag = listen;
     let listen = listen.unwrap_or(config.warden.listen);
     let token = match token {
         Some(t) if t.len() < 16 => {
@@ -214,25 +215,34 @@ async fn run(
         eprintln!("error: --log-dir: name a directory, or \"none\"");
         return ExitCode::from(EX_CONFIG);
     }
+    // Under --stdio, a Warden that already answers at the address is used, not duplicated: a
+    // second desktop client (or a Warden service) must not make this one fail to bind.
+    if stdio && crate::attach::warden_answers(listen).await {
+        tracing::info!(%listen, "a Warden already runs here: bridging stdin/stdout to its /mcp");
+        return match warden_gateway::bridge_stdio(listen, token).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EX_SOFTWARE)
+            }
+        };
+    }
+    // Standalone under --stdio: HTTP only when --listen asks for it.
+    let http = (!stdio || listen_flag.is_some()).then_some(listen);
     let log_files = start_log_files(&logs, &config.warden.logs, demo_mode);
-    if token.is_none() && !listen.ip().is_loopback() {
+    if token.is_none() && http.is_some_and(|l| !l.ip().is_loopback()) {
         tracing::warn!(%listen, "listening beyond loopback without a token: anyone who can reach this address can use every server");
     }
-    let app = match App::start(RunOptions {
-        config,
-        database,
-        listen: Some(listen),
-        token,
-        connectors: None,
-    })
-    .await
-    {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_SOFTWARE);
-        }
-    };
+    let app =
+        match App::start(RunOptions { config, database, listen: http, token, connectors: None })
+            .await
+        {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EX_SOFTWARE);
+            }
+        };
     if let Some(status) = log_files {
         app.set_log_files(status);
     }

@@ -1,6 +1,7 @@
 //! `warden`: keeps MCP servers alive. See `warden --help` and the README.
 
 mod alerting;
+mod attach;
 mod cli;
 mod commands;
 mod events;

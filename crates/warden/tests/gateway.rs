@@ -1075,3 +1075,104 @@ async fn a_result_derived_from_one_sessions_elicitation_is_never_shared() {
     })
     .await;
 }
+
+/// Starts `warden run --stdio` with `args`, a config of one server that must never start
+/// (`/nonexistent/…`), and its own database and logs.
+fn stdio_warden(dir: &std::path::Path, listen_key: &str, args: &[&str]) -> tokio::process::Child {
+    let cfg = dir.join("c.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{ "mcpServers": {{ "local": {{ "command": "/nonexistent/never-started" }} }},
+                  "warden": {{ "listen": "{listen_key}" }} }}"#
+        ),
+    )
+    .unwrap();
+    tokio::process::Command::new(warden())
+        .arg("run")
+        .arg("--stdio")
+        .args(args)
+        .arg("--db")
+        .arg(dir.join("w.db"))
+        .arg("--log-dir")
+        .arg("none")
+        .arg("-c")
+        .arg(&cfg)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// A second `warden run --stdio` (another desktop client) beside a running Warden attaches to
+/// it: the client sees the running Warden's servers, and no second set of children starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warden_run_stdio_attaches_to_a_running_warden() {
+    limited(async {
+        let w = serve(config(&[("a", misbehave(&[], ""))])).await;
+        w.healthy(&["a"]).await;
+        let addr = w.app.http_addr().unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = stdio_warden(dir.path(), &addr, &[]);
+        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let c = Client::default().serve((stdout, stdin)).await.expect("handshake over stdio");
+        let names = tool_names(&c).await;
+        assert!(names.contains(&"a__echo".to_owned()), "the running Warden's tools: {names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("local__")), "{names:?}");
+        let r = c
+            .peer()
+            .call_tool(
+                CallToolRequestParams::new("a__echo")
+                    .with_arguments(args(serde_json::json!({"text": "through the bridge"}))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(text(&r), "through the bridge");
+        // A change on the running Warden reaches the bridged client unprompted.
+        let before = c.service().list_changed.load(Ordering::SeqCst);
+        w.app.registry().server("a").unwrap().command(warden_supervisor::Command::Stop, None).await;
+        let start = Instant::now();
+        while c.service().list_changed.load(Ordering::SeqCst) == before {
+            assert!(start.elapsed() < Duration::from_secs(5), "no list_changed through the bridge");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pid = child.id().unwrap();
+        assert!(descendants(pid).is_empty(), "the attached process started children");
+        assert!(!dir.path().join("w.db").exists(), "the attached process opened no database");
+        drop(c);
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the bridge exits when stdin closes")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+/// With no Warden running, `warden run --stdio` runs standalone and serves no HTTP unless
+/// `--listen` asks for it (it once always bound 127.0.0.1:7420, so a second one exited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warden_run_stdio_alone_serves_http_only_when_asked() {
+    limited(async {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = stdio_warden(dir.path(), &addr, &[]);
+        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let c = Client::default().serve((stdout, stdin)).await.expect("handshake over stdio");
+        let names = tool_names(&c).await;
+        assert!(names.iter().any(|n| n.starts_with("warden__")), "{names:?}");
+        assert!(
+            std::net::TcpStream::connect(&addr).is_err(),
+            "standalone --stdio without --listen must not listen on {addr}"
+        );
+        drop(c);
+        let status =
+            tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+        assert!(status.success(), "{status:?}");
+    })
+    .await;
+}

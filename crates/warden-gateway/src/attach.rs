@@ -1,0 +1,61 @@
+//! A desktop client's stdin/stdout bridged to a running Warden's `/mcp` (`warden run --stdio`
+//! when a Warden already answers at the configured address).
+//!
+//! Both ends are rmcp transports — the stdio one the desktop client speaks to, and a Streamable
+//! HTTP client that keeps the session id, the protocol version header and the standalone event
+//! stream — so the bridge only moves JSON-RPC messages between them and never interprets them.
+
+use std::net::SocketAddr;
+
+use rmcp::service::RoleServer;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{IntoTransport, StreamableHttpClientTransport, Transport};
+
+enum Moved<D, U> {
+    FromClient(Option<D>),
+    FromWarden(Option<U>),
+}
+
+/// Bridges stdin/stdout to the MCP endpoint of the Warden at `addr` until the client closes
+/// stdin (Ok) or the running Warden goes away (Err, said on stderr by the caller).
+pub async fn bridge_stdio(addr: SocketAddr, token: Option<String>) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let mut config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"));
+    if let Some(t) = token {
+        config = config.auth_header(t);
+    }
+    let mut up = StreamableHttpClientTransport::with_client(http, config);
+    let mut down = IntoTransport::<RoleServer, std::io::Error, _>::into_transport((
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    ));
+    let result = loop {
+        // Both receives are plain channel or framed reads: safe to drop the one that lost.
+        let moved = tokio::select! {
+            m = down.receive() => Moved::FromClient(m),
+            m = up.receive() => Moved::FromWarden(m),
+        };
+        match moved {
+            Moved::FromClient(None) => break Ok(()),
+            Moved::FromClient(Some(m)) => {
+                if let Err(e) = up.send(m).await {
+                    break Err(format!("the running Warden at {addr} refused a message: {e}"));
+                }
+            }
+            Moved::FromWarden(None) => {
+                break Err(format!("the running Warden at {addr} closed the session"))
+            }
+            Moved::FromWarden(Some(m)) => {
+                if down.send(m).await.is_err() {
+                    // The client is gone.
+                    break Ok(());
+                }
+            }
+        }
+    };
+    let _ = up.close().await;
+    result
+}
