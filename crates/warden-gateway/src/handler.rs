@@ -29,6 +29,7 @@ use warden_upstream::{Call, Catalog, Origin};
 use crate::clients::{level_param, level_rank, Clients};
 use crate::forward::{self, clean_params, Flights, Request, ResultCache};
 use crate::route::Routes;
+use crate::template::template_matches;
 
 /// Separates a server's name from its tool's or prompt's in aggregated names.
 const SEP: &str = "__";
@@ -330,44 +331,6 @@ impl Handler {
         }
         result
     }
-}
-
-/// Whether `uri` matches an RFC 6570 URI template: `{var}` matches one path segment, `{+var}`,
-/// `{#var}`, `{/var}`, `{?…}` and `{&…}` match any run of characters.
-pub(crate) fn template_matches(template: &str, uri: &str) -> bool {
-    enum Part<'a> {
-        Lit(&'a str),
-        Var { wide: bool },
-    }
-    let mut parts = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        if open > 0 {
-            parts.push(Part::Lit(&rest[..open]));
-        }
-        let Some(close) = rest[open..].find('}') else { return template == uri };
-        let expr = &rest[open + 1..open + close];
-        parts.push(Part::Var { wide: expr.starts_with(['+', '#', '/', '?', '&', '.', ';']) });
-        rest = &rest[open + close + 1..];
-    }
-    if !rest.is_empty() {
-        parts.push(Part::Lit(rest));
-    }
-    fn go(parts: &[Part<'_>], s: &str) -> bool {
-        match parts.first() {
-            None => s.is_empty(),
-            Some(Part::Lit(l)) => s.strip_prefix(l).is_some_and(|r| go(&parts[1..], r)),
-            Some(Part::Var { wide }) => {
-                let limit =
-                    if *wide { s.len() } else { s.find(['/', '?', '#']).unwrap_or(s.len()) };
-                (0..=limit)
-                    .rev()
-                    .filter(|i| s.is_char_boundary(*i))
-                    .any(|i| go(&parts[1..], &s[i..]))
-            }
-        }
-    }
-    go(&parts, uri)
 }
 
 impl ServerHandler for Handler {
@@ -719,21 +682,4 @@ fn changed_since(
     let changed = [0, 1, 2].map(|k| now[k] != seen[k]);
     *seen = now;
     changed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::template_matches;
-
-    #[test]
-    fn uri_templates_match_like_rfc_6570() {
-        assert!(template_matches("test://static/resource/{id}", "test://static/resource/12"));
-        assert!(!template_matches("test://static/resource/{id}", "test://static/resource/1/2"));
-        assert!(template_matches("file:///{+path}", "file:///a/b/c.txt"));
-        assert!(template_matches("db://{table}/rows{?limit,offset}", "db://users/rows?limit=5"));
-        assert!(template_matches("db://{table}/rows{?limit,offset}", "db://users/rows"));
-        assert!(!template_matches("db://{table}/rows", "http://users/rows"));
-        assert!(template_matches("plain://x", "plain://x"));
-        assert!(!template_matches("plain://x", "plain://y"));
-    }
 }

@@ -16,6 +16,7 @@ mod clients;
 mod forward;
 mod handler;
 mod route;
+mod template;
 mod usage;
 
 use std::collections::HashMap;
