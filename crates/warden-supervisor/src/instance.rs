@@ -196,6 +196,8 @@ struct Runner {
     level: f64,
     /// How long the current session has served so far (its routable time).
     served: Duration,
+    /// The process group's memory, read off the runtime.
+    rss: crate::rss::Sampler,
     restarts: u32,
     incident: Option<Incident>,
     session_trace: TraceId,
@@ -224,6 +226,7 @@ impl Runner {
             intensity: RestartIntensity::new(r.max_restarts, r.window),
             level: 0.0,
             served: Duration::ZERO,
+            rss: Default::default(),
             restarts: 0,
             incident: None,
             session_trace: TraceId::random(),
@@ -977,8 +980,7 @@ impl Runner {
         let snap = self.stats.snapshot(now);
         let restarts = self.restarts;
         // Each child leads its own process group: its RSS is the group's.
-        let rss =
-            self.view().pid.filter(|_| self.ctx.spec.is_stdio()).and_then(crate::rss::group_rss);
+        let rss = self.rss.sample(self.view().pid.filter(|_| self.ctx.spec.is_stdio()));
         if let (Some(bytes), Some(p)) = (rss, &mut self.predictor) {
             p.observe_rss(now.saturating_duration_since(self.origin).as_secs_f64(), bytes);
         }

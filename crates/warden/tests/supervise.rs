@@ -340,3 +340,32 @@ async fn a_legacy_sse_server_is_reached_by_fallback_and_reconnected() {
     })
     .await;
 }
+
+/// The memory of a stdio server is its whole process group's — the grandchild a wrapper starts
+/// counts — sampled off the runtime every metrics interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_memory_counts_its_whole_process_group() {
+    limited(async {
+        let entry = misbehave(&["--spawn-child"], &format!(", {FAST_HEALTH}"));
+        let text = format!(
+            r#"{{ "mcpServers": {{ "s": {entry} }}, "warden": {{ "metrics_interval": "1s" }} }}"#
+        );
+        let mut w = start(warden_config::compile(&text, &|_| None).unwrap().config).await;
+        let v = w.wait_state("s", 0, InstanceState::Healthy, Duration::from_secs(20)).await;
+        let leader = v.pid.unwrap();
+        let own_kb = std::fs::read_to_string(format!("/proc/{leader}/status"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap();
+        let v = w
+            .wait("s", 0, Duration::from_secs(10), "an RSS sample above the leader's own", |v| {
+                v.rss_bytes.is_some_and(|b| b > own_kb * 1024)
+            })
+            .await;
+        assert!(v.rss_bytes.unwrap() < 4 << 30, "{v:?}");
+        w.stop().await;
+    })
+    .await;
+}
