@@ -79,6 +79,11 @@ pub struct PredictorConfig {
     /// says 3; 4 measured no false prediction in 100 instance-days with 6 stalls an hour
     /// (3: 0.03–0.08 a day, from stalls whose calls time out) for 1 s less lead on 60 s ramps.
     pub level_sigmas: f64,
+    /// … or while the level is at least this share of the limit, whatever the baseline (a
+    /// server that slows from its start has learnt its baseline on the ramp). At half the
+    /// limit, crossing within the horizon needs a trend of ln 2 / 120 s — far above what noise
+    /// gives Holt's trend.
+    pub near_limit: f64,
     /// … and only once both have held this long (no alarm from a single spike).
     pub hold: f64,
     /// A raised prediction clears when its condition has been false this long.
@@ -139,6 +144,7 @@ impl Default for PredictorConfig {
             holt_clip_sigma_floor: 0.3,
             horizon: 120.0,
             level_sigmas: 4.0,
+            near_limit: 0.5,
             hold: 5.0,
             clear_after: 30.0,
             latency_sigma_floor: 0.1,

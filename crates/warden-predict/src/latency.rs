@@ -148,7 +148,11 @@ impl LatencyTrack {
             (self.armed, self.baseline, self.holt.level(), self.holt.trend())
         {
             let crossing = level + trend * cfg.horizon >= limit;
-            let elevated = level >= base.second.median + cfg.level_sigmas * base.second.sigma;
+            // Elevated above the server's normal — or, whatever the baseline says, already
+            // past `near_limit` of the limit: a server that slows from its very start learns
+            // its baseline on the ramp, and "above normal" never holds before it fails.
+            let elevated = level >= base.second.median + cfg.level_sigmas * base.second.sigma
+                || level >= limit + cfg.near_limit.ln();
             self.predicted.observe(t, crossing && elevated, cfg.hold, cfg.clear_after);
         }
     }

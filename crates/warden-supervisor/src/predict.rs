@@ -126,4 +126,45 @@ mod tests {
         let after = cleared.expect("cleared without calls");
         assert!(after > 60.0 && after <= 62.0, "cleared {after} s after the last call");
     }
+
+    /// Issue 10's report: a server whose tool calls slow by 40 ms a second from its start while
+    /// its probes stay fast, a 4 s timeout, a 20 s warmup, one client calling back to back (in
+    /// sessions of 20 calls, a pause between them): the first call times out about 100 s after
+    /// start, and nothing was predicted before it. The baseline was learnt on the ramp itself,
+    /// so "elevated above the baseline" never held.
+    #[test]
+    fn a_ramp_only_calls_feel_from_the_start_is_predicted_before_the_first_timeout() {
+        let cfg = PredictorConfig { warmup: 20.0, warmup_batches: 2, ..Default::default() };
+        let mut p = Predictors::new(Limits::new(Duration::from_secs(4)), cfg);
+        let latency = |t: f64| 0.04 * t;
+        let (mut t, mut next_probe, mut in_session) = (0.5_f64, 0.0_f64, 0);
+        let mut raised = None;
+        while latency(t) < 4.0 {
+            while next_probe <= t {
+                p.observe(next_probe, false, Some(0.002), true);
+                next_probe += 5.0;
+            }
+            let l = latency(t);
+            t += l;
+            p.observe(t, true, Some(l), true);
+            let a = p.evaluate(t);
+            if raised.is_none() && (a.predicted.is_some() || a.drift.is_some()) {
+                raised = Some(t);
+            }
+            in_session += 1;
+            if in_session == 20 {
+                in_session = 0;
+                t += 1.0; // a new session
+            }
+        }
+        let timeout_at = t;
+        let at = raised.unwrap_or_else(|| {
+            panic!("nothing raised before the first timeout at {timeout_at:.0} s")
+        });
+        assert!(
+            timeout_at - at >= 20.0,
+            "raised at {at:.0} s, only {:.0} s before the timeout",
+            timeout_at - at
+        );
+    }
 }
