@@ -108,7 +108,9 @@ pub struct PredictionSettings {
 
 impl Default for PredictionSettings {
     fn default() -> Self {
-        Self { enabled: true, warmup: Duration::from_secs(600) }
+        // A minute: long enough for a first baseline (3 batches of 10 s), short enough that a
+        // server that leaks or slows right after Warden starts is watched.
+        Self { enabled: true, warmup: Duration::from_secs(60) }
     }
 }
 
