@@ -1,4 +1,4 @@
-//! Security at the door of every HTTP route (DESIGN.md §2, MCP transport security):
+//! Security at the door of every HTTP route (docs/contract.md):
 //! DNS-rebinding protection (a loopback listener accepts only loopback `Host` names, and any
 //! `Origin` must be a loopback origin; `null` is foreign), JSON-only state-changing API
 //! requests (a web page cannot send one without a CORS preflight, which is never granted) and,

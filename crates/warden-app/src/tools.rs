@@ -1,4 +1,4 @@
-//! Warden's own MCP surface on the aggregated endpoint (DESIGN.md §2): the `health://status`
+//! Warden's own MCP surface on the aggregated endpoint (docs/contract.md): the `health://status`
 //! and `health://servers/{name}` resources, and the three tools of the original
 //! specification, answered from live state and the store. The failure analysis, usage patterns
 //! and optimization suggestions are the reports of `reports.rs`, as the API serves them.

@@ -1,5 +1,5 @@
 //! The validated configuration model. Every value here has passed validation; defaults follow
-//! DESIGN.md §3.
+//! docs/contract.md.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -461,7 +461,7 @@ pub enum ProbeMethod {
     ToolsList,
 }
 
-/// The health-check policy of one server (DESIGN.md §3, "probe" and "hysteresis").
+/// The health-check policy of one server (docs/contract.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HealthPolicy {
     pub interval: Duration,
@@ -533,7 +533,7 @@ impl Default for BackoffPolicy {
     }
 }
 
-/// The restart policy of one server (DESIGN.md §3, "restart").
+/// The restart policy of one server (docs/contract.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RestartPolicy {
     pub mode: RestartMode,

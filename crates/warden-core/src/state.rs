@@ -1,4 +1,4 @@
-//! Instance identity, lifecycle states and the classification of failures (DESIGN.md §2).
+//! Instance identity, lifecycle states and the classification of failures (docs/contract.md).
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Per-instance circuit breaker and per-server retry budget (DESIGN.md §3).
+//! Per-instance circuit breaker and per-server retry budget (docs/contract.md).
 //!
 //! Breaker: opens on 5 consecutive failures, or on ≥ 50 % failures among ≥ 10 calls in the
 //! last 10 s; stays open 5 s, doubling to 60 s (±20 % jitter) each time a trial fails; when the

@@ -1,4 +1,4 @@
-//! The per-instance health state machine (DESIGN.md §3 "hysteresis"; research §10.2).
+//! The per-instance health state machine (docs/contract.md).
 //!
 //! It governs the states of a live session: `starting → warning ⇄ healthy`, `→ critical` and back.
 //! `offline`, `failed` and `stopped` belong to the supervisor, which owns the process.

@@ -6,7 +6,7 @@
 //! keep its batch, report itself degraded, and try again; supervision never waits for it.
 //!
 //! sqlx was chosen over rusqlite because the same async API and migration runner serve
-//! PostgreSQL, which several Warden replicas will share (DESIGN.md §4), and because its pool
+//! PostgreSQL, which several Warden replicas will share, and because its pool
 //! keeps blocking SQLite calls off the runtime's worker threads.
 
 mod alerts;

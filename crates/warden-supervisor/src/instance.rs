@@ -789,7 +789,7 @@ impl Runner {
         let Some(p) = &mut self.predictor else { return };
         let a = p.evaluate(t);
         let draining = a.predicted.is_some() || a.rss_exhaustion.is_some();
-        // A drift or a forecast failure holds the instance in `warning` (DESIGN §3).
+        // A drift or a forecast failure holds the instance in `warning` (docs/contract.md, default policy).
         if let Some(t) = self.machine.on_degraded(degradation(&a)) {
             self.apply(t);
         }

@@ -1,4 +1,4 @@
-//! The server view (DESIGN.md §2): one shape for `warden check --json`, `GET /api/servers` and
+//! The server view (docs/contract.md): one shape for `warden check --json`, `GET /api/servers` and
 //! `warden status --json`.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

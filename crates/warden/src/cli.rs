@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §2, "CLI").
+//! The command line (docs/contract.md).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
