@@ -39,6 +39,7 @@ impl RemoteConnector {
     pub fn new(spec: ServerSpec, relay: Relay) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .redirect(same_origin_redirects())
             .build()
             .expect("a default reqwest client builds");
         let mut secrets = Vec::new();
@@ -55,6 +56,34 @@ impl RemoteConnector {
         secrets.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         Self { spec, http, secrets: Arc::new(secrets), relay }
     }
+}
+
+/// Redirects are followed only within the configured origin (scheme, host, port), at most 5:
+/// every request to a remote server carries its configured headers, and reqwest keeps custom
+/// ones (an `X-Api-Key`) across a redirect to another host.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else { return attempt.follow() };
+        let origin = |u: &reqwest::Url| {
+            format!(
+                "{}://{}:{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.port_or_known_default().unwrap_or(0)
+            )
+        };
+        let (from, to) = (origin(first), origin(attempt.url()));
+        if from != to {
+            let why = format!(
+                "a redirect from {from} to another origin ({to}) is refused: it would receive the configured headers"
+            );
+            attempt.error(why)
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 impl Connector for RemoteConnector {

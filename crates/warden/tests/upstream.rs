@@ -187,3 +187,55 @@ async fn children_get_the_allow_list_and_their_own_env_never_wardens_secrets() {
     })
     .await;
 }
+
+/// A remote server that redirects to another origin would hand it the configured headers (an
+/// API key in `X-Api-Key` survives a cross-host redirect in reqwest): the redirect is refused,
+/// the secret never arrives, and the reason says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_never_receives_the_configured_headers() {
+    limited(async {
+        use std::sync::{Arc, Mutex};
+        // The other origin records every header it is sent.
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        let other = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let record = Arc::clone(&record);
+            async move {
+                for (k, v) in &headers {
+                    record.lock().unwrap().push(format!("{k}: {}", v.to_str().unwrap_or("")));
+                }
+                axum::http::StatusCode::NOT_FOUND
+            }
+        });
+        let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_addr = other_listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(other_listener, other).await });
+        // The configured server answers every request with a redirect there.
+        let target = format!("http://{other_addr}/mcp");
+        let redirector = axum::Router::new().fallback(move || {
+            let target = target.clone();
+            async move {
+                (axum::http::StatusCode::TEMPORARY_REDIRECT, [(axum::http::header::LOCATION, target)])
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, redirector).await });
+
+        let entry = format!(
+            r#"{{ "url": "http://{addr}/mcp", "headers": {{ "X-Api-Key": "key-that-must-stay-home" }}, {HEALTH}, {FAST_RESTART} }}"#
+        );
+        let mut w = start(config(&[("r", entry)])).await;
+        let v = w
+            .wait("r", 0, Duration::from_secs(20), "a failed connection", |v| v.reason.is_some())
+            .await;
+        let reason = v.reason.unwrap();
+        assert!(reason.message.contains("redirect"), "{reason:?}");
+        assert!(!reason.message.contains("key-that-must-stay-home"), "{reason:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let leaked = seen.lock().unwrap().iter().any(|h| h.contains("key-that-must-stay-home"));
+        assert!(!leaked, "the other origin received the key: {:?}", seen.lock().unwrap());
+        w.stop().await;
+    })
+    .await;
+}
