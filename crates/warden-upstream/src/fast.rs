@@ -598,7 +598,12 @@ impl Exchange<'_> {
                     Err(message) => {
                         let progress = message.get("method").and_then(Value::as_str)
                             == Some("notifications/progress");
-                        self.fast.other(self.template, self.origin, message).await;
+                        // A server's request waits on a client (a person, for an
+                        // elicitation): never past the call's own deadline.
+                        let other = self.fast.other(self.template, self.origin, message);
+                        if tokio::time::timeout_at(self.hard, other).await.is_err() {
+                            return Err(UpstreamError::Timeout(self.timeout));
+                        }
                         if progress && self.watching {
                             limit = self.hard.min(Instant::now() + self.timeout);
                         }
