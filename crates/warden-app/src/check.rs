@@ -45,12 +45,13 @@ pub async fn check(mut config: Config, options: CheckOptions) -> Overview {
             metrics: Default::default(),
         },
     );
-    let deadline = Instant::now() + options.timeout;
+    // A timeout past any representable instant (`--timeout 300000y`) is no deadline at all.
+    let deadline = Instant::now().checked_add(options.timeout);
     loop {
         let overview = registry.overview();
         let all_settled =
             overview.servers.iter().flat_map(|s| &s.instances).all(|i| settled(i.state));
-        if all_settled || Instant::now() >= deadline {
+        if all_settled || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -422,7 +422,10 @@ impl Store {
                     r.until
                 } else {
                     let took = row.get::<Option<f64>, _>(4)?;
-                    occurred + chrono::Duration::milliseconds((took * 1000.0) as i64)
+                    // A row's duration is input: one past any date ends with the period.
+                    chrono::Duration::try_milliseconds((took * 1000.0) as i64)
+                        .and_then(|d| occurred.checked_add_signed(d))
+                        .unwrap_or(r.until)
                 };
                 let (start, end) = (occurred.max(r.since), end.min(r.until));
                 (end > start).then(|| IncidentSpan {
