@@ -332,6 +332,16 @@ impl Routes {
                 .filter(|i| !exclude.contains(&&i.id))
                 .filter_map(|i| i.usable(now).map(|s| (i, s)))
                 .collect();
+            // An instance that has not listed its catalog yet (it connected a moment ago: a
+            // restart, a standby just started) takes calls only when nothing else can, or a
+            // call would find "no such tool" on it.
+            if usable.len() > 1 && usable.iter().any(|(i, _)| i.link.catalog().is_none()) {
+                let listed: Vec<_> =
+                    usable.iter().filter(|(i, _)| i.link.catalog().is_some()).cloned().collect();
+                if !listed.is_empty() {
+                    usable = listed;
+                }
+            }
             // An instance predicted to fail takes calls only when nothing else can.
             if usable.len() > 1 && usable.iter().any(|(i, _)| i.view.borrow().draining) {
                 let steady: Vec<_> =
