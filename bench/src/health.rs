@@ -103,13 +103,33 @@ pub(crate) fn polling(warden: &Path, rounds: usize, seconds: u64, pace: Duration
     );
     let b_url = format!("http://127.0.0.1:{b_port}/health/status");
     rt.block_on(proc::wait_http(&b_url));
-    let targets = [
+    let mut targets = vec![
         Target { label: "`/health/status`", url: format!("{base}/health/status"), pid: w.pid() },
         Target { label: "`/health`", url: format!("{base}/health"), pid: w.pid() },
         Target { label: "`/readyz`", url: format!("{base}/readyz"), pid: w.pid() },
         Target { label: "`/livez`", url: format!("{base}/livez"), pid: w.pid() },
         Target { label: "baseline: bare axum, the same bytes", url: b_url, pid: baseline.pid() },
     ];
+    // Optionally another build of Warden (e.g. the commit before a change) with the same
+    // config, its endpoints measured in the same rounds: before/after without run-to-run noise.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = std::env::var_os("WARDEN_BENCH_BASELINE").map(|b| {
+        let port = proc::free_port();
+        let cfg = proc::write_config(other_dir.path(), &servers);
+        let o = proc::run_warden(std::path::Path::new(&b), other_dir.path(), &cfg, port);
+        let base = format!("http://127.0.0.1:{port}");
+        rt.block_on(proc::wait_healthy(&base, Duration::from_secs(60)));
+        (o, base)
+    });
+    if let Some((o, ob)) = &other {
+        for (label, path) in [
+            ("`/health/status`, baseline build", "/health/status"),
+            ("`/health`, baseline build", "/health"),
+            ("`/livez`, baseline build", "/livez"),
+        ] {
+            targets.push(Target { label, url: format!("{ob}{path}"), pid: o.pid() });
+        }
+    }
     let loads = [Load::Saturated, Load::Paced(pace)];
     // results[load][target]: one window per round.
     let mut results: Vec<Vec<Vec<Window>>> =
@@ -127,6 +147,7 @@ pub(crate) fn polling(warden: &Path, rounds: usize, seconds: u64, pace: Duration
         }
     }
     let rss = proc::rss_mib(w.pid());
+    drop(other);
     drop(baseline);
     drop(w);
     let idle = quantile(&idle, 0.5);

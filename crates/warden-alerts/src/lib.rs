@@ -5,7 +5,7 @@
 //! notifications go out. Payloads in Alertmanager's formats come from [`payload`].
 //!
 //! Nothing here sleeps, spawns or reads a clock: every call takes a [`Now`]. The app owns the
-//! task, the store and the network (warden-app/src/alerts.rs).
+//! task, the store and the network (warden-ops/src/alerting/).
 
 mod builtin;
 mod dispatch;

@@ -43,6 +43,7 @@ pub async fn check(mut config: Config, options: CheckOptions) -> Overview {
             metrics_interval: Duration::from_secs(3600),
             samples: None,
             metrics: Default::default(),
+            seeds: Default::default(),
         },
     );
     // A timeout past any representable instant (`--timeout 300000y`) is no deadline at all.

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::compile::{
-    check_name, compile_argv, compile_health, compile_objective, compile_restart, expand_field,
-    secret_map, Argv,
-};
+use crate::fields::{expand_field, origin_display, secret_map};
 use crate::model::*;
+use crate::policy::{compile_common, open_entry, Bases, Common};
+use crate::server::{compile_argv, Argv};
 use crate::walk::{join, type_name, Diags, Obj};
 
 /// The check kinds; an entry has exactly one.
@@ -40,9 +39,7 @@ const COMMAND_KEYS: [&str; 5] = ["args", "env", "cwd", "expect_exit", "inherit_e
 pub(crate) fn compile_integrations(
     path: &str,
     value: &Value,
-    health_base: &HealthPolicy,
-    restart_base: &RestartPolicy,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    bases: &Bases<'_>,
     d: &mut Diags,
 ) -> Vec<ServerSpec> {
     let Value::Object(map) = value else {
@@ -52,7 +49,7 @@ pub(crate) fn compile_integrations(
     let mut out = Vec::new();
     for (name, entry) in map {
         let epath = join(path, name);
-        if let Some(s) = compile_one(name, &epath, entry, health_base, restart_base, lookup, d) {
+        if let Some(s) = compile_one(name, &epath, entry, bases, d) {
             out.push(s);
         }
     }
@@ -120,13 +117,11 @@ fn compile_one(
     name: &str,
     path: &str,
     value: &Value,
-    health_base: &HealthPolicy,
-    restart_base: &RestartPolicy,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    bases: &Bases<'_>,
     d: &mut Diags,
 ) -> Option<ServerSpec> {
-    check_name(name, "an integration", path, d);
-    let mut o = Obj::new(path.to_owned(), value, d)?;
+    let lookup = bases.lookup;
+    let mut o = open_entry(name, "an integration", path, value, d)?;
     let given: Vec<&str> = KINDS.iter().copied().filter(|k| o.has(k)).collect();
     let check = match given.as_slice() {
         [] => {
@@ -168,17 +163,8 @@ fn compile_one(
             );
         }
     }
-    let disabled = o.bool("disabled", d).unwrap_or(false);
-    let critical = o.bool("critical", d).unwrap_or(false);
-    let health = match o.obj("health", d) {
-        Some(h) => compile_health(h, health_base, d),
-        None => health_base.clone(),
-    };
-    let restart = match o.obj("restart", d) {
-        Some(r) => compile_restart(r, restart_base, d),
-        None => restart_base.clone(),
-    };
-    let objective = compile_objective(&mut o, d);
+    let Common { disabled, critical, health, restart, objective } =
+        compile_common(&mut o, bases, d);
     o.finish(&["description"], d);
     Some(ServerSpec {
         name: name.to_owned(),
@@ -198,6 +184,7 @@ fn compile_one(
         objective,
         memory_limit: None,
         standby: false,
+        disabled_tools: vec![],
     })
 }
 
@@ -324,20 +311,6 @@ fn http_url(
             None
         }
     }
-}
-
-/// `scheme://host[:port]` plus `/…` when there is more: credentials, path and query hidden.
-fn origin_display(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return "…".to_owned();
-    };
-    let after = &url[scheme_end + 3..];
-    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    let authority = &after[..end];
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let more = &after[end..];
-    let tail = if more.is_empty() || more == "/" { "" } else { "/…" };
-    format!("{}://{host}{tail}", &url[..scheme_end])
 }
 
 /// A dot path (`data.state`, `items.0.ok`) or a JSON pointer (`/data/state`) as a pointer.

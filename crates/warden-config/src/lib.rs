@@ -8,10 +8,15 @@
 
 mod alerts;
 mod compile;
+mod diff;
 mod duration;
 mod expand;
+mod fields;
 mod integrations;
 mod model;
+mod policy;
+mod server;
+mod settings;
 mod walk;
 
 pub use alerts::{
@@ -19,6 +24,7 @@ pub use alerts::{
     WebhookFormat, BUILTIN_RULES,
 };
 pub use compile::{compile, load, ConfigError, Diagnostic, Loaded};
+pub use diff::{ConfigDiff, InPlace, Resized};
 pub use duration::{format_duration, parse_duration};
 pub use model::{
     BackoffPolicy, Balance, CheckSpec, CommandCheck, Config, HealthPolicy, HttpCheck, HttpMethod,

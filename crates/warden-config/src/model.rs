@@ -187,7 +187,7 @@ impl Default for WardenSettings {
 }
 
 /// One configured MCP server.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServerSpec {
     pub name: String,
     pub transport: Transport,
@@ -216,6 +216,9 @@ pub struct ServerSpec {
     /// Keep one more (stdio) instance stopped in reserve: started while another instance is
     /// predicted to fail, stopped again once none has been for 5 minutes.
     pub standby: bool,
+    /// Tools never listed nor callable through Warden (`disabledTools`, as mcp-hub and Cline
+    /// write it).
+    pub disabled_tools: Vec<String>,
 }
 
 impl ServerSpec {
@@ -277,7 +280,7 @@ pub enum Balance {
 }
 
 /// How Warden reaches a server. Its `Debug` shows only the display forms of args and URLs.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub enum Transport {
     Stdio {
         command: String,
@@ -323,7 +326,7 @@ impl fmt::Debug for Transport {
 }
 
 /// One integration's check (the `integrations` block). Its `Debug` shows display forms only.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub enum CheckSpec {
     Http(HttpCheck),
     /// `host:port`; host names are resolved at every check.
@@ -398,7 +401,7 @@ impl fmt::Debug for CheckSpec {
 }
 
 /// An HTTP check: the answer's status, and optionally one field of its JSON body.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct HttpCheck {
     pub url: Secret,
     /// `scheme://host:port/…`: no credentials, path or query.
@@ -430,7 +433,7 @@ pub enum HttpMethod {
 }
 
 /// A command check: no shell, its own process group; passes on the expected exit code.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct CommandCheck {
     pub command: String,
     pub args: Vec<String>,

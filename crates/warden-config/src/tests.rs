@@ -379,3 +379,21 @@ fn server_names_are_what_the_router_can_mount() {
         assert!(compile(&text, &env).is_ok(), "{good:?} is a good name");
     }
 }
+
+/// A misspelt key the entry lacks altogether (`comand` with no `command`) is still matched to
+/// the key it was meant to be, beside the error that the server needs one.
+#[test]
+fn a_misspelt_command_or_url_gets_its_suggestion() {
+    let e = crate::compile(
+        r#"{ "mcpServers": { "x": { "comand": "c" }, "y": { "ulr": "u" } } }"#,
+        &|_| None,
+    )
+    .expect_err("neither server has a command or a url");
+    let w: Vec<String> = e.warnings.iter().map(ToString::to_string).collect();
+    for want in [
+        "mcpServers.x.comand: unknown key (did you mean \"command\"?); ignored",
+        "mcpServers.y.ulr: unknown key (did you mean \"url\"?); ignored",
+    ] {
+        assert!(w.iter().any(|m| m == want), "{want} missing: {w:#?}");
+    }
+}

@@ -28,6 +28,9 @@ pub(crate) struct Obj<'a> {
     pub(crate) path: String,
     map: &'a Map<String, Value>,
     seen: BTreeSet<&'static str>,
+    /// Keys only asked about ([`Obj::has`]): known here, so a misspelling of one is suggested
+    /// even when the entry lacks the key altogether.
+    asked: std::cell::RefCell<BTreeSet<&'static str>>,
 }
 
 pub(crate) fn join(path: &str, key: &str) -> String {
@@ -56,7 +59,9 @@ impl<'a> Obj<'a> {
     /// Wraps `value` if it is an object; otherwise records an error and returns `None`.
     pub(crate) fn new(path: String, value: &'a Value, d: &mut Diags) -> Option<Self> {
         match value {
-            Value::Object(map) => Some(Self { path, map, seen: BTreeSet::new() }),
+            Value::Object(map) => {
+                Some(Self { path, map, seen: BTreeSet::new(), asked: Default::default() })
+            }
             other => {
                 d.error(&path, format!("must be an object, not {}", type_name(other)));
                 None
@@ -74,7 +79,8 @@ impl<'a> Obj<'a> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    pub(crate) fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &'static str) -> bool {
+        self.asked.borrow_mut().insert(key);
         self.map.get(key).is_some_and(|v| !v.is_null())
     }
 
@@ -193,13 +199,26 @@ impl<'a> Obj<'a> {
             if self.seen.contains(key.as_str()) || accepted.contains(&key.as_str()) {
                 continue;
             }
-            let candidates = self.seen.iter().copied().chain(accepted.iter().copied());
+            let asked = self.asked.borrow();
+            let candidates =
+                self.seen.iter().chain(asked.iter()).copied().chain(accepted.iter().copied());
+            // Similar enough (Jaro-Winkler ≥ 0.8, or one edit away: on three letters
+            // Jaro-Winkler misses a swap), then the fewest edits (a swap counts one: `ulr` is
+            // `url`, not `urls`), then the most similar.
+            let lower = key.to_lowercase();
             let best = candidates
-                .map(|c| (strsim::jaro_winkler(&key.to_lowercase(), &c.to_lowercase()), c))
-                .filter(|(score, _)| *score >= 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0));
+                .map(|c| {
+                    let c_lower = c.to_lowercase();
+                    (
+                        strsim::jaro_winkler(&lower, &c_lower),
+                        strsim::osa_distance(&lower, &c_lower),
+                        c,
+                    )
+                })
+                .filter(|(score, edits, _)| *score >= 0.8 || *edits <= 1)
+                .min_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
             let msg = match best {
-                Some((_, near)) => format!("unknown key (did you mean {near:?}?); ignored"),
+                Some((_, _, near)) => format!("unknown key (did you mean {near:?}?); ignored"),
                 None => "unknown key; ignored".to_owned(),
             };
             d.warn(&join(&self.path, key), msg);

@@ -214,7 +214,7 @@ impl Gateway {
     }
 
     /// Tool calls counted since the last call, per server, tool and hour; counting starts
-    /// again from zero (warden-app adds them to the store's `tool_usage` rollup).
+    /// again from zero (warden-ops adds them to the store's `tool_usage` rollup).
     pub fn take_tool_usage(&self) -> Vec<warden_core::ToolUsage> {
         self.routes.servers().flat_map(|s| s.usage.drain(&s.spec.name)).collect()
     }

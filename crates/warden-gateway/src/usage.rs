@@ -1,5 +1,5 @@
 //! Per-tool usage: every `tools/call` a client makes through the gateway is counted here, per
-//! server, tool and UTC hour (calls, errors, latency, repeated arguments), and warden-app
+//! server, tool and UTC hour (calls, errors, latency, repeated arguments), and warden-ops
 //! drains the counts into the store's `tool_usage` rollup about once a minute.
 //!
 //! On the call path this is one uncontended lock and two map lookups by `&str`; a tool's name is

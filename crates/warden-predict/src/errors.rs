@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use crate::cusum::{Cusum, Step};
 use crate::hold::Hold;
 use crate::holt::Holt;
-use crate::{Drift, Prediction, PredictorConfig, Signal};
+use crate::learning::Learning;
+use crate::{Drift, ErrorSeed, Prediction, PredictorConfig, Signal};
 
 #[derive(Clone, Copy, Debug)]
 struct Open {
@@ -36,11 +37,8 @@ pub(crate) struct ErrorTrack {
     /// Closed batches: (end, failures, total).
     window: VecDeque<(f64, u32, u32)>,
     baseline: Option<Baseline>,
-    baseline_at: f64,
     cusum: Cusum,
-    first_at: Option<f64>,
-    batches_seen: u32,
-    armed: bool,
+    learning: Learning,
     predicted: Hold,
     last_ratio: Option<f64>,
 }
@@ -52,14 +50,27 @@ impl ErrorTrack {
             holt: Holt::new(cfg.holt_sf, cfg.holt_tf),
             window: VecDeque::new(),
             baseline: None,
-            baseline_at: f64::NEG_INFINITY,
             cusum: Cusum::new(cfg.cusum_k, cfg.cusum_h, cfg.cusum_clip),
-            first_at: None,
-            batches_seen: 0,
-            armed: false,
+            learning: Learning::new(),
             predicted: Hold::default(),
             last_ratio: None,
         }
+    }
+
+    pub(crate) fn seeded(&self) -> bool {
+        self.learning.seeded
+    }
+
+    /// The baseline this instance learnt from its own outcomes, once armed.
+    pub(crate) fn seed(&self) -> Option<ErrorSeed> {
+        let b = self.baseline.filter(|_| self.learning.own())?;
+        Some(ErrorSeed { ratio: b.ratio, sigma: b.sigma })
+    }
+
+    /// Takes another instance's baseline and arms at once (`seed` must be valid).
+    pub(crate) fn apply_seed(&mut self, seed: ErrorSeed) {
+        self.baseline = Some(Baseline { ratio: seed.ratio, sigma: seed.sigma });
+        self.learning.seeded_now(&mut self.cusum);
     }
 
     pub(crate) fn observe(&mut self, t: f64, ok: bool, limit: f64, cfg: &PredictorConfig) {
@@ -67,7 +78,7 @@ impl ErrorTrack {
             return;
         }
         self.advance(t, limit, cfg);
-        self.first_at.get_or_insert(t);
+        self.learning.saw(t);
         let b = f64::from(cfg.batch_seconds);
         let idx = (t / b).floor() as i64;
         let open =
@@ -114,13 +125,13 @@ impl ErrorTrack {
         while self.window.front().is_some_and(|w| w.0 <= end - cfg.baseline_window) {
             self.window.pop_front();
         }
-        self.batches_seen = self.batches_seen.saturating_add(1);
+        self.learning.batches_seen = self.learning.batches_seen.saturating_add(1);
         self.last_ratio = Some(ratio);
         self.holt.update(end, ratio);
-        if let (true, Some(base)) = (self.armed, self.baseline) {
+        if let (true, Some(base)) = (self.learning.armed, self.baseline) {
             let sigma = self.sigma(base, total, cfg);
             if self.cusum.update(start, end, (ratio - base.ratio) / sigma) == Step::Cleared {
-                self.baseline_at = f64::NEG_INFINITY;
+                self.learning.baseline_at = f64::NEG_INFINITY;
             }
             if let (Some(level), Some(trend)) = (self.holt.level(), self.holt.trend()) {
                 let limit = effective_limit(limit, total, cfg);
@@ -130,24 +141,18 @@ impl ErrorTrack {
             }
         }
 
-        let drifting = self.cusum.alarm();
-        let frozen = drifting.is_some() || self.predicted.raised_at().is_some();
-        let accept = drifting.is_some_and(|a| end - a.raised_at >= cfg.rebaseline_after)
-            && self.predicted.raised_at().is_none();
-        if accept {
-            self.cusum.reset();
-        }
-        if accept || (!frozen && end - self.baseline_at >= cfg.baseline_every) {
+        let predicting = self.predicted.raised_at().is_some();
+        let d = self.learning.after_batch(
+            end,
+            &mut self.cusum,
+            predicting,
+            cfg.error_warmup_batches,
+            cfg,
+        );
+        if d.relearn {
             self.recompute_baseline(end);
         }
-        if !self.armed
-            && self.baseline.is_some()
-            && self.batches_seen >= cfg.error_warmup_batches
-            && self.first_at.is_some_and(|f| end - f >= cfg.warmup)
-        {
-            self.armed = true;
-            self.cusum.reset();
-        }
+        self.learning.arm(d, self.baseline.is_some(), &mut self.cusum);
     }
 
     fn recompute_baseline(&mut self, at: f64) {
@@ -167,7 +172,7 @@ impl ErrorTrack {
             .sum::<f64>()
             / (k - 1.0);
         self.baseline = Some(Baseline { ratio, sigma: var.sqrt() });
-        self.baseline_at = at;
+        self.learning.baseline_at = at;
     }
 
     pub(crate) fn drift(&self) -> Option<Drift> {

@@ -7,7 +7,8 @@ use crate::baseline::{LongRun, Robust, Window};
 use crate::cusum::{Cusum, Step};
 use crate::hold::Hold;
 use crate::holt::Holt;
-use crate::{Drift, Prediction, PredictorConfig, Signal};
+use crate::learning::Learning;
+use crate::{Drift, LatencySeed, Prediction, PredictorConfig, Signal};
 
 /// Batch means are Winsorized at ± this many robust σ for the baseline's mean and σ.
 const WINSOR: f64 = 3.0;
@@ -53,11 +54,8 @@ pub(crate) struct LatencyTrack {
     per_second: Window,
     batches: Window,
     baseline: Option<Baseline>,
-    baseline_at: f64,
     cusum: Cusum,
-    first_at: Option<f64>,
-    batches_seen: u32,
-    armed: bool,
+    learning: Learning,
     predicted: Hold,
     last_batch: Option<f64>,
 }
@@ -71,18 +69,41 @@ impl LatencyTrack {
             per_second: Window::new(cfg.baseline_window),
             batches: Window::new(cfg.baseline_window),
             baseline: None,
-            baseline_at: f64::NEG_INFINITY,
             cusum: Cusum::new(cfg.cusum_k, cfg.cusum_h, cfg.cusum_clip),
-            first_at: None,
-            batches_seen: 0,
-            armed: false,
+            learning: Learning::new(),
             predicted: Hold::default(),
             last_batch: None,
         }
     }
 
     pub(crate) fn armed(&self) -> bool {
-        self.armed
+        self.learning.armed
+    }
+
+    pub(crate) fn seeded(&self) -> bool {
+        self.learning.seeded
+    }
+
+    /// The baseline this instance learnt from its own data, once armed.
+    pub(crate) fn seed(&self) -> Option<LatencySeed> {
+        let b = self.baseline.filter(|_| self.learning.own())?;
+        Some(LatencySeed {
+            second_median: b.second.median,
+            second_sigma: b.second.sigma,
+            batch_mean: b.batch.mean,
+            batch_sigma: b.batch.sigma,
+        })
+    }
+
+    /// Takes another instance's baseline and arms at once (`seed` must be valid). Whatever this
+    /// instance learnt so far is replaced; it learns again once its own warm-up is over.
+    pub(crate) fn apply_seed(&mut self, seed: LatencySeed, cfg: &PredictorConfig) {
+        let floor = cfg.latency_sigma_floor;
+        self.baseline = Some(Baseline {
+            second: Robust { median: seed.second_median, sigma: seed.second_sigma.max(floor) },
+            batch: LongRun { mean: seed.batch_mean, sigma: seed.batch_sigma.max(floor), rho1: 0.0 },
+        });
+        self.learning.seeded_now(&mut self.cusum);
     }
 
     /// A latency of `seconds` observed at `t`. `limit` is ln(call timeout).
@@ -92,7 +113,7 @@ impl LatencyTrack {
         }
         let x = seconds.clamp(1e-6, 1e6).ln();
         self.advance(t, limit, cfg);
-        self.first_at.get_or_insert(t);
+        self.learning.saw(t);
         let sec = t.floor() as i64;
         match self.second.as_mut() {
             // Late samples (an earlier second than the open one) count in the open second.
@@ -145,7 +166,7 @@ impl LatencyTrack {
         self.holt.update_clipped(t, x, clip);
         self.per_second.push(t, x);
         if let (true, Some(base), Some(level), Some(trend)) =
-            (self.armed, self.baseline, self.holt.level(), self.holt.trend())
+            (self.learning.armed, self.baseline, self.holt.level(), self.holt.trend())
         {
             let crossing = level + trend * cfg.horizon >= limit;
             // Elevated above the server's normal — or, whatever the baseline says, already
@@ -162,34 +183,23 @@ impl LatencyTrack {
         let (start, end) = ((acc.idx * b) as f64, ((acc.idx + 1) * b) as f64);
         let mean = acc.mean();
         self.batches.push(end, mean);
-        self.batches_seen = self.batches_seen.saturating_add(1);
+        self.learning.batches_seen = self.learning.batches_seen.saturating_add(1);
         self.last_batch = Some(acc.raw_mean());
-        if let (true, Some(base)) = (self.armed, self.baseline) {
+        if let (true, Some(base)) = (self.learning.armed, self.baseline) {
             let z = (mean - base.batch.mean) / base.batch.sigma;
             if self.cusum.update(start, end, z) == Step::Cleared {
                 // The excursion is over: learn from what came since.
-                self.baseline_at = f64::NEG_INFINITY;
+                self.learning.baseline_at = f64::NEG_INFINITY;
             }
         }
 
-        let drifting = self.cusum.alarm();
-        let frozen = drifting.is_some() || self.predicted.raised_at().is_some();
-        let accept = drifting.is_some_and(|a| end - a.raised_at >= cfg.rebaseline_after)
-            && self.predicted.raised_at().is_none();
-        if accept {
-            self.cusum.reset();
-        }
-        if accept || (!frozen && end - self.baseline_at >= cfg.baseline_every) {
+        let predicting = self.predicted.raised_at().is_some();
+        let d =
+            self.learning.after_batch(end, &mut self.cusum, predicting, cfg.warmup_batches, cfg);
+        if d.relearn {
             self.recompute_baseline(end, cfg);
         }
-        if !self.armed
-            && self.baseline.is_some()
-            && self.batches_seen >= cfg.warmup_batches
-            && self.first_at.is_some_and(|f| end - f >= cfg.warmup)
-        {
-            self.armed = true;
-            self.cusum.reset();
-        }
+        self.learning.arm(d, self.baseline.is_some(), &mut self.cusum);
     }
 
     fn recompute_baseline(&mut self, at: f64, cfg: &PredictorConfig) {
@@ -200,7 +210,7 @@ impl LatencyTrack {
             let second = Robust { sigma: second.sigma.max(floor), ..second };
             let batch = LongRun { sigma: batch.sigma.max(floor), ..batch };
             self.baseline = Some(Baseline { second, batch });
-            self.baseline_at = at;
+            self.learning.baseline_at = at;
         }
     }
 

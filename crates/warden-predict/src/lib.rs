@@ -14,8 +14,9 @@
 //! - **RSS exhaustion**: a least squares line through 10 minutes of RSS that reaches the
 //!   memory limit within 10 minutes.
 //!
-//! Nothing but the RSS forecast alarms before the warm-up (10 minutes and 30 batches); nothing
-//! alarms on a single sample. The defaults are the research notes' (§7, §10.8) except where
+//! Nothing but the RSS forecast alarms before the warm-up (10 minutes and 30 batches) unless
+//! the instance was given a [`Seed`] (the baselines another instance of the same server
+//! learnt), which arms it at once; nothing alarms on a single sample. The defaults are the research notes' (§7, §10.8) except where
 //! [`PredictorConfig`] says why not; the measured lead times and false alarm rates are in
 //! `docs/benchmarks.md` (`warden-bench --only predict`).
 //!
@@ -32,12 +33,15 @@ mod errors;
 mod hold;
 mod holt;
 mod latency;
+mod learning;
 mod predictor;
 mod rss;
+mod seed;
 
 pub use assessment::{Assessment, Drift, Exhaustion, Prediction, Signal};
 pub use config::{Limits, PredictorConfig};
 pub use predictor::InstancePredictor;
+pub use seed::{ErrorSeed, LatencySeed, Seed};
 
 #[cfg(test)]
 mod tests;

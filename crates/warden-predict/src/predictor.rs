@@ -3,7 +3,7 @@
 use crate::errors::ErrorTrack;
 use crate::latency::LatencyTrack;
 use crate::rss::RssTrack;
-use crate::{Assessment, Limits, PredictorConfig};
+use crate::{Assessment, Limits, PredictorConfig, Seed};
 
 /// Everything the predictor keeps about one instance (a few tens of KiB: 30 minutes of
 /// per-second values and batch means). Feed it samples with their times, in non-decreasing
@@ -83,6 +83,39 @@ impl InstancePredictor {
             predicted,
             rss_exhaustion: self.rss.exhaustion(),
         }
+    }
+
+    /// The baselines this instance learnt from its own data, for a new instance of the same
+    /// server ([`apply_seed`](Self::apply_seed)); `None` until a signal has armed on its own.
+    pub fn seed(&self) -> Option<Seed> {
+        let seed = Seed { latency: self.latency.seed(), errors: self.errors.seed() };
+        (seed.latency.is_some() || seed.errors.is_some()).then_some(seed)
+    }
+
+    /// Starts from another instance's baselines: armed at once, the seed standing until this
+    /// instance's own warm-up is over. A seed that is not a baseline (non-finite, σ ≤ 0, a ratio
+    /// outside 0..1) is refused: `false`, and nothing changes.
+    pub fn apply_seed(&mut self, seed: &Seed) -> bool {
+        if !seed.is_valid() {
+            return false;
+        }
+        if let Some(l) = seed.latency {
+            self.latency.apply_seed(l, &self.cfg);
+        }
+        if let Some(e) = seed.errors {
+            self.errors.apply_seed(e);
+        }
+        true
+    }
+
+    /// The latency detectors have a baseline (as [`Assessment::armed`]).
+    pub fn is_armed(&self) -> bool {
+        self.latency.armed()
+    }
+
+    /// Some detector still stands on a seed rather than on this instance's own data.
+    pub fn is_seeded(&self) -> bool {
+        self.latency.seeded() || self.errors.seeded()
     }
 
     /// The monitored process was replaced (restart, reconnect): forget trends, excursions,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{Assessment, InstancePredictor, Limits, PredictorConfig, Signal};
+use crate::{Assessment, InstancePredictor, Limits, PredictorConfig, Seed, Signal};
 
 const BASE: f64 = 0.05;
 const TIMEOUT: f64 = 2.0;
@@ -433,4 +433,72 @@ fn a_steady_servers_fast_ramp_is_predicted_well_before_the_timeout() {
         timeout - predicted >= 15.0,
         "predicted at {predicted:.1} s, timeout at {timeout:.1} s"
     );
+}
+
+/// A learnt baseline passed to a new instance of the same server (a replica, a standby, the
+/// same server after Warden restarted) arms it at once: a ramp from its very start is predicted
+/// before the crossing, where an unseeded predictor is still warming up. The seed holds until
+/// the instance's own data has warmed up, so the ramp never becomes its normal.
+#[test]
+fn a_seeded_instance_is_armed_at_once_and_predicts_a_ramp_from_its_start() {
+    let mut old = predictor();
+    let mut rec = Record::default();
+    let mut noise = Ar1::new(31, 0.3, 0.5);
+    assert!(old.seed().is_none(), "nothing learnt yet");
+    run(&mut old, &mut rec, 0, 2400, |_| (BASE.ln() + noise.next()).exp());
+    let seed = old.seed().expect("an armed predictor passes its baselines on");
+    // The store keeps it as JSON.
+    let seed: Seed = serde_json::from_value(serde_json::to_value(seed).unwrap()).unwrap();
+
+    let (onset, r) = (30u64, 300u64);
+    let mut cold = predictor();
+    let mut cold_rec = Record::default();
+    let mut noise = Ar1::new(32, 0.3, 0.5);
+    run(&mut cold, &mut cold_rec, 0, onset + r, |s| (ramp_mean(s, onset, r) + noise.next()).exp());
+    assert_eq!(cold_rec.first_predicted, None, "unseeded: still warming up");
+
+    let mut fresh = predictor();
+    assert!(fresh.apply_seed(&seed));
+    assert!(fresh.is_seeded());
+    assert!(fresh.evaluate(0.0).armed, "armed before its first sample");
+    assert!(fresh.seed().is_none(), "a seed is passed on only once learnt from its own data");
+    let mut rec = Record::default();
+    let mut noise = Ar1::new(32, 0.3, 0.5);
+    run(&mut fresh, &mut rec, 0, onset + r, |s| (ramp_mean(s, onset, r) + noise.next()).exp());
+    let (at, signal) = rec.first_predicted.expect("the seeded instance predicts the ramp");
+    assert_eq!(signal, Signal::Latency);
+    assert!(at > onset as f64 && at < (onset + r) as f64, "predicted at {at}");
+}
+
+/// A seeded instance that runs steady raises nothing, goes on to learn its own baseline after
+/// the warm-up and then passes that on; a seed that is not a baseline (NaN, σ ≤ 0, a ratio
+/// outside 0..1) is refused and leaves the predictor as it was.
+#[test]
+fn a_seeded_steady_instance_stays_quiet_then_learns_its_own_baseline() {
+    let mut old = predictor();
+    let mut noise = Ar1::new(41, 0.3, 0.5);
+    run(&mut old, &mut Record::default(), 0, 2400, |_| (BASE.ln() + noise.next()).exp());
+    let seed = old.seed().unwrap();
+
+    let mut p = predictor();
+    assert!(p.apply_seed(&seed));
+    let mut rec = Record::default();
+    run(&mut p, &mut rec, 0, 700, |_| (BASE.ln() + noise.next()).exp());
+    assert_eq!((rec.drifts, rec.predictions), (0, 0), "{rec:?}");
+    assert!(!p.is_seeded(), "its own warm-up is over");
+    assert!(p.seed().is_some());
+
+    let mut bad = seed;
+    if let Some(l) = bad.latency.as_mut() {
+        l.batch_sigma = f64::NAN;
+    }
+    let mut q = predictor();
+    assert!(!q.apply_seed(&bad));
+    assert!(!q.evaluate(0.0).armed && !q.is_seeded());
+    let mut bad = seed;
+    if let Some(e) = bad.errors.as_mut() {
+        e.ratio = 1.5;
+    }
+    assert!(!q.apply_seed(&bad));
+    assert!(!q.evaluate(0.0).armed);
 }

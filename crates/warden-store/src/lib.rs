@@ -13,6 +13,7 @@ mod alerts;
 mod location;
 mod queries;
 mod reports;
+mod seeds;
 mod tuning;
 mod writer;
 

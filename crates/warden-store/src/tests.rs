@@ -435,3 +435,22 @@ async fn slo_minutes_are_rewritten_in_place_and_read_back_in_order() {
     assert_eq!(got, vec![("b".into(), 5, 0), ("a".into(), 12, 2)]);
     assert!(f.store.slo_minutes(t0 + chrono::Duration::minutes(2)).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn predictor_seeds_are_rewritten_per_server_and_old_ones_dropped() {
+    let f = fixture().await;
+    let now = warden_core::now();
+    let old = now - chrono::Duration::days(3);
+    let rows = [
+        ("a".to_owned(), now, serde_json::json!({"probes": {"n": 1}})),
+        ("b".to_owned(), old, serde_json::json!({"calls": {"n": 2}})),
+    ];
+    f.store.put_predictor_seeds(&rows).await.unwrap();
+    f.store
+        .put_predictor_seeds(&[("a".to_owned(), now, serde_json::json!({"probes": {"n": 3}}))])
+        .await
+        .unwrap();
+    let back = f.store.predictor_seeds(now - chrono::Duration::days(1)).await.unwrap();
+    assert_eq!(back, vec![("a".to_owned(), serde_json::json!({"probes": {"n": 3}}))]);
+    assert_eq!(f.store.predictor_seeds(old).await.unwrap().len(), 1, "b was deleted");
+}

@@ -9,13 +9,19 @@ mod instance;
 mod predict;
 mod registry;
 mod rss;
+mod seeds;
+mod standby;
 mod tuning;
 mod view;
 
 pub use instance::{CallGuard, CallReport, Command, InstanceLink};
-pub use registry::{ConnectorFactory, Registry, ServerHandle, SupervisorOptions};
+pub use registry::{ConnectorFactory, Registry, ServerHandle, SupervisorOptions, Views};
+pub use seeds::{SeedBook, ServerSeed, Stamped, SEED_MAX_AGE};
+pub use standby::{spawn_standby_control, STANDBY_COOLDOWN};
 pub use tuning::Tuned;
-pub use view::{Failover, FailoverControl, InstanceView, Overview, ServerParts, ServerView};
+pub use view::{
+    Failover, FailoverControl, InstanceView, Overview, PredictorStatus, ServerParts, ServerView,
+};
 pub use warden_health::CallOutcome;
 
 #[cfg(test)]

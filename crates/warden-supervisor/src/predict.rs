@@ -3,7 +3,10 @@
 //! mixed, every change in traffic would look like a shift, and the spread would hide a real
 //! ramp. Probes give an idle instance a baseline; calls show what clients will feel.
 
-use warden_predict::{Assessment, InstancePredictor, Limits, PredictorConfig};
+use warden_predict::{Assessment, InstancePredictor, Limits, PredictorConfig, Seed};
+
+use crate::seeds::ServerSeed;
+use crate::PredictorStatus;
 
 /// Seconds without a call after which the calls' trends are dropped: a draining instance gets
 /// no calls, so its last verdict would otherwise stand for ever.
@@ -83,6 +86,30 @@ impl Predictors {
     pub(crate) fn restart(&mut self) {
         self.probes.restart();
         self.calls.restart();
+    }
+
+    /// Takes the server's fresh seeds for each kind not armed yet: `true` if any was taken.
+    pub(crate) fn seed_from(&mut self, seed: &ServerSeed, now: warden_core::Timestamp) -> bool {
+        let (probes, calls) = seed.fresh(now);
+        let mut took = false;
+        for (p, s) in [(&mut self.probes, probes), (&mut self.calls, calls)] {
+            if let (false, Some(s)) = (p.is_armed(), s) {
+                took |= p.apply_seed(&s);
+            }
+        }
+        took
+    }
+
+    /// What this instance has learnt on its own, for the server's other and later instances.
+    pub(crate) fn seeds(&self) -> (Option<Seed>, Option<Seed>) {
+        (self.probes.seed(), self.calls.seed())
+    }
+
+    pub(crate) fn status(&self) -> PredictorStatus {
+        PredictorStatus {
+            armed: self.probes.is_armed() || self.calls.is_armed(),
+            seeded: self.probes.is_seeded() || self.calls.is_seeded(),
+        }
     }
 }
 

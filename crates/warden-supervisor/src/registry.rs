@@ -27,6 +27,9 @@ pub struct SupervisorOptions {
     /// Where probes, calls and failed sessions are counted (the gateway takes its handles
     /// from here too: [`Registry::metrics`]).
     pub metrics: Metrics,
+    /// Every server's learnt predictor baselines, shared by its instances (load it from the
+    /// store before [`Registry::start`] so the first instances are watched at once).
+    pub seeds: crate::SeedBook,
 }
 
 /// One server's instances (cheap to clone: channels and shared links).
@@ -158,6 +161,7 @@ impl Registry {
                     shutdown: shutdown.child_token(),
                     prediction: prediction.clone(),
                     tuning: tuning.subscribe(),
+                    seeds: options.seeds.clone(),
                 };
                 tasks.spawn(instance::run(ctx));
                 instances.push((view_rx, cmd_tx, link));
@@ -178,6 +182,11 @@ impl Registry {
 
     pub fn server(&self, name: &str) -> Option<&ServerHandle> {
         self.servers.iter().find(|s| s.spec.name == name)
+    }
+
+    /// A handle that builds the server view from anywhere, without the registry.
+    pub fn views(&self) -> Views {
+        Views(Arc::new(self.servers.clone()))
     }
 
     /// The server view of everything, with fallbacks taken into account.
@@ -205,5 +214,18 @@ impl Registry {
             tracing::warn!("some instances did not stop within {deadline:?}; aborting their tasks");
             self.tasks.abort_all();
         }
+    }
+}
+
+/// Every server's live view, readable from anywhere (the HTTP surfaces, alerting, reports)
+/// without the registry: clones of the servers' handles (watch channels), no lock, no query.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Views(Arc<Vec<ServerHandle>>);
+
+impl Views {
+    /// The server view of everything now (as [`Registry::overview`]).
+    pub fn get(&self) -> Overview {
+        Overview::from_parts(self.0.iter().map(ServerHandle::parts).collect())
     }
 }

@@ -1,4 +1,6 @@
-//! Supervisor behaviour against a scripted fake connector, on paused tokio time.
+//! Supervisor behaviour against a scripted fake connector, on paused tokio time. One suite over
+//! one harness (the fake connector and session below), kept in one file so every scenario reads
+//! against the same fake.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,7 +18,7 @@ use warden_upstream::{
     StopPolicy, ToolEntry, UpstreamError,
 };
 
-use crate::{CallOutcome, Command, Registry, SupervisorOptions};
+use crate::{CallOutcome, Command, PredictorStatus, Registry, SeedBook, SupervisorOptions};
 
 /// How the fake server behaves on probes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -195,6 +197,7 @@ fn spec(name: &str) -> ServerSpec {
         objective: None,
         memory_limit: None,
         standby: false,
+        disabled_tools: vec![],
     }
 }
 
@@ -207,6 +210,10 @@ struct Harness {
 
 impl Harness {
     fn new(spec: ServerSpec, connector: FakeConnector) -> Self {
+        Self::with_seeds(spec, connector, SeedBook::default())
+    }
+
+    fn with_seeds(spec: ServerSpec, connector: FakeConnector, seeds: SeedBook) -> Self {
         let connector = Arc::new(connector);
         let bus = EventBus::new(None);
         let events = bus.subscribe();
@@ -221,6 +228,7 @@ impl Harness {
                 metrics_interval: Duration::from_secs(10),
                 samples: None,
                 metrics: Default::default(),
+                seeds,
             },
         );
         Self { registry, connector, events, log: vec![] }
@@ -644,3 +652,41 @@ async fn every_published_view_is_consistent_through_a_crash_loop() {
     assert_eq!(super::instance::inconsistent_views(), 0, "a view was published half-updated");
     h.registry.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Prediction on the default one-minute warm-up: a first instance is armed once it has warmed up
+/// and publishes what it learnt; the next instance of that server (here: after a restart of
+/// the whole supervisor, as when Warden restarts with the same database) is armed from its
+/// first probe, while a server with no history still warms up.
+#[tokio::test(start_paused = true)]
+async fn a_new_instance_takes_its_servers_learnt_baselines_and_is_watched_at_once() {
+    let status = |h: &Harness| h.registry.servers()[0].views()[0].predictor;
+    let book = SeedBook::default();
+    let mut h = Harness::with_seeds(spec("s"), FakeConnector::default(), book.clone());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    assert_eq!(status(&h), Some(PredictorStatus { armed: false, seeded: false }));
+    assert!(book.get("s").is_none());
+    let start = Instant::now();
+    while status(&h) != Some(PredictorStatus { armed: true, seeded: false }) {
+        assert!(start.elapsed() < Duration::from_secs(120), "not armed: {:?}", status(&h));
+        time::sleep(Duration::from_millis(500)).await;
+    }
+    time::sleep(Duration::from_secs(3)).await;
+    let seed = book.get("s").expect("the armed instance published its baselines");
+    assert!(seed.probes.is_some() && seed.calls.is_none(), "{seed:?}");
+    h.registry.shutdown(Duration::from_secs(5)).await;
+
+    let mut again = Harness::with_seeds(spec("s"), FakeConnector::default(), book.clone());
+    again.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    time::sleep(PREDICT_EVERY_FOR_TESTS).await;
+    assert_eq!(status(&again), Some(PredictorStatus { armed: true, seeded: true }));
+
+    let mut cold = Harness::with_seeds(spec("t"), FakeConnector::default(), book);
+    cold.until(InstanceState::Warning, Duration::from_secs(1)).await;
+    time::sleep(PREDICT_EVERY_FOR_TESTS).await;
+    assert_eq!(status(&cold), Some(PredictorStatus { armed: false, seeded: false }));
+    again.registry.shutdown(Duration::from_secs(5)).await;
+    cold.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Longer than the instance's predictor read-out period.
+const PREDICT_EVERY_FOR_TESTS: Duration = Duration::from_secs(3);

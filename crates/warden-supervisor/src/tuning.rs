@@ -1,5 +1,5 @@
 //! Run-time overrides of a server's policy ("tuning"): the call timeout, the probe interval
-//! and timeout, and each instance's balancing weight. Set by `warden-app`'s tuning (learned or
+//! and timeout, and each instance's balancing weight. Set by `warden-ops`' tuning (learned or
 //! by hand, always within bounds and recorded there); read by every instance task (probes) and
 //! by the gateway (deadlines, balancing) through a `watch` channel, so a change takes effect at
 //! the next probe or call without a restart.

@@ -38,6 +38,9 @@ pub struct InstanceView {
     /// running out); `None` when quiet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction: Option<warden_predict::Assessment>,
+    /// Whether prediction watches this instance yet; `None` when prediction is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<PredictorStatus>,
     /// A failure is predicted: new calls go to other instances while any can take them.
     pub draining: bool,
     /// The server's reserve instance: stopped until another is predicted to fail.
@@ -65,10 +68,21 @@ impl InstanceView {
             stats: StatsSnapshot::default(),
             rss_bytes: None,
             prediction: None,
+            predictor: None,
             draining: false,
             standby: false,
         }
     }
+}
+
+/// Whether an instance's predictor can alarm, and on what.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PredictorStatus {
+    /// Its detectors have a baseline: drift and predicted failures can be raised.
+    pub armed: bool,
+    /// The baseline is the server's, learnt by another instance or before Warden restarted
+    /// (see `seeds.rs`); the instance learns its own once its warm-up is over.
+    pub seeded: bool,
 }
 
 /// One server: its instances and who serves it.

@@ -25,10 +25,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use warden_config::ProbeMethod;
+use warden_core::ExitInfo;
 
 use crate::catalog::Entry;
 use crate::relay::{Call, Notice, Progress, Shared};
-use crate::{Activity, BoxFuture, Catalog, PeerInfo, SessionEvent, ToolEntry, UpstreamError};
+use crate::{
+    Activity, BoxFuture, Catalog, PeerInfo, Session, SessionEvent, StopPolicy, ToolEntry,
+    UpstreamError,
+};
 
 /// Receives server-initiated notifications and requests for one session.
 #[derive(Clone)]
@@ -537,5 +541,44 @@ impl Core {
         if let Some(r) = self.running.lock().expect("not poisoned").as_ref() {
             r.cancellation_token().cancel();
         }
+    }
+}
+
+/// A remote session is its rmcp core: no process, and stopping it closes the session.
+impl Session for Core {
+    fn probe(
+        &self,
+        method: ProbeMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
+        Core::probe(self, method, timeout)
+    }
+
+    fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
+        Core::list_catalog(self, timeout)
+    }
+
+    fn activity(&self) -> Arc<Activity> {
+        Core::activity(self)
+    }
+
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        Core::request(self, call)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
+        let close = self.close(policy.grace);
+        Box::pin(async move {
+            close.await;
+            None
+        })
+    }
+
+    fn kill(&self) {
+        self.cancel_now();
     }
 }

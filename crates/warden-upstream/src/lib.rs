@@ -116,6 +116,64 @@ pub trait Session: Send + Sync {
     fn kill(&self);
 }
 
+/// Implements the named [`Session`] methods of a wrapper by passing them to `self.$inner`
+/// unchanged, so a wrapper spells out only what it changes (`pass_through!(core: probe,
+/// list_catalog, activity, request);` inside `impl Session for …`).
+macro_rules! pass_through {
+    ($inner:ident: probe) => {
+        fn probe(
+            &self,
+            method: ::warden_config::ProbeMethod,
+            timeout: ::std::time::Duration,
+        ) -> $crate::BoxFuture<'_, Result<::std::time::Duration, $crate::UpstreamError>> {
+            self.$inner.probe(method, timeout)
+        }
+    };
+    ($inner:ident: list_catalog) => {
+        fn list_catalog(
+            &self,
+            timeout: ::std::time::Duration,
+        ) -> $crate::BoxFuture<'_, Result<$crate::Catalog, $crate::UpstreamError>> {
+            self.$inner.list_catalog(timeout)
+        }
+    };
+    ($inner:ident: activity) => {
+        fn activity(&self) -> ::std::sync::Arc<$crate::Activity> {
+            self.$inner.activity()
+        }
+    };
+    ($inner:ident: request) => {
+        fn request(
+            &self,
+            call: $crate::Call,
+        ) -> $crate::BoxFuture<'_, Result<::serde_json::Value, $crate::UpstreamError>> {
+            self.$inner.request(call)
+        }
+    };
+    ($inner:ident: pid) => {
+        fn pid(&self) -> Option<u32> {
+            self.$inner.pid()
+        }
+    };
+    ($inner:ident: shutdown) => {
+        fn shutdown(
+            &self,
+            policy: $crate::StopPolicy,
+        ) -> $crate::BoxFuture<'static, Option<::warden_core::ExitInfo>> {
+            self.$inner.shutdown(policy)
+        }
+    };
+    ($inner:ident: kill) => {
+        fn kill(&self) {
+            self.$inner.kill()
+        }
+    };
+    ($inner:ident: $($method:ident),+) => {
+        $($crate::pass_through!($inner: $method);)+
+    };
+}
+pub(crate) use pass_through;
+
 /// Builds the right connector for a server spec; server-to-client traffic goes to `relay`.
 pub fn connector_for(spec: &ServerSpec, relay: &Relay) -> Arc<dyn Connector> {
     match &spec.transport {

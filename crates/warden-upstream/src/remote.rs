@@ -14,7 +14,7 @@ use rmcp::transport::streamable_http_client::{
 use rmcp::transport::Transport;
 use tokio::sync::mpsc;
 use warden_config::{ProbeMethod, RemoteKind, Secret, ServerSpec, Transport as SpecTransport};
-use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
+use warden_core::{FailureClass, InstanceId, Reason};
 
 use crate::client::{self, Handler};
 use crate::fast::{Fast, Tap};
@@ -22,7 +22,7 @@ use crate::relay::Shared;
 use crate::sse::{Event, SseParser};
 use crate::{
     Activity, BoxFuture, Call, Catalog, Connected, Connector, PeerInfo, Relay, Session,
-    SessionEvent, StopPolicy, UpstreamError, MAX_MESSAGE,
+    SessionEvent, UpstreamError, MAX_MESSAGE,
 };
 
 /// Connects remote servers (one instance per URL).
@@ -142,6 +142,7 @@ struct Scrubbed {
 }
 
 impl Session for Scrubbed {
+    crate::pass_through!(inner: activity, pid, shutdown, kill);
     fn probe(
         &self,
         method: ProbeMethod,
@@ -158,24 +159,8 @@ impl Session for Scrubbed {
         })
     }
 
-    fn activity(&self) -> Arc<Activity> {
-        self.inner.activity()
-    }
-
     fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
         Box::pin(async move { self.inner.request(call).await.map_err(|e| e.scrub(&self.secrets)) })
-    }
-
-    fn pid(&self) -> Option<u32> {
-        None
-    }
-
-    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
-        self.inner.shutdown(policy)
-    }
-
-    fn kill(&self) {
-        self.inner.kill();
     }
 }
 
@@ -304,48 +289,8 @@ where
             }
         }
     });
-    let session = RemoteSession(client::Core::new(running, info.clone(), activity, shared));
+    let session = client::Core::new(running, info.clone(), activity, shared);
     Ok(Connected { session: Box::new(session), events: events_rx, info })
-}
-
-struct RemoteSession(client::Core);
-
-impl Session for RemoteSession {
-    fn probe(
-        &self,
-        method: ProbeMethod,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
-        self.0.probe(method, timeout)
-    }
-
-    fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
-        self.0.list_catalog(timeout)
-    }
-
-    fn activity(&self) -> Arc<Activity> {
-        self.0.activity()
-    }
-
-    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
-        self.0.request(call)
-    }
-
-    fn pid(&self) -> Option<u32> {
-        None
-    }
-
-    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
-        let close = self.0.close(policy.grace);
-        Box::pin(async move {
-            close.await;
-            None
-        })
-    }
-
-    fn kill(&self) {
-        self.0.cancel_now();
-    }
 }
 
 /// A Streamable HTTP session whose plain calls take the fast path (see [`crate::fast`]).
@@ -355,13 +300,7 @@ struct FastSession {
 }
 
 impl Session for FastSession {
-    fn probe(
-        &self,
-        method: ProbeMethod,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
-        self.inner.probe(method, timeout)
-    }
+    crate::pass_through!(inner: probe, activity, pid, shutdown, kill);
 
     fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
         Box::pin(async move {
@@ -371,28 +310,12 @@ impl Session for FastSession {
         })
     }
 
-    fn activity(&self) -> Arc<Activity> {
-        self.inner.activity()
-    }
-
     fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
         if self.fast.takes(&call) {
             Box::pin(self.fast.request(call))
         } else {
             self.inner.request(call)
         }
-    }
-
-    fn pid(&self) -> Option<u32> {
-        None
-    }
-
-    fn shutdown(&self, policy: StopPolicy) -> BoxFuture<'static, Option<ExitInfo>> {
-        self.inner.shutdown(policy)
-    }
-
-    fn kill(&self) {
-        self.inner.kill();
     }
 }
 

@@ -16,15 +16,15 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use warden_config::{ProbeMethod, ServerSpec, Transport};
+use warden_config::{ServerSpec, Transport};
 use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 
 use crate::client::{self, Handler};
 use crate::lines::read_line;
 use crate::relay::Shared;
 use crate::{
-    Activity, BoxFuture, Call, Catalog, Connected, Connector, Relay, Session, SessionEvent,
-    StopPolicy, UpstreamError,
+    Activity, BoxFuture, Connected, Connector, Relay, Session, SessionEvent, StopPolicy,
+    UpstreamError,
 };
 
 /// Longest stdout line accepted (a large tool list is one line).
@@ -292,25 +292,7 @@ struct StdioSession {
 }
 
 impl Session for StdioSession {
-    fn probe(
-        &self,
-        method: ProbeMethod,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<Duration, UpstreamError>> {
-        self.core.probe(method, timeout)
-    }
-
-    fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>> {
-        self.core.list_catalog(timeout)
-    }
-
-    fn activity(&self) -> Arc<Activity> {
-        self.core.activity()
-    }
-
-    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
-        self.core.request(call)
-    }
+    crate::pass_through!(core: probe, list_catalog, activity, request);
 
     fn pid(&self) -> Option<u32> {
         Some(self.guard.pid)

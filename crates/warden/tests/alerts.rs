@@ -697,3 +697,87 @@ async fn slo_burn_counts_survive_a_restart() {
     }
     app.shutdown().await;
 }
+
+/// Prediction is not blind after Warden restarts: the baselines a server's instance learnt are
+/// kept in the store, so after a restart (here with a warm-up far longer than the test) the same
+/// server is watched from its first probe, and a ramp from its very start is predicted before
+/// any call times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_warden_restarts_a_servers_history_arms_prediction_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = |server: String, warmup: &'static str| {
+        let text = format!(
+            r#"{{ "mcpServers": {{ "ramp": {server} }},
+                 "warden": {{ "prediction": {{ "warmup": "{warmup}" }} }} }}"#
+        );
+        let database = warden_store::Location::Sqlite(dir.path().join("warden.db"));
+        async move {
+            let app = warden_app::App::start(warden_app::RunOptions {
+                config: config_text(&text),
+                database,
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                token: None,
+                connectors: None,
+            })
+            .await
+            .unwrap();
+            healthy_pid(&app, "ramp").await;
+            app
+        }
+    };
+    let status = |app: &App| app.registry().server("ramp").unwrap().views()[0].predictor;
+    let extra = r#", "timeout": "2s", "health": { "interval": "500ms", "timeout": "5s" }"#;
+
+    // A steady run long enough to learn the server's normal from its probes.
+    let steady = misbehave(&["--latency", "20ms", "--latency-jitter", "10ms"], extra);
+    let app = boot(steady, "20s").await;
+    let start = Instant::now();
+    while status(&app) != Some(warden_supervisor::PredictorStatus { armed: true, seeded: false }) {
+        assert!(start.elapsed() < Duration::from_secs(60), "not armed: {:?}", status(&app));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The instance publishes on its next read-out (every 2 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.shutdown().await;
+
+    // Restarted, with a 10-minute warm-up: the server's history arms it at once.
+    let ramp = misbehave(
+        &[
+            "--latency",
+            "20ms",
+            "--latency-jitter",
+            "10ms",
+            "--ramp-after",
+            "3s",
+            "--ramp-ms-per-s",
+            "50",
+        ],
+        extra,
+    );
+    let started = Instant::now();
+    let app = boot(ramp, "10m").await;
+    assert_eq!(
+        status(&app),
+        Some(warden_supervisor::PredictorStatus { armed: true, seeded: true }),
+        "armed from the store's history"
+    );
+    let addr = app.http_addr().unwrap().to_string();
+    let client = Echo::connect(&addr, "ramp").await;
+    let predicted = loop {
+        let sent = Instant::now();
+        let r = client.call().await;
+        let view = app.registry().server("ramp").unwrap().views()[0].clone();
+        if let Some(p) = view.prediction.as_ref().and_then(|a| a.predicted.as_ref()) {
+            break *p;
+        }
+        assert!(
+            r.is_ok() && sent.elapsed() < Duration::from_secs(2),
+            "a call failed {:?} after start and nothing was predicted: {view:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < Duration::from_secs(90), "nothing predicted: {view:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(serde_json::to_value(predicted).unwrap()["signal"], "latency");
+    app.shutdown().await;
+}

@@ -1176,3 +1176,38 @@ async fn warden_run_stdio_alone_serves_http_only_when_asked() {
     })
     .await;
 }
+
+/// `disabledTools` (mcp-hub, Cline) hides those tools from every list — the aggregated `/mcp`
+/// and the server's own endpoint — and refuses calls to them, while the server's other tools
+/// work as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_tools_are_neither_listed_nor_callable() {
+    limited(async {
+        let w =
+            serve(config(&[("a", misbehave(&[], r#", "disabledTools": ["add", "fail"]"#))])).await;
+        w.healthy(&["a"]).await;
+        for (path, prefix) in [("/mcp", "a__"), ("/servers/a/mcp", "")] {
+            let c = w.client(path, Client::default()).await;
+            let names = tool_names(&c).await;
+            assert!(names.contains(&format!("{prefix}echo")), "{path}: {names:?}");
+            for hidden in ["add", "fail"] {
+                assert!(!names.contains(&format!("{prefix}{hidden}")), "{path}: {names:?}");
+                let e = c
+                    .peer()
+                    .call_tool(
+                        CallToolRequestParams::new(format!("{prefix}{hidden}"))
+                            .with_arguments(args(serde_json::json!({"a": 1, "b": 2}))),
+                    )
+                    .await
+                    .expect_err("a disabled tool is refused");
+                let e = mcp_error(&e);
+                assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{e:?}");
+                assert!(e.message.contains("disabled"), "{e:?}");
+            }
+            let r = call_echo(&c, &format!("{prefix}echo"), "still here").await.unwrap();
+            assert_eq!(text(&r), "still here");
+        }
+        w.app.shutdown().await;
+    })
+    .await;
+}

@@ -1,0 +1,163 @@
+//! Security at the door of every HTTP route (docs/contract.md):
+//! DNS-rebinding protection (a loopback listener accepts only loopback `Host` names, and any
+//! `Origin` must be a loopback origin; `null` is foreign), JSON-only state-changing API
+//! requests (a web page cannot send one without a CORS preflight, which is never granted) and,
+//! when configured, a bearer token on every request but Warden's own health probes.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// What the guard enforces.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub token: Option<Arc<str>>,
+    /// Whether the listener is on a loopback address (then Host must name loopback too).
+    pub loopback: bool,
+}
+
+/// Routes that answer without a token (load balancers and supervisors poll them).
+const OPEN: &[&str] = &["/health", "/livez", "/readyz"];
+
+/// Routes that also take the token as `?token=`: a browser's `EventSource` and `WebSocket`
+/// cannot send an `Authorization` header. Only these read-only streams: a URL can end up in
+/// a browser's history or a proxy's log, so anything that acts needs the header. Warden
+/// itself never logs a request's URL.
+const QUERY_TOKEN: &[&str] = &["/events", "/ws"];
+
+/// The `token` query parameter, percent-decoded.
+fn query_token(uri: &axum::http::Uri) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Q {
+        token: Option<String>,
+    }
+    axum::extract::Query::<Q>::try_from_uri(uri).ok()?.0.token
+}
+
+fn reject(status: StatusCode, message: &str) -> Response {
+    crate::api::error(status, message)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    // Strip a port: "localhost:7420", "[::1]:7420", "127.0.0.1".
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Equal-length-independent comparison, so response timing does not reveal the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    if guard.loopback {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !is_loopback_host(host) {
+            return reject(
+                StatusCode::FORBIDDEN,
+                "Host is not a loopback name (DNS-rebinding protection)",
+            );
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        // `Origin: null` comes from sandboxed iframes, `file:` pages and redirects: foreign.
+        let allowed =
+            origin.to_str().ok().and_then(|o| o.split_once("://")).is_some_and(|(_, host)| {
+                let host = host.trim_end_matches('/');
+                is_loopback_host(host)
+            });
+        if !allowed {
+            return reject(StatusCode::FORBIDDEN, "Origin is not allowed");
+        }
+    }
+    if let Some(token) = &guard.token {
+        if !OPEN.contains(&req.uri().path()) {
+            let header = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            let query = match header {
+                None if QUERY_TOKEN.contains(&req.uri().path()) => query_token(req.uri()),
+                _ => None,
+            };
+            let given = header.or(query.as_deref()).unwrap_or("");
+            if !same(given.as_bytes(), token.as_bytes()) {
+                let mut r = reject(StatusCode::UNAUTHORIZED, "a bearer token is required");
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+                return r;
+            }
+        }
+    }
+    if changes_state(&req) && !declares_json(req.headers()) {
+        return reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a request that changes state must be sent as Content-Type: application/json",
+        );
+    }
+    next.run(req).await
+}
+
+/// A request to the operator API that acts. MCP endpoints are left to the MCP transport, which
+/// has its own Content-Type rules.
+fn changes_state(req: &Request) -> bool {
+    use axum::http::Method;
+    matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+        && req.uri().path().starts_with("/api/")
+}
+
+/// `Content-Type: application/json`, parameters allowed. A browser cannot send it cross-site
+/// without a CORS preflight, which Warden never grants.
+fn declares_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "localhost:7420", "127.0.0.1", "127.0.0.1:80", "[::1]:7420", "[::1]"]
+        {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in
+            ["evil.example", "evil.example:7420", "10.0.0.1:7420", "localhost.evil.example", ""]
+        {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT"));
+        assert!(!same(b"secret", b"secret2"));
+        assert!(!same(b"", b"x"));
+    }
+}

@@ -1,0 +1,226 @@
+//! The router: Warden's own health, the server view and `/metrics`, merged with every other
+//! route (API, alerts, reports, tuning, event stream, the MCP endpoints) behind the guard and
+//! the session limit; and the listener that serves it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State as AxState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use warden_core::ServerStatus;
+use warden_store::Store;
+
+use warden_supervisor::Views;
+
+/// What the base routes (health, the server view, `/metrics`) read.
+#[derive(Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    started: Instant,
+    store: Store,
+    store_fallback: Option<String>,
+    overview: Views,
+    health: crate::health::Health,
+    metrics: warden_metrics::Metrics,
+}
+
+impl State {
+    /// `store_fallback`: why the configured database is not in use, if it is not.
+    pub fn new(
+        started: Instant,
+        store: Store,
+        store_fallback: Option<String>,
+        overview: Views,
+        health: crate::health::Health,
+        metrics: warden_metrics::Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner { started, store, store_fallback, overview, health, metrics }),
+        }
+    }
+}
+
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/status", get(health_status))
+        .route("/health/ecosystem", get(ecosystem))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/api/servers", get(servers))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { crate::api::error(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
+/// Limits on the MCP endpoints' client sessions.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    pub sessions: warden_gateway::SessionLimits,
+    pub max_sessions: usize,
+}
+
+/// Everything the routes need.
+pub struct Surface {
+    pub state: State,
+    pub guard: crate::guard::Guard,
+    pub limits: Limits,
+    pub stop: CancellationToken,
+    pub stream: crate::stream::Stream,
+    pub api: crate::api::Api,
+    pub alerts: warden_ops::alerting::Alerts,
+    pub reports: warden_ops::reports::Reports,
+    pub tuner: warden_ops::tuning::Tuner,
+}
+
+/// Every route behind the guard: the API, health, and the MCP endpoints.
+pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
+    let (limits, stop) = (s.limits, &s.stop);
+    // The aggregated MCP endpoint and one endpoint per server.
+    let loopback = s.guard.loopback;
+    let mut app = router(s.state.clone())
+        .merge(crate::api::routes(s.api.clone()))
+        .merge(crate::routes::alerts::routes(s.alerts.clone()))
+        .merge(crate::routes::reports::routes(s.reports.clone()))
+        .merge(crate::routes::tuning::routes(s.tuner.clone()))
+        .merge(crate::stream::routes(s.stream.clone()))
+        .nest_service(
+            "/mcp",
+            gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
+        );
+    for name in gateway.server_names() {
+        app = app.nest_service(
+            &format!("/servers/{name}/mcp"),
+            gateway.http_service(Some(name), loopback, limits.sessions, stop.child_token()),
+        );
+    }
+    app.layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
+        .layer(axum::middleware::from_fn_with_state(s.guard.clone(), crate::guard::check))
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {
+    // TCP_NODELAY, and a client that takes nothing for 20 s is cut off (a stuck /events
+    // subscriber must not hold its connection forever).
+    let listener = crate::send_timeout::Listener::new(listener, crate::send_timeout::SEND_TIMEOUT);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+    {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+/// Refuses a new MCP session (a POST without `Mcp-Session-Id`) once `max` are open, with a
+/// JSON-RPC error saying so; requests within open sessions always pass.
+async fn session_limit(
+    AxState((gateway, max)): AxState<(warden_gateway::Gateway, usize)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let new_session = request.method() == axum::http::Method::POST
+        && request.uri().path().ends_with("/mcp")
+        && !request.headers().contains_key("mcp-session-id");
+    if new_session && gateway.http_sessions().await >= max {
+        tracing::warn!(max, "refusing a new MCP session: the session limit is reached");
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {
+                "code": -32000,
+                "message": format!("too many client sessions (the limit is {max}); close idle sessions or raise warden.sessions.max"),
+            },
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "5")], Json(body))
+            .into_response();
+    }
+    next.run(request).await
+}
+
+async fn health(AxState(state): AxState<State>) -> impl IntoResponse {
+    let overview = state.inner.overview.get();
+    let store = state.inner.store.health();
+    let status = match overview.status {
+        ServerStatus::Healthy if store.ok && state.inner.store_fallback.is_none() => "ok",
+        ServerStatus::Unhealthy => "down",
+        _ => "degraded",
+    };
+    let last_check =
+        overview.servers.iter().flat_map(|s| s.instances.iter()).filter_map(|i| i.last_check).max();
+    let code = if status == "down" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "uptime_seconds": state.inner.started.elapsed().as_secs(),
+            "last_check": last_check,
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": { "ok": store.ok && state.inner.store_fallback.is_none(), "error": store.last_error.or(state.inner.store_fallback.clone()) },
+        })),
+    )
+}
+
+/// The `HealthCheckResponse` model, from the snapshot refreshed every second. 503 when
+/// unhealthy, so a load balancer can use it too.
+async fn health_status(AxState(state): AxState<State>) -> impl IntoResponse {
+    let snap = state.inner.health.get();
+    let code =
+        if snap.status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, [(axum::http::header::CONTENT_TYPE, "application/json")], snap.body.clone())
+}
+
+/// Every server and instance with its state and reason.
+async fn ecosystem(AxState(state): AxState<State>) -> impl IntoResponse {
+    let o = state.inner.overview.get();
+    Json(json!({
+        "status": o.status,
+        "timestamp": warden_core::now(),
+        "servers": o.servers.iter().map(|s| json!({
+            "name": s.name,
+            "status": s.status,
+            "served_by": s.served_by,
+            "instances": s.instances.iter().map(|i| json!({
+                "id": i.id,
+                "state": i.state,
+                "since": i.since,
+                "reason": i.reason,
+                "pid": i.pid,
+                "restarts": i.restarts,
+                "next_retry_at": i.next_retry_at,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// Alive: the runtime still runs Warden's own tasks.
+async fn livez(AxState(state): AxState<State>) -> impl IntoResponse {
+    if state.inner.health.live() {
+        (StatusCode::OK, Json(json!({ "status": "alive" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "stalled", "reason": "the health task has not run for 10 s" })),
+        )
+    }
+}
+
+/// Ready by the configured readiness policy (`warden.readiness`).
+async fn readyz(AxState(state): AxState<State>) -> impl IntoResponse {
+    let snap = state.inner.health.get();
+    let code = if snap.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "ready": snap.ready, "reason": snap.ready_reason })))
+}
+
+async fn servers(AxState(state): AxState<State>) -> impl IntoResponse {
+    Json(state.inner.overview.get())
+}
+
+/// Prometheus text exposition (see `metrics.rs`).
+async fn metrics(AxState(state): AxState<State>) -> impl IntoResponse {
+    crate::metrics::exposition(&state.inner.metrics)
+}

@@ -1,0 +1,350 @@
+//! The steps of [`crate::App::start`], each building one group of parts and returning the
+//! handles the next steps and the shutdown need.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use warden_admin::{api, guard, health, metrics, stream, tools, Liveness, Surface};
+use warden_config::Config;
+use warden_core::{EventBus, MetricSample};
+use warden_gateway::Gateway;
+use warden_ops::{alerting, eventlog, logfiles, reports, tuning, usage};
+use warden_store::{FailoverConfig, Location, Store, WriterOptions};
+use warden_supervisor::{ConnectorFactory, Registry, SeedBook, SupervisorOptions};
+use warden_upstream::Relay;
+
+use crate::{RunOptions, StartError};
+
+/// Connectors that start and reach real servers; what servers send their clients goes to
+/// `relay` (the gateway installs itself there).
+pub fn real_connectors(relay: Relay) -> ConnectorFactory {
+    Arc::new(move |spec| warden_upstream::connector_for(spec, &relay))
+}
+
+/// Binds the listener, if one is asked for.
+pub(crate) async fn bind(
+    listen: Option<SocketAddr>,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let Some(addr) = listen else { return Ok(None) };
+    let l = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let bound = l.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    Ok(Some((l, bound)))
+}
+
+/// The configured store, or an in-memory one and why (the database must never stop
+/// supervision).
+pub(crate) async fn open_store(database: &Location) -> (Store, Option<String>) {
+    match Store::open(database).await {
+        Ok(s) => (s, None),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the database; recording in memory until restart");
+            let s =
+                Store::open(&Location::Memory).await.expect("an in-memory SQLite database opens");
+            (s, Some(e.to_string()))
+        }
+    }
+}
+
+/// Everything that records: the bus (with its event counter in the metrics), the batching
+/// writer, and the JSONL event log.
+pub(crate) struct Recording {
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) metrics: warden_metrics::Metrics,
+    writer: tokio::task::JoinHandle<()>,
+    writer_stop: CancellationToken,
+    pub(crate) event_log: eventlog::EventLog,
+}
+
+impl Recording {
+    /// Also returns where the supervisor sends its samples.
+    pub(crate) fn start(store: &Store, options: &RunOptions) -> (Self, mpsc::Sender<MetricSample>) {
+        let (events_tx, events_rx) = mpsc::channel(16_384);
+        let (samples_tx, samples_rx) = mpsc::channel(16_384);
+        let bus = EventBus::new(Some(events_tx));
+        // Counting starts before anything can emit, so /metrics misses no event.
+        let metrics = warden_metrics::Metrics::new();
+        metrics.spawn_event_counter(bus.subscribe());
+        let writer_stop = CancellationToken::new();
+        let writer = store.spawn_writer(
+            events_rx,
+            samples_rx,
+            WriterOptions {
+                retention: options.config.warden.retention,
+                prune_every: Duration::from_secs(3600),
+                bus: Some(Arc::clone(&bus)),
+            },
+            writer_stop.clone(),
+        );
+        let event_log = eventlog::EventLog::start(
+            eventlog::dir_for(&options.database),
+            options.config.warden.retention,
+            &bus,
+        );
+        (Self { bus, metrics, writer, writer_stop, event_log }, samples_tx)
+    }
+
+    /// Closes the event log and flushes the writer.
+    pub(crate) async fn drain(self) {
+        self.event_log.close().await;
+        self.writer_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.writer).await;
+    }
+}
+
+/// Rows a previous run left open are closed; the failover configuration is recorded.
+pub(crate) async fn prepare_store(store: &Store, config: &Config) {
+    match store.abandon_open_failures().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            rows = n,
+            "closed failure rows a previous run left open (recovery_action = abandoned)"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not close failure rows left open by a previous run")
+        }
+    }
+    if let Err(e) = store.sync_failover_configs(&failover_rows(config)).await {
+        tracing::warn!(error = %e, "could not record the failover configuration");
+    }
+}
+
+/// Starts every instance; returns the registry and the relay the gateway installs itself in.
+pub(crate) fn supervise(
+    options: &RunOptions,
+    recording: &Recording,
+    samples: mpsc::Sender<MetricSample>,
+    seeds: SeedBook,
+) -> (Registry, Relay) {
+    let relay = Relay::default();
+    let registry = Registry::start(
+        &options.config,
+        options.connectors.clone().unwrap_or_else(|| real_connectors(relay.clone())),
+        Arc::clone(&recording.bus),
+        SupervisorOptions {
+            metrics_interval: options.config.warden.metrics_interval,
+            samples: Some(samples),
+            metrics: recording.metrics.clone(),
+            seeds,
+        },
+    );
+    (registry, relay)
+}
+
+/// The services of warden-ops, and the tasks that run beside the instances.
+pub(crate) struct Services {
+    pub(crate) gateway_stop: CancellationToken,
+    usage_task: tokio::task::JoinHandle<()>,
+    usage_stop: CancellationToken,
+    seeds_task: tokio::task::JoinHandle<()>,
+    seeds_stop: CancellationToken,
+    pub(crate) reports: reports::Reports,
+    pub(crate) tuner: tuning::Tuner,
+    pub(crate) alerts: alerting::Alerts,
+    /// Stops the services' own loops (tuning, alerting, standby control).
+    pub(crate) stop: CancellationToken,
+}
+
+impl Services {
+    pub(crate) async fn start(
+        registry: &Registry,
+        gateway: &Gateway,
+        store: &Store,
+        recording: &Recording,
+        seeds: SeedBook,
+        options: &RunOptions,
+        listener: &Option<(TcpListener, SocketAddr)>,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let gateway_stop = CancellationToken::new();
+        gateway.spawn_change_watcher(gateway_stop.clone());
+        let usage = usage::UsageFlusher::new(gateway.clone(), store.clone());
+        let usage_stop = CancellationToken::new();
+        let usage_task = usage.spawn(usage_stop.clone());
+        let seeds_stop = CancellationToken::new();
+        let seeds_task = crate::seeds::spawn_saver(seeds, store.clone(), seeds_stop.clone());
+        let w = &options.config.warden;
+        let reports = reports::Reports {
+            store: store.clone(),
+            servers: Arc::new(registry.servers().to_vec()),
+            gateway: gateway.clone(),
+            usage,
+            metrics_interval: w.metrics_interval,
+        };
+        let tuner =
+            tuning::Tuner::new(reports.clone(), Arc::clone(&recording.bus), w.tuning.clone());
+        // Changes still in force are put back before anything is served.
+        match tuner.restore().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(parameters = n, "tuning changes restored"),
+            Err(e) => tracing::warn!("tuning changes could not be read back: {e}"),
+        }
+        tuner.spawn_auto(stop.clone());
+        let alerts = alerting::Alerts::start(
+            alerting::Sources {
+                overview: registry.views(),
+                metrics: registry.metrics().clone(),
+                servers: registry.servers().iter().map(|s| Arc::clone(&s.spec)).collect(),
+                store: store.clone(),
+                bus: Arc::clone(&recording.bus),
+                settings: w.alerts.clone(),
+                external_url: match listener {
+                    Some((_, bound)) => format!("http://{bound}"),
+                    None => "http://127.0.0.1:7420".to_owned(),
+                },
+            },
+            stop.clone(),
+        )
+        .await;
+        registry.metrics().register_collector(Box::new(alerting::AlertMetrics(alerts.clone())));
+        warden_supervisor::spawn_standby_control(
+            registry.servers().to_vec(),
+            Arc::clone(&recording.bus),
+            stop.clone(),
+        );
+        Self {
+            gateway_stop,
+            usage_task,
+            usage_stop,
+            seeds_task,
+            seeds_stop,
+            reports,
+            tuner,
+            alerts,
+            stop,
+        }
+    }
+
+    /// After the instances stopped: the last tool counts and learnt baselines are written.
+    pub(crate) async fn drain(self) {
+        self.stop.cancel();
+        self.usage_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.usage_task).await;
+        self.seeds_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.seeds_task).await;
+    }
+}
+
+/// The HTTP and MCP-tool surfaces, and Warden's liveness.
+#[allow(clippy::too_many_arguments)] // one call site, every argument a different part
+pub(crate) async fn surface(
+    registry: &Registry,
+    gateway: &Gateway,
+    store: &Store,
+    store_fallback: Option<String>,
+    recording: &Recording,
+    services: &Services,
+    log_files: &logfiles::Slot,
+    options: &RunOptions,
+    listener: &Option<(TcpListener, SocketAddr)>,
+    started: Instant,
+) -> (Surface, Liveness) {
+    let stop = services.stop.child_token();
+    let views = registry.views();
+    metrics::register(
+        registry,
+        metrics::Sources {
+            gateway: gateway.clone(),
+            store: store.clone(),
+            store_fallback: store_fallback.is_some(),
+            bus: Arc::clone(&recording.bus),
+            started,
+        },
+    );
+    let stream = stream::Stream::start(&recording.bus, store.clone(), stop.clone());
+    let w = &options.config.warden;
+    let health = health::Health::start(
+        health::Sources {
+            overview: views.clone(),
+            store: store.clone(),
+            store_fallback: store_fallback.clone(),
+            gateway: gateway.clone(),
+            readiness: w.readiness,
+            critical: options
+                .config
+                .servers
+                .iter()
+                .filter(|s| s.critical && !s.disabled)
+                .map(|s| s.name.clone())
+                .collect(),
+            data_dir: match &options.database {
+                Location::Sqlite(p) => p.parent().map(Into::into),
+                Location::Memory => None,
+            },
+            started,
+            listen: listener.as_ref().map(|(_, b)| b.to_string()),
+            event_log: recording.event_log.status(),
+            log_files: log_files.clone(),
+            stream: stream.clone(),
+        },
+        stop.clone(),
+    )
+    .await;
+    let servers = Arc::new(registry.servers().to_vec());
+    gateway.install_builtin(Arc::new(tools::Tools {
+        overview: views.clone(),
+        health: health.clone(),
+        gateway: gateway.clone(),
+        servers: Arc::clone(&servers),
+        reports: services.reports.clone(),
+        tuner: services.tuner.clone(),
+    }));
+    let liveness = health.liveness();
+    let surface = Surface {
+        state: warden_admin::State::new(
+            started,
+            store.clone(),
+            store_fallback,
+            views,
+            health,
+            registry.metrics().clone(),
+        ),
+        guard: guard::Guard {
+            token: options.token.clone().map(Into::into),
+            loopback: listener.as_ref().is_none_or(|(_, b)| b.ip().is_loopback()),
+        },
+        limits: warden_admin::Limits {
+            sessions: warden_gateway::SessionLimits {
+                idle: w.session_idle_timeout,
+                max_body: w.max_request_body,
+            },
+            max_sessions: w.max_sessions,
+        },
+        stop,
+        stream,
+        alerts: services.alerts.clone(),
+        reports: services.reports.clone(),
+        tuner: services.tuner.clone(),
+        api: api::Api {
+            servers,
+            gateway: gateway.clone(),
+            store: store.clone(),
+            bus: Arc::clone(&recording.bus),
+        },
+    };
+    (surface, liveness)
+}
+
+/// One `failover_configurations` row per server, from its config.
+fn failover_rows(config: &Config) -> Vec<FailoverConfig> {
+    config
+        .servers
+        .iter()
+        .map(|s| FailoverConfig {
+            primary_server_type: s.name.clone(),
+            fallback_strategy: if s.fallback.is_empty() {
+                "replicas".into()
+            } else {
+                "priority".into()
+            },
+            fallback_server_type: (!s.fallback.is_empty()).then(|| s.fallback.join(",")),
+            auto_recovery_enabled: s.restart.mode != warden_config::RestartMode::Never,
+            max_retry_attempts: i64::from(s.restart.max_restarts),
+            retry_delay_seconds: s.restart.backoff.initial.as_secs_f64(),
+            health_check_interval_seconds: s.health.interval.as_secs_f64(),
+        })
+        .collect()
+}

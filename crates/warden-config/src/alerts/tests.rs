@@ -1,0 +1,146 @@
+//! The alerts block: every receiver and rule shape, and the errors for bad ones.
+
+use std::time::Duration;
+
+use crate::*;
+
+fn env(name: &str) -> Option<String> {
+    (name == "HOOK").then(|| "T0/B0/abcdefsecret".to_owned())
+}
+
+fn with_alerts(alerts: &str, server_extra: &str) -> Result<Loaded, ConfigError> {
+    let text = format!(
+        r#"{{ "mcpServers": {{ "s": {{ "command": "x" {server_extra} }} }},
+             "warden": {{ "alerts": {alerts} }} }}"#
+    );
+    compile(&text, &env)
+}
+
+fn errors(alerts: &str) -> Vec<String> {
+    match with_alerts(alerts, "") {
+        Ok(_) => panic!("expected errors for {alerts}"),
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn builtin_rules_take_their_own_timings_and_severity() {
+    let a = with_alerts(
+        r#"{ "builtin": { "InstanceCritical": { "for": "2m", "keep_firing_for": "5m", "severity": "critical" },
+                          "Drift": { "enabled": false }, "CrashLoop": true } }"#,
+        "",
+    )
+    .unwrap()
+    .config
+    .warden
+    .alerts;
+    let o = &a.builtin_overrides["InstanceCritical"];
+    assert_eq!(o.for_, Some(Duration::from_secs(120)));
+    assert_eq!(o.keep_firing_for, Some(Duration::from_secs(300)));
+    assert_eq!(o.severity, Some(Severity::Critical));
+    assert!(!a.builtin_enabled("Drift") && a.builtin_enabled("CrashLoop"));
+    let e = errors(
+        r#"{ "builtin": { "CrashLoop": "off", "Drift": { "for": "soon", "sevrity": "x" } } }"#,
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with("warden.alerts.builtin.CrashLoop: must be true, false or")),
+        "{e:?}"
+    );
+    assert!(e.iter().any(|m| m.starts_with("warden.alerts.builtin.Drift.for")), "{e:?}");
+}
+
+#[test]
+fn defaults_follow_alertmanager_and_the_research() {
+    let a = with_alerts("{}", "").unwrap().config.warden.alerts;
+    assert_eq!(a.evaluation_interval, Duration::from_secs(5));
+    assert_eq!(a.group_by, vec!["alertname", "server"]);
+    assert_eq!(a.group_wait, Duration::from_secs(30));
+    assert_eq!(a.group_interval, Duration::from_secs(300));
+    assert_eq!(a.repeat_interval, Duration::from_secs(4 * 3600));
+    assert!(a.receivers.is_empty() && a.rules.is_empty());
+    assert!(BUILTIN_RULES.iter().all(|r| a.builtin_enabled(r)));
+}
+
+#[test]
+fn a_full_alerts_block_compiles_and_its_secrets_are_known() {
+    let l = with_alerts(
+        r#"{ "group_wait": "10s", "repeat_interval": "1h", "builtin": { "CrashLoop": false },
+             "webhooks": [ { "url": "https://hooks.slack.com/services/${env:HOOK}", "format": "slack" },
+                           { "url": "http://127.0.0.1:9093", "format": "alertmanager", "min_severity": "critical",
+                             "headers": { "Authorization": "Bearer ${env:HOOK}" } } ],
+             "commands": [ { "command": "/usr/local/bin/page", "args": ["--urgent"], "send_resolved": false } ],
+             "rules": [ { "alert": "SlowSearch", "metric": "latency_p95_ms", "op": ">=", "threshold": 500,
+                          "match": { "server": "s" }, "for": "1m", "keep_firing_for": "2m",
+                          "severity": "critical", "labels": { "team": "search" }, "summary": "slow" } ] }"#,
+        r#", "objective": { "availability": 99.9 }"#,
+    )
+    .unwrap();
+    let a = &l.config.warden.alerts;
+    assert_eq!(a.group_wait, Duration::from_secs(10));
+    assert!(!a.builtin_enabled("CrashLoop") && a.builtin_enabled("InstanceCritical"));
+    assert_eq!(a.receivers.len(), 3);
+    assert_eq!(a.receivers[0].name, "webhook-0");
+    let ReceiverKind::Webhook { display_url, format, .. } = &a.receivers[0].kind else { panic!() };
+    assert_eq!(
+        (display_url.as_str(), *format),
+        ("https://hooks.slack.com/…", WebhookFormat::Slack)
+    );
+    assert_eq!(a.receivers[1].min_severity, Severity::Critical);
+    assert!(!a.receivers[2].send_resolved);
+    let r = &a.rules[0];
+    assert_eq!((r.name.as_str(), r.op, r.threshold), ("SlowSearch", CompareOp::Ge, 500.0));
+    assert_eq!(r.for_, Duration::from_secs(60));
+    assert_eq!(r.matchers["server"], "s");
+    assert!((l.config.servers[0].objective.unwrap() - 0.999).abs() < 1e-12);
+    // The webhook URL and the header carry a secret: logs are scrubbed of both.
+    let secrets: Vec<&str> = l.config.secrets.iter().map(|s| s.expose()).collect();
+    assert!(
+        secrets.contains(&"https://hooks.slack.com/services/T0/B0/abcdefsecret"),
+        "{secrets:?}"
+    );
+    assert!(secrets.contains(&"T0/B0/abcdefsecret"), "{secrets:?}");
+}
+
+#[test]
+fn every_bad_field_is_named() {
+    let e = errors(
+        r#"{ "group_wait": "soon", "webhooks": [ { "format": "teams" }, { "url": "ftp://x" } ],
+             "commands": [ {} ], "builtin": { "Nope": false },
+             "rules": [ { "alert": "Bad name", "op": "~", "threshold": "high", "severity": "page!" },
+                        { "alert": "CrashLoop", "metric": "up", "threshold": 1 } ] }"#,
+    );
+    let has = |p: &str| e.iter().any(|x| x.starts_with(p));
+    for path in [
+        "warden.alerts.group_wait",
+        "warden.alerts.webhooks[0].url",
+        "warden.alerts.webhooks[0].format",
+        "warden.alerts.webhooks[1].url",
+        "warden.alerts.commands[0].command",
+        "warden.alerts.rules[0].alert",
+        "warden.alerts.rules[0].metric",
+        "warden.alerts.rules[0].op",
+        "warden.alerts.rules[0].threshold",
+        "warden.alerts.rules[0].severity",
+        "warden.alerts.rules[1].alert",
+    ] {
+        assert!(has(path), "no error for {path}: {e:#?}");
+    }
+    let e = match with_alerts("{}", r#", "objective": { "availability": 100 }"#) {
+        Err(e) => e.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        Ok(_) => panic!("100 % is not an objective"),
+    };
+    assert!(e[0].starts_with("mcpServers.s.objective.availability"), "{e:?}");
+}
+
+#[test]
+fn a_receivers_url_is_shown_without_path_or_credentials() {
+    assert_eq!(
+        crate::fields::origin_display("https://hooks.slack.com/services/T0/B0/secret"),
+        "https://hooks.slack.com/…"
+    );
+    assert_eq!(
+        crate::fields::origin_display("http://u:p@127.0.0.1:9/x?k=v"),
+        "http://127.0.0.1:9/…"
+    );
+    assert_eq!(crate::fields::origin_display("http://127.0.0.1:9"), "http://127.0.0.1:9");
+}

@@ -1,0 +1,384 @@
+//! One `mcpServers` entry: its transport (a command, or one or more URLs), replicas, fallbacks,
+//! retries, caching and balancing, on top of the keys every entry shares (`policy.rs`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::fields::{expand_field, secret_map, string_list};
+use crate::model::*;
+use crate::walk::{join, type_name, Diags, Obj};
+
+use crate::compile::FOREIGN_SERVER_KEYS;
+use crate::policy::{compile_common, open_entry, Bases, Common};
+
+pub(crate) fn compile_server(
+    name: &str,
+    path: &str,
+    value: &Value,
+    bases: &Bases<'_>,
+    d: &mut Diags,
+) -> Option<ServerSpec> {
+    let lookup = bases.lookup;
+    let mut o = open_entry(name, "a server", path, value, d)?;
+    let kind = transport_kind(&mut o, d);
+    let has_command = o.has("command");
+    let has_url = o.has("url") || o.has("urls") || o.has("serverUrl");
+
+    let transport = match (has_command, has_url, kind) {
+        (true, true, _) => {
+            d.error(path, "has both \"command\" and \"url\"; give one");
+            None
+        }
+        (false, false, _) => {
+            d.error(path, "needs \"command\" (a local server) or \"url\" (a remote server)");
+            None
+        }
+        (true, false, Some(k)) if k != TransportKey::Stdio => {
+            d.error(
+                &o.path_of("type"),
+                "says a remote transport, but the server has a \"command\"",
+            );
+            None
+        }
+        (true, false, _) => compile_stdio(&mut o, lookup, d),
+        (false, true, Some(TransportKey::Stdio)) => {
+            d.error(&o.path_of("type"), "says \"stdio\", but the server has a \"url\"");
+            None
+        }
+        (false, true, k) => compile_remote(&mut o, k, lookup, d),
+    };
+
+    let mut replicas = 1;
+    if let Some(n) = o.uint("replicas", 1, 64, d) {
+        replicas = n as u32;
+        if !has_command && n > 1 {
+            d.error(
+                &o.path_of("replicas"),
+                "applies to stdio servers; for a remote server list several URLs in \"url\"",
+            );
+        }
+    }
+    let mut fallback = Vec::new();
+    let fb_path = o.path_of("fallback");
+    match o.get("fallback") {
+        None => {}
+        Some(Value::String(s)) => fallback.push(s.clone()),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => fallback.push(s.clone()),
+                    other => d.error(
+                        &format!("{fb_path}[{i}]"),
+                        format!("must be a server name, not {}", type_name(other)),
+                    ),
+                }
+            }
+        }
+        Some(other) => d.error(
+            &fb_path,
+            format!("must be a server name or a list of them, not {}", type_name(other)),
+        ),
+    }
+    let trusted = o.bool("trusted", d).unwrap_or(false);
+    let mut retry_tools = Vec::new();
+    let rpath = o.path_of("retry");
+    match o.get("retry") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => retry_tools.push(s.clone()),
+                    other => d.error(
+                        &format!("{rpath}[{i}]"),
+                        format!("must be a tool name, not {}", type_name(other)),
+                    ),
+                }
+            }
+        }
+        Some(other) => {
+            d.error(&rpath, format!("must be a list of tool names, not {}", type_name(other)))
+        }
+    }
+    let mut cache = BTreeMap::new();
+    let cpath = o.path_of("cache");
+    match o.get("cache") {
+        None => {}
+        // Keys are tool names, values how long a result stays fresh.
+        Some(Value::Object(tools)) => {
+            for (tool, v) in tools {
+                let path = join(&cpath, tool);
+                match v {
+                    Value::String(s) => match crate::duration::parse_duration(s) {
+                        Ok(ttl) if ttl > Duration::ZERO && ttl <= Duration::from_secs(86_400) => {
+                            cache.insert(tool.clone(), ttl);
+                        }
+                        Ok(_) => d.error(&path, "must be a duration from 1ms to 1d"),
+                        Err(e) => d.error(&path, e),
+                    },
+                    other => d.error(
+                        &path,
+                        format!("must be a duration like \"30s\", not {}", type_name(other)),
+                    ),
+                }
+            }
+        }
+        Some(other) => {
+            d.error(&cpath, format!("must map tool names to durations, not {}", type_name(other)))
+        }
+    }
+    let balance = match o.str("balance", d) {
+        None => Balance::default(),
+        Some("p2c" | "peak_ewma" | "least_latency") => Balance::PeakEwma,
+        Some("round_robin" | "round-robin") => Balance::RoundRobin,
+        Some(other) => {
+            d.error(
+                &o.path_of("balance"),
+                format!("{other:?} is not a balancing policy (use \"p2c\" or \"round_robin\")"),
+            );
+            Balance::default()
+        }
+    };
+    let Common { disabled, critical, health, restart, objective } =
+        compile_common(&mut o, bases, d);
+    let timeout = o
+        .duration("timeout", Duration::from_millis(100), Duration::from_secs(3600), d)
+        .unwrap_or(Duration::from_secs(60));
+    let memory_limit = bytes(&mut o, "memory_limit", d);
+    let standby = o.bool("standby", d).unwrap_or(false);
+    let disabled_tools: Vec<String> =
+        string_list(&mut o, "disabledTools", d).into_iter().map(|(_, t)| t.to_owned()).collect();
+    if standby && !has_command {
+        d.error(
+            &o.path_of("standby"),
+            "applies to stdio servers: Warden cannot start a remote one",
+        );
+    }
+    o.finish(FOREIGN_SERVER_KEYS, d);
+    Some(ServerSpec {
+        name: name.to_owned(),
+        transport: transport?,
+        replicas,
+        fallback,
+        trusted,
+        retry_tools,
+        cache,
+        balance,
+        critical,
+        timeout,
+        health,
+        restart,
+        disabled,
+        objective,
+        memory_limit,
+        standby,
+        disabled_tools,
+    })
+}
+
+/// A size: a number of bytes, or `"512MiB"`, `"2GiB"`, `"500MB"`, `"64k"`.
+fn bytes(o: &mut Obj<'_>, key: &'static str, d: &mut Diags) -> Option<u64> {
+    let path = o.path_of(key);
+    let parsed = match o.get(key)? {
+        Value::Number(n) => n.as_u64().ok_or_else(|| format!("{n} is not a size in bytes")),
+        Value::String(s) => parse_bytes(s),
+        other => Err(format!("must be a size like \"512MiB\", not {}", type_name(other))),
+    };
+    match parsed {
+        Ok(n) if n >= 1 << 20 => Some(n),
+        Ok(n) => {
+            d.error(&path, format!("{n} bytes is too small (at least 1MiB)"));
+            None
+        }
+        Err(e) => {
+            d.error(&path, e);
+            None
+        }
+    }
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size like \"512MiB\""))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!("{other:?} is not a size unit (use B, KiB, MiB, GiB, kB, MB, GB)"))
+        }
+    };
+    Ok((n * mult) as u64)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TransportKey {
+    Stdio,
+    Http,
+    Sse,
+}
+
+fn transport_kind(o: &mut Obj<'_>, d: &mut Diags) -> Option<TransportKey> {
+    let mut found = None;
+    for key in ["type", "transportType"] {
+        let Some(t) = o.str(key, d) else { continue };
+        let k = match t.to_ascii_lowercase().as_str() {
+            "stdio" => TransportKey::Stdio,
+            "http" | "streamable-http" | "streamablehttp" | "streamable_http" => TransportKey::Http,
+            "sse" => TransportKey::Sse,
+            _ => {
+                d.error(
+                    &o.path_of(key),
+                    format!("{t:?} is not a transport (stdio, http, streamable-http or sse)"),
+                );
+                continue;
+            }
+        };
+        found = Some(k);
+    }
+    found
+}
+
+/// A program to run without a shell: `command`, `args`, `env`, `cwd` (a stdio server, or an
+/// integration's command check).
+pub(crate) struct Argv {
+    pub(crate) command: String,
+    pub(crate) args: Vec<String>,
+    /// Args with every substituted `${…}` shown as written, never as its value.
+    pub(crate) display_args: Vec<String>,
+    pub(crate) env: BTreeMap<String, Secret>,
+    pub(crate) cwd: Option<PathBuf>,
+    /// Pass Warden's whole environment, not only the allow-list (`warden_core::child_env`).
+    pub(crate) inherit_env: bool,
+}
+
+pub(crate) fn compile_argv(
+    o: &mut Obj<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    d: &mut Diags,
+) -> Option<Argv> {
+    let cpath = o.path_of("command");
+    let command = o.str("command", d)?;
+    let (command, _) = expand_field(&cpath, command, lookup, d)?;
+    if command.trim().is_empty() {
+        d.error(&cpath, "is empty");
+        return None;
+    }
+    let mut args = Vec::new();
+    let mut display_args = Vec::new();
+    for (path, raw) in string_list(o, "args", d) {
+        if let Some((value, substituted)) = expand_field(&path, raw, lookup, d) {
+            args.push(value);
+            // Show the reference, never the value it expanded to.
+            display_args.push(if substituted {
+                raw.to_owned()
+            } else {
+                args.last().cloned().unwrap_or_default()
+            });
+        }
+    }
+    let env = secret_map(o, "env", lookup, d);
+    let cwd_path = o.path_of("cwd");
+    let cwd = o
+        .str("cwd", d)
+        .and_then(|c| expand_field(&cwd_path, c, lookup, d))
+        .map(|(c, _)| PathBuf::from(c));
+    let inherit_env = o.bool("inherit_env", d).unwrap_or(false);
+    Some(Argv { command, args, display_args, env, cwd, inherit_env })
+}
+
+fn compile_stdio(
+    o: &mut Obj<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    d: &mut Diags,
+) -> Option<Transport> {
+    let Argv { command, args, display_args, env, cwd, inherit_env } = compile_argv(o, lookup, d)?;
+    let _ = o
+        .get("headers")
+        .map(|_| d.warn(&o.path_of("headers"), "applies to remote servers only; ignored"));
+    Some(Transport::Stdio { command, args, display_args, env, cwd, inherit_env })
+}
+
+fn compile_remote(
+    o: &mut Obj<'_>,
+    kind: Option<TransportKey>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    d: &mut Diags,
+) -> Option<Transport> {
+    let mut raw_urls: Vec<(String, String)> = Vec::new();
+    for key in ["url", "urls", "serverUrl"] {
+        let path = o.path_of(key);
+        match o.get(key) {
+            None => {}
+            Some(Value::String(s)) => raw_urls.push((path, s.clone())),
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => raw_urls.push((format!("{path}[{i}]"), s.clone())),
+                        other => d.error(
+                            &format!("{path}[{i}]"),
+                            format!("must be a URL, not {}", type_name(other)),
+                        ),
+                    }
+                }
+            }
+            Some(other) => {
+                d.error(&path, format!("must be a URL or a list of URLs, not {}", type_name(other)))
+            }
+        }
+    }
+    let mut urls = Vec::new();
+    let mut display_urls = Vec::new();
+    for (path, raw) in &raw_urls {
+        let Some((url, substituted)) = expand_field(path, raw, lookup, d) else { continue };
+        let lower = url.to_ascii_lowercase();
+        let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"));
+        match rest {
+            Some(r) if !r.is_empty() && !r.starts_with('/') => {
+                display_urls.push(if substituted { raw.clone() } else { hide_userinfo(&url) });
+                urls.push(url);
+            }
+            _ => d.error(
+                path,
+                format!(
+                    "{:?} is not an http:// or https:// URL",
+                    if substituted { raw.as_str() } else { url.as_str() }
+                ),
+            ),
+        }
+    }
+    let headers = secret_map(o, "headers", lookup, d);
+    for key in ["args", "env", "cwd", "inherit_env"] {
+        if o.has(key) {
+            let _ = o.get(key);
+            d.warn(&o.path_of(key), "applies to stdio servers only; ignored");
+        }
+    }
+    if urls.is_empty() {
+        return None;
+    }
+    let kind = match kind {
+        Some(TransportKey::Sse) => RemoteKind::Sse,
+        Some(TransportKey::Http) => RemoteKind::StreamableHttp,
+        _ => RemoteKind::Auto,
+    };
+    Some(Transport::Remote { urls, display_urls, headers, kind })
+}
+
+fn hide_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let after = &url[scheme_end + 3..];
+    let authority_end = after.find('/').unwrap_or(after.len());
+    match after[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &after[at + 1..]),
+        None => url.to_owned(),
+    }
+}

@@ -1,0 +1,145 @@
+//! The `warden` block: Warden's own settings, and the policy defaults every entry starts from.
+
+use std::time::Duration;
+
+use crate::fields::expand_field;
+use crate::model::*;
+use crate::walk::{Diags, Obj};
+
+use crate::policy::{compile_health, compile_restart};
+
+pub(crate) fn compile_warden(
+    obj: Option<Obj<'_>>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    d: &mut Diags,
+) -> (WardenSettings, HealthPolicy, RestartPolicy) {
+    let mut w = WardenSettings::default();
+    let mut health = HealthPolicy::default();
+    let mut restart = RestartPolicy::default();
+    let Some(mut o) = obj else { return (w, health, restart) };
+    if let Some(listen) = o.str("listen", d) {
+        match listen.parse() {
+            Ok(addr) => w.listen = addr,
+            Err(_) => d.error(
+                &o.path_of("listen"),
+                format!("{listen:?} is not an address like \"127.0.0.1:7420\""),
+            ),
+        }
+    }
+    if let Some(db) = o.str("database", d) {
+        w.database = Some(db.to_owned());
+    }
+    if let Some(r) =
+        o.duration("retention", Duration::from_secs(3600), Duration::from_secs(3650 * 86_400), d)
+    {
+        w.retention = r;
+    }
+    if let Some(m) =
+        o.duration("metrics_interval", Duration::from_secs(1), Duration::from_secs(3600), d)
+    {
+        w.metrics_interval = m;
+    }
+    if let Some(mut s) = o.obj("sessions", d) {
+        if let Some(n) = s.uint("max", 1, 1_000_000, d) {
+            w.max_sessions = n as usize;
+        }
+        if let Some(t) =
+            s.duration("idle_timeout", Duration::from_secs(1), Duration::from_secs(7 * 86_400), d)
+        {
+            w.session_idle_timeout = t;
+        }
+        s.finish(&[], d);
+    }
+    if let Some(n) = o.uint("max_request_body", 1024, 1 << 30, d) {
+        w.max_request_body = n as usize;
+    }
+    match o.str("readiness", d) {
+        None => {}
+        Some("critical") => w.readiness = Readiness::Critical,
+        Some("all") => w.readiness = Readiness::All,
+        Some("any") => w.readiness = Readiness::Any,
+        Some("none") => w.readiness = Readiness::None,
+        Some(other) => d.error(
+            &o.path_of("readiness"),
+            format!("{other:?} is not a readiness policy (use \"critical\", \"all\", \"any\" or \"none\")"),
+        ),
+    }
+    if let Some(mut defaults) = o.obj("defaults", d) {
+        if let Some(h) = defaults.obj("health", d) {
+            health = compile_health(h, &health, d);
+        }
+        if let Some(r) = defaults.obj("restart", d) {
+            restart = compile_restart(r, &restart, d);
+        }
+        defaults.finish(&[], d);
+    }
+    if let Some(a) = o.obj("alerts", d) {
+        w.alerts = crate::alerts::compile_alerts(a, lookup, d);
+    }
+    if let Some(mut p) = o.obj("prediction", d) {
+        if let Some(e) = p.bool("enabled", d) {
+            w.prediction.enabled = e;
+        }
+        if let Some(t) =
+            p.duration("warmup", Duration::from_secs(10), Duration::from_secs(86_400), d)
+        {
+            w.prediction.warmup = t;
+        }
+        p.finish(&[], d);
+    }
+    if let Some(mut t) = o.obj("tuning", d) {
+        if let Some(a) = t.bool("auto", d) {
+            w.tuning.auto = a;
+        }
+        if let Some(i) =
+            t.duration("interval", Duration::from_secs(60), Duration::from_secs(7 * 86_400), d)
+        {
+            w.tuning.interval = i;
+        }
+        if let Some(l) =
+            t.duration("lookback", Duration::from_secs(600), Duration::from_secs(90 * 86_400), d)
+        {
+            w.tuning.lookback = l;
+        }
+        t.finish(&[], d);
+    }
+    let tpath = o.path_of("token");
+    if let Some(t) = o.str("token", d) {
+        if let Some((token, _)) = expand_field(&tpath, t, lookup, d) {
+            if token.len() < 16 {
+                d.error(&tpath, "is shorter than 16 characters; use a long random token");
+            } else {
+                w.token = Some(Secret::new(token));
+            }
+        }
+    }
+    if let Some(l) = o.obj("logs", d) {
+        w.logs = compile_logs(l, d);
+    }
+    let _ = o.get("log");
+    o.finish(&[], d);
+    (w, health, restart)
+}
+
+fn compile_logs(mut o: Obj<'_>, d: &mut Diags) -> LogSettings {
+    let mut logs = LogSettings::default();
+    match o.str("dir", d) {
+        Some("") => d.error(&o.path_of("dir"), "is empty; name a directory, or \"none\""),
+        Some(dir) => logs.dir = Some(LogDir::parse(dir)),
+        None => {}
+    }
+    if let Some(n) = o.uint("retention_days", 1, 3650, d) {
+        logs.retention_days = Some(n as u32);
+    }
+    match o.str("format", d) {
+        None => {}
+        Some("human") => logs.format = Some(LogFormat::Human),
+        Some("json") => logs.format = Some(LogFormat::Json),
+        Some(other) => d.error(
+            &o.path_of("format"),
+            format!("{other:?} is not a log format (use \"human\" or \"json\")"),
+        ),
+    }
+    o.finish(&[], d);
+    logs
+}

@@ -1,0 +1,231 @@
+//! Delivery: the outbox is sent in order per receiver and group, with backoff, until each
+//! notification is delivered or older than `max_delivery_age`; webhooks over HTTP, command
+//! hooks as child processes without a shell.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use warden_config::{Receiver, ReceiverKind, WebhookFormat};
+
+use super::{Alerts, Outgoing, RETRY_FIRST, RETRY_MAX};
+
+pub(super) async fn deliver_loop(alerts: Alerts, stop: CancellationToken) {
+    let client = reqwest::Client::builder().build().expect("a default HTTP client builds");
+    let max_age = alerts.max_age;
+    loop {
+        let next = alerts.lock().outbox.iter().map(|o| o.due).min();
+        let sleep = match next {
+            Some(due) => due.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = alerts.wake.notified() => {}
+            () = tokio::time::sleep(sleep) => {}
+        }
+        let now = Instant::now();
+        // Due, and not behind an undelivered notification for the same receiver and group:
+        // a receiver never hears "resolved" before the "firing" it resolves.
+        let due: Vec<Outgoing> = {
+            let mut s = alerts.lock();
+            let mut blocked = std::collections::HashSet::new();
+            let mut due = Vec::new();
+            let mut rest = VecDeque::new();
+            for o in s.outbox.drain(..) {
+                let key = (o.receiver.clone(), o.group.clone());
+                if o.due <= now && !blocked.contains(&key) {
+                    due.push(o);
+                } else {
+                    rest.push_back(o);
+                }
+                blocked.insert(key);
+            }
+            s.outbox = rest;
+            due
+        };
+        if due.is_empty() {
+            continue;
+        }
+        let attempts = due.into_iter().map(|o| {
+            let receiver = alerts.receivers.iter().find(|r| r.name == o.receiver).cloned();
+            let client = client.clone();
+            async move {
+                let result = match &receiver {
+                    Some(r) => send(&client, r, &o.body).await,
+                    None => Err("the receiver is no longer configured".to_owned()),
+                };
+                (o, receiver.is_some(), result)
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        for (mut o, known, result) in results {
+            o.attempts += 1;
+            let wall = Utc::now();
+            let (outcome, next) = match &result {
+                Ok(()) => (Ok(()), None),
+                Err(e) => {
+                    let too_old =
+                        wall - o.created > chrono::Duration::from_std(max_age).unwrap_or_default();
+                    let next = (known && !too_old).then(|| backoff(o.attempts));
+                    (Err(e.as_str()), next)
+                }
+            };
+            if let Some(id) = o.id {
+                let next_wall =
+                    next.map(|d| wall + chrono::Duration::from_std(d).unwrap_or_default());
+                if let Err(e) =
+                    alerts.store.notification_attempted(id, outcome, next_wall, wall).await
+                {
+                    tracing::warn!(error = %e, "could not record a delivery attempt");
+                }
+            }
+            let mut s = alerts.lock();
+            match (result, next) {
+                (Ok(()), _) => {
+                    s.delivered += 1;
+                    tracing::info!(receiver = %o.receiver, status = o.status, attempts = o.attempts, "alert notification delivered");
+                }
+                (Err(e), Some(delay)) => {
+                    s.failed_attempts += 1;
+                    tracing::warn!(receiver = %o.receiver, attempts = o.attempts, error = %e, retry_in_ms = delay.as_millis() as u64, "alert notification not delivered; will retry");
+                    o.due = Instant::now() + delay;
+                    o.last_error = Some(e);
+                    s.outbox.push_back(o);
+                    s.outbox.make_contiguous().sort_by_key(|o| o.seq);
+                }
+                (Err(e), None) => {
+                    s.failed_attempts += 1;
+                    s.expired += 1;
+                    tracing::error!(receiver = %o.receiver, attempts = o.attempts, error = %e, "alert notification given up on (kept in the store as expired)");
+                }
+            }
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s … 5 min, ±20 %.
+fn backoff(attempt: u32) -> Duration {
+    let base = RETRY_FIRST.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(RETRY_MAX);
+    base.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.8..=1.2))
+}
+
+/// One delivery attempt.
+async fn send(client: &reqwest::Client, r: &Receiver, body: &Value) -> Result<(), String> {
+    match &r.kind {
+        ReceiverKind::Webhook { url, display_url, headers, format } => {
+            let mut target = url.expose().to_owned();
+            if *format == WebhookFormat::Alertmanager
+                && !target.trim_end_matches('/').ends_with("/api/v2/alerts")
+            {
+                target = format!("{}/api/v2/alerts", target.trim_end_matches('/'));
+            }
+            let mut req = client.post(&target).timeout(r.timeout).json(body);
+            for (k, v) in headers {
+                req = req.header(k.as_str(), v.expose());
+            }
+            // Errors name the display URL only: the real one may hold a credential.
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() => Ok(()),
+                Ok(resp) => Err(format!("{display_url} answered {}", resp.status())),
+                Err(e) if e.is_timeout() => {
+                    Err(format!("{display_url} did not answer within {:?}", r.timeout))
+                }
+                Err(e) if e.is_connect() => Err(format!("cannot connect to {display_url}")),
+                Err(_) => Err(format!("the request to {display_url} failed")),
+            }
+        }
+        ReceiverKind::Command { command, args, inherit_env } => {
+            run_hook(command, args, *inherit_env, body, r.timeout).await
+        }
+    }
+}
+
+/// Runs a command hook without a shell: the payload on stdin, the status in the environment
+/// (on top of the allow-list of `warden_core::child_env`, or Warden's whole environment with
+/// `inherit_env`). At most [`HOOK_STDERR`] bytes of its stderr are kept (the rest is read and
+/// dropped, so the hook never blocks on a full pipe); the first line of it goes into the error.
+async fn run_hook(
+    command: &str,
+    args: &[String],
+    inherit_env: bool,
+    body: &Value,
+    timeout: Duration,
+) -> Result<(), String> {
+    /// The most of a hook's stderr kept.
+    const HOOK_STDERR: usize = 4 * 1024;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cmd = tokio::process::Command::new(command);
+    warden_core::child_env::inherit(&mut cmd, inherit_env);
+    let mut child = cmd
+        .args(args)
+        .env("WARDEN_ALERT_STATUS", body.get("status").and_then(Value::as_str).unwrap_or(""))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {command}: {e}"))?;
+    let input = serde_json::to_vec(body).unwrap_or_default();
+    let mut stderr = child.stderr.take();
+    let run = async {
+        if let Some(mut stdin) = child.stdin.take() {
+            // A hook that does not read its input is fine.
+            let _ = stdin.write_all(&input).await;
+        }
+        let read = async {
+            let (mut kept, mut total, mut buf) = (Vec::new(), 0usize, [0u8; 8192]);
+            if let Some(err) = stderr.as_mut() {
+                while let Ok(n @ 1..) = err.read(&mut buf).await {
+                    let room = HOOK_STDERR.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                    total += n;
+                }
+            }
+            (kept, total > HOOK_STDERR)
+        };
+        let (status, (err, cut)) = tokio::join!(child.wait(), read);
+        status.map(|s| (s, err, cut))
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(Ok((status, _, _))) if status.success() => Ok(()),
+        Ok(Ok((status, err, cut))) => {
+            let err = String::from_utf8_lossy(&err);
+            let first = err.lines().next().unwrap_or("").chars().take(200).collect::<String>();
+            Err(format!(
+                "{command} exited with {status}{}{}",
+                if first.is_empty() { String::new() } else { format!(": {first}") },
+                if cut {
+                    format!(" (stderr over {} KiB, cut)", HOOK_STDERR / 1024)
+                } else {
+                    String::new()
+                }
+            ))
+        }
+        Ok(Err(e)) => Err(format!("{command}: {e}")),
+        Err(_) => Err(format!("{command} did not finish within {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod hook_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hooks_stderr_is_kept_to_its_bound_and_named_when_cut() {
+        let script = "head -c 20000000 /dev/zero | tr '\\0' x >&2; exit 3";
+        let args = ["-c".to_owned(), script.to_owned()];
+        let body = serde_json::json!({ "status": "firing" });
+        let e = run_hook("/bin/sh", &args, false, &body, Duration::from_secs(30))
+            .await
+            .expect_err("exit 3");
+        assert!(e.starts_with("/bin/sh exited with exit status: 3: xxx"), "{}", &e[..80]);
+        assert!(e.ends_with(" (stderr over 4 KiB, cut)"), "{}", &e[e.len() - 80..]);
+        assert!(e.len() < 400);
+        let args = ["-c".to_owned(), "echo short >&2; exit 1".to_owned()];
+        let e = run_hook("/bin/sh", &args, false, &body, Duration::from_secs(30)).await;
+        assert_eq!(e.unwrap_err(), "/bin/sh exited with exit status: 1: short");
+    }
+}

@@ -1,0 +1,267 @@
+//! The alerting task (ARCHITECTURE.md, "Alerting"); its routes are warden-admin's. Every
+//! `evaluation_interval` it reads the supervisor's view and Warden's own metrics, evaluates
+//! every rule ([`warden_alerts::RuleSet`]), emits `alert_firing` / `alert_resolved` events,
+//! records alerts in the store, and lets the [`Dispatcher`] decide which notifications go out.
+//! Notifications go through an outbox: a row in the store first (when the store answers), then
+//! the delivery task sends it, retrying with backoff until it is delivered or too old; pending
+//! rows are picked up again after a restart.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use warden_alerts::{Alert, Silence};
+use warden_config::{AlertSettings, Receiver, ReceiverKind, ServerSpec, WebhookFormat};
+use warden_core::EventBus;
+use warden_store::Store;
+
+use warden_supervisor::Views;
+
+mod deliver;
+mod evaluate;
+mod metrics;
+mod silences;
+#[cfg(test)]
+mod tests;
+
+use deliver::deliver_loop;
+use evaluate::evaluate_loop;
+pub use metrics::AlertMetrics;
+pub use silences::parse_silence;
+use silences::{silence_of, silence_row};
+
+/// Alertmanager API receivers get every firing alert again this often (it resolves alerts that
+/// are not re-sent before their `endsAt`).
+const ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
+/// Delivery backoff: 1 s doubling to 5 min, ±20 %.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// The store gets this long per write before the evaluation moves on.
+const STORE_WRITE: Duration = Duration::from_secs(2);
+
+/// What the alerting task reads.
+pub struct Sources {
+    pub overview: Views,
+    pub metrics: warden_metrics::Metrics,
+    pub servers: Vec<Arc<ServerSpec>>,
+    pub store: Store,
+    pub bus: Arc<EventBus>,
+    pub settings: AlertSettings,
+    /// Where people reach this Warden (`http://127.0.0.1:7420`), for links in payloads.
+    pub external_url: String,
+}
+
+/// One notification on its way to one receiver.
+#[derive(Clone, Debug)]
+struct Outgoing {
+    /// The outbox row, when the store took it.
+    id: Option<i64>,
+    /// Order of creation: one receiver gets one group's notifications in this order.
+    seq: u64,
+    receiver: String,
+    group: String,
+    status: &'static str,
+    body: Value,
+    attempts: u32,
+    due: Instant,
+    created: DateTime<Utc>,
+    last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Firing alerts, each with why it is muted (silenced / inhibited), if it is.
+    firing: Vec<(Alert, Option<String>)>,
+    pending: Vec<Alert>,
+    silences: Vec<Silence>,
+    /// Sorted by `seq`.
+    outbox: VecDeque<Outgoing>,
+    next_seq: u64,
+    delivered: u64,
+    failed_attempts: u64,
+    expired: u64,
+    evaluations: u64,
+}
+
+/// The handle the routes, the MCP tools and the metrics read.
+#[derive(Clone)]
+pub struct Alerts {
+    shared: Arc<Mutex<Shared>>,
+    wake: Arc<Notify>,
+    store: Store,
+    receivers: Arc<Vec<Receiver>>,
+    /// An undelivered notification older than this is given up on (kept, marked expired).
+    max_age: Duration,
+}
+
+impl Alerts {
+    /// Loads silences and the undelivered outbox from the store, then starts the evaluation
+    /// and delivery tasks until `stop`.
+    pub async fn start(src: Sources, stop: CancellationToken) -> Self {
+        let now = Utc::now();
+        let mut shared = Shared::default();
+        match src.store.silences(now).await {
+            Ok(rows) => shared.silences = rows.iter().filter_map(silence_of).collect(),
+            Err(e) => tracing::warn!(error = %e, "could not load silences from the database"),
+        }
+        let receivers = Arc::new(src.settings.receivers.clone());
+        match src.store.pending_notifications().await {
+            Ok(rows) => {
+                for r in rows {
+                    shared.next_seq += 1;
+                    shared.outbox.push_back(Outgoing {
+                        id: Some(r.id),
+                        seq: shared.next_seq,
+                        group: r.group_key,
+                        status: if r.status == "resolved" { "resolved" } else { "firing" },
+                        receiver: r.receiver,
+                        body: r.payload,
+                        attempts: r.attempts.max(0) as u32,
+                        due: Instant::now(),
+                        created: DateTime::parse_from_rfc3339(&r.created_at)
+                            .map_or(now, |t| t.with_timezone(&Utc)),
+                        last_error: r.last_error,
+                    });
+                }
+                if !shared.outbox.is_empty() {
+                    tracing::info!(
+                        pending = shared.outbox.len(),
+                        "resuming delivery of notifications a previous run left undelivered"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not load undelivered notifications"),
+        }
+        match src.store.close_open_alerts(now).await {
+            Ok(0) | Err(_) => {}
+            Ok(n) => tracing::info!(rows = n, "closed alerts a previous run left firing"),
+        }
+        let alerts = Self {
+            shared: Arc::new(Mutex::new(shared)),
+            wake: Arc::new(Notify::new()),
+            store: src.store.clone(),
+            receivers,
+            max_age: src.settings.max_delivery_age,
+        };
+        tokio::spawn(evaluate_loop(alerts.clone(), src, stop.clone()));
+        tokio::spawn(deliver_loop(alerts.clone(), stop));
+        alerts
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Firing alerts (with `muted`), pending ones, silences, receivers and delivery counts.
+    pub fn view(&self) -> Value {
+        let s = self.lock();
+        let firing: Vec<Value> = s
+            .firing
+            .iter()
+            .map(|(a, muted)| {
+                let mut v = serde_json::to_value(a).unwrap_or_default();
+                v["muted"] = json!(muted);
+                v
+            })
+            .collect();
+        let receivers: Vec<Value> = self.receivers.iter().map(receiver_view).collect();
+        let outbox: Vec<Value> = s
+            .outbox
+            .iter()
+            .map(|o| {
+                json!({
+                    "id": o.id, "receiver": o.receiver, "status": o.status, "attempts": o.attempts,
+                    "created_at": o.created, "last_error": o.last_error,
+                    "next_attempt_in_ms": o.due.saturating_duration_since(Instant::now()).as_millis() as u64,
+                })
+            })
+            .collect();
+        json!({
+            "firing": firing,
+            "pending": s.pending,
+            "silences": s.silences,
+            "receivers": receivers,
+            "notifications": {
+                "undelivered": outbox,
+                "delivered": s.delivered,
+                "failed_attempts": s.failed_attempts,
+                "expired": s.expired,
+            },
+            "evaluations": s.evaluations,
+        })
+    }
+
+    /// What `/metrics` shows of alerting.
+    fn counts(&self) -> metrics::Counts {
+        let s = self.lock();
+        let mut firing: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for (a, _) in &s.firing {
+            *firing.entry((a.name.clone(), a.severity.as_str().to_owned())).or_default() += 1;
+        }
+        metrics::Counts {
+            firing,
+            undelivered: s.outbox.len() as i64,
+            delivered: s.delivered,
+            failed: s.failed_attempts,
+            expired: s.expired,
+        }
+    }
+
+    /// The silences (active and recently ended, until the next evaluation drops them).
+    pub fn silences(&self) -> Vec<Silence> {
+        self.lock().silences.clone()
+    }
+
+    /// The store alerts are recorded in (for their history and the outbox's).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Adds a silence, in force from the next evaluation. It holds even if the database cannot
+    /// store it (until a restart).
+    pub async fn add_silence(&self, s: Silence) -> Silence {
+        if let Err(e) = self.store.put_silence(&silence_row(&s, s.ends_at)).await {
+            tracing::warn!(error = %e, "could not store the silence; it holds until restart");
+        }
+        self.lock().silences.push(s.clone());
+        s
+    }
+
+    /// Ends a silence now. `false` when there is no such active silence.
+    pub async fn expire_silence(&self, id: &str) -> bool {
+        let now = Utc::now();
+        let found = {
+            let mut s = self.lock();
+            let found = s.silences.iter_mut().find(|x| x.id == id && x.ends_at > now);
+            found.map(|x| {
+                x.ends_at = now;
+                x.clone()
+            })
+        };
+        let Some(s) = found else { return false };
+        if let Err(e) = self.store.put_silence(&silence_row(&s, now)).await {
+            tracing::warn!(error = %e, "could not store the silence's expiry");
+        }
+        true
+    }
+}
+
+fn receiver_view(r: &Receiver) -> Value {
+    let (kind, target) = match &r.kind {
+        ReceiverKind::Webhook { display_url, format, .. } => (
+            match format {
+                WebhookFormat::AlertmanagerWebhook => "webhook",
+                WebhookFormat::Alertmanager => "alertmanager",
+                WebhookFormat::Slack => "slack",
+            },
+            display_url.clone(),
+        ),
+        ReceiverKind::Command { command, .. } => ("command", command.clone()),
+    };
+    json!({ "name": r.name, "kind": kind, "target": target,
+            "min_severity": r.min_severity, "send_resolved": r.send_resolved })
+}

@@ -1,0 +1,82 @@
+//! What the gateway holds of an instance: its live session and catalog, its calls in flight,
+//! and the channel that reports how each call ended (a passive health signal).
+
+use super::*;
+
+/// What a router holds for each instance: the count of calls in flight (a busy server is not a
+/// hung one) and a queue for call outcomes. Reporting never blocks.
+pub struct InstanceLink {
+    in_flight: AtomicUsize,
+    reports: mpsc::Sender<CallReport>,
+    session: RwLock<Option<Arc<dyn Session>>>,
+    catalog: RwLock<Option<Arc<Catalog>>>,
+    /// This instance's metric handles (the instance loop records into them too).
+    pub(crate) metrics: InstanceMetrics,
+}
+
+impl std::fmt::Debug for InstanceLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceLink").field("in_flight", &self.in_flight()).finish_non_exhaustive()
+    }
+}
+
+impl InstanceLink {
+    pub(crate) fn new(reports: mpsc::Sender<CallReport>, metrics: InstanceMetrics) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            reports,
+            session: RwLock::new(None),
+            catalog: RwLock::new(None),
+            metrics,
+        }
+    }
+
+    /// The live MCP session, while the instance has one.
+    pub fn session(&self) -> Option<Arc<dyn Session>> {
+        self.session.read().expect("not poisoned").clone()
+    }
+
+    /// What the instance offered when last listed (kept while it is down).
+    pub fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.catalog.read().expect("not poisoned").clone()
+    }
+
+    pub(crate) fn set_session(&self, session: Option<Arc<dyn Session>>) {
+        *self.session.write().expect("not poisoned") = session;
+    }
+
+    pub(crate) fn set_catalog(&self, catalog: Arc<Catalog>) {
+        *self.catalog.write().expect("not poisoned") = Some(catalog);
+    }
+
+    /// Marks a call as started; the guard marks it finished when dropped.
+    pub fn begin_call(self: &Arc<Self>) -> CallGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        CallGuard(Arc::clone(self))
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Reports how a call ended. Dropped (never blocking) if the queue is full; counted in
+    /// the metrics (latency, error class) either way.
+    pub fn report(&self, latency: Duration, outcome: CallOutcome) {
+        let failed = match &outcome {
+            CallOutcome::Failed(reason) => Some(reason.class),
+            CallOutcome::Ok | CallOutcome::Ignorable => None,
+        };
+        self.metrics.call(latency, failed);
+        let _ = self.reports.try_send(CallReport { latency, outcome });
+    }
+}
+
+/// A call in flight; dropping it ends the call.
+#[derive(Debug)]
+pub struct CallGuard(Arc<InstanceLink>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}

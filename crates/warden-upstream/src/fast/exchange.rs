@@ -1,0 +1,275 @@
+//! One call's exchange on the fast path: the POST, its JSON or SSE answer read in the caller's
+//! task (notifications and server requests on the way relayed), resumption with
+//! `Last-Event-ID` when the server closes the stream early, and the errors.
+
+use super::*;
+
+/// One call's HTTP exchange.
+pub(super) struct Exchange<'a> {
+    pub(super) fast: &'a Fast,
+    pub(super) template: &'a Template,
+    pub(super) id: &'a str,
+    pub(super) timeout: Duration,
+    /// The latest the answer may come.
+    pub(super) hard: Instant,
+    /// Whether progress restarts the timeout.
+    pub(super) watching: bool,
+    /// The client session the call is for: what else arrives on its stream is that
+    /// session's alone.
+    pub(super) origin: Origin,
+}
+
+impl Exchange<'_> {
+    pub(super) async fn run(
+        &self,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Value, UpstreamError> {
+        let mut limit = self.hard.min(Instant::now() + self.timeout);
+        let send = self.fast.http.post(self.fast.uri.clone()).headers(headers).body(body).send();
+        let resp = tokio::time::timeout_at(limit, send)
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+            .map_err(|e| crate::error::from_reqwest(&e))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let json = content_type.starts_with("application/json");
+        if !(200..300).contains(&status) {
+            return Err(self.failure(resp, status, json, limit).await);
+        }
+        if json {
+            let bytes = self.body(resp, limit).await?;
+            self.fast.activity.touch(bytes.len());
+            let message: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| UpstreamError::Protocol(format!("unreadable answer: {e}")))?;
+            return match self.answer(message) {
+                Ok(r) => r,
+                Err(_) => Err(UpstreamError::Protocol("an answer to another request".into())),
+            };
+        }
+        if !content_type.starts_with("text/event-stream") {
+            let _ = self.body(resp, limit).await;
+            return Err(if status == 202 {
+                UpstreamError::Protocol("the request was accepted without an answer".into())
+            } else {
+                UpstreamError::Protocol(format!("unexpected content type {content_type:?}"))
+            });
+        }
+        let mut stream = resp.bytes_stream().boxed();
+        let mut parser = SseParser::new(MAX_BODY);
+        let mut last_event: Option<String> = None;
+        let mut retry = Duration::from_secs(1);
+        let mut resumes = 0;
+        loop {
+            while let Some(event) = parser.next_event() {
+                if let Some(id) = event.id {
+                    last_event = Some(id);
+                    resumes = 0;
+                }
+                if let Some(ms) = event.retry {
+                    retry = Duration::from_millis(ms);
+                }
+                if event.data.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                // An answer, progress, a log line: the server is working, not hung.
+                self.fast.activity.touch(event.data.len());
+                let Ok(message) = serde_json::from_slice::<Value>(&event.data) else {
+                    tracing::warn!(target: "warden::upstream", "dropped an unparsable SSE message");
+                    continue;
+                };
+                match self.answer(message) {
+                    Ok(result) => {
+                        // Read the stream to its end, or hyper drops the connection instead of
+                        // pooling it and the next call pays a new TCP handshake.
+                        let _ = tokio::time::timeout(DRAIN, async {
+                            while let Some(Ok(_)) = stream.next().await {}
+                        })
+                        .await;
+                        return result;
+                    }
+                    Err(message) => {
+                        let progress = message.get("method").and_then(Value::as_str)
+                            == Some("notifications/progress");
+                        // A server's request waits on a client (a person, for an
+                        // elicitation): never past the call's own deadline.
+                        let other = self.fast.other(self.template, self.origin, message);
+                        if tokio::time::timeout_at(self.hard, other).await.is_err() {
+                            return Err(UpstreamError::Timeout(self.timeout));
+                        }
+                        if progress && self.watching {
+                            limit = self.hard.min(Instant::now() + self.timeout);
+                        }
+                    }
+                }
+            }
+            match tokio::time::timeout_at(limit, stream.next()).await {
+                Err(_) => return Err(UpstreamError::Timeout(self.timeout)),
+                Ok(Some(Ok(chunk))) => {
+                    parser.push(&chunk).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(UpstreamError::Closed(Some(reqwest_text(&e))));
+                }
+                Ok(None) => {
+                    // The server closed the stream before the answer: resume it (SEP-1699),
+                    // if it gave an event id to resume from.
+                    let Some(from) = last_event.clone() else {
+                        return Err(UpstreamError::Closed(Some(
+                            "the answer stream ended before the answer".into(),
+                        )));
+                    };
+                    if resumes >= MAX_RESUMES {
+                        return Err(UpstreamError::Closed(Some(
+                            "the answer stream kept ending before the answer".into(),
+                        )));
+                    }
+                    resumes += 1;
+                    if tokio::time::timeout_at(limit, tokio::time::sleep(retry)).await.is_err() {
+                        return Err(UpstreamError::Timeout(self.timeout));
+                    }
+                    stream = self.resume(&from, limit).await?;
+                    parser = SseParser::new(MAX_BODY);
+                }
+            }
+        }
+    }
+
+    /// Reopens the call's stream with `GET` and `Last-Event-ID`.
+    pub(super) async fn resume(
+        &self,
+        from: &str,
+        limit: Instant,
+    ) -> Result<BoxStream<'static, reqwest::Result<bytes::Bytes>>, UpstreamError> {
+        let mut headers = self.template.headers.clone();
+        headers.remove(CONTENT_TYPE);
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Ok(v) = HeaderValue::from_str(from) {
+            headers.insert(LAST_EVENT_ID, v);
+        }
+        let send = self.fast.http.get(self.fast.uri.clone()).headers(headers).send();
+        let resp = tokio::time::timeout_at(limit, send)
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+            .map_err(|e| crate::error::from_reqwest(&e))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let json = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            return Err(self.failure(resp, status, json, limit).await);
+        }
+        Ok(resp.bytes_stream().boxed())
+    }
+
+    /// The call's result or error if `message` answers it; else the message back.
+    pub(super) fn answer(&self, message: Value) -> Result<Result<Value, UpstreamError>, Value> {
+        let ours = message.get("method").is_none()
+            && message.get("id").and_then(Value::as_str) == Some(self.id);
+        if !ours {
+            return Err(message);
+        }
+        let Value::Object(mut m) = message else { unreachable!("has an id") };
+        if let Some(e) = m.remove("error") {
+            return Ok(Err(server_error(&e)));
+        }
+        Ok(m.remove("result").ok_or_else(|| {
+            UpstreamError::Protocol("an answer with neither result nor error".into())
+        }))
+    }
+
+    /// Reads a whole (bounded) body within `limit`.
+    pub(super) async fn body(
+        &self,
+        resp: reqwest::Response,
+        limit: Instant,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let mut stream = resp.bytes_stream();
+        let mut out = Vec::new();
+        loop {
+            match tokio::time::timeout_at(limit, stream.next()).await {
+                Err(_) => return Err(UpstreamError::Timeout(self.timeout)),
+                Ok(None) => return Ok(out),
+                Ok(Some(Ok(chunk))) => {
+                    if out.len() + chunk.len() > MAX_BODY {
+                        return Err(UpstreamError::Protocol(format!(
+                            "an answer over {MAX_BODY} bytes"
+                        )));
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(Some(Err(e))) => return Err(UpstreamError::Closed(Some(reqwest_text(&e)))),
+            }
+        }
+    }
+
+    /// Classifies an HTTP failure as rmcp's path does (see `error::classify_chain`).
+    pub(super) async fn failure(
+        &self,
+        resp: reqwest::Response,
+        status: u16,
+        json: bool,
+        limit: Instant,
+    ) -> UpstreamError {
+        let body = self.body(resp, limit).await.unwrap_or_default();
+        match status {
+            401 | 403 => return UpstreamError::Auth(Some(status)),
+            429 => return UpstreamError::RateLimited,
+            404 if self.template.headers.contains_key(SESSION_ID) => {
+                return UpstreamError::Closed(Some("session expired".into()))
+            }
+            _ => {}
+        }
+        if json {
+            if let Some(e) =
+                serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("error").cloned())
+            {
+                return server_error(&e);
+            }
+        }
+        UpstreamError::HttpStatus(status)
+    }
+}
+
+/// Reads a body to its end without keeping it; past `max` bytes, stops with an error.
+pub(super) async fn drain(resp: reqwest::Response, max: usize) -> Result<(), UpstreamError> {
+    let mut stream = resp.bytes_stream();
+    let mut read = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| UpstreamError::Closed(Some(reqwest_text(&e))))?;
+        read += chunk.len();
+        if read > max {
+            return Err(UpstreamError::Protocol(format!("a reply over {} MiB", max >> 20)));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn server_error(e: &Value) -> UpstreamError {
+    UpstreamError::Server {
+        code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
+        message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+    }
+}
+
+/// A reqwest error's innermost cause (never the URL, which may hold a secret).
+pub(super) fn reqwest_text(e: &reqwest::Error) -> String {
+    let mut message = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = cur {
+        message = s.to_string();
+        cur = s.source();
+    }
+    if message.is_empty() {
+        "the answer stream broke".into()
+    } else {
+        message
+    }
+}
