@@ -326,7 +326,7 @@ async fn hang_policy(warden: &std::path::Path, rounds: usize, extra: &str) -> Ve
         let mut b = start(config(&servers)).await;
         b.wait_all(|s| s == InstanceState::Healthy, Duration::from_secs(60)).await;
         let mut stopped = vec![];
-        for s in b.app.registry().servers() {
+        for s in b.app.registry().servers().iter() {
             // A random point in the probe cycle.
             tokio::time::sleep(Duration::from_millis(rand_ms(5500))).await;
             let pid = s.views()[0].pid.unwrap();

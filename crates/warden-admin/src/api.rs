@@ -24,7 +24,10 @@ use warden_supervisor::{Command, ServerHandle};
 /// What the API acts on.
 #[derive(Clone)]
 pub struct Api {
-    pub servers: Arc<Vec<ServerHandle>>,
+    /// Every server, as the last reload left them.
+    pub servers: warden_supervisor::Views,
+    /// Live reload: the record, and how to ask for one.
+    pub config: warden_ops::reloads::ConfigStatus,
     pub gateway: Gateway,
     pub store: Store,
     pub bus: Arc<EventBus>,
@@ -78,18 +81,32 @@ pub fn routes(api: Api) -> Router {
         .route("/api/servers/{name}/instances/{index}", get(instance))
         .route("/api/servers/{name}/{action}", post(act))
         .route("/api/failover/{name}/{action}", post(failover))
+        .route("/api/reload", post(reload))
         .route("/api/failures", get(failures))
         .route("/api/metrics", get(metrics))
         .with_state(api)
 }
 
+/// `POST /api/reload`: reads the config file again and applies what changed (200 with the
+/// diff), or changes nothing and answers 422 with every error.
+async fn reload(AxState(api): AxState<Api>) -> Response {
+    match api.config.reload("api").await {
+        Ok(diff) => Json(diff).into_response(),
+        Err(errors) => {
+            let message =
+                format!("config rejected; the running config stays: {}", errors.join("; "));
+            let body = json!({
+                "error": { "status": 422, "message": message, "errors": errors },
+            });
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+    }
+}
+
 impl Api {
     /// The server named `name`, or why not (a 404 message).
-    fn handle(&self, name: &str) -> Result<&ServerHandle, String> {
-        self.servers
-            .iter()
-            .find(|s| s.spec.name == name)
-            .ok_or_else(|| format!("no server named {name:?}"))
+    fn handle(&self, name: &str) -> Result<ServerHandle, String> {
+        self.servers.handle(name).ok_or_else(|| format!("no server named {name:?}"))
     }
 
     fn record(&self, what: String) {
@@ -106,9 +123,7 @@ async fn server(AxState(api): AxState<Api>, Path(name): Path<String>) -> Respons
     match api.handle(&name) {
         // The whole view, so fallbacks and failover count exactly as in `/api/servers`.
         Ok(h) => {
-            let all = warden_supervisor::Overview::from_parts(
-                api.servers.iter().map(ServerHandle::parts).collect(),
-            );
+            let all = api.servers.get();
             match all.servers.into_iter().find(|s| s.name == h.spec.name) {
                 Some(view) => Json(json!(view)).into_response(),
                 None => error(StatusCode::NOT_FOUND, format!("no server named {name:?}")),

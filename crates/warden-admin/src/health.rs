@@ -34,7 +34,6 @@ pub struct Sources {
     pub store_fallback: Option<String>,
     pub gateway: warden_gateway::Gateway,
     pub readiness: Readiness,
-    pub critical: Vec<String>,
     /// Where the database lives (for the disk check); `None` for in-memory.
     pub data_dir: Option<PathBuf>,
     pub started: Instant,
@@ -42,6 +41,8 @@ pub struct Sources {
     pub event_log: warden_ops::eventlog::LogStatus,
     /// Warden's own log files, once the binary reports them.
     pub log_files: warden_ops::logfiles::Slot,
+    /// Live reload's record (a refused config shows until a good one arrives).
+    pub config: warden_ops::reloads::ConfigStatus,
     pub stream: crate::stream::Stream,
 }
 
@@ -236,7 +237,16 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
     let lag_ok = lag_ms <= LAG_DEGRADED_MS;
     let (event_log, event_log_ok) = src.event_log.check();
     let (logs, logs_ok) = src.log_files.check();
-    let (ready, ready_reason) = readiness(src.readiness, &src.critical, &overview);
+    let (config, config_ok) = src.config.check();
+    // Critical servers as the last reload left them.
+    let critical: Vec<String> = src
+        .overview
+        .specs()
+        .iter()
+        .filter(|s| s.critical && !s.disabled)
+        .map(|s| s.name.clone())
+        .collect();
+    let (ready, ready_reason) = readiness(src.readiness, &critical, &overview);
 
     let servers = overview.servers.len();
     let count = |st: ServerStatus| overview.servers.iter().filter(|s| s.status == st).count();
@@ -245,7 +255,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
         .iter()
         .filter(|s| s.served_by.is_some() || s.instances.iter().any(|i| i.state.is_routable()))
         .count();
-    let critical_down = src.critical.iter().any(|c| {
+    let critical_down = critical.iter().any(|c| {
         overview.servers.iter().find(|s| &s.name == c).is_some_and(|s| {
             s.served_by.is_none() && !s.instances.iter().any(|i| i.state.is_routable())
         })
@@ -258,6 +268,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
         || !lag_ok
         || !event_log_ok
         || !logs_ok
+        || !config_ok
         || overview.status != ServerStatus::Healthy
     {
         "degraded"
@@ -307,6 +318,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
             },
             "event_log": event_log,
             "logs": logs,
+            "config": config,
             "event_stream": src.stream.check(),
             "upstreams": {
                 "status": overview.status,
@@ -333,6 +345,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
         (!disk_ok).then(|| "disk space low".to_owned()),
         (!lag_ok).then(|| "event loop lagging".to_owned()),
         (!event_log_ok).then(|| "event log failing".to_owned()),
+        (!config_ok).then(|| "config reload rejected".to_owned()),
         (!logs_ok).then(|| "log files failing".to_owned()),
     ]
     .into_iter()

@@ -12,14 +12,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::watch;
 use warden_config::ServerSpec;
 use warden_core::{EventBus, InstanceState, ServerStatus};
 use warden_gateway::{BreakerState, Gateway};
 use warden_metrics::scrape::{self, Collector, DescriptorEncoder, Unit};
 use warden_metrics::{instance_labels, Labels, Lag, Metrics};
 use warden_store::Store;
-use warden_supervisor::{InstanceLink, InstanceView, Overview};
+use warden_supervisor::{InstanceView, Overview};
 
 const BREAKER_STATES: [BreakerState; 3] =
     [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen];
@@ -44,27 +43,13 @@ pub struct Sources {
 
 /// Registers the scrape-time collector in the registry's metrics.
 pub fn register(registry: &warden_supervisor::Registry, src: Sources) {
-    let servers = registry
-        .servers()
-        .iter()
-        .map(|s| {
-            let instances = s
-                .watchers()
-                .into_iter()
-                .enumerate()
-                .map(|(i, view)| (view, s.link(i).expect("an instance has a link")))
-                .collect();
-            (Arc::clone(&s.spec), instances)
-        })
-        .collect();
-    let failover = registry.servers().iter().map(|s| Arc::clone(s.failover())).collect();
+    let servers = registry.views();
     let started_unix = SystemTime::now()
         .checked_sub(src.started.elapsed())
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0.0, |d| d.as_secs_f64());
     registry.metrics().register_collector(Box::new(Views {
         servers,
-        failover,
         gateway: src.gateway,
         store: src.store,
         store_fallback: src.store_fallback,
@@ -74,15 +59,13 @@ pub fn register(registry: &warden_supervisor::Registry, src: Sources) {
     }));
 }
 
-type Instances = Vec<(watch::Receiver<InstanceView>, Arc<InstanceLink>)>;
 /// Each server's instance views with their calls in flight, as read for one scrape.
 type Snapshot = Vec<(Arc<ServerSpec>, Vec<(InstanceView, usize)>)>;
 
 /// What the scrape reads. Holds no [`Metrics`] (it is registered in one).
 struct Views {
-    servers: Vec<(Arc<ServerSpec>, Instances)>,
-    /// Each server's failover settings, in the order of `servers`.
-    failover: Vec<Arc<warden_supervisor::FailoverControl>>,
+    /// Every server as the last reload left them.
+    servers: warden_supervisor::Views,
     gateway: Gateway,
     store: Store,
     /// The configured database could not be opened: Warden records in memory.
@@ -94,7 +77,9 @@ struct Views {
 
 impl fmt::Debug for Views {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Views").field("servers", &self.servers.len()).finish_non_exhaustive()
+        f.debug_struct("Views")
+            .field("servers", &self.servers.handles().len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,12 +96,13 @@ impl Collector for Views {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
         let e = &mut e;
         // One consistent snapshot of every view for this scrape.
-        let snapshot: Snapshot = self
-            .servers
+        let handles = self.servers.handles();
+        let snapshot: Snapshot = handles
             .iter()
-            .map(|(spec, instances)| {
-                let views = instances.iter().map(|(v, l)| (v.borrow().clone(), l.in_flight()));
-                (Arc::clone(spec), views.collect())
+            .map(|h| {
+                let views = h.views().into_iter().enumerate();
+                let views = views.map(|(i, v)| (v, h.link(i).map_or(0, |l| l.in_flight())));
+                (Arc::clone(&h.spec), views.collect())
             })
             .collect();
         let instances = || snapshot.iter().flat_map(|(_, v)| v);
@@ -190,9 +176,13 @@ impl Collector for Views {
         let overview = Overview::from_parts(
             snapshot
                 .iter()
-                .zip(&self.failover)
-                .map(|((spec, v), f)| {
-                    (Arc::clone(spec), v.iter().map(|(v, _)| v.clone()).collect(), f.get())
+                .zip(handles.iter())
+                .map(|((spec, v), h)| {
+                    (
+                        Arc::clone(spec),
+                        v.iter().map(|(v, _)| v.clone()).collect(),
+                        h.failover().get(),
+                    )
                 })
                 .collect(),
         );

@@ -86,7 +86,7 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
     let (limits, stop) = (s.limits, &s.stop);
     // The aggregated MCP endpoint and one endpoint per server.
     let loopback = s.guard.loopback;
-    let mut app = router(s.state.clone())
+    let app = router(s.state.clone())
         .merge(crate::api::routes(s.api.clone()))
         .merge(crate::routes::alerts::routes(s.alerts.clone()))
         .merge(crate::routes::reports::routes(s.reports.clone()))
@@ -95,15 +95,42 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
         .nest_service(
             "/mcp",
             gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
-        );
-    for name in gateway.server_names() {
-        app = app.nest_service(
-            &format!("/servers/{name}/mcp"),
-            gateway.http_service(Some(name), loopback, limits.sessions, stop.child_token()),
-        );
-    }
+        )
+        .merge(Router::new().route("/servers/{name}/mcp", axum::routing::any(scoped)).with_state(
+            Scoped {
+                gateway: gateway.clone(),
+                loopback,
+                limits: limits.sessions,
+                stop: stop.clone(),
+            },
+        ));
     app.layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
         .layer(axum::middleware::from_fn_with_state(s.guard.clone(), crate::guard::check))
+}
+
+/// What the per-server MCP endpoints need.
+#[derive(Clone)]
+struct Scoped {
+    gateway: warden_gateway::Gateway,
+    loopback: bool,
+    limits: warden_gateway::SessionLimits,
+    stop: CancellationToken,
+}
+
+/// `/servers/{name}/mcp`: the server's own endpoint, for the servers the config has now.
+async fn scoped(
+    AxState(s): AxState<Scoped>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    match s.gateway.scoped_service(&name, s.loopback, s.limits, &s.stop) {
+        Some(service) => match service.oneshot(request).await {
+            Ok(r) => r.into_response(),
+            Err(never) => match never {},
+        },
+        None => crate::api::error(StatusCode::NOT_FOUND, format!("no server named {name:?}")),
+    }
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {

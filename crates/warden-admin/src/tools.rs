@@ -4,11 +4,10 @@
 //! and optimization suggestions are the reports of `reports.rs`, as the API serves them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::{json, Value};
 use warden_gateway::{Builtin, FailoverAction, Gateway};
-use warden_supervisor::{Command, ServerHandle};
+use warden_supervisor::Command;
 use warden_upstream::BoxFuture;
 
 use crate::health::Health;
@@ -19,7 +18,7 @@ pub struct Tools {
     pub overview: warden_supervisor::Views,
     pub health: Health,
     pub gateway: Gateway,
-    pub servers: Arc<Vec<ServerHandle>>,
+    pub servers: warden_supervisor::Views,
     pub reports: Reports,
     pub tuner: warden_ops::tuning::Tuner,
 }
@@ -173,8 +172,7 @@ impl Tools {
             "trigger_recovery" => {
                 let h = self
                     .servers
-                    .iter()
-                    .find(|h| h.spec.name == server)
+                    .handle(server)
                     .ok_or_else(|| format!("no server named {server:?}"))?;
                 // Failed instances get a reset (clears the crash-loop limit), others that are
                 // not routable a restart; routable ones are left alone.
@@ -198,7 +196,7 @@ impl Tools {
     async fn benchmark(&self, server: Option<&str>) -> Result<Value, String> {
         let names: Vec<String> = match server {
             Some(s) => vec![s.to_owned()],
-            None => self.servers.iter().map(|h| h.spec.name.clone()).collect(),
+            None => self.servers.handles().iter().map(|h| h.spec.name.clone()).collect(),
         };
         let mut out = Vec::new();
         for name in names {

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use warden_config::{AlertRule, AlertSettings};
 use warden_core::InstanceState;
@@ -172,6 +173,20 @@ impl RuleSet {
 
     pub fn rules(&self) -> &[RuleDef] {
         self.evaluator.rules()
+    }
+
+    /// New settings (a live reload): rules kept keep their pending and firing alerts, restart
+    /// histories and SLO counts stay; the firing alerts of rules that are gone resolve now.
+    pub fn reconfigure(
+        &mut self,
+        settings: &AlertSettings,
+        wall: DateTime<Utc>,
+    ) -> Vec<Transition> {
+        let mut new = Self::new(settings, self.origin);
+        new.restarts = std::mem::take(&mut self.restarts);
+        new.slo = std::mem::take(&mut self.slo);
+        let old = std::mem::replace(self, new);
+        self.evaluator.adopt(old.evaluator, wall)
     }
 
     /// Puts back a server's SLO counts from an earlier run: `(minute, requests, errors)` with

@@ -129,6 +129,12 @@ impl Dispatcher {
         Self { cfg, groups: BTreeMap::new(), silences: Vec::new() }
     }
 
+    /// New grouping and repeat settings (a live reload); the groups and what they have
+    /// notified stay, so nothing is sent again because of the reload.
+    pub fn set_config(&mut self, cfg: DispatchConfig) {
+        self.cfg = cfg;
+    }
+
     pub fn set_silences(&mut self, silences: Vec<Silence>) {
         self.silences = silences;
     }

@@ -62,6 +62,30 @@ impl Evaluator {
         &self.rules
     }
 
+    /// Takes over `old`'s state (a live reload changed the rules): a rule kept by name, with
+    /// the same severity and labels, keeps its pending and firing alerts; a firing alert of a
+    /// rule that is gone (or changed its labels) resolves now.
+    pub fn adopt(&mut self, old: Evaluator, wall: DateTime<Utc>) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for (rule, states) in old.rules.into_iter().zip(old.states) {
+            let kept = self.rules.iter().position(|r| {
+                r.name == rule.name && r.severity == rule.severity && r.labels == rule.labels
+            });
+            match kept {
+                Some(i) => self.states[i] = states,
+                None => {
+                    for state in states.into_values().filter(|s| s.firing) {
+                        let mut alert = state.alert;
+                        alert.status = AlertStatus::Resolved;
+                        alert.ends_at = Some(wall);
+                        out.push(Transition::Resolved(alert));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Applies one evaluation: `active[i]` lists the label sets for which rule `i` holds now
     /// (a missing entry counts as none). Returns what started firing and what resolved.
     pub fn evaluate(&mut self, now: Now, active: &[Vec<Active>]) -> Vec<Transition> {

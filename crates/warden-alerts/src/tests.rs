@@ -562,3 +562,31 @@ fn slo_counts_seeded_from_an_earlier_run_count_in_the_windows() {
     let kept = first.slo_minutes(-2);
     assert_eq!(kept, vec![("s".to_owned(), -2, 40, 1)]);
 }
+
+#[test]
+fn a_reload_keeps_the_alerts_of_kept_rules_and_resolves_those_of_rules_gone() {
+    let mut rules = RuleSet::new(&settings(), Instant::now());
+    let start = t0();
+    let down =
+        |t: u64| server("s", false, vec![instance("s#0", InstanceState::Offline, (t / 20) as u32)]);
+    let mut fired = Vec::new();
+    for i in 0..20u64 {
+        fired.extend(names(&rules.evaluate(start.after(secs(i * 5)), &[down(i * 5)], &[])));
+    }
+    assert!(fired.contains(&"+ServerGroupUnavailable s".to_owned()), "{fired:?}");
+    assert!(fired.contains(&"+CrashLoop s#0".to_owned()), "{fired:?}");
+
+    // The same settings: nothing resolves, nothing fires again.
+    let at = start.after(secs(100));
+    assert!(rules.reconfigure(&settings(), at.wall).is_empty());
+    assert!(names(&rules.evaluate(at, &[down(100)], &[])).is_empty(), "no second notification");
+
+    // CrashLoop turned off: its alert resolves at once; the others stay firing.
+    let mut off = settings();
+    off.disabled_builtin.push("CrashLoop".to_owned());
+    let gone = names(&rules.reconfigure(&off, at.wall));
+    assert_eq!(gone, ["-CrashLoop s#0"]);
+    let firing: Vec<String> = rules.firing().iter().map(|a| a.name.clone()).collect();
+    assert!(firing.contains(&"ServerGroupUnavailable".to_owned()), "{firing:?}");
+    assert!(names(&rules.evaluate(start.after(secs(105)), &[down(105)], &[])).is_empty());
+}

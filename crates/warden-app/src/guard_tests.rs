@@ -14,6 +14,7 @@ const STATE_CHANGING: &[(&str, &str, &str)] = &[
     ("POST", "/api/servers/{name}/{action}", "/api/servers/s/stop"),
     ("POST", "/api/servers/{name}/{action}", "/api/servers/s/restart"),
     ("POST", "/api/failover/{name}/{action}", "/api/failover/s/trigger"),
+    ("POST", "/api/reload", "/api/reload"),
     ("POST", "/api/silences", "/api/silences"),
     ("DELETE", "/api/silences/{id}", "/api/silences/1"),
     ("POST", "/api/tuning/apply", "/api/tuning/apply"),

@@ -7,8 +7,10 @@
 
 mod check;
 mod demo;
+mod reload;
 mod render;
 mod seeds;
+mod watch;
 mod wiring;
 
 use std::net::SocketAddr;
@@ -23,6 +25,7 @@ use warden_supervisor::{ConnectorFactory, Registry};
 
 pub use check::{check, CheckOptions};
 pub use demo::demo_config;
+pub use reload::SecretsHook;
 pub use render::render_table;
 pub use warden_admin::Liveness;
 pub use warden_ops::logfiles::LogFilesStatus;
@@ -43,7 +46,10 @@ pub struct RunOptions {
 
 /// A running Warden. Call [`App::shutdown`] to stop it cleanly.
 pub struct App {
-    registry: Registry,
+    registry: Arc<Registry>,
+    /// Live reload (a config file to read is given by [`App::enable_reload`]).
+    reloader: reload::Reloader,
+    config_status: warden_ops::reloads::ConfigStatus,
     store: Store,
     recording: wiring::Recording,
     gateway: Gateway,
@@ -76,15 +82,34 @@ impl App {
         // 4. Supervision: every instance, seeded with what its server learnt before.
         let seeds = seeds::load(&store).await;
         let (registry, relay) = wiring::supervise(&options, &recording, samples, seeds.clone());
+        let registry = Arc::new(registry);
         // 5. The gateway in front of every server.
         let gateway = Gateway::new(&registry, &relay);
         // 6. The services: tool usage, seeds, tuning, alerting, standby control.
         let services = wiring::Services::start(
-            &registry, &gateway, &store, &recording, seeds, &options, &listener,
+            &registry,
+            &gateway,
+            &store,
+            &recording,
+            seeds.clone(),
+            &options,
+            &listener,
         )
         .await;
         // 7. The surfaces: HTTP routes and Warden's own MCP tools.
         let log_files = warden_ops::logfiles::Slot::default();
+        let config_status = warden_ops::reloads::ConfigStatus::default();
+        let reloader = reload::Reloader::new(reload::Parts {
+            file: None,
+            config: options.config.clone(),
+            registry: Arc::clone(&registry),
+            store: store.clone(),
+            bus: Arc::clone(&recording.bus),
+            status: config_status.clone(),
+            seeds,
+            secrets: None,
+            settings: Arc::clone(&recording.settings),
+        });
         let (surface, liveness) = wiring::surface(
             &registry,
             &gateway,
@@ -93,6 +118,7 @@ impl App {
             &recording,
             &services,
             &log_files,
+            &config_status,
             &options,
             &listener,
             started,
@@ -108,6 +134,8 @@ impl App {
         tracing::info!(servers = options.config.servers.len(), instances, database = %store.location(), "warden started");
         Ok(Self {
             registry,
+            reloader,
+            config_status,
             store,
             recording,
             gateway,
@@ -121,6 +149,31 @@ impl App {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Reads `file` on every reload (SIGHUP, `POST /api/reload`, `warden reload`) and, while
+    /// `warden.reload.watch` is on, whenever it changes on disk. `secrets` is told of the
+    /// secrets each new config holds.
+    pub fn enable_reload(&mut self, file: std::path::PathBuf, secrets: Option<SecretsHook>) {
+        self.reloader = self.reloader.with_file(file, secrets);
+        self.config_status.set_file(self.reloader.file().map(|f| f.display().to_string()));
+        let reloader = self.reloader.clone();
+        self.config_status.install(Arc::new(move |trigger| {
+            let reloader = reloader.clone();
+            Box::pin(async move { reloader.reload(trigger).await })
+        }));
+        watch::spawn(self.reloader.clone(), self.services.stop.child_token());
+    }
+
+    /// Reloads the config file now (`trigger`: who asked, as events and logs name it): the
+    /// diff applied, or every error (nothing changed).
+    pub async fn reload(&self, trigger: &'static str) -> Result<serde_json::Value, Vec<String>> {
+        self.reloader.reload(trigger).await
+    }
+
+    /// Warden's own settings, as the last reload left them.
+    pub fn settings(&self) -> tokio::sync::watch::Receiver<warden_config::WardenSettings> {
+        self.recording.settings.subscribe()
     }
 
     pub fn store(&self) -> &Store {

@@ -246,7 +246,7 @@ async fn write_known_samples(app: &App, base: chrono::DateTime<chrono::Utc>) {
         events_rx,
         samples_rx,
         warden_store::WriterOptions {
-            retention: Duration::from_secs(86_400),
+            retention: tokio::sync::watch::channel(Duration::from_secs(86_400)).1,
             prune_every: Duration::from_secs(3600),
             bus: None,
         },

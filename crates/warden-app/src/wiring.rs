@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use warden_admin::{api, guard, health, metrics, stream, tools, Liveness, Surface};
-use warden_config::Config;
+use warden_config::{Config, WardenSettings};
 use warden_core::{EventBus, MetricSample};
 use warden_gateway::Gateway;
 use warden_ops::{alerting, eventlog, logfiles, reports, tuning, usage};
@@ -23,6 +23,34 @@ use crate::{RunOptions, StartError};
 /// `relay` (the gateway installs itself there).
 pub fn real_connectors(relay: Relay) -> ConnectorFactory {
     Arc::new(move |spec| warden_upstream::connector_for(spec, &relay))
+}
+
+/// A receiver of one part of Warden's settings, following every reload of the whole (only
+/// real changes of the part are sent on).
+pub(crate) fn follow<T>(
+    settings: &watch::Receiver<WardenSettings>,
+    pick: fn(&WardenSettings) -> T,
+) -> watch::Receiver<T>
+where
+    T: Clone + PartialEq + Send + Sync + 'static,
+{
+    let mut all = settings.clone();
+    let (tx, rx) = watch::channel(pick(&all.borrow_and_update()));
+    tokio::spawn(async move {
+        // Ends when the settings' sender (the app) or every receiver of the part is gone.
+        while all.changed().await.is_ok() {
+            let part = pick(&all.borrow_and_update());
+            tx.send_if_modified(|v| {
+                let changed = *v != part;
+                *v = part;
+                changed
+            });
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// Binds the listener, if one is asked for.
@@ -57,11 +85,15 @@ pub(crate) struct Recording {
     writer: tokio::task::JoinHandle<()>,
     writer_stop: CancellationToken,
     pub(crate) event_log: eventlog::EventLog,
+    /// Warden's own settings as the last reload left them; the services follow their part.
+    pub(crate) settings: Arc<watch::Sender<WardenSettings>>,
 }
 
 impl Recording {
     /// Also returns where the supervisor sends its samples.
     pub(crate) fn start(store: &Store, options: &RunOptions) -> (Self, mpsc::Sender<MetricSample>) {
+        let settings = Arc::new(watch::channel(options.config.warden.clone()).0);
+        let live = settings.subscribe();
         let (events_tx, events_rx) = mpsc::channel(16_384);
         let (samples_tx, samples_rx) = mpsc::channel(16_384);
         let bus = EventBus::new(Some(events_tx));
@@ -73,7 +105,7 @@ impl Recording {
             events_rx,
             samples_rx,
             WriterOptions {
-                retention: options.config.warden.retention,
+                retention: follow(&live, |w| w.retention),
                 prune_every: Duration::from_secs(3600),
                 bus: Some(Arc::clone(&bus)),
             },
@@ -81,10 +113,10 @@ impl Recording {
         );
         let event_log = eventlog::EventLog::start(
             eventlog::dir_for(&options.database),
-            options.config.warden.retention,
+            follow(&live, |w| w.retention),
             &bus,
         );
-        (Self { bus, metrics, writer, writer_stop, event_log }, samples_tx)
+        (Self { bus, metrics, writer, writer_stop, event_log, settings }, samples_tx)
     }
 
     /// Closes the event log and flushes the writer.
@@ -169,13 +201,16 @@ impl Services {
         let w = &options.config.warden;
         let reports = reports::Reports {
             store: store.clone(),
-            servers: Arc::new(registry.servers().to_vec()),
+            servers: registry.views(),
             gateway: gateway.clone(),
             usage,
             metrics_interval: w.metrics_interval,
         };
-        let tuner =
-            tuning::Tuner::new(reports.clone(), Arc::clone(&recording.bus), w.tuning.clone());
+        let tuner = tuning::Tuner::new(
+            reports.clone(),
+            Arc::clone(&recording.bus),
+            follow(&recording.settings.subscribe(), |w| w.tuning.clone()),
+        );
         // Changes still in force are put back before anything is served.
         match tuner.restore().await {
             Ok(0) => {}
@@ -187,10 +222,9 @@ impl Services {
             alerting::Sources {
                 overview: registry.views(),
                 metrics: registry.metrics().clone(),
-                servers: registry.servers().iter().map(|s| Arc::clone(&s.spec)).collect(),
                 store: store.clone(),
                 bus: Arc::clone(&recording.bus),
-                settings: w.alerts.clone(),
+                settings: follow(&recording.settings.subscribe(), |w| w.alerts.clone()),
                 external_url: match listener {
                     Some((_, bound)) => format!("http://{bound}"),
                     None => "http://127.0.0.1:7420".to_owned(),
@@ -201,7 +235,7 @@ impl Services {
         .await;
         registry.metrics().register_collector(Box::new(alerting::AlertMetrics(alerts.clone())));
         warden_supervisor::spawn_standby_control(
-            registry.servers().to_vec(),
+            registry.views(),
             Arc::clone(&recording.bus),
             stop.clone(),
         );
@@ -238,6 +272,7 @@ pub(crate) async fn surface(
     recording: &Recording,
     services: &Services,
     log_files: &logfiles::Slot,
+    config: &warden_ops::reloads::ConfigStatus,
     options: &RunOptions,
     listener: &Option<(TcpListener, SocketAddr)>,
     started: Instant,
@@ -263,13 +298,6 @@ pub(crate) async fn surface(
             store_fallback: store_fallback.clone(),
             gateway: gateway.clone(),
             readiness: w.readiness,
-            critical: options
-                .config
-                .servers
-                .iter()
-                .filter(|s| s.critical && !s.disabled)
-                .map(|s| s.name.clone())
-                .collect(),
             data_dir: match &options.database {
                 Location::Sqlite(p) => p.parent().map(Into::into),
                 Location::Memory => None,
@@ -278,17 +306,18 @@ pub(crate) async fn surface(
             listen: listener.as_ref().map(|(_, b)| b.to_string()),
             event_log: recording.event_log.status(),
             log_files: log_files.clone(),
+            config: config.clone(),
             stream: stream.clone(),
         },
         stop.clone(),
     )
     .await;
-    let servers = Arc::new(registry.servers().to_vec());
+    let servers = registry.views();
     gateway.install_builtin(Arc::new(tools::Tools {
         overview: views.clone(),
         health: health.clone(),
         gateway: gateway.clone(),
-        servers: Arc::clone(&servers),
+        servers: servers.clone(),
         reports: services.reports.clone(),
         tuner: services.tuner.clone(),
     }));
@@ -320,6 +349,7 @@ pub(crate) async fn surface(
         tuner: services.tuner.clone(),
         api: api::Api {
             servers,
+            config: config.clone(),
             gateway: gateway.clone(),
             store: store.clone(),
             bus: Arc::clone(&recording.bus),
@@ -329,7 +359,7 @@ pub(crate) async fn surface(
 }
 
 /// One `failover_configurations` row per server, from its config.
-fn failover_rows(config: &Config) -> Vec<FailoverConfig> {
+pub(crate) fn failover_rows(config: &Config) -> Vec<FailoverConfig> {
     config
         .servers
         .iter()

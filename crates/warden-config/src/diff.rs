@@ -7,8 +7,9 @@
 //! - A server whose only process-level change is how many slots it runs (replicas, the
 //!   standby) is **resized**: the difference is started or stopped, the rest untouched.
 //! - Every other field is policy and changes **in place** (the names are listed).
-//! - In `warden`, the listen address and the database **need a restart** of Warden; the rest
-//!   applies live.
+//! - In `warden`, retention, alerts, tuning, the log level and the reload settings apply
+//!   **live**; the rest (the listen address, the database, the token, session limits, …) is
+//!   read at start and **needs a restart** of Warden.
 
 use crate::model::{Config, ServerSpec, WardenSettings};
 
@@ -149,20 +150,23 @@ fn settings_changes(
     n: &WardenSettings,
 ) -> (Vec<&'static str>, Vec<&'static str>) {
     let (mut live, mut restart) = (Vec::new(), Vec::new());
+    // Live: followed by the services (warden-app's settings channel) or read at each use.
     for (name, changed, is_live) in [
         ("warden.listen", o.listen != n.listen, false),
         ("warden.database", o.database != n.database, false),
         ("warden.retention", o.retention != n.retention, true),
-        ("warden.metrics_interval", o.metrics_interval != n.metrics_interval, true),
-        ("warden.token", o.token != n.token, true),
-        ("warden.sessions", o.max_sessions != n.max_sessions, true),
-        ("warden.session_idle_timeout", o.session_idle_timeout != n.session_idle_timeout, true),
-        ("warden.max_request_body", o.max_request_body != n.max_request_body, true),
-        ("warden.readiness", o.readiness != n.readiness, true),
-        ("warden.logs", o.logs != n.logs, true),
+        ("warden.metrics_interval", o.metrics_interval != n.metrics_interval, false),
+        ("warden.token", o.token != n.token, false),
+        ("warden.sessions", o.max_sessions != n.max_sessions, false),
+        ("warden.session_idle_timeout", o.session_idle_timeout != n.session_idle_timeout, false),
+        ("warden.max_request_body", o.max_request_body != n.max_request_body, false),
+        ("warden.readiness", o.readiness != n.readiness, false),
+        ("warden.logs", o.logs != n.logs, false),
+        ("warden.log_level", o.log_level != n.log_level, true),
         ("warden.alerts", o.alerts != n.alerts, true),
-        ("warden.prediction", o.prediction != n.prediction, true),
+        ("warden.prediction", o.prediction != n.prediction, false),
         ("warden.tuning", o.tuning != n.tuning, true),
+        ("warden.reload", o.reload != n.reload, true),
     ] {
         match (changed, is_live) {
             (true, true) => live.push(name),

@@ -29,8 +29,8 @@ pub use duration::{format_duration, parse_duration};
 pub use model::{
     BackoffPolicy, Balance, CheckSpec, CommandCheck, Config, HealthPolicy, HttpCheck, HttpMethod,
     JsonField, LogDir, LogFormat, LogSettings, PredictionSettings, ProbeMethod, Readiness,
-    RemoteKind, RestartMode, RestartPolicy, Secret, ServerSpec, Transport, TuningSettings,
-    WardenSettings,
+    ReloadSettings, RemoteKind, RestartMode, RestartPolicy, Secret, ServerSpec, Transport,
+    TuningSettings, WardenSettings,
 };
 
 /// Where Warden looks for its config when none is named: `$XDG_CONFIG_HOME/warden/config.json`

@@ -76,6 +76,26 @@ pub struct WardenSettings {
     pub alerts: crate::alerts::AlertSettings,
     pub prediction: PredictionSettings,
     pub tuning: TuningSettings,
+    pub reload: ReloadSettings,
+    /// Warden's log filter (`warden.log_level`: `info`, `debug`, `warden=debug,info`); the
+    /// `--log-level` flag or `WARDEN_LOG` wins over it.
+    pub log_level: Option<String>,
+}
+
+/// Live reload (`warden.reload`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReloadSettings {
+    /// Reload when the config file changes on disk (SIGHUP and the API work either way).
+    pub watch: bool,
+    /// How long a removed (or replaced) instance's calls in flight may take before it is
+    /// stopped.
+    pub grace: Duration,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        Self { watch: true, grace: Duration::from_secs(30) }
+    }
 }
 
 /// Learned tuning (`warden.tuning`): off unless `auto`; `apply_tuning` works either way.
@@ -182,6 +202,8 @@ impl Default for WardenSettings {
             alerts: crate::alerts::AlertSettings::default(),
             prediction: PredictionSettings::default(),
             tuning: TuningSettings::default(),
+            reload: ReloadSettings::default(),
+            log_level: None,
         }
     }
 }

@@ -103,6 +103,21 @@ pub(crate) fn compile_warden(
         }
         t.finish(&[], d);
     }
+    if let Some(mut r) = o.obj("reload", d) {
+        if let Some(w_) = r.bool("watch", d) {
+            w.reload.watch = w_;
+        }
+        if let Some(g) = r.duration("grace", Duration::ZERO, Duration::from_secs(3600), d) {
+            w.reload.grace = g;
+        }
+        r.finish(&[], d);
+    }
+    if let Some(level) = o.str("log_level", d) {
+        match check_log_filter(level) {
+            Ok(()) => w.log_level = Some(level.to_owned()),
+            Err(e) => d.error(&o.path_of("log_level"), e),
+        }
+    }
     let tpath = o.path_of("token");
     if let Some(t) = o.str("token", d) {
         if let Some((token, _)) = expand_field(&tpath, t, lookup, d) {
@@ -119,6 +134,31 @@ pub(crate) fn compile_warden(
     let _ = o.get("log");
     o.finish(&[], d);
     (w, health, restart)
+}
+
+/// A log filter as `tracing`'s `EnvFilter` reads it: comma-separated `level` or
+/// `target=level` directives.
+fn check_log_filter(text: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for part in text.split(',').map(str::trim) {
+        let level = part.rsplit_once('=').map_or(
+            part,
+            |(target, level)| {
+                if target.is_empty() {
+                    ""
+                } else {
+                    level
+                }
+            },
+        );
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{part:?} is not a log filter directive (use a level — trace, debug, info, warn, \
+                 error, off — or target=level, comma-separated)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn compile_logs(mut o: Obj<'_>, d: &mut Diags) -> LogSettings {

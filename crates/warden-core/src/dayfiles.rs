@@ -56,6 +56,12 @@ impl DayFiles {
         &self.dir
     }
 
+    /// How long files are kept from now on (a live reload changed it); old files go at the
+    /// next day's first write.
+    pub fn set_keep(&mut self, keep: Keep) {
+        self.keep = keep;
+    }
+
     /// The same directory and naming, with nothing open (after a writer task was lost).
     pub fn closed_copy(&self) -> Self {
         Self::new(self.dir.clone(), self.prefix, self.suffix, self.what, self.keep)

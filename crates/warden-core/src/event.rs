@@ -153,6 +153,24 @@ pub enum EventKind {
         reverted: bool,
         reason: String,
     },
+    /// A new config was applied: what changed, server by server (`trigger`: `file`, `signal`,
+    /// `api`).
+    ConfigReloaded {
+        trigger: String,
+        summary: String,
+        added: Vec<String>,
+        removed: Vec<String>,
+        restarted: Vec<String>,
+        resized: Vec<String>,
+        changed_in_place: Vec<String>,
+        applied_live: Vec<String>,
+        needs_restart: Vec<String>,
+    },
+    /// A new config was refused: nothing changed, the old one keeps running.
+    ConfigRejected {
+        trigger: String,
+        errors: Vec<String>,
+    },
 }
 
 /// What an alert event says about its alert.
@@ -187,6 +205,8 @@ impl EventKind {
             Self::AlertFiring { .. } => "alert_firing",
             Self::AlertResolved { .. } => "alert_resolved",
             Self::TuningChanged { .. } => "tuning_changed",
+            Self::ConfigReloaded { .. } => "config_reloaded",
+            Self::ConfigRejected { .. } => "config_rejected",
         }
     }
 }
@@ -279,6 +299,12 @@ impl Event {
                 reason,
             } => {
                 tracing::info!(instance = %inst, server = %server, change_id, parameter = %parameter, from, to, reverted, %trace, "tuning: {reason}")
+            }
+            EventKind::ConfigReloaded { trigger, summary, .. } => {
+                tracing::info!(%trigger, %trace, "config reloaded: {summary}")
+            }
+            EventKind::ConfigRejected { trigger, errors } => {
+                tracing::error!(%trigger, %trace, "config rejected, the running config stays: {}", errors.join("; "))
             }
         }
     }

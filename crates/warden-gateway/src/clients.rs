@@ -145,9 +145,11 @@ impl Clients {
         match &c.scope {
             None => true,
             Some(s) if s == server => true,
-            Some(s) => {
-                self.routes.server(s).is_some_and(|x| x.spec.fallback.iter().any(|f| f == server))
-            }
+            Some(s) => self
+                .routes
+                .table()
+                .server(s)
+                .is_some_and(|x| x.spec.fallback.iter().any(|f| f == server)),
         }
     }
 

@@ -18,7 +18,7 @@ use warden_core::{FailureClass, InstanceId, Reason};
 use warden_supervisor::CallOutcome;
 use warden_upstream::{Call, Origin, UpstreamError};
 
-use crate::route::{Routes, Unavailable};
+use crate::route::{Table, Unavailable};
 use crate::{UNAVAILABLE, UPSTREAM_FAILED};
 
 /// JSON-RPC code rmcp and the specification use for a cancelled request.
@@ -89,7 +89,7 @@ fn callers_mistake(code: i32) -> bool {
 /// failed codes, or the server's own JSON-RPC error); `isError` results, the caller's mistakes
 /// and cancellations are calls, not errors. Latency is as the client sees it, retry included.
 pub(crate) async fn forward(
-    routes: &Routes,
+    routes: &Table,
     req: Request<'_>,
     ctx: &RequestContext<RoleServer>,
     origin: Origin,
@@ -123,7 +123,7 @@ pub(crate) async fn forward(
     err(Display, level = "debug")
 )]
 async fn forward_attempts(
-    routes: &Routes,
+    routes: &Table,
     req: Request<'_>,
     ctx: &RequestContext<RoleServer>,
     origin: Origin,

@@ -71,17 +71,19 @@ pub struct Gateway {
     routes: Arc<Routes>,
     shared: Arc<handler::Shared>,
     managers: Arc<Mutex<Vec<Arc<LocalSessionManager>>>>,
+    /// Each server's own endpoint, made on its first request (servers come and go by reload).
+    scoped: Arc<Mutex<HashMap<String, StreamableHttpService<Handler, LocalSessionManager>>>>,
 }
 
 impl Gateway {
     /// Builds the gateway over `registry` and takes the servers' client-bound traffic from
     /// `relay` (the relay the connectors were built with).
     pub fn new(registry: &Registry, relay: &Relay) -> Self {
-        let routes = Arc::new(Routes::new(registry));
+        let routes = Routes::new(registry);
         let clients = Arc::new(clients::Clients::new(Arc::clone(&routes)));
         relay.install(Arc::new(clients::Relayer { clients: Arc::clone(&clients) }));
         let shared = Arc::new(handler::Shared::new(Arc::clone(&routes), clients));
-        Self { routes, shared, managers: Arc::default() }
+        Self { routes, shared, managers: Arc::default(), scoped: Arc::default() }
     }
 
     /// Serves Warden's own tools and resources on the aggregated endpoint.
@@ -96,7 +98,8 @@ impl Gateway {
         server: &str,
         rounds: usize,
     ) -> Result<Vec<(warden_core::InstanceId, Result<Vec<f64>, String>)>, String> {
-        let s = self.routes.server(server).ok_or_else(|| format!("no server named {server:?}"))?;
+        let table = self.routes.table();
+        let s = table.server(server).ok_or_else(|| format!("no server named {server:?}"))?;
         let mut out = Vec::new();
         for i in &s.instances {
             let result = match i.link.session() {
@@ -138,6 +141,7 @@ impl Gateway {
     /// Each instance's circuit breaker: state and how often it has opened.
     pub fn breakers(&self) -> Vec<(warden_core::InstanceId, BreakerState, u64)> {
         self.routes
+            .table()
             .servers()
             .flat_map(|s| s.instances.iter())
             .map(|i| {
@@ -154,7 +158,8 @@ impl Gateway {
         server: &str,
         action: FailoverAction,
     ) -> Result<serde_json::Value, String> {
-        let s = self.routes.server(server).ok_or_else(|| format!("no server named {server:?}"))?;
+        let table = self.routes.table();
+        let s = table.server(server).ok_or_else(|| format!("no server named {server:?}"))?;
         let mut tested = Vec::new();
         let now = s.failover.get();
         match action {
@@ -172,7 +177,7 @@ impl Gateway {
                     return Err(format!("{server:?} has no fallback servers to test"));
                 }
                 for f in &s.spec.fallback {
-                    let Some(fs) = self.routes.server(f) else { continue };
+                    let Some(fs) = table.server(f) else { continue };
                     for i in &fs.instances {
                         let result = match i.link.session() {
                             None => Err("no live session".to_owned()),
@@ -191,7 +196,7 @@ impl Gateway {
                 }
             }
         }
-        let served_by = self.routes.serving_catalog(server).map(|(srv, _)| srv.spec.name.clone());
+        let served_by = table.serving_catalog(server).map(|(srv, _)| srv.spec.name.clone());
         Ok(serde_json::json!({
             "server": server,
             "fallbacks": s.spec.fallback,
@@ -216,19 +221,37 @@ impl Gateway {
     /// Tool calls counted since the last call, per server, tool and hour; counting starts
     /// again from zero (warden-ops adds them to the store's `tool_usage` rollup).
     pub fn take_tool_usage(&self) -> Vec<warden_core::ToolUsage> {
-        self.routes.servers().flat_map(|s| s.usage.drain(&s.spec.name)).collect()
+        self.routes.table().servers().flat_map(|s| s.usage.drain(&s.spec.name)).collect()
     }
 
     /// Gives back rows [`Gateway::take_tool_usage`] returned that could not be stored.
     pub fn restore_tool_usage(&self, rows: &[warden_core::ToolUsage]) {
-        for s in self.routes.servers() {
+        for s in self.routes.table().servers() {
             s.usage.restore(rows.iter().filter(|r| r.server == s.spec.name));
         }
     }
 
-    /// Server names, for mounting `/servers/{name}/mcp`.
+    /// Server names (of MCP servers, enabled), as `/servers/{name}/mcp` serves them now.
     pub fn server_names(&self) -> Vec<String> {
-        self.routes.server_names()
+        self.routes.table().server_names()
+    }
+
+    /// The endpoint of one server (`/servers/{name}/mcp`), made on its first request and kept
+    /// (its sessions live in it); `None` while the config has no such server (a reload may
+    /// add or remove one at any time: a session on a removed server gets "no such server").
+    pub fn scoped_service(
+        &self,
+        name: &str,
+        loopback: bool,
+        limits: SessionLimits,
+        stop: &CancellationToken,
+    ) -> Option<StreamableHttpService<Handler, LocalSessionManager>> {
+        self.routes.table().server(name)?;
+        let mut scoped = self.scoped.lock().expect("not poisoned");
+        let service = scoped.entry(name.to_owned()).or_insert_with(|| {
+            self.http_service(Some(name.to_owned()), loopback, limits, stop.child_token())
+        });
+        Some(service.clone())
     }
 
     /// The aggregated handler (`scope: None`) or one server's (`Some(name)`).
@@ -295,7 +318,8 @@ async fn reapply(shared: Arc<handler::Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        for server in shared.routes.servers() {
+        let table = shared.routes.table();
+        for server in table.servers() {
             let name = &server.spec.name;
             let keys = server.session_keys();
             let before = seen.insert(name.clone(), keys.clone());
@@ -304,7 +328,7 @@ async fn reapply(shared: Arc<handler::Shared>, stop: CancellationToken) {
             }
             if let Some(level) = shared.clients.min_level(name) {
                 handler::upstream_all(
-                    &shared.routes,
+                    &table,
                     name,
                     "logging/setLevel",
                     clients::level_param(level),
@@ -313,7 +337,7 @@ async fn reapply(shared: Arc<handler::Shared>, stop: CancellationToken) {
             }
             for uri in shared.clients.subscribed(name) {
                 handler::upstream_all(
-                    &shared.routes,
+                    &table,
                     name,
                     "resources/subscribe",
                     serde_json::json!({ "uri": uri }),

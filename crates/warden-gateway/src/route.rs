@@ -2,7 +2,7 @@
 //! power of two choices on peak-EWMA latency × (calls in flight + 1), warning instances ×4.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rand::Rng;
@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warden_config::{Balance, ServerSpec};
 use warden_core::{InstanceId, InstanceState};
-use warden_supervisor::{InstanceLink, InstanceView, Registry, Tuned};
+use warden_supervisor::{InstanceLink, InstanceView, Registry, ServerHandle, Tuned};
 use warden_upstream::{Catalog, Session};
 
 use crate::breaker::{Breaker, RetryBudget};
@@ -142,7 +142,7 @@ impl Instance {
 
 pub(crate) struct Server {
     pub(crate) spec: Arc<ServerSpec>,
-    pub(crate) instances: Vec<Instance>,
+    pub(crate) instances: Vec<Arc<Instance>>,
     pub(crate) budget: Mutex<RetryBudget>,
     /// Retries, failovers and refusals of calls that name this server.
     pub(crate) metrics: warden_metrics::ServerMetrics,
@@ -153,7 +153,7 @@ pub(crate) struct Server {
     /// routable.
     pub(crate) failover: Arc<warden_supervisor::FailoverControl>,
     /// Tool calls that name this server, per tool and hour (see `usage.rs`).
-    pub(crate) usage: crate::usage::Usage,
+    pub(crate) usage: Arc<crate::usage::Usage>,
     /// Run-time overrides of its policy (tuning): the call timeout, instance weights.
     pub(crate) tuning: watch::Receiver<Tuned>,
 }
@@ -210,64 +210,140 @@ pub(crate) struct Pick<'a> {
     pub(crate) session: Arc<dyn Session>,
 }
 
-/// Every server and instance the gateway can route to.
+/// Every server and instance the gateway can route to, as the registry last published them:
+/// a reload swaps in a new table; a call keeps the one it started with (so a removed server's
+/// calls in flight finish on it).
 pub struct Routes {
-    servers: Vec<Server>,
+    table: RwLock<Arc<Table>>,
+    metrics: warden_metrics::Metrics,
     /// One counter per list kind (tools, prompts, resources), bumped when that list changed.
     generation: watch::Sender<[u64; 3]>,
 }
 
 impl Routes {
-    pub(crate) fn new(registry: &Registry) -> Self {
-        let servers = registry
-            .servers()
+    /// Follows `registry`: every change it publishes becomes a new table before the
+    /// registry's method returns.
+    pub(crate) fn new(registry: &Registry) -> Arc<Self> {
+        let routes = Arc::new(Self {
+            table: RwLock::new(Arc::new(Table { servers: Vec::new() })),
+            metrics: registry.metrics().clone(),
+            generation: watch::channel([0; 3]).0,
+        });
+        let weak = Arc::downgrade(&routes);
+        registry.on_change(Arc::new(move |handles| {
+            if let Some(routes) = weak.upgrade() {
+                routes.sync(handles);
+            }
+        }));
+        routes
+    }
+
+    /// The table now.
+    pub(crate) fn table(&self) -> Arc<Table> {
+        Arc::clone(&self.table.read().expect("not poisoned"))
+    }
+
+    /// A new table for `handles`: servers and instances that did not change keep their state
+    /// (latency, breaker, tool usage); a server whose policy changed gets the new spec.
+    fn sync(&self, handles: &[ServerHandle]) {
+        let old = self.table();
+        let servers = handles
             .iter()
             // Integrations are not MCP servers: never listed, mounted or routed to.
             .filter(|h| !h.spec.is_check())
-            .map(|h| Server {
-                spec: Arc::clone(&h.spec),
-                instances: h
+            .map(|h| {
+                let before = old.servers.iter().find(|s| s.spec.name == h.spec.name);
+                let instances: Vec<Arc<Instance>> = h
                     .watchers()
                     .into_iter()
                     .enumerate()
                     .map(|(i, view)| {
-                        let id = view.borrow().id.clone();
-                        Instance {
-                            id,
-                            view,
-                            link: h.link(i).expect("an instance has a link"),
-                            ewma: Mutex::new(PeakEwma::new()),
-                            breaker: Mutex::new(Breaker::default()),
-                            breaker_session: Mutex::new(0),
-                            tuning: h.tuning(),
-                        }
+                        let link = h.link(i).expect("an instance has a link");
+                        let kept = before.and_then(|b| {
+                            b.instances.iter().find(|x| Arc::ptr_eq(&x.link, &link)).cloned()
+                        });
+                        kept.unwrap_or_else(|| {
+                            Arc::new(Instance {
+                                id: warden_core::InstanceId::new(h.spec.name.as_str(), i as u32),
+                                view,
+                                link,
+                                ewma: Mutex::new(PeakEwma::new()),
+                                breaker: Mutex::new(Breaker::default()),
+                                breaker_session: Mutex::new(0),
+                                tuning: h.tuning(),
+                            })
+                        })
                     })
-                    .collect(),
-                budget: Mutex::new(RetryBudget::default()),
-                metrics: registry.metrics().server(&h.spec.name, &h.spec.fallback),
-                turn: Default::default(),
-                failover: Arc::clone(h.failover()),
-                usage: Default::default(),
-                tuning: h.tuning(),
+                    .collect();
+                if let Some(b) = before {
+                    let same = Arc::ptr_eq(&b.spec, &h.spec)
+                        && b.instances.len() == instances.len()
+                        && b.instances.iter().zip(&instances).all(|(x, y)| Arc::ptr_eq(x, y));
+                    if same {
+                        return Arc::clone(b);
+                    }
+                }
+                Arc::new(Server {
+                    spec: Arc::clone(&h.spec),
+                    instances,
+                    budget: Mutex::new(RetryBudget::default()),
+                    metrics: self.metrics.server(&h.spec.name, &h.spec.fallback),
+                    turn: Default::default(),
+                    failover: Arc::clone(h.failover()),
+                    usage: before.map(|b| Arc::clone(&b.usage)).unwrap_or_default(),
+                    tuning: h.tuning(),
+                })
             })
             .collect();
-        Self { servers, generation: watch::channel([0; 3]).0 }
+        *self.table.write().expect("not poisoned") = Arc::new(Table { servers });
     }
 
+    pub(crate) fn subscribe(&self) -> watch::Receiver<[u64; 3]> {
+        self.generation.subscribe()
+    }
+
+    /// Bumps the counter of each list kind (tools, prompts, resources) whose content changed
+    /// for any server — a server added or removed by a reload included (checked every
+    /// 200 ms: cheap, and quick enough that a dead server's tools leave the list well inside a
+    /// second).
+    pub(crate) async fn watch_changes(&self, stop: CancellationToken) {
+        let mut hashes = HashCache::new();
+        let mut last = self.table().fingerprint(&mut hashes);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            let now = self.table().fingerprint(&mut hashes);
+            let changed = changed_kinds(&last, &now);
+            if changed.iter().any(|c| *c) {
+                self.generation.send_modify(|g| {
+                    for (count, bump) in g.iter_mut().zip(changed) {
+                        *count += u64::from(bump);
+                    }
+                });
+            }
+            last = now;
+        }
+    }
+}
+
+/// One published set of servers.
+pub(crate) struct Table {
+    servers: Vec<Arc<Server>>,
+}
+
+impl Table {
     pub(crate) fn server_names(&self) -> Vec<String> {
         self.servers.iter().filter(|s| !s.spec.disabled).map(|s| s.spec.name.clone()).collect()
     }
 
     pub(crate) fn servers(&self) -> impl Iterator<Item = &Server> {
-        self.servers.iter().filter(|s| !s.spec.disabled)
+        self.servers.iter().map(|s| s.as_ref()).filter(|s| !s.spec.disabled)
     }
 
     pub(crate) fn server(&self, name: &str) -> Option<&Server> {
         self.servers().find(|s| s.spec.name == name)
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<[u64; 3]> {
-        self.generation.subscribe()
     }
 
     /// The server that serves `name` now (itself or a fallback) and its catalog.
@@ -330,7 +406,7 @@ impl Routes {
                 .instances
                 .iter()
                 .filter(|i| !exclude.contains(&&i.id))
-                .filter_map(|i| i.usable(now).map(|s| (i, s)))
+                .filter_map(|i| i.usable(now).map(|s| (i.as_ref(), s)))
                 .collect();
             // An instance that has not listed its catalog yet (it connected a moment ago: a
             // restart, a standby just started) takes calls only when nothing else can, or a
@@ -423,11 +499,12 @@ impl Routes {
         let out = self
             .servers()
             .map(|s| {
+                let hidden = &s.spec.disabled_tools;
                 let served = self.serving_catalog(&s.spec.name).map(|(serving, c)| {
-                    let key = Arc::as_ptr(&c) as usize;
+                    let key = (Arc::as_ptr(&c) as usize, hidden_key(hidden));
                     let h = match hashes.get(&key) {
                         Some((_, h)) => *h,
-                        None => content_hashes(&c),
+                        None => content_hashes(&c, hidden),
                     };
                     seen.insert(key, (c, h));
                     (serving.spec.name.clone(), h)
@@ -439,38 +516,23 @@ impl Routes {
         *hashes = seen;
         out
     }
-
-    /// Bumps the counter of each list kind (tools, prompts, resources) whose content changed
-    /// for any server (checked every 200 ms: cheap, and quick enough that a dead server's tools
-    /// leave the list well inside a second).
-    pub(crate) async fn watch_changes(&self, stop: CancellationToken) {
-        let mut hashes = HashCache::new();
-        let mut last = self.fingerprint(&mut hashes);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-            let now = self.fingerprint(&mut hashes);
-            let changed = changed_kinds(&last, &now);
-            if changed.iter().any(|c| *c) {
-                self.generation.send_modify(|g| {
-                    for (count, bump) in g.iter_mut().zip(changed) {
-                        *count += u64::from(bump);
-                    }
-                });
-            }
-            last = now;
-        }
-    }
 }
 
-/// Content hashes of catalogs, by the address of the `Arc` they were read from.
-type HashCache = HashMap<usize, (Arc<Catalog>, [u64; 3])>;
+/// Content hashes of catalogs, by the address of the `Arc` they were read from and the tools
+/// hidden from it (`disabledTools`, which a reload may change).
+type HashCache = HashMap<(usize, u64), (Arc<Catalog>, [u64; 3])>;
 
-/// Hashes of the tools, prompts and resources (with templates) a catalog offers; 0 for an
-/// empty list, so a server with nothing routable and one offering none look alike.
-fn content_hashes(c: &Catalog) -> [u64; 3] {
+fn hidden_key(hidden: &[String]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    hidden.hash(&mut h);
+    h.finish()
+}
+
+/// Hashes of the tools (less the `hidden` ones), prompts and resources (with templates) a
+/// catalog offers; 0 for an empty list, so a server with nothing routable and one offering
+/// none look alike.
+fn content_hashes(c: &Catalog, hidden: &[String]) -> [u64; 3] {
     use std::hash::{Hash, Hasher};
     let hash = |empty: bool, f: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
         if empty {
@@ -481,8 +543,11 @@ fn content_hashes(c: &Catalog) -> [u64; 3] {
         h.finish() | 1
     };
     [
-        hash(c.tools.is_empty(), &|h| {
-            c.tools.iter().for_each(|t| (&t.name, t.fingerprint).hash(h))
+        hash(c.tools.iter().all(|t| hidden.contains(&t.name)), &|h| {
+            c.tools
+                .iter()
+                .filter(|t| !hidden.contains(&t.name))
+                .for_each(|t| (&t.name, t.fingerprint).hash(h))
         }),
         hash(c.prompts.is_empty(), &|h| c.prompts.iter().for_each(|p| p.raw.to_string().hash(h))),
         hash(c.resources.is_empty() && c.templates.is_empty(), &|h| {

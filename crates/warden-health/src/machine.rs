@@ -84,6 +84,11 @@ impl HealthMachine {
         self.state
     }
 
+    /// New thresholds (a live reload changed the health policy); the streaks so far count.
+    pub fn set_thresholds(&mut self, th: Thresholds) {
+        self.th = th;
+    }
+
     /// Consecutive failed probes so far.
     pub fn probe_failures(&self) -> u32 {
         self.fail_streak

@@ -112,13 +112,17 @@ impl LogStatus {
 impl EventLog {
     /// Starts appending every event of `bus` under `dir` (`None`: no log, e.g. an in-memory
     /// database), deleting day files older than `retention`.
-    pub fn start(dir: Option<PathBuf>, retention: Duration, bus: &EventBus) -> Self {
+    pub fn start(
+        dir: Option<PathBuf>,
+        retention: tokio::sync::watch::Receiver<Duration>,
+        bus: &EventBus,
+    ) -> Self {
         let status =
             LogStatus(Arc::new(Mutex::new(Status { dir: dir.clone(), ..Default::default() })));
         let stop = CancellationToken::new();
         let task = dir.map(|dir| {
-            let files = day_files(dir, retention);
-            tokio::spawn(run(files, bus.subscribe(), status.clone(), stop.clone()))
+            let files = day_files(dir, *retention.borrow());
+            tokio::spawn(run(files, retention, bus.subscribe(), status.clone(), stop.clone()))
         });
         Self { status, task, stop }
     }
@@ -138,6 +142,7 @@ impl EventLog {
 
 async fn run(
     files: DayFiles,
+    mut retention: tokio::sync::watch::Receiver<Duration>,
     mut events: tokio::sync::broadcast::Receiver<Arc<Event>>,
     status: LogStatus,
     stop: CancellationToken,
@@ -167,6 +172,9 @@ async fn run(
         }
         if !lines.is_empty() {
             let mut f = files.take().expect("files are handed back after each batch");
+            if retention.has_changed().unwrap_or(false) {
+                f.set_keep(Keep::For(*retention.borrow_and_update()));
+            }
             let spare = f.closed_copy();
             let count = lines.len();
             match tokio::task::spawn_blocking(move || {

@@ -45,4 +45,13 @@ impl Store {
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), json_of(r.get(1)))).collect())
     }
+
+    /// Forgets a server's seeds (its process changed: what it learnt is of another program).
+    pub async fn delete_predictor_seed(&self, server: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM predictor_seeds WHERE server = ?")
+            .bind(server)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
 }

@@ -35,7 +35,7 @@ async fn fixture() -> Fixture {
         ev_rx,
         s_rx,
         WriterOptions {
-            retention: Duration::from_secs(86_400),
+            retention: tokio::sync::watch::channel(Duration::from_secs(86_400)).1,
             prune_every: Duration::from_secs(3600),
             bus: Some(bus),
         },

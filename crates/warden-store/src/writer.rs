@@ -22,7 +22,8 @@ const FLUSH_AT: usize = 500;
 const SHUTDOWN_TRIES: u32 = 8;
 
 pub struct WriterOptions {
-    pub retention: Duration,
+    /// How long raw rows are kept; a live reload may change it.
+    pub retention: tokio::sync::watch::Receiver<Duration>,
     /// How often old rows are pruned.
     pub prune_every: Duration,
     /// Where the writer reports `store_degraded` / `store_recovered`.
@@ -70,7 +71,8 @@ impl Store {
                     _ = tokio::time::sleep_until(next_flush) => {}
                     _ = tokio::time::sleep_until(next_prune) => {
                         next_prune = Instant::now() + options.prune_every;
-                        store.prune(options.retention).await;
+                        let retention = *options.retention.borrow();
+                        store.prune(retention).await;
                         continue;
                     }
                 }

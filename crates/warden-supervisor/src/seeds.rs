@@ -90,6 +90,13 @@ impl SeedBook {
         book.changed.insert(server.to_owned(), generation);
     }
 
+    /// Forgets a server's seeds (a reload gave it another program, or removed it).
+    pub fn forget(&self, server: &str) {
+        let mut book = self.lock();
+        book.servers.remove(server);
+        book.changed.remove(server);
+    }
+
     /// The servers published since generation `since`, and the generation to ask from next.
     pub fn changed_since(&self, since: u64) -> (Vec<(String, ServerSeed)>, u64) {
         let book = self.lock();

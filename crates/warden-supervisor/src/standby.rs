@@ -26,24 +26,25 @@ struct StandbyControl {
     last_predicted: HashMap<String, Instant>,
 }
 
-/// Runs standby control over `servers` until `stop`.
+/// Runs standby control over the servers with a standby (as each reload leaves them) until
+/// `stop`.
 pub fn spawn_standby_control(
-    servers: Vec<ServerHandle>,
+    servers: crate::Views,
     bus: std::sync::Arc<EventBus>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let servers: Vec<ServerHandle> = servers.into_iter().filter(|h| h.spec.standby).collect();
     tokio::spawn(async move {
-        if servers.is_empty() {
-            return;
-        }
         let mut control = StandbyControl::default();
         let mut tick = tokio::time::interval(STEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = tick.tick() => control.step(Instant::now(), &servers, &bus).await,
+                _ = tick.tick() => {
+                    let with_standby: Vec<ServerHandle> =
+                        servers.handles().iter().filter(|h| h.spec.standby).cloned().collect();
+                    control.step(Instant::now(), &with_standby, &bus).await;
+                }
             }
         }
     })

@@ -26,9 +26,10 @@ pub(crate) struct LogArgs {
     /// Log format: human (the default; colored on a terminal) or json.
     #[arg(long, global = true, env = "WARDEN_LOG_FORMAT", value_enum)]
     pub(crate) log_format: Option<LogFormat>,
-    /// Log filter, e.g. `info`, `debug`, `warden=debug,info`.
-    #[arg(long, global = true, env = "WARDEN_LOG", default_value = "info,rmcp=warn")]
-    pub(crate) log_level: String,
+    /// Log filter, e.g. `info`, `debug`, `warden=debug,info` (default `info,rmcp=warn`, or
+    /// `warden.log_level` from the config; this flag wins over the config).
+    #[arg(long, global = true, env = "WARDEN_LOG")]
+    pub(crate) log_level: Option<String>,
     /// Export `warden run`'s spans (gateway calls, probes) over OTLP/HTTP to this collector,
     /// e.g. http://127.0.0.1:4318 (`/v1/traces` is appended). Without it, the standard
     /// OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT variables turn it on.
@@ -119,6 +120,16 @@ pub(crate) enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
         /// Print the server view as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a running Warden read its config file again and apply what changed (only the
+    /// servers that changed are touched). Exit 0 applied, 64 the config was refused (every
+    /// error is printed; the running config stays), 69 unreachable.
+    Reload {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -31,6 +31,7 @@ pub(crate) async fn dispatch(command: Command) -> ExitCode {
         Command::Validate { config } => validate(config),
         Command::Misbehave(_) => unreachable!("handled in main"),
         Command::Status { remote, json } => crate::remote::status(&remote, json).await,
+        Command::Reload { remote, json } => crate::remote::reload(&remote, json).await,
         Command::Restart(a) => crate::remote::act(&a, "restart").await,
         Command::Stop(a) => crate::remote::act(&a, "stop").await,
         Command::Start(a) => crate::remote::act(&a, "start").await,
@@ -176,17 +177,18 @@ async fn run(
     stdio: bool,
     logs: LogFileArgs,
 ) -> ExitCode {
-    let config = if demo_mode {
+    let (config, file) = if demo_mode {
         match demo() {
-            Ok(c) => c,
+            Ok(c) => (c, None),
             Err(code) => return code,
         }
     } else {
         match load(&arg) {
-            Ok(l) => l.config,
+            Ok(l) => (l.config, Some(config_path(&arg))),
             Err(code) => return code,
         }
     };
+    crate::logging::set_config_filter(config.warden.log_level.as_deref());
     let db_text = db.or_else(|| config.warden.database.clone());
     let database = match db_text {
         Some(t) => match Location::parse(&t) {
@@ -233,7 +235,7 @@ async fn run(
     if token.is_none() && http.is_some_and(|l| !l.ip().is_loopback()) {
         tracing::warn!(%listen, "listening beyond loopback without a token: anyone who can reach this address can use every server");
     }
-    let app =
+    let mut app =
         match App::start(RunOptions { config, database, listen: http, token, connectors: None })
             .await
         {
@@ -245,6 +247,13 @@ async fn run(
         };
     if let Some(status) = log_files {
         app.set_log_files(status);
+    }
+    // Live reload: SIGHUP, `warden reload`, the API and the file watch read this file again.
+    if let Some(file) = file {
+        app.enable_reload(
+            file,
+            Some(Arc::new(|s: &[warden_config::Secret]| crate::redact::add(s))),
+        );
     }
     // Under systemd (Type=notify): ready now, then the watchdog and status lines.
     let notifier = crate::systemd::Notifier::from_env().map(Arc::new);
@@ -262,10 +271,10 @@ async fn run(
                 }
                 tracing::info!("the stdio client went away");
             }
-            _ = wait_for_signal() => {}
+            _ = wait_for_signal(&app) => {}
         }
     } else {
-        wait_for_signal().await;
+        wait_for_signal(&app).await;
     }
     tracing::info!("stopping: every child gets close-stdin → SIGTERM → SIGKILL");
     // systemd stops watching once told STOPPING=1: no more pets or status lines.
@@ -279,12 +288,21 @@ async fn run(
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Until SIGTERM or SIGINT; SIGHUP reloads the config (as `systemctl reload` sends it).
+async fn wait_for_signal(app: &App) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                // The reload logs what it applied, or every error.
+                let _ = app.reload("signal").await;
+            }
+        }
     }
 }

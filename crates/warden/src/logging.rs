@@ -18,7 +18,7 @@ use tracing::Metadata;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Registry};
+use tracing_subscriber::{reload, EnvFilter, Registry};
 use warden_app::LogFilesStatus;
 
 use crate::cli::{LogArgs, LogFormat};
@@ -51,10 +51,43 @@ impl Drop for Guard {
     }
 }
 
+/// The log filter when neither `--log-level`, `WARDEN_LOG` nor `warden.log_level` names one.
+const DEFAULT_FILTER: &str = "info,rmcp=warn";
+
+/// The filters of the stderr and file layers, changed together by [`set_config_filter`].
+static FILTERS: OnceLock<Vec<reload::Handle<EnvFilter, Registry>>> = OnceLock::new();
+/// `--log-level` / `WARDEN_LOG` was given: it wins over the config.
+static FILTER_FLAG: OnceLock<bool> = OnceLock::new();
+
+fn env_filter(text: &str) -> EnvFilter {
+    EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Applies the config's `warden.log_level` (at start and after every reload) unless the flag
+/// or `WARDEN_LOG` named a filter; `None` goes back to the default.
+pub(crate) fn set_config_filter(level: Option<&str>) {
+    if FILTER_FLAG.get().copied().unwrap_or(false) {
+        return;
+    }
+    let text = level.unwrap_or(DEFAULT_FILTER);
+    for h in FILTERS.get().into_iter().flatten() {
+        if let Err(e) = h.reload(env_filter(text)) {
+            tracing::warn!(error = %e, "the log filter could not be changed");
+        }
+    }
+}
+
 /// Installs the subscriber. `run`: the command is `warden run` (file layers, OTLP).
 pub(crate) fn init(log: &LogArgs, run: bool) -> Guard {
     let _ = FORMAT_FLAG.set(log.log_format);
-    let filter = || EnvFilter::try_new(&log.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = FILTER_FLAG.set(log.log_level.is_some());
+    let text = log.log_level.clone().unwrap_or_else(|| DEFAULT_FILTER.to_owned());
+    let mut handles = Vec::new();
+    let mut filter = || {
+        let (layer, handle) = reload::Layer::new(env_filter(&text));
+        handles.push(handle);
+        layer
+    };
     let stderr = || crate::redact::Stderr;
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
         vec![match log.log_format.unwrap_or(LogFormat::Human) {
@@ -96,6 +129,7 @@ pub(crate) fn init(log: &LogArgs, run: bool) -> Guard {
     } else {
         None
     };
+    let _ = FILTERS.set(handles);
     tracing_subscriber::registry().with(layers).init();
     Guard {
         #[cfg(feature = "otlp")]

@@ -156,6 +156,53 @@ pub(crate) async fn status(remote: &RemoteArgs, json: bool) -> ExitCode {
     }
 }
 
+/// `warden reload`: the diff applied (exit 0), or every error of the refused config (exit 64).
+pub(crate) async fn reload(remote: &RemoteArgs, json: bool) -> ExitCode {
+    let req = client().post(endpoint(remote, "/api/reload"));
+    let req = match &remote.token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    let res = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warden: cannot reach Warden at {}: {}", shown(&remote.url), without_url(&e));
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    let status = res.status();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+    }
+    if status.is_success() {
+        if !json {
+            println!("reloaded: {}", body["summary"].as_str().unwrap_or("applied"));
+            if let Some(r) = body["needs_restart"].as_array().filter(|r| !r.is_empty()) {
+                let names: Vec<&str> = r.iter().filter_map(Value::as_str).collect();
+                println!("needs a restart of Warden to take effect: {}", names.join(", "));
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    if status.as_u16() == 422 {
+        if !json {
+            eprintln!("warden: the config was refused; the running config stays");
+            for e in body["error"]["errors"].as_array().into_iter().flatten() {
+                eprintln!("  error: {}", e.as_str().unwrap_or_default());
+            }
+        }
+        return ExitCode::from(64);
+    }
+    let message =
+        body["error"]["message"].as_str().map_or_else(|| status.to_string(), str::to_owned);
+    eprintln!("warden: {message}");
+    if status.as_u16() == 401 {
+        eprintln!("warden: pass the token with --token or WARDEN_TOKEN");
+    }
+    ExitCode::from(1)
+}
+
 pub(crate) async fn act(a: &ActionArgs, action: &str) -> ExitCode {
     let mut path = format!("/api/servers/{}/{action}", a.name);
     if let Some(i) = a.instance {

@@ -28,7 +28,7 @@ use warden_upstream::{Call, Catalog, Origin};
 
 use crate::clients::{level_param, level_rank, Clients};
 use crate::forward::{self, clean_params, Flights, Request, ResultCache};
-use crate::route::Routes;
+use crate::route::{Routes, Table};
 use crate::template::template_matches;
 
 /// Separates a server's name from its tool's or prompt's in aggregated names.
@@ -86,7 +86,7 @@ impl Drop for Ticket {
             rt.spawn(async move {
                 for (server, uri) in orphaned {
                     upstream_all(
-                        &shared.routes,
+                        &shared.routes.table(),
                         &server,
                         "resources/unsubscribe",
                         json!({ "uri": uri }),
@@ -108,7 +108,7 @@ pub struct Handler {
 
 /// Sends a request to every routable instance of `server` (log levels, subscriptions), best
 /// effort: a refusal is logged at debug level.
-pub(crate) async fn upstream_all(routes: &Routes, server: &str, method: &str, params: Value) {
+pub(crate) async fn upstream_all(routes: &Table, server: &str, method: &str, params: Value) {
     let Some(s) = routes.server(server) else { return };
     for session in s.live_sessions() {
         let call = Call::new(
@@ -145,8 +145,9 @@ impl Handler {
         Self { shared, scope, ticket }
     }
 
-    fn routes(&self) -> &Routes {
-        &self.shared.routes
+    /// The routing table now (a call keeps the one it started with).
+    fn table(&self) -> Arc<Table> {
+        self.shared.routes.table()
     }
 
     fn origin(&self, ctx: &RequestContext<RoleServer>) -> Origin {
@@ -158,7 +159,7 @@ impl Handler {
     fn names(&self) -> Vec<String> {
         match &self.scope {
             Some(s) => vec![s.clone()],
-            None => self.routes().server_names(),
+            None => self.table().server_names(),
         }
     }
 
@@ -168,7 +169,7 @@ impl Handler {
             Some(s) => Ok((s.clone(), name.to_owned())),
             None => name
                 .split_once(SEP)
-                .filter(|(s, _)| self.routes().server(s).is_some())
+                .filter(|(s, _)| self.table().server(s).is_some())
                 .map(|(s, t)| (s.to_owned(), t.to_owned()))
                 .ok_or_else(|| {
                     ErrorData::invalid_params(
@@ -195,11 +196,12 @@ impl Handler {
 
     /// Every server's serving catalog, in config order, without its `disabledTools`.
     fn catalogs(&self) -> Vec<(String, Arc<Catalog>)> {
+        let table = self.table();
         self.names()
             .into_iter()
             .filter_map(|n| {
-                let (_, catalog) = self.routes().serving_catalog(&n)?;
-                let hidden = &self.routes().server(&n)?.spec.disabled_tools;
+                let (_, catalog) = table.serving_catalog(&n)?;
+                let hidden = &table.server(&n)?.spec.disabled_tools;
                 if hidden.is_empty() || !catalog.tools.iter().any(|t| hidden.contains(&t.name)) {
                     return Some((n, catalog));
                 }
@@ -214,7 +216,7 @@ impl Handler {
     /// offers.
     fn refuse_disabled(&self, server: &str, tool: &str) -> Result<(), ErrorData> {
         let disabled = self
-            .routes()
+            .table()
             .server(server)
             .is_some_and(|s| s.spec.disabled_tools.iter().any(|t| t == tool));
         if disabled {
@@ -278,7 +280,7 @@ impl Handler {
                 params: req.params.clone(),
                 tool: req.tool,
             };
-            let value = forward::forward(self.routes(), attempt, ctx, origin).await?;
+            let value = forward::forward(&self.table(), attempt, ctx, origin).await?;
             if !is_input_required(&value) || modern_client {
                 return Ok(value);
             }
@@ -318,7 +320,8 @@ impl Handler {
         let mut params = to_params(&req)?;
         params["name"] = json!(tool);
         let request = Request { server: &server, method: "tools/call", params, tool: Some(&tool) };
-        let Some(s) = self.routes().server(&server) else {
+        let table = self.table();
+        let Some(s) = table.server(&server) else {
             return self.forward_with_input(request, ctx).await;
         };
         // Only plain calls are shared or cached: a call carrying input answers is a continuation.

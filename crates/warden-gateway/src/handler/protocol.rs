@@ -210,7 +210,7 @@ impl ServerHandler for Handler {
         let server = self.resource_server(&req.uri)?;
         let origin = self.origin(&ctx);
         if self.shared.clients.subscribe(origin, &server, &req.uri) {
-            upstream_all(self.routes(), &server, "resources/subscribe", json!({ "uri": req.uri }))
+            upstream_all(&self.table(), &server, "resources/subscribe", json!({ "uri": req.uri }))
                 .await;
         }
         Ok(())
@@ -225,7 +225,7 @@ impl ServerHandler for Handler {
         let origin = self.origin(&ctx);
         if self.shared.clients.unsubscribe(origin, &server, &req.uri) {
             upstream_all(
-                self.routes(),
+                &self.table(),
                 &server,
                 "resources/unsubscribe",
                 json!({ "uri": req.uri }),
@@ -251,7 +251,7 @@ impl ServerHandler for Handler {
             _ => return Err(ErrorData::invalid_params("unsupported completion reference", None)),
         };
         let value = forward::forward(
-            self.routes(),
+            &self.table(),
             Request { server: &server, method: "completion/complete", params, tool: None },
             &ctx,
             self.origin(&ctx),
@@ -276,7 +276,7 @@ impl ServerHandler for Handler {
         // Each server logs at the lowest level any of its viewers asked for.
         for server in self.names() {
             if let Some(min) = self.shared.clients.min_level(&server) {
-                upstream_all(self.routes(), &server, "logging/setLevel", level_param(min)).await;
+                upstream_all(&self.table(), &server, "logging/setLevel", level_param(min)).await;
             }
         }
         Ok(())
@@ -294,7 +294,7 @@ impl ServerHandler for Handler {
 
     /// 2026-07-28 clients hear about list changes on their `subscriptions/listen` stream.
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
-        let mut generation = self.routes().subscribe();
+        let mut generation = self.shared.routes.subscribe();
         let mut seen = *generation.borrow_and_update();
         loop {
             tokio::select! {
@@ -327,7 +327,7 @@ impl ServerHandler for Handler {
     /// Older clients are told about list changes unprompted.
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
         self.shared.clients.attach(self.ticket.id, &ctx.peer);
-        let mut generation = self.routes().subscribe();
+        let mut generation = self.shared.routes.subscribe();
         let mut seen = *generation.borrow_and_update();
         let peer = ctx.peer;
         tokio::spawn(async move {

@@ -14,8 +14,8 @@ use super::{Alerts, Outgoing, RETRY_FIRST, RETRY_MAX};
 
 pub(super) async fn deliver_loop(alerts: Alerts, stop: CancellationToken) {
     let client = reqwest::Client::builder().build().expect("a default HTTP client builds");
-    let max_age = alerts.max_age;
     loop {
+        let max_age = alerts.settings.borrow().max_delivery_age;
         let next = alerts.lock().outbox.iter().map(|o| o.due).min();
         let sleep = match next {
             Some(due) => due.saturating_duration_since(Instant::now()),
@@ -50,7 +50,8 @@ pub(super) async fn deliver_loop(alerts: Alerts, stop: CancellationToken) {
             continue;
         }
         let attempts = due.into_iter().map(|o| {
-            let receiver = alerts.receivers.iter().find(|r| r.name == o.receiver).cloned();
+            let receiver =
+                alerts.settings.borrow().receivers.iter().find(|r| r.name == o.receiver).cloned();
             let client = client.clone();
             async move {
                 let result = match &receiver {

@@ -169,23 +169,22 @@ impl SloClock {
     }
 }
 
-pub(super) async fn evaluate_loop(alerts: Alerts, src: Sources, stop: CancellationToken) {
+pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: CancellationToken) {
     let start = Now::current();
-    let mut rules = RuleSet::new(&src.settings, start.at);
+    let mut settings = src.settings.borrow_and_update().clone();
+    let mut rules = RuleSet::new(&settings, start.at);
+    let objectives = |specs: &[Arc<ServerSpec>]| -> Vec<String> {
+        specs.iter().filter(|s| s.objective.is_some()).map(|s| s.name.clone()).collect()
+    };
     let mut slo = SloClock {
         origin: start.wall,
-        servers: src
-            .servers
-            .iter()
-            .filter(|s| s.objective.is_some())
-            .map(|s| s.name.clone())
-            .collect(),
+        servers: objectives(&src.overview.specs()),
         saved_before: 0,
     };
     slo.restore(&mut rules, &src.store).await;
-    let mut dispatcher = Dispatcher::new(DispatchConfig::from(&src.settings));
+    let mut dispatcher = Dispatcher::new(DispatchConfig::from(&settings));
     let mut last_am_post: Option<Instant> = None;
-    let mut tick = tokio::time::interval(src.settings.evaluation_interval);
+    let mut tick = tokio::time::interval(settings.evaluation_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -197,10 +196,26 @@ pub(super) async fn evaluate_loop(alerts: Alerts, src: Sources, stop: Cancellati
         }
         let now = Now::current();
         let overview = src.overview.get();
-        let servers = facts(&overview, &src.servers);
+        // The servers as the last reload left them.
+        let specs = src.overview.specs();
+        slo.servers = objectives(&specs);
+        let servers = facts(&overview, &specs);
         let mut series = parse_exposition(&src.metrics.encode());
         series.extend(instance_series(&overview));
-        let transitions = rules.evaluate(now, &servers, &series);
+        // A reload changed the rules or receivers: kept rules keep their alerts, the alerts of
+        // rules gone resolve now.
+        let mut transitions = Vec::new();
+        if src.settings.has_changed().unwrap_or(false) {
+            let new = src.settings.borrow_and_update().clone();
+            transitions = rules.reconfigure(&new, now.wall);
+            dispatcher.set_config(DispatchConfig::from(&new));
+            if new.evaluation_interval != settings.evaluation_interval {
+                tick = tokio::time::interval(new.evaluation_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
+            settings = new;
+        }
+        transitions.extend(rules.evaluate(now, &servers, &series));
         slo.save(&rules, &src.store, now.at, false).await;
         let mut resolved = Vec::new();
         for t in &transitions {
@@ -220,7 +235,7 @@ pub(super) async fn evaluate_loop(alerts: Alerts, src: Sources, stop: Cancellati
             firing.iter().map(|a| (a.clone(), dispatcher.muted(a, &firing, now.wall))).collect();
         let mut out = Vec::new();
         for n in dispatcher.tick(now, &firing, &resolved) {
-            for r in src.settings.receivers.iter() {
+            for r in settings.receivers.iter() {
                 if is_alertmanager(r) {
                     continue;
                 }
@@ -242,7 +257,7 @@ pub(super) async fn evaluate_loop(alerts: Alerts, src: Sources, stop: Cancellati
             || last_am_post.is_none_or(|t| now.at.duration_since(t) >= ALERTMANAGER_RESEND);
         if am_due && (!loud.is_empty() || !resolved.is_empty()) {
             last_am_post = Some(now.at);
-            for r in src.settings.receivers.iter().filter(|r| is_alertmanager(r)) {
+            for r in settings.receivers.iter().filter(|r| is_alertmanager(r)) {
                 let n = Notification {
                     group_key: String::new(),
                     group_labels: Default::default(),

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use warden_alerts::{Alert, Silence};
-use warden_config::{AlertSettings, Receiver, ReceiverKind, ServerSpec, WebhookFormat};
+use warden_config::{AlertSettings, Receiver, ReceiverKind, WebhookFormat};
 use warden_core::EventBus;
 use warden_store::Store;
 
@@ -47,10 +47,10 @@ const STORE_WRITE: Duration = Duration::from_secs(2);
 pub struct Sources {
     pub overview: Views,
     pub metrics: warden_metrics::Metrics,
-    pub servers: Vec<Arc<ServerSpec>>,
     pub store: Store,
     pub bus: Arc<EventBus>,
-    pub settings: AlertSettings,
+    /// `warden.alerts`, as the last reload left them (rules, receivers, timings).
+    pub settings: tokio::sync::watch::Receiver<AlertSettings>,
     /// Where people reach this Warden (`http://127.0.0.1:7420`), for links in payloads.
     pub external_url: String,
 }
@@ -93,9 +93,9 @@ pub struct Alerts {
     shared: Arc<Mutex<Shared>>,
     wake: Arc<Notify>,
     store: Store,
-    receivers: Arc<Vec<Receiver>>,
-    /// An undelivered notification older than this is given up on (kept, marked expired).
-    max_age: Duration,
+    /// Receivers, and how old an undelivered notification may grow before it is given up on
+    /// (kept, marked expired): as the last reload left them.
+    settings: tokio::sync::watch::Receiver<AlertSettings>,
 }
 
 impl Alerts {
@@ -108,7 +108,6 @@ impl Alerts {
             Ok(rows) => shared.silences = rows.iter().filter_map(silence_of).collect(),
             Err(e) => tracing::warn!(error = %e, "could not load silences from the database"),
         }
-        let receivers = Arc::new(src.settings.receivers.clone());
         match src.store.pending_notifications().await {
             Ok(rows) => {
                 for r in rows {
@@ -144,8 +143,7 @@ impl Alerts {
             shared: Arc::new(Mutex::new(shared)),
             wake: Arc::new(Notify::new()),
             store: src.store.clone(),
-            receivers,
-            max_age: src.settings.max_delivery_age,
+            settings: src.settings.clone(),
         };
         tokio::spawn(evaluate_loop(alerts.clone(), src, stop.clone()));
         tokio::spawn(deliver_loop(alerts.clone(), stop));
@@ -168,7 +166,8 @@ impl Alerts {
                 v
             })
             .collect();
-        let receivers: Vec<Value> = self.receivers.iter().map(receiver_view).collect();
+        let receivers: Vec<Value> =
+            self.settings.borrow().receivers.iter().map(receiver_view).collect();
         let outbox: Vec<Value> = s
             .outbox
             .iter()

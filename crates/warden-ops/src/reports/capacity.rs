@@ -138,8 +138,8 @@ impl Reports {
     }
 
     pub(super) fn capacity_json(&self, c: &Capacity, r: &ReportRange) -> Value {
-        let handle = self.servers.iter().find(|h| h.spec.name == c.server);
-        let views = handle.map(|h| h.views()).unwrap_or_default();
+        let handle = self.servers.handle(&c.server);
+        let views = handle.as_ref().map(|h| h.views()).unwrap_or_default();
         let in_flight: usize = handle
             .map_or(0, |h| (0..views.len()).filter_map(|i| h.link(i)).map(|l| l.in_flight()).sum());
         let planned = c.planned();

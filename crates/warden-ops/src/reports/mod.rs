@@ -40,7 +40,6 @@ use warden_store::{
     Durations, FailureStats, InstanceSamples, MetricQuery, ReportRange, Store, ToolStats,
     UsageStats,
 };
-use warden_supervisor::ServerHandle;
 
 use crate::usage::UsageFlusher;
 use crate::{parse_instant, Refusal};
@@ -105,7 +104,8 @@ impl Kind {
 #[derive(Clone)]
 pub struct Reports {
     pub store: Store,
-    pub servers: Arc<Vec<ServerHandle>>,
+    /// Every server, as the last reload left them.
+    pub servers: warden_supervisor::Views,
     pub gateway: Gateway,
     pub usage: Arc<UsageFlusher>,
     pub metrics_interval: Duration,
@@ -140,8 +140,8 @@ fn suggestion(
 }
 
 impl Reports {
-    fn spec(&self, server: &str) -> Option<&Arc<ServerSpec>> {
-        self.servers.iter().find(|h| h.spec.name == server).map(|h| &h.spec)
+    fn spec(&self, server: &str) -> Option<Arc<ServerSpec>> {
+        self.servers.handle(server).map(|h| h.spec)
     }
 
     /// The period and server of a request; the message names the bad parameter.
@@ -195,6 +195,7 @@ impl Reports {
     ) -> Vec<String> {
         let mut names: Vec<String> = self
             .servers
+            .handles()
             .iter()
             .map(|h| h.spec.name.clone())
             .filter(|n| r.server.as_ref().is_none_or(|s| s == n))
@@ -255,7 +256,7 @@ impl Reports {
 
     /// Whether `server` describes `tool` as read-only (any instance's catalog).
     fn read_only(&self, server: &str, tool: &str) -> bool {
-        self.servers.iter().filter(|h| h.spec.name == server).any(|h| {
+        self.servers.handle(server).is_some_and(|h| {
             (0..h.views().len())
                 .filter_map(|i| h.link(i)?.catalog())
                 .any(|c| c.tools.iter().any(|t| t.name == tool && t.read_only))

@@ -202,7 +202,7 @@ impl Reports {
         }
         // Live state: what the views and the gateway see now.
         let overview = warden_supervisor::Overview::from_parts(
-            self.servers.iter().map(warden_supervisor::ServerHandle::parts).collect(),
+            self.servers.handles().iter().map(warden_supervisor::ServerHandle::parts).collect(),
         );
         for s in &overview.servers {
             let in_scope = capacity.iter().any(|c| c.server == s.name);

@@ -43,7 +43,8 @@ pub use rules::*;
 pub struct Tuner {
     reports: Reports,
     bus: Arc<EventBus>,
-    settings: TuningSettings,
+    /// `warden.tuning`, as the last reload left it.
+    settings: tokio::sync::watch::Receiver<TuningSettings>,
     /// One change at a time: reading the value in force and recording the change are one step.
     lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -67,12 +68,16 @@ pub fn row_json(r: &TuningRow) -> Value {
 }
 
 impl Tuner {
-    pub fn new(reports: Reports, bus: Arc<EventBus>, settings: TuningSettings) -> Self {
+    pub fn new(
+        reports: Reports,
+        bus: Arc<EventBus>,
+        settings: tokio::sync::watch::Receiver<TuningSettings>,
+    ) -> Self {
         Self { reports, bus, settings, lock: Arc::default() }
     }
 
-    fn handle(&self, server: &str) -> Option<&ServerHandle> {
-        self.reports.servers.iter().find(|h| h.spec.name == server)
+    fn handle(&self, server: &str) -> Option<ServerHandle> {
+        self.reports.servers.handle(server)
     }
 
     fn emit(&self, row: &TuningRow, from: f64, to: f64, reverted: bool, reason: &str) {
@@ -93,7 +98,7 @@ impl Tuner {
     }
 
     fn range(&self, since: Option<&str>, server: Option<&str>) -> Result<ReportRange, Refusal> {
-        let lookback = format!("{}s", self.settings.lookback.as_secs());
+        let lookback = format!("{}s", self.settings.borrow().lookback.as_secs());
         self.reports.range(Some(since.unwrap_or(&lookback)), None, server, warden_core::now())
     }
 
@@ -105,9 +110,8 @@ impl Tuner {
         let samples = store.instance_samples(r).await.map_err(database)?;
         let failures = store.failure_stats(r).await.map_err(database)?;
         let probe_timeouts = store.probe_timeouts(r).await.map_err(database)?;
-        let servers = self
-            .reports
-            .servers
+        let handles = self.reports.servers.handles();
+        let servers = handles
             .iter()
             .filter(|h| r.server.as_ref().is_none_or(|s| *s == h.spec.name) && !h.spec.disabled)
             .map(|h| (&*h.spec, h.tuned()))
@@ -376,7 +380,8 @@ impl Tuner {
     ) -> Result<Value, Refusal> {
         let r = self.range(since, server)?;
         let mut servers = Vec::new();
-        for h in self.reports.servers.iter().filter(|h| server.is_none_or(|s| s == h.spec.name)) {
+        let handles = self.reports.servers.handles();
+        for h in handles.iter().filter(|h| server.is_none_or(|s| s == h.spec.name)) {
             let tuned = h.tuned();
             let mut params = Vec::new();
             for param in Param::ALL.into_iter().filter(|p| p.applies_to(&h.spec)) {
@@ -408,7 +413,7 @@ impl Tuner {
             .await
             .map_err(database)?;
         Ok(json!({
-            "auto": self.settings.auto,
+            "auto": self.settings.borrow().auto,
             "since": r.since,
             "servers": servers,
             "proposals": proposals.iter().map(Proposal::to_json).collect::<Vec<_>>(),
@@ -416,20 +421,29 @@ impl Tuner {
         }))
     }
 
-    /// With `warden.tuning.auto`: applies what was learned every `interval`.
+    /// While `warden.tuning.auto` is on: applies what was learned every `interval` (both as
+    /// the last reload left them).
     pub fn spawn_auto(&self, stop: CancellationToken) {
-        if !self.settings.auto {
-            return;
-        }
         let this = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(this.settings.interval);
+            let every = |t: &Self| t.settings.borrow().interval;
+            let mut interval = every(&this);
+            let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
+                }
+                if every(&this) != interval {
+                    interval = every(&this);
+                    tick = tokio::time::interval(interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await;
+                }
+                if !this.settings.borrow().auto {
+                    continue;
                 }
                 if let Err((_, e)) = this.apply(None, None, false, "auto").await {
                     tracing::warn!("automatic tuning did not run: {e}");

@@ -60,7 +60,9 @@ const DIFF_NAMES: usize = 50;
 
 pub(crate) struct InstanceCtx {
     pub(crate) id: InstanceId,
-    pub(crate) spec: Arc<ServerSpec>,
+    /// The server's config; a live reload replaces its policy here (never its transport:
+    /// that starts new instances).
+    pub(crate) spec: watch::Receiver<Arc<ServerSpec>>,
     pub(crate) connector: Arc<dyn Connector>,
     pub(crate) bus: Arc<EventBus>,
     pub(crate) samples: Option<mpsc::Sender<MetricSample>>,
@@ -152,8 +154,8 @@ struct Runner {
 
 impl Runner {
     fn new(ctx: InstanceCtx) -> Self {
-        let h = &ctx.spec.health;
-        let r = &ctx.spec.restart;
+        let spec = Arc::clone(&ctx.spec.borrow());
+        let (h, r) = (&spec.health, &spec.restart);
         Self {
             machine: HealthMachine::new(Thresholds {
                 unhealthy: h.unhealthy_threshold,
@@ -172,8 +174,8 @@ impl Runner {
             probation_try: false,
             next_sample: Instant::now() + ctx.metrics_interval,
             predictor: ctx.prediction.clone().map(|cfg| {
-                let mut limits = warden_predict::Limits::new(ctx.spec.timeout);
-                limits.memory_limit_bytes = ctx.spec.memory_limit;
+                let mut limits = warden_predict::Limits::new(spec.timeout);
+                limits.memory_limit_bytes = spec.memory_limit;
                 crate::predict::Predictors::new(limits, cfg)
             }),
             origin: Instant::now(),
@@ -185,7 +187,7 @@ impl Runner {
 
     async fn main(&mut self) {
         // A standby waits stopped until it is needed.
-        let mut stopped = self.ctx.spec.disabled || self.ctx.spec.is_standby(self.ctx.id.index());
+        let mut stopped = self.spec().disabled || self.spec().is_standby(self.ctx.id.index());
         let mut failed = false;
         let mut first = true;
         loop {
@@ -202,7 +204,7 @@ impl Runner {
                 }
             }
             if failed {
-                let probation = self.ctx.spec.restart.probation.map(|p| Instant::now() + p);
+                let probation = self.spec().restart.probation.map(|p| Instant::now() + p);
                 let reason = self.view().reason;
                 let retry_at = probation.map(to_wall);
                 self.set_state_with(InstanceState::Failed, reason, |v| v.next_retry_at = retry_at);
@@ -246,7 +248,7 @@ impl Runner {
                     // doubles its delay every start.
                     let served = std::mem::take(&mut self.served);
                     self.level = decayed(self.level, served);
-                    let mode = self.ctx.spec.restart.mode;
+                    let mode = self.spec().restart.mode;
                     let restart =
                         !(mode == RestartMode::Never || (mode == RestartMode::OnFailure && clean));
                     // Decide first, so the view changes once: offline, with its retry time.
@@ -254,7 +256,7 @@ impl Runner {
                         Next::Wait
                     } else if std::mem::take(&mut self.probation_try) {
                         Next::Failed { exceeded: false }
-                    } else if self.ctx.spec.is_stdio() && self.intensity.record(Instant::now()) {
+                    } else if self.spec().is_stdio() && self.intensity.record(Instant::now()) {
                         // Remote servers cannot be crash-looped by us; they keep being retried.
                         Next::Failed { exceeded: true }
                     } else {
@@ -288,7 +290,7 @@ impl Runner {
                             if exceeded {
                                 let restarts =
                                     self.intensity.count(Instant::now()).saturating_sub(1);
-                                let window_seconds = self.ctx.spec.restart.window.as_secs();
+                                let window_seconds = self.spec().restart.window.as_secs();
                                 self.emit(EventKind::RestartIntensityExceeded {
                                     restarts,
                                     window_seconds,
@@ -312,6 +314,28 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+
+    /// The server's config in force.
+    fn spec(&self) -> Arc<ServerSpec> {
+        Arc::clone(&self.ctx.spec.borrow())
+    }
+
+    /// A live reload changed the server's policy: thresholds, backoff, restart intensity and
+    /// the predictor's limits follow it from now on (the caller re-reads the probe policy).
+    fn apply_spec(&mut self) {
+        let spec = Arc::clone(&self.ctx.spec.borrow_and_update());
+        let (h, r) = (&spec.health, &spec.restart);
+        self.machine.set_thresholds(Thresholds {
+            unhealthy: h.unhealthy_threshold,
+            healthy: h.healthy_threshold,
+        });
+        self.backoff = Backoff::new(r.backoff.clone());
+        self.intensity = RestartIntensity::new(r.max_restarts, r.window);
+        let call_timeout = self.ctx.tuning.borrow().call_timeout(&spec);
+        if let Some(p) = self.predictor.as_mut() {
+            p.set_call_timeout(call_timeout);
         }
     }
 
@@ -362,7 +386,7 @@ impl Runner {
         });
         // Call outcomes from the previous session say nothing about this one.
         while self.ctx.reports.try_recv().is_ok() {}
-        let deadline = self.ctx.spec.health.startup_timeout;
+        let deadline = self.spec().health.startup_timeout;
         let connector = Arc::clone(&self.ctx.connector);
         let mut connect = connector.connect(self.ctx.id.clone(), deadline);
         // Dropping `connect` (stop, restart, shutdown) kills a half-started child.
@@ -432,7 +456,7 @@ impl Runner {
     }
 
     fn restart_action(&self) -> RecoveryAction {
-        if self.ctx.spec.is_stdio() {
+        if self.spec().is_stdio() {
             RecoveryAction::Restart
         } else {
             RecoveryAction::Reconnect
@@ -440,10 +464,7 @@ impl Runner {
     }
 
     fn stop_policy(&self) -> StopPolicy {
-        StopPolicy {
-            grace: self.ctx.spec.restart.stop_grace,
-            term: self.ctx.spec.restart.term_timeout,
-        }
+        StopPolicy { grace: self.spec().restart.stop_grace, term: self.spec().restart.term_timeout }
     }
 }
 

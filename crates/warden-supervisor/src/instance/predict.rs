@@ -81,7 +81,7 @@ impl Runner {
         }
         if let Some((probes, calls)) = seeds {
             if probes.is_some() || calls.is_some() {
-                self.ctx.seeds.publish(&self.ctx.spec.name, probes, calls, warden_core::now());
+                self.ctx.seeds.publish(&self.spec().name, probes, calls, warden_core::now());
                 self.next_publish = now + PUBLISH_SEEDS_EVERY;
             }
         }
@@ -112,9 +112,9 @@ impl Runner {
     /// A new process or connection: its trends start over (the server's baseline stays).
     /// A predictor not armed yet takes the server's seed (docs/contract.md, prediction).
     pub(super) fn predictor_restart(&mut self) {
+        let seed = self.ctx.seeds.get(&self.spec().name);
         let Some(p) = &mut self.predictor else { return };
         p.restart();
-        let seed = self.ctx.seeds.get(&self.ctx.spec.name);
         if seed.is_some_and(|s| p.seed_from(&s, warden_core::now())) {
             tracing::debug!(instance = %self.ctx.id, "prediction armed from the server's learnt baselines");
         }
@@ -128,7 +128,7 @@ impl Runner {
         let snap = self.stats.snapshot(now);
         let restarts = self.restarts;
         // Each child leads its own process group: its RSS is the group's.
-        let rss = self.rss.sample(self.view().pid.filter(|_| self.ctx.spec.is_stdio()));
+        let rss = self.rss.sample(self.view().pid.filter(|_| self.spec().is_stdio()));
         if let (Some(bytes), Some(p)) = (rss, &mut self.predictor) {
             p.observe_rss(now.saturating_duration_since(self.origin).as_secs_f64(), bytes);
         }

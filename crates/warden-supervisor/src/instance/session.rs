@@ -65,7 +65,8 @@ impl Runner {
             self.apply(t);
         }
         let activity = session.activity();
-        let mut policy = self.ctx.tuning.borrow_and_update().health(&self.ctx.spec.health);
+        let spec = self.spec();
+        let mut policy = self.ctx.tuning.borrow_and_update().health(&spec.health);
         let method = policy.method;
         let mut catalog: Option<BoxFuture<'_, Result<Catalog, UpstreamError>>> =
             Some(list(session));
@@ -80,6 +81,7 @@ impl Runner {
         let mut serving_since: Option<Instant> = None;
 
         let end = loop {
+            let reset_after = self.spec().restart.reset_after;
             tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => break End::Shutdown,
@@ -161,9 +163,10 @@ impl Runner {
                 _ = sleep_until(self.next_predict) => self.predict(),
                 // Tuning changed the probe policy: the next probe follows it.
                 Ok(()) = self.ctx.tuning.changed() => {
+                    let spec = self.spec();
                     let (tuned, call_timeout) = {
                         let t = self.ctx.tuning.borrow_and_update();
-                        (t.health(&self.ctx.spec.health), t.call_timeout(&self.ctx.spec))
+                        (t.health(&spec.health), t.call_timeout(&spec))
                     };
                     if let Some(p) = self.predictor.as_mut() {
                         p.set_call_timeout(call_timeout);
@@ -173,13 +176,22 @@ impl Runner {
                     }
                     policy = tuned;
                 },
-                _ = sleep_until(healthy_since.unwrap_or_else(Instant::now) + self.ctx.spec.restart.reset_after),
+                // A live reload changed the server's policy in place.
+                Ok(()) = self.ctx.spec.changed() => {
+                    self.apply_spec();
+                    let tuned = self.ctx.tuning.borrow().health(&self.spec().health);
+                    if probe.is_none() && tuned.interval < policy.interval {
+                        next_probe = next_probe.min(Instant::now() + tuned.interval);
+                    }
+                    policy = tuned;
+                },
+                _ = sleep_until(healthy_since.unwrap_or_else(Instant::now) + reset_after),
                     if healthy_since.is_some() && self.level > 0.0 => {}
             }
             // Sustained health resets the backoff.
             if self.machine.state() == InstanceState::Healthy {
                 let since = *healthy_since.get_or_insert_with(Instant::now);
-                if self.level > 0.0 && since.elapsed() >= self.ctx.spec.restart.reset_after {
+                if self.level > 0.0 && since.elapsed() >= self.spec().restart.reset_after {
                     self.level = 0.0;
                     self.update(|v| v.attempt = 0);
                 }
@@ -273,7 +285,7 @@ impl Runner {
             }
             Err(e @ UpstreamError::Timeout(_)) => {
                 let verdict = probe_timeout_verdict(
-                    &self.ctx.spec.health,
+                    &self.spec().health,
                     bytes_during,
                     since_last_byte,
                     self.ctx.link.in_flight() > 0,
@@ -283,7 +295,7 @@ impl Runner {
                     return None;
                 }
                 let timeout =
-                    self.ctx.tuning.borrow().probe_timeout.unwrap_or(self.ctx.spec.health.timeout);
+                    self.ctx.tuning.borrow().probe_timeout.unwrap_or(self.spec().health.timeout);
                 self.observe(now, false, Some(timeout), false);
                 self.probe_failed("ping", e.reason());
                 None

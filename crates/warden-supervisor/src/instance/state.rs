@@ -119,7 +119,7 @@ impl Runner {
     pub(super) fn update(&self, f: impl FnOnce(&mut InstanceView)) {
         let restarts = self.restarts;
         #[cfg(test)]
-        let probation = self.ctx.spec.restart.probation.is_some();
+        let probation = self.spec().restart.probation.is_some();
         self.ctx.view.send_modify(|v| {
             f(v);
             v.restarts = restarts;
