@@ -69,7 +69,11 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
-    let mut loaded = compile(&text, &|name| std::env::var(name).ok()).map_err(|mut e| {
+    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    let format = if yaml { Format::Yaml } else { Format::Json };
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut loaded = compile_as(&text, format, &lookup, base).map_err(|mut e| {
         e.file = Some(path.to_owned());
         e
     })?;
@@ -77,29 +81,71 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     Ok(loaded)
 }
 
-/// Keys other MCP clients put on a server entry; accepted without a warning.
-pub(crate) const FOREIGN_SERVER_KEYS: &[&str] = &[
-    "autoApprove",
-    "alwaysAllow",
-    "description",
-    "dev",
-    "name",
-    "gallery",
-    "icon",
-    "version",
-    "source",
-    "networkTimeout",
-    "envFile",
-    "requires",
+/// Keys other MCP clients put on a server entry that mean nothing to Warden: each is
+/// accepted, with one warning for the whole file saying it is ignored, and why.
+pub(crate) const IGNORED_SERVER_KEYS: &[(&str, &str)] = &[
+    ("autoApprove", "approving tool calls is the client's job; Warden passes every call on"),
+    ("alwaysAllow", "approving tool calls is the client's job; Warden passes every call on"),
+    ("description", "a description for the client's UI"),
+    ("dev", "a client's development-mode setting"),
+    ("name", "a display name for the client's UI (Warden names a server by its key)"),
+    ("gallery", "a client's catalog setting"),
+    ("icon", "an icon for the client's UI"),
+    ("version", "a client's catalog setting"),
+    ("source", "a client's catalog setting"),
+    ("requires", "a client's catalog setting"),
 ];
 
-/// Compiles config text. `lookup` resolves environment variables.
+/// How a config file is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON, or JSON with comments and trailing commas (JSONC, JSON5: VS Code's `mcp.json`,
+    /// mcp-hub).
+    Json,
+    /// YAML (`.yaml`, `.yml`).
+    Yaml,
+}
+
+/// Compiles config text (JSON, JSONC or JSON5). `lookup` resolves environment variables.
 pub fn compile(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
-    let mut d = Diags { errors: vec![], warnings: vec![] };
-    let root: Value = match serde_json::from_str(text) {
+    compile_as(text, Format::Json, lookup, None)
+}
+
+/// Parses the text: plain JSON first (its errors are the most exact), then JSON5, which also
+/// reads comments and trailing commas.
+fn parse(text: &str, format: Format) -> Result<Value, String> {
+    match format {
+        Format::Yaml => {
+            serde_norway::from_str::<Value>(text).map_err(|e| format!("not valid YAML: {e}"))
+        }
+        Format::Json => serde_json::from_str(text).or_else(|json| {
+            // Too deeply nested for serde_json is too deep for the recursive JSON5 reader too.
+            if json.to_string().contains("recursion limit") {
+                return Err(format!("not valid JSON: {json}"));
+            }
+            json5::from_str::<Value>(text).map_err(|json5| {
+                format!("not valid JSON: {json} (nor JSON5: {})", one_line(&json5.to_string()))
+            })
+        }),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Compiles config text written as `format`; relative paths in it (`envFile`) are taken from
+/// `base_dir` (the file's directory), else from the working directory.
+pub fn compile_as(
+    text: &str,
+    format: Format,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    base_dir: Option<&Path>,
+) -> Result<Loaded, ConfigError> {
+    let mut d = Diags { base_dir: base_dir.map(Path::to_owned), ..Diags::default() };
+    let root: Value = match parse(text, format) {
         Ok(v) => v,
-        Err(e) => {
-            let message = format!("not valid JSON: {e}");
+        Err(message) => {
             return Err(ConfigError {
                 file: None,
                 errors: vec![Diagnostic { path: String::new(), message }],
@@ -117,6 +163,7 @@ pub fn compile(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Lo
         v
     };
     let mut config = compile_root(&root, &recording, &mut d);
+    d.flush_ignored();
     if let Some(c) = config.as_mut() {
         c.secrets = collect_secrets(c, supplied.into_inner());
     }

@@ -23,7 +23,7 @@ pub use alerts::{
     AlertRule, AlertSettings, BuiltinOverride, CompareOp, Receiver, ReceiverKind, Severity,
     WebhookFormat, BUILTIN_RULES,
 };
-pub use compile::{compile, load, ConfigError, Diagnostic, Loaded};
+pub use compile::{compile, compile_as, load, ConfigError, Diagnostic, Format, Loaded};
 pub use diff::{ConfigDiff, InPlace, Resized};
 pub use duration::{format_duration, parse_duration};
 pub use model::{

@@ -11,7 +11,7 @@ use crate::fields::{expand_field, secret_map, string_list};
 use crate::model::*;
 use crate::walk::{join, type_name, Diags, Obj};
 
-use crate::compile::FOREIGN_SERVER_KEYS;
+use crate::compile::IGNORED_SERVER_KEYS;
 use crate::policy::{compile_common, open_entry, Bases, Common};
 
 pub(crate) fn compile_server(
@@ -143,9 +143,16 @@ pub(crate) fn compile_server(
     };
     let Common { disabled, critical, health, restart, objective } =
         compile_common(&mut o, bases, d);
-    let timeout = o
-        .duration("timeout", Duration::from_millis(100), Duration::from_secs(3600), d)
-        .unwrap_or(Duration::from_secs(60));
+    let timeout =
+        match o.duration("timeout", Duration::from_millis(100), Duration::from_secs(3600), d) {
+            Some(t) => {
+                if o.get("networkTimeout").is_some() {
+                    d.warn(&o.path_of("networkTimeout"), "ignored: `timeout` is set");
+                }
+                t
+            }
+            None => network_timeout(&mut o, d).unwrap_or(Duration::from_secs(60)),
+        };
     let memory_limit = bytes(&mut o, "memory_limit", d);
     let standby = o.bool("standby", d).unwrap_or(false);
     let disabled_tools: Vec<String> =
@@ -156,7 +163,16 @@ pub(crate) fn compile_server(
             "applies to stdio servers: Warden cannot start a remote one",
         );
     }
-    o.finish(FOREIGN_SERVER_KEYS, d);
+    let mut ignored = Vec::new();
+    for (key, _) in IGNORED_SERVER_KEYS {
+        if o.get(key).is_some() {
+            ignored.push((*key, o.path_of(key)));
+        }
+    }
+    for (key, path) in ignored {
+        d.ignored.entry(key).or_default().push(path);
+    }
+    o.finish(&[], d);
     Some(ServerSpec {
         name: name.to_owned(),
         transport: transport?,
@@ -247,6 +263,36 @@ fn transport_kind(o: &mut Obj<'_>, d: &mut Diags) -> Option<TransportKey> {
     found
 }
 
+/// `networkTimeout` (other clients' call timeout): milliseconds, or a duration string.
+fn network_timeout(o: &mut Obj<'_>, d: &mut Diags) -> Option<Duration> {
+    let path = o.path_of("networkTimeout");
+    let t = match o.get("networkTimeout")? {
+        Value::Number(n) => match n.as_u64() {
+            Some(ms) => Duration::from_millis(ms),
+            None => {
+                d.error(&path, format!("{n} is not a number of milliseconds"));
+                return None;
+            }
+        },
+        Value::String(s) => match crate::duration::parse_duration(s) {
+            Ok(t) => t,
+            Err(e) => {
+                d.error(&path, e);
+                return None;
+            }
+        },
+        other => {
+            d.error(&path, format!("must be milliseconds or a duration, not {}", type_name(other)));
+            return None;
+        }
+    };
+    if t < Duration::from_millis(100) || t > Duration::from_secs(3600) {
+        d.error(&path, "is out of range (100ms to 1h)");
+        return None;
+    }
+    Some(t)
+}
+
 /// A program to run without a shell: `command`, `args`, `env`, `cwd` (a stdio server, or an
 /// integration's command check).
 pub(crate) struct Argv {
@@ -285,7 +331,16 @@ pub(crate) fn compile_argv(
             });
         }
     }
-    let env = secret_map(o, "env", lookup, d);
+    let mut env = secret_map(o, "env", lookup, d);
+    // `envFile` (VS Code): its variables, under what `env` sets.
+    let fpath = o.path_of("envFile");
+    if let Some(file) = o.str("envFile", d) {
+        if let Some((file, _)) = expand_field(&fpath, file, lookup, d) {
+            for (k, v) in env_file(&fpath, &file, d) {
+                env.entry(k).or_insert_with(|| Secret::new(v));
+            }
+        }
+    }
     let cwd_path = o.path_of("cwd");
     let cwd = o
         .str("cwd", d)
@@ -293,6 +348,54 @@ pub(crate) fn compile_argv(
         .map(|(c, _)| PathBuf::from(c));
     let inherit_env = o.bool("inherit_env", d).unwrap_or(false);
     Some(Argv { command, args, display_args, env, cwd, inherit_env })
+}
+
+/// Reads a dotenv file: `KEY=VALUE` lines, `#` comments, an optional `export `, values
+/// optionally in single or double quotes. A relative path is from the config file's directory.
+fn env_file(path: &str, file: &str, d: &mut Diags) -> Vec<(String, String)> {
+    let mut full = PathBuf::from(file);
+    if full.is_relative() {
+        if let Some(base) = &d.base_dir {
+            full = base.join(full);
+        }
+    }
+    let text = match std::fs::read_to_string(&full) {
+        Ok(t) => t,
+        Err(e) => {
+            d.error(path, format!("cannot read {}: {e}", full.display()));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            d.error(path, format!("{} line {}: not KEY=VALUE", full.display(), n + 1));
+            continue;
+        };
+        let key = key.trim();
+        let valid = !key.is_empty()
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !key.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            d.error(
+                path,
+                format!("{} line {}: {key:?} is not a variable name", full.display(), n + 1),
+            );
+            continue;
+        }
+        let value = value.trim();
+        let unquoted = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|(a, b)| value.strip_prefix(*a).and_then(|v| v.strip_suffix(*b)))
+            .unwrap_or_else(|| value.split(" #").next().unwrap_or(value).trim_end());
+        out.push((key.to_owned(), unquoted.to_owned()));
+    }
+    out
 }
 
 fn compile_stdio(

@@ -68,7 +68,16 @@ fn cursor_and_mcp_hub_files_load_unchanged() {
       }
     }"#;
     let l = ok(text);
-    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // Loaded unchanged; what means nothing here is named once, not silently dropped.
+    let warnings: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "mcpServers.hub.autoApprove: ignored: approving tool calls is the client's job; \
+             Warden passes every call on",
+            "mcpServers.hub.dev: ignored: a client's development-mode setting",
+        ]
+    );
     let remote = l.config.server("remote").unwrap();
     match &remote.transport {
         Transport::Remote { headers, kind, .. } => {
@@ -396,4 +405,103 @@ fn a_misspelt_command_or_url_gets_its_suggestion() {
     ] {
         assert!(w.iter().any(|m| m == want), "{want} missing: {w:#?}");
     }
+}
+
+#[test]
+fn keys_with_no_meaning_here_warn_once_for_the_whole_file() {
+    let l = ok(r#"{ "mcpServers": {
+        "a": { "command": "x", "autoApprove": ["t"] },
+        "b": { "command": "x", "autoApprove": [], "description": "b" },
+        "c": { "command": "x", "autoApprove": ["u"] } } }"#);
+    let w: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with("mcpServers.a.autoApprove: ignored: ")
+            && w[0].ends_with("(also in 2 other servers)"),
+        "{w:?}"
+    );
+    assert!(w[1].starts_with("mcpServers.b.description: ignored: "), "{w:?}");
+}
+
+#[test]
+fn other_clients_timeouts_map_to_warden_s() {
+    let l = ok(r#"{ "mcpServers": {
+        "cline": { "command": "x", "timeout": 90 },
+        "net": { "command": "x", "networkTimeout": 45000 },
+        "both": { "command": "x", "timeout": "5s", "networkTimeout": 1000 } } }"#);
+    let c = &l.config;
+    assert_eq!(c.server("cline").unwrap().timeout, Duration::from_secs(90), "seconds");
+    assert_eq!(c.server("net").unwrap().timeout, Duration::from_secs(45), "milliseconds");
+    assert_eq!(c.server("both").unwrap().timeout, Duration::from_secs(5), "timeout wins");
+    assert!(l.warnings.iter().any(|w| w.path == "mcpServers.both.networkTimeout"));
+    let errs = errors(r#"{ "mcpServers": { "x": { "command": "c", "networkTimeout": "soon" } } }"#);
+    assert!(errs[0].starts_with("mcpServers.x.networkTimeout: "), "{errs:?}");
+}
+
+#[test]
+fn env_file_variables_reach_the_server_under_its_own_env() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("srv.env"),
+        "# a comment\nexport API_KEY=\"k-12345\"\nREGION=eu # trailing comment\nKEEP='from file'\n\n",
+    )
+    .unwrap();
+    let text = r#"{ "mcpServers": { "s": { "command": "x", "envFile": "srv.env", "env": { "KEEP": "from env" } } } }"#;
+    let l = crate::compile_as(text, crate::Format::Json, &env, Some(dir.path())).unwrap();
+    match &l.config.server("s").unwrap().transport {
+        Transport::Stdio { env, .. } => {
+            assert_eq!(env["API_KEY"].expose(), "k-12345");
+            assert_eq!(env["REGION"].expose(), "eu");
+            assert_eq!(env["KEEP"].expose(), "from env", "env wins over envFile");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        l.config.secrets.iter().any(|s| s.expose() == "k-12345"),
+        "env file values are secrets"
+    );
+    let missing = r#"{ "mcpServers": { "s": { "command": "x", "envFile": "nope.env" } } }"#;
+    let e = crate::compile_as(missing, crate::Format::Json, &env, Some(dir.path())).unwrap_err();
+    assert!(e.errors[0].to_string().starts_with("mcpServers.s.envFile: cannot read "), "{e}");
+}
+
+#[test]
+fn jsonc_and_json5_files_load() {
+    // VS Code's mcp.json: comments and trailing commas.
+    let l = ok(r#"{
+      // the servers
+      "servers": {
+        "a": { "type": "stdio", "command": "x", /* inline */ "args": ["--y",], },
+      },
+    }"#);
+    assert_eq!(l.config.servers[0].name, "a");
+    // A real syntax error still says where, in both readings.
+    let errs = errors("{ \"mcpServers\": { \"a\": { \"command\": } } }");
+    assert!(errs[0].starts_with("not valid JSON: ") && errs[0].contains("JSON5"), "{errs:?}");
+}
+
+#[test]
+fn yaml_files_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warden.yaml");
+    std::fs::write(
+        &path,
+        "mcpServers:\n  a:\n    command: x\n    args: [\"--y\"]\n    replicas: 2\nwarden:\n  retention: 7d\n",
+    )
+    .unwrap();
+    let l = crate::load(&path).unwrap();
+    assert_eq!(l.config.server("a").unwrap().instance_count(), 2);
+    assert_eq!(l.config.warden.retention, Duration::from_secs(7 * 86_400));
+    std::fs::write(&path, "mcpServers:\n  a: [unclosed\n").unwrap();
+    let e = crate::load(&path).unwrap_err();
+    assert!(e.errors[0].message.starts_with("not valid YAML: "), "{e}");
+}
+
+#[test]
+fn a_deeply_nested_file_is_an_error_in_every_format() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let errs = errors(&deep);
+    assert!(errs[0].contains("recursion limit"), "{errs:?}");
+    let yaml = crate::compile_as(&deep, crate::Format::Yaml, &env, None).unwrap_err();
+    assert!(yaml.errors[0].message.starts_with("not valid YAML"), "{yaml}");
 }

@@ -9,9 +9,16 @@ use serde_json::{Map, Value};
 use crate::compile::Diagnostic;
 use crate::duration::parse_duration;
 
+#[derive(Default)]
 pub(crate) struct Diags {
     pub(crate) errors: Vec<Diagnostic>,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// The config file's directory, for relative paths in it (`envFile`); `None`: the
+    /// working directory.
+    pub(crate) base_dir: Option<std::path::PathBuf>,
+    /// Keys of other clients that mean nothing here, and where each was found: one warning
+    /// per key for the whole file (see [`Diags::flush_ignored`]).
+    pub(crate) ignored: std::collections::BTreeMap<&'static str, Vec<String>>,
 }
 
 impl Diags {
@@ -21,6 +28,21 @@ impl Diags {
 
     pub(crate) fn warn(&mut self, path: &str, message: impl Into<String>) {
         self.warnings.push(Diagnostic { path: path.to_owned(), message: message.into() });
+    }
+
+    /// One warning per ignored foreign key, at its first place, counting the others.
+    pub(crate) fn flush_ignored(&mut self) {
+        for (key, paths) in std::mem::take(&mut self.ignored) {
+            let why = crate::compile::IGNORED_SERVER_KEYS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or("it has no meaning here", |(_, why)| why);
+            let more = match paths.len() {
+                1 => String::new(),
+                n => format!(" (also in {} other server{})", n - 1, if n == 2 { "" } else { "s" }),
+            };
+            self.warn(&paths[0], format!("ignored: {why}{more}"));
+        }
     }
 }
 
