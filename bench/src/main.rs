@@ -15,6 +15,7 @@ mod gateway;
 mod health;
 mod predict;
 mod proc;
+mod reload;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use warden_app::{App, RunOptions};
@@ -27,7 +28,7 @@ struct Args {
     #[arg(long)]
     warden: Option<PathBuf>,
     /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost, events, health,
-    /// predict (default: all).
+    /// predict, reload (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
     /// Crash trials.
@@ -66,6 +67,9 @@ struct Args {
     /// Simulated instance-days per fault-free trace of the predictor benchmark.
     #[arg(long, default_value_t = 100)]
     predict_days: u64,
+    /// Rounds of the live reload benchmark (each: one policy change, one process change).
+    #[arg(long, default_value_t = 10)]
+    reload_rounds: usize,
     /// Serve this file's bytes as `application/json` on every path at this address until
     /// killed (the health benchmark's baseline server, run as a child of the bench).
     #[arg(long, num_args = 2, value_names = ["ADDR", "FILE"], hide = true)]
@@ -115,6 +119,9 @@ fn main() {
     if want("health") {
         let pace = Duration::from_millis(args.health_pace_ms);
         report += &health::polling(&warden, args.health_rounds, args.health_seconds, pace);
+    }
+    if want("reload") {
+        report += &reload::reload(&warden, args.reload_rounds);
     }
     if want("predict") {
         report += &predict::report(args.predict_seeds, args.predict_days);

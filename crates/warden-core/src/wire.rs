@@ -207,6 +207,19 @@ pub fn describe(kind: &str, data: &Value) -> String {
                 s("reason")
             )
         }
+        "config_reloaded" => format!("config reloaded ({}): {}", s("trigger"), s("summary")),
+        "config_rejected" => {
+            let errors: Vec<&str> = data
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|e| e.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "config rejected ({}), the running config stays: {}",
+                s("trigger"),
+                errors.join("; ")
+            )
+        }
         "dropped" => format!("{} events missed", n("missed")),
         other => other.replace('_', " "),
     }

@@ -584,3 +584,45 @@ async fn warden_settings_apply_live_and_the_rest_is_reported_as_needing_a_restar
     })
     .await;
 }
+
+/// The official Python SDK client keeps its session across reloads of the watched file, gets
+/// `tools/list_changed` when a server is added (and calls its tool in the same session), and
+/// none when only a policy changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_session_survives_reloads_and_hears_only_real_list_changes() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warden.json");
+        std::fs::write(&path, file_text("", &[("a", server(""))])).unwrap();
+        let step1 = dir.path().join("step1.json");
+        std::fs::write(&step1, file_text("", &[("a", server("")), ("b", server(""))])).unwrap();
+        let step2 = dir.path().join("step2.json");
+        std::fs::write(
+            &step2,
+            file_text("", &[("a", server(r#", "timeout": "9s""#)), ("b", server(""))]),
+        )
+        .unwrap();
+        let app = start(&path, dir.path()).await;
+        let a = healthy(&app, "a").await;
+        let url = format!("http://{}/mcp", app.http_addr().unwrap());
+        let out = tokio::process::Command::new(python())
+            .arg(workspace_root().join("tests/python/reload_check.py"))
+            .arg(&url)
+            .arg(&path)
+            .arg(&step1)
+            .arg(&step2)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let seen: serde_json::Value =
+            serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+        assert!(seen["added_notified"].as_u64() >= Some(1), "{seen}");
+        assert_eq!(seen["policy_notified"], 0, "{seen}");
+        assert_eq!(app.registry().server("a").unwrap().spec.timeout, Duration::from_secs(9));
+        assert_eq!(healthy(&app, "a").await, a, "a kept its process through both reloads");
+        app.shutdown().await;
+    })
+    .await;
+}
