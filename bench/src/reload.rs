@@ -147,8 +147,10 @@ async fn run(warden: &Path, rounds: usize) -> String {
         let serving = || {
             let h = s00();
             let v = &h.views()[0];
+            // Swapped in (the handle's first slot is the new process), routable and listed:
+            // what the gateway needs to send it calls.
             v.pid != before
-                && v.state == InstanceState::Healthy
+                && v.state.is_routable()
                 && h.link(0).and_then(|l| l.catalog()).is_some()
         };
         assert!(until(Duration::from_secs(15), serving).await, "the new process did not serve");
@@ -183,7 +185,7 @@ async fn run(warden: &Path, rounds: usize) -> String {
     out += "| change | median ms | p95 ms | max ms | n |\n|---|---|---|---|---|\n";
     for (what, xs) in [
         ("policy (in place), write → in force", &policy_ms),
-        ("process, write → new process serving", &process_ms),
+        ("process, write → new process routable (listed, swapped in)", &process_ms),
     ] {
         out += &format!(
             "| {what} | {:.0} | {:.0} | {:.0} | {} |\n",

@@ -217,6 +217,9 @@ impl App {
         if let Some((_, task)) = self.http {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
+        // A reload's drains and rolling restarts get a moment to finish; the rest stops with
+        // everything else.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.reloader.settled()).await;
         let deadline = self.registry.stop_deadline();
         self.registry.shutdown(deadline).await;
         self.services.drain().await;

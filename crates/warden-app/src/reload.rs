@@ -3,15 +3,17 @@
 //! `/health/status`). Otherwise [`ConfigDiff`] says what changed and it is applied server by
 //! server: new servers start and removed ones stop taking calls at once, policy changes apply
 //! in place; replaced processes (rolling, one instance at a time), resizes and the draining of
-//! removed servers go on in the background while the next reload waits. Nothing that did not
-//! change is touched, and client sessions stay.
+//! removed servers take their time, and a later change of the same server waits for them.
+//! Nothing that did not change is touched, and client sessions stay.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
-use warden_config::{Config, ConfigDiff, Secret};
+use warden_config::{Config, ConfigDiff, Secret, ServerSpec};
 use warden_core::{Event, EventBus, EventKind, TraceId};
 use warden_ops::reloads::ConfigStatus;
 use warden_store::Store;
@@ -28,9 +30,11 @@ pub(crate) struct Reloader {
 
 struct Inner {
     file: Option<PathBuf>,
-    /// The config in force. Held by a reload until everything it started has finished, so
-    /// reloads apply one after another.
+    /// The config in force; a reload holds it while it validates, compares and starts its
+    /// operations, so reloads are compared one after another.
     current: Arc<Mutex<Config>>,
+    /// Each server's last operation, for the next one on that server to wait for.
+    busy: Arc<std::sync::Mutex<HashMap<String, Done>>>,
     registry: Arc<Registry>,
     store: Store,
     bus: Arc<EventBus>,
@@ -59,6 +63,7 @@ impl Reloader {
             inner: Arc::new(Inner {
                 file: p.file,
                 current: Arc::new(Mutex::new(p.config)),
+                busy: Arc::default(),
                 registry: p.registry,
                 store: p.store,
                 bus: p.bus,
@@ -77,6 +82,7 @@ impl Reloader {
             inner: Arc::new(Inner {
                 file: Some(file),
                 current: Arc::clone(&i.current),
+                busy: Arc::clone(&i.busy),
                 registry: Arc::clone(&i.registry),
                 store: i.store.clone(),
                 bus: Arc::clone(&i.bus),
@@ -102,9 +108,11 @@ impl Reloader {
     pub(crate) async fn reload(&self, trigger: &'static str) -> Result<Value, Vec<String>> {
         let inner = &self.inner;
         let Some(file) = inner.file.clone() else {
-            return Err(vec!["this Warden has no config file to reload".to_owned()]);
+            let why = "this Warden has no config file to reload (it runs the demo)";
+            tracing::warn!(trigger, "{why}");
+            return Err(vec![why.to_owned()]);
         };
-        let mut current = Arc::clone(&inner.current).lock_owned().await;
+        let mut current = inner.current.lock().await;
         let loaded = match tokio::task::spawn_blocking(move || warden_config::load(&file)).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
@@ -127,7 +135,7 @@ impl Reloader {
         let new = loaded.config;
         let diff = ConfigDiff::between(&current, &new);
         let summary = diff.summary();
-        let background = self.apply(&new, &diff).await;
+        self.apply(&new, &diff).await;
         inner.settings.send_replace(new.warden.clone());
         if let Err(e) = inner.store.sync_failover_configs(&crate::wiring::failover_rows(&new)).await
         {
@@ -148,12 +156,6 @@ impl Reloader {
             "needs_restart": diff.needs_restart,
         });
         *current = new;
-        // Rolling restarts, resizes and drains finish in the background; the next reload
-        // waits for them (it needs the lock this task holds).
-        tokio::spawn(async move {
-            background.await;
-            drop(current);
-        });
         Ok(answer)
     }
 
@@ -166,21 +168,21 @@ impl Reloader {
         ));
     }
 
-    /// Applies `diff`: at once what is quick (servers added, removed from routing, changed in
-    /// place); returns what takes time (drains, rolling restarts, resizes) to run after.
-    async fn apply(
-        &self,
-        new: &Config,
-        diff: &ConfigDiff,
-    ) -> futures::future::BoxFuture<'static, ()> {
+    /// Applies `diff`, one operation per server changed. Operations on different servers run
+    /// side by side; on one server they run in the order of the reloads that asked for them (a
+    /// rolling restart still going on delays only the next change of that same server). What
+    /// is quick (a server added, a policy changed, a server taken out of routing) is done as
+    /// soon as its server is free; drains and rolling restarts take their time.
+    async fn apply(&self, new: &Config, diff: &ConfigDiff) {
         let inner = &self.inner;
-        let registry = &inner.registry;
         let grace = new.warden.reload.grace;
         let order: Vec<String> = new.servers.iter().map(|s| s.name.clone()).collect();
         let spec = |name: &str| new.server(name).cloned();
-        for name in &diff.added {
-            if let Some(s) = spec(name) {
-                registry.add(s, &order);
+        // A new program learns its own baselines.
+        for name in diff.restarted.iter().chain(&diff.removed) {
+            inner.seeds.forget(name);
+            if let Err(e) = inner.store.delete_predictor_seed(name).await {
+                tracing::debug!(server = %name, error = %e, "a predictor seed was not deleted");
             }
         }
         let slow: Vec<&str> = diff
@@ -189,39 +191,78 @@ impl Reloader {
             .map(|r| r.server.as_str())
             .chain(diff.restarted.iter().map(String::as_str))
             .collect();
+        let mut ops: Vec<(String, Op)> = Vec::new();
+        for name in &diff.added {
+            if let Some(s) = spec(name) {
+                ops.push((name.clone(), Op::Add(s, order.clone())));
+            }
+        }
         for c in diff.in_place.iter().filter(|c| !slow.contains(&c.server.as_str())) {
             if let Some(s) = spec(&c.server) {
-                registry.update(s).await;
+                ops.push((c.server.clone(), Op::Update(s)));
             }
         }
-        // A new program learns its own baselines.
-        for name in diff.restarted.iter().chain(&diff.removed) {
-            inner.seeds.forget(name);
-            if let Err(e) = inner.store.delete_predictor_seed(name).await {
-                tracing::debug!(server = %name, error = %e, "a predictor seed was not deleted");
+        for name in &diff.removed {
+            ops.push((name.clone(), Op::Remove));
+        }
+        for name in &diff.restarted {
+            if let Some(s) = spec(name) {
+                ops.push((name.clone(), Op::Reconcile(s, true)));
             }
         }
-        let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-        for name in diff.removed.clone() {
-            let registry = Arc::clone(registry);
-            // Out of routing at once; stopped after the calls in flight.
-            work.push(Box::pin(async move { registry.remove(&name, grace).await }));
+        for r in &diff.resized {
+            if let Some(s) = spec(&r.server) {
+                ops.push((r.server.clone(), Op::Reconcile(s, false)));
+            }
         }
-        for (name, restart) in diff
-            .restarted
-            .iter()
-            .map(|n| (n.clone(), true))
-            .chain(diff.resized.iter().map(|r| (r.server.clone(), false)))
-        {
-            let Some(s) = spec(&name) else { continue };
-            let registry = Arc::clone(registry);
-            work.push(Box::pin(async move { registry.reconcile(s, restart, grace).await }));
+        let mut busy = inner.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget the servers whose last operation is over.
+        busy.retain(|_, done| done.peek().is_none());
+        for (server, op) in ops {
+            let before = busy.remove(&server);
+            let registry = Arc::clone(&inner.registry);
+            let name = server.clone();
+            let task = tokio::spawn(async move {
+                if let Some(before) = before {
+                    before.await;
+                }
+                match op {
+                    Op::Add(s, order) => registry.add(s, &order),
+                    Op::Update(s) => registry.update(s).await,
+                    // Out of routing at once; stopped after the calls in flight.
+                    Op::Remove => registry.remove(&name, grace).await,
+                    Op::Reconcile(s, restart) => registry.reconcile(s, restart, grace).await,
+                }
+            });
+            let done: Done = async move {
+                let _ = task.await;
+            }
+            .boxed()
+            .shared();
+            busy.insert(server, done);
         }
-        Box::pin(async move {
-            futures::future::join_all(work).await;
-        })
+    }
+
+    /// Waits until every operation the reloads so far started has finished (tests, shutdown).
+    pub(crate) async fn settled(&self) {
+        let pending: Vec<Done> = {
+            let busy = self.inner.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            busy.values().cloned().collect()
+        };
+        futures::future::join_all(pending).await;
     }
 }
+
+/// One server's part of a reload.
+enum Op {
+    Add(ServerSpec, Vec<String>),
+    Update(ServerSpec),
+    Remove,
+    Reconcile(ServerSpec, bool),
+}
+
+/// When a server's last operation is over.
+type Done = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
 fn reloaded(trigger: &str, summary: &str, d: &ConfigDiff) -> EventKind {
     let names = |v: &[&'static str]| v.iter().map(|s| (*s).to_owned()).collect();

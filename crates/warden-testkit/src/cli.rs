@@ -166,14 +166,42 @@ async fn serve_stdio(server: Misbehave, garbage_every: Option<Duration>) {
         });
     }
     let stdout = GarbageWriter::new(tokio::io::stdout(), due);
-    match server.serve((tokio::io::stdin(), stdout)).await {
+    let eof = Arc::new(tokio::sync::Notify::new());
+    let stdin = EofNotice { inner: tokio::io::stdin(), eof: Arc::clone(&eof) };
+    match server.serve((stdin, stdout)).await {
         Ok(running) => {
-            let _ = running.waiting().await;
+            // A server exits when its input ends (the MCP stdio shutdown). rmcp 3.9 keeps its
+            // service up to 5 s after end of input while a peer handle lives; do not wait.
+            tokio::select! {
+                _ = running.waiting() => {}
+                () = eof.notified() => std::process::exit(0),
+            }
         }
         Err(e) => {
             eprintln!("mcp-misbehave: handshake failed: {e}");
             std::process::exit(2);
         }
+    }
+}
+
+/// Stdin that says when it reached end of input.
+struct EofNotice {
+    inner: tokio::io::Stdin,
+    eof: Arc<tokio::sync::Notify>,
+}
+
+impl tokio::io::AsyncRead for EofNotice {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before {
+            self.eof.notify_one();
+        }
+        r
     }
 }
 

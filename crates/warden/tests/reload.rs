@@ -305,6 +305,12 @@ async fn a_server_removed_during_a_call_finishes_the_call_then_stops() {
         })
         .await;
         assert!(alive(gone[0]), "the call in flight is given its grace");
+        // A reload meanwhile is not held up by the drain.
+        std::fs::write(&path, file_text(watch_off, &[("keep", server("")), ("fresh", server(""))]))
+            .unwrap();
+        app.reload("api").await.expect("applied during the drain");
+        healthy(&app, "fresh").await;
+        assert!(alive(gone[0]), "fresh served while gone was still draining");
         let result = call.await.unwrap().expect("the call in flight completes");
         assert_ne!(result.is_error, Some(true), "{result:?}");
         until("gone's process stopped after the call", Duration::from_secs(15), async || {

@@ -369,3 +369,26 @@ async fn a_servers_memory_counts_its_whole_process_group() {
     })
     .await;
 }
+
+/// A graceful stop closes the child's stdin and a server that exits on end of input is let go:
+/// no SIGTERM, and no wait for the grace. (The test server used to linger 5 s after end of
+/// input — rmcp 3.9 keeps a service up that long while a peer handle lives — so every stop of
+/// it ended in SIGTERM and took the whole grace.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_closes_stdin_and_needs_no_signal() {
+    limited(async {
+        let entry =
+            misbehave(&[], &format!(r#", {FAST_HEALTH}, "restart": {{ "stop_grace": "5s" }}"#));
+        let mut w = start(config(&[("a", entry)])).await;
+        w.wait_state("a", 0, InstanceState::Healthy, Duration::from_secs(30)).await;
+        let started = std::time::Instant::now();
+        w.app.registry().server("a").unwrap().command(warden_app::Command::Stop, None).await;
+        let exited = w.wait_event("a#0", "process_exited", Duration::from_secs(20)).await;
+        let took = started.elapsed();
+        let EventKind::ProcessExited { exit } = &exited[0].kind else { unreachable!() };
+        assert_eq!(exit.signal, None, "it ended by itself on end of input: {exit:?}");
+        assert!(took < Duration::from_secs(1), "stopped in {took:?}, not after the 5 s grace");
+        w.stop().await;
+    })
+    .await;
+}
