@@ -104,7 +104,8 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
                 stop: stop.clone(),
             },
         ));
-    app.layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
+    app.layer(axum::middleware::from_fn(session_ended))
+        .layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
         .layer(axum::middleware::from_fn_with_state(s.guard.clone(), crate::guard::check))
 }
 
@@ -141,6 +142,21 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, stop: Cancell
     {
         tracing::error!(error = %e, "HTTP server failed");
     }
+}
+
+/// Ending an MCP session (`DELETE` with its `Mcp-Session-Id`) answers 200: rmcp answers 202,
+/// which the Python SDK takes for a failure ("Session termination failed: 202").
+async fn session_ended(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let delete =
+        request.method() == axum::http::Method::DELETE && request.uri().path().ends_with("/mcp");
+    let mut response = next.run(request).await;
+    if delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
+    response
 }
 
 /// Refuses a new MCP session (a POST without `Mcp-Session-Id`) once `max` are open, with a

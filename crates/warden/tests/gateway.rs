@@ -401,6 +401,11 @@ async fn the_python_sdk_client_works_over_http_and_stdio() {
         assert_eq!(seen["dead_error"], -32001);
         assert_eq!(seen["sampled"], true, "{seen}");
         assert_eq!(seen["progress"], serde_json::json!([1.0, 2.0]), "{seen}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("Session termination failed"),
+            "the SDK's close is clean: {stderr}"
+        );
         w.app.shutdown().await;
 
         // stdio: the SDK launches `warden run --stdio` itself, as a desktop client would.
@@ -1206,6 +1211,49 @@ async fn disabled_tools_are_neither_listed_nor_callable() {
             }
             let r = call_echo(&c, &format!("{prefix}echo"), "still here").await.unwrap();
             assert_eq!(text(&r), "still here");
+        }
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+/// Ending a session (`DELETE` with its `Mcp-Session-Id`) answers 200, on `/mcp` and on a
+/// server's own endpoint (the Python SDK warns "Session termination failed: 202" otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_answers_200() {
+    limited(async {
+        let w = serve(config(&[("a", misbehave(&[], ""))])).await;
+        w.healthy(&["a"]).await;
+        let http = reqwest::Client::new();
+        for path in ["/mcp", "/servers/a/mcp"] {
+            let url = format!("http://{}{path}", w.app.http_addr().unwrap());
+            let init = serde_json::json!({
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": { "protocolVersion": "2025-06-18", "capabilities": {},
+                            "clientInfo": { "name": "t", "version": "0" } }
+            });
+            let res = http
+                .post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .json(&init)
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success(), "{path}: {}", res.status());
+            let id = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+            let res = http.delete(&url).header("mcp-session-id", &id).send().await.unwrap();
+            assert_eq!(res.status(), reqwest::StatusCode::OK, "{path}");
+            // The session is gone: a request in it is refused.
+            let list = serde_json::json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+            let res = http
+                .post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", &id)
+                .json(&list)
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_client_error(), "{path}: {}", res.status());
         }
         w.app.shutdown().await;
     })
