@@ -259,3 +259,64 @@ impl Collector for Views {
         )
     }
 }
+
+/// The seed's health gauges (seed 002's exporter names, unprefixed) and Warden's own status
+/// gauge, read from the health snapshot at each scrape.
+struct HealthGauges {
+    health: crate::health::Health,
+    /// `mcp_*` (the seed's names) or `warden_health_status` (Warden's).
+    seed: bool,
+}
+
+impl fmt::Debug for HealthGauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthGauges").field("seed", &self.seed).finish_non_exhaustive()
+    }
+}
+
+impl Collector for HealthGauges {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let e = &mut e;
+        let g = self.health.get().gauges;
+        if !self.seed {
+            return scrape::single(
+                e,
+                "health_status",
+                "Warden's own status, as /health/status says it: 1 healthy, 0.5 degraded, 0 unhealthy",
+                None,
+                g.status,
+            );
+        }
+        scrape::single(
+            e,
+            "mcp_health_status",
+            "Health status (1=healthy, 0.5=degraded, 0=unhealthy)",
+            None,
+            g.status,
+        )?;
+        scrape::single(
+            e,
+            "mcp_pool_utilization",
+            "Connection pool utilization (0-1)",
+            None,
+            g.pool_utilization,
+        )?;
+        if let Some(ms) = g.database_latency_ms {
+            scrape::single(
+                e,
+                "mcp_database_latency_ms",
+                "Database response time in milliseconds",
+                None,
+                ms,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Registers the health gauges: `warden_health_status`, and the seed's `mcp_health_status`,
+/// `mcp_pool_utilization`, `mcp_database_latency_ms`.
+pub fn register_health(metrics: &Metrics, health: &crate::health::Health) {
+    metrics.register_collector(Box::new(HealthGauges { health: health.clone(), seed: false }));
+    metrics.register_plain_collector(Box::new(HealthGauges { health: health.clone(), seed: true }));
+}

@@ -56,7 +56,10 @@ async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
 async fn health_routes_answer_with_the_model_and_probes_need_no_token() {
     let token = "a-test-token-of-enough-length";
     let (app, _dir) = start(
-        &format!(r#"{{ "mcpServers": {{ {BROKEN} }}, "warden": {{ "readiness": "all" }} }}"#),
+        &format!(
+            r#"{{ "mcpServers": {{ {BROKEN} }}, "warden": {{ "readiness": "all",
+                  "metadata": {{ "environment": "staging", "region": "eu-west-1", "team": "ops" }} }} }}"#
+        ),
         Some(token),
     )
     .await;
@@ -86,6 +89,27 @@ async fn health_routes_answer_with_the_model_and_probes_need_no_token() {
     assert!(v["checks"]["memory"]["rss_bytes"].as_u64().unwrap() > 0);
     assert!(v["checks"]["disk"]["free_bytes"].as_u64().unwrap() > 0);
     assert_eq!(v["metadata"]["version"], env!("CARGO_PKG_VERSION"));
+    // The seed's HealthCheckResponse, field by field (seed 002), beside Warden's own fields.
+    let pool = &v["connection_pool"];
+    for key in ["total_connections", "active_connections", "idle_connections", "waiting_requests"] {
+        assert!(pool[key].is_u64(), "connection_pool.{key}: {pool}");
+    }
+    let util = pool["pool_utilization"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&util), "{pool}");
+    assert_eq!(v["checks"]["database"]["status"], "pass", "{v}");
+    assert!(v["checks"]["database"]["message"].is_string());
+    let memory = &v["checks"]["memory"];
+    assert_eq!(memory["status"], "pass");
+    assert!(
+        memory["usage_mb"].as_f64().unwrap() > 0.0 && memory["limit_mb"].as_f64().unwrap() > 0.0
+    );
+    assert!((0.0..=100.0).contains(&memory["percentage"].as_f64().unwrap()), "{memory}");
+    let disk = &v["checks"]["disk"];
+    assert!(disk["free_gb"].as_f64().unwrap() > 0.0 && disk["percentage_used"].as_f64().is_some());
+    assert!(["pass", "warn"].contains(&disk["status"].as_str().unwrap()));
+    assert_eq!(v["metadata"]["environment"], "staging");
+    assert_eq!(v["metadata"]["region"], "eu-west-1");
+    assert_eq!(v["metadata"]["team"], "ops");
     // Readiness "all": not ready, and says why.
     let (code, v) = get(&app, "/readyz", None).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
@@ -504,4 +528,47 @@ async fn every_name_shape_validate_accepts_can_be_mounted() {
         assert_eq!(code, StatusCode::OK, "{n}");
     }
     app.shutdown().await;
+}
+
+/// The seed's status rules, with its thresholds made strict: memory over the `_unhealthy` share
+/// makes Warden unhealthy (503) and `mcp_health_status` 0; over `_degraded` only, degraded and
+/// 0.5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_status_rules_follow_the_configured_thresholds() {
+    for (thresholds, status, code, gauge) in [
+        (
+            r#""memory_degraded": 0, "memory_unhealthy": 0"#,
+            "unhealthy",
+            StatusCode::SERVICE_UNAVAILABLE,
+            0.0,
+        ),
+        (r#""memory_degraded": 0, "memory_unhealthy": 1"#, "degraded", StatusCode::OK, 0.5),
+    ] {
+        let (app, _dir) = start(
+            &format!(r#"{{ "mcpServers": {{}}, "warden": {{ "health_thresholds": {{ {thresholds} }} }} }}"#),
+            None,
+        )
+        .await;
+        let (c, v) = get(&app, "/health/status", None).await;
+        assert_eq!((c, v["status"].as_str().unwrap()), (code, status), "{v}");
+        let memory_status = if status == "unhealthy" { "fail" } else { "warn" };
+        assert_eq!(v["checks"]["memory"]["status"], memory_status);
+        let req = Request::get("/metrics").header("host", "127.0.0.1:7420");
+        let res = app.router().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let text = String::from_utf8(
+            axum::body::to_bytes(res.into_body(), 1 << 22).await.unwrap().to_vec(),
+        )
+        .unwrap();
+        let value = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap();
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(value("mcp_health_status"), gauge, "{text}");
+        assert_eq!(value("warden_health_status"), gauge);
+        assert!(text.lines().any(|l| l.starts_with("mcp_pool_utilization ")));
+        assert!(text.lines().any(|l| l.starts_with("mcp_database_latency_ms ")));
+        assert_eq!(text.matches("# EOF").count(), 1, "one exposition");
+        assert!(text.ends_with("# EOF\n"));
+        app.shutdown().await;
+    }
 }

@@ -298,6 +298,8 @@ pub(crate) async fn surface(
             store_fallback: store_fallback.clone(),
             gateway: gateway.clone(),
             readiness: w.readiness,
+            thresholds: w.health_thresholds.clone(),
+            metadata: w.metadata.clone(),
             data_dir: match &options.database {
                 Location::Sqlite(p) => p.parent().map(Into::into),
                 Location::Memory => None,
@@ -312,6 +314,7 @@ pub(crate) async fn surface(
         stop.clone(),
     )
     .await;
+    metrics::register_health(registry.metrics(), &health);
     let servers = registry.views();
     gateway.install_builtin(Arc::new(tools::Tools {
         overview: views.clone(),

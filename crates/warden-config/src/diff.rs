@@ -167,6 +167,8 @@ fn settings_changes(
         ("warden.prediction", o.prediction != n.prediction, false),
         ("warden.tuning", o.tuning != n.tuning, true),
         ("warden.reload", o.reload != n.reload, true),
+        ("warden.health_thresholds", o.health_thresholds != n.health_thresholds, false),
+        ("warden.metadata", o.metadata != n.metadata, false),
     ] {
         match (changed, is_live) {
             (true, true) => live.push(name),

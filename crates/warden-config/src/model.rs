@@ -80,6 +80,34 @@ pub struct WardenSettings {
     /// Warden's log filter (`warden.log_level`: `info`, `debug`, `warden=debug,info`); the
     /// `--log-level` flag or `WARDEN_LOG` wins over it.
     pub log_level: Option<String>,
+    /// When Warden's own health is degraded or unhealthy (`warden.health_thresholds`).
+    pub health_thresholds: HealthThresholds,
+    /// Free labels shown in `/health/status` `metadata` (`environment`, `region`, …).
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// Warden's own health rules (the seed's `HealthCheckResponse` status rules): the database
+/// pool's utilization and Warden's memory (a share of its limit) degrade it, then make it
+/// unhealthy; a slow database round trip degrades it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthThresholds {
+    pub pool_degraded: f64,
+    pub pool_unhealthy: f64,
+    pub memory_degraded: f64,
+    pub memory_unhealthy: f64,
+    pub database_latency_degraded: Duration,
+}
+
+impl Default for HealthThresholds {
+    fn default() -> Self {
+        Self {
+            pool_degraded: 0.8,
+            pool_unhealthy: 0.95,
+            memory_degraded: 0.8,
+            memory_unhealthy: 0.95,
+            database_latency_degraded: Duration::from_millis(100),
+        }
+    }
 }
 
 /// Live reload (`warden.reload`).
@@ -204,6 +232,8 @@ impl Default for WardenSettings {
             tuning: TuningSettings::default(),
             reload: ReloadSettings::default(),
             log_level: None,
+            health_thresholds: HealthThresholds::default(),
+            metadata: Default::default(),
         }
     }
 }

@@ -118,6 +118,47 @@ pub(crate) fn compile_warden(
             Err(e) => d.error(&o.path_of("log_level"), e),
         }
     }
+    if let Some(mut t) = o.obj("health_thresholds", d) {
+        let h = &mut w.health_thresholds;
+        for (key, field) in [
+            ("pool_degraded", &mut h.pool_degraded),
+            ("pool_unhealthy", &mut h.pool_unhealthy),
+            ("memory_degraded", &mut h.memory_degraded),
+            ("memory_unhealthy", &mut h.memory_unhealthy),
+        ] {
+            if let Some(v) = t.ratio(key, 0.0, 1.0, d) {
+                *field = v;
+            }
+        }
+        if let Some(l) = t.duration(
+            "database_latency_degraded",
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+            d,
+        ) {
+            h.database_latency_degraded = l;
+        }
+        if h.pool_degraded > h.pool_unhealthy || h.memory_degraded > h.memory_unhealthy {
+            d.error(&t.path, "a `_degraded` threshold must not be above its `_unhealthy` one");
+        }
+        t.finish(&[], d);
+    }
+    if let Some(m) = o.obj("metadata", d) {
+        let base = m.path.clone();
+        if let Some(serde_json::Value::Object(map)) = o.get("metadata") {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::String(s) => {
+                        w.metadata.insert(k.clone(), s.clone());
+                    }
+                    other => d.error(
+                        &crate::walk::join(&base, k),
+                        format!("must be a string, not {}", crate::walk::type_name(other)),
+                    ),
+                }
+            }
+        }
+    }
     let tpath = o.path_of("token");
     if let Some(t) = o.str("token", d) {
         if let Some((token, _)) = expand_field(&tpath, t, lookup, d) {

@@ -131,6 +131,28 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A number within `min..=max` (a share, a percentage).
+    pub(crate) fn ratio(
+        &mut self,
+        key: &'static str,
+        min: f64,
+        max: f64,
+        d: &mut Diags,
+    ) -> Option<f64> {
+        let v = self.get(key)?;
+        match v.as_f64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                d.error(&self.path_of(key), format!("{n} is out of range ({min} to {max})"));
+                None
+            }
+            None => {
+                d.error(&self.path_of(key), format!("must be a number, not {}", type_name(v)));
+                None
+            }
+        }
+    }
+
     /// A whole number within `min..=max`.
     pub(crate) fn uint(
         &mut self,

@@ -85,6 +85,8 @@ pub struct Metrics {
 struct Inner {
     /// Written only to register collectors (at start); read at every scrape.
     registry: RwLock<Registry>,
+    /// Families named without Warden's prefix: the seeds' `mcp_*` gauges.
+    plain: RwLock<Registry>,
     probe_duration: Histograms,
     probe_failures: Family<Labels, Counter>,
     call_duration: Histograms,
@@ -118,6 +120,7 @@ impl Metrics {
         let call_duration = Histograms::new_with_constructor(call_histogram as fn() -> _);
         let mut inner = Inner {
             registry: RwLock::new(Registry::with_prefix(PREFIX)),
+            plain: RwLock::new(Registry::default()),
             probe_duration,
             probe_failures: Family::default(),
             call_duration,
@@ -281,11 +284,20 @@ impl Metrics {
         self.inner.registry.write().expect("not poisoned").register_collector(collector);
     }
 
+    /// Registers a collector whose families keep their names as written (no `warden_`
+    /// prefix): the names other tools already expect (the seeds' `mcp_health_status`, …).
+    pub fn register_plain_collector(&self, collector: Box<dyn Collector>) {
+        self.inner.plain.write().expect("not poisoned").register_collector(collector);
+    }
+
     /// The exposition, in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         let registry = self.inner.registry.read().expect("not poisoned");
-        text::encode(&mut out, &registry).expect("writing to a String cannot fail");
+        let plain = self.inner.plain.read().expect("not poisoned");
+        text::encode_registry(&mut out, &registry).expect("writing to a String cannot fail");
+        text::encode_registry(&mut out, &plain).expect("writing to a String cannot fail");
+        text::encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
 }

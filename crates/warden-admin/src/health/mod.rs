@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use warden_config::Readiness;
+use warden_config::{HealthThresholds, Readiness};
 use warden_core::{InstanceState, ServerStatus};
 use warden_store::Store;
 use warden_supervisor::Overview;
@@ -24,8 +24,6 @@ const LAG_DEGRADED_MS: f64 = 250.0;
 /// Free disk below this share (or below `DISK_MIN_FREE`) degrades Warden's health.
 const DISK_MIN_FREE_SHARE: f64 = 0.05;
 const DISK_MIN_FREE: u64 = 100 * 1024 * 1024;
-/// A database round trip slower than this degrades Warden's health.
-const DB_SLOW_MS: f64 = 500.0;
 
 /// What the refresh task needs to look at.
 pub struct Sources {
@@ -34,6 +32,10 @@ pub struct Sources {
     pub store_fallback: Option<String>,
     pub gateway: warden_gateway::Gateway,
     pub readiness: Readiness,
+    /// When Warden's own status is degraded or unhealthy (the seed's rules).
+    pub thresholds: HealthThresholds,
+    /// Operator labels for `metadata` (`environment`, `region`, …).
+    pub metadata: std::collections::BTreeMap<String, String>,
     /// Where the database lives (for the disk check); `None` for in-memory.
     pub data_dir: Option<PathBuf>,
     pub started: Instant,
@@ -46,6 +48,8 @@ pub struct Sources {
     pub stream: crate::stream::Stream,
 }
 
+mod seed;
+
 /// The latest snapshot.
 pub struct Snapshot {
     pub body: Bytes,
@@ -56,6 +60,17 @@ pub struct Snapshot {
     /// One line for a service manager (systemd's `STATUS=`).
     pub summary: String,
     pub at: Instant,
+    /// The seed's gauges: status (1 healthy, 0.5 degraded, 0 unhealthy), the database pool's
+    /// utilization (0 to 1), the database round trip in ms.
+    pub gauges: Gauges,
+}
+
+/// What `mcp_health_status`, `mcp_pool_utilization` and `mcp_database_latency_ms` show.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    pub status: f64,
+    pub pool_utilization: f64,
+    pub database_latency_ms: Option<f64>,
 }
 
 /// Shared between the refresh task and the handlers.
@@ -115,54 +130,6 @@ impl Liveness {
     /// E.g. `healthy: 3/3 servers healthy` or `degraded: 2/3 servers healthy; log files failing`.
     pub fn summary(&self) -> String {
         self.0.get().summary.clone()
-    }
-}
-
-/// Resident and peak memory of this process, and the machine's available memory, in bytes.
-fn memory() -> Value {
-    let field = |text: &str, key: &str| -> Option<u64> {
-        let line = text.lines().find(|l| l.starts_with(key))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    };
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    json!({
-        "status": "ok",
-        "rss_bytes": field(&status, "VmRSS:"),
-        "peak_rss_bytes": field(&status, "VmHWM:"),
-        "system_available_bytes": field(&meminfo, "MemAvailable:"),
-        "system_total_bytes": field(&meminfo, "MemTotal:"),
-    })
-}
-
-/// Free space where the database lives.
-fn disk(dir: Option<&PathBuf>) -> (Value, bool) {
-    let Some(dir) = dir else {
-        return (json!({ "status": "ok", "path": null, "note": "in-memory database" }), true);
-    };
-    match nix::sys::statvfs::statvfs(dir.as_path()) {
-        Ok(s) => {
-            let block = s.fragment_size();
-            let free = s.blocks_available() * block;
-            let total = s.blocks() * block;
-            let share = if total > 0 { free as f64 / total as f64 } else { 1.0 };
-            let ok = free >= DISK_MIN_FREE && share >= DISK_MIN_FREE_SHARE;
-            (
-                json!({
-                    "status": if ok { "ok" } else { "low" },
-                    "path": dir.display().to_string(),
-                    "free_bytes": free,
-                    "total_bytes": total,
-                    "free_ratio": (share * 1000.0).round() / 1000.0,
-                }),
-                ok,
-            )
-        }
-        Err(e) => (
-            json!({ "status": "unknown", "path": dir.display().to_string(), "error": e.to_string() }),
-            false,
-        ),
     }
 }
 
@@ -226,14 +193,21 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
         Err(_) => (false, None, Some("no answer within 1 s".to_owned())),
     };
     let writes_ok = store.ok && src.store_fallback.is_none();
-    let database_status = match (&src.store_fallback, db_ok, writes_ok) {
+    // Warden's finer view, then the seed's three words.
+    let database_state = match (&src.store_fallback, db_ok, writes_ok) {
         (Some(_), _, _) => "memory",
         (None, true, true) => "connected",
         (None, true, false) => "degraded",
         (None, false, _) => "unavailable",
     };
-    let db_slow = db_latency.is_some_and(|ms| ms > DB_SLOW_MS);
-    let (disk_check, disk_ok) = disk(src.data_dir.as_ref());
+    let database_status = seed::database_status(database_state);
+    let th = &src.thresholds;
+    let (db_level, db_message) = seed::database_level(database_status, db_latency, th);
+    let (pool, pool_utilization, pool_level) = seed::pool(&src.store, th);
+    let (memory, memory_level) = seed::memory(th);
+    let (disk_check, disk_level) =
+        seed::disk(src.data_dir.as_ref(), DISK_MIN_FREE, DISK_MIN_FREE_SHARE);
+    let seed_level = db_level.max(pool_level).max(memory_level).max(disk_level);
     let lag_ok = lag_ms <= LAG_DEGRADED_MS;
     let (event_log, event_log_ok) = src.event_log.check();
     let (logs, logs_ok) = src.log_files.check();
@@ -260,11 +234,12 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
             s.served_by.is_none() && !s.instances.iter().any(|i| i.state.is_routable())
         })
     });
-    let status = if (servers > 0 && routable_servers == 0) || critical_down {
+    let status = if (servers > 0 && routable_servers == 0)
+        || critical_down
+        || seed_level == seed::Level::Fail
+    {
         "unhealthy"
-    } else if database_status != "connected"
-        || db_slow
-        || !disk_ok
+    } else if seed_level == seed::Level::Warn
         || !lag_ok
         || !event_log_ok
         || !logs_ok
@@ -289,20 +264,35 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
         })
         .collect();
     let (coalesced, cache_hits) = src.gateway.optimized_calls();
-    let pool = src.store.pool_stats();
+    let raw_pool = src.store.pool_stats();
+    let mut connection_pool = pool;
+    connection_pool["database"] =
+        json!({ "size": raw_pool.size, "idle": raw_pool.idle, "max": raw_pool.max });
+    connection_pool["mcp_sessions"] = json!(src.gateway.http_sessions().await);
+    connection_pool["mcp_clients"] = json!(src.gateway.client_sessions());
+    let mut metadata = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "environment": src.metadata.get("environment"),
+        "region": src.metadata.get("region"),
+    });
+    for (k, v) in &src.metadata {
+        metadata[k] = json!(v);
+    }
+    metadata["pid"] = json!(std::process::id());
+    metadata["listen"] = json!(src.listen);
+    metadata["coalesced_calls"] = json!(coalesced);
+    metadata["cache_hits"] = json!(cache_hits);
     let body = json!({
         "status": status,
         "timestamp": warden_core::now(),
         "database_status": database_status,
         "uptime_seconds": src.started.elapsed().as_secs(),
-        "connection_pool": {
-            "database": { "size": pool.size, "idle": pool.idle, "max": pool.max },
-            "mcp_sessions": src.gateway.http_sessions().await,
-            "mcp_clients": src.gateway.client_sessions(),
-        },
+        "connection_pool": connection_pool,
         "checks": {
             "database": {
-                "status": database_status,
+                "status": db_level.as_str(),
+                "message": db_message,
+                "state": database_state,
                 "latency_ms": db_latency.map(|ms| (ms * 1000.0).round() / 1000.0),
                 "error": db_error.or(store.last_error.clone()).or(src.store_fallback.clone()),
                 "location": store.location,
@@ -310,7 +300,7 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
                 "dropped_rows": store.dropped,
                 "last_write_at": store.last_write_at,
             },
-            "memory": memory(),
+            "memory": memory,
             "disk": disk_check,
             "event_loop": {
                 "status": if lag_ok { "ok" } else { "lagging" },
@@ -331,18 +321,14 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
             },
         },
         "ready": { "ready": ready, "reason": ready_reason },
-        "metadata": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "listen": src.listen,
-            "coalesced_calls": coalesced,
-            "cache_hits": cache_hits,
-        },
+        "metadata": metadata,
     });
     let problems: Vec<String> = [
-        (database_status != "connected").then(|| format!("database {database_status}")),
-        db_slow.then(|| "database slow".to_owned()),
-        (!disk_ok).then(|| "disk space low".to_owned()),
+        (db_level != seed::Level::Pass).then(|| db_message.clone()),
+        (pool_level != seed::Level::Pass)
+            .then(|| format!("database pool {:.0} % used", pool_utilization * 100.0)),
+        (memory_level != seed::Level::Pass).then(|| "memory high".to_owned()),
+        (disk_level != seed::Level::Pass).then(|| "disk space low".to_owned()),
         (!lag_ok).then(|| "event loop lagging".to_owned()),
         (!event_log_ok).then(|| "event log failing".to_owned()),
         (!config_ok).then(|| "config reload rejected".to_owned()),
@@ -363,5 +349,14 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
         ready_reason,
         summary,
         at: Instant::now(),
+        gauges: Gauges {
+            status: match status {
+                "healthy" => 1.0,
+                "degraded" => 0.5,
+                _ => 0.0,
+            },
+            pool_utilization,
+            database_latency_ms: db_latency,
+        },
     }
 }
