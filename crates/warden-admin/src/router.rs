@@ -89,6 +89,10 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
     let app = router(s.state.clone())
         .merge(crate::api::routes(s.api.clone()))
         .merge(crate::routes::alerts::routes(s.alerts.clone()))
+        .merge(crate::routes::hub::routes(crate::routes::hub::Hub {
+            views: s.api.servers.clone(),
+            gateway: gateway.clone(),
+        }))
         .merge(crate::routes::reports::routes(s.reports.clone()))
         .merge(crate::routes::tuning::routes(s.tuner.clone()))
         .merge(crate::stream::routes(s.stream.clone()))

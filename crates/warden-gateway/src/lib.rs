@@ -231,6 +231,20 @@ impl Gateway {
         }
     }
 
+    /// `(server, tool)` for every tool `/mcp` lists now: what serves each server (itself or a
+    /// fallback), less its `disabledTools`.
+    pub fn tool_names(&self) -> Vec<(String, String)> {
+        let table = self.routes.table();
+        let mut out = Vec::new();
+        for s in table.servers() {
+            let Some((_, catalog)) = table.serving_catalog(&s.spec.name) else { continue };
+            for t in catalog.tools.iter().filter(|t| !s.spec.disabled_tools.contains(&t.name)) {
+                out.push((s.spec.name.clone(), t.name.clone()));
+            }
+        }
+        out
+    }
+
     /// Server names (of MCP servers, enabled), as `/servers/{name}/mcp` serves them now.
     pub fn server_names(&self) -> Vec<String> {
         self.routes.table().server_names()

@@ -2,5 +2,6 @@
 //! and its refusals into the API's one error type.
 
 pub(crate) mod alerts;
+pub(crate) mod hub;
 pub(crate) mod reports;
 pub(crate) mod tuning;
