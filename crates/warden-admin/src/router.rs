@@ -79,6 +79,8 @@ pub struct Surface {
     pub alerts: warden_ops::alerting::Alerts,
     pub reports: warden_ops::reports::Reports,
     pub tuner: warden_ops::tuning::Tuner,
+    /// Warden's own log lines, live (`GET /logs`).
+    pub logs: warden_ops::logstream::LogTap,
 }
 
 /// Every route behind the guard: the API, health, and the MCP endpoints.
@@ -89,6 +91,7 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
     let app = router(s.state.clone())
         .merge(crate::api::routes(s.api.clone()))
         .merge(crate::routes::alerts::routes(s.alerts.clone()))
+        .merge(crate::routes::logs::routes(s.logs.clone()))
         .merge(crate::routes::hub::routes(crate::routes::hub::Hub {
             views: s.api.servers.clone(),
             gateway: gateway.clone(),

@@ -29,6 +29,7 @@ pub use reload::SecretsHook;
 pub use render::render_table;
 pub use warden_admin::Liveness;
 pub use warden_ops::logfiles::LogFilesStatus;
+pub use warden_ops::logstream::LogTap;
 pub use warden_supervisor::{Command, Overview};
 pub use wiring::real_connectors;
 
@@ -197,6 +198,11 @@ impl App {
     /// Shows the log files' health as `checks.logs` of `/health/status` (`off` until called).
     pub fn set_log_files(&self, status: LogFilesStatus) {
         self.log_files.set(status);
+    }
+
+    /// Where Warden's own log lines go for `GET /logs` (the binary's logging sends them).
+    pub fn log_tap(&self) -> warden_ops::logstream::LogTap {
+        self.surface.logs.clone()
     }
 
     /// Whether Warden is alive (as `/livez` says), for a service manager's watchdog.

@@ -350,6 +350,7 @@ pub(crate) async fn surface(
         alerts: services.alerts.clone(),
         reports: services.reports.clone(),
         tuner: services.tuner.clone(),
+        logs: warden_ops::logstream::LogTap::default(),
         api: api::Api {
             servers,
             config: config.clone(),

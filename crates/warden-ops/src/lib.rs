@@ -8,11 +8,13 @@
 //! - [`reports`]: failures, performance, capacity and availability over a period.
 //! - [`usage`]: the gateway's per-tool counts moved into the store.
 //! - [`eventlog`], [`logfiles`]: the JSONL event log, and how Warden's own log files do.
+//! - [`logstream`]: Warden's own log lines, live, for `GET /logs`.
 //! - [`reloads`]: the record of live reloads (applied, refused) and the way to ask for one.
 
 pub mod alerting;
 pub mod eventlog;
 pub mod logfiles;
+pub mod logstream;
 pub mod reloads;
 pub mod reports;
 pub mod tuning;

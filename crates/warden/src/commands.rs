@@ -248,6 +248,7 @@ async fn run(
     if let Some(status) = log_files {
         app.set_log_files(status);
     }
+    crate::logging::tap_into(app.log_tap());
     // Live reload: SIGHUP, `warden reload`, the API and the file watch read this file again.
     if let Some(file) = file {
         app.enable_reload(

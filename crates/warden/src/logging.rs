@@ -129,6 +129,18 @@ pub(crate) fn init(log: &LogArgs, run: bool) -> Guard {
     } else {
         None
     };
+    if run {
+        // `GET /logs`: JSON lines, formatted only while someone listens.
+        layers.push(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_writer(|| TapLine)
+                .with_filter(filter().and(TapOn))
+                .boxed(),
+        );
+    }
     let _ = FILTERS.set(handles);
     tracing_subscriber::registry().with(layers).init();
     Guard {
@@ -165,6 +177,43 @@ pub(crate) fn start_files(
         "writing log files (warden.YYYY-MM-DD.log, UTC days)"
     );
     Ok(status)
+}
+
+/// Where `GET /logs` takes Warden's log lines from (set once `run` has started the app).
+static TAP: OnceLock<warden_app::LogTap> = OnceLock::new();
+
+/// Sends every log line, scrubbed, to `tap` from now on (for `GET /logs`).
+pub(crate) fn tap_into(tap: warden_app::LogTap) {
+    let _ = TAP.set(tap);
+}
+
+/// Enables the `/logs` layer while a subscriber listens.
+struct TapOn;
+
+impl<S> Filter<S> for TapOn {
+    fn enabled(&self, _: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        TAP.get().is_some_and(warden_app::LogTap::listened)
+    }
+
+    fn callsite_enabled(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+}
+
+/// One formatted JSON line for `/logs`: scrubbed, then handed to the tap.
+struct TapLine;
+
+impl Write for TapLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(tap) = TAP.get() {
+            tap.send(&String::from_utf8_lossy(&crate::redact::clean(buf)));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Enables a file layer while the files are written in its format. Never cached: the answer

@@ -86,3 +86,98 @@ async fn the_hub_seeds_health_commands_read_warden() {
     })
     .await;
 }
+
+/// Collects the `data:` lines of an SSE response until `done` holds for what came (or 20 s).
+async fn sse_until(
+    res: reqwest::Response,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    use futures::StreamExt;
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done(&lines) {
+        let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await else {
+            break;
+        };
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            for l in frame.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                lines.push(serde_json::from_str(l).unwrap_or(serde_json::Value::String(l.into())));
+            }
+        }
+    }
+    lines
+}
+
+/// Seed 004 logs to console, file and SSE: `GET /logs` streams Warden's own log lines as JSON,
+/// scrubbed of secrets like the files, and `?level=` keeps that level and above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_stream_over_sse_scrubbed_and_filtered_by_level() {
+    limited(async {
+        let secret = "s3cr3t-for-the-log-test-4711";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warden.json");
+        let watch_off = r#""warden": { "reload": { "watch": false } }"#;
+        std::fs::write(&path, format!(r#"{{ {watch_off}, "mcpServers": {{ "a": {} }} }}"#, misbehave(&[], ""))).unwrap();
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = tokio::process::Command::new(warden())
+            .args(["run", "-c"])
+            .arg(&path)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(dir.path().join("w.db"))
+            .args(["--log-dir", "none"])
+            .env("WARDEN_TEST_SECRET", secret)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while reqwest::get(format!("{base}/livez")).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "warden did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let http = reqwest::Client::new();
+        let all = http.get(format!("{base}/logs")).send().await.unwrap();
+        assert_eq!(all.status(), 200);
+        let errors = http.get(format!("{base}/logs?level=error")).send().await.unwrap();
+        assert_eq!(
+            http.get(format!("{base}/logs?level=loud")).send().await.unwrap().status(),
+            400,
+            "a level that is none is refused"
+        );
+        // A server whose stderr line carries the secret (Warden logs stderr lines at info).
+        let leaky = r#""leaky": { "command": "sh", "args": ["-c", "echo token=$S >&2; sleep 60"], "env": { "S": "${env:WARDEN_TEST_SECRET}" } }"#;
+        std::fs::write(&path, format!(r#"{{ {watch_off}, "mcpServers": {{ "a": {}, {leaky} }} }}"#, misbehave(&[], ""))).unwrap();
+        let out = tokio::process::Command::new(warden()).args(["reload", "--url", &base]).output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let seen = sse_until(all, |l| {
+            let text = serde_json::Value::Array(l.to_vec()).to_string();
+            text.contains("config reloaded") && text.contains("token=")
+        })
+        .await;
+        let text = serde_json::Value::Array(seen.clone()).to_string();
+        assert!(text.contains("config reloaded"), "{text}");
+        assert!(text.contains("token="), "the server's stderr line is there: {text}");
+        assert!(!text.contains(secret), "the secret is scrubbed: {text}");
+        assert!(seen.iter().all(|l| l["level"].is_string()), "{text}");
+
+        // A refused config is logged at error level: the error-only stream has it, and nothing
+        // below error.
+        std::fs::write(&path, "{ \"mcpServers\": ").unwrap();
+        let out = tokio::process::Command::new(warden()).args(["reload", "--url", &base]).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        let seen = sse_until(errors, |l| l.iter().any(|x| x.to_string().contains("config rejected"))).await;
+        assert!(seen.iter().any(|x| x.to_string().contains("config rejected")), "{seen:?}");
+        assert!(seen.iter().all(|x| x["level"] == "ERROR"), "{seen:?}");
+
+        signal(child.id().unwrap(), nix::sys::signal::Signal::SIGTERM);
+        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    })
+    .await;
+}

@@ -3,5 +3,6 @@
 
 pub(crate) mod alerts;
 pub(crate) mod hub;
+pub(crate) mod logs;
 pub(crate) mod reports;
 pub(crate) mod tuning;
