@@ -108,6 +108,50 @@ pub fn slack(n: &Notification) -> Value {
     json!({ "text": text })
 }
 
+/// PagerDuty's Events API v2 event for one notification (one group): `trigger` while any alert
+/// fires, else `resolve`; the group key (hashed) is the `dedup_key`, so the incident follows the
+/// group as Alertmanager's own PagerDuty integration does. The routing key is added at delivery.
+pub fn pagerduty(n: &Notification, external_url: &str) -> Value {
+    use std::hash::{Hash, Hasher};
+    let firing: Vec<&Alert> = n.alerts.iter().filter(|a| a.status == AlertStatus::Firing).collect();
+    let top = n.alerts.iter().map(|a| a.severity).max().unwrap_or_default();
+    let names: Vec<&str> = {
+        let mut v: Vec<&str> = n.alerts.iter().map(|a| a.name.as_str()).collect();
+        v.dedup();
+        v
+    };
+    let summary = match firing.as_slice() {
+        [one] => one.annotations.get("summary").cloned().unwrap_or_else(|| one.name.clone()),
+        _ => format!("[{}] {}", n.alerts.len(), names.join(", ")),
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    n.group_key.hash(&mut h);
+    let server = common(&n.alerts, |a| &a.labels).get("server").cloned();
+    json!({
+        "event_action": if firing.is_empty() { "resolve" } else { "trigger" },
+        "dedup_key": format!("warden-{:016x}", h.finish()),
+        "payload": {
+            // PagerDuty caps the summary at 1024 characters.
+            "summary": summary.chars().take(1024).collect::<String>(),
+            "source": server.clone().unwrap_or_else(|| "warden".to_owned()),
+            "severity": top.as_str(),
+            "timestamp": n.alerts.iter().map(|a| a.starts_at).min(),
+            "component": server,
+            "group": "warden",
+            "class": names.first(),
+            "custom_details": {
+                "alerts": n.alerts.iter().map(|a| json!({
+                    "alert": a.name, "status": a.status, "severity": a.severity.as_str(),
+                    "labels": a.labels, "annotations": a.annotations, "value": a.value,
+                })).collect::<Vec<_>>(),
+            },
+        },
+        "client": "Warden",
+        "client_url": external_url,
+        "links": firing.first().map(|a| vec![json!({ "href": generator_url(external_url, a), "text": "Warden" })]).unwrap_or_default(),
+    })
+}
+
 fn generator_url(external_url: &str, a: &Alert) -> String {
     match a.labels.get("server") {
         Some(s) => format!("{}/api/servers/{s}", external_url.trim_end_matches('/')),

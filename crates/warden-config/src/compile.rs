@@ -252,8 +252,11 @@ fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
         values.push(t.expose().to_owned());
     }
     for r in &config.warden.alerts.receivers {
-        if let crate::alerts::ReceiverKind::Webhook { url, headers, .. } = &r.kind {
+        if let crate::alerts::ReceiverKind::Webhook { url, headers, format, .. } = &r.kind {
             values.push(url.expose().to_owned());
+            if let crate::alerts::WebhookFormat::PagerDuty { routing_key } = format {
+                values.push(routing_key.expose().to_owned());
+            }
             for v in headers.values() {
                 values.push(v.expose().to_owned());
                 if let Some((_, token)) = v.expose().split_once(' ') {

@@ -781,3 +781,74 @@ async fn after_warden_restarts_a_servers_history_arms_prediction_at_once() {
     assert_eq!(serde_json::to_value(predicted).unwrap()["signal"], "latency");
     app.shutdown().await;
 }
+
+/// PagerDuty's Events API v2 (seed 002's critical channel): a firing group is one `trigger`
+/// event with the routing key, a dedup key, and a summary, source and severity; its resolution
+/// a `resolve` with the same dedup key. The routing key is added at delivery and never stored.
+/// An `info` alert reaches only a receiver whose `min_severity` is `info`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_gets_events_v2_and_info_alerts_reach_only_info_receivers() {
+    let (pd, pd_addr) = Receiver::start().await;
+    let (info, info_addr) = Receiver::start().await;
+    let key = "R0UTING-key-0123456789abcdef";
+    let text = format!(
+        r#"{{ "mcpServers": {{ "victim": {victim} }},
+             "warden": {{ "alerts": {{
+                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
+                "pagerduty": [ {{ "name": "pd", "routing_key": "{key}",
+                                  "url": "http://{pd_addr}/v2/enqueue" }} ],
+                "webhooks": [ {{ "name": "notes", "url": "http://{info_addr}/info", "min_severity": "info" }} ],
+                "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
+                             "match": {{ "server": "victim" }}, "for": "0s", "severity": "critical" }},
+                           {{ "alert": "VictimNote", "metric": "up", "op": "<", "threshold": 1,
+                             "match": {{ "server": "victim" }}, "for": "0s", "severity": "info" }} ] }} }} }}"#,
+        victim = misbehave(
+            &[],
+            &format!(
+                r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
+            )
+        ),
+    );
+    let (app, _db, addr) = start(&text).await;
+    let pid = healthy_pid(&app, "victim").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(pid, Signal::SIGKILL);
+    let trigger = pd
+        .wait_for(Duration::from_secs(20), "a trigger event", |b| b["event_action"] == "trigger")
+        .await;
+    assert_eq!(trigger["routing_key"], key);
+    assert!(trigger["dedup_key"].as_str().unwrap().starts_with("warden-"));
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    assert_eq!(trigger["payload"]["source"], "victim");
+    assert!(trigger["payload"]["summary"].as_str().unwrap().contains("up{"), "{trigger}");
+    assert!(trigger["payload"]["timestamp"].is_string());
+    let alerts = trigger["payload"]["custom_details"]["alerts"].as_array().unwrap();
+    assert!(
+        alerts.iter().all(|a| a["alert"] == "VictimDown"),
+        "info stays off PagerDuty: {trigger}"
+    );
+    let resolve = pd
+        .wait_for(Duration::from_secs(30), "a resolve event", |b| b["event_action"] == "resolve")
+        .await;
+    assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+    assert!(pd.bodies().iter().all(|(path, _)| path == "/v2/enqueue"));
+    // The info receiver got the info alert (and the critical one: info is its floor).
+    let note = info
+        .wait_for(Duration::from_secs(10), "the info alert", |b| {
+            alerts_of(b).iter().any(|a| a["labels"]["alertname"] == "VictimNote")
+        })
+        .await;
+    assert_eq!(
+        alerts_of(&note).iter().find(|a| a["labels"]["alertname"] == "VictimNote").unwrap()
+            ["labels"]["severity"],
+        "info"
+    );
+    // The outbox and the API never hold the routing key.
+    let view = get(&addr, "/api/alerts").await.to_string();
+    assert!(!view.contains(key), "{view}");
+    let stored =
+        get(&addr, "/api/alerts/notifications?state=delivered&limit=100").await.to_string();
+    assert!(!stored.contains(key), "the stored payloads lack the routing key");
+    assert!(stored.contains("event_action"), "the PagerDuty payloads are stored: {stored}");
+    app.shutdown().await;
+}

@@ -77,6 +77,15 @@ pub(crate) fn compile_alerts(
             }
         }
     }
+    let ppath = o.path_of("pagerduty");
+    for (i, item) in array(&mut o, "pagerduty", d).iter().enumerate() {
+        let path = format!("{ppath}[{i}]");
+        if let Some(p) = Obj::new(path, item, d) {
+            if let Some(r) = compile_pagerduty(p, a.receivers.len(), lookup, d) {
+                a.receivers.push(r);
+            }
+        }
+    }
     let cpath = o.path_of("commands");
     for (i, item) in array(&mut o, "commands", d).iter().enumerate() {
         let path = format!("{cpath}[{i}]");
@@ -129,7 +138,7 @@ fn severity(o: &mut Obj<'_>, key: &'static str, d: &mut Diags) -> Option<Severit
     if parsed.is_none() {
         d.error(
             &o.path_of(key),
-            format!("{s:?} is not a severity (use \"warning\" or \"critical\")"),
+            format!("{s:?} is not a severity (use \"info\", \"warning\" or \"critical\")"),
         );
     }
     parsed
@@ -177,6 +186,44 @@ fn compile_webhook(
     Some(Receiver {
         name,
         kind: ReceiverKind::Webhook { url: Secret::new(url), display_url, headers, format },
+        send_resolved: common.0,
+        min_severity: common.1,
+        timeout: common.2,
+    })
+}
+
+/// PagerDuty's Events API v2: `{name, routing_key, url?, min_severity, send_resolved, timeout}`.
+fn compile_pagerduty(
+    mut o: Obj<'_>,
+    index: usize,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    d: &mut Diags,
+) -> Option<Receiver> {
+    let kpath = o.path_of("routing_key");
+    let key = o.str("routing_key", d);
+    if key.is_none() && !o.has("routing_key") {
+        d.error(&kpath, "is missing: PagerDuty needs the integration's routing key");
+    }
+    let upath = o.path_of("url");
+    let url = o.str("url", d).unwrap_or("https://events.pagerduty.com/v2/enqueue").to_owned();
+    let name = o.str("name", d).map(str::to_owned).unwrap_or_else(|| format!("pagerduty-{index}"));
+    let common = receiver_common(&mut o, d);
+    o.finish(&[], d);
+    let (key, _) = expand_field(&kpath, key?, lookup, d)?;
+    let (url, _) = expand_field(&upath, &url, lookup, d)?;
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        d.error(&upath, format!("{url:?} is not an http:// or https:// URL"));
+        return None;
+    }
+    Some(Receiver {
+        name,
+        kind: ReceiverKind::Webhook {
+            display_url: origin_display(&url),
+            url: Secret::new(url),
+            headers: Default::default(),
+            format: WebhookFormat::PagerDuty { routing_key: Secret::new(key) },
+        },
         send_resolved: common.0,
         min_severity: common.1,
         timeout: common.2,

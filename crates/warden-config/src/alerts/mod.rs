@@ -22,6 +22,8 @@ use crate::model::Secret;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing, never paging (a receiver takes it only with `min_severity: "info"`).
+    Info,
     #[default]
     Warning,
     Critical,
@@ -30,6 +32,7 @@ pub enum Severity {
 impl Severity {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Info => "info",
             Self::Warning => "warning",
             Self::Critical => "critical",
         }
@@ -37,6 +40,7 @@ impl Severity {
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "info" => Some(Self::Info),
             "warning" | "ticket" => Some(Self::Warning),
             "critical" | "page" => Some(Self::Critical),
             _ => None,
@@ -145,7 +149,7 @@ pub enum ReceiverKind {
 }
 
 /// The body a webhook receives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WebhookFormat {
     /// Alertmanager's webhook receiver payload (version 4): what Alertmanager itself sends.
     AlertmanagerWebhook,
@@ -154,6 +158,9 @@ pub enum WebhookFormat {
     Alertmanager,
     /// A Slack incoming-webhook body (`{"text": …}`).
     Slack,
+    /// PagerDuty's Events API v2 (`trigger`/`resolve`, one event per group, its key as the
+    /// `dedup_key`); the routing key is added at delivery, never stored.
+    PagerDuty { routing_key: Secret },
 }
 
 /// How a rule compares the metric with its threshold.

@@ -82,7 +82,7 @@ fn a_full_alerts_block_compiles_and_its_secrets_are_known() {
     assert_eq!(a.receivers[0].name, "webhook-0");
     let ReceiverKind::Webhook { display_url, format, .. } = &a.receivers[0].kind else { panic!() };
     assert_eq!(
-        (display_url.as_str(), *format),
+        (display_url.as_str(), format.clone()),
         ("https://hooks.slack.com/…", WebhookFormat::Slack)
     );
     assert_eq!(a.receivers[1].min_severity, Severity::Critical);
@@ -143,4 +143,27 @@ fn a_receivers_url_is_shown_without_path_or_credentials() {
         "http://127.0.0.1:9/…"
     );
     assert_eq!(crate::fields::origin_display("http://127.0.0.1:9"), "http://127.0.0.1:9");
+}
+
+#[test]
+fn a_pagerduty_receiver_keeps_its_routing_key_secret_and_needs_one() {
+    let l = with_alerts(
+        r#"{ "pagerduty": [ { "name": "pd", "routing_key": "${HOOK}", "min_severity": "info" } ] }"#,
+        "",
+    )
+    .unwrap();
+    let r = &l.config.warden.alerts.receivers[0];
+    assert_eq!(r.min_severity, Severity::Info);
+    match &r.kind {
+        ReceiverKind::Webhook { url, format: WebhookFormat::PagerDuty { routing_key }, .. } => {
+            assert_eq!(url.expose(), "https://events.pagerduty.com/v2/enqueue");
+            assert_eq!(routing_key.expose(), "T0/B0/abcdefsecret");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(l.config.secrets.iter().any(|s| s.expose() == "T0/B0/abcdefsecret"));
+    let e = errors(r#"{ "pagerduty": [ { "name": "pd" } ] }"#);
+    assert!(e[0].contains("pagerduty[0].routing_key: is missing"), "{e:?}");
+    let e = errors(r#"{ "webhooks": [ { "url": "http://x/", "min_severity": "loud" } ] }"#);
+    assert!(e[0].contains(r#"use "info", "warning" or "critical""#), "{e:?}");
 }

@@ -123,7 +123,15 @@ async fn send(client: &reqwest::Client, r: &Receiver, body: &Value) -> Result<()
             {
                 target = format!("{}/api/v2/alerts", target.trim_end_matches('/'));
             }
-            let mut req = client.post(&target).timeout(r.timeout).json(body);
+            let mut req = match format {
+                // The routing key goes in the body at send time only: never in the outbox.
+                WebhookFormat::PagerDuty { routing_key } => {
+                    let mut with_key = body.clone();
+                    with_key["routing_key"] = Value::String(routing_key.expose().to_owned());
+                    client.post(&target).timeout(r.timeout).json(&with_key)
+                }
+                _ => client.post(&target).timeout(r.timeout).json(body),
+            };
             for (k, v) in headers {
                 req = req.header(k.as_str(), v.expose());
             }

@@ -322,6 +322,9 @@ fn is_alertmanager(r: &Receiver) -> bool {
 fn body_for(r: &Receiver, n: &Notification, external_url: &str) -> Value {
     match &r.kind {
         ReceiverKind::Webhook { format: WebhookFormat::Slack, .. } => payload::slack(n),
+        ReceiverKind::Webhook { format: WebhookFormat::PagerDuty { .. }, .. } => {
+            payload::pagerduty(n, external_url)
+        }
         _ => payload::webhook(n, &r.name, external_url),
     }
 }

@@ -256,6 +256,7 @@ fn receiver_view(r: &Receiver) -> Value {
                 WebhookFormat::AlertmanagerWebhook => "webhook",
                 WebhookFormat::Alertmanager => "alertmanager",
                 WebhookFormat::Slack => "slack",
+                WebhookFormat::PagerDuty { .. } => "pagerduty",
             },
             display_url.clone(),
         ),
