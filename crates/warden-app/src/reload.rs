@@ -25,11 +25,12 @@ pub type SecretsHook = Arc<dyn Fn(&[Secret]) + Send + Sync>;
 /// Reloads the config; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Reloader {
+    file: Option<PathBuf>,
+    secrets: Option<SecretsHook>,
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    file: Option<PathBuf>,
     /// The config in force; a reload holds it while it validates, compares and starts its
     /// operations, so reloads are compared one after another.
     current: Arc<Mutex<Config>>,
@@ -40,7 +41,6 @@ struct Inner {
     bus: Arc<EventBus>,
     status: ConfigStatus,
     seeds: SeedBook,
-    secrets: Option<SecretsHook>,
     /// Where the services read Warden's own settings (alerts, tuning, retention).
     settings: Arc<tokio::sync::watch::Sender<warden_config::WardenSettings>>,
 }
@@ -60,8 +60,9 @@ pub(crate) struct Parts {
 impl Reloader {
     pub(crate) fn new(p: Parts) -> Self {
         Self {
+            file: p.file,
+            secrets: p.secrets,
             inner: Arc::new(Inner {
-                file: p.file,
                 current: Arc::new(Mutex::new(p.config)),
                 busy: Arc::default(),
                 registry: p.registry,
@@ -69,7 +70,6 @@ impl Reloader {
                 bus: p.bus,
                 status: p.status,
                 seeds: p.seeds,
-                secrets: p.secrets,
                 settings: p.settings,
             }),
         }
@@ -77,25 +77,11 @@ impl Reloader {
 
     /// The same reloader reading `file` (and telling `secrets` of the secrets in it).
     pub(crate) fn with_file(&self, file: PathBuf, secrets: Option<SecretsHook>) -> Self {
-        let i = &self.inner;
-        Self {
-            inner: Arc::new(Inner {
-                file: Some(file),
-                current: Arc::clone(&i.current),
-                busy: Arc::clone(&i.busy),
-                registry: Arc::clone(&i.registry),
-                store: i.store.clone(),
-                bus: Arc::clone(&i.bus),
-                status: i.status.clone(),
-                seeds: i.seeds.clone(),
-                secrets,
-                settings: Arc::clone(&i.settings),
-            }),
-        }
+        Self { file: Some(file), secrets, inner: Arc::clone(&self.inner) }
     }
 
     pub(crate) fn file(&self) -> Option<&PathBuf> {
-        self.inner.file.as_ref()
+        self.file.as_ref()
     }
 
     /// Whether the file watch is on, as the config in force says (`warden.reload.watch`).
@@ -107,7 +93,7 @@ impl Reloader {
     /// `api`). Returns the diff as JSON, or every error (nothing changed).
     pub(crate) async fn reload(&self, trigger: &'static str) -> Result<Value, Vec<String>> {
         let inner = &self.inner;
-        let Some(file) = inner.file.clone() else {
+        let Some(file) = self.file.clone() else {
             let why = "this Warden has no config file to reload (it runs the demo)";
             tracing::warn!(trigger, "{why}");
             return Err(vec![why.to_owned()]);
@@ -126,7 +112,7 @@ impl Reloader {
                 return Err(errors);
             }
         };
-        if let Some(hook) = &inner.secrets {
+        if let Some(hook) = &self.secrets {
             hook(&loaded.config.secrets);
         }
         for w in &loaded.warnings {

@@ -169,6 +169,13 @@ impl Default for Failover {
 /// One server's parts of the view: its spec, its instances' views and its failover settings.
 pub type ServerParts = (Arc<ServerSpec>, Vec<InstanceView>, Failover);
 
+impl ServerView {
+    /// Something serves its calls now: a routable instance of its own, or a fallback.
+    pub fn is_served(&self) -> bool {
+        self.served_by.is_some() || self.instances.iter().any(|i| i.state.is_routable())
+    }
+}
+
 impl Overview {
     /// Builds the view from each server's spec, instance views and failover settings — the
     /// one builder behind every surface, so no two views can disagree. A server with nothing

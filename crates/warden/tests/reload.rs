@@ -402,22 +402,9 @@ async fn a_broken_file_changes_nothing_until_fixed_and_sighup_applies_it() {
     limited(async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("warden.json");
-        let port = free_port();
         let watch_off = r#""reload": { "watch": false }"#;
         std::fs::write(&path, file_text(watch_off, &[("a", server(""))])).unwrap();
-        let mut child = tokio::process::Command::new(warden())
-            .args(["run", "-c"])
-            .arg(&path)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.path().join("w.db"))
-            .args(["--log-dir", "none"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        let (mut child, base) = run_warden(&path, dir.path(), &[]).await;
         let http = reqwest::Client::new();
         let servers = async || -> serde_json::Value {
             match http.get(format!("{base}/api/servers")).send().await {

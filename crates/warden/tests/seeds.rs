@@ -122,26 +122,7 @@ async fn logs_stream_over_sse_scrubbed_and_filtered_by_level() {
         let path = dir.path().join("warden.json");
         let watch_off = r#""warden": { "reload": { "watch": false } }"#;
         std::fs::write(&path, format!(r#"{{ {watch_off}, "mcpServers": {{ "a": {} }} }}"#, misbehave(&[], ""))).unwrap();
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut child = tokio::process::Command::new(warden())
-            .args(["run", "-c"])
-            .arg(&path)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.path().join("w.db"))
-            .args(["--log-dir", "none"])
-            .env("WARDEN_TEST_SECRET", secret)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while reqwest::get(format!("{base}/livez")).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "warden did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (mut child, base) = run_warden(&path, dir.path(), &[("WARDEN_TEST_SECRET", secret)]).await;
         let http = reqwest::Client::new();
         let all = http.get(format!("{base}/logs")).send().await.unwrap();
         assert_eq!(all.status(), 200);

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use warden_config::{HealthThresholds, Readiness};
 use warden_core::{InstanceState, ServerStatus};
 use warden_store::Store;
-use warden_supervisor::Overview;
+use warden_supervisor::{Overview, ServerView};
 
 /// How often the snapshot is refreshed.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -136,9 +136,7 @@ impl Liveness {
 /// Whether `/readyz` says ready, and why not.
 fn readiness(policy: Readiness, critical: &[String], overview: &Overview) -> (bool, String) {
     let routable = |name: &str| {
-        overview.servers.iter().find(|s| s.name == name).is_some_and(|s| {
-            s.served_by.is_some() || s.instances.iter().any(|i| i.state.is_routable())
-        })
+        overview.servers.iter().find(|s| s.name == name).is_some_and(ServerView::is_served)
     };
     let starting: Vec<&str> = overview
         .servers
@@ -224,16 +222,10 @@ async fn build(src: &Sources, lag_ms: f64) -> Snapshot {
 
     let servers = overview.servers.len();
     let count = |st: ServerStatus| overview.servers.iter().filter(|s| s.status == st).count();
-    let routable_servers = overview
-        .servers
+    let routable_servers = overview.servers.iter().filter(|s| s.is_served()).count();
+    let critical_down = critical
         .iter()
-        .filter(|s| s.served_by.is_some() || s.instances.iter().any(|i| i.state.is_routable()))
-        .count();
-    let critical_down = critical.iter().any(|c| {
-        overview.servers.iter().find(|s| &s.name == c).is_some_and(|s| {
-            s.served_by.is_none() && !s.instances.iter().any(|i| i.state.is_routable())
-        })
-    });
+        .any(|c| overview.servers.iter().find(|s| &s.name == c).is_some_and(|s| !s.is_served()));
     let status = if (servers > 0 && routable_servers == 0)
         || critical_down
         || seed_level == seed::Level::Fail

@@ -26,7 +26,7 @@ pub(crate) fn routes(hub: Hub) -> Router {
 fn hub_status(s: &ServerView) -> &'static str {
     if s.disabled {
         "disabled"
-    } else if s.served_by.is_some() || s.instances.iter().any(|i| i.state.is_routable()) {
+    } else if s.is_served() {
         "connected"
     } else if s.instances.iter().any(|i| i.state == InstanceState::Starting) {
         "connecting"

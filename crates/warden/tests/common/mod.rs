@@ -275,3 +275,34 @@ pub async fn healthy_pid(app: &App, server: &str) -> u32 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `warden run -c CONFIG` as its own process on a free loopback port, its database in `dir`,
+/// no log files, with `envs` added to its environment; returns once `/livez` answers (20 s at
+/// most), with the base URL. Killed if dropped.
+pub async fn run_warden(
+    config: &Path,
+    dir: &Path,
+    envs: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let port = free_port();
+    let child = tokio::process::Command::new(warden())
+        .args(["run", "-c"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.join("w.db"))
+        .args(["--log-dir", "none"])
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while reqwest::get(format!("{base}/livez")).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "warden did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
+}
