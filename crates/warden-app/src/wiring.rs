@@ -255,6 +255,7 @@ impl Services {
     /// After the instances stopped: the last tool counts and learnt baselines are written.
     pub(crate) async fn drain(self) {
         self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.alerts.finished()).await;
         self.usage_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.usage_task).await;
         self.seeds_stop.cancel();

@@ -96,6 +96,8 @@ pub struct Alerts {
     /// Receivers, and how old an undelivered notification may grow before it is given up on
     /// (kept, marked expired): as the last reload left them.
     settings: tokio::sync::watch::Receiver<AlertSettings>,
+    /// The evaluation and delivery tasks, awaited by [`Alerts::finished`].
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Alerts {
@@ -144,10 +146,24 @@ impl Alerts {
             wake: Arc::new(Notify::new()),
             store: src.store.clone(),
             settings: src.settings.clone(),
+            tasks: Arc::default(),
         };
-        tokio::spawn(evaluate_loop(alerts.clone(), src, stop.clone()));
-        tokio::spawn(deliver_loop(alerts.clone(), stop));
+        let evaluate = tokio::spawn(evaluate_loop(alerts.clone(), src, stop.clone()));
+        let deliver = tokio::spawn(deliver_loop(alerts.clone(), stop));
+        *alerts.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            vec![evaluate, deliver];
         alerts
+    }
+
+    /// Waits until both tasks returned after `stop`: the evaluation writes the SLO minutes it
+    /// counted as it stops, so the store must outlive it.
+    pub async fn finished(&self) {
+        let tasks = std::mem::take(
+            &mut *self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
