@@ -101,7 +101,11 @@ impl Store {
         }
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_millis(500));
+        // Warden's own connections take turns at the write lock (the writer, alerts, tuning,
+        // the seed saver); on a loaded machine a turn can pass 500 ms, and a write that gave
+        // up then marked a healthy database degraded (seen in CI). Nothing that supervises or
+        // routes waits on the database; a lock held longer (another process) still degrades it.
+        .busy_timeout(Duration::from_secs(2));
         // An in-memory database lives as long as its one connection.
         let max = if matches!(location, Location::Memory) { 1 } else { 4 };
         let pool = SqlitePoolOptions::new()

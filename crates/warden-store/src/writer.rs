@@ -110,7 +110,7 @@ impl Store {
             while let Ok(s) = samples.try_recv() {
                 backlog.push_back(Op::Sample(s));
             }
-            // Another task may hold the write lock for a moment (past the 500 ms busy timeout
+            // Another task may hold the write lock for a moment (past the busy timeout
             // on a loaded machine): try a few times before giving the last rows up.
             for attempt in 1..=SHUTDOWN_TRIES {
                 if backlog.is_empty() || store.flush(&mut backlog).await {
