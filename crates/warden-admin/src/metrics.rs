@@ -256,6 +256,12 @@ impl Collector for Views {
             "cache_hits",
             "Calls answered from the result cache",
             [(Labels::new(), cache_hits)],
+        )?;
+        scrape::counter(
+            e,
+            "stale_answers",
+            "Read-only calls answered from their last good result while nothing could serve them (offline mode)",
+            [(Labels::new(), self.gateway.stale_answers())],
         )
     }
 }

@@ -55,7 +55,6 @@ pub fn router(state: State) -> Router {
         .route("/health/ecosystem", get(ecosystem))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .route("/api/servers", get(servers))
         .route("/metrics", get(metrics))
         .fallback(|| async { crate::api::error(StatusCode::NOT_FOUND, "no such route") })
         .with_state(state)
@@ -264,10 +263,6 @@ async fn readyz(AxState(state): AxState<State>) -> impl IntoResponse {
     let snap = state.inner.health.get();
     let code = if snap.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(json!({ "ready": snap.ready, "reason": snap.ready_reason })))
-}
-
-async fn servers(AxState(state): AxState<State>) -> impl IntoResponse {
-    Json(state.inner.overview.get())
 }
 
 /// Prometheus text exposition (see `metrics.rs`).

@@ -324,6 +324,9 @@ pub(crate) async fn surface(
         servers: servers.clone(),
         reports: services.reports.clone(),
         tuner: services.tuner.clone(),
+        prefix: options.config.warden.tools.prefix.clone(),
+        started: warden_core::now()
+            - chrono::Duration::from_std(started.elapsed()).unwrap_or_default(),
     }));
     let liveness = health.liveness();
     let surface = Surface {

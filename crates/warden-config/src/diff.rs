@@ -141,6 +141,9 @@ fn policy_changes(o: &ServerSpec, n: &ServerSpec) -> Vec<&'static str> {
     check("objective", o.objective != n.objective);
     check("memory_limit", o.memory_limit != n.memory_limit);
     check("disabledTools", o.disabled_tools != n.disabled_tools);
+    check("tags", o.tags != n.tags);
+    check("fallback_strategy", o.fallback_strategy != n.fallback_strategy);
+    check("smoke_test", o.smoke_test != n.smoke_test);
     f
 }
 
@@ -169,6 +172,7 @@ fn settings_changes(
         ("warden.reload", o.reload != n.reload, true),
         ("warden.health_thresholds", o.health_thresholds != n.health_thresholds, false),
         ("warden.metadata", o.metadata != n.metadata, false),
+        ("warden.tools", o.tools != n.tools, false),
     ] {
         match (changed, is_live) {
             (true, true) => live.push(name),

@@ -18,7 +18,7 @@ use crate::walk::{join, type_name, Diags, Obj};
 const KINDS: [&str; 5] = ["http", "tcp", "command", "postgres", "sqlite"];
 
 /// Keys of an MCP server entry that mean nothing for an integration.
-const MCP_ONLY: [&str; 12] = [
+const MCP_ONLY: [&str; 14] = [
     "url",
     "urls",
     "serverUrl",
@@ -31,6 +31,8 @@ const MCP_ONLY: [&str; 12] = [
     "cache",
     "balance",
     "standby",
+    "fallback_strategy",
+    "smoke_test",
 ];
 
 /// Keys that belong to a command check, given beside the `command`.
@@ -163,7 +165,7 @@ fn compile_one(
             );
         }
     }
-    let Common { disabled, critical, health, restart, objective } =
+    let Common { disabled, critical, health, restart, objective, tags } =
         compile_common(&mut o, bases, d);
     o.finish(&["description"], d);
     Some(ServerSpec {
@@ -185,6 +187,9 @@ fn compile_one(
         memory_limit: None,
         standby: false,
         disabled_tools: vec![],
+        tags,
+        fallback_strategy: FallbackStrategy::default(),
+        smoke_test: None,
     })
 }
 

@@ -84,6 +84,8 @@ pub struct WardenSettings {
     pub health_thresholds: HealthThresholds,
     /// Free labels shown in `/health/status` `metadata` (`environment`, `region`, …).
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// How Warden's own MCP tools are named (`warden.tools`).
+    pub tools: ToolSettings,
 }
 
 /// Warden's own health rules (the seed's `HealthCheckResponse` status rules): the database
@@ -234,8 +236,64 @@ impl Default for WardenSettings {
             log_level: None,
             health_thresholds: HealthThresholds::default(),
             metadata: Default::default(),
+            tools: ToolSettings::default(),
         }
     }
+}
+
+/// Warden's own MCP tools (`warden.tools`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolSettings {
+    /// Put before each tool's name: `warden__` by default; `orchestrator_` gives the seeds'
+    /// `orchestrator_integration_monitor`, …
+    pub prefix: String,
+}
+
+impl Default for ToolSettings {
+    fn default() -> Self {
+        Self { prefix: "warden__".to_owned() }
+    }
+}
+
+/// What happens to a server's calls when it has nothing routable (`fallback_strategy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FallbackStrategy {
+    /// Its fallbacks take its calls while it is down, and it takes them back when it is up.
+    #[default]
+    GracefulDegradation,
+    /// No fallback tier: a call fails at once while it is down.
+    FailFast,
+    /// When nothing (itself or a fallback) is routable, read-only tools are answered from the
+    /// last good result kept for the same arguments, marked stale.
+    OfflineMode,
+    /// No automatic fail-over or fail-back: only the operator moves its calls.
+    Manual,
+}
+
+impl FallbackStrategy {
+    pub const ALL: [FallbackStrategy; 4] =
+        [Self::GracefulDegradation, Self::FailFast, Self::OfflineMode, Self::Manual];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GracefulDegradation => "graceful_degradation",
+            Self::FailFast => "fail_fast",
+            Self::OfflineMode => "offline_mode",
+            Self::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A read-only tool call that shows a server really works (`smoke_test`), made by the
+/// comprehensive health check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SmokeTest {
+    pub tool: String,
+    pub arguments: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One configured MCP server.
@@ -271,6 +329,10 @@ pub struct ServerSpec {
     /// Tools never listed nor callable through Warden (`disabledTools`, as mcp-hub and Cline
     /// write it).
     pub disabled_tools: Vec<String>,
+    /// Labels the operator groups servers by (`integration_monitor`'s `server_types`).
+    pub tags: Vec<String>,
+    pub fallback_strategy: FallbackStrategy,
+    pub smoke_test: Option<SmokeTest>,
 }
 
 impl ServerSpec {

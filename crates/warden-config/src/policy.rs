@@ -23,6 +23,7 @@ pub(crate) struct Common {
     pub(crate) health: HealthPolicy,
     pub(crate) restart: RestartPolicy,
     pub(crate) objective: Option<f64>,
+    pub(crate) tags: Vec<String>,
 }
 
 /// An entry's object, its name checked (`what`: "a server", "an integration").
@@ -50,7 +51,15 @@ pub(crate) fn compile_common(o: &mut Obj<'_>, bases: &Bases<'_>, d: &mut Diags) 
         None => bases.restart.clone(),
     };
     let objective = compile_objective(o, d);
-    Common { disabled, critical, health, restart, objective }
+    let mut tags: Vec<String> = Vec::new();
+    for (path, t) in crate::fields::string_list(o, "tags", d) {
+        if t.is_empty() {
+            d.error(&path, "must not be empty");
+        } else if !tags.iter().any(|x| x == t) {
+            tags.push(t.to_owned());
+        }
+    }
+    Common { disabled, critical, health, restart, objective, tags }
 }
 
 /// `objective.availability`: a percentage (99.9) or a ratio (0.999).

@@ -141,8 +141,20 @@ pub(crate) fn compile_server(
             Balance::default()
         }
     };
-    let Common { disabled, critical, health, restart, objective } =
+    let Common { disabled, critical, health, restart, objective, tags } =
         compile_common(&mut o, bases, d);
+    let fallback_strategy = match o.str("fallback_strategy", d) {
+        None => FallbackStrategy::default(),
+        Some(s) => FallbackStrategy::parse(s).unwrap_or_else(|| {
+            let names: Vec<&str> = FallbackStrategy::ALL.iter().map(|f| f.as_str()).collect();
+            d.error(
+                &o.path_of("fallback_strategy"),
+                format!("{s:?} is not a fallback strategy (use one of {})", names.join(", ")),
+            );
+            FallbackStrategy::default()
+        }),
+    };
+    let smoke_test = compile_smoke_test(&mut o, d);
     let timeout =
         match o.duration("timeout", Duration::from_millis(100), Duration::from_secs(3600), d) {
             Some(t) => {
@@ -191,7 +203,54 @@ pub(crate) fn compile_server(
         memory_limit,
         standby,
         disabled_tools,
+        tags,
+        fallback_strategy,
+        smoke_test,
     })
+}
+
+/// `smoke_test`: a tool name, or `{ "tool": …, "arguments": {…} }`.
+fn compile_smoke_test(o: &mut Obj<'_>, d: &mut Diags) -> Option<SmokeTest> {
+    let path = o.path_of("smoke_test");
+    match o.get("smoke_test")? {
+        Value::String(tool) if !tool.is_empty() => {
+            Some(SmokeTest { tool: tool.clone(), arguments: Default::default() })
+        }
+        Value::Object(m) => {
+            let tool = match m.get("tool") {
+                Some(Value::String(t)) if !t.is_empty() => t.clone(),
+                _ => {
+                    d.error(&join(&path, "tool"), "must name the tool to call");
+                    return None;
+                }
+            };
+            let arguments = match m.get("arguments") {
+                None => Default::default(),
+                Some(Value::Object(a)) => a.clone(),
+                Some(other) => {
+                    d.error(
+                        &join(&path, "arguments"),
+                        format!("must be an object, not {}", type_name(other)),
+                    );
+                    return None;
+                }
+            };
+            if let Some(k) = m.keys().find(|k| *k != "tool" && *k != "arguments") {
+                d.error(&join(&path, k), "unknown key (use \"tool\" and \"arguments\")");
+            }
+            Some(SmokeTest { tool, arguments })
+        }
+        other => {
+            d.error(
+                &path,
+                format!(
+                    "must be a tool name or {{\"tool\", \"arguments\"}}, not {}",
+                    type_name(other)
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// A size: a number of bytes, or `"512MiB"`, `"2GiB"`, `"500MB"`, `"64k"`.

@@ -143,6 +143,23 @@ pub(crate) fn compile_warden(
         }
         t.finish(&[], d);
     }
+    if let Some(mut t) = o.obj("tools", d) {
+        if let Some(p) = t.str("prefix", d) {
+            let ok = !p.is_empty()
+                && p.len() <= 32
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && p.ends_with('_');
+            if ok {
+                w.tools.prefix = p.to_owned();
+            } else {
+                d.error(
+                    &t.path_of("prefix"),
+                    format!("{p:?} is not a tool-name prefix (letters, digits, - and _, ending in _, at most 32: \"warden__\", \"orchestrator_\")"),
+                );
+            }
+        }
+        t.finish(&[], d);
+    }
     if let Some(m) = o.obj("metadata", d) {
         let base = m.path.clone();
         if let Some(serde_json::Value::Object(map)) = o.get("metadata") {

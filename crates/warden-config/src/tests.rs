@@ -505,3 +505,44 @@ fn a_deeply_nested_file_is_an_error_in_every_format() {
     let yaml = crate::compile_as(&deep, crate::Format::Yaml, &env, None).unwrap_err();
     assert!(yaml.errors[0].message.starts_with("not valid YAML"), "{yaml}");
 }
+
+#[test]
+fn tags_strategies_smoke_tests_and_the_tool_prefix() {
+    let l = ok(r#"{ "mcpServers": {
+            "a": { "command": "c", "tags": ["search", "prod", "search"], "fallback_strategy": "offline_mode",
+                   "smoke_test": { "tool": "echo", "arguments": { "text": "hi" } } },
+            "b": { "command": "c", "smoke_test": "ping" } },
+        "integrations": { "db": { "tcp": "h:1", "tags": ["prod"] } },
+        "warden": { "tools": { "prefix": "orchestrator_" } } }"#);
+    let a = l.config.servers.iter().find(|s| s.name == "a").unwrap();
+    assert_eq!(a.tags, ["search", "prod"], "duplicates dropped");
+    assert_eq!(a.fallback_strategy, crate::FallbackStrategy::OfflineMode);
+    let smoke = a.smoke_test.as_ref().unwrap();
+    assert_eq!((smoke.tool.as_str(), smoke.arguments["text"].as_str()), ("echo", Some("hi")));
+    let b = l.config.servers.iter().find(|s| s.name == "b").unwrap();
+    assert_eq!(b.fallback_strategy, crate::FallbackStrategy::GracefulDegradation);
+    assert_eq!(b.smoke_test.as_ref().unwrap().tool, "ping");
+    let db = l.config.servers.iter().find(|s| s.name == "db").unwrap();
+    assert_eq!(db.tags, ["prod"]);
+    assert_eq!(l.config.warden.tools.prefix, "orchestrator_");
+
+    let errs = errors(
+        r#"{ "mcpServers": {
+            "a": { "command": "c", "fallback_strategy": "sometimes", "tags": "prod" },
+            "b": { "command": "c", "smoke_test": { "arguments": {} } },
+            "c": { "command": "c", "smoke_test": 3 } },
+        "integrations": { "db": { "tcp": "h:1", "fallback_strategy": "fail_fast" } },
+        "warden": { "tools": { "prefix": "has space" } } }"#,
+    );
+    let want = [
+        "mcpServers.a.fallback_strategy: \"sometimes\" is not a fallback strategy (use one of graceful_degradation, fail_fast, offline_mode, manual)",
+        "mcpServers.a.tags: must be a list of strings",
+        "mcpServers.b.smoke_test.tool: must name the tool to call",
+        "mcpServers.c.smoke_test: must be a tool name or",
+        "integrations.db.fallback_strategy: applies to MCP servers only",
+        "warden.tools.prefix: \"has space\" is not a tool-name prefix",
+    ];
+    for w in want {
+        assert!(errs.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errs:#?}");
+    }
+}

@@ -7,11 +7,17 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 use warden_upstream::BoxFuture;
 
-/// The prefix of Warden's own tools (a server may not be named `warden`).
+/// The default prefix of Warden's own tools (a server may not be named `warden`).
 pub const BUILTIN_PREFIX: &str = "warden__";
 
 pub trait Builtin: Send + Sync + 'static {
-    /// Tool definitions (MCP `Tool` JSON), named `warden__…`.
+    /// What comes before each tool's name (`warden.tools.prefix`).
+    fn prefix(&self) -> &str {
+        BUILTIN_PREFIX
+    }
+    /// Whether `tool` (the name without the prefix) is one of them.
+    fn has_tool(&self, tool: &str) -> bool;
+    /// Tool definitions (MCP `Tool` JSON), named with the prefix.
     fn tools(&self) -> Vec<Value>;
     /// Calls one; the answer is a `CallToolResult` as JSON. `Err` is a caller mistake
     /// (unknown tool), returned as invalid params.

@@ -13,8 +13,10 @@ mod attach;
 mod breaker;
 mod builtin;
 mod clients;
+mod deep;
 mod forward;
 mod handler;
+mod offline;
 mod route;
 mod template;
 mod usage;
@@ -27,6 +29,7 @@ use rmcp::transport::streamable_http_server::session::local::{LocalSessionManage
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
+use warden_config::FallbackStrategy;
 use warden_supervisor::{Failover, Registry};
 use warden_upstream::Relay;
 
@@ -34,6 +37,7 @@ pub use attach::bridge_stdio;
 pub use breaker::BreakerState;
 pub use builtin::{Builtin, BUILTIN_PREFIX};
 pub use handler::Handler;
+pub use offline::STALE_META;
 pub use route::{Routes, Unavailable};
 
 /// What an operator can do to a server's failover.
@@ -164,12 +168,19 @@ impl Gateway {
         let now = s.failover.get();
         match action {
             FailoverAction::Enable => s.failover.set(Failover { enabled: true, ..now }),
-            FailoverAction::Disable => s.failover.set(Failover { enabled: false, forced: false }),
+            FailoverAction::Disable => {
+                s.failover.set(Failover { enabled: false, forced: false, ..now })
+            }
             FailoverAction::Trigger => {
                 if s.spec.fallback.is_empty() {
                     return Err(format!("{server:?} has no fallback servers to fail over to"));
                 }
-                s.failover.set(Failover { enabled: true, forced: true });
+                if now.strategy == FallbackStrategy::FailFast {
+                    return Err(format!(
+                        "{server:?} fails fast (fallback_strategy fail_fast): it has no fallback tier to fail over to; set another strategy first"
+                    ));
+                }
+                s.failover.set(Failover { enabled: true, forced: true, ..now });
             }
             FailoverAction::Restore => s.failover.set(Failover { forced: false, ..now }),
             FailoverAction::Test => {
@@ -202,6 +213,7 @@ impl Gateway {
             "fallbacks": s.spec.fallback,
             "failover_enabled": s.failover.get().enabled,
             "forced": s.failover.get().forced,
+            "fallback_strategy": s.failover.get().strategy.as_str(),
             "served_by": served_by,
             "test": (action == FailoverAction::Test).then_some(tested),
         }))
@@ -216,6 +228,24 @@ impl Gateway {
     /// result cache.
     pub fn optimized_calls(&self) -> (u64, u64) {
         (self.shared.joined_calls(), self.shared.cache_hits())
+    }
+
+    /// Calls answered from offline mode's last good results.
+    pub fn stale_answers(&self) -> u64 {
+        self.shared.stale_answers()
+    }
+
+    /// Sets what happens to `server`'s calls while it is down (until a reload changes it in
+    /// the config). Fail-fast ends an operator's fail-over: it has no fallback tier.
+    pub fn set_fallback_strategy(
+        &self,
+        server: &str,
+        strategy: FallbackStrategy,
+    ) -> Result<(), String> {
+        let table = self.routes.table();
+        let s = table.server(server).ok_or_else(|| format!("no server named {server:?}"))?;
+        s.failover.set(Failover { strategy, ..s.failover.get() });
+        Ok(())
     }
 
     /// Tool calls counted since the last call, per server, tool and hour; counting starts

@@ -9,7 +9,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use warden_config::{Balance, ServerSpec};
+use warden_config::{Balance, FallbackStrategy, ServerSpec};
 use warden_core::{InstanceId, InstanceState};
 use warden_supervisor::{InstanceLink, InstanceView, Registry, ServerHandle, Tuned};
 use warden_upstream::{Catalog, Session};
@@ -169,6 +169,12 @@ impl Server {
     pub(crate) fn safe_tool(&self, tool: &warden_upstream::ToolEntry) -> bool {
         (self.spec.trusted && (tool.read_only || tool.idempotent))
             || self.spec.retry_tools.contains(&tool.name)
+    }
+
+    /// Whether offline mode may answer a tool from its last result: annotated read-only, or
+    /// one whose results the operator lets be cached.
+    pub(crate) fn offline_tool(&self, tool: &warden_upstream::ToolEntry) -> bool {
+        tool.read_only || self.spec.cache.contains_key(&tool.name)
     }
 
     /// A tool as the first instance with a catalog describes it.
@@ -363,12 +369,32 @@ impl Table {
         None
     }
 
+    /// What the lists show for `name`: what serves it now, or — under offline mode, while
+    /// nothing does — its read-only tools as last listed, answered from their last results.
+    pub(crate) fn listed_catalog(&self, name: &str) -> Option<(&Server, Arc<Catalog>)> {
+        if let Some(serving) = self.serving_catalog(name) {
+            return Some(serving);
+        }
+        let server = self.server(name)?;
+        if server.failover.get().strategy != FallbackStrategy::OfflineMode {
+            return None;
+        }
+        let last = server.instances.iter().find_map(|i| i.link.catalog())?;
+        let mut offline = (*last).clone();
+        offline.tools.retain(|t| server.offline_tool(t));
+        offline.prompts.clear();
+        offline.resources.clear();
+        offline.templates.clear();
+        Some((server, Arc::new(offline)))
+    }
+
     /// The servers that may serve `server`'s calls, in order: itself (unless failed over by
     /// the operator), then its fallbacks (while failover is enabled).
     fn tiers<'a>(&'a self, server: &'a Server) -> impl Iterator<Item = &'a Server> + 'a {
         let failover = server.failover.get();
-        let own = (!failover.forced).then_some(server);
-        let fallbacks: &[String] = if failover.enabled { &server.spec.fallback } else { &[] };
+        let own = failover.serves_own().then_some(server);
+        let fallbacks: &[String] =
+            if failover.uses_fallbacks() { &server.spec.fallback } else { &[] };
         own.into_iter().chain(fallbacks.iter().filter_map(|f| self.server(f)))
     }
 
@@ -500,7 +526,7 @@ impl Table {
             .servers()
             .map(|s| {
                 let hidden = &s.spec.disabled_tools;
-                let served = self.serving_catalog(&s.spec.name).map(|(serving, c)| {
+                let served = self.listed_catalog(&s.spec.name).map(|(serving, c)| {
                     let key = (Arc::as_ptr(&c) as usize, hidden_key(hidden));
                     let h = match hashes.get(&key) {
                         Some((_, h)) => *h,

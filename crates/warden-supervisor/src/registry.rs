@@ -15,7 +15,7 @@ use warden_upstream::Connector;
 
 use crate::instance::{self, Command, InstanceCtx, InstanceLink};
 use crate::tuning::Tuned;
-use crate::view::{FailoverControl, Overview, ServerParts};
+use crate::view::{Failover, FailoverControl, Overview, ServerParts};
 use crate::InstanceView;
 
 /// Builds the connector for a server (real ones in production, fakes in tests).
@@ -181,7 +181,15 @@ impl Spawner {
         let tuning = Arc::new(watch::channel(Tuned::default()).0);
         let instances =
             (0..spec.slot_count()).map(|i| self.slot(&spec_tx, &connector, &tuning, i)).collect();
-        ServerHandle { spec, instances, tuning, failover: Default::default() }
+        let failover = Arc::new(FailoverControl::new(spec.fallback_strategy));
+        ServerHandle { spec, instances, tuning, failover }
+    }
+}
+
+/// A reload that changes `fallback_strategy` in the config replaces what the operator set.
+fn follow_strategy(control: &FailoverControl, old: &ServerSpec, new: &ServerSpec) {
+    if old.fallback_strategy != new.fallback_strategy {
+        control.set(Failover { strategy: new.fallback_strategy, ..control.get() });
     }
 }
 
@@ -321,6 +329,7 @@ impl Registry {
         for slot in &h.instances {
             slot.spec.send_replace(Arc::clone(&spec));
         }
+        follow_strategy(&h.failover, &old, &spec);
         if old.disabled != spec.disabled {
             let cmd = if spec.disabled { Command::Stop } else { Command::Start };
             h.command(cmd, None).await;
@@ -353,6 +362,7 @@ impl Registry {
                 h.spec = Arc::clone(&spec);
             }
         });
+        follow_strategy(&old.failover, &old.spec, &spec);
         let mut retired = Vec::new();
         for index in 0..from.max(to) {
             let same_role = old.spec.is_standby(index) == spec.is_standby(index);

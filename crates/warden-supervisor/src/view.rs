@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use serde::Serialize;
-use warden_config::ServerSpec;
+use warden_config::{FallbackStrategy, ServerSpec};
 use warden_core::{ExitInfo, InstanceId, InstanceState, Reason, ServerStatus, Timestamp};
 use warden_health::StatsSnapshot;
 
@@ -100,6 +100,11 @@ pub struct ServerView {
     /// What is watched, secret-free: a command, a URL's display form, an address, a path.
     pub target: String,
     pub disabled: bool,
+    /// The operator's labels (`tags`).
+    pub tags: Vec<String>,
+    /// What happens to its calls while it is down (`fallback_strategy`, or as the operator
+    /// last set it).
+    pub fallback_strategy: &'static str,
     pub instances: Vec<InstanceView>,
 }
 
@@ -128,29 +133,53 @@ pub(crate) fn own_status(instances: &[InstanceView]) -> ServerStatus {
     }
 }
 
-/// The operator's failover settings of one server, as the gateway routes by them: fallbacks
-/// take over only while `enabled`; `forced` sends every call to the fallbacks.
+/// The failover settings of one server, as the gateway routes by them: fallbacks take over
+/// only while `enabled` and as the strategy allows; `forced` (the operator failed it over) sends
+/// every call to the fallbacks. The strategy starts as configured (`fallback_strategy`); the
+/// operator may change it at run time, and a reload that changes it in the config resets it.
 #[derive(Debug)]
 pub struct FailoverControl {
     enabled: AtomicBool,
     forced: AtomicBool,
+    strategy: std::sync::atomic::AtomicU8,
 }
 
 impl Default for FailoverControl {
     fn default() -> Self {
-        Self { enabled: AtomicBool::new(true), forced: AtomicBool::new(false) }
+        Self::new(FallbackStrategy::default())
     }
 }
 
 impl FailoverControl {
+    pub fn new(strategy: FallbackStrategy) -> Self {
+        Self {
+            enabled: AtomicBool::new(true),
+            forced: AtomicBool::new(false),
+            strategy: std::sync::atomic::AtomicU8::new(strategy_index(strategy)),
+        }
+    }
+
     pub fn get(&self) -> Failover {
-        Failover { enabled: self.enabled.load(Relaxed), forced: self.forced.load(Relaxed) }
+        Failover {
+            enabled: self.enabled.load(Relaxed),
+            forced: self.forced.load(Relaxed),
+            strategy: FallbackStrategy::ALL
+                .get(usize::from(self.strategy.load(Relaxed)))
+                .copied()
+                .unwrap_or_default(),
+        }
     }
 
     pub fn set(&self, f: Failover) {
         self.enabled.store(f.enabled, Relaxed);
-        self.forced.store(f.forced, Relaxed);
+        // Fail-fast has no fallback tier to be forced onto.
+        self.forced.store(f.forced && f.strategy != FallbackStrategy::FailFast, Relaxed);
+        self.strategy.store(strategy_index(f.strategy), Relaxed);
     }
+}
+
+fn strategy_index(s: FallbackStrategy) -> u8 {
+    FallbackStrategy::ALL.iter().position(|x| *x == s).unwrap_or(0) as u8
 }
 
 /// A snapshot of [`FailoverControl`].
@@ -158,11 +187,31 @@ impl FailoverControl {
 pub struct Failover {
     pub enabled: bool,
     pub forced: bool,
+    pub strategy: FallbackStrategy,
 }
 
 impl Default for Failover {
     fn default() -> Self {
-        Self { enabled: true, forced: false }
+        Self { enabled: true, forced: false, strategy: FallbackStrategy::default() }
+    }
+}
+
+impl Failover {
+    /// Whether the server's own instances take its calls (not while failed over by hand).
+    pub fn serves_own(&self) -> bool {
+        !self.forced
+    }
+
+    /// Whether its fallbacks take its calls when its own cannot: automatically under
+    /// graceful degradation and offline mode, only once the operator failed it over under
+    /// manual, never under fail-fast.
+    pub fn uses_fallbacks(&self) -> bool {
+        self.enabled
+            && match self.strategy {
+                FallbackStrategy::GracefulDegradation | FallbackStrategy::OfflineMode => true,
+                FallbackStrategy::Manual => self.forced,
+                FallbackStrategy::FailFast => false,
+            }
     }
 }
 
@@ -195,18 +244,12 @@ impl Overview {
                         (ServerStatus::Degraded, Some(fb.clone()))
                     })
             };
+            // As the gateway routes (`Failover::serves_own`, `uses_fallbacks`).
             let (status, served_by) = if spec.disabled {
                 (ServerStatus::Unhealthy, None)
-            } else if failover.forced {
-                // Failed over by the operator: only the fallbacks serve (while enabled).
-                if failover.enabled {
-                    fallback()
-                } else {
-                    (ServerStatus::Unhealthy, None)
-                }
-            } else if mine != ServerStatus::Unhealthy {
+            } else if failover.serves_own() && mine != ServerStatus::Unhealthy {
                 (mine, Some(spec.name.clone()))
-            } else if failover.enabled {
+            } else if failover.uses_fallbacks() {
                 fallback()
             } else {
                 (ServerStatus::Unhealthy, None)
@@ -225,6 +268,8 @@ impl Overview {
                 kind: spec.kind(),
                 target: spec.target(),
                 disabled: spec.disabled,
+                tags: spec.tags.clone(),
+                fallback_strategy: failover.strategy.as_str(),
                 instances: instances.clone(),
             });
         }

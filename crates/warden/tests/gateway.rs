@@ -664,7 +664,12 @@ async fn wardens_own_tools_and_health_resources_answer_from_live_state_and_the_s
             .await
             .unwrap();
         let v = structured(&r);
-        assert!(v["warden"]["status"].is_string() && v["servers"]["servers"].is_array(), "{v}");
+        assert!(
+            v["warden"]["status"].is_string()
+                && v["servers"].is_array()
+                && v["check_depth"] == "basic",
+            "{v}"
+        );
         // A crash, then the failure analysis sees it in the store.
         let pid = w.app.registry().server("primary").unwrap().views()[0].pid.unwrap();
         signal(pid, Signal::SIGKILL);

@@ -1,6 +1,9 @@
 //! `GET /api/health` in mcp-hub's shape, for the hub-monitoring seed (seed 004): the scripts
 //! written against mcp-hub (`jq '.servers[] | {name, status, uptime, error}'`,
 //! `.mcpEndpoint.activeClients`, `.connections.totalConnections`, …) read Warden unchanged.
+//! `GET /api/servers` is Warden's own server view (its `status` stays Warden's: healthy,
+//! degraded, unhealthy), with mcp-hub's `uptime`, `error`, `hubStatus` and
+//! `capabilities.tools` beside it, so the seed's `/api/servers` lines have answers too.
 
 use axum::extract::State as AxState;
 use axum::response::Json;
@@ -18,7 +21,10 @@ pub(crate) struct Hub {
 }
 
 pub(crate) fn routes(hub: Hub) -> Router {
-    Router::new().route("/api/health", get(health)).with_state(hub)
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/servers", get(servers))
+        .with_state(hub)
 }
 
 /// mcp-hub's words for a server's state: `connected` (something routable serves it),
@@ -35,6 +41,49 @@ fn hub_status(s: &ServerView) -> &'static str {
     }
 }
 
+/// mcp-hub's fields of one server: `status`, `uptime` (seconds the longest-serving routable
+/// instance has been so), `error` (why it is not connected) and `capabilities`.
+fn hub_fields(s: &ServerView, names: &[(String, String)], now: warden_core::Timestamp) -> Value {
+    let status = hub_status(s);
+    let uptime = s
+        .instances
+        .iter()
+        .filter(|i| i.state.is_routable())
+        .map(|i| (now - i.since).num_milliseconds().max(0) as f64 / 1000.0)
+        .fold(0.0_f64, f64::max);
+    let error = (status != "connected")
+        .then(|| s.instances.iter().find_map(|i| i.reason.as_ref().map(ToString::to_string)))
+        .flatten();
+    let tools: Vec<Value> = names
+        .iter()
+        .filter(|(server, _)| *server == s.name)
+        .map(|(_, t)| json!({ "name": t }))
+        .collect();
+    json!({
+        "status": status,
+        "uptime": uptime.round(),
+        "error": error,
+        "capabilities": { "tools": tools, "resources": [], "prompts": [] },
+    })
+}
+
+async fn servers(AxState(hub): AxState<Hub>) -> Json<Value> {
+    let overview = hub.views.get();
+    let now = warden_core::now();
+    let names = hub.gateway.tool_names();
+    let mut v = json!(overview);
+    if let Some(rows) = v["servers"].as_array_mut() {
+        for (row, s) in rows.iter_mut().zip(&overview.servers) {
+            let hub = hub_fields(s, &names, now);
+            row["hubStatus"] = hub["status"].clone();
+            for k in ["uptime", "error", "capabilities"] {
+                row[k] = hub[k].clone();
+            }
+        }
+    }
+    Json(v)
+}
+
 async fn health(AxState(hub): AxState<Hub>) -> Json<Value> {
     let overview = hub.views.get();
     let now = warden_core::now();
@@ -43,33 +92,11 @@ async fn health(AxState(hub): AxState<Hub>) -> Json<Value> {
         .servers
         .iter()
         .map(|s| {
-            let status = hub_status(s);
-            // Seconds the longest-serving routable instance has been in its state.
-            let uptime = s
-                .instances
-                .iter()
-                .filter(|i| i.state.is_routable())
-                .map(|i| (now - i.since).num_milliseconds().max(0) as f64 / 1000.0)
-                .fold(0.0_f64, f64::max);
-            let error = (status != "connected")
-                .then(|| {
-                    s.instances.iter().find_map(|i| i.reason.as_ref().map(ToString::to_string))
-                })
-                .flatten();
-            let tools: Vec<Value> = names
-                .iter()
-                .filter(|(server, _)| *server == s.name)
-                .map(|(_, t)| json!({ "name": t }))
-                .collect();
-            json!({
-                "name": s.name,
-                "displayName": s.name,
-                "status": status,
-                "uptime": uptime.round(),
-                "error": error,
-                "transportType": s.transport,
-                "capabilities": { "tools": tools, "resources": [], "prompts": [] },
-            })
+            let mut v = hub_fields(s, &names, now);
+            v["name"] = json!(s.name);
+            v["displayName"] = json!(s.name);
+            v["transportType"] = json!(s.transport);
+            v
         })
         .collect();
     let clients = hub.gateway.client_sessions();

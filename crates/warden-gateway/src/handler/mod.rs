@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) clients: Arc<Clients>,
     flights: Flights,
     cache: ResultCache,
+    /// Offline mode's last good results.
+    last_good: crate::offline::LastGood,
     /// Collisions already logged, so each is logged once.
     collisions: Mutex<HashSet<String>>,
     /// Warden's own tools and resources (aggregated endpoint only).
@@ -55,6 +57,7 @@ impl Shared {
             clients,
             flights: Flights::default(),
             cache: ResultCache::default(),
+            last_good: Default::default(),
             collisions: Mutex::default(),
             builtin: Default::default(),
         }
@@ -66,6 +69,10 @@ impl Shared {
 
     pub(crate) fn cache_hits(&self) -> u64 {
         self.cache.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn stale_answers(&self) -> u64 {
+        self.last_good.served.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -200,7 +207,7 @@ impl Handler {
         self.names()
             .into_iter()
             .filter_map(|n| {
-                let (_, catalog) = table.serving_catalog(&n)?;
+                let (_, catalog) = table.listed_catalog(&n)?;
                 let hidden = &table.server(&n)?.spec.disabled_tools;
                 if hidden.is_empty() || !catalog.tools.iter().any(|t| hidden.contains(&t.name)) {
                     return Some((n, catalog));
@@ -329,7 +336,10 @@ impl Handler {
         let entry = s.tool(&tool);
         let ttl = s.spec.cache.get(&tool).copied();
         let safe = entry.as_ref().is_some_and(|t| s.safe_tool(t));
-        if !plain || (!safe && ttl.is_none()) {
+        let offline = plain
+            && s.failover.get().strategy == warden_config::FallbackStrategy::OfflineMode
+            && entry.as_ref().is_some_and(|t| s.offline_tool(t));
+        if !plain || (!safe && ttl.is_none() && !offline) {
             return self.forward_with_input(request, ctx).await;
         }
         let key = format!(
@@ -353,10 +363,26 @@ impl Handler {
         } else {
             self.forward_with_input(request, ctx).await
         };
-        if let (Some(ttl), Ok(v), false) = (ttl, &result, answers) {
-            if v.get("isError").and_then(Value::as_bool) != Some(true) && !is_input_required(v) {
-                self.shared.cache.put(key, ttl, v.clone());
+        let good = |v: &Value| {
+            v.get("isError").and_then(Value::as_bool) != Some(true) && !is_input_required(v)
+        };
+        match &result {
+            Ok(v) if !answers && good(v) => {
+                if let Some(ttl) = ttl {
+                    self.shared.cache.put(key.clone(), ttl, v.clone());
+                }
+                if offline {
+                    self.shared.last_good.put(key, v);
+                }
             }
+            // Nothing can serve it: offline mode answers from the last good result.
+            Err(e) if offline && e.code.0 == crate::UNAVAILABLE => {
+                let why = e.message.to_string();
+                if let Some(stale) = self.shared.last_good.stale(&key, &why) {
+                    return Ok(stale);
+                }
+            }
+            _ => {}
         }
         result
     }

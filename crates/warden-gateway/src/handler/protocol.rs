@@ -58,9 +58,11 @@ impl ServerHandler for Handler {
         req: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if let (Some(b), Some(tool)) =
-            (self.builtin(), req.name.strip_prefix(crate::BUILTIN_PREFIX))
-        {
+        let builtin = self.builtin().and_then(|b| {
+            let tool = req.name.strip_prefix(b.prefix())?;
+            b.has_tool(tool).then_some((b, tool))
+        });
+        if let Some((b, tool)) = builtin {
             let args = Value::Object(req.arguments.clone().unwrap_or_default());
             let value = b.call(tool, args).await.map_err(|e| ErrorData::invalid_params(e, None))?;
             return Ok(CallToolResponse::Complete(parse::<CallToolResult>(value, "tool result")?));

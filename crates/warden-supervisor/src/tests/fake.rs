@@ -195,6 +195,9 @@ pub(super) fn spec(name: &str) -> ServerSpec {
         memory_limit: None,
         standby: false,
         disabled_tools: vec![],
+        tags: vec![],
+        fallback_strategy: Default::default(),
+        smoke_test: None,
     }
 }
 
