@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use warden_core::{Event, EventBus, EventKind, Timestamp, TraceId};
 use warden_gateway::{FailoverAction, Gateway};
 use warden_ops::parse_instant;
@@ -125,7 +125,19 @@ async fn server(AxState(api): AxState<Api>, Path(name): Path<String>) -> Respons
         Ok(h) => {
             let all = api.servers.get();
             match all.servers.into_iter().find(|s| s.name == h.spec.name) {
-                Some(view) => Json(json!(view)).into_response(),
+                Some(view) => {
+                    let mut v = json!(view);
+                    // Each listed tool's categories (the config's, else the classifier's).
+                    let tools: Vec<Value> = api
+                        .gateway
+                        .tool_docs()
+                        .into_iter()
+                        .filter(|d| d.server == view.name)
+                        .map(|d| json!({ "name": d.tool, "categories": d.categories, "categorized_by": d.categorized_by }))
+                        .collect();
+                    v["tool_categories"] = json!(tools);
+                    Json(v).into_response()
+                }
                 None => error(StatusCode::NOT_FOUND, format!("no server named {name:?}")),
             }
         }

@@ -259,6 +259,25 @@ impl Collector for Views {
         )?;
         scrape::counter(
             e,
+            "tool_categorizations",
+            "Choices of tools for a prompt (analyze_prompt), by method (static, llm) and outcome",
+            self.gateway
+                .categorizations()
+                .into_iter()
+                .map(|((m, o), n)| (vec![("method", m), ("outcome", o)], n)),
+        )?;
+        scrape::gauge(
+            e,
+            "sessions_by_exposure",
+            "Client sessions of the aggregated endpoint by what they are shown (all, meta, chosen)",
+            None,
+            self.gateway
+                .exposure_modes()
+                .into_iter()
+                .map(|(m, n)| (vec![("mode", m.to_owned())], n as i64)),
+        )?;
+        scrape::counter(
+            e,
             "stale_answers",
             "Read-only calls answered from their last good result while nothing could serve them (offline mode)",
             [(Labels::new(), self.gateway.stale_answers())],

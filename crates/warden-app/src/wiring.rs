@@ -317,6 +317,7 @@ pub(crate) async fn surface(
     .await;
     metrics::register_health(registry.metrics(), &health);
     let servers = registry.views();
+    gateway.set_tool_settings(&options.config.warden.tools);
     gateway.install_builtin(Arc::new(tools::Tools {
         overview: views.clone(),
         health: health.clone(),
@@ -325,6 +326,7 @@ pub(crate) async fn surface(
         reports: services.reports.clone(),
         tuner: services.tuner.clone(),
         prefix: options.config.warden.tools.prefix.clone(),
+        bus: Arc::clone(&recording.bus),
         started: warden_core::now()
             - chrono::Duration::from_std(started.elapsed()).unwrap_or_default(),
     }));

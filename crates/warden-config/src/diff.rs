@@ -142,6 +142,7 @@ fn policy_changes(o: &ServerSpec, n: &ServerSpec) -> Vec<&'static str> {
     check("memory_limit", o.memory_limit != n.memory_limit);
     check("disabledTools", o.disabled_tools != n.disabled_tools);
     check("tags", o.tags != n.tags);
+    check("categories", o.categories != n.categories);
     check("fallback_strategy", o.fallback_strategy != n.fallback_strategy);
     check("smoke_test", o.smoke_test != n.smoke_test);
     f

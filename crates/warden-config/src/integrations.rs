@@ -18,7 +18,7 @@ use crate::walk::{join, type_name, Diags, Obj};
 const KINDS: [&str; 5] = ["http", "tcp", "command", "postgres", "sqlite"];
 
 /// Keys of an MCP server entry that mean nothing for an integration.
-const MCP_ONLY: [&str; 14] = [
+const MCP_ONLY: [&str; 15] = [
     "url",
     "urls",
     "serverUrl",
@@ -33,6 +33,7 @@ const MCP_ONLY: [&str; 14] = [
     "standby",
     "fallback_strategy",
     "smoke_test",
+    "categories",
 ];
 
 /// Keys that belong to a command check, given beside the `command`.
@@ -188,6 +189,7 @@ fn compile_one(
         standby: false,
         disabled_tools: vec![],
         tags,
+        categories: ToolCategories::default(),
         fallback_strategy: FallbackStrategy::default(),
         smoke_test: None,
     })

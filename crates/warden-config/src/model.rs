@@ -241,18 +241,39 @@ impl Default for WardenSettings {
     }
 }
 
-/// Warden's own MCP tools (`warden.tools`).
+/// Warden's own MCP tools and what each client session is shown (`warden.tools`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolSettings {
     /// Put before each tool's name: `warden__` by default; `orchestrator_` gives the seeds'
     /// `orchestrator_integration_monitor`, …
     pub prefix: String,
+    /// What a new client session on the aggregated endpoint is shown.
+    pub exposure: ExposureSetting,
+    /// Categories added to (or replacing the description of) the built-in ones: name → what
+    /// its tools do, in words the static classifier matches tools against.
+    pub categories: BTreeMap<String, String>,
 }
 
 impl Default for ToolSettings {
     fn default() -> Self {
-        Self { prefix: "warden__".to_owned() }
+        Self {
+            prefix: "warden__".to_owned(),
+            exposure: ExposureSetting::All,
+            categories: BTreeMap::new(),
+        }
     }
+}
+
+/// `warden.tools.exposure`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ExposureSetting {
+    /// Every tool of every server (and Warden's own).
+    #[default]
+    All,
+    /// Only Warden's meta-tools until the client picks (`analyze_prompt`, `expose_tools`).
+    Meta,
+    /// The tools of these categories, and Warden's meta-tools.
+    Categories(Vec<String>),
 }
 
 /// What happens to a server's calls when it has nothing routable (`fallback_strategy`).
@@ -285,6 +306,24 @@ impl FallbackStrategy {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// `categories` of a server: a list for all its tools, or `{tool: [..], "*": [..]}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolCategories {
+    pub all: Vec<String>,
+    pub per_tool: BTreeMap<String, Vec<String>>,
+}
+
+impl ToolCategories {
+    /// What the config says of `tool` (its own list, else the server's), if anything.
+    pub fn of(&self, tool: &str) -> Option<&[String]> {
+        match self.per_tool.get(tool) {
+            Some(c) => Some(c),
+            None if !self.all.is_empty() => Some(&self.all),
+            None => None,
+        }
     }
 }
 
@@ -331,6 +370,8 @@ pub struct ServerSpec {
     pub disabled_tools: Vec<String>,
     /// Labels the operator groups servers by (`integration_monitor`'s `server_types`).
     pub tags: Vec<String>,
+    /// Categories the operator gives its tools (`categories`): for every tool, and per tool.
+    pub categories: ToolCategories,
     pub fallback_strategy: FallbackStrategy,
     pub smoke_test: Option<SmokeTest>,
 }

@@ -155,6 +155,7 @@ pub(crate) fn compile_server(
         }),
     };
     let smoke_test = compile_smoke_test(&mut o, d);
+    let categories = compile_categories(&mut o, d);
     let timeout =
         match o.duration("timeout", Duration::from_millis(100), Duration::from_secs(3600), d) {
             Some(t) => {
@@ -204,9 +205,72 @@ pub(crate) fn compile_server(
         standby,
         disabled_tools,
         tags,
+        categories,
         fallback_strategy,
         smoke_test,
     })
+}
+
+/// A category name: lower-case letters, digits, `-` and `_`.
+pub(crate) fn category_name(path: &str, name: &str, d: &mut Diags) -> bool {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !ok {
+        d.error(
+            path,
+            format!("{name:?} is not a category name (lower-case letters, digits, - and _)"),
+        );
+    }
+    ok
+}
+
+fn category_list(path: &str, v: &Value, d: &mut Diags) -> Vec<String> {
+    match v {
+        Value::String(s) if category_name(path, s, d) => vec![s.clone()],
+        Value::String(_) => vec![],
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let p = format!("{path}[{i}]");
+                match item {
+                    Value::String(s) => category_name(&p, s, d).then(|| s.clone()),
+                    other => {
+                        d.error(&p, format!("must be a category name, not {}", type_name(other)));
+                        None
+                    }
+                }
+            })
+            .collect(),
+        other => {
+            d.error(path, format!("must be a list of category names, not {}", type_name(other)));
+            vec![]
+        }
+    }
+}
+
+/// `categories`: a list for every tool, or `{tool: [..], "*": [..]}`.
+fn compile_categories(o: &mut Obj<'_>, d: &mut Diags) -> ToolCategories {
+    let path = o.path_of("categories");
+    let mut out = ToolCategories::default();
+    match o.get("categories") {
+        None => {}
+        Some(Value::Object(per)) => {
+            for (tool, v) in per {
+                let list = category_list(&join(&path, tool), v, d);
+                if tool == "*" {
+                    out.all = list;
+                } else {
+                    out.per_tool.insert(tool.clone(), list);
+                }
+            }
+        }
+        Some(v) => out.all = category_list(&path, v, d),
+    }
+    out
 }
 
 /// `smoke_test`: a tool name, or `{ "tool": …, "arguments": {…} }`.

@@ -158,6 +158,57 @@ pub(crate) fn compile_warden(
                 );
             }
         }
+        let epath = t.path_of("exposure");
+        match t.get("exposure") {
+            None => {}
+            Some(serde_json::Value::String(s)) if s == "all" => {
+                w.tools.exposure = crate::ExposureSetting::All
+            }
+            Some(serde_json::Value::String(s)) if s == "meta" => {
+                w.tools.exposure = crate::ExposureSetting::Meta
+            }
+            Some(serde_json::Value::Array(items)) => {
+                let mut cats = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let p = format!("{epath}[{i}]");
+                    match item.as_str() {
+                        Some(c) if crate::server::category_name(&p, c, d) => {
+                            cats.push(c.to_owned())
+                        }
+                        Some(_) => {}
+                        None => d.error(&p, "must be a category name"),
+                    }
+                }
+                w.tools.exposure = crate::ExposureSetting::Categories(cats);
+            }
+            Some(other) => d.error(
+                &epath,
+                format!("{other} is not an exposure (\"all\", \"meta\" or a list of categories)"),
+            ),
+        }
+        let cpath = t.path_of("categories");
+        match t.get("categories") {
+            None => {}
+            Some(serde_json::Value::Object(map)) => {
+                for (name, v) in map {
+                    let p = crate::walk::join(&cpath, name);
+                    match v.as_str() {
+                        Some(desc) if crate::server::category_name(&p, name, d) => {
+                            w.tools.categories.insert(name.clone(), desc.to_owned());
+                        }
+                        Some(_) => {}
+                        None => d.error(&p, "must describe the category's tools in words"),
+                    }
+                }
+            }
+            Some(other) => d.error(
+                &cpath,
+                format!(
+                    "must map category names to descriptions, not {}",
+                    crate::walk::type_name(other)
+                ),
+            ),
+        }
         t.finish(&[], d);
     }
     if let Some(m) = o.obj("metadata", d) {

@@ -171,6 +171,17 @@ pub enum EventKind {
         trigger: String,
         errors: Vec<String>,
     },
+    /// A client session's tool exposure changed (`analyze_prompt`, `expose_tools`).
+    ExposureChanged {
+        session: u64,
+        /// `all`, `meta` or `chosen`.
+        mode: String,
+        categories: Vec<String>,
+        /// Tools of the servers shown to the session now.
+        tools: usize,
+        /// What chose it: `static`, `llm` or `client`.
+        method: String,
+    },
 }
 
 /// What an alert event says about its alert.
@@ -207,6 +218,7 @@ impl EventKind {
             Self::TuningChanged { .. } => "tuning_changed",
             Self::ConfigReloaded { .. } => "config_reloaded",
             Self::ConfigRejected { .. } => "config_rejected",
+            Self::ExposureChanged { .. } => "exposure_changed",
         }
     }
 }
@@ -302,6 +314,9 @@ impl Event {
             }
             EventKind::ConfigReloaded { trigger, summary, .. } => {
                 tracing::info!(%trigger, %trace, "config reloaded: {summary}")
+            }
+            EventKind::ExposureChanged { session, mode, categories, tools, method } => {
+                tracing::info!(session, %mode, ?categories, tools, %method, "tool exposure changed")
             }
             EventKind::ConfigRejected { trigger, errors } => {
                 tracing::error!(%trigger, %trace, "config rejected, the running config stays: {}", errors.join("; "))

@@ -17,11 +17,21 @@ pub trait Builtin: Send + Sync + 'static {
     }
     /// Whether `tool` (the name without the prefix) is one of them.
     fn has_tool(&self, tool: &str) -> bool;
+    /// Whether `tool` (without the prefix) is a meta-tool, shown whatever a session's
+    /// exposure (`analyze_prompt`, `search_tools`, `expose_tools`).
+    fn is_meta(&self, _tool: &str) -> bool {
+        false
+    }
     /// Tool definitions (MCP `Tool` JSON), named with the prefix.
     fn tools(&self) -> Vec<Value>;
-    /// Calls one; the answer is a `CallToolResult` as JSON. `Err` is a caller mistake
-    /// (unknown tool), returned as invalid params.
-    fn call(&self, tool: &str, args: Value) -> BoxFuture<'static, Result<Value, String>>;
+    /// Calls one for client session `session`; the answer is a `CallToolResult` as JSON.
+    /// `Err` is a caller mistake (unknown tool), returned as invalid params.
+    fn call(
+        &self,
+        tool: &str,
+        args: Value,
+        session: warden_upstream::Origin,
+    ) -> BoxFuture<'static, Result<Value, String>>;
     /// Resource definitions (MCP `Resource` JSON) and templates (`ResourceTemplate` JSON).
     fn resources(&self) -> Vec<Value>;
     fn templates(&self) -> Vec<Value>;

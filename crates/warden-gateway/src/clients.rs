@@ -92,6 +92,17 @@ impl Clients {
             .collect()
     }
 
+    /// How to reach session `id`, once it is attached.
+    pub(crate) fn peer(&self, id: Origin) -> Option<Peer<RoleServer>> {
+        self.map.read().expect("not poisoned").get(&id).and_then(|c| c.peer.clone())
+    }
+
+    /// Every connected session of the aggregated face.
+    pub(crate) fn ids(&self) -> Vec<Origin> {
+        let map = self.map.read().expect("not poisoned");
+        map.iter().filter(|(_, c)| c.scope.is_none()).map(|(id, _)| *id).collect()
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.map.read().expect("not poisoned").len()
     }

@@ -14,10 +14,12 @@ mod breaker;
 mod builtin;
 mod clients;
 mod deep;
+mod exposure;
 mod forward;
 mod handler;
 mod offline;
 mod route;
+mod search;
 mod template;
 mod usage;
 
@@ -36,9 +38,11 @@ use warden_upstream::Relay;
 pub use attach::bridge_stdio;
 pub use breaker::BreakerState;
 pub use builtin::{Builtin, BUILTIN_PREFIX};
+pub use exposure::Exposure;
 pub use handler::Handler;
 pub use offline::STALE_META;
 pub use route::{Routes, Unavailable};
+pub use search::{Analysis, Hit, ToolDoc};
 
 /// What an operator can do to a server's failover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

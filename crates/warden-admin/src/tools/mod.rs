@@ -7,6 +7,7 @@
 //! them.
 
 mod failover;
+mod meta;
 mod monitor;
 mod optimizer;
 mod schema;
@@ -20,8 +21,18 @@ use crate::health::Health;
 use warden_ops::reports::Reports;
 
 /// The tools, without their prefix.
-const TOOLS: [&str; 4] =
-    ["integration_monitor", "failover_manager", "performance_optimizer", "failover_coordinator"];
+const TOOLS: [&str; 7] = [
+    "integration_monitor",
+    "failover_manager",
+    "performance_optimizer",
+    "failover_coordinator",
+    "analyze_prompt",
+    "search_tools",
+    "expose_tools",
+];
+
+/// The meta-tools: shown to every session whatever its exposure.
+const META: [&str; 3] = ["analyze_prompt", "search_tools", "expose_tools"];
 
 #[derive(Clone)]
 pub struct Tools {
@@ -35,6 +46,8 @@ pub struct Tools {
     pub prefix: String,
     /// When Warden started (`learning_period: session`).
     pub started: Timestamp,
+    /// Where exposure changes are announced.
+    pub bus: std::sync::Arc<warden_core::EventBus>,
 }
 
 /// A tool result carrying `data` both as text and as structured content.
@@ -93,11 +106,14 @@ impl Tools {
             "integration_monitor" => schema::monitor(),
             "failover_manager" => schema::failover(),
             "performance_optimizer" => schema::optimizer(),
+            "analyze_prompt" => schema::analyze_prompt(),
+            "search_tools" => schema::search_tools(),
+            "expose_tools" => schema::expose_tools(),
             _ => schema::coordinator(),
         }
     }
 
-    async fn dispatch(&self, tool: &str, args: Value) -> Value {
+    async fn dispatch(&self, tool: &str, args: Value, session: warden_upstream::Origin) -> Value {
         let name = format!("{}{tool}", self.prefix);
         let answer = match schema::validate(&name, &self.schema(tool), &args) {
             Err(e) => Err(e),
@@ -105,6 +121,9 @@ impl Tools {
                 "integration_monitor" => self.monitor(&args).await,
                 "failover_manager" => self.failover(&args).await,
                 "performance_optimizer" => self.optimizer(&args).await,
+                "analyze_prompt" => self.analyze_prompt(&args, session).await,
+                "search_tools" => Ok(self.search_tools(&args)),
+                "expose_tools" => self.expose_tools(&args, session).await,
                 _ => self.coordinate(&args).await,
             },
         };
@@ -123,6 +142,10 @@ impl Builtin for Tools {
 
     fn has_tool(&self, tool: &str) -> bool {
         TOOLS.contains(&tool)
+    }
+
+    fn is_meta(&self, tool: &str) -> bool {
+        META.contains(&tool)
     }
 
     fn tools(&self) -> Vec<Value> {
@@ -144,17 +167,34 @@ impl Builtin for Tools {
                     "description": "Which recovery Warden takes for a class of failure on a server (or a kind or tag of servers) — restart, reconnect, kill and restart, fail over to fallbacks, or wait — and, with apply: true, takes it now.",
                     "inputSchema": schema::coordinator(),
                     "annotations": { "readOnlyHint": false, "destructiveHint": false, "openWorldHint": false } }),
+            json!({ "name": format!("{p}analyze_prompt"),
+                    "description": "Call this first with the user's task: picks the categories and tools it needs from every server Warden serves, and from then on this session is shown only those (and these meta-tools). Returns the categories, the tools, the method and why.",
+                    "inputSchema": schema::analyze_prompt(),
+                    "annotations": { "readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false } }),
+            json!({ "name": format!("{p}search_tools"),
+                    "description": "Find tools by what they do across every server Warden serves (ranked, with their server and categories); shows nothing new by itself — use expose_tools for that.",
+                    "inputSchema": schema::search_tools(),
+                    "annotations": { "readOnlyHint": true, "openWorldHint": false } }),
+            json!({ "name": format!("{p}expose_tools"),
+                    "description": "Choose what this session is shown: add tools or categories, replace the choice, or reset to the default.",
+                    "inputSchema": schema::expose_tools(),
+                    "annotations": { "readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false } }),
         ]
     }
 
-    fn call(&self, tool: &str, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(
+        &self,
+        tool: &str,
+        args: Value,
+        session: warden_upstream::Origin,
+    ) -> BoxFuture<'static, Result<Value, String>> {
         let this = self.clone();
         let tool = tool.to_owned();
         Box::pin(async move {
             if !TOOLS.contains(&tool.as_str()) {
                 return Err(format!("unknown tool {}{tool}", this.prefix));
             }
-            Ok(this.dispatch(&tool, args).await)
+            Ok(this.dispatch(&tool, args, session).await)
         })
     }
 

@@ -110,6 +110,43 @@ pub(super) fn coordinator() -> Value {
     )
 }
 
+pub(super) const EXPOSE_MODES: [&str; 3] = ["add", "replace", "reset"];
+
+pub(super) fn analyze_prompt() -> Value {
+    object(
+        json!({
+            "prompt": { "type": "string", "description": "The task, in the user's words" },
+            "max_tools": { "type": "integer", "minimum": 1, "maximum": 200, "default": 15,
+                "description": "At most this many of the servers' tools are shown afterwards" },
+        }),
+        &["prompt"],
+    )
+}
+
+pub(super) fn search_tools() -> Value {
+    object(
+        json!({
+            "query": { "type": "string", "description": "What the tool should do" },
+            "limit": { "type": "integer", "minimum": 1, "maximum": 100, "default": 10 },
+        }),
+        &["query"],
+    )
+}
+
+pub(super) fn expose_tools() -> Value {
+    object(
+        json!({
+            "mode": { "type": "string", "enum": strings(&EXPOSE_MODES),
+                "description": "add to what this session is shown, replace it, or reset it to the default" },
+            "tools": { "type": "array", "items": { "type": "string" },
+                "description": "Tools by the names this endpoint lists (server__tool)" },
+            "categories": { "type": "array", "items": { "type": "string" },
+                "description": "Categories (search_tools shows each tool's)" },
+        }),
+        &["mode"],
+    )
+}
+
 /// Checks `args` against `schema` (the subset the schemas above use: required, types,
 /// enums, string-array items, no additional properties).
 pub(super) fn validate(tool: &str, schema: &Value, args: &Value) -> Result<(), String> {
@@ -144,6 +181,13 @@ pub(super) fn validate(tool: &str, schema: &Value, args: &Value) -> Result<(), S
         if !fits {
             let what = if ty == "array" { "a list of strings" } else { ty };
             return Err(format!("{tool}: {key:?} must be {what}, not {v}"));
+        }
+        if let (Some(n), Some(lo), Some(hi)) =
+            (v.as_i64(), p["minimum"].as_i64(), p["maximum"].as_i64())
+        {
+            if !(lo..=hi).contains(&n) {
+                return Err(format!("{tool}: {key:?} must be from {lo} to {hi}, not {n}"));
+            }
         }
         if let (Some(allowed), Some(s)) = (p["enum"].as_array(), v.as_str()) {
             if !allowed.iter().any(|a| a == s) {

@@ -44,6 +44,12 @@ pub(crate) struct Shared {
     cache: ResultCache,
     /// Offline mode's last good results.
     last_good: crate::offline::LastGood,
+    /// The tool index and categories.
+    pub(crate) search: crate::search::Search,
+    /// What each session is shown.
+    pub(crate) exposures: crate::exposure::Exposures,
+    /// Choices of tools for prompts, by method and outcome.
+    pub(crate) categorizations: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// Collisions already logged, so each is logged once.
     collisions: Mutex<HashSet<String>>,
     /// Warden's own tools and resources (aggregated endpoint only).
@@ -58,6 +64,9 @@ impl Shared {
             flights: Flights::default(),
             cache: ResultCache::default(),
             last_good: Default::default(),
+            search: Default::default(),
+            exposures: Default::default(),
+            categorizations: Mutex::default(),
             collisions: Mutex::default(),
             builtin: Default::default(),
         }
@@ -84,6 +93,7 @@ struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.shared.exposures.forget(self.id);
         let orphaned = self.shared.clients.close(self.id);
         if orphaned.is_empty() {
             return;
@@ -150,6 +160,11 @@ impl Handler {
         let id = shared.clients.open(scope.clone());
         let ticket = Arc::new(Ticket { id, shared: Arc::clone(&shared) });
         Self { shared, scope, ticket }
+    }
+
+    /// This session's id.
+    pub(crate) fn ticket_id(&self) -> Origin {
+        self.ticket.id
     }
 
     /// The routing table now (a call keeps the one it started with).

@@ -33,15 +33,38 @@ impl ServerHandler for Handler {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        // The aggregated face shows what this session's exposure lets through.
+        let exposure = match self.scope {
+            None => self.shared.exposures.get(self.ticket_id()),
+            Some(_) => crate::Exposure::All,
+        };
+        let index =
+            (exposure != crate::Exposure::All).then(|| self.shared.search.index(&self.table()));
         let mut tools: Vec<Tool> = self
             .builtin()
-            .map(|b| b.tools().into_iter().filter_map(|t| serde_json::from_value(t).ok()).collect())
+            .map(|b| {
+                b.tools()
+                    .into_iter()
+                    .filter(|t| {
+                        let name = t["name"].as_str().unwrap_or_default();
+                        let bare = name.strip_prefix(b.prefix()).unwrap_or(name);
+                        b.is_meta(bare) || exposure.shows_builtin(name)
+                    })
+                    .filter_map(|t| serde_json::from_value(t).ok())
+                    .collect()
+            })
             .unwrap_or_default();
         // A server with nothing routable (and no fallback) simply has no tools right now.
         for (name, catalog) in self.catalogs() {
             for entry in &catalog.tools {
+                let shown = self.shown_name(&name, &entry.name);
+                if let Some(idx) = &index {
+                    if !exposure.shows(&shown, idx.categories_of(&shown)) {
+                        continue;
+                    }
+                }
                 let mut raw = (*entry.raw).clone();
-                raw["name"] = json!(self.shown_name(&name, &entry.name));
+                raw["name"] = json!(shown);
                 match serde_json::from_value::<Tool>(raw) {
                     Ok(t) => tools.push(t),
                     Err(e) => {
@@ -64,7 +87,9 @@ impl ServerHandler for Handler {
         });
         if let Some((b, tool)) = builtin {
             let args = Value::Object(req.arguments.clone().unwrap_or_default());
-            let value = b.call(tool, args).await.map_err(|e| ErrorData::invalid_params(e, None))?;
+            let origin = self.origin(&ctx);
+            let value =
+                b.call(tool, args, origin).await.map_err(|e| ErrorData::invalid_params(e, None))?;
             return Ok(CallToolResponse::Complete(parse::<CallToolResult>(value, "tool result")?));
         }
         let value = self.call(req, &ctx).await?;

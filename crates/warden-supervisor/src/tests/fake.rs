@@ -196,6 +196,7 @@ pub(super) fn spec(name: &str) -> ServerSpec {
         standby: false,
         disabled_tools: vec![],
         tags: vec![],
+        categories: Default::default(),
         fallback_strategy: Default::default(),
         smoke_test: None,
     }

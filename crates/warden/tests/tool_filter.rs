@@ -1,0 +1,240 @@
+//! Issue 14 end to end: each client session of the aggregated endpoint is shown only the tools
+//! its task needs (`warden.tools.exposure`, `warden__analyze_prompt`, `warden__search_tools`,
+//! `warden__expose_tools`), with real rmcp clients over Streamable HTTP, the official
+//! server-everything and the misbehaving server; a tool whose server is down is never offered.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
+use rmcp::{ClientHandler, ServiceExt};
+use serde_json::{json, Value};
+use warden_core::InstanceState;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+async fn limited<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(LIMIT, f).await.expect("the test finished within its time limit");
+}
+
+/// A client that counts `tools/list_changed`.
+#[derive(Clone, Default)]
+struct Counting {
+    changed: Arc<AtomicU32>,
+}
+
+impl ClientHandler for Counting {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(ClientCapabilities::default(), Implementation::new("filter-test", "0"))
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.changed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+type Client = RunningService<RoleClient, Counting>;
+
+async fn connect(addr: &str) -> (Client, Arc<AtomicU32>) {
+    let handler = Counting::default();
+    let changed = Arc::clone(&handler.changed);
+    let transport = StreamableHttpClientTransport::with_client(
+        reqwest::Client::new(),
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp")),
+    );
+    (handler.serve(transport).await.expect("the client connects"), changed)
+}
+
+async fn listed(c: &Client) -> Vec<String> {
+    let mut n: Vec<String> =
+        c.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+    n.sort();
+    n
+}
+
+async fn tool(c: &Client, name: &str, args: Value) -> (Value, bool) {
+    let r = c
+        .peer()
+        .call_tool(
+            CallToolRequestParams::new(name.to_owned())
+                .with_arguments(args.as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name} {args}: {e}"));
+    (r.structured_content.clone().unwrap_or_default(), r.is_error == Some(true))
+}
+
+/// Waits until `changed` reaches `n` (a notification is sent before the tool answers, but
+/// it travels on the session's stream).
+async fn notified(changed: &AtomicU32, n: u32) {
+    let start = Instant::now();
+    while changed.load(Ordering::SeqCst) < n {
+        assert!(start.elapsed() < Duration::from_secs(5), "list_changed never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const META: [&str; 3] = ["warden__analyze_prompt", "warden__expose_tools", "warden__search_tools"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_session_sees_only_the_tools_its_task_needs() {
+    limited(async {
+        let everything = format!(
+            r#"{{ "command": "node", "args": [{}, "stdio"], {FAST_HEALTH} }}"#,
+            json_str(&everything_js())
+        );
+        let misc = misbehave(&[], &format!(r#", {FAST_HEALTH}, "restart": {{ "policy": "no" }}"#));
+        let cfg = config_text(&format!(
+            r#"{{ "mcpServers": {{ "everything": {everything}, "misc": {misc} }},
+                 "warden": {{ "tools": {{ "exposure": "meta" }} }} }}"#
+        ));
+        let (app, _dir, addr) = listening(cfg, None).await;
+        healthy_pid(&app, "everything").await;
+        let misc_pid = healthy_pid(&app, "misc").await;
+
+        // Three sessions at once, each starting from the default: only the meta-tools.
+        let ((c1, n1), (c2, n2), (c3, n3)) =
+            tokio::join!(connect(&addr), connect(&addr), connect(&addr));
+        for c in [&c1, &c2, &c3] {
+            assert_eq!(listed(c).await, META);
+        }
+
+        // Each asks for a different task, at once.
+        let (a1, a2, a3) = tokio::join!(
+            tool(
+                &c1,
+                "warden__analyze_prompt",
+                json!({ "prompt": "add two numbers and give me their sum" })
+            ),
+            tool(&c2, "warden__analyze_prompt", json!({ "prompt": "show me a tiny image" })),
+            tool(&c3, "warden__analyze_prompt", json!({ "prompt": "echo this text back to me" })),
+        );
+        for (a, _) in [&a1, &a2, &a3] {
+            assert_eq!(a["method"], "static", "{a}");
+            assert_eq!(a["exposure_changed"], true, "{a}");
+        }
+        for n in [&n1, &n2, &n3] {
+            notified(n, 1).await;
+        }
+        let (l1, l2, l3) = (listed(&c1).await, listed(&c2).await, listed(&c3).await);
+        assert!(
+            l1.contains(&"misc__add".to_owned()) && l1.contains(&"everything__get-sum".to_owned()),
+            "{l1:?} {a1:?}"
+        );
+        assert!(!l1.contains(&"everything__get-tiny-image".to_owned()), "{l1:?}");
+        assert!(l2.contains(&"everything__get-tiny-image".to_owned()), "{l2:?} {a2:?}");
+        assert!(!l2.contains(&"misc__add".to_owned()), "{l2:?}");
+        assert!(
+            l3.contains(&"misc__echo".to_owned()) && l3.contains(&"everything__echo".to_owned()),
+            "{l3:?} {a3:?}"
+        );
+        for l in [&l1, &l2, &l3] {
+            for m in META {
+                assert!(l.contains(&m.to_owned()), "meta-tools stay: {l:?}");
+            }
+        }
+
+        // Client 2 changes again; 1 and 3 see nothing new.
+        let (v, err) =
+            tool(&c2, "warden__expose_tools", json!({ "mode": "replace", "categories": ["math"] }))
+                .await;
+        assert!(!err && v["exposure_changed"] == true, "{v}");
+        notified(&n2, 2).await;
+        assert!(listed(&c2).await.contains(&"misc__add".to_owned()));
+        assert!(!listed(&c2).await.contains(&"everything__get-tiny-image".to_owned()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!((n1.load(Ordering::SeqCst), n3.load(Ordering::SeqCst)), (1, 1));
+        assert_eq!(listed(&c1).await, l1);
+        assert_eq!(listed(&c3).await, l3);
+        let (v, err) =
+            tool(&c2, "warden__expose_tools", json!({ "mode": "add", "categories": ["nope"] }))
+                .await;
+        assert!(err && v["error"].as_str().unwrap().contains("known:"), "{v}");
+
+        // Search ranks without changing anything, and says where each tool is.
+        let (v, _) =
+            tool(&c3, "warden__search_tools", json!({ "query": "add numbers", "limit": 5 })).await;
+        let names: Vec<&str> =
+            v["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"misc__add"), "{v}");
+        let add = v["tools"].as_array().unwrap().iter().find(|t| t["name"] == "misc__add").unwrap();
+        assert!(
+            add["server"] == "misc"
+                && add["score"].as_f64().unwrap() > 0.0
+                && add["categories"].is_array(),
+            "{add}"
+        );
+        assert_eq!(listed(&c3).await, l3, "search changes nothing");
+
+        // A server that is down is neither offered nor shown; it returns when it is back.
+        signal(misc_pid, Signal::SIGKILL);
+        let start = Instant::now();
+        while app.registry().server("misc").unwrap().views()[0].state != InstanceState::Offline {
+            assert!(start.elapsed() < Duration::from_secs(20));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (v, _) = tool(&c3, "warden__search_tools", json!({ "query": "add numbers" })).await;
+        assert!(!v["tools"].as_array().unwrap().iter().any(|t| t["server"] == "misc"), "{v}");
+        assert!(!listed(&c1).await.iter().any(|t| t.starts_with("misc__")));
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("http://{addr}/api/servers/misc/restart"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        healthy_pid(&app, "misc").await;
+        let start = Instant::now();
+        while !listed(&c1).await.contains(&"misc__add".to_owned()) {
+            assert!(start.elapsed() < Duration::from_secs(10), "misc__add never came back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Each tool's categories are in the server view.
+        let v: Value = reqwest::get(format!("http://{addr}/api/servers/misc"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let add =
+            v["tool_categories"].as_array().unwrap().iter().find(|t| t["name"] == "add").unwrap();
+        assert_eq!(
+            (add["categories"][0].clone(), add["categorized_by"].clone()),
+            (json!("math"), json!("static")),
+            "{v}"
+        );
+
+        // A client that reconnects starts from the default.
+        drop(c1);
+        let (c1, _) = connect(&addr).await;
+        assert_eq!(listed(&c1).await, META);
+        let metrics =
+            reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        assert!(
+            metrics.lines().any(|l| l.starts_with("warden_tool_categorizations_total{")
+                && l.contains("method=\"static\"")
+                && l.ends_with(" 3")),
+            "{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("categoriz") || l.contains("exposure"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        drop((c1, c2, c3));
+        app.shutdown().await;
+    })
+    .await;
+}
