@@ -28,6 +28,38 @@ fn stem(w: &str) -> String {
         .unwrap_or_else(|| w.to_owned())
 }
 
+/// Everyday words for what tools call otherwise, added to a query beside the word itself.
+const SYNONYMS: [(&str, &[&str]); 16] = [
+    ("folder", &["directory"]),
+    ("picture", &["image"]),
+    ("photo", &["image"]),
+    ("screenshot", &["image", "media"]),
+    ("plus", &["sum", "add"]),
+    ("wait", &["sleep"]),
+    ("pause", &["sleep"]),
+    ("save", &["write", "file"]),
+    ("remember", &["memory", "entity", "observation"]),
+    ("forget", &["delete", "memory"]),
+    ("website", &["url", "web", "fetch"]),
+    ("page", &["url", "fetch"]),
+    ("download", &["fetch", "url"]),
+    ("show", &["read"]),
+    ("open", &["read"]),
+    ("print", &["read"]),
+];
+
+/// A query's terms with their synonyms.
+pub(crate) fn query_terms(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tokens(text) {
+        if let Some((_, more)) = SYNONYMS.iter().find(|(w, _)| *w == t) {
+            out.extend(more.iter().map(|m| (*m).to_owned()));
+        }
+        out.push(t);
+    }
+    out
+}
+
 /// The terms of `text`.
 pub(crate) fn tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();

@@ -8,20 +8,20 @@ use super::bm25::{tokens, Bm25};
 
 /// The categories Warden ships, each described in the words its tools use.
 pub(crate) const BUILTIN: [(&str, &str); 14] = [
-    ("files", "file files directory directories folder path read write edit move copy rename delete filesystem disk document text content tree"),
-    ("web", "web fetch url http https page website browse download html markdown scrape crawl link request"),
-    ("search", "search find query lookup index results discover match grep"),
+    ("files", "file files directory directories folder folders path read write save edit move copy rename delete filesystem disk document text content tree open"),
+    ("web", "web fetch url http https page pages website site browse download html markdown scrape crawl link online internet request"),
+    ("search", "search find query lookup index results discover match grep locate"),
     ("database", "database sql query table row column record postgres postgresql mysql sqlite schema insert select"),
-    ("memory", "memory remember knowledge graph entity entities relation relations observation note notes recall"),
+    ("memory", "memory remember forget knowledge graph entity entities relation relations observation observations note fact facts recall know person people"),
     ("code", "code git github repository repo commit branch pull request issue diff build compile lint function source"),
     ("communication", "message send email mail slack chat notify notification channel post reply"),
-    ("math", "add sum calculate calculation number numbers arithmetic compute math multiply divide subtract"),
+    ("math", "add sum plus total calculate calculation number numbers arithmetic compute math multiply divide subtract count"),
     ("time", "time date clock timezone schedule calendar now today duration"),
-    ("system", "shell command process run execute system environment variable os terminal"),
-    ("media", "image images picture photo audio video sound media render draw icon"),
+    ("system", "shell command process run execute system environment variable variables env os terminal"),
+    ("media", "image images picture pictures photo screenshot audio video sound media render draw icon logo"),
     ("monitoring", "health status monitor monitoring metrics performance failover recovery alert uptime latency integration optimizer benchmark"),
-    ("testing", "test debug echo sample demo example ping sleep error fail trigger long running operation progress annotated structured"),
-    ("ai", "sampling llm model prompt completion generate elicitation elicit ask"),
+    ("testing", "test debug echo sample demo example ping sleep wait pause error fail failing trigger long running operation progress annotated structured simulate"),
+    ("ai", "sampling llm model prompt completion generate elicitation elicit ask research"),
 ];
 
 /// Words in a tool's name that settle its category before any scoring.
@@ -64,6 +64,11 @@ impl Categories {
         let docs: Vec<Vec<String>> =
             names.iter().zip(&descriptions).map(|(n, d)| tokens(&format!("{n} {d}"))).collect();
         Self { names, descriptions, index: Bm25::new(&docs) }
+    }
+
+    /// The description of category `name`, if it is one.
+    pub(crate) fn description(&self, name: &str) -> Option<&str> {
+        self.names.iter().position(|n| n == name).map(|i| self.descriptions[i].as_str())
     }
 
     pub(crate) fn contains(&self, name: &str) -> bool {

@@ -6,6 +6,8 @@
 
 pub(crate) mod bm25;
 pub(crate) mod categories;
+#[cfg(test)]
+mod quality_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::route::Table;
-use bm25::{tokens, Bm25};
+use bm25::{query_terms, tokens, Bm25};
 use categories::Categories;
 
 /// One listed tool.
@@ -85,8 +87,9 @@ fn hash(s: &str) -> u64 {
 }
 
 /// A tool's searchable words: its name (three times), title, description, parameter names,
-/// its server's name and its categories.
-fn terms(doc: &ToolDoc, raw: &Value) -> Vec<String> {
+/// its server's name, its categories and their descriptions (the words of its domain a
+/// description leaves out).
+fn terms(doc: &ToolDoc, raw: &Value, cats: &Categories) -> Vec<String> {
     let mut t = tokens(&doc.tool);
     t.extend(t.clone());
     t.extend(tokens(&doc.tool));
@@ -102,6 +105,9 @@ fn terms(doc: &ToolDoc, raw: &Value) -> Vec<String> {
     t.extend(tokens(&doc.server));
     for c in &doc.categories {
         t.extend(tokens(c));
+        if let Some(d) = cats.description(c) {
+            t.extend(tokens(d));
+        }
     }
     t
 }
@@ -133,31 +139,20 @@ impl Search {
             }
         }
         let cats = self.categories();
-        let mut docs = Vec::new();
-        let mut all_terms = Vec::new();
+        let mut items = Vec::new();
         for (server, catalog) in &listed {
             let Some(spec) = table.server(server).map(|s| &s.spec) else { continue };
             for entry in catalog.tools.iter().filter(|t| !spec.disabled_tools.contains(&t.name)) {
                 let raw = &*entry.raw;
-                let description = raw["description"].as_str().unwrap_or_default().to_owned();
+                let description = raw["description"].as_str().unwrap_or_default();
                 let (categories, by) = match spec.categories.of(&entry.name) {
                     Some(c) => (c.to_vec(), "config"),
-                    None => (self.classify(&cats, server, &entry.name, &description), "static"),
+                    None => (self.classify(&cats, server, &entry.name, description), "static"),
                 };
-                let doc = ToolDoc {
-                    name: format!("{server}__{}", entry.name),
-                    server: server.clone(),
-                    tool: entry.name.clone(),
-                    description,
-                    categories,
-                    categorized_by: by,
-                };
-                all_terms.push(terms(&doc, raw));
-                docs.push(doc);
+                items.push((doc(server, &entry.name, description, categories, by), raw));
             }
         }
-        let by_name = docs.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
-        let idx = Arc::new(Index { docs, by_name, bm25: Bm25::new(&all_terms) });
+        let idx = Arc::new(Index::build(items, &cats));
         *self.cache.lock().expect("not poisoned") = Some((key, Arc::clone(&idx)));
         idx
     }
@@ -179,7 +174,34 @@ impl Search {
     }
 }
 
+/// A listed tool's entry.
+fn doc(
+    server: &str,
+    tool: &str,
+    description: &str,
+    categories: Vec<String>,
+    by: &'static str,
+) -> ToolDoc {
+    ToolDoc {
+        name: format!("{server}__{tool}"),
+        server: server.to_owned(),
+        tool: tool.to_owned(),
+        description: description.to_owned(),
+        categories,
+        categorized_by: by,
+    }
+}
+
 impl Index {
+    /// Indexes tools, each with its entry and the tool as its server described it.
+    pub(crate) fn build(items: Vec<(ToolDoc, &Value)>, cats: &Categories) -> Self {
+        let all_terms: Vec<Vec<String>> =
+            items.iter().map(|(d, raw)| terms(d, raw, cats)).collect();
+        let docs: Vec<ToolDoc> = items.into_iter().map(|(d, _)| d).collect();
+        let by_name = docs.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
+        Index { docs, by_name, bm25: Bm25::new(&all_terms) }
+    }
+
     /// The categories of a listed tool (by its aggregated name).
     pub(crate) fn categories_of(&self, name: &str) -> &[String] {
         self.by_name.get(name).map_or(&[], |&i| self.docs[i].categories.as_slice())
@@ -187,7 +209,7 @@ impl Index {
 
     /// The tools that match `query`, best first, at most `limit`.
     pub(crate) fn search(&self, query: &str, limit: usize) -> Vec<Hit> {
-        let q = tokens(query);
+        let q = query_terms(query);
         let mut hits: Vec<Hit> = self
             .bm25
             .scores(&q)
@@ -210,7 +232,7 @@ impl Index {
     /// matching ones first — are exposed, `max_tools` at most, with any other tool that
     /// matches well filling what is left.
     pub(crate) fn analyze(&self, cats: &Categories, prompt: &str, max_tools: usize) -> Analysis {
-        let q = tokens(prompt);
+        let q = query_terms(prompt);
         let tool_scores = self.bm25.scores(&q);
         let top = tool_scores.iter().copied().fold(0.0_f64, f64::max);
         let mut by_cat: BTreeMap<String, f64> = BTreeMap::new();
