@@ -152,6 +152,40 @@ pub fn pagerduty(n: &Notification, external_url: &str) -> Value {
     })
 }
 
+/// An email for one notification: `{subject, text}` (no secret: the SMTP credentials are
+/// added at delivery). The subject leads with the state and the worst severity, as Alertmanager's
+/// email does: `[FIRING:2] SloFastBurn, ServerDown (critical)`.
+pub fn email(n: &Notification, external_url: &str) -> Value {
+    let firing = n.alerts.iter().filter(|a| a.status == AlertStatus::Firing).count();
+    let top = n.alerts.iter().map(|a| a.severity).max().unwrap_or_default();
+    let mut names: Vec<&str> = n.alerts.iter().map(|a| a.name.as_str()).collect();
+    names.dedup();
+    let server = common(&n.alerts, |a| &a.labels).get("server").cloned();
+    let subject = format!(
+        "[{}] {}{} ({})",
+        if firing > 0 { format!("FIRING:{firing}") } else { "RESOLVED".to_owned() },
+        names.join(", "),
+        server.map(|s| format!(" on {s}")).unwrap_or_default(),
+        top.as_str()
+    );
+    let mut text = String::new();
+    for a in &n.alerts {
+        text.push_str(&format!("{} — {} ({})\n", a.name, a.status.as_str(), a.severity.as_str()));
+        for (k, v) in &a.annotations {
+            text.push_str(&format!("  {k}: {v}\n"));
+        }
+        let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        text.push_str(&format!("  labels: {}\n", labels.join(", ")));
+        text.push_str(&format!("  since: {}\n", a.starts_at.to_rfc3339()));
+        if let Some(end) = a.ends_at {
+            text.push_str(&format!("  ended: {}\n", end.to_rfc3339()));
+        }
+        text.push_str(&format!("  {}\n\n", generator_url(external_url, a)));
+    }
+    text.push_str(&format!("Sent by Warden ({external_url}).\n"));
+    json!({ "subject": subject, "text": text })
+}
+
 fn generator_url(external_url: &str, a: &Alert) -> String {
     match a.labels.get("server") {
         Some(s) => format!("{}/api/servers/{s}", external_url.trim_end_matches('/')),

@@ -252,6 +252,9 @@ fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
         values.push(t.expose().to_owned());
     }
     for r in &config.warden.alerts.receivers {
+        if let crate::alerts::ReceiverKind::Email { password: Some(p), .. } = &r.kind {
+            values.push(p.expose().to_owned());
+        }
         if let crate::alerts::ReceiverKind::Webhook { url, headers, format, .. } = &r.kind {
             values.push(url.expose().to_owned());
             if let crate::alerts::WebhookFormat::PagerDuty { routing_key } = format {

@@ -21,7 +21,7 @@ mod walk;
 
 pub use alerts::{
     AlertRule, AlertSettings, BuiltinOverride, CompareOp, Receiver, ReceiverKind, Severity,
-    WebhookFormat, BUILTIN_RULES,
+    SmtpTls, WebhookFormat, BUILTIN_RULES,
 };
 pub use compile::{compile, compile_as, load, ConfigError, Diagnostic, Format, Loaded};
 pub use diff::{ConfigDiff, InPlace, Resized};

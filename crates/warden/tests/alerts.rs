@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warden_app::App;
 
@@ -851,4 +851,88 @@ async fn pagerduty_gets_events_v2_and_info_alerts_reach_only_info_receivers() {
     assert!(!stored.contains(key), "the stored payloads lack the routing key");
     assert!(stored.contains("event_action"), "the PagerDuty payloads are stored: {stored}");
     app.shutdown().await;
+}
+
+/// Email (seed 002's warning channel) over SMTP to a local aiosmtpd server: a firing group is
+/// one message from the configured sender to every recipient, its subject naming the state, the
+/// alert, the server and the severity, its body the annotations and a link; its resolution a
+/// second message. (The password's secrecy is a config test: aiosmtpd offers no AUTH without
+/// TLS.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_receivers_send_one_message_per_notification_over_smtp() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut sink = tokio::process::Command::new(python())
+        .arg(workspace_root().join("tests/python/smtp_sink.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the SMTP sink starts (tests/python/.venv with aiosmtpd)");
+    let mut lines = BufReader::new(sink.stdout.take().unwrap()).lines();
+    let port: u16 = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the sink says its port")
+        .unwrap()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            let _ = tx.send(serde_json::from_str(&l).unwrap());
+        }
+    });
+    let text = format!(
+        r#"{{ "mcpServers": {{ "victim": {victim} }},
+             "warden": {{ "alerts": {{
+                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
+                "emails": [ {{ "name": "ops", "smtp": "127.0.0.1:{port}", "tls": "none",
+                               "from": "Warden <warden@example.org>",
+                               "to": ["oncall@example.org", "lead@example.org"] }} ],
+                "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
+                             "match": {{ "server": "victim" }}, "for": "0s", "severity": "warning",
+                             "summary": "victim is down" }} ] }} }} }}"#,
+        victim = misbehave(
+            &[],
+            &format!(
+                r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
+            )
+        ),
+    );
+    let (app, _db, addr) = start(&text).await;
+    let pid = healthy_pid(&app, "victim").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(pid, Signal::SIGKILL);
+    let next = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>| {
+        tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("a message arrives")
+            .unwrap()
+    };
+    let firing = next(&mut rx).await;
+    assert_eq!(firing["from"], "warden@example.org", "{firing}");
+    assert_eq!(firing["to"], json!(["oncall@example.org", "lead@example.org"]));
+    let subject = firing["subject"].as_str().unwrap();
+    assert!(subject.starts_with("[FIRING:1] VictimDown on victim (warning)"), "{subject}");
+    let body = firing["body"].as_str().unwrap();
+    assert!(
+        body.contains("summary: victim is down") && body.contains("/api/servers/victim"),
+        "{body}"
+    );
+    let resolved = next(&mut rx).await;
+    assert!(
+        resolved["subject"].as_str().unwrap().starts_with("[RESOLVED] VictimDown"),
+        "{resolved}"
+    );
+    let view = get(&addr, "/api/alerts").await;
+    let ops = view["receivers"].as_array().unwrap().iter().find(|r| r["name"] == "ops").unwrap();
+    assert_eq!(ops["kind"], "email");
+    assert_eq!(
+        ops["target"],
+        format!("smtp://127.0.0.1:{port} (none) → oncall@example.org, lead@example.org")
+    );
+    app.shutdown().await;
+    drop(sink.stdin.take());
+    let _ = sink.wait().await;
 }

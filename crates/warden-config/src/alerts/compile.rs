@@ -86,6 +86,15 @@ pub(crate) fn compile_alerts(
             }
         }
     }
+    let epath = o.path_of("emails");
+    for (i, item) in array(&mut o, "emails", d).iter().enumerate() {
+        let path = format!("{epath}[{i}]");
+        if let Some(e) = Obj::new(path, item, d) {
+            if let Some(r) = super::email::compile_email(e, a.receivers.len(), lookup, d) {
+                a.receivers.push(r);
+            }
+        }
+    }
     let cpath = o.path_of("commands");
     for (i, item) in array(&mut o, "commands", d).iter().enumerate() {
         let path = format!("{cpath}[{i}]");
@@ -123,7 +132,7 @@ fn array<'a>(o: &mut Obj<'a>, key: &'static str, d: &mut Diags) -> &'a [Value] {
     }
 }
 
-fn receiver_common(o: &mut Obj<'_>, d: &mut Diags) -> (bool, Severity, Duration) {
+pub(super) fn receiver_common(o: &mut Obj<'_>, d: &mut Diags) -> (bool, Severity, Duration) {
     let send_resolved = o.bool("send_resolved", d).unwrap_or(true);
     let min_severity = severity(o, "min_severity", d).unwrap_or(Severity::Warning);
     let timeout = o

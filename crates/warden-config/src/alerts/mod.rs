@@ -139,6 +139,16 @@ pub enum ReceiverKind {
         headers: BTreeMap<String, Secret>,
         format: WebhookFormat,
     },
+    /// Mail over SMTP: one message per notification.
+    Email {
+        host: String,
+        port: u16,
+        tls: SmtpTls,
+        from: String,
+        to: Vec<String>,
+        username: Option<String>,
+        password: Option<Secret>,
+    },
     /// A program run without a shell; the payload (Alertmanager webhook JSON) on stdin.
     Command {
         command: String,
@@ -146,6 +156,28 @@ pub enum ReceiverKind {
         /// Pass Warden's whole environment, not only the allow-list (`warden_core::child_env`).
         inherit_env: bool,
     },
+}
+
+/// How an email receiver talks to its SMTP server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP, upgraded with STARTTLS, which must succeed (port 587).
+    #[default]
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on this machine or a test.
+    None,
+}
+
+impl SmtpTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StartTls => "starttls",
+            Self::Tls => "tls",
+            Self::None => "none",
+        }
+    }
 }
 
 /// The body a webhook receives.
@@ -217,6 +249,7 @@ pub struct AlertRule {
 }
 
 mod compile;
+mod email;
 
 pub(crate) use compile::compile_alerts;
 

@@ -167,3 +167,36 @@ fn a_pagerduty_receiver_keeps_its_routing_key_secret_and_needs_one() {
     let e = errors(r#"{ "webhooks": [ { "url": "http://x/", "min_severity": "loud" } ] }"#);
     assert!(e[0].contains(r#"use "info", "warning" or "critical""#), "{e:?}");
 }
+
+#[test]
+fn an_email_receiver_checks_its_addresses_and_keeps_its_password_secret() {
+    let l = with_alerts(
+        r#"{ "emails": [ { "name": "ops", "smtp": "mail.example.org:587", "from": "warden@example.org",
+                           "to": "oncall@example.org", "username": "warden", "password": "${HOOK}" } ] }"#,
+        "",
+    )
+    .unwrap();
+    let r = &l.config.warden.alerts.receivers[0];
+    match &r.kind {
+        ReceiverKind::Email { host, port, tls, to, password, .. } => {
+            assert_eq!((host.as_str(), *port, *tls), ("mail.example.org", 587, SmtpTls::StartTls));
+            assert_eq!(to, &["oncall@example.org"]);
+            assert_eq!(password.as_ref().unwrap().expose(), "T0/B0/abcdefsecret");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(l.config.secrets.iter().any(|s| s.expose() == "T0/B0/abcdefsecret"));
+    let e = errors(
+        r#"{ "emails": [ { "smtp": "mail", "from": "nobody", "to": ["a@b.c", "not an address"], "tls": "ssl" },
+                         { "smtp": "h:25", "from": "a@b.c", "to": [], "password": "x" } ] }"#,
+    );
+    for want in [
+        "emails[0].tls: \"ssl\" is not a TLS mode",
+        "emails[0].from: \"nobody\" is not an email address",
+        "emails[0].to[1]: \"not an address\" is not an email address",
+        "emails[0].smtp: must be \"host:port\"",
+        "emails[1].to: is empty",
+    ] {
+        assert!(e.iter().any(|x| x.contains(want)), "missing {want:?} in {e:#?}");
+    }
+}

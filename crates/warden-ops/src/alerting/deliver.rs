@@ -146,6 +146,7 @@ async fn send(client: &reqwest::Client, r: &Receiver, body: &Value) -> Result<()
                 Err(_) => Err(format!("the request to {display_url} failed")),
             }
         }
+        ReceiverKind::Email { .. } => super::email::send(r, body).await,
         ReceiverKind::Command { command, args, inherit_env } => {
             run_hook(command, args, *inherit_env, body, r.timeout).await
         }

@@ -325,6 +325,7 @@ fn body_for(r: &Receiver, n: &Notification, external_url: &str) -> Value {
         ReceiverKind::Webhook { format: WebhookFormat::PagerDuty { .. }, .. } => {
             payload::pagerduty(n, external_url)
         }
+        ReceiverKind::Email { .. } => payload::email(n, external_url),
         _ => payload::webhook(n, &r.name, external_url),
     }
 }

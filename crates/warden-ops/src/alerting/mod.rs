@@ -22,6 +22,7 @@ use warden_store::Store;
 use warden_supervisor::Views;
 
 mod deliver;
+mod email;
 mod evaluate;
 mod metrics;
 mod silences;
@@ -276,6 +277,9 @@ fn receiver_view(r: &Receiver) -> Value {
             },
             display_url.clone(),
         ),
+        ReceiverKind::Email { host, port, tls, to, .. } => {
+            ("email", format!("smtp://{host}:{port} ({}) → {}", tls.as_str(), to.join(", ")))
+        }
         ReceiverKind::Command { command, .. } => ("command", command.clone()),
     };
     json!({ "name": r.name, "kind": kind, "target": target,
