@@ -162,3 +162,60 @@ async fn logs_stream_over_sse_scrubbed_and_filtered_by_level() {
     })
     .await;
 }
+
+/// Runs `tests/python/seed002/run_seed.py MODE URL`; returns its exit code and output.
+async fn seed002(mode: &str, addr: &str) -> (i32, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(python())
+            .arg(workspace_root().join("tests/python/seed002/run_seed.py"))
+            .args([mode, &format!("http://{addr}")])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the seed's script finished")
+    .expect("python runs");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Seed 002's own health-check script and Prometheus exporter, unchanged (verbatim copies in
+/// `tests/python/seed002/`, run by `run_seed.py`, which supplies the `mcp.Client` API the seed
+/// assumes over the official SDK), read Warden's `health://status`: a healthy Warden exits 0
+/// and prints HEALTHY, connected and the pool's utilization; one whose memory is over its
+/// (configured) unhealthy threshold exits 1; the exporter serves the seed's three gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_seeds_script_and_exporter_run_unchanged_against_warden() {
+    limited(async {
+        let cfg = config_text(&format!(r#"{{ "mcpServers": {{ "a": {} }} }}"#, misbehave(&[], "")));
+        let (app, _dir, addr) = listening(cfg, None).await;
+        healthy_pid(&app, "a").await;
+        let (code, out) = seed002("check", &addr).await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("Status: HEALTHY") && out.contains("Database: connected"), "{out}");
+        assert!(out.contains("Pool Utilization: ") && out.contains('%'), "{out}");
+        let (code, out) = seed002("export", &addr).await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.lines().any(|l| l == "mcp_health_status 1.0"), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("mcp_pool_utilization ")), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("mcp_database_latency_ms ")), "{out}");
+        app.shutdown().await;
+
+        let cfg = config_text(&format!(
+            r#"{{ "mcpServers": {{ "a": {} }},
+                 "warden": {{ "health_thresholds": {{ "memory_degraded": 0.00001, "memory_unhealthy": 0.00002 }} }} }}"#,
+            misbehave(&[], "")
+        ));
+        let (app, _dir, addr) = listening(cfg, None).await;
+        healthy_pid(&app, "a").await;
+        let (code, out) = seed002("check", &addr).await;
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("Status: UNHEALTHY"), "{out}");
+        let (_, out) = seed002("export", &addr).await;
+        assert!(out.lines().any(|l| l == "mcp_health_status 0.0"), "{out}");
+        app.shutdown().await;
+    })
+    .await;
+}
