@@ -16,6 +16,7 @@ mod health;
 mod predict;
 mod proc;
 mod reload;
+mod toolsearch;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use warden_app::{App, RunOptions};
@@ -28,7 +29,7 @@ struct Args {
     #[arg(long)]
     warden: Option<PathBuf>,
     /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost, events, health,
-    /// predict, reload (default: all).
+    /// predict, reload, toolsearch (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
     /// Crash trials.
@@ -67,6 +68,9 @@ struct Args {
     /// Simulated instance-days per fault-free trace of the predictor benchmark.
     #[arg(long, default_value_t = 100)]
     predict_days: u64,
+    /// Calls of each kind in the tool search benchmark.
+    #[arg(long, default_value_t = 300)]
+    toolsearch_calls: usize,
     /// Rounds of the live reload benchmark (each: one policy change, one process change).
     #[arg(long, default_value_t = 10)]
     reload_rounds: usize,
@@ -122,6 +126,9 @@ fn main() {
     }
     if want("reload") {
         report += &reload::reload(&warden, args.reload_rounds);
+    }
+    if want("toolsearch") {
+        report += &toolsearch::report(&warden, args.toolsearch_calls);
     }
     if want("predict") {
         report += &predict::report(args.predict_seeds, args.predict_days);

@@ -87,6 +87,24 @@ pub struct Args {
     /// conformance suite (`@modelcontextprotocol/conformance`) calls.
     #[arg(long)]
     pub conformance: bool,
+    /// Also serve the tools in this file (a `tools/list` answer's `tools` array), as if they
+    /// were this server's (benchmarks of tool search over many real catalogs).
+    #[arg(long)]
+    pub catalog: Option<std::path::PathBuf>,
+}
+
+/// The tools of a `tools/list` answer saved as a JSON array; exits on a bad file.
+fn read_catalog(path: &std::path::Path) -> Vec<rmcp::model::Tool> {
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(tools) => tools,
+        Err(e) => {
+            eprintln!("mcp-misbehave: --catalog {}: {e}", path.display());
+            std::process::exit(2);
+        }
+    }
 }
 
 /// Runs the server until it is killed, crashes as asked, or its client goes away.
@@ -115,6 +133,7 @@ pub async fn run(args: Args) {
         tools_change_every: args.tools_change_every,
         conformance: args.conformance,
         busy_ignores_probes: args.busy_ignores_probes,
+        catalog: args.catalog.as_deref().map(read_catalog).unwrap_or_default(),
     };
     let server = Misbehave::new(knobs.clone());
     if let Some(after) = knobs.crash_after {

@@ -53,6 +53,9 @@ pub struct Knobs {
     /// Leave probes (`ping`, `server/discover`) unanswered while a tool call runs (a server
     /// too busy to answer them, but not hung: the call still streams progress and completes).
     pub busy_ignores_probes: bool,
+    /// More tools, as another server's `tools/list` answer gives them (`--catalog`); a call to
+    /// one answers with its name.
+    pub catalog: Vec<Tool>,
 }
 
 /// The server state, shared by every session.
@@ -151,6 +154,7 @@ impl Misbehave {
         if self.inner.conformance.is_some() {
             tools.extend(conformance::tools());
         }
+        tools.extend(self.inner.knobs.catalog.iter().cloned());
         tools
     }
 
@@ -360,6 +364,9 @@ impl ServerHandler for Misbehave {
             }
             "dynamic" if self.inner.extra_tools.load(Ordering::SeqCst) % 2 == 1 => {
                 Ok(Self::text("here for now"))
+            }
+            name if self.inner.knobs.catalog.iter().any(|t| t.name == name) => {
+                Ok(Self::text(format!("{name} called")))
             }
             other => Err(ErrorData::invalid_params(format!("unknown tool {other:?}"), None)),
         }

@@ -68,8 +68,9 @@ impl Tools {
     pub(super) fn search_tools(&self, args: &Value) -> Value {
         let query = args["query"].as_str().unwrap_or_default();
         let limit = args["limit"].as_u64().unwrap_or(10) as usize;
+        let started = std::time::Instant::now();
         let hits = self.gateway.search_tools(query, limit);
-        json!({ "query": query, "tools": hits })
+        json!({ "query": query, "tools": hits, "ms": started.elapsed().as_secs_f64() * 1000.0 })
     }
 
     pub(super) async fn expose_tools(
