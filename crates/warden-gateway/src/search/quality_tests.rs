@@ -72,6 +72,7 @@ pub(super) fn recall(held_out: bool) -> (f64, f64, Vec<String>) {
 }
 
 #[test]
+#[allow(clippy::print_stdout)] // the figures are the point: `cargo test -- --nocapture` shows them
 fn static_search_finds_the_right_tool_in_its_first_five() {
     let prompts: Vec<Value> = serde_json::from_str(PROMPTS).unwrap();
     assert!(prompts.len() >= 60);
