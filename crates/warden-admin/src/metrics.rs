@@ -266,6 +266,20 @@ impl Collector for Views {
                 .into_iter()
                 .map(|((m, o), n)| (vec![("method", m), ("outcome", o)], n)),
         )?;
+        let (n, secs) = self.gateway.llm_time();
+        scrape::counter(
+            e,
+            "llm_requests",
+            "Requests to the tool-choosing model (warden.tools.llm)",
+            [(Labels::new(), n)],
+        )?;
+        scrape::gauge(
+            e,
+            "llm_request_seconds_sum",
+            "Seconds the tool-choosing model's requests took in all (with llm_requests_total: the mean)",
+            None,
+            [(Labels::new(), secs)],
+        )?;
         scrape::gauge(
             e,
             "sessions_by_exposure",

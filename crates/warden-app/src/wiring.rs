@@ -329,6 +329,13 @@ pub(crate) async fn surface(
         bus: Arc::clone(&recording.bus),
         started: warden_core::now()
             - chrono::Duration::from_std(started.elapsed()).unwrap_or_default(),
+        picker: options
+            .config
+            .warden
+            .tools
+            .llm
+            .clone()
+            .map(|l| Arc::new(warden_ops::toolpick::ToolPicker::new(l))),
     }));
     let liveness = health.liveness();
     let surface = Surface {

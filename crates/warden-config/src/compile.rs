@@ -222,6 +222,17 @@ fn compile_root(
             d,
         ));
     }
+    // The tool-choosing model is supervised like an integration, as kind `llm`.
+    if let Some(llm) = &warden.tools.llm {
+        if servers.iter().any(|s| s.name == "llm") {
+            d.error(
+                "warden.tools.llm",
+                "a server or integration is already named \"llm\", the name its supervision takes",
+            );
+        } else {
+            servers.push(crate::integrations::llm_check(llm, &bases));
+        }
+    }
     // Claude Desktop and VS Code files carry other top-level keys; warn only about near misses.
     warn_top_level_near_misses(root, d);
 
@@ -255,6 +266,11 @@ fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
         if let crate::alerts::ReceiverKind::Email { password: Some(p), .. } = &r.kind {
             values.push(p.expose().to_owned());
         }
+    }
+    if let Some(k) = config.warden.tools.llm.as_ref().and_then(|l| l.api_key.as_ref()) {
+        values.push(k.expose().to_owned());
+    }
+    for r in &config.warden.alerts.receivers {
         if let crate::alerts::ReceiverKind::Webhook { url, headers, format, .. } = &r.kind {
             values.push(url.expose().to_owned());
             if let crate::alerts::WebhookFormat::PagerDuty { routing_key } = format {

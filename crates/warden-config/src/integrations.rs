@@ -96,7 +96,7 @@ pub(crate) fn check_names(
 /// Every secret value of a check, for log scrubbing.
 pub(crate) fn secrets(c: &CheckSpec, values: &mut Vec<String>) {
     match c {
-        CheckSpec::Http(h) => {
+        CheckSpec::Http(h) | CheckSpec::Llm(h) => {
             values.push(h.url.expose().to_owned());
             for v in h.headers.values() {
                 values.push(v.expose().to_owned());
@@ -465,3 +465,52 @@ fn compile_sqlite(
 #[cfg(test)]
 #[path = "integrations_tests.rs"]
 mod tests;
+
+/// The supervision of the tool-choosing model (`warden.tools.llm`): an integration named `llm`
+/// of kind `llm` that lists the API's models with the configured key — reachable, the key
+/// accepted — on the default health and restart policy.
+pub(crate) fn llm_check(llm: &LlmSettings, bases: &Bases<'_>) -> ServerSpec {
+    let mut headers = BTreeMap::new();
+    if let Some(k) = &llm.api_key {
+        let (name, value) = match llm.provider {
+            LlmProvider::OpenAi => ("Authorization", format!("Bearer {}", k.expose())),
+            LlmProvider::Gemini => ("x-goog-api-key", k.expose().to_owned()),
+        };
+        headers.insert(name.to_owned(), Secret::new(value));
+    }
+    let url = format!("{}/models", llm.url);
+    let check = HttpCheck {
+        display_url: crate::fields::origin_display(&url),
+        url: Secret::new(url),
+        method: HttpMethod::Get,
+        expect_status: vec![],
+        headers,
+        json_field: None,
+        json_equals: None,
+    };
+    let mut health = bases.health.clone();
+    health.timeout = health.timeout.max(llm.timeout.min(std::time::Duration::from_secs(10)));
+    ServerSpec {
+        name: "llm".to_owned(),
+        transport: Transport::Check(CheckSpec::Llm(check)),
+        replicas: 1,
+        fallback: vec![],
+        trusted: false,
+        retry_tools: vec![],
+        cache: BTreeMap::new(),
+        balance: Balance::default(),
+        critical: false,
+        timeout: health.timeout,
+        health,
+        restart: bases.restart.clone(),
+        disabled: false,
+        objective: None,
+        memory_limit: None,
+        standby: false,
+        disabled_tools: vec![],
+        tags: vec!["llm".to_owned()],
+        categories: ToolCategories::default(),
+        fallback_strategy: FallbackStrategy::default(),
+        smoke_test: None,
+    }
+}

@@ -28,10 +28,10 @@ pub use diff::{ConfigDiff, InPlace, Resized};
 pub use duration::{format_duration, parse_duration};
 pub use model::{
     BackoffPolicy, Balance, CheckSpec, CommandCheck, Config, ExposureSetting, FallbackStrategy,
-    HealthPolicy, HealthThresholds, HttpCheck, HttpMethod, JsonField, LogDir, LogFormat,
-    LogSettings, PredictionSettings, ProbeMethod, Readiness, ReloadSettings, RemoteKind,
-    RestartMode, RestartPolicy, Secret, ServerSpec, SmokeTest, ToolCategories, ToolSettings,
-    Transport, TuningSettings, WardenSettings,
+    HealthPolicy, HealthThresholds, HttpCheck, HttpMethod, JsonField, LlmProvider, LlmSettings,
+    LogDir, LogFormat, LogSettings, PredictionSettings, ProbeMethod, Readiness, ReloadSettings,
+    RemoteKind, RestartMode, RestartPolicy, Secret, ServerSpec, SmokeTest, ToolCategories,
+    ToolSettings, Transport, TuningSettings, WardenSettings,
 };
 
 /// Where Warden looks for its config when none is named: `$XDG_CONFIG_HOME/warden/config.json`

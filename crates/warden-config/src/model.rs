@@ -252,6 +252,39 @@ pub struct ToolSettings {
     /// Categories added to (or replacing the description of) the built-in ones: name → what
     /// its tools do, in words the static classifier matches tools against.
     pub categories: BTreeMap<String, String>,
+    /// The model that chooses tools for a prompt (`analyze_prompt`); static when absent or
+    /// failing.
+    pub llm: Option<LlmSettings>,
+}
+
+/// Which API the tool-choosing model speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlmProvider {
+    /// OpenAI's chat completions (OpenAI, llama.cpp's server, Ollama, vLLM, …).
+    OpenAi,
+    /// Google's Gemini `generateContent`.
+    Gemini,
+}
+
+impl LlmProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Gemini => "gemini",
+        }
+    }
+}
+
+/// `warden.tools.llm`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LlmSettings {
+    pub provider: LlmProvider,
+    /// The API's base: `https://api.openai.com/v1`, `http://127.0.0.1:8080/v1`,
+    /// `https://generativelanguage.googleapis.com/v1beta`.
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<Secret>,
+    pub timeout: Duration,
 }
 
 impl Default for ToolSettings {
@@ -260,6 +293,7 @@ impl Default for ToolSettings {
             prefix: "warden__".to_owned(),
             exposure: ExposureSetting::All,
             categories: BTreeMap::new(),
+            llm: None,
         }
     }
 }
@@ -484,6 +518,9 @@ impl fmt::Debug for Transport {
 #[derive(Clone, PartialEq)]
 pub enum CheckSpec {
     Http(HttpCheck),
+    /// The tool-choosing model's API (`warden.tools.llm`), checked as an HTTP endpoint (its model
+    /// list) but reported as kind `llm`.
+    Llm(HttpCheck),
     /// `host:port`; host names are resolved at every check.
     Tcp {
         address: String,
@@ -506,6 +543,7 @@ impl CheckSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Http(_) => "http",
+            Self::Llm(_) => "llm",
             Self::Tcp { .. } => "tcp",
             Self::Command(_) => "command",
             Self::Postgres { .. } => "postgres",
@@ -516,7 +554,7 @@ impl CheckSpec {
     /// What is checked, secret-free.
     pub fn target(&self) -> String {
         match self {
-            Self::Http(h) => h.display_url.clone(),
+            Self::Http(h) | Self::Llm(h) => h.display_url.clone(),
             Self::Tcp { address } => address.clone(),
             Self::Command(c) => c.command.clone(),
             Self::Postgres { display, .. } => display.clone(),
@@ -528,7 +566,7 @@ impl CheckSpec {
 impl fmt::Debug for CheckSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Http(h) => f
+            Self::Http(h) | Self::Llm(h) => f
                 .debug_struct("Http")
                 .field("url", &h.display_url)
                 .field("method", &h.method)

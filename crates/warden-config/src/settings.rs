@@ -186,6 +186,9 @@ pub(crate) fn compile_warden(
                 format!("{other} is not an exposure (\"all\", \"meta\" or a list of categories)"),
             ),
         }
+        if let Some(l) = t.obj("llm", d) {
+            w.tools.llm = compile_llm(l, lookup, d);
+        }
         let cpath = t.path_of("categories");
         match t.get("categories") {
             None => {}
@@ -291,4 +294,53 @@ fn compile_logs(mut o: Obj<'_>, d: &mut Diags) -> LogSettings {
     }
     o.finish(&[], d);
     logs
+}
+
+/// `warden.tools.llm`: `{provider: openai|gemini, url, model, api_key, timeout}`.
+fn compile_llm(
+    mut o: Obj<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    d: &mut Diags,
+) -> Option<LlmSettings> {
+    let provider = match o.str("provider", d) {
+        None | Some("openai") => LlmProvider::OpenAi,
+        Some("gemini") => LlmProvider::Gemini,
+        Some(other) => {
+            d.error(&o.path_of("provider"), format!("{other:?} is not a provider (use \"openai\" — any OpenAI-compatible chat-completions API — or \"gemini\")"));
+            return None;
+        }
+    };
+    let upath = o.path_of("url");
+    let url = match (o.str("url", d), provider) {
+        (Some(u), _) => u.to_owned(),
+        (None, LlmProvider::OpenAi) => "https://api.openai.com/v1".to_owned(),
+        (None, LlmProvider::Gemini) => {
+            "https://generativelanguage.googleapis.com/v1beta".to_owned()
+        }
+    };
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        d.error(&upath, format!("{url:?} is not an http:// or https:// URL"));
+    }
+    let mpath = o.path_of("model");
+    let model = o.str("model", d).map(str::to_owned);
+    if model.is_none() {
+        d.error(&mpath, "is missing: the model to ask (\"gpt-4o-mini\", \"gemini-2.0-flash\", …)");
+    }
+    let kpath = o.path_of("api_key");
+    let api_key = match o.str("api_key", d) {
+        Some(k) => Some(Secret::new(expand_field(&kpath, k, lookup, d)?.0)),
+        None => None,
+    };
+    let timeout = o
+        .duration("timeout", Duration::from_millis(100), Duration::from_secs(120), d)
+        .unwrap_or(Duration::from_secs(6));
+    o.finish(&[], d);
+    Some(LlmSettings {
+        provider,
+        url: url.trim_end_matches('/').to_owned(),
+        model: model?,
+        api_key,
+        timeout,
+    })
 }

@@ -546,3 +546,45 @@ fn tags_strategies_smoke_tests_and_the_tool_prefix() {
         assert!(errs.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errs:#?}");
     }
 }
+
+#[test]
+fn the_tool_choosing_model_is_configured_checked_and_supervised() {
+    let l = ok(r#"{ "mcpServers": { "a": { "command": "c" } },
+        "warden": { "tools": { "exposure": ["files", "web"], "categories": { "weather": "forecast rain" },
+            "llm": { "provider": "gemini", "model": "gemini-2.0-flash", "api_key": "AIza-secret-key-0123" } } } }"#);
+    let t = &l.config.warden.tools;
+    assert_eq!(t.exposure, crate::ExposureSetting::Categories(vec!["files".into(), "web".into()]));
+    assert_eq!(t.categories["weather"], "forecast rain");
+    let llm = t.llm.as_ref().unwrap();
+    assert_eq!(
+        (llm.provider, llm.url.as_str()),
+        (crate::LlmProvider::Gemini, "https://generativelanguage.googleapis.com/v1beta")
+    );
+    assert!(l.config.secrets.iter().any(|s| s.expose() == "AIza-secret-key-0123"));
+    let check = l.config.servers.iter().find(|s| s.name == "llm").expect("supervised");
+    assert_eq!(check.kind(), "llm");
+    assert!(!check.target().contains("secret"));
+
+    let errs = errors(
+        r#"{ "mcpServers": { "llm": { "command": "c" } },
+            "warden": { "tools": { "exposure": "some", "llm": { "provider": "claude" } } } }"#,
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("warden.tools.exposure: \"some\" is not an exposure")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("warden.tools.llm.provider: \"claude\" is not a provider")),
+        "{errs:#?}"
+    );
+    let errs = errors(
+        r#"{ "mcpServers": { "llm": { "command": "c" } },
+            "warden": { "tools": { "llm": { "model": "m" } } } }"#,
+    );
+    assert!(errs.iter().any(|e| e.contains("already named \"llm\"")), "{errs:#?}");
+    let errs = errors(
+        r#"{ "mcpServers": { "a": { "command": "c" } }, "warden": { "tools": { "llm": {} } } }"#,
+    );
+    assert!(errs.iter().any(|e| e.starts_with("warden.tools.llm.model: is missing")), "{errs:#?}");
+}

@@ -166,10 +166,21 @@ impl Gateway {
         changed
     }
 
-    /// Counts one choice of tools for a prompt, by method (`static`, `llm`) and outcome.
-    pub fn count_categorization(&self, method: &str, outcome: &str) {
+    /// Counts one choice of tools for a prompt, by method (`static`, `llm`) and outcome, and
+    /// how long the model took when it was asked.
+    pub fn count_categorization(&self, method: &str, outcome: &str, model_secs: Option<f64>) {
         let mut m = self.shared.categorizations.lock().expect("not poisoned");
         *m.entry((method.to_owned(), outcome.to_owned())).or_default() += 1;
+        if let Some(s) = model_secs {
+            let mut t = self.shared.llm_time.lock().expect("not poisoned");
+            t.0 += 1;
+            t.1 += s;
+        }
+    }
+
+    /// Requests to the tool-choosing model so far, and the seconds they took in all.
+    pub fn llm_time(&self) -> (u64, f64) {
+        *self.shared.llm_time.lock().expect("not poisoned")
     }
 
     /// Choices of tools for prompts so far, by method and outcome.

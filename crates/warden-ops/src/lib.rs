@@ -17,6 +17,7 @@ pub mod logfiles;
 pub mod logstream;
 pub mod reloads;
 pub mod reports;
+pub mod toolpick;
 pub mod tuning;
 pub mod usage;
 

@@ -99,7 +99,7 @@ impl Checker {
         let mut secrets = Vec::new();
         let hidden = |v: &str| (v.to_owned(), "***".to_owned());
         match &check {
-            CheckSpec::Http(h) => {
+            CheckSpec::Http(h) | CheckSpec::Llm(h) => {
                 secrets.push((h.url.expose().to_owned(), h.display_url.clone()));
                 for v in h.headers.values() {
                     secrets.push(hidden(v.expose()));
@@ -140,7 +140,7 @@ impl Checker {
 
     async fn check(&self, timeout: Duration) -> Result<(), UpstreamError> {
         match &self.check {
-            CheckSpec::Http(h) => self.http(h, timeout).await,
+            CheckSpec::Http(h) | CheckSpec::Llm(h) => self.http(h, timeout).await,
             CheckSpec::Tcp { address } => tcp(address).await,
             CheckSpec::Command(c) => self.command(c).await,
             CheckSpec::Postgres { url, .. } => self.postgres(url.expose(), timeout).await,

@@ -238,3 +238,156 @@ async fn each_session_sees_only_the_tools_its_task_needs() {
     })
     .await;
 }
+
+/// How the fake model's API answers next.
+#[derive(Clone)]
+enum Mode {
+    Answer(String),
+    Status(u16),
+    Stall,
+}
+
+#[derive(Clone)]
+struct FakeModel {
+    mode: Arc<std::sync::Mutex<Mode>>,
+    asked: Arc<AtomicU32>,
+    last: Arc<std::sync::Mutex<(String, Value)>>,
+}
+
+const KEY: &str = "sk-test-SECRET-0123456789abcdef";
+
+/// An OpenAI-compatible chat-completions API on a free loopback port.
+async fn fake_model() -> (FakeModel, String) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let m = FakeModel {
+        mode: Arc::new(std::sync::Mutex::new(Mode::Status(500))),
+        asked: Arc::default(),
+        last: Arc::default(),
+    };
+    let auth = |h: &HeaderMap| {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {KEY}"))
+    };
+    let state = m.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/models",
+            axum::routing::get(move |h: HeaderMap| async move {
+                if auth(&h) {
+                    StatusCode::OK.into_response()
+                } else {
+                    StatusCode::UNAUTHORIZED.into_response()
+                }
+            }),
+        )
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(move |h: HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let m = state.clone();
+                async move {
+                    m.asked.fetch_add(1, Ordering::SeqCst);
+                    let who = h
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    *m.last.lock().unwrap() = (who, body);
+                    let mode = m.mode.lock().unwrap().clone();
+                    match mode {
+                        Mode::Answer(content) => axum::Json(json!({
+                            "choices": [{ "message": { "role": "assistant", "content": content } }]
+                        }))
+                        .into_response(),
+                        Mode::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+                        Mode::Stall => {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            StatusCode::OK.into_response()
+                        }
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (m, addr)
+}
+
+/// The model's path (issue 14 item 4) against a local OpenAI-compatible API: a valid answer is
+/// used (method `llm`); garbage, names that are not listed, 401, a stall past the timeout, 429
+/// and 500 each fall back to the static choice at once with the reason; after 429 the model is
+/// not asked again until the backoff ends. The model's endpoint is supervised as kind `llm`,
+/// and its key is in no answer of the API, no event and no metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_chooses_tools_and_every_failure_falls_back_to_static() {
+    limited(async {
+        let (model, maddr) = fake_model().await;
+        let misc = misbehave(&[], &format!(", {FAST_HEALTH}"));
+        let cfg = config_text(&format!(
+            r#"{{ "mcpServers": {{ "misc": {misc} }},
+                 "warden": {{ "tools": {{ "exposure": "meta",
+                     "llm": {{ "provider": "openai", "url": "http://{maddr}/v1", "model": "test-model",
+                               "api_key": "{KEY}", "timeout": "1s" }} }} }} }}"#
+        ));
+        let (app, _dir, addr) = listening(cfg, None).await;
+        healthy_pid(&app, "misc").await;
+        let c = connect(&addr).await.0;
+        let set = |m: Mode| *model.mode.lock().unwrap() = m;
+        let analyze = async |p: &str| tool(&c, "warden__analyze_prompt", json!({ "prompt": p })).await.0;
+
+        set(Mode::Answer(r#"{"categories": ["math"], "tools": ["misc__add"], "why": "adding"}"#.into()));
+        let v = analyze("add two numbers").await;
+        assert_eq!((v["method"].clone(), v["tools"].clone()), (json!("llm"), json!(["misc__add"])), "{v}");
+        let l = listed(&c).await;
+        assert!(l.contains(&"misc__add".to_owned()) && !l.contains(&"misc__echo".to_owned()), "{l:?}");
+        let (who, body) = model.last.lock().unwrap().clone();
+        assert_eq!(who, format!("Bearer {KEY}"));
+        assert_eq!(body["model"], "test-model");
+        assert!(body["messages"][0]["content"].as_str().unwrap().contains("misc__add"), "{body}");
+        assert_eq!(body["messages"][1]["content"], "add two numbers");
+
+        let falls_back = async |m: Mode, why: &str| {
+            set(m);
+            let started = Instant::now();
+            let v = analyze("echo this text back").await;
+            assert_eq!(v["method"], "static", "{v}");
+            assert!(v["fallback"].as_str().is_some_and(|f| f.contains(why)), "want {why:?}: {v}");
+            assert!(v["tools"].as_array().unwrap().iter().any(|t| t == "misc__echo"), "{v}");
+            started.elapsed()
+        };
+        falls_back(Mode::Answer("sure, use the echo tool".into()), "not JSON").await;
+        falls_back(Mode::Answer(r#"{"tools": ["nope__x"]}"#.into()), "not listed: nope__x").await;
+        falls_back(Mode::Status(401), "key was refused").await;
+        let took = falls_back(Mode::Stall, "no answer within 1s").await;
+        assert!(took < Duration::from_millis(2500), "the fallback is at once: {took:?}");
+        falls_back(Mode::Status(429), "429").await;
+        let asked = model.asked.load(Ordering::SeqCst);
+        falls_back(Mode::Answer(r#"{"tools": ["misc__add"]}"#.into()), "backing off").await;
+        assert_eq!(model.asked.load(Ordering::SeqCst), asked, "not asked while backing off");
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        falls_back(Mode::Status(500), "500").await;
+
+        // Supervised as kind llm, healthy while /models accepts the key.
+        let v: Value = reqwest::get(format!("http://{addr}/api/servers/llm")).await.unwrap().json().await.unwrap();
+        assert_eq!(v["kind"], "llm", "{v}");
+        let start = Instant::now();
+        while app.registry().server("llm").unwrap().views()[0].state != InstanceState::Healthy {
+            assert!(start.elapsed() < Duration::from_secs(20), "the llm check never passed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // The key is nowhere.
+        for path in ["/api/servers", "/api/servers/llm", "/api/events?limit=1000", "/metrics", "/health/status", "/api/alerts"] {
+            let text = reqwest::get(format!("http://{addr}{path}")).await.unwrap().text().await.unwrap();
+            assert!(!text.contains(KEY) && !text.contains("SECRET-0123"), "{path} shows the key");
+        }
+        let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        for outcome in ["ok", "bad_answer", "unknown_names", "invalid_key", "timeout", "rate_limited", "backoff", "server_error"] {
+            let label = format!("method=\"llm\",outcome=\"{outcome}\"");
+            assert!(metrics.lines().any(|l| l.contains(&label)), "no {label} in\n{metrics}");
+        }
+        drop(c);
+        app.shutdown().await;
+    })
+    .await;
+}

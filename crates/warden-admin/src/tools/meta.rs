@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 use warden_core::{Event, EventKind, TraceId};
 use warden_gateway::Exposure;
+use warden_ops::toolpick::Candidate;
 use warden_upstream::Origin;
 
 use super::Tools;
@@ -33,6 +34,7 @@ impl Tools {
         ));
     }
 
+    /// The model's choice (when one is configured and answers usefully), else the static one.
     pub(super) async fn analyze_prompt(
         &self,
         args: &Value,
@@ -41,22 +43,62 @@ impl Tools {
         let prompt = args["prompt"].as_str().unwrap_or_default();
         let max = args["max_tools"].as_u64().unwrap_or(15) as usize;
         let started = std::time::Instant::now();
-        let a = self.gateway.analyze_prompt(prompt, max);
-        self.gateway
-            .count_categorization("static", if a.tools.is_empty() { "no_match" } else { "ok" });
-        if a.tools.is_empty() {
-            return Ok(json!({
-                "method": "static", "categories": [], "tools": [], "why": a.why,
-                "exposure_changed": false, "exposure": self.gateway.exposure(session),
-            }));
+        let mut fallback = None;
+        if let Some(picker) = &self.picker {
+            let docs = self.gateway.tool_docs();
+            let candidates: Vec<Candidate<'_>> = docs
+                .iter()
+                .map(|d| Candidate { name: &d.name, description: &d.description })
+                .collect();
+            let cats: Vec<(String, String)> =
+                self.gateway.categories().into_iter().map(|(n, d, _)| (n, d)).collect();
+            let asked = std::time::Instant::now();
+            let answer = picker.choose(prompt, &candidates, &cats, max).await;
+            let secs = asked.elapsed().as_secs_f64();
+            match answer {
+                Ok(choice) => {
+                    self.gateway.count_categorization("llm", "ok", Some(secs));
+                    let e = Exposure::Chosen {
+                        categories: choice.categories.clone(),
+                        tools: choice.tools.clone(),
+                    };
+                    let changed = self.gateway.set_exposure(session, Some(e)).await;
+                    if changed {
+                        self.exposure_changed(session, "llm");
+                    }
+                    return Ok(json!({
+                        "method": "llm",
+                        "provider": picker.provider(),
+                        "categories": choice.categories,
+                        "tools": choice.tools,
+                        "why": choice.why,
+                        "exposure_changed": changed,
+                        "ms": started.elapsed().as_secs_f64() * 1000.0,
+                    }));
+                }
+                Err(r) => {
+                    let timed = (r.class != "backoff").then_some(secs);
+                    self.gateway.count_categorization("llm", r.class, timed);
+                    tracing::info!(reason = %r.reason, "tool choice falls back to static");
+                    fallback = Some(r.reason);
+                }
+            }
         }
-        let e = Exposure::Chosen { categories: vec![], tools: a.tools.clone() };
-        let changed = self.gateway.set_exposure(session, Some(e)).await;
+        let a = self.gateway.analyze_prompt(prompt, max);
+        let outcome = if a.tools.is_empty() { "no_match" } else { "ok" };
+        self.gateway.count_categorization("static", outcome, None);
+        let changed = if a.tools.is_empty() {
+            false
+        } else {
+            let e = Exposure::Chosen { categories: vec![], tools: a.tools.clone() };
+            self.gateway.set_exposure(session, Some(e)).await
+        };
         if changed {
             self.exposure_changed(session, "static");
         }
         Ok(json!({
             "method": "static",
+            "fallback": fallback,
             "categories": a.categories,
             "tools": a.tools,
             "why": a.why,

@@ -48,6 +48,8 @@ pub struct Tools {
     pub started: Timestamp,
     /// Where exposure changes are announced.
     pub bus: std::sync::Arc<warden_core::EventBus>,
+    /// The model that chooses tools for a prompt, when one is configured.
+    pub picker: Option<std::sync::Arc<warden_ops::toolpick::ToolPicker>>,
 }
 
 /// A tool result carrying `data` both as text and as structured content.

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) exposures: crate::exposure::Exposures,
     /// Choices of tools for prompts, by method and outcome.
     pub(crate) categorizations: Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// Requests to the tool-choosing model, and their seconds in all.
+    pub(crate) llm_time: Mutex<(u64, f64)>,
     /// Collisions already logged, so each is logged once.
     collisions: Mutex<HashSet<String>>,
     /// Warden's own tools and resources (aggregated endpoint only).
@@ -67,6 +69,7 @@ impl Shared {
             search: Default::default(),
             exposures: Default::default(),
             categorizations: Mutex::default(),
+            llm_time: Mutex::default(),
             collisions: Mutex::default(),
             builtin: Default::default(),
         }
