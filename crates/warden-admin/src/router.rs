@@ -102,6 +102,16 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
             "/mcp",
             gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
         )
+        .merge(
+            Router::new().route("/endpoints/{name}/mcp", axum::routing::any(endpoint)).with_state(
+                Scoped {
+                    gateway: gateway.clone(),
+                    loopback,
+                    limits: limits.sessions,
+                    stop: stop.clone(),
+                },
+            ),
+        )
         .merge(Router::new().route("/servers/{name}/mcp", axum::routing::any(scoped)).with_state(
             Scoped {
                 gateway: gateway.clone(),
@@ -137,6 +147,25 @@ async fn scoped(
             Err(never) => match never {},
         },
         None => crate::api::error(StatusCode::NOT_FOUND, format!("no server named {name:?}")),
+    }
+}
+
+/// `/endpoints/{name}/mcp`: an aggregated endpoint with its own starting exposure.
+async fn endpoint(
+    AxState(s): AxState<Scoped>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    match s.gateway.endpoint_service(&name, s.loopback, s.limits, &s.stop) {
+        Some(service) => match service.oneshot(request).await {
+            Ok(r) => r.into_response(),
+            Err(never) => match never {},
+        },
+        None => crate::api::error(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint named {name:?} (warden.tools.endpoints)"),
+        ),
     }
 }
 

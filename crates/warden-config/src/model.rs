@@ -255,6 +255,9 @@ pub struct ToolSettings {
     /// The model that chooses tools for a prompt (`analyze_prompt`); static when absent or
     /// failing.
     pub llm: Option<LlmSettings>,
+    /// More aggregated endpoints, `/endpoints/{name}/mcp`, each starting its sessions from its
+    /// own exposure.
+    pub endpoints: BTreeMap<String, ExposureSetting>,
 }
 
 /// Which API the tool-choosing model speaks.
@@ -294,6 +297,7 @@ impl Default for ToolSettings {
             exposure: ExposureSetting::All,
             categories: BTreeMap::new(),
             llm: None,
+            endpoints: BTreeMap::new(),
         }
     }
 }

@@ -159,31 +159,30 @@ pub(crate) fn compile_warden(
             }
         }
         let epath = t.path_of("exposure");
-        match t.get("exposure") {
+        if let Some(v) = t.get("exposure") {
+            if let Some(e) = exposure(&epath, v, d) {
+                w.tools.exposure = e;
+            }
+        }
+        let npath = t.path_of("endpoints");
+        match t.get("endpoints") {
             None => {}
-            Some(serde_json::Value::String(s)) if s == "all" => {
-                w.tools.exposure = crate::ExposureSetting::All
-            }
-            Some(serde_json::Value::String(s)) if s == "meta" => {
-                w.tools.exposure = crate::ExposureSetting::Meta
-            }
-            Some(serde_json::Value::Array(items)) => {
-                let mut cats = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    let p = format!("{epath}[{i}]");
-                    match item.as_str() {
-                        Some(c) if crate::server::category_name(&p, c, d) => {
-                            cats.push(c.to_owned())
+            Some(serde_json::Value::Object(map)) => {
+                for (name, v) in map {
+                    let p = crate::walk::join(&npath, name);
+                    if crate::server::category_name(&p, name, d) {
+                        if let Some(e) = exposure(&p, v, d) {
+                            w.tools.endpoints.insert(name.clone(), e);
                         }
-                        Some(_) => {}
-                        None => d.error(&p, "must be a category name"),
                     }
                 }
-                w.tools.exposure = crate::ExposureSetting::Categories(cats);
             }
             Some(other) => d.error(
-                &epath,
-                format!("{other} is not an exposure (\"all\", \"meta\" or a list of categories)"),
+                &npath,
+                format!(
+                    "must map endpoint names to exposures, not {}",
+                    crate::walk::type_name(other)
+                ),
             ),
         }
         if let Some(l) = t.obj("llm", d) {
@@ -343,4 +342,31 @@ fn compile_llm(
         api_key,
         timeout,
     })
+}
+
+/// An exposure: `"all"`, `"meta"` or a list of categories.
+fn exposure(path: &str, v: &serde_json::Value, d: &mut Diags) -> Option<ExposureSetting> {
+    match v {
+        serde_json::Value::String(s) if s == "all" => Some(ExposureSetting::All),
+        serde_json::Value::String(s) if s == "meta" => Some(ExposureSetting::Meta),
+        serde_json::Value::Array(items) => {
+            let mut cats = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                match item.as_str() {
+                    Some(c) if crate::server::category_name(&p, c, d) => cats.push(c.to_owned()),
+                    Some(_) => {}
+                    None => d.error(&p, "must be a category name"),
+                }
+            }
+            Some(ExposureSetting::Categories(cats))
+        }
+        other => {
+            d.error(
+                path,
+                format!("{other} is not an exposure (\"all\", \"meta\" or a list of categories)"),
+            );
+            None
+        }
+    }
 }

@@ -67,15 +67,28 @@ impl Exposure {
 #[derive(Default)]
 pub(crate) struct Exposures {
     default: RwLock<Exposure>,
+    /// The configured endpoints (`warden.tools.endpoints`): name → the exposure its sessions
+    /// start from.
+    pub(crate) endpoints: RwLock<HashMap<String, Exposure>>,
+    /// Sessions of such an endpoint: where they start from (and return to on reset).
+    starts: RwLock<HashMap<Origin, Exposure>>,
     map: RwLock<HashMap<Origin, Exposure>>,
 }
 
 impl Exposures {
     pub(crate) fn get(&self, session: Origin) -> Exposure {
-        match self.map.read().expect("not poisoned").get(&session) {
+        if let Some(e) = self.map.read().expect("not poisoned").get(&session) {
+            return e.clone();
+        }
+        match self.starts.read().expect("not poisoned").get(&session) {
             Some(e) => e.clone(),
             None => self.default.read().expect("not poisoned").clone(),
         }
+    }
+
+    /// A session of endpoint `e` starts from (and resets to) its exposure.
+    pub(crate) fn start(&self, session: Origin, e: Exposure) {
+        self.starts.write().expect("not poisoned").insert(session, e);
     }
 
     /// Sets it; whether it changed.
@@ -93,6 +106,7 @@ impl Exposures {
 
     pub(crate) fn forget(&self, session: Origin) {
         self.map.write().expect("not poisoned").remove(&session);
+        self.starts.write().expect("not poisoned").remove(&session);
     }
 
     pub(crate) fn set_default(&self, e: Exposure) {
@@ -118,6 +132,13 @@ impl Gateway {
     pub fn set_tool_settings(&self, s: &warden_config::ToolSettings) {
         self.shared.search.set_categories(&s.categories);
         self.shared.exposures.set_default(Exposure::from_setting(&s.exposure));
+        *self.shared.exposures.endpoints.write().expect("not poisoned") =
+            s.endpoints.iter().map(|(n, e)| (n.clone(), Exposure::from_setting(e))).collect();
+    }
+
+    /// A configured endpoint's exposure (`warden.tools.endpoints`).
+    pub fn endpoint_exposure(&self, name: &str) -> Option<Exposure> {
+        self.shared.exposures.endpoints.read().expect("not poisoned").get(name).cloned()
     }
 
     /// The listed tools that match `query`, best first.

@@ -302,6 +302,27 @@ impl Gateway {
         Some(service.clone())
     }
 
+    /// `/endpoints/{name}/mcp`: an aggregated endpoint whose sessions start from the exposure
+    /// the config gives it (`warden.tools.endpoints`); `None` for a name it does not have.
+    pub fn endpoint_service(
+        &self,
+        name: &str,
+        loopback: bool,
+        limits: SessionLimits,
+        stop: &CancellationToken,
+    ) -> Option<StreamableHttpService<Handler, LocalSessionManager>> {
+        let start = self.endpoint_exposure(name)?;
+        let key = format!("endpoint\u{0}{name}");
+        let mut scoped = self.scoped.lock().expect("not poisoned");
+        let service = scoped.entry(key).or_insert_with(|| {
+            let shared = Arc::clone(&self.shared);
+            self.service_of(loopback, limits, stop.child_token(), move || {
+                Handler::exposed(Arc::clone(&shared), start.clone())
+            })
+        });
+        Some(service.clone())
+    }
+
     /// The aggregated handler (`scope: None`) or one server's (`Some(name)`).
     pub fn handler(&self, scope: Option<String>) -> Handler {
         Handler::new(Arc::clone(&self.shared), scope)
@@ -317,6 +338,18 @@ impl Gateway {
         limits: SessionLimits,
         stop: CancellationToken,
     ) -> StreamableHttpService<Handler, LocalSessionManager> {
+        let gateway = self.clone();
+        // A new handler (and client registration) per session.
+        self.service_of(loopback, limits, stop, move || gateway.handler(scope.clone()))
+    }
+
+    fn service_of(
+        &self,
+        loopback: bool,
+        limits: SessionLimits,
+        stop: CancellationToken,
+        handler: impl Fn() -> Handler + Send + Sync + 'static,
+    ) -> StreamableHttpService<Handler, LocalSessionManager> {
         let mut config = StreamableHttpServerConfig::default()
             .with_cancellation_token(stop)
             .with_sse_keep_alive(Some(Duration::from_secs(15)))
@@ -330,9 +363,7 @@ impl Gateway {
         manager.session_config = session;
         let manager = Arc::new(manager);
         self.managers.lock().expect("not poisoned").push(Arc::clone(&manager));
-        let gateway = self.clone();
-        // A new handler (and client registration) per session.
-        StreamableHttpService::new(move || Ok(gateway.handler(scope.clone())), manager, config)
+        StreamableHttpService::new(move || Ok(handler()), manager, config)
     }
 
     /// Watches routability and catalogs, and tells connected clients when the tool list

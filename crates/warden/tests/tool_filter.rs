@@ -391,3 +391,60 @@ async fn the_model_chooses_tools_and_every_failure_falls_back_to_static() {
     })
     .await;
 }
+
+async fn connect_to(addr: &str, path: &str) -> Client {
+    let transport = StreamableHttpClientTransport::with_client(
+        reqwest::Client::new(),
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}{path}")),
+    );
+    Counting::default().serve(transport).await.expect("the client connects")
+}
+
+/// Endpoints with their own starting exposure (`warden.tools.endpoints`, served at
+/// `/endpoints/{name}/mcp`): a session of each starts from its endpoint's, and a reset returns
+/// it there; `/mcp` keeps the default; an endpoint the config does not name is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_starts_its_sessions_from_its_own_exposure() {
+    limited(async {
+        let misc = misbehave(&[], &format!(", {FAST_HEALTH}"));
+        let cfg = config_text(&format!(
+            r#"{{ "mcpServers": {{ "misc": {misc} }},
+                 "warden": {{ "tools": {{ "exposure": "meta",
+                     "endpoints": {{ "maths": ["math"], "everything": "all" }} }} }} }}"#
+        ));
+        let (app, _dir, addr) = listening(cfg, None).await;
+        healthy_pid(&app, "misc").await;
+        let plain = connect_to(&addr, "/mcp").await;
+        let maths = connect_to(&addr, "/endpoints/maths/mcp").await;
+        let all = connect_to(&addr, "/endpoints/everything/mcp").await;
+        assert_eq!(listed(&plain).await, META);
+        let m = listed(&maths).await;
+        assert!(
+            m.contains(&"misc__add".to_owned()) && !m.contains(&"misc__echo".to_owned()),
+            "{m:?}"
+        );
+        let a = listed(&all).await;
+        assert!(
+            a.contains(&"misc__echo".to_owned())
+                && a.contains(&"warden__integration_monitor".to_owned()),
+            "{a:?}"
+        );
+        tool(&maths, "warden__expose_tools", json!({ "mode": "replace", "tools": ["misc__echo"] }))
+            .await;
+        assert!(listed(&maths).await.contains(&"misc__echo".to_owned()));
+        tool(&maths, "warden__expose_tools", json!({ "mode": "reset" })).await;
+        assert_eq!(listed(&maths).await, m, "reset returns to the endpoint's exposure");
+        let r = reqwest::Client::new()
+            .post(format!("http://{addr}/endpoints/nope/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        drop((plain, maths, all));
+        app.shutdown().await;
+    })
+    .await;
+}

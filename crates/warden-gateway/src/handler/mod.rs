@@ -159,6 +159,13 @@ fn to_params<T: serde::Serialize>(p: &T) -> Result<Value, ErrorData> {
 }
 
 impl Handler {
+    /// A session of an aggregated endpoint that starts from its own exposure.
+    pub(crate) fn exposed(shared: Arc<Shared>, start: crate::Exposure) -> Self {
+        let h = Self::new(shared, None);
+        h.shared.exposures.start(h.ticket.id, start);
+        h
+    }
+
     pub(crate) fn new(shared: Arc<Shared>, scope: Option<String>) -> Self {
         let id = shared.clients.open(scope.clone());
         let ticket = Arc::new(Ticket { id, shared: Arc::clone(&shared) });
