@@ -1,4 +1,4 @@
-//! Tool search and the static choice of tools (issue 14) with about 500 tools: twelve servers,
+//! Tool search and the static choice of tools (issue 14) with about 500 tools: 36 servers,
 //! each the misbehaving server serving one of four real catalogs (server-everything,
 //! filesystem, memory, fetch: their captured `tools/list` answers) beside its own five tools.
 //! Round trips of `warden__search_tools` and `warden__analyze_prompt` through `/mcp`, beside the
@@ -21,7 +21,7 @@ use warden_store::Location;
 
 use crate::quantile;
 
-const SERVERS: usize = 12;
+const SERVERS: usize = 36;
 const CATALOGS: [&str; 4] = ["everything", "filesystem", "memory", "fetch"];
 const SESSIONS: usize = 200;
 
@@ -125,18 +125,26 @@ async fn run(warden: &Path, calls: usize) -> String {
         analyze_in.push(v["ms"].as_f64().unwrap_or(f64::NAN));
     }
 
-    // Memory: SESSIONS sessions at the default (meta), then each with a chosen exposure.
+    // Memory: SESSIONS sessions; each first searches (the same work, no exposure change: the
+    // control), then each chooses (its exposure changes); the second step's growth beyond the
+    // first's is what a chosen exposure costs, and the gateway's own accounting beside it.
     let mut sessions = Vec::new();
     for _ in 0..SESSIONS {
         sessions.push(client(&url).await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_kib();
+    let base = rss_kib();
+    for (i, s) in sessions.iter().enumerate() {
+        call(s, "warden__search_tools", json!({ "query": prompt(i), "limit": 15 })).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let searched = rss_kib();
     for (i, s) in sessions.iter().enumerate() {
         call(s, "warden__analyze_prompt", json!({ "prompt": prompt(i) })).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib();
+    let chosen = rss_kib();
+    let held = app.gateway().exposure_heap_bytes();
     drop(sessions);
     drop(c);
     app.shutdown().await;
@@ -165,11 +173,15 @@ async fn run(warden: &Path, calls: usize) -> String {
     out += &row("`warden__search_tools`", &search, Some(&search_in));
     out += &row("`warden__analyze_prompt` (static)", &analyze, Some(&analyze_in));
     out += &format!(
-        "\nMemory: {SESSIONS} sessions moved from the default exposure to a chosen one grew the \
-         process by {:.0} KiB, {:.2} KiB per session (RSS of the whole bench process, \
-         clients included).\n\n",
-        after - before,
-        (after - before) / SESSIONS as f64
+        "\nMemory, {SESSIONS} sessions: the exposures they chose hold {:.2} KiB per session \
+         (the gateway's accounting of entries, names and map slots). RSS of the whole bench \
+         process per session (clients in the same process): {:.1} KiB for each session's first \
+         call (search, no exposure change: buffers warming up), then {:.1} KiB for each choosing \
+         (analyze_prompt: the exposure, the call's transients and the client's list_changed) — \
+         an upper bound on what a chosen exposure costs.\n\n",
+        held as f64 / 1024.0 / SESSIONS as f64,
+        (searched - base) / SESSIONS as f64,
+        (chosen - searched) / SESSIONS as f64,
     );
     out
 }

@@ -113,6 +113,23 @@ impl Exposures {
         *self.default.write().expect("not poisoned") = e;
     }
 
+    /// The heap the sessions' own exposures hold, in bytes: entries, names and the map's
+    /// slots (an accounting for the benchmark; RSS moves with far more than this).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let map = self.map.read().expect("not poisoned");
+        let strings = |v: &[String]| {
+            v.len() * std::mem::size_of::<String>() + v.iter().map(String::capacity).sum::<usize>()
+        };
+        let held: usize = map
+            .values()
+            .map(|e| match e {
+                Exposure::Chosen { categories, tools } => strings(categories) + strings(tools),
+                _ => 0,
+            })
+            .sum();
+        held + map.capacity() * (std::mem::size_of::<(Origin, Exposure)>() + 1)
+    }
+
     /// How many of `sessions` are in each mode.
     pub(crate) fn modes(&self, sessions: &[Origin]) -> [(&'static str, usize); 3] {
         let mut out = [("all", 0), ("meta", 0), ("chosen", 0)];
@@ -208,6 +225,11 @@ impl Gateway {
     pub fn categorizations(&self) -> Vec<((String, String), u64)> {
         let m = self.shared.categorizations.lock().expect("not poisoned");
         m.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// The heap the sessions' own exposures hold (see `Exposures::heap_bytes`).
+    pub fn exposure_heap_bytes(&self) -> usize {
+        self.shared.exposures.heap_bytes()
     }
 
     /// How many connected sessions are in each exposure mode.
