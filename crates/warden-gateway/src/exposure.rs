@@ -117,9 +117,8 @@ impl Exposures {
     /// slots (an accounting for the benchmark; RSS moves with far more than this).
     pub(crate) fn heap_bytes(&self) -> usize {
         let map = self.map.read().expect("not poisoned");
-        let strings = |v: &[String]| {
-            v.len() * std::mem::size_of::<String>() + v.iter().map(String::capacity).sum::<usize>()
-        };
+        let strings =
+            |v: &[String]| std::mem::size_of_val(v) + v.iter().map(String::capacity).sum::<usize>();
         let held: usize = map
             .values()
             .map(|e| match e {
