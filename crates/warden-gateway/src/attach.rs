@@ -18,12 +18,18 @@ enum Moved<D, U> {
 
 /// Bridges stdin/stdout to the MCP endpoint of the Warden at `addr` until the client closes
 /// stdin (Ok) or the running Warden goes away (Err, said on stderr by the caller).
-pub async fn bridge_stdio(addr: SocketAddr, token: Option<String>) -> Result<(), String> {
+/// `endpoint`: one of `warden.tools.endpoints` (`/endpoints/{name}/mcp`) instead of `/mcp`.
+pub async fn bridge_stdio(
+    addr: SocketAddr,
+    token: Option<String>,
+    endpoint: Option<&str>,
+) -> Result<(), String> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
-    let mut config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"));
+    let path = endpoint.map_or("/mcp".to_owned(), |e| format!("/endpoints/{e}/mcp"));
+    let mut config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}{path}"));
     if let Some(t) = token {
         config = config.auth_header(t);
     }

@@ -376,10 +376,21 @@ impl Gateway {
         tokio::spawn(async move { routes.watch_changes(stop).await })
     }
 
-    /// Serves the aggregated endpoint on stdin/stdout until the client closes stdin.
-    pub async fn serve_stdio(&self) -> Result<(), std::io::Error> {
-        let running = self
-            .handler(None)
+    /// Serves the aggregated endpoint (or `endpoint`, one of `warden.tools.endpoints`) on
+    /// stdin/stdout until the client closes stdin.
+    pub async fn serve_stdio(&self, endpoint: Option<&str>) -> Result<(), std::io::Error> {
+        let handler = match endpoint {
+            None => self.handler(None),
+            Some(name) => {
+                let start = self.endpoint_exposure(name).ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "no endpoint named {name:?} (warden.tools.endpoints)"
+                    ))
+                })?;
+                Handler::exposed(Arc::clone(&self.shared), start)
+            }
+        };
+        let running = handler
             .serve((tokio::io::stdin(), tokio::io::stdout()))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;

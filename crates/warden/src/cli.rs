@@ -84,10 +84,8 @@ pub(crate) enum Command {
         /// `warden.token`; at least 16 characters).
         #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Also serve the aggregated MCP endpoint on stdin/stdout, so a desktop client can
-        /// launch Warden as its one MCP server; Warden stops when the client closes stdin.
-        #[arg(long)]
-        stdio: bool,
+        #[command(flatten)]
+        stdio: StdioArgs,
         #[command(flatten)]
         logs: LogFileArgs,
     },
@@ -335,4 +333,17 @@ pub(crate) enum FailoverCmd {
     Trigger,
     Test,
     Restore,
+}
+
+/// `warden run --stdio [--endpoint NAME]`.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct StdioArgs {
+    /// Also serve the aggregated MCP endpoint on stdin/stdout, so a desktop client can
+    /// launch Warden as its one MCP server; Warden stops when the client closes stdin.
+    #[arg(long)]
+    pub(crate) stdio: bool,
+    /// Under --stdio: serve `warden.tools.endpoints.NAME` instead, whose session starts from
+    /// that endpoint's tool exposure.
+    #[arg(long, requires = "stdio", value_name = "NAME")]
+    pub(crate) endpoint: Option<String>,
 }

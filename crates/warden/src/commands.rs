@@ -174,9 +174,10 @@ async fn run(
     listen: Option<std::net::SocketAddr>,
     db: Option<String>,
     token: Option<String>,
-    stdio: bool,
+    stdio_args: crate::cli::StdioArgs,
     logs: LogFileArgs,
 ) -> ExitCode {
+    let (stdio, endpoint) = (stdio_args.stdio, stdio_args.endpoint);
     let (config, file) = if demo_mode {
         match demo() {
             Ok(c) => (c, None),
@@ -213,6 +214,15 @@ async fn run(
         }
         None => config.warden.token.as_ref().map(|t| t.expose().to_owned()),
     };
+    if let Some(e) = endpoint.as_deref().filter(|e| !config.warden.tools.endpoints.contains_key(*e))
+    {
+        let known: Vec<&str> = config.warden.tools.endpoints.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: --endpoint: the config has no endpoint {e:?} (warden.tools.endpoints: {})",
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        );
+        return ExitCode::from(EX_CONFIG);
+    }
     if logs.log_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
         eprintln!("error: --log-dir: name a directory, or \"none\"");
         return ExitCode::from(EX_CONFIG);
@@ -221,7 +231,7 @@ async fn run(
     // second desktop client (or a Warden service) must not make this one fail to bind.
     if stdio && crate::attach::warden_answers(listen).await {
         tracing::info!(%listen, "a Warden already runs here: bridging stdin/stdout to its /mcp");
-        return match warden_gateway::bridge_stdio(listen, token).await {
+        return match warden_gateway::bridge_stdio(listen, token, endpoint.as_deref()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -266,7 +276,7 @@ async fn run(
     });
     if stdio {
         tokio::select! {
-            r = app.gateway().serve_stdio() => {
+            r = app.gateway().serve_stdio(endpoint.as_deref()) => {
                 if let Err(e) = r {
                     tracing::error!(error = %e, "the stdio MCP session failed");
                 }

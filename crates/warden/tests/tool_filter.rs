@@ -448,3 +448,80 @@ async fn each_endpoint_starts_its_sessions_from_its_own_exposure() {
     })
     .await;
 }
+
+/// `warden run --stdio --endpoint NAME`, standalone and attached to a running Warden: the
+/// desktop client's one session starts from that endpoint's exposure; a name the config lacks
+/// is a config error (exit 64) before anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_client_can_start_from_an_endpoints_exposure() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let misc = misbehave(&[], "");
+        let text = |listen: &str| {
+            format!(
+                r#"{{ "mcpServers": {{ "misc": {misc} }},
+                     "warden": {{ "listen": "{listen}", "tools": {{ "endpoints": {{ "maths": ["math"] }} }} }} }}"#
+            )
+        };
+        let run = |cfg: &std::path::Path, endpoint: &str, db: &str| {
+            tokio::process::Command::new(warden())
+                .args(["run", "--stdio", "--endpoint", endpoint, "--log-dir", "none", "--db"])
+                .arg(dir.path().join(db))
+                .arg("-c")
+                .arg(cfg)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        };
+        let maths_tools = async |child: &mut tokio::process::Child| {
+            let io = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+            let c = ().serve(io).await.expect("the stdio session starts");
+            let start = Instant::now();
+            loop {
+                let l: Vec<String> =
+                    c.peer().list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+                if l.contains(&"misc__add".to_owned()) {
+                    assert!(!l.contains(&"misc__echo".to_owned()), "{l:?}");
+                    assert!(l.contains(&"warden__analyze_prompt".to_owned()), "{l:?}");
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(30), "misc__add never listed: {l:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            drop(c);
+        };
+
+        // Standalone (nothing answers at its address).
+        let port = free_port();
+        let alone = dir.path().join("alone.json");
+        std::fs::write(&alone, text(&format!("127.0.0.1:{port}"))).unwrap();
+        let mut child = run(&alone, "maths", "a.db");
+        maths_tools(&mut child).await;
+        let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+
+        // Attached to a running Warden with the same endpoint.
+        let cfg = config_text(&text("127.0.0.1:0"));
+        let (app, _d, addr) = listening(cfg, None).await;
+        healthy_pid(&app, "misc").await;
+        let attached = dir.path().join("attached.json");
+        std::fs::write(&attached, text(&addr)).unwrap();
+        let mut child = run(&attached, "maths", "b.db");
+        maths_tools(&mut child).await;
+        let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+
+        let out = tokio::process::Command::new(warden())
+            .args(["run", "--stdio", "--endpoint", "nope", "--log-dir", "none", "-c"])
+            .arg(&alone)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no endpoint \"nope\" (warden.tools.endpoints: maths)"));
+        app.shutdown().await;
+    })
+    .await;
+}
