@@ -307,6 +307,34 @@ async fn fake_model() -> (FakeModel, String) {
                 }
             }),
         );
+    // Gemini's generateContent: the model in the path, the key in x-goog-api-key.
+    let gem = m.clone();
+    let app = app.route(
+        "/gem/models/{spec}",
+        axum::routing::post(
+            move |axum::extract::Path(spec): axum::extract::Path<String>,
+                  h: HeaderMap,
+                  axum::Json(body): axum::Json<Value>| {
+                let m = gem.clone();
+                async move {
+                    m.asked.fetch_add(1, Ordering::SeqCst);
+                    let key = h
+                        .get("x-goog-api-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    *m.last.lock().unwrap() = (format!("{key} {spec}"), body);
+                    let Mode::Answer(text) = m.mode.lock().unwrap().clone() else {
+                        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    };
+                    axum::Json(
+                        json!({ "candidates": [{ "content": { "parts": [{ "text": text }] } }] }),
+                    )
+                    .into_response()
+                }
+            },
+        ),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -386,6 +414,26 @@ async fn the_model_chooses_tools_and_every_failure_falls_back_to_static() {
             let label = format!("method=\"llm\",outcome=\"{outcome}\"");
             assert!(metrics.lines().any(|l| l.contains(&label)), "no {label} in\n{metrics}");
         }
+        drop(c);
+        app.shutdown().await;
+
+        // Gemini's API: the same choice through generateContent.
+        let cfg = config_text(&format!(
+            r#"{{ "mcpServers": {{ "misc": {misc} }},
+                 "warden": {{ "tools": {{ "exposure": "meta",
+                     "llm": {{ "provider": "gemini", "url": "http://{maddr}/gem", "model": "gem-1",
+                               "api_key": "{KEY}", "timeout": "1s" }} }} }} }}"#
+        ));
+        let (app, _dir2, addr) = listening(cfg, None).await;
+        healthy_pid(&app, "misc").await;
+        let c = connect(&addr).await.0;
+        set(Mode::Answer(r#"{"categories": ["math"], "tools": ["misc__add"], "why": "adding"}"#.into()));
+        let v = tool(&c, "warden__analyze_prompt", json!({ "prompt": "add two numbers" })).await.0;
+        assert_eq!((v["method"].clone(), v["provider"].clone()), (json!("llm"), json!("gemini")), "{v}");
+        let (who, body) = model.last.lock().unwrap().clone();
+        assert_eq!(who, format!("{KEY} gem-1:generateContent"));
+        assert_eq!(body["contents"][0]["parts"][0]["text"], "add two numbers");
+        assert!(body["systemInstruction"]["parts"][0]["text"].as_str().unwrap().contains("misc__add"));
         drop(c);
         app.shutdown().await;
     })
