@@ -280,6 +280,17 @@ impl Collector for Views {
             None,
             [(Labels::new(), secs)],
         )?;
+        let counts = self.gateway.exposed_tool_counts();
+        scrape::gauge(
+            e,
+            "exposed_tools_per_session",
+            "Servers' tools each client session of /mcp is shown now: the largest and the sum over sessions (with sessions_by_exposure: the mean)",
+            None,
+            [
+                (vec![("stat", "max".to_owned())], counts.iter().copied().max().unwrap_or(0) as i64),
+                (vec![("stat", "sum".to_owned())], counts.iter().sum::<usize>() as i64),
+            ],
+        )?;
         scrape::gauge(
             e,
             "sessions_by_exposure",

@@ -226,6 +226,21 @@ impl Gateway {
         m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
+    /// How many of the servers' tools each connected session of the aggregated face is shown
+    /// now (all of them for `all`, none for `meta`).
+    pub fn exposed_tool_counts(&self) -> Vec<usize> {
+        let idx = self.shared.search.index(&self.routes.table());
+        self.shared
+            .clients
+            .ids()
+            .into_iter()
+            .map(|s| {
+                let e = self.shared.exposures.get(s);
+                idx.docs.iter().filter(|d| e.shows(&d.name, &d.categories)).count()
+            })
+            .collect()
+    }
+
     /// The heap the sessions' own exposures hold (see `Exposures::heap_bytes`).
     pub fn exposure_heap_bytes(&self) -> usize {
         self.shared.exposures.heap_bytes()

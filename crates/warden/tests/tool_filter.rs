@@ -216,6 +216,19 @@ async fn each_session_sees_only_the_tools_its_task_needs() {
             "{v}"
         );
 
+        // Each session's count of shown tools is a metric: c1 and c3 chose, c2 chose math.
+        let metrics =
+            reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        let max = format!(
+            "warden_exposed_tools_per_session{{stat=\"max\"}} {}",
+            l1.len().max(l3.len()).max(listed(&c2).await.len()) - META.len()
+        );
+        assert!(
+            metrics.lines().any(|l| l == max),
+            "want {max:?}: {}",
+            metrics.lines().filter(|l| l.contains("exposed")).collect::<Vec<_>>().join("\n")
+        );
+
         // A client that reconnects starts from the default.
         drop(c1);
         let (c1, _) = connect(&addr).await;
