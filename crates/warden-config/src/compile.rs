@@ -262,15 +262,13 @@ fn collect_secrets(config: &Config, mut values: Vec<String>) -> Vec<Secret> {
     if let Some(t) = &config.warden.token {
         values.push(t.expose().to_owned());
     }
-    for r in &config.warden.alerts.receivers {
-        if let crate::alerts::ReceiverKind::Email { password: Some(p), .. } = &r.kind {
-            values.push(p.expose().to_owned());
-        }
-    }
     if let Some(k) = config.warden.tools.llm.as_ref().and_then(|l| l.api_key.as_ref()) {
         values.push(k.expose().to_owned());
     }
     for r in &config.warden.alerts.receivers {
+        if let crate::alerts::ReceiverKind::Email { password: Some(p), .. } = &r.kind {
+            values.push(p.expose().to_owned());
+        }
         if let crate::alerts::ReceiverKind::Webhook { url, headers, format, .. } = &r.kind {
             values.push(url.expose().to_owned());
             if let crate::alerts::WebhookFormat::PagerDuty { routing_key } = format {

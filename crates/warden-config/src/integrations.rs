@@ -166,12 +166,18 @@ fn compile_one(
             );
         }
     }
-    let Common { disabled, critical, health, restart, objective, tags } =
-        compile_common(&mut o, bases, d);
+    let common = compile_common(&mut o, bases, d);
     o.finish(&["description"], d);
-    Some(ServerSpec {
+    Some(check_server(name, check?, common))
+}
+
+/// An integration as the supervisor takes it: a server with one instance, its check as
+/// transport, and none of an MCP server's routing keys.
+fn check_server(name: &str, check: CheckSpec, c: Common) -> ServerSpec {
+    let Common { disabled, critical, health, restart, objective, tags } = c;
+    ServerSpec {
         name: name.to_owned(),
-        transport: Transport::Check(check?),
+        transport: Transport::Check(check),
         replicas: 1,
         fallback: vec![],
         trusted: false,
@@ -192,7 +198,7 @@ fn compile_one(
         categories: ToolCategories::default(),
         fallback_strategy: FallbackStrategy::default(),
         smoke_test: None,
-    })
+    }
 }
 
 fn compile_http(
@@ -490,27 +496,13 @@ pub(crate) fn llm_check(llm: &LlmSettings, bases: &Bases<'_>) -> ServerSpec {
     };
     let mut health = bases.health.clone();
     health.timeout = health.timeout.max(llm.timeout.min(std::time::Duration::from_secs(10)));
-    ServerSpec {
-        name: "llm".to_owned(),
-        transport: Transport::Check(CheckSpec::Llm(check)),
-        replicas: 1,
-        fallback: vec![],
-        trusted: false,
-        retry_tools: vec![],
-        cache: BTreeMap::new(),
-        balance: Balance::default(),
+    let common = Common {
+        disabled: false,
         critical: false,
-        timeout: health.timeout,
         health,
         restart: bases.restart.clone(),
-        disabled: false,
         objective: None,
-        memory_limit: None,
-        standby: false,
-        disabled_tools: vec![],
         tags: vec!["llm".to_owned()],
-        categories: ToolCategories::default(),
-        fallback_strategy: FallbackStrategy::default(),
-        smoke_test: None,
-    }
+    };
+    check_server("llm", CheckSpec::Llm(check), common)
 }
