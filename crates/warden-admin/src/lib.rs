@@ -12,6 +12,7 @@
 //! - [`stream`]: `/events` (SSE) and `/ws`.
 //! - [`metrics`]: the Prometheus exposition and the views' collector.
 //! - [`tools`]: Warden's own MCP tools on `/mcp`.
+//! - [`ui`]: the dashboard (`/`, `/ui/…`), embedded at build time.
 
 pub mod api;
 pub mod guard;
@@ -22,6 +23,7 @@ mod routes;
 mod send_timeout;
 pub mod stream;
 pub mod tools;
+pub mod ui;
 
 pub use health::Liveness;
 pub use router::{app, serve, Limits, State, Surface};

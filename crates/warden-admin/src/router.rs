@@ -98,6 +98,7 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
         .merge(crate::routes::reports::routes(s.reports.clone()))
         .merge(crate::routes::tuning::routes(s.tuner.clone()))
         .merge(crate::stream::routes(s.stream.clone()))
+        .merge(crate::ui::routes())
         .nest_service(
             "/mcp",
             gateway.http_service(None, loopback, limits.sessions, stop.child_token()),
