@@ -55,7 +55,7 @@ async fn run(warden: &Path, o: &Options) -> String {
         assert!(started.elapsed() < Duration::from_secs(180), "only {healthy} healthy");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let b = browser::Browser::start(false).await;
+    let b = browser::Browser::start(browser::Kind::Chromium, false).await;
     let n = o.servers;
     let rows = format!("document.querySelectorAll('tbody[data-server]').length === {n}");
 

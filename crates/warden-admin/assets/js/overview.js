@@ -1,7 +1,8 @@
 // The overview: every server and integration, one <tbody> per server so a change re-renders
 // only its rows. The list is fetched once; after that each event updates its instance at once
 // (state, reason, PID) and queues a refresh of that one server (`/api/servers/{name}`), at
-// most one in flight per server and four in all. Latency and error rates move without events,
+// most once a second per server and four in flight; when eight or more wait (a burst), one
+// read of the whole list, at most once a second, replaces them. Latency and error rates move without events,
 // so the list is re-read every 15 s while the tab is visible.
 
 import { api, enc } from './api.js';
@@ -21,6 +22,7 @@ export function mount(root) {
   const pending = new Set();
   const inflight = new Set();
   const lastRefresh = new Map();
+  const shown = new Map();
   let alive = true;
 
   const summary = h('div', { class: 'cards', 'aria-label': 'Summary' });
@@ -178,13 +180,21 @@ export function mount(root) {
       const seen = new Set();
       for (const s of r.servers) {
         seen.add(s.name);
-        servers.set(s.name, s);
-        row(s);
+        const key = JSON.stringify(s);
+        if (!bodies.has(s.name)) {
+          shown.set(s.name, key);
+          servers.set(s.name, s);
+          row(s);
+        } else if (shown.get(s.name) !== key) {
+          shown.set(s.name, key);
+          servers.set(s.name, s);
+          dirty.add(s.name);
+        }
       }
       for (const name of [...servers.keys()]) {
-        if (!seen.has(name)) { servers.delete(name); bodies.get(name)?.remove(); bodies.delete(name); }
+        if (!seen.has(name)) { servers.delete(name); shown.delete(name); bodies.get(name)?.remove(); bodies.delete(name); }
       }
-      order();
+      render();
       if (!root.dataset.loaded) performance.mark('warden-first-render');
       root.dataset.loaded = 'true';
     } catch (e) {
@@ -197,12 +207,30 @@ export function mount(root) {
     pump();
   }
 
+  // Many servers waiting (a burst of events): one read of the whole list, at most once a
+  // second, is cheaper than a read per server.
+  let lastFull = 0;
+  let fullTimer = null;
+  let pumpTimer = null;
   function pump() {
+    if (pending.size >= 8) {
+      const wait = 1000 - (performance.now() - lastFull);
+      if (wait > 0) {
+        if (!fullTimer) fullTimer = setTimeout(() => { fullTimer = null; pump(); }, wait);
+        return;
+      }
+      lastFull = performance.now();
+      for (const name of pending) lastRefresh.set(name, lastFull);
+      pending.clear();
+      load();
+      return;
+    }
+    let soonest = Infinity;
     for (const name of [...pending]) {
       if (inflight.size >= 4) return;
       if (inflight.has(name)) continue;
-      const wait = 500 - (performance.now() - (lastRefresh.get(name) || -1e9));
-      if (wait > 0) { setTimeout(pump, wait); continue; }
+      const wait = 1000 - (performance.now() - (lastRefresh.get(name) || -1e9));
+      if (wait > 0) { soonest = Math.min(soonest, wait); continue; }
       pending.delete(name);
       inflight.add(name);
       lastRefresh.set(name, performance.now());
@@ -218,15 +246,28 @@ export function mount(root) {
         if (e.status === 404) { servers.delete(name); bodies.get(name)?.remove(); bodies.delete(name); }
       }).finally(() => { inflight.delete(name); pump(); });
     }
+    // One timer for the next server whose turn comes, however many wait.
+    if (soonest < Infinity && !pumpTimer) {
+      pumpTimer = setTimeout(() => { pumpTimer = null; pump(); }, soonest);
+    }
   }
 
+  // At most 25 servers' rows a frame: a list read that changed 100 of them is spread over a few
+  // frames instead of one long task.
+  let renderQueued = false;
   function render() {
+    let n = 0;
     for (const name of dirty) {
+      if (n++ >= 25) break;
+      dirty.delete(name);
       const s = servers.get(name);
       if (s) row(s);
     }
-    dirty.clear();
     order();
+    if (dirty.size && !renderQueued) {
+      renderQueued = true;
+      requestAnimationFrame(() => { renderQueued = false; if (alive) render(); });
+    }
   }
 
   const recent = [];
@@ -249,6 +290,7 @@ export function mount(root) {
         inst.pid = null;
       }
       dirty.add(e.server);
+      shown.delete(e.server);
       if (e.kind !== 'catalog_listed') queue(e.server);
     }
     if (reload) load();

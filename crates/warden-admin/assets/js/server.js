@@ -40,8 +40,9 @@ export function mount(root, name) {
     draw(charts.children[1], name, range, 'error_rate', 'Error rate', '%').catch(() => {});
   }
 
-  function confirmed(question, label, f) {
+  function confirmed(question, label, f, action) {
     return h('button', { type: 'button', class: label === 'Stop' ? 'danger small' : 'small',
+      dataset: action ? { action } : {},
       onclick: async () => { if (await confirmAction(question, label)) { await f(); refresh(); } } }, label);
   }
 
@@ -66,8 +67,8 @@ export function mount(root, name) {
         confirmed(`Stop ${name}? Clients lose its tools until it is started.`, 'Stop', () => act(name, 'stop')),
         confirmed(`Start ${name}?`, 'Start', () => act(name, 'start')),
         confirmed(`Reset ${name} (clear a failed state and its restart budget)?`, 'Reset', () => act(name, 'reset')),
-        confirmed(`Fail ${name} over to its fallback now?`, 'Failover', () => failover(name, 'trigger')),
-        confirmed(`Restore ${name} from its fallback?`, 'Restore', () => failover(name, 'restore'))));
+        confirmed(`Fail ${name} over to its fallback now?`, 'Failover', () => failover(name, 'trigger'), 'failover-trigger'),
+        confirmed(`Restore ${name} from its fallback?`, 'Restore', () => failover(name, 'restore'), 'failover-restore')));
     fill(instances, table('Instances', [
       ['Instance', i => h('span', { class: 'mono' }, i.id)],
       ['State', i => badge(i.state)],

@@ -1,6 +1,7 @@
-//! A real browser for the dashboard tests: Debian's `chromium`, headless, driven through
-//! `chromedriver` (packages `chromium` and `chromium-driver`, which `.ci/run` installs) with the
-//! fantoccini WebDriver client. Nothing is downloaded at test time. The dashboard benchmark
+//! A real browser for the dashboard tests, headless, driven through WebDriver with the
+//! fantoccini client: Debian's `chromium` through `chromedriver` (packages `chromium` and
+//! `chromium-driver`), or Debian's `firefox-esr` through `geckodriver` (built from crates.io);
+//! `.ci/run` installs them. Nothing is downloaded at test time. The dashboard benchmark
 //! (`bench/src/dashboard.rs`) includes this file too.
 #![allow(dead_code, unreachable_pub)]
 
@@ -22,64 +23,125 @@ fn workspace_root() -> PathBuf {
 /// chromedriver (in its own process group, so chromium goes with it) and a session.
 pub struct Browser {
     pub client: Client,
+    pub kind: Kind,
     driver: std::process::Child,
     _profile: tempfile::TempDir,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
-fn find(env: &str, candidates: &[&str]) -> PathBuf {
+fn find(env: &str, candidates: &[&str], packages: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
     candidates.iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
-        panic!(
-            "{} not found (set {env}): install the Debian packages chromium and chromium-driver \
-             (.ci/run does)",
-            candidates[0]
-        )
+        panic!("{} not found (set {env}): install {packages} (.ci/run does)", candidates[0])
     })
 }
 
+/// Which browser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's `chromium` through `chromedriver` (package `chromium-driver`).
+    Chromium,
+    /// Debian's `firefox-esr` through `geckodriver` (built from crates.io by `.ci/run`).
+    Firefox,
+}
+
+/// One browser at a time per test binary: each is a heavy process on a 2-core machine, and
+/// the tests' time limits are for one.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Browser {
     /// A fresh headless browser; `dark` asks for `prefers-color-scheme: dark`.
-    pub async fn start(dark: bool) -> Self {
-        let driver_bin = find("CHROMEDRIVER", &["/usr/bin/chromedriver"]);
-        let chromium = find("CHROMIUM", &["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+    pub async fn start(kind: Kind, dark: bool) -> Self {
+        let turn = ONE_AT_A_TIME.lock().await;
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let profile = tempfile::tempdir().unwrap();
+        let (driver_bin, caps) = match kind {
+            Kind::Chromium => {
+                let driver = find(
+                    "CHROMEDRIVER",
+                    &["/usr/bin/chromedriver"],
+                    "the Debian package chromium-driver",
+                );
+                let chromium = find(
+                    "CHROMIUM",
+                    &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+                    "the Debian package chromium",
+                );
+                let mut args = vec![
+                    "--headless=new".to_owned(),
+                    "--no-sandbox".into(),
+                    "--disable-gpu".into(),
+                    "--disable-quic".into(),
+                    "--no-first-run".into(),
+                    "--disable-background-networking".into(),
+                    "--disable-component-update".into(),
+                    "--disable-sync".into(),
+                    "--disable-dev-shm-usage".into(),
+                    "--window-size=1400,1000".into(),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ];
+                if dark {
+                    args.push("--blink-settings=preferredColorScheme=0".into());
+                    args.push("--force-dark-mode".into());
+                }
+                let caps = json!({
+                    "browserName": "chrome",
+                    "goog:chromeOptions": { "binary": chromium, "args": args },
+                });
+                (driver, caps)
+            }
+            Kind::Firefox => {
+                let home = std::env::var("HOME").unwrap_or_default();
+                let cargo_bin = format!("{home}/.cargo/bin/geckodriver");
+                let driver = find(
+                    "GECKODRIVER",
+                    &[&cargo_bin, "/usr/local/bin/geckodriver", "/usr/bin/geckodriver"],
+                    "geckodriver (cargo install geckodriver)",
+                );
+                let firefox = find(
+                    "FIREFOX",
+                    &["/usr/bin/firefox-esr", "/usr/bin/firefox"],
+                    "the Debian package firefox-esr",
+                );
+                // 0: dark, 1: light. No update checks, telemetry or other traffic off this machine.
+                let caps = json!({
+                    "browserName": "firefox",
+                    "moz:firefoxOptions": {
+                        "binary": firefox,
+                        "args": ["-headless", "-width", "1400", "-height", "1000"],
+                        "prefs": {
+                            "layout.css.prefers-color-scheme.content-override": if dark { 0 } else { 1 },
+                            "app.update.enabled": false,
+                            "datareporting.policy.dataSubmissionEnabled": false,
+                            "toolkit.telemetry.enabled": false,
+                            "network.captive-portal-service.enabled": false,
+                            "browser.safebrowsing.malware.enabled": false,
+                            "browser.safebrowsing.phishing.enabled": false,
+                        },
+                    },
+                });
+                (driver, caps)
+            }
+        };
         let driver = {
             use std::os::unix::process::CommandExt;
-            std::process::Command::new(&driver_bin)
-                .arg(format!("--port={port}"))
-                .stdout(std::process::Stdio::null())
+            let mut c = std::process::Command::new(&driver_bin);
+            c.arg(format!("--port={port}"));
+            if kind == Kind::Firefox {
+                // geckodriver needs a home for its profiles; keep them in ours.
+                c.env("TMPDIR", profile.path());
+            }
+            c.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .process_group(0)
                 .spawn()
-                .expect("chromedriver starts")
+                .unwrap_or_else(|e| panic!("{} does not start: {e}", driver_bin.display()))
         };
-        let profile = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--headless=new".to_owned(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-quic".into(),
-            "--no-first-run".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--disable-dev-shm-usage".into(),
-            "--window-size=1400,1000".into(),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        if dark {
-            args.push("--blink-settings=preferredColorScheme=0".into());
-            args.push("--force-dark-mode".into());
-        }
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": chromium, "args": args },
-        });
         let caps = caps.as_object().unwrap().clone();
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
@@ -88,12 +150,12 @@ impl Browser {
             match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
                 Ok(c) => break c,
                 Err(e) => {
-                    assert!(started.elapsed() < Duration::from_secs(30), "no browser session: {e}");
+                    assert!(started.elapsed() < Duration::from_secs(60), "no browser session: {e}");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         };
-        Self { client, driver, _profile: profile }
+        Self { client, driver, _profile: profile, kind, _turn: turn }
     }
 
     pub async fn goto(&self, url: &str) {
@@ -134,8 +196,11 @@ impl Browser {
         e.send_keys(text).await.unwrap();
     }
 
-    /// Saves a screenshot under `target/dashboard-screenshots/` (kept as a CI artifact).
+    /// Saves a screenshot under `target/dashboard-screenshots/` (kept as a CI artifact), named
+    /// for the browser.
     pub async fn screenshot(&self, name: &str) {
+        let name =
+            format!("{}-{name}", if self.kind == Kind::Chromium { "chromium" } else { "firefox" });
         if let Ok(png) = self.client.screenshot().await {
             let dir = workspace_root().join("target/dashboard-screenshots");
             let _ = std::fs::create_dir_all(&dir);
