@@ -853,16 +853,18 @@ async fn pagerduty_gets_events_v2_and_info_alerts_reach_only_info_receivers() {
     app.shutdown().await;
 }
 
-/// Email (seed 002's warning channel) over SMTP to a local aiosmtpd server: a firing group is
-/// one message from the configured sender to every recipient, its subject naming the state, the
-/// alert, the server and the severity, its body the annotations and a link; its resolution a
-/// second message. (The password's secrecy is a config test: aiosmtpd offers no AUTH without
-/// TLS.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_receivers_send_one_message_per_notification_over_smtp() {
+/// A local SMTP server (`tests/python/smtp_sink.py ARGS`, aiosmtpd) with `envs`: its port, the
+/// JSON lines it prints (each message, refusal or failed login), and the process, which stops
+/// when its stdin closes.
+async fn smtp_sink(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (tokio::process::Child, u16, tokio::sync::mpsc::UnboundedReceiver<Value>) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut sink = tokio::process::Command::new(python())
         .arg(workspace_root().join("tests/python/smtp_sink.py"))
+        .args(args)
+        .envs(envs.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -873,23 +875,48 @@ async fn email_receivers_send_one_message_per_notification_over_smtp() {
         .await
         .expect("the sink says its port")
         .unwrap()
-        .unwrap()
+        .expect("the sink prints its port")
         .trim()
         .parse()
         .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
     tokio::spawn(async move {
         while let Ok(Some(l)) = lines.next_line().await {
             let _ = tx.send(serde_json::from_str(&l).unwrap());
         }
     });
+    (sink, port, rx)
+}
+
+/// Email (seed 002's warning channel) over SMTP to local aiosmtpd servers: a firing group is
+/// one message from the configured sender to every recipient (envelope and headers), its
+/// subject naming the state, the alert, the server and the severity, its body the annotations,
+/// labels, start and a link; its resolution a second message with the end. A second receiver
+/// (`host` + `port`) logs in with a `${env:…}` password the server checks, and its first message
+/// is refused with 451: the outbox retries it (2 attempts), and the password is in no view and
+/// no stored notification. A third receiver, with the default `tls` (starttls), refuses to
+/// send to a server without STARTTLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_receivers_send_one_message_per_notification_over_smtp() {
+    const PASSWORD: &str = "smtp-Pa55-0123456789abcdef";
+    let (mut plain, port, mut rx) = smtp_sink(&[], &[]).await;
+    let (mut authed, auth_port, mut auth_rx) = smtp_sink(
+        &["--auth", "warden", "--refuse-first", "1"],
+        &[("SMTP_SINK_PASSWORD", PASSWORD)],
+    )
+    .await;
     let text = format!(
         r#"{{ "mcpServers": {{ "victim": {victim} }},
              "warden": {{ "alerts": {{
                 "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
                 "emails": [ {{ "name": "ops", "smtp": "127.0.0.1:{port}", "tls": "none",
                                "from": "Warden <warden@example.org>",
-                               "to": ["oncall@example.org", "lead@example.org"] }} ],
+                               "to": ["oncall@example.org", "lead@example.org"] }},
+                            {{ "name": "ops-auth", "host": "127.0.0.1", "port": {auth_port},
+                               "tls": "none", "from": "warden@example.org", "to": "oncall@example.org",
+                               "username": "warden", "password": "${{env:SMTP_PASSWORD}}" }},
+                            {{ "name": "strict", "smtp": "127.0.0.1:{port}",
+                               "from": "warden@example.org", "to": "oncall@example.org" }} ],
                 "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
                              "match": {{ "server": "victim" }}, "for": "0s", "severity": "warning",
                              "summary": "victim is down" }} ] }} }} }}"#,
@@ -900,7 +927,9 @@ async fn email_receivers_send_one_message_per_notification_over_smtp() {
             )
         ),
     );
-    let (app, _db, addr) = start(&text).await;
+    let lookup = |name: &str| (name == "SMTP_PASSWORD").then(|| PASSWORD.to_owned());
+    let config = warden_config::compile(&text, &lookup).expect("the test config compiles").config;
+    let (app, _db, addr) = listening(config, None).await;
     let pid = healthy_pid(&app, "victim").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     signal(pid, Signal::SIGKILL);
@@ -913,26 +942,74 @@ async fn email_receivers_send_one_message_per_notification_over_smtp() {
     let firing = next(&mut rx).await;
     assert_eq!(firing["from"], "warden@example.org", "{firing}");
     assert_eq!(firing["to"], json!(["oncall@example.org", "lead@example.org"]));
+    assert_eq!(firing["header_from"], "Warden <warden@example.org>", "{firing}");
+    assert_eq!(firing["header_to"], "oncall@example.org, lead@example.org", "{firing}");
+    assert_eq!(firing["login"], Value::Null, "no credentials configured, none sent");
     let subject = firing["subject"].as_str().unwrap();
     assert!(subject.starts_with("[FIRING:1] VictimDown on victim (warning)"), "{subject}");
     let body = firing["body"].as_str().unwrap();
-    assert!(
-        body.contains("summary: victim is down") && body.contains("/api/servers/victim"),
-        "{body}"
-    );
+    for want in [
+        "VictimDown — firing (warning)",
+        "summary: victim is down",
+        "alertname=VictimDown",
+        "server=victim",
+        "since: ",
+        "/api/servers/victim",
+    ] {
+        assert!(body.contains(want), "{want:?} is missing from {body}");
+    }
     let resolved = next(&mut rx).await;
     assert!(
-        resolved["subject"].as_str().unwrap().starts_with("[RESOLVED] VictimDown"),
+        resolved["subject"].as_str().unwrap().starts_with("[RESOLVED] VictimDown on victim"),
         "{resolved}"
     );
+    assert!(resolved["body"].as_str().unwrap().contains("ended: "), "{resolved}");
+
+    // The second receiver: refused once, then sent after a login with the expanded password.
+    assert_eq!(next(&mut auth_rx).await, json!({ "refused": 451 }));
+    let firing = next(&mut auth_rx).await;
+    assert_eq!(firing["login"], "warden", "{firing}");
+    assert!(firing["subject"].as_str().unwrap().starts_with("[FIRING:1] VictimDown"), "{firing}");
+    let resolved = next(&mut auth_rx).await;
+    assert!(resolved["subject"].as_str().unwrap().starts_with("[RESOLVED]"), "{resolved}");
+
     let view = get(&addr, "/api/alerts").await;
-    let ops = view["receivers"].as_array().unwrap().iter().find(|r| r["name"] == "ops").unwrap();
-    assert_eq!(ops["kind"], "email");
+    let receiver = |name: &str| {
+        view["receivers"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone()
+    };
+    assert_eq!(receiver("ops")["kind"], "email");
     assert_eq!(
-        ops["target"],
+        receiver("ops")["target"],
         format!("smtp://127.0.0.1:{port} (none) → oncall@example.org, lead@example.org")
     );
+    assert_eq!(
+        receiver("ops-auth")["target"],
+        format!("smtp://127.0.0.1:{auth_port} (none) → oncall@example.org")
+    );
+    // The default (starttls) never falls back to plain SMTP: the sink offers no STARTTLS, so
+    // nothing is sent and the notification waits in the outbox with the reason.
+    let strict = view["notifications"]["undelivered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["receiver"] == "strict")
+        .unwrap_or_else(|| panic!("strict's notification waits: {view}"))
+        .clone();
+    assert!(strict["last_error"].as_str().unwrap().contains("STARTTLS"), "{strict}");
+    assert!(rx.try_recv().is_err(), "the plain sink got only ops' two messages");
+    assert!(!view.to_string().contains(PASSWORD), "{view}");
+    let stored = get(&addr, "/api/alerts/notifications?state=delivered&limit=100").await;
+    assert!(!stored.to_string().contains(PASSWORD), "the stored notifications lack the password");
+    let retried = stored["notifications"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|n| n["receiver"] == "ops-auth" && n["status"] == "firing")
+        .unwrap_or_else(|| panic!("ops-auth's firing notification is stored: {stored}"));
+    assert_eq!(retried["attempts"], 2, "refused once, then delivered: {retried}");
     app.shutdown().await;
-    drop(sink.stdin.take());
-    let _ = sink.wait().await;
+    for sink in [&mut plain, &mut authed] {
+        drop(sink.stdin.take());
+        let _ = sink.wait().await;
+    }
 }

@@ -181,11 +181,40 @@ async fn seed002(mode: &str, addr: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// The script's `Pool Utilization: 25.0%` line (a number formatted as the seed's `{:.1%}`).
+fn pool_line(out: &str) -> bool {
+    out.lines().any(|l| {
+        l.trim()
+            .strip_prefix("Pool Utilization: ")
+            .and_then(|v| v.strip_suffix('%'))
+            .and_then(|v| v.split_once('.'))
+            .is_some_and(|(whole, tenth)| {
+                whole.parse::<u32>().is_ok() && tenth.len() == 1 && tenth.parse::<u8>().is_ok()
+            })
+    })
+}
+
+/// The value of the exporter's gauge `name` (its sample line `name value`).
+fn gauge(out: &str, name: &str) -> f64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} sample in {out}"))
+}
+
 /// Seed 002's own health-check script and Prometheus exporter, unchanged (verbatim copies in
-/// `tests/python/seed002/`, run by `run_seed.py`, which supplies the `mcp.Client` API the seed
-/// assumes over the official SDK), read Warden's `health://status`: a healthy Warden exits 0
-/// and prints HEALTHY, connected and the pool's utilization; one whose memory is over its
-/// (configured) unhealthy threshold exits 1; the exporter serves the seed's three gauges.
+/// `tests/python/seed002/`), read Warden's `health://status` on `/mcp`: a healthy Warden exits 0
+/// and prints HEALTHY, connected and the pool's utilization, and the exporter serves
+/// `mcp_health_status 1.0`, `mcp_pool_utilization` and `mcp_database_latency_ms`; over its
+/// (configured) memory `_degraded` threshold the script prints DEGRADED and exits 1 and the
+/// exporter says 0.5; over the `_unhealthy` one UNHEALTHY, exit 1, 0.0.
+///
+/// `run_seed.py` runs them, and deviates from the seed only outside its code: it supplies the
+/// `mcp.Client` the seed imports (the official SDK has none) as an adapter over the SDK's
+/// Streamable HTTP client and `ClientSession.read_resource` (`Client(url)` talks to `url/mcp`,
+/// `get_resource` returns the resource's text); the exporter fragment's `check_health` is one
+/// returning the health dict read through that Client (the seed's own returns an exit code), and
+/// its `start_http_server(9090)` binds a free loopback port; the fragment's hard-coded
+/// `http://localhost:8000` is Warden's address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_seeds_script_and_exporter_run_unchanged_against_warden() {
     limited(async {
@@ -208,7 +237,7 @@ async fn the_health_seeds_script_and_exporter_run_unchanged_against_warden() {
         };
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("Status: HEALTHY") && out.contains("Database: connected"), "{out}");
-        assert!(out.contains("Pool Utilization: ") && out.contains('%'), "{out}");
+        assert!(pool_line(&out), "{out}");
         let started = Instant::now();
         let out = loop {
             let (code, out) = seed002("export", &addr).await;
@@ -221,8 +250,23 @@ async fn the_health_seeds_script_and_exporter_run_unchanged_against_warden() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
         assert!(out.lines().any(|l| l == "mcp_health_status 1.0"), "{out}");
-        assert!(out.lines().any(|l| l.starts_with("mcp_pool_utilization ")), "{out}");
-        assert!(out.lines().any(|l| l.starts_with("mcp_database_latency_ms ")), "{out}");
+        let utilization = gauge(&out, "mcp_pool_utilization");
+        assert!((0.0..=1.0).contains(&utilization), "{out}");
+        assert!(gauge(&out, "mcp_database_latency_ms") >= 0.0, "{out}");
+        app.shutdown().await;
+
+        let cfg = config_text(&format!(
+            r#"{{ "mcpServers": {{ "a": {} }},
+                 "warden": {{ "health_thresholds": {{ "memory_degraded": 0.00001, "memory_unhealthy": 1.0 }} }} }}"#,
+            misbehave(&[], "")
+        ));
+        let (app, _dir, addr) = listening(cfg, None).await;
+        healthy_pid(&app, "a").await;
+        let (code, out) = seed002("check", &addr).await;
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("Status: DEGRADED") && pool_line(&out), "{out}");
+        let (_, out) = seed002("export", &addr).await;
+        assert!(out.lines().any(|l| l == "mcp_health_status 0.5"), "{out}");
         app.shutdown().await;
 
         let cfg = config_text(&format!(

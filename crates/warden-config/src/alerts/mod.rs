@@ -178,6 +178,16 @@ impl SmtpTls {
             Self::None => "none",
         }
     }
+
+    /// The port when the config names only `host`: submission (587) for STARTTLS, submissions
+    /// (465) for TLS, 25 for plain SMTP.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::StartTls => 587,
+            Self::Tls => 465,
+            Self::None => 25,
+        }
+    }
 }
 
 /// The body a webhook receives.

@@ -200,3 +200,69 @@ fn an_email_receiver_checks_its_addresses_and_keeps_its_password_secret() {
         assert!(e.iter().any(|x| x.contains(want)), "missing {want:?} in {e:#?}");
     }
 }
+
+#[test]
+fn an_email_receiver_takes_host_and_port_and_refuses_what_lettre_cannot_send_to() {
+    let l = with_alerts(
+        r#"{ "emails": [ { "host": "mail.example.org", "from": "a@example.org", "to": "b@example.org" },
+                         { "host": "relay.example.org", "tls": "tls", "from": "a@example.org", "to": "b@example.org" },
+                         { "host": "127.0.0.1", "port": 2525, "tls": "none", "from": "a@example.org", "to": "b@example.org" },
+                         { "host": "[::1]", "tls": "none", "from": "a@example.org", "to": "b@example.org" } ] }"#,
+        "",
+    )
+    .unwrap();
+    let servers: Vec<(String, u16)> = l
+        .config
+        .warden
+        .alerts
+        .receivers
+        .iter()
+        .map(|r| match &r.kind {
+            ReceiverKind::Email { host, port, .. } => (host.clone(), *port),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want =
+        [("mail.example.org", 587), ("relay.example.org", 465), ("127.0.0.1", 2525), ("::1", 25)];
+    assert_eq!(servers, want.map(|(h, p)| (h.to_owned(), p)));
+    let e = errors(
+        r#"{ "emails": [ { "smtp": "m.example.org:25", "host": "m.example.org", "from": "a@example.org", "to": "b@example.org" },
+                         { "host": "m.example.org:25", "from": "a@example.org", "to": "b@example.org" },
+                         { "smtp": "m.example.org:25", "port": 26, "from": "a@example.org", "to": "b@example.org" },
+                         { "host": "m.example.org", "port": 0, "from": "a@example.org", "to": "b@example.org" },
+                         { "from": "Doe, J <j@example.org>", "to": ["a..b@example.org", "ops@mailhost"] } ] }"#,
+    );
+    for want in [
+        "emails[0].smtp: give `smtp` (\"host:port\") or `host` + `port`, not both",
+        "emails[1].host: \"m.example.org:25\" is not a host name (the port goes in `port`)",
+        "emails[2].port: goes with `host`",
+        "emails[3].port: 0 is out of range (1 to 65535)",
+        "emails[4].smtp: is missing",
+        "emails[4].from: \"Doe, J <j@example.org>\" is not an email address: a name with `,`",
+        "emails[4].to[0]: \"a..b@example.org\" is not an email address: invalid email user",
+        "emails[4].to[1]: \"ops@mailhost\" is not an email address: the domain \"mailhost\" has no dot",
+    ] {
+        assert!(e.iter().any(|x| x.contains(want)), "missing {want:?} in {e:#?}");
+    }
+}
+
+#[test]
+fn an_email_password_sent_in_clear_off_this_machine_is_warned_about() {
+    let warnings = |host: &str| {
+        let alerts = format!(
+            r#"{{ "emails": [ {{ "host": "{host}", "tls": "none", "from": "a@example.org",
+                                "to": "b@example.org", "username": "u", "password": "${{HOOK}}" }} ] }}"#
+        );
+        let l = with_alerts(&alerts, "").unwrap();
+        l.warnings.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    let w = warnings("mail.example.org");
+    assert!(
+        w.iter().any(|w| w.contains("emails[0].password: is sent to mail.example.org unencrypted")),
+        "{w:?}"
+    );
+    assert!(w.iter().all(|w| !w.contains("abcdefsecret")), "{w:?}");
+    for local in ["127.0.0.1", "localhost", "::1"] {
+        assert!(warnings(local).iter().all(|w| !w.contains("unencrypted")), "{local}");
+    }
+}

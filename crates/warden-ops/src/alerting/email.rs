@@ -1,6 +1,9 @@
 //! Email delivery over SMTP (lettre, rustls): one message per notification, built from the
 //! outbox body `{subject, text}`; the credentials are added here and never stored. Errors name
-//! the server and SMTP's answer, never the password.
+//! the server and SMTP's answer, never the password. Certificates are checked against the
+//! system's roots (rustls-platform-verifier, as reqwest does for webhooks), so a relay signed by
+//! the organisation's own CA works. The addresses were parsed by the same lettre parser when the
+//! config loaded, so `mailbox` fails only if that changed.
 
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
