@@ -47,7 +47,8 @@ const BROKEN: &str =
 async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !f().await {
-        assert!(start.elapsed() < Duration::from_secs(10), "{what} did not happen");
+        // Generous: CI runs these beside every other test on two cores.
+        assert!(start.elapsed() < Duration::from_secs(30), "{what} did not happen");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -229,7 +230,12 @@ async fn the_operator_api_inspects_acts_and_answers_errors_in_one_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_log_files_degrade_health_and_show_in_checks_and_the_summary() {
-    let (app, dir) = start(r#"{ "mcpServers": {} }"#, None).await;
+    // The pool's thresholds off: on a loaded machine Warden's four busy pool connections read
+    // as utilization 1.0, unhealthy, and this test is about the log files (see the thresholds
+    // test below).
+    let config = r#"{ "mcpServers": {},
+        "warden": { "health_thresholds": { "pool_degraded": 1, "pool_unhealthy": 1 } } }"#;
+    let (app, dir) = start(config, None).await;
     let (_, v) = get(&app, "/health/status", None).await;
     assert_eq!(v["checks"]["logs"]["status"], "off", "{v}");
     // Healthy, or degraded already by something else (a nearly full disk on a test machine).
@@ -240,11 +246,19 @@ async fn failing_log_files_degrade_health_and_show_in_checks_and_the_summary() {
     let logs = crate::LogFilesStatus::new(dir.path().join("logs"));
     app.set_log_files(logs.clone());
     logs.failed(1, &std::io::Error::other("No space left on device"));
-    until("checks.logs failing and Warden degraded", async || {
+    let last = std::sync::Mutex::new(Value::Null);
+    let seen = async || {
         let (_, v) = get(&app, "/health/status", None).await;
-        v["checks"]["logs"]["status"] == "failing" && v["status"] == "degraded"
-    })
-    .await;
+        let ok = v["checks"]["logs"]["status"] == "failing" && v["status"] == "degraded";
+        *last.lock().unwrap() = v;
+        ok
+    };
+    let start = Instant::now();
+    while !seen().await {
+        let v = last.lock().unwrap().clone();
+        assert!(start.elapsed() < Duration::from_secs(30), "not failing and degraded: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (code, v) = get(&app, "/health/status", None).await;
     assert_eq!(code, StatusCode::OK, "degraded is not unhealthy: {v}");
     assert_eq!(v["checks"]["logs"]["last_error"], "No space left on device");
