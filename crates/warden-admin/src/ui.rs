@@ -48,25 +48,29 @@ pub fn sizes() -> (usize, usize) {
 }
 
 async fn index(headers: HeaderMap) -> Response {
-    serve("index.html", &headers)
+    match find("index.html") {
+        Some(a) => serve(a, &headers),
+        None => secure(crate::api::error(StatusCode::NOT_FOUND, "the dashboard is not built in")),
+    }
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     // A deep link (`/ui/servers/x`) gets the page; a missing file (with an extension) is a 404.
     let file = path.strip_prefix("assets/").unwrap_or(&path);
-    if ASSETS.iter().any(|a| a.path == file) {
-        serve(file, &headers)
-    } else if !file.rsplit('/').next().unwrap_or("").contains('.') {
-        serve("index.html", &headers)
-    } else {
-        secure(crate::api::error(StatusCode::NOT_FOUND, format!("no dashboard file {path:?}")))
+    match find(file) {
+        Some(a) => serve(a, &headers),
+        None if !file.rsplit('/').next().unwrap_or("").contains('.') => index(headers).await,
+        None => {
+            secure(crate::api::error(StatusCode::NOT_FOUND, format!("no dashboard file {path:?}")))
+        }
     }
 }
 
-fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let Some(a) = ASSETS.iter().find(|a| a.path == path) else {
-        return secure(crate::api::error(StatusCode::NOT_FOUND, "the dashboard is not built in"));
-    };
+fn find(path: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|a| a.path == path)
+}
+
+fn serve(a: &Asset, headers: &HeaderMap) -> Response {
     let cached = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -119,8 +119,7 @@ export function mount(root) {
       body = h('tbody', { dataset: { server: s.name } });
       bodies.set(s.name, body);
     }
-    const { lat } = worst(s);
-    const errs = Math.max(0, ...s.instances.map(i => (i.stats && i.stats.error_rate) || 0));
+    const { lat, err: errs } = worst(s);
     const restarts = s.instances.reduce((n, i) => n + (i.restarts || 0), 0);
     const reason = s.error || (s.instances.find(i => i.reason) || {}).reason;
     const server = h('tr', { class: 'server', dataset: { status: s.status } },
@@ -174,6 +173,15 @@ export function mount(root) {
       } }, label);
   }
 
+  /// A server the config no longer has: its rows and everything kept about it go.
+  function forget(name) {
+    servers.delete(name);
+    shown.delete(name);
+    lastRefresh.delete(name);
+    bodies.get(name)?.remove();
+    bodies.delete(name);
+  }
+
   async function load() {
     try {
       const r = await api('/api/servers');
@@ -192,7 +200,7 @@ export function mount(root) {
         }
       }
       for (const name of [...servers.keys()]) {
-        if (!seen.has(name)) { servers.delete(name); shown.delete(name); bodies.get(name)?.remove(); bodies.delete(name); }
+        if (!seen.has(name)) forget(name);
       }
       render();
       if (!root.dataset.loaded) performance.mark('warden-first-render');
@@ -243,7 +251,7 @@ export function mount(root) {
           render();
         }
       }).catch(e => {
-        if (e.status === 404) { servers.delete(name); bodies.get(name)?.remove(); bodies.delete(name); }
+        if (e.status === 404) forget(name);
       }).finally(() => { inflight.delete(name); pump(); });
     }
     // One timer for the next server whose turn comes, however many wait.
