@@ -301,10 +301,7 @@ pub(crate) async fn surface(
             readiness: w.readiness,
             thresholds: w.health_thresholds.clone(),
             metadata: w.metadata.clone(),
-            data_dir: match &options.database {
-                Location::Sqlite(p) => p.parent().map(Into::into),
-                Location::Memory => None,
-            },
+            data_dir: options.database.local_dir(),
             started,
             listen: listener.as_ref().map(|(_, b)| b.to_string()),
             event_log: recording.event_log.status(),

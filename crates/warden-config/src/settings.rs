@@ -26,8 +26,11 @@ pub(crate) fn compile_warden(
             ),
         }
     }
+    // A PostgreSQL URL holds a password: `${env:…}` keeps it out of the file.
     if let Some(db) = o.str("database", d) {
-        w.database = Some(db.to_owned());
+        if let Some((db, _)) = expand_field(&o.path_of("database"), db, lookup, d) {
+            w.database = Some(db);
+        }
     }
     if let Some(r) =
         o.duration("retention", Duration::from_secs(3600), Duration::from_secs(3650 * 86_400), d)

@@ -588,3 +588,20 @@ fn the_tool_choosing_model_is_configured_checked_and_supervised() {
     );
     assert!(errs.iter().any(|e| e.starts_with("warden.tools.llm.model: is missing")), "{errs:#?}");
 }
+
+#[test]
+fn the_database_url_takes_its_password_from_the_environment() {
+    let server = r#""mcpServers": { "a": { "command": "a" } }"#;
+    let l = ok(&format!(
+        r#"{{ {server}, "warden": {{ "database": "postgres://warden:${{env:TOKEN}}@db:5432/warden" }} }}"#
+    ));
+    let db = l.config.warden.database.unwrap();
+    assert_eq!(db, format!("postgres://warden:{}@db:5432/warden", env("TOKEN").unwrap()));
+    let e = errors(&format!(
+        r#"{{ {server}, "warden": {{ "database": "postgres://w:${{env:NOT_SET_ANYWHERE}}@db/w" }} }}"#
+    ));
+    assert!(
+        e.iter().any(|e| e.contains("warden.database") && e.contains("NOT_SET_ANYWHERE")),
+        "{e:?}"
+    );
+}

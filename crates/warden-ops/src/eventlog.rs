@@ -238,14 +238,10 @@ fn write(files: &mut DayFiles, lines: &[(NaiveDate, String)]) -> std::io::Result
     Ok(())
 }
 
-/// The directory of the event log: the database's (`None` for an in-memory database).
+/// The directory of the event log: the SQLite database's, the state directory with
+/// PostgreSQL (`None` for an in-memory database).
 pub fn dir_for(database: &warden_store::Location) -> Option<PathBuf> {
-    match database {
-        warden_store::Location::Sqlite(p) => Some(
-            p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
-        ),
-        warden_store::Location::Memory => None,
-    }
+    database.local_dir()
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub(crate) fn json_of(s: String) -> Value {
 const NOTIFICATION_COLUMNS: &str = "id, receiver, group_key, status, payload, state, attempts,
     next_attempt_at, last_error, created_at, delivered_at";
 
-fn notification(r: sqlx::sqlite::SqliteRow) -> NotificationRow {
+fn notification(r: sqlx::any::AnyRow) -> NotificationRow {
     NotificationRow {
         id: r.get(0),
         receiver: r.get(1),
@@ -101,7 +101,7 @@ impl Store {
         let r = sqlx::query(
             "INSERT INTO alerts (fingerprint, name, severity, server, instance, labels, annotations,
                                  value, starts_at, fired_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(a.fingerprint)
         .bind(a.name)
@@ -113,9 +113,9 @@ impl Store {
         .bind(a.value.is_finite().then_some(a.value))
         .bind(ts(&a.starts_at))
         .bind(ts(&a.fired_at))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(r.last_insert_rowid())
+        r.try_get(0)
     }
 
     /// Closes the open alert with this fingerprint.
@@ -124,7 +124,7 @@ impl Store {
         fingerprint: &str,
         ends_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE alerts SET ends_at = ? WHERE fingerprint = ? AND ends_at IS NULL")
+        sqlx::query("UPDATE alerts SET ends_at = $1 WHERE fingerprint = $2 AND ends_at IS NULL")
             .bind(ts(&ends_at))
             .bind(fingerprint)
             .execute(&self.pool)
@@ -135,7 +135,7 @@ impl Store {
     /// Closes every alert a previous run left open (its evaluation state is gone); returns how
     /// many.
     pub async fn close_open_alerts(&self, at: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        let r = sqlx::query("UPDATE alerts SET ends_at = ? WHERE ends_at IS NULL")
+        let r = sqlx::query("UPDATE alerts SET ends_at = $1 WHERE ends_at IS NULL")
             .bind(ts(&at))
             .execute(&self.pool)
             .await?;
@@ -152,8 +152,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, fingerprint, name, severity, server, instance, labels, annotations, value,
                     starts_at, fired_at, ends_at
-             FROM alerts WHERE (?1 IS NULL OR fired_at >= ?1) AND (?2 IS NULL OR server = ?2)
-             ORDER BY id DESC LIMIT ?3",
+             FROM alerts WHERE ($1 IS NULL OR fired_at >= $1) AND ($2 IS NULL OR server = $2)
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(since.as_ref().map(ts))
         .bind(server)
@@ -191,7 +191,7 @@ impl Store {
         let r = sqlx::query(
             "INSERT INTO alert_notifications (receiver, group_key, status, payload, state,
                                               next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
         )
         .bind(receiver)
         .bind(group_key)
@@ -199,9 +199,9 @@ impl Store {
         .bind(json_text(payload))
         .bind(ts(&now))
         .bind(ts(&now))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(r.last_insert_rowid())
+        r.try_get(0)
     }
 
     /// Every pending notification, oldest first (the delivery task loads them at start).
@@ -220,8 +220,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<NotificationRow>, sqlx::Error> {
         let sql = format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM alert_notifications WHERE (?1 IS NULL OR state = ?1)
-             ORDER BY id DESC LIMIT ?2"
+            "SELECT {NOTIFICATION_COLUMNS} FROM alert_notifications WHERE ($1 IS NULL OR state = $1)
+             ORDER BY id DESC LIMIT $2"
         );
         let rows = sqlx::query(&sql).bind(state).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(notification).collect())
@@ -239,13 +239,13 @@ impl Store {
         let q = match outcome {
             Ok(()) => sqlx::query(
                 "UPDATE alert_notifications SET state = 'delivered', attempts = attempts + 1,
-                        delivered_at = ?, last_error = NULL WHERE id = ?",
+                        delivered_at = $1, last_error = NULL WHERE id = $2",
             )
             .bind(ts(&now))
             .bind(id),
             Err(error) => sqlx::query(
-                "UPDATE alert_notifications SET state = ?, attempts = attempts + 1,
-                        last_error = ?, next_attempt_at = ? WHERE id = ?",
+                "UPDATE alert_notifications SET state = $1, attempts = attempts + 1,
+                        last_error = $2, next_attempt_at = $3 WHERE id = $4",
             )
             .bind(if next.is_some() { "pending" } else { "expired" })
             .bind(error)
@@ -259,8 +259,12 @@ impl Store {
     /// Adds or replaces a silence.
     pub async fn put_silence(&self, s: &SilenceRow) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT OR REPLACE INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers,
+                starts_at = excluded.starts_at, ends_at = excluded.ends_at,
+                created_by = excluded.created_by, comment = excluded.comment,
+                created_at = excluded.created_at",
         )
         .bind(&s.id)
         .bind(json_text(&s.matchers))
@@ -278,7 +282,7 @@ impl Store {
     pub async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<SilenceRow>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT id, matchers, starts_at, ends_at, created_by, comment FROM silences
-             WHERE ends_at > ? ORDER BY starts_at",
+             WHERE ends_at > $1 ORDER BY starts_at",
         )
         .bind(ts(&now))
         .fetch_all(&self.pool)
@@ -301,11 +305,15 @@ impl Store {
 mod tests {
     use serde_json::json;
 
-    use crate::{Location, NewAlert, SilenceRow, Store};
+    use crate::{Backend, NewAlert, SilenceRow};
 
-    #[tokio::test]
-    async fn alerts_open_and_close_and_the_outbox_keeps_what_was_not_delivered() {
-        let store = Store::open(&Location::Memory).await.unwrap();
+    crate::tests::on_both_engines!(
+        alerts_open_and_close_and_the_outbox_keeps_what_was_not_delivered
+    );
+
+    async fn alerts_open_and_close_and_the_outbox_keeps_what_was_not_delivered(b: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::tests::open_store(b, dir.path()).await;
         let t0 = chrono::Utc::now();
         let labels = json!({"alertname": "X", "server": "s", "server_instance": "s#0"});
         let new = NewAlert {

@@ -1,4 +1,5 @@
-//! The store: every state change, failure, recovery and measurement, in SQLite (WAL).
+//! The store: every state change, failure, recovery and measurement, in SQLite (WAL) or in a
+//! PostgreSQL database that several Warden replicas share.
 //!
 //! Writes never happen on the probe path: the supervisor and the event bus hand rows to a
 //! writer task through bounded queues (`try_send`, never blocking), and the writer batches them
@@ -6,10 +7,15 @@
 //! keep its batch, report itself degraded, and try again; supervision never waits for it.
 //!
 //! sqlx was chosen over rusqlite because the same async API and migration runner serve
-//! PostgreSQL, which several Warden replicas will share, and because its pool
-//! keeps blocking SQLite calls off the runtime's worker threads.
+//! PostgreSQL, and because its pool keeps blocking SQLite calls off the runtime's worker threads.
+//! Both engines are reached through sqlx's `Any` driver, so every query is written once: `$N`
+//! placeholders (SQLite binds `$N` by its number), text timestamps (RFC 3339, UTC, fixed width,
+//! compared as text by both), integers and doubles only, `RETURNING id`, `ON CONFLICT … DO
+//! UPDATE`. The few spots where the dialects differ (epoch seconds, hour of day, JSON fields,
+//! scalar min/max, substring search) ask [`Backend`] for their SQL (`dialect.rs`).
 
 mod alerts;
+mod dialect;
 mod location;
 mod queries;
 mod reports;
@@ -21,8 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::Executor;
 use warden_core::Timestamp;
 
 pub use alerts::{AlertRow, NewAlert, NotificationRow, SilenceRow};
@@ -41,8 +48,10 @@ pub use writer::WriterOptions;
 /// Why the store could not be opened or queried.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database URL {0:?}: this build stores to SQLite (sqlite://PATH or a file path); PostgreSQL support is planned")]
+    #[error("unsupported database URL {0:?}: Warden stores to SQLite (sqlite://PATH or a file path) or PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DATABASE)")]
     Unsupported(String),
+    #[error("bad database URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
     #[error("cannot create {path}: {source}")]
     CreateDir { path: String, source: std::io::Error },
     #[error("database {location}: {source}")]
@@ -74,20 +83,33 @@ pub struct PoolStats {
     pub max: u32,
 }
 
+/// Which engine a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     location: String,
     health: Arc<Mutex<StoreHealth>>,
     max_pages: Arc<std::sync::atomic::AtomicU64>,
+    /// Set once the migrations have run.
+    migrated: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database and applies migrations.
     pub async fn open(location: &Location) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
         let display = location.to_string();
-        let options = match location {
+        let sqlx_error = |source| StoreError::Sqlx { location: display.clone(), source };
+        let (url, backend) = match location {
             Location::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -95,38 +117,109 @@ impl Store {
                         source,
                     })?;
                 }
-                SqliteConnectOptions::new().filename(path).create_if_missing(true)
+                (dialect::sqlite_url(path)?, Backend::Sqlite)
             }
-            Location::Memory => SqliteConnectOptions::new().in_memory(true),
-        }
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        // Warden's own connections take turns at the write lock (the writer, alerts, tuning,
-        // the seed saver); on a loaded machine a turn can pass 500 ms, and a write that gave
-        // up then marked a healthy database degraded (seen in CI). Nothing that supervises or
-        // routes waits on the database; a lock held longer (another process) still degrades it.
-        .busy_timeout(Duration::from_secs(2));
-        // An in-memory database lives as long as its one connection.
-        let max = if matches!(location, Location::Memory) { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Sqlx { location: display.clone(), source })?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { location: display.clone(), source })?;
+            Location::Memory => ("sqlite::memory:".to_owned(), Backend::Sqlite),
+            Location::Postgres(url) => (url.clone(), Backend::Postgres),
+        };
+        let options = match backend {
+            // An in-memory database lives as long as its one connection.
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(if matches!(location, Location::Memory) { 1 } else { 4 })
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL, and a 2 s busy timeout: Warden's own connections take turns at
+                        // the write lock (the writer, alerts, tuning, the seed saver); on a
+                        // loaded machine a turn can pass 500 ms, and a write that gave up then
+                        // marked a healthy database degraded (seen in CI). Nothing that
+                        // supervises or routes waits on the database; a lock held longer
+                        // (another process) still degrades it.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 2000",
+                        )
+                        .await
+                        .map(|_| ())
+                    })
+                }),
+            // A shared server: a few more connections (the writer, alerts, the API, and later
+            // the fleet's heartbeat), and a short acquire timeout so that while PostgreSQL is
+            // unreachable a write fails within seconds and the writer keeps its rows.
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(8)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(5)),
+        };
         let health = StoreHealth { ok: true, location: display.clone(), ..Default::default() };
-        Ok(Self {
+        if backend == Backend::Sqlite {
+            let pool = options.connect(&url).await.map_err(sqlx_error)?;
+            let store = Self::new(pool, backend, display.clone(), health);
+            store.ready().await.map_err(|e| match e {
+                sqlx::Error::Migrate(source) => {
+                    StoreError::Migrate { location: display.clone(), source: *source }
+                }
+                source => StoreError::Sqlx { location: display.clone(), source },
+            })?;
+            return Ok(store);
+        }
+        // PostgreSQL is another machine: Warden starts (supervises and routes) whether or not
+        // it is reachable. The pool connects on first use; until the migrations have run,
+        // health says why, the writer keeps its rows, and a task retries every 2 s.
+        let pool = options.connect_lazy(&url).map_err(sqlx_error)?;
+        let store = Self::new(pool, backend, display, health);
+        if let Err(e) = store.ready().await {
+            tracing::warn!(error = %e, "PostgreSQL is not ready; recording waits and retries");
+            store.set_health(|h| {
+                h.ok = false;
+                h.last_error = Some(e.to_string());
+            });
+            let retry = store.clone();
+            tokio::spawn(async move {
+                while !retry.pool.is_closed() {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if retry.ready().await.is_ok() {
+                        tracing::info!("PostgreSQL is ready");
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(store)
+    }
+
+    fn new(pool: AnyPool, backend: Backend, location: String, health: StoreHealth) -> Self {
+        Self {
             pool,
-            location: display,
+            backend,
+            location,
             health: Arc::new(Mutex::new(health)),
             max_pages: Arc::default(),
-        })
+            migrated: Arc::default(),
+        }
+    }
+
+    /// Runs the migrations once (PostgreSQL: on the first call that reaches the server).
+    pub(crate) async fn ready(&self) -> Result<(), sqlx::Error> {
+        self.migrated
+            .get_or_try_init(|| async {
+                let migrated = match self.backend {
+                    Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
+                    Backend::Postgres => {
+                        sqlx::migrate!("./migrations/postgres").run(&self.pool).await
+                    }
+                };
+                migrated.map_err(|e| sqlx::Error::Migrate(Box::new(e)))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The engine: SQLite or PostgreSQL.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub fn location(&self) -> &str {
@@ -141,7 +234,8 @@ impl Store {
         f(&mut self.health.lock().expect("not poisoned"));
     }
 
-    /// Caps the database at `pages` pages (`None`: no cap). Past the cap, writes fail with
+    /// SQLite only (PostgreSQL ignores it): caps the database at `pages` pages (`None`: no
+    /// cap). Past the cap, writes fail with
     /// "database or disk is full" (SQLITE_FULL), exactly as on a full disk, and the store
     /// degrades until room is made. The writer applies it on its own connection at every flush.
     pub fn set_max_pages(&self, pages: Option<u64>) {

@@ -111,7 +111,7 @@ pub(crate) const FAILURE_COLUMNS: &str = "id, server_type, server_instance, fail
     task_context, error_details, recovery_action, resolution_time_seconds, resolved, occurred_at,
     resolved_at, trace_id";
 
-pub(crate) fn failure_row(r: sqlx::sqlite::SqliteRow) -> FailureRow {
+pub(crate) fn failure_row(r: sqlx::any::AnyRow) -> FailureRow {
     FailureRow {
         id: r.get(0),
         server_type: r.get(1),
@@ -137,7 +137,7 @@ impl Store {
     ) -> Result<Vec<FailureRow>, sqlx::Error> {
         let sql = format!(
             "SELECT {FAILURE_COLUMNS} FROM integration_failures
-             WHERE (?1 IS NULL OR server_type = ?1) ORDER BY id DESC LIMIT ?2"
+             WHERE ($1 IS NULL OR server_type = $1) ORDER BY id DESC LIMIT $2"
         );
         let rows = sqlx::query(&sql).bind(server).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(failure_row).collect())
@@ -160,17 +160,15 @@ impl Store {
         kind: Option<&str>,
         limit: i64,
     ) -> Result<Vec<EventRow>, sqlx::Error> {
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT id, at, kind, server, instance, trace_id, payload FROM events
-             WHERE (?1 IS NULL OR instr(',' || ?1 || ',', ',' || kind || ',') > 0)
-               AND (?2 IS NULL OR instr(',' || ?2 || ',', ',' || server || ',') > 0)
-             ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(kind)
-        .bind(server)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE ($1 IS NULL OR {position}(',' || $1 || ',', ',' || kind || ',') > 0)
+               AND ($2 IS NULL OR {position}(',' || $2 || ',', ',' || server || ',') > 0)
+             ORDER BY id DESC LIMIT $3",
+            position = self.backend.position()
+        );
+        let rows =
+            sqlx::query(&sql).bind(kind).bind(server).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .map(|r| EventRow {
@@ -189,7 +187,7 @@ impl Store {
     pub async fn metrics(&self, instance: &str, limit: i64) -> Result<Vec<MetricRow>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT server_type, server_instance, metric_type, metric_value, status, details, measured_at
-             FROM integration_health_metrics WHERE server_instance = ? ORDER BY id DESC LIMIT ?",
+             FROM integration_health_metrics WHERE server_instance = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(instance)
         .bind(limit)
@@ -214,23 +212,24 @@ impl Store {
     /// is a text comparison on the `measured_at` index.
     pub async fn metric_range(&self, q: &MetricQuery) -> Result<MetricRange, sqlx::Error> {
         const FILTER: &str = "FROM integration_health_metrics
-             WHERE measured_at >= ?1 AND measured_at < ?2
-               AND (?3 IS NULL OR server_type = ?3)
-               AND (?4 IS NULL OR server_instance = ?4)
-               AND (?5 IS NULL OR metric_type = ?5)";
+             WHERE measured_at >= $1 AND measured_at < $2
+               AND ($3 IS NULL OR server_type = $3)
+               AND ($4 IS NULL OR server_instance = $4)
+               AND ($5 IS NULL OR metric_type = $5)";
         let step = q.step.map(|s| s.as_secs().max(1) as i64);
         let sql = match step {
             None => format!(
                 "SELECT server_type, server_instance, metric_type, measured_at,
                         metric_value, metric_value, metric_value, 1
-                 {FILTER} ORDER BY measured_at DESC, id DESC LIMIT ?6"
+                 {FILTER} ORDER BY measured_at DESC, id DESC LIMIT $6"
             ),
             Some(_) => format!(
                 "SELECT server_type, server_instance, metric_type,
-                        CAST(strftime('%s', measured_at) AS INTEGER) / ?7 * ?7 AS bucket,
+                        {epoch} / $7 * $7 AS bucket,
                         AVG(metric_value), MIN(metric_value), MAX(metric_value), COUNT(*)
                  {FILTER} GROUP BY server_type, server_instance, metric_type, bucket
-                 ORDER BY bucket DESC LIMIT ?6"
+                 ORDER BY bucket DESC LIMIT $6",
+                epoch = self.backend.epoch_seconds("measured_at")
             ),
         };
         let limit = q.limit.max(1);
@@ -272,7 +271,7 @@ impl Store {
     pub async fn abandon_open_failures(&self) -> Result<u64, sqlx::Error> {
         let now = ts(&warden_core::now());
         let r = sqlx::query(
-            "UPDATE integration_failures SET resolved = 1, recovery_action = 'abandoned', resolved_at = ?
+            "UPDATE integration_failures SET resolved = 1, recovery_action = 'abandoned', resolved_at = $1
              WHERE resolved = 0",
         )
         .bind(&now)
@@ -293,12 +292,12 @@ impl Store {
             sqlx::query(
                 "INSERT INTO failover_configurations (primary_server_type, fallback_strategy, fallback_server_type,
                     auto_recovery_enabled, max_retry_attempts, retry_delay_seconds, health_check_interval_seconds, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&c.primary_server_type)
             .bind(&c.fallback_strategy)
             .bind(&c.fallback_server_type)
-            .bind(c.auto_recovery_enabled)
+            .bind(i64::from(c.auto_recovery_enabled))
             .bind(c.max_retry_attempts)
             .bind(c.retry_delay_seconds)
             .bind(c.health_check_interval_seconds)

@@ -182,7 +182,7 @@ pub struct UsageStats {
 fn bind_range<'q>(
     sql: &'q str,
     r: &ReportRange,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     sqlx::query(sql).bind(ts(&r.since)).bind(ts(&r.until)).bind(r.server.clone())
 }
 
@@ -192,26 +192,31 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
+        // Columns of the existing row are qualified: PostgreSQL finds a bare one ambiguous.
+        let sql = format!(
+            "INSERT INTO tool_usage (server, tool, hour, calls, errors, total_ms, max_ms, repeats)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (server, tool, hour) DO UPDATE SET
+                calls = tool_usage.calls + excluded.calls,
+                errors = tool_usage.errors + excluded.errors,
+                total_ms = tool_usage.total_ms + excluded.total_ms,
+                max_ms = {greatest}(tool_usage.max_ms, excluded.max_ms),
+                repeats = tool_usage.repeats + excluded.repeats",
+            greatest = self.backend.greatest()
+        );
         let mut tx = self.pool.begin().await?;
         for u in rows {
-            sqlx::query(
-                "INSERT INTO tool_usage (server, tool, hour, calls, errors, total_ms, max_ms, repeats)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (server, tool, hour) DO UPDATE SET
-                    calls = calls + excluded.calls, errors = errors + excluded.errors,
-                    total_ms = total_ms + excluded.total_ms, max_ms = MAX(max_ms, excluded.max_ms),
-                    repeats = repeats + excluded.repeats",
-            )
-            .bind(&u.server)
-            .bind(&u.tool)
-            .bind(ts(&u.hour))
-            .bind(u.calls as i64)
-            .bind(u.errors as i64)
-            .bind(u.total_ms)
-            .bind(u.max_ms)
-            .bind(u.repeats as i64)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&sql)
+                .bind(&u.server)
+                .bind(&u.tool)
+                .bind(ts(&u.hour))
+                .bind(u.calls as i64)
+                .bind(u.errors as i64)
+                .bind(u.total_ms)
+                .bind(u.max_ms)
+                .bind(u.repeats as i64)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await
     }
@@ -221,10 +226,11 @@ impl Store {
         // An hour row counts when the hour overlaps the range.
         let from = r.since - chrono::Duration::hours(1);
         const FILTER: &str =
-            "FROM tool_usage WHERE hour > ?1 AND hour < ?2 AND (?3 IS NULL OR server = ?3)";
+            "FROM tool_usage WHERE hour > $1 AND hour < $2 AND ($3 IS NULL OR server = $3)";
         let range = ReportRange { since: from, ..r.clone() };
         let sql = format!(
-            "SELECT server, tool, SUM(calls), SUM(errors), SUM(total_ms), MAX(max_ms), SUM(repeats)
+            "SELECT server, tool, CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT),
+                    SUM(total_ms), MAX(max_ms), CAST(SUM(repeats) AS BIGINT)
              {FILTER} GROUP BY server, tool ORDER BY SUM(calls) DESC, server, tool"
         );
         let tools = bind_range(&sql, &range)
@@ -247,8 +253,9 @@ impl Store {
             })
             .collect();
         let sql = format!(
-            "SELECT server, CAST(strftime('%H', hour) AS INTEGER), SUM(calls), SUM(errors)
-             {FILTER} GROUP BY 1, 2 ORDER BY 1, 2"
+            "SELECT server, {hour}, CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT)
+             {FILTER} GROUP BY 1, 2 ORDER BY 1, 2",
+            hour = self.backend.hour_of_day("hour")
         );
         let mut by_server: BTreeMap<String, HourOfDay> = BTreeMap::new();
         for row in bind_range(&sql, &range).fetch_all(&self.pool).await? {
@@ -269,13 +276,13 @@ impl Store {
     pub async fn failure_stats(&self, r: &ReportRange) -> Result<FailureStats, sqlx::Error> {
         let sql = format!(
             "SELECT {FAILURE_COLUMNS} FROM integration_failures
-             WHERE occurred_at >= ?1 AND occurred_at < ?2 AND (?3 IS NULL OR server_type = ?3)"
+             WHERE occurred_at >= $1 AND occurred_at < $2 AND ($3 IS NULL OR server_type = $3)"
         );
         let rows: Vec<FailureRow> =
             bind_range(&sql, r).fetch_all(&self.pool).await?.into_iter().map(failure_row).collect();
         let sql = format!(
             "SELECT {FAILURE_COLUMNS} FROM integration_failures
-             WHERE resolved = 0 AND (?1 IS NULL OR server_type = ?1)
+             WHERE resolved = 0 AND ($1 IS NULL OR server_type = $1)
              ORDER BY occurred_at DESC, id DESC LIMIT 100"
         );
         let open_incidents = sqlx::query(&sql)
@@ -290,15 +297,17 @@ impl Store {
 
     /// Alerts that fired in the range, per rule and severity.
     pub async fn alert_stats(&self, r: &ReportRange) -> Result<Vec<AlertStats>, sqlx::Error> {
-        let rows = bind_range(
-            "SELECT name, severity, COUNT(*), SUM(ends_at IS NULL),
-                    SUM(MAX(0, (julianday(MIN(COALESCE(ends_at, ?2), ?2)) - julianday(fired_at)) * 86400))
-             FROM alerts WHERE fired_at >= ?1 AND fired_at < ?2 AND (?3 IS NULL OR server = ?3)
+        let b = self.backend;
+        let sql = format!(
+            "SELECT name, severity, COUNT(*), COUNT(*) FILTER (WHERE ends_at IS NULL),
+                    SUM({greatest}(0.0, {end} - {start}))
+             FROM alerts WHERE fired_at >= $1 AND fired_at < $2 AND ($3 IS NULL OR server = $3)
              GROUP BY name, severity ORDER BY COUNT(*) DESC, name",
-            r,
-        )
-        .fetch_all(&self.pool)
-        .await?;
+            greatest = b.greatest(),
+            end = b.epoch_fraction(&format!("{}(COALESCE(ends_at, $2), $2)", b.least())),
+            start = b.epoch_fraction("fired_at"),
+        );
+        let rows = bind_range(&sql, r).fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .map(|row| AlertStats {
@@ -316,30 +325,29 @@ impl Store {
         &self,
         r: &ReportRange,
     ) -> Result<Vec<InstanceSamples>, sqlx::Error> {
-        let rows = bind_range(
+        let p95 = self.backend.json_number("details", &["p95"]);
+        let sql = format!(
             "SELECT server_type, server_instance,
-                    SUM(metric_type = 'throughput'), MIN(measured_at), MAX(measured_at),
-                    SUM(metric_type = 'throughput' AND status IN ('healthy', 'warning')),
-                    SUM(metric_type = 'throughput' AND status = 'healthy'),
-                    SUM(metric_type = 'throughput' AND status = 'warning'),
-                    SUM(metric_type = 'throughput' AND status = 'critical'),
-                    SUM(metric_type = 'throughput' AND status = 'offline'),
+                    COUNT(*) FILTER (WHERE metric_type = 'throughput'), MIN(measured_at), MAX(measured_at),
+                    COUNT(*) FILTER (WHERE metric_type = 'throughput' AND status IN ('healthy', 'warning')),
+                    COUNT(*) FILTER (WHERE metric_type = 'throughput' AND status = 'healthy'),
+                    COUNT(*) FILTER (WHERE metric_type = 'throughput' AND status = 'warning'),
+                    COUNT(*) FILTER (WHERE metric_type = 'throughput' AND status = 'critical'),
+                    COUNT(*) FILTER (WHERE metric_type = 'throughput' AND status = 'offline'),
                     AVG(CASE WHEN metric_type = 'response_time' THEN metric_value END),
                     MAX(CASE WHEN metric_type = 'response_time' THEN metric_value END),
-                    AVG(CASE WHEN metric_type = 'response_time' THEN json_extract(details, '$.p95') END),
-                    MAX(CASE WHEN metric_type = 'response_time' THEN json_extract(details, '$.p95') END),
+                    AVG(CASE WHEN metric_type = 'response_time' THEN {p95} END),
+                    MAX(CASE WHEN metric_type = 'response_time' THEN {p95} END),
                     AVG(CASE WHEN metric_type = 'error_rate' THEN metric_value END),
                     MAX(CASE WHEN metric_type = 'error_rate' THEN metric_value END),
                     AVG(CASE WHEN metric_type = 'throughput' THEN metric_value END),
                     MAX(CASE WHEN metric_type = 'throughput' THEN metric_value END)
              FROM integration_health_metrics
-             WHERE measured_at >= ?1 AND measured_at < ?2 AND (?3 IS NULL OR server_type = ?3)
-             GROUP BY server_type, server_instance ORDER BY server_type, server_instance",
-            r,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let count = |row: &sqlx::sqlite::SqliteRow, i: usize| {
+             WHERE measured_at >= $1 AND measured_at < $2 AND ($3 IS NULL OR server_type = $3)
+             GROUP BY server_type, server_instance ORDER BY server_type, server_instance"
+        );
+        let rows = bind_range(&sql, r).fetch_all(&self.pool).await?;
+        let count = |row: &sqlx::any::AnyRow, i: usize| {
             row.get::<Option<i64>, _>(i).unwrap_or(0).max(0) as u64
         };
         Ok(rows
@@ -378,18 +386,17 @@ impl Store {
         r: &ReportRange,
         slot: std::time::Duration,
     ) -> Result<Vec<ServerSlots>, sqlx::Error> {
-        let rows = bind_range(
+        let sql = format!(
             "SELECT server_type, COUNT(*) FROM (
-                SELECT DISTINCT server_type, CAST(strftime('%s', measured_at) AS INTEGER) / ?4 AS slot
+                SELECT DISTINCT server_type, {epoch} / $4 AS slot
                 FROM integration_health_metrics
-                WHERE metric_type = 'throughput' AND measured_at >= ?1 AND measured_at < ?2
-                  AND (?3 IS NULL OR server_type = ?3))
+                WHERE metric_type = 'throughput' AND measured_at >= $1 AND measured_at < $2
+                  AND ($3 IS NULL OR server_type = $3)) AS slots
              GROUP BY server_type ORDER BY server_type",
-            r,
-        )
-        .bind(slot.as_secs().max(1) as i64)
-        .fetch_all(&self.pool)
-        .await?;
+            epoch = self.backend.epoch_seconds("measured_at")
+        );
+        let rows =
+            bind_range(&sql, r).bind(slot.as_secs().max(1) as i64).fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .map(|row| ServerSlots {
@@ -406,9 +413,9 @@ impl Store {
         let rows = bind_range(
             "SELECT server_type, server_instance, occurred_at, resolved, resolution_time_seconds
              FROM integration_failures
-             WHERE occurred_at < ?2 AND server_instance IS NOT NULL AND (?3 IS NULL OR server_type = ?3)
+             WHERE occurred_at < $2 AND server_instance IS NOT NULL AND ($3 IS NULL OR server_type = $3)
                AND (resolved = 0 OR (resolution_time_seconds IS NOT NULL
-                                  AND (resolved_at IS NULL OR resolved_at >= ?1)))
+                                  AND (resolved_at IS NULL OR resolved_at >= $1)))
              ORDER BY occurred_at",
             r,
         )

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::{Location, NewAlert};
+use crate::NewAlert;
 
 fn at(text: &str) -> Timestamp {
     text.parse().unwrap()
@@ -28,12 +28,12 @@ async fn failure(
     sqlx::query(
         "INSERT INTO integration_failures (server_type, server_instance, failure_type, resolved,
              recovery_action, resolution_time_seconds, occurred_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(instance.split('#').next())
     .bind(instance)
     .bind(class)
-    .bind(how.is_some())
+    .bind(i64::from(how.is_some()))
     .bind(how.map(|h| h.0))
     .bind(how.and_then(|h| h.1))
     .bind(ts(&at(occurred)))
@@ -58,7 +58,7 @@ async fn sample(
     for (metric, value, details) in rows {
         sqlx::query(
             "INSERT INTO integration_health_metrics (server_type, server_instance, metric_type,
-                 metric_value, status, details, measured_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 metric_value, status, details, measured_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(instance.split('#').next())
         .bind(instance)
@@ -87,9 +87,11 @@ fn usage(key: (&str, &str, &str), n: [u64; 3], ms: (f64, f64)) -> ToolUsage {
     }
 }
 
-#[tokio::test]
-async fn reports_aggregate_failures_recoveries_alerts_samples_and_tool_usage() {
-    let store = Store::open(&Location::Memory).await.unwrap();
+crate::tests::on_both_engines!(reports_aggregate_failures_recoveries_alerts_samples_and_tool_usage);
+
+async fn reports_aggregate_failures_recoveries_alerts_samples_and_tool_usage(b: crate::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::tests::open_store(b, dir.path()).await;
     let empty = store.failure_stats(&day()).await.unwrap();
     assert_eq!((empty.total, empty.open), (0, 0));
     assert_eq!(empty.time_to_recover, Durations::default(), "no data: no numbers");

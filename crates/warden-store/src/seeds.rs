@@ -19,7 +19,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for (server, at, seed) in rows {
             sqlx::query(
-                "INSERT OR REPLACE INTO predictor_seeds (server, learnt_at, seed) VALUES (?, ?, ?)",
+                "INSERT INTO predictor_seeds (server, learnt_at, seed) VALUES ($1, $2, $3)
+                 ON CONFLICT (server) DO UPDATE SET learnt_at = excluded.learnt_at, seed = excluded.seed",
             )
             .bind(server)
             .bind(ts(at))
@@ -36,7 +37,7 @@ impl Store {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, Value)>, sqlx::Error> {
-        sqlx::query("DELETE FROM predictor_seeds WHERE learnt_at < ?")
+        sqlx::query("DELETE FROM predictor_seeds WHERE learnt_at < $1")
             .bind(ts(&since))
             .execute(&self.pool)
             .await?;
@@ -48,7 +49,7 @@ impl Store {
 
     /// Forgets a server's seeds (its process changed: what it learnt is of another program).
     pub async fn delete_predictor_seed(&self, server: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM predictor_seeds WHERE server = ?")
+        sqlx::query("DELETE FROM predictor_seeds WHERE server = $1")
             .bind(server)
             .execute(&self.pool)
             .await

@@ -22,10 +22,62 @@ struct Fixture {
     bus_rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
 }
 
-async fn fixture() -> Fixture {
+/// Runs each listed `async fn name(b: Backend)` on both engines, as the tests `name::sqlite`
+/// and `name::postgres` (a database of its own on the test binary's PostgreSQL server).
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            use crate::Backend;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    )* };
+}
+pub(crate) use on_both_engines;
+
+/// A new, empty store on `b`: a file in `dir`, or a new database on the shared server.
+pub(crate) async fn open_store(b: Backend, dir: &std::path::Path) -> Store {
+    let location = match b {
+        Backend::Sqlite => Location::Sqlite(dir.join("nested").join("warden.db")),
+        Backend::Postgres => Location::Postgres(
+            tokio::task::spawn_blocking(|| warden_testkit::postgres::shared_database("store"))
+                .await
+                .unwrap(),
+        ),
+    };
+    Store::open(&location).await.unwrap()
+}
+
+on_both_engines!(
+    failures_are_resolved_with_their_recovery_action_and_samples_become_rows,
+    shutdown_flushes_what_is_queued,
+    prune_deletes_rows_older_than_retention,
+    failover_configurations_follow_the_config,
+    rows_left_open_by_a_previous_run_are_closed_as_abandoned,
+    metric_ranges_filter_by_time_instance_and_metric_and_bucket_in_sql,
+    tuning_changes_are_recorded_reverted_and_probe_timeouts_counted,
+    slo_minutes_are_rewritten_in_place_and_read_back_in_order,
+    predictor_seeds_are_rewritten_per_server_and_old_ones_dropped,
+);
+
+async fn fixture(b: Backend) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
+    let store = open_store(b, dir.path()).await;
+    fixture_with(dir, store)
+}
+
+async fn fixture_at(location: Location) -> Fixture {
+    fixture_with(tempfile::tempdir().unwrap(), Store::open(&location).await.unwrap())
+}
+
+fn fixture_with(dir: tempfile::TempDir, store: Store) -> Fixture {
     let path = dir.path().join("nested").join("warden.db");
-    let store = Store::open(&Location::Sqlite(path.clone())).await.unwrap();
     let (events, ev_rx) = mpsc::channel(10_000);
     let (samples, s_rx) = mpsc::channel(10_000);
     let bus = EventBus::new(None);
@@ -42,6 +94,19 @@ async fn fixture() -> Fixture {
         shutdown.clone(),
     );
     Fixture { _dir: dir, path, store, events, samples, shutdown, writer, bus_rx }
+}
+
+impl Fixture {
+    /// The bus saw the store degrade once and recover; the writer is then stopped.
+    async fn degraded_once_then_recovered(mut self) {
+        let mut kinds = vec![];
+        while let Ok(e) = self.bus_rx.try_recv() {
+            kinds.push(e.kind.name());
+        }
+        assert_eq!(kinds, ["store_degraded", "store_recovered"]);
+        self.shutdown.cancel();
+        self.writer.await.unwrap();
+    }
 }
 
 fn id() -> InstanceId {
@@ -67,18 +132,18 @@ fn sample() -> MetricSample {
 }
 
 async fn eventually(mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
+    for _ in 0..800 {
         if f().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("condition not met within 5 s");
+    panic!("condition not met within 20 s");
 }
 
 #[tokio::test]
 async fn opens_in_wal_mode_with_the_original_tables() {
-    let f = fixture().await;
+    let f = fixture(Backend::Sqlite).await;
     assert!(f.path.exists(), "creates the directory and the file");
     let mut conn =
         sqlx::SqliteConnection::connect(&format!("sqlite://{}", f.path.display())).await.unwrap();
@@ -99,9 +164,8 @@ async fn opens_in_wal_mode_with_the_original_tables() {
     drop(Store::open(&Location::Sqlite(f.path.clone())).await.unwrap());
 }
 
-#[tokio::test]
-async fn failures_are_resolved_with_their_recovery_action_and_samples_become_rows() {
-    let f = fixture().await;
+async fn failures_are_resolved_with_their_recovery_action_and_samples_become_rows(b: Backend) {
+    let f = fixture(b).await;
     f.events
         .send(event(EventKind::Failure {
             reason: Reason::new(FailureClass::Crash, "exited with signal 9"),
@@ -141,7 +205,7 @@ async fn failures_are_resolved_with_their_recovery_action_and_samples_become_row
 
 #[tokio::test]
 async fn a_full_database_degrades_health_loses_nothing_and_recovers() {
-    let mut f = fixture().await;
+    let f = fixture(Backend::Sqlite).await;
     f.events.send(event(EventKind::OperatorAction { action: "warm-up".into() })).await.unwrap();
     eventually(async || f.store.count("events").await.unwrap() == 1).await;
     let pages: i64 =
@@ -158,18 +222,104 @@ async fn a_full_database_degrades_health_loses_nothing_and_recovers() {
     f.store.set_max_pages(None);
     eventually(async || f.store.health().ok).await;
     eventually(async || f.store.count("events").await.unwrap() >= 51).await;
-    let mut kinds = vec![];
-    while let Ok(e) = f.bus_rx.try_recv() {
-        kinds.push(e.kind.name());
+    f.degraded_once_then_recovered().await;
+}
+
+/// PostgreSQL stopped under a running writer: health degrades, rows wait in the backlog,
+/// and once the server is back every row is written (in order) and health recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_postgres_degrades_health_loses_nothing_and_recovers() {
+    use warden_testkit::postgres::{Postgres, PASSWORD};
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = Postgres::init(PASSWORD);
+        pg.wait_ready();
+        pg
+    })
+    .await
+    .unwrap();
+    let pg = Arc::new(std::sync::Mutex::new(pg));
+    let url = pg.lock().unwrap().url("postgres");
+    let f = fixture_at(Location::Postgres(url)).await;
+    f.events.send(event(EventKind::OperatorAction { action: "before".into() })).await.unwrap();
+    eventually(async || f.store.count("events").await.unwrap() == 1).await;
+
+    let p = pg.clone();
+    tokio::task::spawn_blocking(move || p.lock().unwrap().stop()).await.unwrap();
+    for k in 0..50 {
+        let action = format!("while down {k}");
+        f.events.send(event(EventKind::OperatorAction { action })).await.unwrap();
     }
-    assert_eq!(kinds, ["store_degraded", "store_recovered"]);
+    eventually(async || !f.store.health().ok).await;
+    let h = f.store.health();
+    assert!(h.pending >= 50, "rows are kept while the database is unreachable: {h:?}");
+    assert!(f.store.ping().await.is_err(), "the server is down");
+
+    let p = pg.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut pg = p.lock().unwrap();
+        pg.start();
+        pg.wait_ready();
+    })
+    .await
+    .unwrap();
+    eventually(async || f.store.health().ok).await;
+    eventually(async || f.store.count("events").await.unwrap_or(0) == 51).await;
+    let rows = f.store.events(Some("operator_action"), 100).await.unwrap();
+    let last = rows[0].payload["action"].as_str().map(str::to_owned);
+    assert_eq!(last.as_deref(), Some("while down 49"), "{:?}", rows[0].payload);
+    let h = f.store.health();
+    assert_eq!((h.pending, h.dropped), (0, 0), "{h:?}");
+    let store = f.store.clone();
+    f.degraded_once_then_recovered().await;
+    store.close().await;
+}
+
+/// A replica may start while PostgreSQL is down: the store opens degraded (supervision never
+/// waits for the database), keeps what is recorded, and migrates and writes it all once the
+/// server is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opened_while_postgres_is_down_migrates_and_writes_once_it_is_up() {
+    use warden_testkit::postgres::{Postgres, PASSWORD};
+    let pg = tokio::task::spawn_blocking(|| {
+        let mut pg = Postgres::init(PASSWORD);
+        pg.wait_ready();
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let url = pg.url("postgres");
+    let opened =
+        tokio::time::timeout(Duration::from_secs(15), Store::open(&Location::Postgres(url)))
+            .await
+            .expect("opening does not wait for the server")
+            .expect("opens degraded");
+    let h = opened.health();
+    assert!(!h.ok && h.last_error.is_some(), "{h:?}");
+    let f = fixture_with(tempfile::tempdir().unwrap(), opened);
+    for k in 0..5 {
+        let action = format!("before the server {k}");
+        f.events.send(event(EventKind::OperatorAction { action })).await.unwrap();
+    }
+    let pg = tokio::task::spawn_blocking(move || {
+        let mut pg = pg;
+        pg.start();
+        pg.wait_ready();
+        pg
+    })
+    .await
+    .unwrap();
+    eventually(async || f.store.count("events").await.unwrap_or(0) == 5).await;
+    eventually(async || f.store.health().ok).await;
     f.shutdown.cancel();
     f.writer.await.unwrap();
+    f.store.close().await;
+    drop(pg);
 }
 
 #[tokio::test]
 async fn a_locked_database_degrades_health_then_recovers() {
-    let f = fixture().await;
+    let f = fixture(Backend::Sqlite).await;
     let mut locker =
         sqlx::SqliteConnection::connect(&format!("sqlite://{}", f.path.display())).await.unwrap();
     sqlx::query("BEGIN EXCLUSIVE").execute(&mut locker).await.unwrap();
@@ -185,9 +335,8 @@ async fn a_locked_database_degrades_health_then_recovers() {
     f.writer.await.unwrap();
 }
 
-#[tokio::test]
-async fn shutdown_flushes_what_is_queued() {
-    let f = fixture().await;
+async fn shutdown_flushes_what_is_queued(b: Backend) {
+    let f = fixture(b).await;
     for _ in 0..10 {
         f.events.send(event(EventKind::OperatorAction { action: "x".into() })).await.unwrap();
     }
@@ -196,9 +345,8 @@ async fn shutdown_flushes_what_is_queued() {
     assert_eq!(f.store.count("events").await.unwrap(), 10);
 }
 
-#[tokio::test]
-async fn prune_deletes_rows_older_than_retention() {
-    let f = fixture().await;
+async fn prune_deletes_rows_older_than_retention(b: Backend) {
+    let f = fixture(b).await;
     let mut old = sample();
     old.at = warden_core::now() - chrono::Duration::days(40);
     f.samples.send(old).await.unwrap();
@@ -210,9 +358,8 @@ async fn prune_deletes_rows_older_than_retention() {
     f.writer.await.unwrap();
 }
 
-#[tokio::test]
-async fn failover_configurations_follow_the_config() {
-    let f = fixture().await;
+async fn failover_configurations_follow_the_config(b: Backend) {
+    let f = fixture(b).await;
     let row = FailoverConfig {
         primary_server_type: "search".into(),
         fallback_strategy: "priority".into(),
@@ -235,14 +382,36 @@ fn locations_parse() {
     );
     assert_eq!(Location::parse("./w.db").unwrap(), Location::Sqlite("./w.db".into()));
     assert_eq!(Location::parse("sqlite::memory:").unwrap(), Location::Memory);
-    let err = Location::parse("postgres://user:secret@host/db").unwrap_err().to_string();
-    assert!(err.contains("postgres://"), "{err}");
+    let url = "postgres://user:secret@db.example:5432/warden?sslmode=require";
+    let pg = Location::parse(url).unwrap();
+    assert_eq!(pg, Location::Postgres(url.into()));
+    assert!(pg.is_shared());
+    for shown in [pg.to_string(), format!("{pg:?}")] {
+        assert!(shown.contains("db.example:5432/warden"), "{shown}");
+        assert!(!shown.contains("secret"), "no password when shown: {shown}");
+    }
+    assert!(Location::parse("postgresql://u@h/d").is_ok());
+    let err = Location::parse("postgres://user:secret@/db").unwrap_err().to_string();
+    assert!(err.contains("host") && !err.contains("secret"), "{err}");
+    let err = Location::parse("mysql://user:secret@host/db").unwrap_err().to_string();
+    assert!(err.contains("mysql://") && err.contains("postgres://"), "{err}");
     assert!(!err.contains("secret"), "no credentials in errors: {err}");
 }
 
+/// A path with a space, `%`, `?` and `#` is the file it names (the store reaches SQLite through
+/// a URL).
 #[tokio::test]
-async fn rows_left_open_by_a_previous_run_are_closed_as_abandoned() {
-    let f = fixture().await;
+async fn a_path_with_url_characters_is_opened_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a b%20c?d#e").join("w.db");
+    let store = Store::open(&Location::Sqlite(path.clone())).await.unwrap();
+    store.sync_failover_configs(&[]).await.unwrap();
+    store.close().await;
+    assert!(path.exists(), "{path:?}");
+}
+
+async fn rows_left_open_by_a_previous_run_are_closed_as_abandoned(b: Backend) {
+    let f = fixture(b).await;
     f.events
         .send(event(EventKind::Failure {
             reason: Reason::new(FailureClass::Hang, "silent"),
@@ -258,9 +427,8 @@ async fn rows_left_open_by_a_previous_run_are_closed_as_abandoned() {
     assert_eq!(f.store.abandon_open_failures().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn metric_ranges_filter_by_time_instance_and_metric_and_bucket_in_sql() {
-    let f = fixture().await;
+async fn metric_ranges_filter_by_time_instance_and_metric_and_bucket_in_sql(b: Backend) {
+    let f = fixture(b).await;
     // Eight samples of files#0, 15 s apart from a whole minute, response times 0..7 ms; one of
     // files#1 in the same minutes; one of files#0 before the range.
     let half_an_hour_ago = warden_core::now().timestamp() - 1800;
@@ -348,9 +516,8 @@ async fn metric_ranges_filter_by_time_instance_and_metric_and_bucket_in_sql() {
     f.writer.await.unwrap();
 }
 
-#[tokio::test]
-async fn tuning_changes_are_recorded_reverted_and_probe_timeouts_counted() {
-    let f = fixture().await;
+async fn tuning_changes_are_recorded_reverted_and_probe_timeouts_counted(b: Backend) {
+    let f = fixture(b).await;
     for class in [FailureClass::Timeout, FailureClass::Timeout, FailureClass::ConnectionError] {
         f.events
             .send(event(EventKind::ProbeFailed { method: "ping", reason: Reason::new(class, "x") }))
@@ -416,9 +583,8 @@ async fn tuning_changes_are_recorded_reverted_and_probe_timeouts_counted() {
     assert_eq!(f.store.tuning_changes(None, false, 1).await.unwrap().len(), 1, "limit");
 }
 
-#[tokio::test]
-async fn slo_minutes_are_rewritten_in_place_and_read_back_in_order() {
-    let f = fixture().await;
+async fn slo_minutes_are_rewritten_in_place_and_read_back_in_order(b: Backend) {
+    let f = fixture(b).await;
     let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
     let m = |server: &str, k: i64, requests: u64, errors: u64| SloMinute {
         server: server.into(),
@@ -436,9 +602,8 @@ async fn slo_minutes_are_rewritten_in_place_and_read_back_in_order() {
     assert!(f.store.slo_minutes(t0 + chrono::Duration::minutes(2)).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn predictor_seeds_are_rewritten_per_server_and_old_ones_dropped() {
-    let f = fixture().await;
+async fn predictor_seeds_are_rewritten_per_server_and_old_ones_dropped(b: Backend) {
+    let f = fixture(b).await;
     let now = warden_core::now();
     let old = now - chrono::Duration::days(3);
     let rows = [

@@ -61,7 +61,7 @@ pub struct ProbeTimeouts {
 const COLUMNS: &str = "id, at, server, instance, parameter, base_value, old_value, new_value,
     rule, reason, evidence, source, reverted_at, reverted_reason";
 
-fn row(r: &sqlx::sqlite::SqliteRow) -> TuningRow {
+fn row(r: &sqlx::any::AnyRow) -> TuningRow {
     TuningRow {
         id: r.get(0),
         at: r.get(1),
@@ -95,7 +95,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for r in rows {
             sqlx::query(
-                "INSERT OR REPLACE INTO slo_minutes (server, minute, requests, errors) VALUES (?, ?, ?, ?)",
+                "INSERT INTO slo_minutes (server, minute, requests, errors) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (server, minute) DO UPDATE SET requests = excluded.requests,
+                    errors = excluded.errors",
             )
             .bind(&r.server)
             .bind(ts(&r.minute))
@@ -110,7 +112,7 @@ impl Store {
     /// SLO minutes at or after `since`, oldest first.
     pub async fn slo_minutes(&self, since: DateTime<Utc>) -> Result<Vec<SloMinute>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT server, minute, requests, errors FROM slo_minutes WHERE minute >= ? ORDER BY minute",
+            "SELECT server, minute, requests, errors FROM slo_minutes WHERE minute >= $1 ORDER BY minute",
         )
         .bind(ts(&since))
         .fetch_all(&self.pool)
@@ -134,7 +136,7 @@ impl Store {
         let id = sqlx::query(
             "INSERT INTO tuning_changes (at, server, instance, parameter, base_value, old_value,
                  new_value, rule, reason, evidence, source)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(ts(&c.at))
         .bind(c.server)
@@ -147,9 +149,9 @@ impl Store {
         .bind(c.reason)
         .bind(json_text(c.evidence))
         .bind(c.source)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?
-        .last_insert_rowid();
+        .try_get(0)?;
         Ok(id)
     }
 
@@ -163,8 +165,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for id in ids {
             sqlx::query(
-                "UPDATE tuning_changes SET reverted_at = ?, reverted_reason = ?
-                 WHERE id = ? AND reverted_at IS NULL",
+                "UPDATE tuning_changes SET reverted_at = $1, reverted_reason = $2
+                 WHERE id = $3 AND reverted_at IS NULL",
             )
             .bind(ts(&at))
             .bind(reason)
@@ -184,12 +186,12 @@ impl Store {
     ) -> Result<Vec<TuningRow>, sqlx::Error> {
         let sql = format!(
             "SELECT {COLUMNS} FROM tuning_changes
-             WHERE (?1 IS NULL OR server = ?1) AND (?2 = 0 OR reverted_at IS NULL)
-             ORDER BY id DESC LIMIT ?3"
+             WHERE ($1 IS NULL OR server = $1) AND ($2 = 0 OR reverted_at IS NULL)
+             ORDER BY id DESC LIMIT $3"
         );
         let rows = sqlx::query(&sql)
             .bind(server)
-            .bind(active_only)
+            .bind(i64::from(active_only))
             .bind(if active_only { i64::MAX } else { i64::from(limit) })
             .fetch_all(&self.pool)
             .await?;
@@ -198,23 +200,25 @@ impl Store {
 
     /// One change by id.
     pub async fn tuning_change(&self, id: i64) -> Result<Option<TuningRow>, sqlx::Error> {
-        let sql = format!("SELECT {COLUMNS} FROM tuning_changes WHERE id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM tuning_changes WHERE id = $1");
         Ok(sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?.as_ref().map(row))
     }
 
     /// Probe timeouts per instance in the range.
     pub async fn probe_timeouts(&self, r: &ReportRange) -> Result<Vec<ProbeTimeouts>, sqlx::Error> {
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT server, instance, COUNT(*) FROM events
-             WHERE kind = 'probe_failed' AND at >= ?1 AND at < ?2 AND (?3 IS NULL OR server = ?3)
-               AND json_extract(payload, '$.reason.class') = 'timeout'
+             WHERE kind = 'probe_failed' AND at >= $1 AND at < $2 AND ($3 IS NULL OR server = $3)
+               AND {} = 'timeout'
              GROUP BY server, instance ORDER BY server, instance",
-        )
-        .bind(ts(&r.since))
-        .bind(ts(&r.until))
-        .bind(r.server.clone())
-        .fetch_all(&self.pool)
-        .await?;
+            self.backend.json_string("payload", &["reason", "class"])
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ts(&r.since))
+            .bind(ts(&r.until))
+            .bind(r.server.clone())
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| ProbeTimeouts {

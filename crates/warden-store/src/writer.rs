@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -132,8 +132,10 @@ impl Store {
     async fn flush(&self, backlog: &mut VecDeque<Op>) -> bool {
         let started = Instant::now();
         let result = async {
+            self.ready().await?;
             let mut tx = self.pool.begin().await?;
             match self.max_pages.load(std::sync::atomic::Ordering::SeqCst) {
+                _ if self.backend != crate::Backend::Sqlite => {}
                 0 => {}
                 u64::MAX => {
                     sqlx::query("PRAGMA max_page_count = 4294967294").execute(&mut *tx).await?;
@@ -189,13 +191,13 @@ impl Store {
         let cutoff =
             ts(&(warden_core::now() - chrono::Duration::from_std(retention).unwrap_or_default()));
         for sql in [
-            "DELETE FROM integration_health_metrics WHERE measured_at < ?",
-            "DELETE FROM events WHERE at < ?",
-            "DELETE FROM integration_failures WHERE resolved = 1 AND occurred_at < ?",
-            "DELETE FROM alerts WHERE ends_at IS NOT NULL AND ends_at < ?",
-            "DELETE FROM alert_notifications WHERE state != 'pending' AND created_at < ?",
-            "DELETE FROM silences WHERE ends_at < ?",
-            "DELETE FROM tool_usage WHERE hour < ?",
+            "DELETE FROM integration_health_metrics WHERE measured_at < $1",
+            "DELETE FROM events WHERE at < $1",
+            "DELETE FROM integration_failures WHERE resolved = 1 AND occurred_at < $1",
+            "DELETE FROM alerts WHERE ends_at IS NOT NULL AND ends_at < $1",
+            "DELETE FROM alert_notifications WHERE state != 'pending' AND created_at < $1",
+            "DELETE FROM silences WHERE ends_at < $1",
+            "DELETE FROM tool_usage WHERE hour < $1",
         ] {
             if let Err(e) = sqlx::query(sql).bind(&cutoff).execute(&self.pool).await {
                 tracing::warn!(error = %e, "pruning old rows failed");
@@ -206,7 +208,7 @@ impl Store {
         let slo = retention.min(Duration::from_secs(4 * 86_400));
         let cutoff =
             ts(&(warden_core::now() - chrono::Duration::from_std(slo).unwrap_or_default()));
-        if let Err(e) = sqlx::query("DELETE FROM slo_minutes WHERE minute < ?")
+        if let Err(e) = sqlx::query("DELETE FROM slo_minutes WHERE minute < $1")
             .bind(&cutoff)
             .execute(&self.pool)
             .await
@@ -216,14 +218,14 @@ impl Store {
     }
 }
 
-async fn write_op(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), sqlx::Error> {
+async fn write_op(tx: &mut Transaction<'_, Any>, op: &Op) -> Result<(), sqlx::Error> {
     match op {
         Op::Event(e) => write_event(tx, e).await,
         Op::Sample(s) => write_sample(tx, s).await,
     }
 }
 
-async fn write_event(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<(), sqlx::Error> {
+async fn write_event(tx: &mut Transaction<'_, Any>, e: &Event) -> Result<(), sqlx::Error> {
     let at = ts(&e.at);
     let server = e.instance.as_ref().map(|i| i.server().to_owned()).or_else(|| match &e.kind {
         EventKind::TuningChanged { server, .. } => Some(server.clone()),
@@ -235,7 +237,7 @@ async fn write_event(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<(), 
     let instance = e.instance.as_ref().map(ToString::to_string);
     let trace = e.trace_id.to_string();
     let payload = serde_json::to_string(e).unwrap_or_default();
-    sqlx::query("INSERT INTO events (at, kind, server, instance, trace_id, payload) VALUES (?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO events (at, kind, server, instance, trace_id, payload) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&at)
         .bind(e.kind.name())
         .bind(&server)
@@ -248,7 +250,7 @@ async fn write_event(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<(), 
         EventKind::Failure { reason, context } => {
             sqlx::query(
                 "INSERT INTO integration_failures (server_type, server_instance, failure_type, task_context, error_details, resolved, occurred_at, trace_id)
-                 VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
             )
             .bind(server.as_deref().unwrap_or("warden"))
             .bind(&instance)
@@ -262,8 +264,8 @@ async fn write_event(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<(), 
         }
         EventKind::Recovered { action, downtime_seconds, .. } => {
             sqlx::query(
-                "UPDATE integration_failures SET resolved = 1, recovery_action = ?, resolution_time_seconds = ?, resolved_at = ?
-                 WHERE server_instance = ? AND resolved = 0",
+                "UPDATE integration_failures SET resolved = 1, recovery_action = $1, resolution_time_seconds = $2, resolved_at = $3
+                 WHERE server_instance = $4 AND resolved = 0",
             )
             .bind(action.as_str())
             .bind(downtime_seconds)
@@ -277,10 +279,7 @@ async fn write_event(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<(), 
     Ok(())
 }
 
-async fn write_sample(
-    tx: &mut Transaction<'_, Sqlite>,
-    s: &MetricSample,
-) -> Result<(), sqlx::Error> {
+async fn write_sample(tx: &mut Transaction<'_, Any>, s: &MetricSample) -> Result<(), sqlx::Error> {
     let at = ts(&s.at);
     let status = s.state.metric_status();
     let mut rows: Vec<(&str, f64, Option<String>)> = vec![
@@ -297,7 +296,7 @@ async fn write_sample(
     for (metric, value, details) in rows {
         sqlx::query(
             "INSERT INTO integration_health_metrics (server_type, server_instance, metric_type, metric_value, status, details, measured_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(s.instance.server())
         .bind(s.instance.to_string())

@@ -11,6 +11,7 @@
 pub mod cli;
 mod conformance;
 mod garbage;
+pub mod postgres;
 mod server;
 mod sse;
 

@@ -77,7 +77,9 @@ pub(crate) enum Command {
         /// Serve the HTTP API on this address (overrides `warden.listen`; default 127.0.0.1:7420).
         #[arg(long, env = "WARDEN_LISTEN")]
         listen: Option<SocketAddr>,
-        /// The database: a path or sqlite://PATH (default: $XDG_STATE_HOME/warden/warden.db).
+        /// The database: a path, sqlite://PATH, or postgres://USER:PASSWORD@HOST:PORT/DB shared
+        /// by several replicas (default: $XDG_STATE_HOME/warden/warden.db). Prefer the variable
+        /// for a URL with a password: a flag is visible to every local user.
         #[arg(long, env = "WARDEN_DB")]
         db: Option<String>,
         /// Require this bearer token on every HTTP request but the health probes (overrides

@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -535,161 +535,9 @@ async fn warden_check_reports_integrations() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL: a real server in a temporary directory, run as the `postgres` user when the test
-// runs as root (the server refuses to run as root).
+// PostgreSQL: a real server in a temporary directory (warden_testkit::postgres).
 
-/// Where the PostgreSQL server binaries are: `pg_config --bindir`, else the newest
-/// /usr/lib/postgresql/*/bin that has `initdb`.
-fn pg_bindir() -> PathBuf {
-    if let Ok(out) = std::process::Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if dir.join("initdb").exists() && dir.join("postgres").exists() {
-            return dir;
-        }
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
-        .unwrap_or_default();
-    found.retain(|b| b.join("initdb").exists() && b.join("postgres").exists());
-    found.sort_by_key(|b| {
-        b.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    found.pop().expect(
-        "PostgreSQL server binaries (initdb, postgres) are missing: install the Debian package \
-         postgresql (.ci/run does)",
-    )
-}
-
-/// The uid and gid of the `postgres` user, from /etc/passwd.
-fn postgres_user() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
-
-/// A PostgreSQL server of our own; stopped (by its pid) when dropped, even if the test fails.
-struct Postgres {
-    child: Option<std::process::Child>,
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    user: Option<(u32, u32)>,
-    port: u16,
-}
-
-impl Postgres {
-    fn command(&self, program: &str) -> std::process::Command {
-        use std::os::unix::process::CommandExt;
-        let mut c = std::process::Command::new(self.bin.join(program));
-        c.current_dir(self.dir.path()).env_remove("PGDATA").env_remove("PGHOST");
-        if let Some((uid, gid)) = self.user {
-            c.uid(uid).gid(gid).env("HOME", self.dir.path());
-        }
-        c
-    }
-
-    fn init(password: &str) -> Self {
-        let bin = pg_bindir();
-        let dir = tempfile::tempdir().unwrap();
-        // /proc/self belongs to the effective user.
-        let is_root = {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-        };
-        let user = if is_root {
-            Some(
-                postgres_user().expect("running as root needs a `postgres` user to run PostgreSQL"),
-            )
-        } else {
-            None
-        };
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
-        }
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, password).unwrap();
-        std::fs::create_dir(dir.path().join("sock")).unwrap();
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
-            std::os::unix::fs::chown(dir.path().join("sock"), Some(uid), Some(gid)).unwrap();
-        }
-        let mut pg = Self { child: None, bin, dir, user, port: free_port() };
-        let out = pg
-            .command("initdb")
-            .args(["-D", "data", "-U", "warden", "--auth-local=trust", "--auth-host=scram-sha-256"])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .args(["--no-sync", "--encoding=UTF8", "--locale=C"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        pg.start();
-        pg
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("postgres.log")).unwrap();
-        let child = self
-            .command("postgres")
-            .args(["-D", "data", "-p", &self.port.to_string(), "-k"])
-            .arg(self.dir.path().join("sock"))
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// Runs SQL over the local socket (trusted) with psql.
-    fn psql(&self, sql: &str) {
-        let out = self
-            .command("psql")
-            .args(["-h"])
-            .arg(self.dir.path().join("sock"))
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "warden",
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Fast shutdown (SIGINT to the postmaster, by its pid), SIGKILL after 10 s.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use warden_testkit::postgres::Postgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_database_is_checked_with_a_new_connection_each_time() {

@@ -284,12 +284,22 @@ pub async fn run_warden(
     dir: &Path,
     envs: &[(&str, &str)],
 ) -> (tokio::process::Child, String) {
+    run_warden_on(config, Some(&dir.join("w.db")), envs).await
+}
+
+/// [`run_warden`] with the database `db`, or with none given (`WARDEN_DB` in `envs`, say).
+pub async fn run_warden_on(
+    config: &Path,
+    db: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     let port = free_port();
-    let child = tokio::process::Command::new(warden())
-        .args(["run", "-c"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.join("w.db"))
+    let mut command = tokio::process::Command::new(warden());
+    command.args(["run", "-c"]).arg(config).args(["--listen", &format!("127.0.0.1:{port}")]);
+    if let Some(db) = db {
+        command.arg("--db").arg(db);
+    }
+    let child = command
         .args(["--log-dir", "none"])
         .envs(envs.iter().copied())
         .stdin(std::process::Stdio::null())

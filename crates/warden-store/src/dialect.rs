@@ -1,0 +1,106 @@
+//! Where SQLite's and PostgreSQL's SQL differ. Everything else is written once.
+//!
+//! Timestamps are RFC 3339 text in both engines (`writer::ts`): PostgreSQL reads them with
+//! `CAST(… AS TIMESTAMPTZ)` where arithmetic on them is needed.
+
+use std::path::Path;
+
+use crate::{Backend, StoreError};
+
+impl Backend {
+    /// Whole seconds since the Unix epoch of a timestamp column, as an integer (rounded down,
+    /// as SQLite's `strftime('%s')` does).
+    pub(crate) fn epoch_seconds(self, column: &str) -> String {
+        match self {
+            Self::Sqlite => format!("CAST(strftime('%s', {column}) AS INTEGER)"),
+            Self::Postgres => {
+                format!("CAST(FLOOR(EXTRACT(EPOCH FROM CAST({column} AS TIMESTAMPTZ))) AS BIGINT)")
+            }
+        }
+    }
+
+    /// Seconds since the Unix epoch of a timestamp expression, with their fraction.
+    pub(crate) fn epoch_fraction(self, expr: &str) -> String {
+        match self {
+            Self::Sqlite => format!("((julianday({expr}) - 2440587.5) * 86400.0)"),
+            Self::Postgres => {
+                format!("CAST(EXTRACT(EPOCH FROM CAST({expr} AS TIMESTAMPTZ)) AS DOUBLE PRECISION)")
+            }
+        }
+    }
+
+    /// The UTC hour of day (0–23) of a timestamp column, as an integer.
+    pub(crate) fn hour_of_day(self, column: &str) -> String {
+        match self {
+            Self::Sqlite => format!("CAST(strftime('%H', {column}) AS INTEGER)"),
+            Self::Postgres => format!(
+                "CAST(EXTRACT(HOUR FROM CAST({column} AS TIMESTAMPTZ) AT TIME ZONE 'UTC') AS BIGINT)"
+            ),
+        }
+    }
+
+    /// A number at `path` (keys, outermost first) in a JSON text column, as a double.
+    pub(crate) fn json_number(self, column: &str, path: &[&str]) -> String {
+        match self {
+            Self::Sqlite => format!("json_extract({column}, '$.{}')", path.join(".")),
+            Self::Postgres => format!(
+                "CAST(CAST({column} AS JSONB) #>> '{{{}}}' AS DOUBLE PRECISION)",
+                path.join(",")
+            ),
+        }
+    }
+
+    /// A string at `path` in a JSON text column.
+    pub(crate) fn json_string(self, column: &str, path: &[&str]) -> String {
+        match self {
+            Self::Sqlite => format!("json_extract({column}, '$.{}')", path.join(".")),
+            Self::Postgres => format!("(CAST({column} AS JSONB) #>> '{{{}}}')", path.join(",")),
+        }
+    }
+
+    /// The scalar (two-argument) maximum and minimum functions.
+    pub(crate) fn greatest(self) -> &'static str {
+        match self {
+            Self::Sqlite => "MAX",
+            Self::Postgres => "GREATEST",
+        }
+    }
+
+    pub(crate) fn least(self) -> &'static str {
+        match self {
+            Self::Sqlite => "MIN",
+            Self::Postgres => "LEAST",
+        }
+    }
+
+    /// `(haystack, needle)` → the 1-based position of needle, 0 when absent.
+    pub(crate) fn position(self) -> &'static str {
+        match self {
+            Self::Sqlite => "instr",
+            Self::Postgres => "strpos",
+        }
+    }
+}
+
+/// `sqlite:///ABSOLUTE/PATH?mode=rwc` for a file path (created when missing). sqlx reads the
+/// path back percent-decoded, so `%`, `?` and `#` in it are encoded.
+pub(crate) fn sqlite_url(path: &Path) -> Result<String, StoreError> {
+    let absolute = std::path::absolute(path)
+        .map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
+    let Some(text) = absolute.to_str() else {
+        return Err(StoreError::BadUrl {
+            url: absolute.display().to_string(),
+            reason: "the database path is not valid UTF-8".into(),
+        });
+    };
+    let mut encoded = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '%' => encoded.push_str("%25"),
+            '?' => encoded.push_str("%3F"),
+            '#' => encoded.push_str("%23"),
+            c => encoded.push(c),
+        }
+    }
+    Ok(format!("sqlite://{encoded}?mode=rwc"))
+}
