@@ -30,6 +30,7 @@ struct Inner {
     overview: Views,
     health: crate::health::Health,
     metrics: warden_metrics::Metrics,
+    fleet: warden_ops::fleet::Fleet,
 }
 
 impl State {
@@ -41,10 +42,24 @@ impl State {
         overview: Views,
         health: crate::health::Health,
         metrics: warden_metrics::Metrics,
+        fleet: warden_ops::fleet::Fleet,
     ) -> Self {
         Self {
-            inner: Arc::new(Inner { started, store, store_fallback, overview, health, metrics }),
+            inner: Arc::new(Inner {
+                started,
+                store,
+                store_fallback,
+                overview,
+                health,
+                metrics,
+                fleet,
+            }),
         }
+    }
+
+    /// The replicas sharing the database.
+    pub fn fleet(&self) -> &warden_ops::fleet::Fleet {
+        &self.inner.fleet
     }
 }
 
@@ -94,6 +109,7 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
         .merge(crate::routes::hub::routes(crate::routes::hub::Hub {
             views: s.api.servers.clone(),
             gateway: gateway.clone(),
+            fleet: s.state.fleet().clone(),
         }))
         .merge(crate::routes::reports::routes(s.reports.clone()))
         .merge(crate::routes::tuning::routes(s.tuner.clone()))
@@ -254,7 +270,43 @@ async fn health_status(AxState(state): AxState<State>) -> impl IntoResponse {
 }
 
 /// Every server and instance with its state and reason.
-async fn ecosystem(AxState(state): AxState<State>) -> impl IntoResponse {
+/// `?scope=fleet`: every replica sharing the database, not only this one.
+#[derive(serde::Deserialize)]
+pub(crate) struct Scope {
+    scope: Option<String>,
+}
+
+impl Scope {
+    /// `Ok(true)` for the fleet, `Ok(false)` for this replica, else the 400 to answer.
+    pub(crate) fn fleet(&self) -> Result<bool, String> {
+        match self.scope.as_deref() {
+            None | Some("local") => Ok(false),
+            Some("fleet") => Ok(true),
+            Some(other) => Err(format!("scope must be local or fleet, not {other:?}")),
+        }
+    }
+}
+
+/// The fleet document, or a 503 when the database cannot be read.
+pub(crate) async fn fleet_document(fleet: &warden_ops::fleet::Fleet) -> axum::response::Response {
+    match fleet.document().await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => crate::api::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the fleet cannot be read from the database: {e}"),
+        ),
+    }
+}
+
+async fn ecosystem(
+    AxState(state): AxState<State>,
+    axum::extract::Query(scope): axum::extract::Query<Scope>,
+) -> axum::response::Response {
+    match scope.fleet() {
+        Ok(true) => return fleet_document(&state.inner.fleet).await,
+        Ok(false) => {}
+        Err(message) => return crate::api::error(StatusCode::BAD_REQUEST, message),
+    }
     let o = state.inner.overview.get();
     Json(json!({
         "status": o.status,
@@ -274,6 +326,7 @@ async fn ecosystem(AxState(state): AxState<State>) -> impl IntoResponse {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     }))
+    .into_response()
 }
 
 /// Alive: the runtime still runs Warden's own tasks.

@@ -176,6 +176,10 @@ pub(crate) struct Services {
     pub(crate) reports: reports::Reports,
     pub(crate) tuner: tuning::Tuner,
     pub(crate) alerts: alerting::Alerts,
+    /// The replicas sharing the database, and this one's heartbeat (PostgreSQL only).
+    pub(crate) fleet: warden_ops::fleet::Fleet,
+    fleet_task: Option<tokio::task::JoinHandle<()>>,
+    fleet_stop: CancellationToken,
     /// Stops the services' own loops (tuning, alerting, standby control).
     pub(crate) stop: CancellationToken,
 }
@@ -239,7 +243,26 @@ impl Services {
             Arc::clone(&recording.bus),
             stop.clone(),
         );
+        let bound = listener.as_ref().map(|(_, b)| *b);
+        let host = warden_ops::fleet::host_name();
+        let fleet = warden_ops::fleet::Fleet::new(
+            store.clone(),
+            registry.views(),
+            warden_store::ReplicaInfo {
+                id: warden_ops::fleet::replica_id(&host, bound),
+                host,
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                listen: bound.map(|b| b.to_string()),
+                started_at: warden_core::now(),
+            },
+        );
+        let fleet_stop = CancellationToken::new();
+        let fleet_task = fleet.spawn(fleet_stop.clone());
         Self {
+            fleet,
+            fleet_task,
+            fleet_stop,
             gateway_stop,
             usage_task,
             usage_stop,
@@ -254,6 +277,11 @@ impl Services {
 
     /// After the instances stopped: the last tool counts and learnt baselines are written.
     pub(crate) async fn drain(self) {
+        // The fleet hears this replica stopped (its row marked, its views removed).
+        self.fleet_stop.cancel();
+        if let Some(task) = self.fleet_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.alerts.finished()).await;
         self.usage_stop.cancel();
@@ -343,6 +371,7 @@ pub(crate) async fn surface(
             views,
             health,
             registry.metrics().clone(),
+            services.fleet.clone(),
         ),
         guard: guard::Guard {
             token: options.token.clone().map(Into::into),

@@ -10,9 +10,11 @@
 //! - [`eventlog`], [`logfiles`]: the JSONL event log, and how Warden's own log files do.
 //! - [`logstream`]: Warden's own log lines, live, for `GET /logs`.
 //! - [`reloads`]: the record of live reloads (applied, refused) and the way to ask for one.
+//! - [`fleet`]: replicas sharing one PostgreSQL database: heartbeat, views, the fleet view.
 
 pub mod alerting;
 pub mod eventlog;
+pub mod fleet;
 pub mod logfiles;
 pub mod logstream;
 pub mod reloads;

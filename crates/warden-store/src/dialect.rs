@@ -19,6 +19,17 @@ impl Backend {
         }
     }
 
+    /// The database's clock now, as timestamp text (UTC, RFC 3339). The fleet compares only
+    /// this clock, never a replica's.
+    pub(crate) fn now_text(self) -> &'static str {
+        match self {
+            Self::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            Self::Postgres => {
+                "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            }
+        }
+    }
+
     /// Seconds since the Unix epoch of a timestamp expression, with their fraction.
     pub(crate) fn epoch_fraction(self, expr: &str) -> String {
         match self {

@@ -16,6 +16,7 @@
 
 mod alerts;
 mod dialect;
+mod fleet;
 mod location;
 mod queries;
 mod reports;
@@ -33,6 +34,7 @@ use sqlx::Executor;
 use warden_core::Timestamp;
 
 pub use alerts::{AlertRow, NewAlert, NotificationRow, SilenceRow};
+pub use fleet::{ReplicaInfo, ReplicaRow, ServerViewRow};
 pub use location::{default_path, Location};
 pub use queries::{
     EventRow, FailoverConfig, FailureRow, MetricPoint, MetricQuery, MetricRange, MetricRow,
@@ -42,6 +44,8 @@ pub use reports::{
     ActionStats, AlertStats, ClassStats, Durations, FailureStats, HourOfDay, IncidentSpan,
     InstanceSamples, OffenderStats, ReportRange, ServerSlots, ToolStats, UsageStats,
 };
+/// A database error, as every query returns it.
+pub use sqlx::Error as DbError;
 pub use tuning::{NewTuning, ProbeTimeouts, SloMinute, TuningRow};
 pub use writer::WriterOptions;
 

@@ -64,6 +64,7 @@ on_both_engines!(
     tuning_changes_are_recorded_reverted_and_probe_timeouts_counted,
     slo_minutes_are_rewritten_in_place_and_read_back_in_order,
     predictor_seeds_are_rewritten_per_server_and_old_ones_dropped,
+    replicas_beat_publish_their_views_stop_and_are_forgotten,
 );
 
 async fn fixture(b: Backend) -> Fixture {
@@ -618,4 +619,55 @@ async fn predictor_seeds_are_rewritten_per_server_and_old_ones_dropped(b: Backen
     let back = f.store.predictor_seeds(now - chrono::Duration::days(1)).await.unwrap();
     assert_eq!(back, vec![("a".to_owned(), serde_json::json!({"probes": {"n": 3}}))]);
     assert_eq!(f.store.predictor_seeds(old).await.unwrap().len(), 1, "b was deleted");
+}
+
+async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
+    let f = fixture(b).await;
+    let me = |id: &str| ReplicaInfo {
+        id: id.into(),
+        host: "h".into(),
+        pid: 42,
+        version: "0.1.0".into(),
+        listen: Some("127.0.0.1:7421".into()),
+        started_at: warden_core::now(),
+    };
+    f.store.replica_heartbeat(&me("r1")).await.unwrap();
+    f.store.replica_heartbeat(&me("r2")).await.unwrap();
+    f.store.replica_heartbeat(&me("r1")).await.unwrap();
+    let view = |status: &str| serde_json::json!({ "name": "alpha", "status": status }).to_string();
+    f.store.put_server_views("r1", &[("alpha".into(), view("healthy"))], &[]).await.unwrap();
+    f.store.put_server_views("r2", &[("alpha".into(), view("degraded"))], &[]).await.unwrap();
+    f.store.put_server_views("r2", &[("beta".into(), view("healthy"))], &[]).await.unwrap();
+    f.store.put_server_views("r2", &[("alpha".into(), view("healthy"))], &[]).await.unwrap();
+    let (replicas, views) = f.store.fleet().await.unwrap();
+    assert_eq!(replicas.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
+    for r in &replicas {
+        assert!((0.0..5.0).contains(&r.age_seconds), "a fresh heartbeat: {r:?}");
+        assert!(r.stopped_at.is_none());
+    }
+    let got: Vec<(String, String, String)> = views
+        .iter()
+        .map(|v| (v.server.clone(), v.replica.clone(), v.view["status"].to_string()))
+        .collect();
+    let want = [("alpha", "r1", "healthy"), ("alpha", "r2", "healthy"), ("beta", "r2", "healthy")];
+    let want: Vec<(String, String, String)> =
+        want.iter().map(|(s, r, v)| (s.to_string(), r.to_string(), format!("{v:?}"))).collect();
+    assert_eq!(got, want, "one row per replica and server, rewritten in place");
+
+    // A server removed from r2; r1 stops cleanly: marked, its views gone.
+    f.store.put_server_views("r2", &[], &["beta".into()]).await.unwrap();
+    f.store.replica_stopped("r1").await.unwrap();
+    let (replicas, views) = f.store.fleet().await.unwrap();
+    assert!(replicas[0].stopped_at.is_some() && replicas[1].stopped_at.is_none());
+    assert_eq!(views.len(), 1);
+    assert_eq!((views[0].replica.as_str(), views[0].server.as_str()), ("r2", "alpha"));
+    // A new heartbeat under a stopped id clears the mark.
+    f.store.replica_heartbeat(&me("r1")).await.unwrap();
+    assert!(f.store.fleet().await.unwrap().0[0].stopped_at.is_none());
+
+    // Replicas whose heartbeat is older than the cutoff are deleted with their views.
+    let later = warden_core::now() + chrono::Duration::minutes(1);
+    assert_eq!(f.store.forget_replicas(later).await.unwrap(), 2);
+    let (replicas, views) = f.store.fleet().await.unwrap();
+    assert!(replicas.is_empty() && views.is_empty());
 }

@@ -122,6 +122,10 @@ pub(crate) enum Command {
         /// Print the server view as JSON.
         #[arg(long)]
         json: bool,
+        /// Every replica sharing the database (`/api/servers?scope=fleet`): each instance with
+        /// its replica, and which replicas are live, gone or stopped.
+        #[arg(long)]
+        fleet: bool,
     },
     /// Make a running Warden read its config file again and apply what changed (only the
     /// servers that changed are touched). Exit 0 applied, 64 the config was refused (every

@@ -30,7 +30,9 @@ pub(crate) async fn dispatch(command: Command) -> ExitCode {
         }
         Command::Validate { config } => validate(config),
         Command::Misbehave(_) => unreachable!("handled in main"),
-        Command::Status { remote, json } => crate::remote::status(&remote, json).await,
+        Command::Status { remote, json, fleet } => {
+            crate::remote::status(&remote, json, fleet).await
+        }
         Command::Reload { remote, json } => crate::remote::reload(&remote, json).await,
         Command::Restart(a) => crate::remote::act(&a, "restart").await,
         Command::Stop(a) => crate::remote::act(&a, "stop").await,

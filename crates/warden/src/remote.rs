@@ -97,14 +97,19 @@ fn paint(text: &str, state: &str, color: bool) -> String {
 
 /// The server view as a table, one line per instance.
 fn table(view: &Value, color: bool) -> String {
-    let mut rows: Vec<[String; 8]> =
-        vec![["SERVER", "STATUS", "INSTANCE", "STATE", "PID", "LATENCY", "RESTARTS", "REASON"]
-            .map(String::from)];
+    // The fleet's view labels every instance with its replica: one more column.
+    let fleet = view["scope"] == "fleet";
+    let mut head = vec!["SERVER", "STATUS", "INSTANCE", "STATE", "PID", "LATENCY", "RESTARTS"];
+    if fleet {
+        head.insert(2, "REPLICA");
+    }
+    head.push("REASON");
+    let mut rows: Vec<Vec<String>> = vec![head.into_iter().map(String::from).collect()];
     let empty = vec![];
     for s in view["servers"].as_array().unwrap_or(&empty) {
         for (n, i) in s["instances"].as_array().unwrap_or(&empty).iter().enumerate() {
             let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| "-".into());
-            rows.push([
+            let mut row = vec![
                 if n == 0 { text(&s["name"]) } else { String::new() },
                 if n == 0 { text(&s["status"]) } else { String::new() },
                 text(&i["id"]),
@@ -112,19 +117,33 @@ fn table(view: &Value, color: bool) -> String {
                 i["pid"].as_u64().map_or("-".into(), |p| p.to_string()),
                 i["latency_ms"].as_f64().map_or("-".into(), |l| format!("{l:.1}ms")),
                 i["restarts"].as_u64().map_or("-".into(), |r| r.to_string()),
-                i["reason"]["message"].as_str().unwrap_or("").to_owned(),
-            ]);
+            ];
+            if fleet {
+                let replica = text(&i["replica"]);
+                row.insert(
+                    2,
+                    match i["replica_state"].as_str() {
+                        Some("live") | None => replica,
+                        Some(state) => format!("{replica} ({state})"),
+                    },
+                );
+            }
+            row.push(i["reason"]["message"].as_str().unwrap_or("").to_owned());
+            rows.push(row);
         }
     }
-    let widths: Vec<usize> =
-        (0..8).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let state_column = if fleet { 4 } else { 3 };
     let mut out = String::new();
     for (n, r) in rows.iter().enumerate() {
         let mut line = String::new();
         for (c, cell) in r.iter().enumerate() {
             let padded = format!("{cell:<w$}  ", w = widths[c]);
             // Color the status and state columns (not the header).
-            line.push_str(&if n > 0 && (c == 1 || c == 3) {
+            line.push_str(&if n > 0 && (c == 1 || c == state_column) {
                 paint(&padded, cell, color)
             } else {
                 padded
@@ -133,13 +152,29 @@ fn table(view: &Value, color: bool) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    if fleet {
+        let replicas: Vec<String> = view["replicas"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|r| {
+                let id = r["id"].as_str().unwrap_or("?");
+                match (r["state"].as_str().unwrap_or("?"), r["age_seconds"].as_f64()) {
+                    ("gone", Some(age)) => format!("{id} gone (silent {age:.0} s)"),
+                    (state, _) => format!("{id} {state}"),
+                }
+            })
+            .collect();
+        out.push_str(&format!("replicas: {}\n", replicas.join(", ")));
+    }
     let overall = view["status"].as_str().unwrap_or("unknown");
     out.push_str(&format!("overall: {}\n", paint(overall, overall, color)));
     out
 }
 
-pub(crate) async fn status(remote: &RemoteArgs, json: bool) -> ExitCode {
-    let view = match send(remote, client().get(endpoint(remote, "/api/servers"))).await {
+pub(crate) async fn status(remote: &RemoteArgs, json: bool, fleet: bool) -> ExitCode {
+    let path = if fleet { "/api/servers?scope=fleet" } else { "/api/servers" };
+    let view = match send(remote, client().get(endpoint(remote, path))).await {
         Ok(v) => v,
         Err(code) => return code,
     };

@@ -344,7 +344,7 @@ fn a_listener_beyond_loopback_serves_mcp_by_other_host_names_with_the_token() {
 }
 
 #[test]
-fn run_refuses_a_taken_port_and_a_postgres_url_clearly() {
+fn run_refuses_a_taken_port_and_an_unsupported_database_url_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(&dir, r#"{ "mcpServers": { "a": { "command": "true" } } }"#);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -353,14 +353,12 @@ fn run_refuses_a_taken_port_and_a_postgres_url_clearly() {
     assert_eq!(out.status.code(), Some(70));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
 
-    let out = warden_cmd(&dir)
-        .args(["run", "--db", "postgres://u:hunter2@db/w", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{err}");
-    assert!(err.contains("postgres://") && !err.contains("hunter2"), "{err}");
+    for url in ["mysql://u:hunter2@db/w", "postgres://u:hunter2@/w"] {
+        let out = warden_cmd(&dir).args(["run", "--db", url, "-c"]).arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(err.contains("://") && !err.contains("hunter2"), "{err}");
+    }
 }
 
 #[test]

@@ -105,3 +105,141 @@ async fn warden_records_to_postgres_and_never_shows_the_password() {
     store.close().await;
     drop(pg);
 }
+
+fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("warden.json");
+    let text = format!(
+        r#"{{ "mcpServers": {{ "alpha": {} }} }}"#,
+        misbehave(&[], &format!(", {FAST_HEALTH}, {FAST_RESTART}"))
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Waits (`LIMIT` at most) until `/api/servers?scope=fleet` on `base` satisfies `ok`.
+async fn fleet_until(base: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let v = json(base, "/api/servers?scope=fleet").await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(started.elapsed() < LIMIT, "{what} did not happen: {v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn replica_state(v: &Value, id: &str) -> String {
+    v["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["id"] == id)
+        .and_then(|r| r["state"].as_str())
+        .unwrap_or("absent")
+        .to_owned()
+}
+
+/// Three replicas on one PostgreSQL database: any of them shows the whole fleet (each instance
+/// labelled with its replica); a replica killed with SIGKILL reads as gone within 15 s, one
+/// stopped cleanly as stopped with its instances gone; `warden status --fleet` prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_shows_the_fleet_and_a_dead_replica_is_gone_within_15_s() {
+    let pg = postgres().await;
+    let url = pg.create_database("fleet");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut replicas = Vec::new();
+    for k in 0..3 {
+        let state = dir.path().join(format!("r{k}"));
+        let id = format!("replica-{k}");
+        let envs = [
+            ("WARDEN_DB", url.as_str()),
+            ("XDG_STATE_HOME", state.to_str().unwrap()),
+            ("WARDEN_REPLICA", id.as_str()),
+        ];
+        replicas.push(run_warden_on(&config, None, &envs).await);
+    }
+    let (base0, base1) = (replicas[0].1.clone(), replicas[1].1.clone());
+    let v = fleet_until(&base1, "three live replicas, alpha healthy on each", |v| {
+        v["replicas_live"] == 3
+            && v["servers"][0]["instances"]
+                .as_array()
+                .is_some_and(|i| i.len() == 3 && i.iter().all(|i| i["state"] == "healthy"))
+    })
+    .await;
+    assert_eq!(v["replica"], "replica-1", "answered by the replica asked");
+    assert_eq!(v["status"], "healthy");
+    let mut on: Vec<&str> = v["servers"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["replica"].as_str().unwrap())
+        .collect();
+    on.sort();
+    assert_eq!(on, ["replica-0", "replica-1", "replica-2"]);
+    assert_eq!(v["servers"][0]["replicas"]["replica-2"]["status"], "healthy");
+    let eco = json(&base0, "/health/ecosystem?scope=fleet").await;
+    assert_eq!(eco["scope"], "fleet");
+    assert_eq!(eco["replicas_live"], 3);
+    let (status, body) = get(&base0, "/api/servers?scope=galaxy").await;
+    assert_eq!(status, 400, "{body}");
+
+    // SIGKILL: no goodbye; the others see its heartbeat stop.
+    let killed = Instant::now();
+    signal(replicas[2].0.id().unwrap(), nix::sys::signal::Signal::SIGKILL);
+    let v =
+        fleet_until(&base0, "replica-2 gone", |v| replica_state(v, "replica-2") == "gone").await;
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(15), "gone after {took:?}");
+    assert_eq!(v["replicas_live"], 2);
+    let on_gone: Vec<&Value> = v["servers"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["replica"] == "replica-2")
+        .collect();
+    assert!(on_gone.iter().all(|i| i["replica_state"] == "gone"), "{v:#}");
+    assert_eq!(v["status"], "healthy", "a gone replica's instances do not count: {v:#}");
+
+    // SIGTERM: a clean stop is said so, and its instances leave the view.
+    signal(replicas[1].0.id().unwrap(), nix::sys::signal::Signal::SIGTERM);
+    let v =
+        fleet_until(&base0, "replica-1 stopped", |v| replica_state(v, "replica-1") == "stopped")
+            .await;
+    assert!(
+        v["servers"][0]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["replica"] != "replica-1"),
+        "{v:#}"
+    );
+
+    let out = std::process::Command::new(warden())
+        .args(["status", "--fleet", "--url", &base0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("REPLICA") && text.contains("replica-2 (gone)"), "{text}");
+    assert!(text.contains("replica-1 stopped") && text.contains("replica-0 live"), "{text}");
+    drop(replicas);
+    drop(pg);
+}
+
+/// With SQLite there is no fleet to share: the fleet is this Warden alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sqlite_the_fleet_is_this_warden_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let (_warden, base) = run_warden(&config, dir.path(), &[("WARDEN_REPLICA", "solo")]).await;
+    let v = fleet_until(&base, "alpha healthy", |v| {
+        v["servers"][0]["instances"][0]["state"] == "healthy"
+    })
+    .await;
+    assert_eq!(v["replicas_live"], 1);
+    assert_eq!(v["replicas"][0]["id"], "solo");
+    assert_eq!(v["replicas"][0]["self"], true);
+    assert_eq!(v["servers"][0]["instances"][0]["replica"], "solo");
+}

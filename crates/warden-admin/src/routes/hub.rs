@@ -6,7 +6,7 @@
 //! `capabilities.tools` beside it, so the seed's `/api/servers` lines have answers too.
 
 use axum::extract::State as AxState;
-use axum::response::Json;
+use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
@@ -18,6 +18,7 @@ use warden_supervisor::{ServerView, Views};
 pub(crate) struct Hub {
     pub(crate) views: Views,
     pub(crate) gateway: warden_gateway::Gateway,
+    pub(crate) fleet: warden_ops::fleet::Fleet,
 }
 
 pub(crate) fn routes(hub: Hub) -> Router {
@@ -67,7 +68,15 @@ fn hub_fields(s: &ServerView, names: &[(String, String)], now: warden_core::Time
     })
 }
 
-async fn servers(AxState(hub): AxState<Hub>) -> Json<Value> {
+async fn servers(
+    AxState(hub): AxState<Hub>,
+    axum::extract::Query(scope): axum::extract::Query<crate::router::Scope>,
+) -> axum::response::Response {
+    match scope.fleet() {
+        Ok(true) => return crate::router::fleet_document(&hub.fleet).await,
+        Ok(false) => {}
+        Err(message) => return crate::api::error(axum::http::StatusCode::BAD_REQUEST, message),
+    }
     let overview = hub.views.get();
     let now = warden_core::now();
     let names = hub.gateway.tool_names();
@@ -81,7 +90,7 @@ async fn servers(AxState(hub): AxState<Hub>) -> Json<Value> {
             }
         }
     }
-    Json(v)
+    Json(v).into_response()
 }
 
 async fn health(AxState(hub): AxState<Hub>) -> Json<Value> {

@@ -1,0 +1,243 @@
+//! The fleet: Warden replicas sharing one PostgreSQL database, each supervising its own
+//! instances. Each replica writes a heartbeat every 2 s and its servers' views when they change
+//! (every 4 s at most); any replica answers for the whole fleet from those rows, its own servers
+//! from memory. A replica silent for more than [`GONE_AFTER`] seconds (by the database's clock)
+//! is `gone`; one gone for an hour is forgotten.
+//!
+//! With SQLite (one Warden, no fleet) nothing is written: the fleet is this replica alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use warden_store::{ReplicaInfo, ReplicaRow, Store};
+use warden_supervisor::Views;
+
+/// Seconds without a heartbeat after which a replica is `gone` (5 missed beats).
+pub const GONE_AFTER: f64 = 10.0;
+const BEAT: Duration = Duration::from_secs(2);
+/// Views are published every this many beats.
+const VIEWS_EVERY: u64 = 2;
+/// Gone replicas are deleted after this long (checked every 60 beats).
+const FORGET_AFTER: chrono::Duration = chrono::Duration::hours(1);
+
+/// The fleet as this replica sees it; cheap to clone.
+#[derive(Clone)]
+pub struct Fleet {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    views: Views,
+    me: ReplicaInfo,
+    /// The database is shared (PostgreSQL): the heartbeat runs and the fleet is read from it.
+    shared: bool,
+}
+
+/// This replica's id: `WARDEN_REPLICA`, else `HOST:PORT` of its listener (`HOST:pidPID`
+/// without one), so a restarted replica keeps its id and its row.
+pub fn replica_id(host: &str, listen: Option<std::net::SocketAddr>) -> String {
+    if let Some(id) = std::env::var("WARDEN_REPLICA").ok().filter(|v| !v.trim().is_empty()) {
+        return id.trim().to_owned();
+    }
+    match listen {
+        Some(a) => format!("{host}:{}", a.port()),
+        None => format!("{host}:pid{}", std::process::id()),
+    }
+}
+
+/// The machine's name (the kernel's), or `localhost`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Fleet {
+    pub fn new(store: Store, views: Views, me: ReplicaInfo) -> Self {
+        let shared = store.backend() == warden_store::Backend::Postgres;
+        Self { inner: Arc::new(Inner { store, views, me, shared }) }
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> &str {
+        &self.inner.me.id
+    }
+
+    /// Starts the heartbeat (only with a shared database). When `stop` fires it marks this
+    /// replica stopped and removes its views, then ends.
+    pub fn spawn(&self, stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+        let inner = Arc::clone(&self.inner);
+        inner.shared.then(|| tokio::spawn(heartbeat(inner, stop)))
+    }
+
+    /// The fleet document served as `/api/servers?scope=fleet` and
+    /// `/health/ecosystem?scope=fleet`: every replica with its state, and every server with
+    /// its instances on every replica (each labelled with its replica).
+    pub async fn document(&self) -> Result<Value, warden_store::DbError> {
+        let me = &self.inner.me;
+        let (rows, views) = if self.inner.shared {
+            self.inner.store.fleet().await?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let mut replicas: Vec<Value> = rows.iter().map(|r| replica_json(r, &me.id)).collect();
+        if !rows.iter().any(|r| r.id == me.id) {
+            // Not written yet (or no shared database): this replica, from memory.
+            replicas.push(json!({
+                "id": me.id, "host": me.host, "pid": me.pid, "version": me.version,
+                "listen": me.listen, "started_at": me.started_at, "state": "live", "self": true,
+            }));
+        }
+        let state_of: HashMap<String, String> =
+            replicas.iter().map(|r| (text(&r["id"]), text(&r["state"]))).collect();
+        // server → replica → view; this replica's own from memory (fresher than its rows).
+        let mut by_server: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        for v in views.into_iter().filter(|v| v.replica != me.id) {
+            by_server.entry(v.server).or_default().insert(v.replica, v.view);
+        }
+        let local = serde_json::to_value(self.inner.views.get()).unwrap_or(Value::Null);
+        for s in local["servers"].as_array().into_iter().flatten() {
+            by_server.entry(text(&s["name"])).or_default().insert(me.id.clone(), s.clone());
+        }
+        let mut servers = Vec::new();
+        let mut overall = 0;
+        for (name, on) in by_server {
+            let mut instances = Vec::new();
+            let mut statuses = serde_json::Map::new();
+            let mut worst: Option<u8> = None;
+            for (replica, view) in on {
+                let state = state_of.get(&replica).cloned().unwrap_or_else(|| "gone".into());
+                let status = text(&view["status"]);
+                if state == "live" {
+                    worst = Some(worst.unwrap_or(0).max(rank(&status)));
+                }
+                statuses
+                    .insert(replica.clone(), json!({ "status": status, "replica_state": state }));
+                for mut i in view["instances"].as_array().cloned().unwrap_or_default() {
+                    i["replica"] = json!(replica);
+                    i["replica_state"] = json!(state);
+                    instances.push(i);
+                }
+            }
+            // Served by no live replica: unhealthy.
+            let worst = worst.unwrap_or(2);
+            overall = overall.max(worst);
+            servers.push(json!({
+                "name": name,
+                "status": STATUS[usize::from(worst)],
+                "replicas": statuses,
+                "instances": instances,
+            }));
+        }
+        let live = replicas.iter().filter(|r| r["state"] == "live").count();
+        Ok(json!({
+            "scope": "fleet",
+            "replica": me.id,
+            "status": STATUS[usize::from(overall)],
+            "replicas_live": live,
+            "replicas": replicas,
+            "servers": servers,
+        }))
+    }
+}
+
+const STATUS: [&str; 3] = ["healthy", "degraded", "unhealthy"];
+
+fn rank(status: &str) -> u8 {
+    match status {
+        "healthy" => 0,
+        "degraded" => 1,
+        _ => 2,
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+fn replica_json(r: &ReplicaRow, me: &str) -> Value {
+    let state = if r.stopped_at.is_some() {
+        "stopped"
+    } else if r.age_seconds > GONE_AFTER {
+        "gone"
+    } else {
+        "live"
+    };
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    v["age_seconds"] = json!((r.age_seconds * 10.0).round() / 10.0);
+    v["state"] = json!(state);
+    v["self"] = json!(r.id == me);
+    v
+}
+
+async fn heartbeat(inner: Arc<Inner>, stop: CancellationToken) {
+    let mut written: HashMap<String, String> = HashMap::new();
+    let mut tick = tokio::time::interval(BEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    for beat in 0_u64.. {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let result = async {
+            inner.store.replica_heartbeat(&inner.me).await?;
+            if beat % VIEWS_EVERY == 0 {
+                publish_views(&inner, &mut written).await?;
+            }
+            if beat % 60 == 59 {
+                inner.store.forget_replicas(warden_core::now() - FORGET_AFTER).await?;
+            }
+            Ok::<_, warden_store::DbError>(())
+        }
+        .await;
+        match result {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(replica = %inner.me.id, "fleet heartbeat written again");
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(replica = %inner.me.id, error = %e, "fleet heartbeat failed; retrying every 2 s");
+            }
+            _ => {}
+        }
+    }
+    let stopped = tokio::time::timeout(Duration::from_secs(3), async {
+        inner.store.replica_stopped(&inner.me.id).await
+    })
+    .await;
+    if !matches!(stopped, Ok(Ok(()))) {
+        tracing::warn!(replica = %inner.me.id, "could not mark this replica stopped; it will read as gone");
+    }
+}
+
+/// Writes the views that changed since the last successful write, deletes removed ones.
+async fn publish_views(
+    inner: &Inner,
+    written: &mut HashMap<String, String>,
+) -> Result<(), warden_store::DbError> {
+    let overview = inner.views.get();
+    let mut now: HashMap<String, String> = HashMap::with_capacity(overview.servers.len());
+    for s in &overview.servers {
+        now.insert(s.name.clone(), serde_json::to_string(s).unwrap_or_default());
+    }
+    let changed: Vec<(String, String)> = now
+        .iter()
+        .filter(|(name, view)| written.get(*name) != Some(*view))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let removed: Vec<String> = written.keys().filter(|n| !now.contains_key(*n)).cloned().collect();
+    if changed.is_empty() && removed.is_empty() {
+        return Ok(());
+    }
+    inner.store.put_server_views(&inner.me.id, &changed, &removed).await?;
+    *written = now;
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! The fleet's tables: each replica's heartbeat (`replicas`) and its servers' views
+//! (`server_views`). Timestamps that decide whether a replica is alive are the database's
+//! clock (`Backend::now_text`), so the replicas' own clocks may drift.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::alerts::json_of;
+use crate::writer::ts;
+use crate::Store;
+
+/// What a replica says of itself at every heartbeat.
+#[derive(Clone, Debug)]
+pub struct ReplicaInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub listen: Option<String>,
+    pub started_at: warden_core::Timestamp,
+}
+
+/// One replica as the database knows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplicaRow {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    pub listen: Option<String>,
+    pub started_at: String,
+    pub heartbeat_at: String,
+    pub stopped_at: Option<String>,
+    /// Seconds since its last heartbeat, by the database's clock.
+    pub age_seconds: f64,
+}
+
+/// One server's view on one replica.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerViewRow {
+    pub replica: String,
+    pub server: String,
+    pub view: Value,
+    pub updated_at: String,
+}
+
+impl Store {
+    /// Writes the replica's row with the database's time as its heartbeat (and clears a
+    /// `stopped_at` left by an earlier run under the same id).
+    pub async fn replica_heartbeat(&self, r: &ReplicaInfo) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO replicas (id, host, pid, version, listen, started_at, heartbeat_at, stopped_at)
+             VALUES ($1, $2, $3, $4, $5, $6, {now}, NULL)
+             ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+                version = excluded.version, listen = excluded.listen,
+                started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+                stopped_at = NULL",
+            now = self.backend.now_text()
+        );
+        sqlx::query(&sql)
+            .bind(&r.id)
+            .bind(&r.host)
+            .bind(i64::from(r.pid))
+            .bind(&r.version)
+            .bind(&r.listen)
+            .bind(ts(&r.started_at))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes the views that changed and deletes those of servers the replica no longer has,
+    /// in one transaction.
+    pub async fn put_server_views(
+        &self,
+        replica: &str,
+        changed: &[(String, String)],
+        removed: &[String],
+    ) -> Result<(), sqlx::Error> {
+        let upsert = format!(
+            "INSERT INTO server_views (replica, server, view, updated_at) VALUES ($1, $2, $3, {now})
+             ON CONFLICT (replica, server) DO UPDATE SET view = excluded.view,
+                updated_at = excluded.updated_at",
+            now = self.backend.now_text()
+        );
+        let mut tx = self.pool.begin().await?;
+        for (server, view) in changed {
+            sqlx::query(&upsert).bind(replica).bind(server).bind(view).execute(&mut *tx).await?;
+        }
+        for server in removed {
+            sqlx::query("DELETE FROM server_views WHERE replica = $1 AND server = $2")
+                .bind(replica)
+                .bind(server)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// A clean stop: the replica is marked stopped and its views deleted.
+    pub async fn replica_stopped(&self, id: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE replicas SET stopped_at = {now} WHERE id = $1",
+            now = self.backend.now_text()
+        );
+        sqlx::query(&sql).bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM server_views WHERE replica = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Deletes replicas (and their views) whose last heartbeat is older than `before`.
+    pub async fn forget_replicas(
+        &self,
+        before: warden_core::Timestamp,
+    ) -> Result<u64, sqlx::Error> {
+        let cutoff = ts(&before);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM server_views WHERE replica IN
+                (SELECT id FROM replicas WHERE heartbeat_at < $1)",
+        )
+        .bind(&cutoff)
+        .execute(&mut *tx)
+        .await?;
+        let r = sqlx::query("DELETE FROM replicas WHERE heartbeat_at < $1")
+            .bind(&cutoff)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Every replica (by id) and every server view (by server, then replica).
+    pub async fn fleet(&self) -> Result<(Vec<ReplicaRow>, Vec<ServerViewRow>), sqlx::Error> {
+        let b = self.backend;
+        let sql = format!(
+            "SELECT id, host, pid, version, listen, started_at, heartbeat_at, stopped_at,
+                    CAST({now} - {beat} AS DOUBLE PRECISION)
+             FROM replicas ORDER BY id",
+            now = b.epoch_fraction(b.now_text()),
+            beat = b.epoch_fraction("heartbeat_at"),
+        );
+        let replicas = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| -> Result<ReplicaRow, sqlx::Error> {
+                Ok(ReplicaRow {
+                    id: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    pid: r.try_get(2)?,
+                    version: r.try_get(3)?,
+                    listen: r.try_get(4)?,
+                    started_at: r.try_get(5)?,
+                    heartbeat_at: r.try_get(6)?,
+                    stopped_at: r.try_get(7)?,
+                    age_seconds: r.try_get::<Option<f64>, _>(8)?.unwrap_or(f64::INFINITY),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let views = sqlx::query(
+            "SELECT replica, server, view, updated_at FROM server_views ORDER BY server, replica",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| -> Result<ServerViewRow, sqlx::Error> {
+            Ok(ServerViewRow {
+                replica: r.try_get(0)?,
+                server: r.try_get(1)?,
+                view: json_of(r.try_get(2)?),
+                updated_at: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+        Ok((replicas, views))
+    }
+}
