@@ -77,6 +77,9 @@ impl App {
         let listener = wiring::bind(options.listen).await?;
         // 2. The store; if it cannot be opened, record in memory (supervision never waits).
         let (store, store_fallback) = wiring::open_store(&options.database).await;
+        // This replica's name, on the rows it opens (several may share the database).
+        let replica = wiring::replica_info(&listener);
+        store.set_replica(&replica.id);
         // 3. Recording: the event bus, metrics, the batching writer, the JSONL event log.
         let (recording, samples) = wiring::Recording::start(&store, &options);
         wiring::prepare_store(&store, &options.config).await;
@@ -94,7 +97,7 @@ impl App {
             &recording,
             seeds.clone(),
             &options,
-            &listener,
+            replica,
         )
         .await;
         // 7. The surfaces: HTTP routes and Warden's own MCP tools.

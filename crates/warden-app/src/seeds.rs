@@ -14,6 +14,10 @@ const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// The seeds learnt within [`SEED_MAX_AGE`]; a row that does not parse is skipped (and said).
 pub(crate) async fn load(store: &Store) -> SeedBook {
     let book = SeedBook::default();
+    if !store.is_ready() {
+        // Not reached yet (PostgreSQL down at start): warm up afresh rather than wait.
+        return book;
+    }
     let since = warden_core::now() - SEED_MAX_AGE;
     match store.predictor_seeds(since).await {
         Ok(rows) => {

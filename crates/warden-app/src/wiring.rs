@@ -129,6 +129,36 @@ impl Recording {
 
 /// Rows a previous run left open are closed; the failover configuration is recorded.
 pub(crate) async fn prepare_store(store: &Store, config: &Config) {
+    if !store.is_ready() {
+        // PostgreSQL not reached yet: done once it is, without holding up supervision.
+        let (store, config) = (store.clone(), config.clone());
+        tokio::spawn(async move {
+            store.wait_ready().await;
+            tidy_store(&store, &config).await;
+        });
+        return;
+    }
+    tidy_store(store, config).await;
+}
+
+/// Who this replica is: `WARDEN_REPLICA`, else `HOST:PORT` of its listener.
+pub(crate) fn replica_info(
+    listener: &Option<(TcpListener, SocketAddr)>,
+) -> warden_store::ReplicaInfo {
+    let bound = listener.as_ref().map(|(_, b)| *b);
+    let host = warden_ops::fleet::host_name();
+    warden_store::ReplicaInfo {
+        id: warden_ops::fleet::replica_id(&host, bound),
+        host,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        listen: bound.map(|b| b.to_string()),
+        started_at: warden_core::now(),
+    }
+}
+
+/// Closes what a previous run of this replica left open; records the failover table.
+async fn tidy_store(store: &Store, config: &Config) {
     match store.abandon_open_failures().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -192,7 +222,7 @@ impl Services {
         recording: &Recording,
         seeds: SeedBook,
         options: &RunOptions,
-        listener: &Option<(TcpListener, SocketAddr)>,
+        replica: warden_store::ReplicaInfo,
     ) -> Self {
         let stop = CancellationToken::new();
         let gateway_stop = CancellationToken::new();
@@ -215,11 +245,23 @@ impl Services {
             Arc::clone(&recording.bus),
             follow(&recording.settings.subscribe(), |w| w.tuning.clone()),
         );
-        // Changes still in force are put back before anything is served.
-        match tuner.restore().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(parameters = n, "tuning changes restored"),
-            Err(e) => tracing::warn!("tuning changes could not be read back: {e}"),
+        // Changes still in force are put back before anything is served (once the database
+        // is reached, when PostgreSQL was down at start).
+        let restore = {
+            let (tuner, store) = (tuner.clone(), store.clone());
+            async move {
+                store.wait_ready().await;
+                match tuner.restore().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(parameters = n, "tuning changes restored"),
+                    Err(e) => tracing::warn!("tuning changes could not be read back: {e}"),
+                }
+            }
+        };
+        if store.is_ready() {
+            restore.await;
+        } else {
+            tokio::spawn(restore);
         }
         tuner.spawn_auto(stop.clone());
         let alerts = alerting::Alerts::start(
@@ -229,8 +271,8 @@ impl Services {
                 store: store.clone(),
                 bus: Arc::clone(&recording.bus),
                 settings: follow(&recording.settings.subscribe(), |w| w.alerts.clone()),
-                external_url: match listener {
-                    Some((_, bound)) => format!("http://{bound}"),
+                external_url: match &replica.listen {
+                    Some(bound) => format!("http://{bound}"),
                     None => "http://127.0.0.1:7420".to_owned(),
                 },
             },
@@ -243,20 +285,7 @@ impl Services {
             Arc::clone(&recording.bus),
             stop.clone(),
         );
-        let bound = listener.as_ref().map(|(_, b)| *b);
-        let host = warden_ops::fleet::host_name();
-        let fleet = warden_ops::fleet::Fleet::new(
-            store.clone(),
-            registry.views(),
-            warden_store::ReplicaInfo {
-                id: warden_ops::fleet::replica_id(&host, bound),
-                host,
-                pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                listen: bound.map(|b| b.to_string()),
-                started_at: warden_core::now(),
-            },
-        );
+        let fleet = warden_ops::fleet::Fleet::new(store.clone(), registry.views(), replica);
         let fleet_stop = CancellationToken::new();
         let fleet_task = fleet.spawn(fleet_stop.clone());
         Self {

@@ -8,11 +8,12 @@ use std::path::Path;
 use crate::{Backend, StoreError};
 
 impl Backend {
-    /// Whole seconds since the Unix epoch of a timestamp column, as an integer (rounded down,
-    /// as SQLite's `strftime('%s')` does).
+    /// Whole seconds since the Unix epoch of a timestamp column, as an integer, rounded down.
+    /// (SQLite's `strftime('%s')` rounds to the millisecond first, so the fraction is cut off
+    /// before: `…T12:00:59.9996Z` is second 59 in both engines.)
     pub(crate) fn epoch_seconds(self, column: &str) -> String {
         match self {
-            Self::Sqlite => format!("CAST(strftime('%s', {column}) AS INTEGER)"),
+            Self::Sqlite => format!("CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER)"),
             Self::Postgres => {
                 format!("CAST(FLOOR(EXTRACT(EPOCH FROM CAST({column} AS TIMESTAMPTZ))) AS BIGINT)")
             }
@@ -23,7 +24,8 @@ impl Backend {
     /// this clock, never a replica's.
     pub(crate) fn now_text(self) -> &'static str {
         match self {
-            Self::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            // Six fraction digits, as the store's own timestamps (`writer::ts`) have.
+            Self::Sqlite => "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z')",
             Self::Postgres => {
                 "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
             }
@@ -53,7 +55,7 @@ impl Backend {
     /// A number at `path` (keys, outermost first) in a JSON text column, as a double.
     pub(crate) fn json_number(self, column: &str, path: &[&str]) -> String {
         match self {
-            Self::Sqlite => format!("json_extract({column}, '$.{}')", path.join(".")),
+            Self::Sqlite => format!("CAST(json_extract({column}, '$.{}') AS REAL)", path.join(".")),
             Self::Postgres => format!(
                 "CAST(CAST({column} AS JSONB) #>> '{{{}}}' AS DOUBLE PRECISION)",
                 path.join(",")

@@ -18,6 +18,7 @@ mod alerts;
 mod dialect;
 mod fleet;
 mod location;
+mod migrate;
 mod queries;
 mod reports;
 mod seeds;
@@ -105,6 +106,12 @@ pub struct Store {
     max_pages: Arc<std::sync::atomic::AtomicU64>,
     /// Set once the migrations have run.
     migrated: Arc<tokio::sync::OnceCell<()>>,
+    /// `true` once the migrations have run (for [`Store::wait_ready`]).
+    ready: tokio::sync::watch::Sender<bool>,
+    /// The URL connected to (PostgreSQL: its password too; never shown).
+    url: Arc<str>,
+    /// This replica's id, stamped on the failure rows it opens (see [`Store::set_replica`]).
+    replica: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Store {
@@ -160,7 +167,7 @@ impl Store {
         let health = StoreHealth { ok: true, location: display.clone(), ..Default::default() };
         if backend == Backend::Sqlite {
             let pool = options.connect(&url).await.map_err(sqlx_error)?;
-            let store = Self::new(pool, backend, display.clone(), health);
+            let store = Self::new(pool, backend, display.clone(), health, &url);
             store.ready().await.map_err(|e| match e {
                 sqlx::Error::Migrate(source) => {
                     StoreError::Migrate { location: display.clone(), source: *source }
@@ -173,7 +180,7 @@ impl Store {
         // it is reachable. The pool connects on first use; until the migrations have run,
         // health says why, the writer keeps its rows, and a task retries every 2 s.
         let pool = options.connect_lazy(&url).map_err(sqlx_error)?;
-        let store = Self::new(pool, backend, display, health);
+        let store = Self::new(pool, backend, display, health, &url);
         if let Err(e) = store.ready().await {
             tracing::warn!(error = %e, "PostgreSQL is not ready; recording waits and retries");
             store.set_health(|h| {
@@ -186,6 +193,11 @@ impl Store {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     if retry.ready().await.is_ok() {
                         tracing::info!("PostgreSQL is ready");
+                        // The writer may have nothing to write: health says so now.
+                        retry.set_health(|h| {
+                            h.ok = true;
+                            h.last_error = None;
+                        });
                         break;
                     }
                 }
@@ -194,7 +206,13 @@ impl Store {
         Ok(store)
     }
 
-    fn new(pool: AnyPool, backend: Backend, location: String, health: StoreHealth) -> Self {
+    fn new(
+        pool: AnyPool,
+        backend: Backend,
+        location: String,
+        health: StoreHealth,
+        url: &str,
+    ) -> Self {
         Self {
             pool,
             backend,
@@ -202,23 +220,33 @@ impl Store {
             health: Arc::new(Mutex::new(health)),
             max_pages: Arc::default(),
             migrated: Arc::default(),
+            ready: tokio::sync::watch::channel(false).0,
+            url: url.into(),
+            replica: Arc::default(),
         }
     }
 
-    /// Runs the migrations once (PostgreSQL: on the first call that reaches the server).
-    pub(crate) async fn ready(&self) -> Result<(), sqlx::Error> {
-        self.migrated
-            .get_or_try_init(|| async {
-                let migrated = match self.backend {
-                    Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
-                    Backend::Postgres => {
-                        sqlx::migrate!("./migrations/postgres").run(&self.pool).await
-                    }
-                };
-                migrated.map_err(|e| sqlx::Error::Migrate(Box::new(e)))
-            })
-            .await
-            .map(|_| ())
+    /// The migrations have run: every table is there.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Resolves once the migrations have run (at once with SQLite; with PostgreSQL when it
+    /// was first reached).
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// Names this replica: failure rows it opens carry the id, and only its own are resolved
+    /// by its recoveries or abandoned at its start (several replicas share one database, and
+    /// `alpha#0` is an instance on each). Set once, before the writer starts.
+    pub fn set_replica(&self, id: &str) {
+        let _ = self.replica.set(id.to_owned());
+    }
+
+    pub(crate) fn replica(&self) -> Option<&str> {
+        self.replica.get().map(String::as_str)
     }
 
     /// The engine: SQLite or PostgreSQL.
@@ -263,9 +291,12 @@ impl Store {
         }
     }
 
-    /// Closes the pool (after the writer has flushed).
+    /// Closes the pool (after the writer has flushed); 5 s at most, so a database that stopped
+    /// answering cannot hold Warden's shutdown.
     pub async fn close(&self) {
-        self.pool.close().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.pool.close()).await.is_err() {
+            tracing::warn!(database = %self.location, "the database connections did not close within 5 s");
+        }
     }
 }
 

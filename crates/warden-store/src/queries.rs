@@ -267,14 +267,17 @@ impl Store {
     }
 
     /// Closes failure rows a previous Warden left open (it stopped or died before they were
-    /// resolved): `recovery_action = 'abandoned'`. Returns how many.
+    /// resolved): `recovery_action = 'abandoned'`. With a replica id set, only that replica's
+    /// (and rows older than replica ids); other live replicas' incidents stay open. Returns
+    /// how many.
     pub async fn abandon_open_failures(&self) -> Result<u64, sqlx::Error> {
         let now = ts(&warden_core::now());
         let r = sqlx::query(
             "UPDATE integration_failures SET resolved = 1, recovery_action = 'abandoned', resolved_at = $1
-             WHERE resolved = 0",
+             WHERE resolved = 0 AND ($2 IS NULL OR replica = $2 OR replica IS NULL)",
         )
         .bind(&now)
+        .bind(self.replica())
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())
@@ -285,14 +288,22 @@ impl Store {
         &self,
         configs: &[FailoverConfig],
     ) -> Result<(), sqlx::Error> {
+        // Upserts, then deletes what the config no longer has: replicas syncing at once each
+        // write the same rows (a delete-all-then-insert would collide on the unique name).
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM failover_configurations").execute(&mut *tx).await?;
         let now = ts(&warden_core::now());
         for c in configs {
             sqlx::query(
                 "INSERT INTO failover_configurations (primary_server_type, fallback_strategy, fallback_server_type,
                     auto_recovery_enabled, max_retry_attempts, retry_delay_seconds, health_check_interval_seconds, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (primary_server_type) DO UPDATE SET
+                    fallback_strategy = excluded.fallback_strategy,
+                    fallback_server_type = excluded.fallback_server_type,
+                    auto_recovery_enabled = excluded.auto_recovery_enabled,
+                    max_retry_attempts = excluded.max_retry_attempts,
+                    retry_delay_seconds = excluded.retry_delay_seconds,
+                    health_check_interval_seconds = excluded.health_check_interval_seconds",
             )
             .bind(&c.primary_server_type)
             .bind(&c.fallback_strategy)
@@ -304,6 +315,18 @@ impl Store {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
+        }
+        let present: Vec<String> =
+            sqlx::query_scalar("SELECT primary_server_type FROM failover_configurations")
+                .fetch_all(&mut *tx)
+                .await?;
+        for name in present {
+            if !configs.iter().any(|c| c.primary_server_type == name) {
+                sqlx::query("DELETE FROM failover_configurations WHERE primary_server_type = $1")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await
     }

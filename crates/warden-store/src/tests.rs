@@ -43,15 +43,19 @@ pub(crate) use on_both_engines;
 
 /// A new, empty store on `b`: a file in `dir`, or a new database on the shared server.
 pub(crate) async fn open_store(b: Backend, dir: &std::path::Path) -> Store {
-    let location = match b {
+    Store::open(&new_location(b, dir).await).await.unwrap()
+}
+
+/// Where a new, empty store on `b` lives.
+async fn new_location(b: Backend, dir: &std::path::Path) -> Location {
+    match b {
         Backend::Sqlite => Location::Sqlite(dir.join("nested").join("warden.db")),
         Backend::Postgres => Location::Postgres(
             tokio::task::spawn_blocking(|| warden_testkit::postgres::shared_database("store"))
                 .await
                 .unwrap(),
         ),
-    };
-    Store::open(&location).await.unwrap()
+    }
 }
 
 on_both_engines!(
@@ -65,6 +69,7 @@ on_both_engines!(
     slo_minutes_are_rewritten_in_place_and_read_back_in_order,
     predictor_seeds_are_rewritten_per_server_and_old_ones_dropped,
     replicas_beat_publish_their_views_stop_and_are_forgotten,
+    failure_rows_belong_to_the_replica_that_opened_them,
 );
 
 async fn fixture(b: Backend) -> Fixture {
@@ -316,6 +321,28 @@ async fn a_store_opened_while_postgres_is_down_migrates_and_writes_once_it_is_up
     f.writer.await.unwrap();
     f.store.close().await;
     drop(pg);
+}
+
+/// A managed PostgreSQL that requires TLS (`sslmode=require`) is reached over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_when_the_url_requires_it() {
+    use warden_testkit::postgres::{Postgres, PASSWORD};
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = Postgres::init_tls(PASSWORD);
+        pg.wait_ready();
+        pg
+    })
+    .await
+    .unwrap();
+    let url = format!("{}?sslmode=require", pg.url("postgres"));
+    let store = Store::open(&Location::Postgres(url)).await.unwrap();
+    assert!(store.is_ready(), "{:?}", store.health());
+    let tls: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert!(tls, "the connection is encrypted");
+    store.close().await;
 }
 
 #[tokio::test]
@@ -670,4 +697,47 @@ async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
     assert_eq!(f.store.forget_replicas(later).await.unwrap(), 2);
     let (replicas, views) = f.store.fleet().await.unwrap();
     assert!(replicas.is_empty() && views.is_empty());
+}
+
+/// Two replicas on one database, each with an instance `files#0`: a recovery resolves, and a
+/// start abandons, only the replica's own failure rows.
+async fn failure_rows_belong_to_the_replica_that_opened_them(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let location = new_location(b, dir.path()).await;
+    let on = |id: &'static str| {
+        let location = location.clone();
+        async move {
+            let store = Store::open(&location).await.unwrap();
+            store.set_replica(id);
+            fixture_with(tempfile::tempdir().unwrap(), store)
+        }
+    };
+    let (r1, r2) = (on("r1").await, on("r2").await);
+    let crash = || {
+        event(EventKind::Failure {
+            reason: Reason::new(FailureClass::Crash, "exited"),
+            context: "x".into(),
+        })
+    };
+    let recovered = || {
+        event(EventKind::Recovered {
+            class: FailureClass::Crash,
+            action: RecoveryAction::Restart,
+            downtime_seconds: 2.0,
+        })
+    };
+    r1.events.send(crash()).await.unwrap();
+    eventually(async || r1.store.count("integration_failures").await.unwrap() == 1).await;
+    assert_eq!(r2.store.abandon_open_failures().await.unwrap(), 0, "r1's incident is r1's");
+    r2.events.send(recovered()).await.unwrap();
+    eventually(async || r2.store.count("events").await.unwrap() == 2).await;
+    assert!(!r1.store.failures(None, 1).await.unwrap()[0].resolved, "r2's recovery is not r1's");
+    r1.events.send(recovered()).await.unwrap();
+    eventually(async || r1.store.failures(None, 1).await.unwrap()[0].resolved).await;
+    let row = &r1.store.failures(None, 1).await.unwrap()[0];
+    assert_eq!(row.recovery_action.as_deref(), Some("restart"));
+    for f in [r1, r2] {
+        f.shutdown.cancel();
+        f.writer.await.unwrap();
+    }
 }

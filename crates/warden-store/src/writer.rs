@@ -18,6 +18,9 @@ const MAX_BACKLOG: usize = 20_000;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const FLUSH_AT: usize = 500;
 
+/// The longest one batch may take to be written.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Attempts at the final flush when the writer stops (250 ms apart).
 const SHUTDOWN_TRIES: u32 = 8;
 
@@ -131,7 +134,9 @@ impl Store {
     /// Writes the whole backlog in one transaction. On failure the backlog is kept (bounded).
     async fn flush(&self, backlog: &mut VecDeque<Op>) -> bool {
         let started = Instant::now();
-        let result = async {
+        // Bounded: a PostgreSQL host that vanished without resetting the connection would
+        // otherwise hold the write (and the health that depends on it) until TCP gives up.
+        let result = tokio::time::timeout(WRITE_TIMEOUT, async {
             self.ready().await?;
             let mut tx = self.pool.begin().await?;
             match self.max_pages.load(std::sync::atomic::Ordering::SeqCst) {
@@ -145,11 +150,20 @@ impl Store {
                 }
             }
             for op in backlog.iter() {
-                write_op(&mut tx, op).await?;
+                write_op(&mut tx, op, self.replica()).await?;
             }
             tx.commit().await
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the database did not complete a write within {} s",
+                    WRITE_TIMEOUT.as_secs()
+                ),
+            )))
+        });
         match result {
             Ok(()) => {
                 let n = backlog.len() as u64;
@@ -218,14 +232,22 @@ impl Store {
     }
 }
 
-async fn write_op(tx: &mut Transaction<'_, Any>, op: &Op) -> Result<(), sqlx::Error> {
+async fn write_op(
+    tx: &mut Transaction<'_, Any>,
+    op: &Op,
+    replica: Option<&str>,
+) -> Result<(), sqlx::Error> {
     match op {
-        Op::Event(e) => write_event(tx, e).await,
+        Op::Event(e) => write_event(tx, e, replica).await,
         Op::Sample(s) => write_sample(tx, s).await,
     }
 }
 
-async fn write_event(tx: &mut Transaction<'_, Any>, e: &Event) -> Result<(), sqlx::Error> {
+async fn write_event(
+    tx: &mut Transaction<'_, Any>,
+    e: &Event,
+    replica: Option<&str>,
+) -> Result<(), sqlx::Error> {
     let at = ts(&e.at);
     let server = e.instance.as_ref().map(|i| i.server().to_owned()).or_else(|| match &e.kind {
         EventKind::TuningChanged { server, .. } => Some(server.clone()),
@@ -249,8 +271,8 @@ async fn write_event(tx: &mut Transaction<'_, Any>, e: &Event) -> Result<(), sql
     match &e.kind {
         EventKind::Failure { reason, context } => {
             sqlx::query(
-                "INSERT INTO integration_failures (server_type, server_instance, failure_type, task_context, error_details, resolved, occurred_at, trace_id)
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
+                "INSERT INTO integration_failures (server_type, server_instance, failure_type, task_context, error_details, resolved, occurred_at, trace_id, replica)
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8)",
             )
             .bind(server.as_deref().unwrap_or("warden"))
             .bind(&instance)
@@ -259,18 +281,20 @@ async fn write_event(tx: &mut Transaction<'_, Any>, e: &Event) -> Result<(), sql
             .bind(&reason.message)
             .bind(&at)
             .bind(&trace)
+            .bind(replica)
             .execute(&mut **tx)
             .await?;
         }
         EventKind::Recovered { action, downtime_seconds, .. } => {
             sqlx::query(
                 "UPDATE integration_failures SET resolved = 1, recovery_action = $1, resolution_time_seconds = $2, resolved_at = $3
-                 WHERE server_instance = $4 AND resolved = 0",
+                 WHERE server_instance = $4 AND resolved = 0 AND ($5 IS NULL OR replica = $5)",
             )
             .bind(action.as_str())
             .bind(downtime_seconds)
             .bind(&at)
             .bind(&instance)
+            .bind(replica)
             .execute(&mut **tx)
             .await?;
         }

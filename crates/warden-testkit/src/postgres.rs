@@ -4,9 +4,10 @@
 //!
 //! [`Postgres::init`] gives a test its own server, stopped (by its pid) when dropped.
 //! [`shared`] gives every test of one test binary the same server, each test making its own
-//! database ([`Postgres::create_database`]). It is killed by the kernel when the test binary
-//! exits or is killed (`setpriv --pdeathsig KILL`, util-linux); its directory is removed by the
-//! next test binary that starts a shared server (its owner's pid is gone by then).
+//! database ([`Postgres::create_database`]). It is shut down by the kernel's signal when the
+//! test binary exits or is killed (`setpriv --pdeathsig INT`, util-linux: a fast shutdown,
+//! which also frees its shared memory); its directory is removed by the next test binary that
+//! starts a shared server (its owner's pid is gone by then).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +28,8 @@ pub struct Postgres {
     pub port: u16,
     /// Kill the server when the thread that started it ends (see [`shared`]).
     die_with_parent: bool,
+    /// Serve TLS too (a self-signed certificate made by [`Postgres::init_tls`]).
+    tls: bool,
 }
 
 impl Postgres {
@@ -36,12 +39,38 @@ impl Postgres {
         Self::make(password, false)
     }
 
+    /// [`Postgres::init`], serving TLS as well with a self-signed certificate (openssl).
+    pub fn init_tls(password: &str) -> Self {
+        let mut pg = Self::init(password);
+        pg.stop();
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+            .args(["/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.crt"])
+            .current_dir(pg.dir.path().join("data"))
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+        for f in ["server.key", "server.crt"] {
+            let p = pg.dir.path().join("data").join(f);
+            if let Some((uid, gid)) = pg.user {
+                std::os::unix::fs::chown(&p, Some(uid), Some(gid)).expect("chown to postgres");
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        pg.tls = true;
+        pg.start();
+        pg
+    }
+
     fn make(password: &str, die_with_parent: bool) -> Self {
         let bin = bindir();
         let prefix = if die_with_parent { SHARED_PREFIX } else { "warden-pg-" };
         let dir = tempfile::Builder::new().prefix(prefix).tempdir().expect("a temp dir");
-        std::fs::write(dir.path().join("owner"), std::process::id().to_string())
-            .expect("write the owner file");
+        // Written whole (renamed into place): a sweep never reads half an owner.
+        let owner = dir.path().join("owner.tmp");
+        std::fs::write(&owner, std::process::id().to_string()).expect("write the owner file");
+        std::fs::rename(&owner, dir.path().join("owner")).expect("name the owner file");
         let user = if is_root() {
             Some(
                 postgres_user().expect("running as root needs a `postgres` user to run PostgreSQL"),
@@ -57,7 +86,8 @@ impl Postgres {
                 std::os::unix::fs::chown(&p, Some(uid), Some(gid)).expect("chown to postgres");
             }
         }
-        let mut pg = Self { child: None, bin, dir, user, port: free_port(), die_with_parent };
+        let mut pg =
+            Self { child: None, bin, dir, user, port: free_port(), die_with_parent, tls: false };
         let out = pg
             .command("initdb")
             .args(["-D", "data", "-U", "warden", "--auth-local=trust", "--auth-host=scram-sha-256"])
@@ -89,9 +119,14 @@ impl Postgres {
         let postgres = self.bin.join("postgres");
         // setpriv sets the parent-death signal after the uid change (which would clear it) and
         // execs the server in its place, so the pid below is the postmaster's.
-        let mut command = if self.die_with_parent && Path::new(SETPRIV).exists() {
+        let mut command = if self.die_with_parent {
+            assert!(
+                Path::new(SETPRIV).exists(),
+                "{SETPRIV} is missing (Debian package util-linux): the shared PostgreSQL would \
+                 outlive the tests"
+            );
             let mut c = Command::new(SETPRIV);
-            c.args(["--pdeathsig", "KILL", "--"]).arg(postgres);
+            c.args(["--pdeathsig", "INT", "--"]).arg(postgres);
             self.command_with(c)
         } else {
             self.command_with(Command::new(postgres))
@@ -101,6 +136,7 @@ impl Postgres {
             .arg(self.dir.path().join("sock"))
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "max_connections=200"])
+            .args(if self.tls { &["-c", "ssl=on"][..] } else { &[][..] })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -234,7 +270,8 @@ fn sweep_stale_shared_dirs() {
         if !name.to_string_lossy().starts_with(SHARED_PREFIX) {
             continue;
         }
-        let owner = std::fs::read_to_string(e.path().join("owner")).unwrap_or_default();
+        // No owner file yet: being made right now by another test binary.
+        let Ok(owner) = std::fs::read_to_string(e.path().join("owner")) else { continue };
         let alive = owner
             .trim()
             .parse::<u32>()

@@ -107,40 +107,48 @@ impl Alerts {
     pub async fn start(src: Sources, stop: CancellationToken) -> Self {
         let now = Utc::now();
         let mut shared = Shared::default();
-        match src.store.silences(now).await {
-            Ok(rows) => shared.silences = rows.iter().filter_map(silence_of).collect(),
-            Err(e) => tracing::warn!(error = %e, "could not load silences from the database"),
-        }
-        match src.store.pending_notifications().await {
-            Ok(rows) => {
-                for r in rows {
-                    shared.next_seq += 1;
-                    shared.outbox.push_back(Outgoing {
-                        id: Some(r.id),
-                        seq: shared.next_seq,
-                        group: r.group_key,
-                        status: if r.status == "resolved" { "resolved" } else { "firing" },
-                        receiver: r.receiver,
-                        body: r.payload,
-                        attempts: r.attempts.max(0) as u32,
-                        due: Instant::now(),
-                        created: DateTime::parse_from_rfc3339(&r.created_at)
-                            .map_or(now, |t| t.with_timezone(&Utc)),
-                        last_error: r.last_error,
-                    });
-                }
-                if !shared.outbox.is_empty() {
-                    tracing::info!(
-                        pending = shared.outbox.len(),
-                        "resuming delivery of notifications a previous run left undelivered"
-                    );
-                }
+        // A database not reached yet (PostgreSQL down at start) would make each read wait out
+        // the pool's timeout while supervision waits to start: start without them.
+        if src.store.is_ready() {
+            match src.store.silences(now).await {
+                Ok(rows) => shared.silences = rows.iter().filter_map(silence_of).collect(),
+                Err(e) => tracing::warn!(error = %e, "could not load silences from the database"),
             }
-            Err(e) => tracing::warn!(error = %e, "could not load undelivered notifications"),
-        }
-        match src.store.close_open_alerts(now).await {
-            Ok(0) | Err(_) => {}
-            Ok(n) => tracing::info!(rows = n, "closed alerts a previous run left firing"),
+            match src.store.pending_notifications().await {
+                Ok(rows) => {
+                    for r in rows {
+                        shared.next_seq += 1;
+                        shared.outbox.push_back(Outgoing {
+                            id: Some(r.id),
+                            seq: shared.next_seq,
+                            group: r.group_key,
+                            status: if r.status == "resolved" { "resolved" } else { "firing" },
+                            receiver: r.receiver,
+                            body: r.payload,
+                            attempts: r.attempts.max(0) as u32,
+                            due: Instant::now(),
+                            created: DateTime::parse_from_rfc3339(&r.created_at)
+                                .map_or(now, |t| t.with_timezone(&Utc)),
+                            last_error: r.last_error,
+                        });
+                    }
+                    if !shared.outbox.is_empty() {
+                        tracing::info!(
+                            pending = shared.outbox.len(),
+                            "resuming delivery of notifications a previous run left undelivered"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not load undelivered notifications"),
+            }
+            match src.store.close_open_alerts(now).await {
+                Ok(0) | Err(_) => {}
+                Ok(n) => tracing::info!(rows = n, "closed alerts a previous run left firing"),
+            }
+        } else {
+            tracing::warn!(
+                "the database is not reachable: silences and undelivered notifications are not loaded"
+            );
         }
         let alerts = Self {
             shared: Arc::new(Mutex::new(shared)),
