@@ -287,6 +287,7 @@ async fn write_known_samples(app: &App, base: chrono::DateTime<chrono::Utc>) {
             retention: tokio::sync::watch::channel(Duration::from_secs(86_400)).1,
             prune_every: Duration::from_secs(3600),
             bus: None,
+            leading: None,
         },
         stop.clone(),
     );

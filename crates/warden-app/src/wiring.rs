@@ -87,6 +87,8 @@ pub(crate) struct Recording {
     pub(crate) event_log: eventlog::EventLog,
     /// Warden's own settings as the last reload left them; the services follow their part.
     pub(crate) settings: Arc<watch::Sender<WardenSettings>>,
+    /// Whether this replica leads the fleet (always, with SQLite); held until the writer stops.
+    pub(crate) leading: warden_store::Leading,
 }
 
 impl Recording {
@@ -101,6 +103,7 @@ impl Recording {
         let metrics = warden_metrics::Metrics::new();
         metrics.spawn_event_counter(bus.subscribe());
         let writer_stop = CancellationToken::new();
+        let leading = store.spawn_leader_election(writer_stop.clone());
         let writer = store.spawn_writer(
             events_rx,
             samples_rx,
@@ -108,6 +111,7 @@ impl Recording {
                 retention: follow(&live, |w| w.retention),
                 prune_every: Duration::from_secs(3600),
                 bus: Some(Arc::clone(&bus)),
+                leading: Some(leading.clone()),
             },
             writer_stop.clone(),
         );
@@ -116,7 +120,7 @@ impl Recording {
             follow(&live, |w| w.retention),
             &bus,
         );
-        (Self { bus, metrics, writer, writer_stop, event_log, settings }, samples_tx)
+        (Self { bus, metrics, writer, writer_stop, event_log, settings, leading }, samples_tx)
     }
 
     /// Closes the event log and flushes the writer.
@@ -271,6 +275,7 @@ impl Services {
                 store: store.clone(),
                 bus: Arc::clone(&recording.bus),
                 settings: follow(&recording.settings.subscribe(), |w| w.alerts.clone()),
+                leading: recording.leading.clone(),
                 external_url: match &replica.listen {
                     Some(bound) => format!("http://{bound}"),
                     None => "http://127.0.0.1:7420".to_owned(),
@@ -285,7 +290,12 @@ impl Services {
             Arc::clone(&recording.bus),
             stop.clone(),
         );
-        let fleet = warden_ops::fleet::Fleet::new(store.clone(), registry.views(), replica);
+        let fleet = warden_ops::fleet::Fleet::new(
+            store.clone(),
+            registry.views(),
+            replica,
+            recording.leading.clone(),
+        );
         let fleet_stop = CancellationToken::new();
         let fleet_task = fleet.spawn(fleet_stop.clone());
         Self {

@@ -35,6 +35,7 @@ struct Inner {
     me: ReplicaInfo,
     /// The database is shared (PostgreSQL): the heartbeat runs and the fleet is read from it.
     shared: bool,
+    leading: warden_store::Leading,
 }
 
 /// This replica's id: `WARDEN_REPLICA`, else `HOST:PORT` of its listener (`HOST:pidPID`
@@ -59,9 +60,19 @@ pub fn host_name() -> String {
 }
 
 impl Fleet {
-    pub fn new(store: Store, views: Views, me: ReplicaInfo) -> Self {
+    pub fn new(
+        store: Store,
+        views: Views,
+        me: ReplicaInfo,
+        leading: warden_store::Leading,
+    ) -> Self {
         let shared = store.backend() == warden_store::Backend::Postgres;
-        Self { inner: Arc::new(Inner { store, views, me, shared }) }
+        Self { inner: Arc::new(Inner { store, views, me, shared, leading }) }
+    }
+
+    /// This replica leads the fleet now (always, alone).
+    pub fn leading(&self) -> bool {
+        *self.inner.leading.borrow()
     }
 
     /// This replica's id.
@@ -92,6 +103,7 @@ impl Fleet {
             replicas.push(json!({
                 "id": me.id, "host": me.host, "pid": me.pid, "version": me.version,
                 "listen": me.listen, "started_at": me.started_at, "state": "live", "self": true,
+                "leading": self.leading(),
             }));
         }
         let state_of: HashMap<String, String> =
@@ -136,9 +148,15 @@ impl Fleet {
             }));
         }
         let live = replicas.iter().filter(|r| r["state"] == "live").count();
+        let leader = replicas
+            .iter()
+            .find(|r| r["leading"] == true && r["state"] == "live")
+            .map(|r| r["id"].clone());
         Ok(json!({
             "scope": "fleet",
             "replica": me.id,
+            "leading": self.leading(),
+            "leader": leader,
             "status": STATUS[usize::from(overall)],
             "replicas_live": live,
             "replicas": replicas,
@@ -187,7 +205,8 @@ async fn heartbeat(inner: Arc<Inner>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let result = async {
-            inner.store.replica_heartbeat(&inner.me).await?;
+            let leading = *inner.leading.borrow();
+            inner.store.replica_heartbeat(&inner.me, leading).await?;
             if beat % VIEWS_EVERY == 0 {
                 publish_views(&inner, &mut written).await?;
             }

@@ -78,6 +78,43 @@ pub(crate) fn json_of(s: String) -> Value {
 const NOTIFICATION_COLUMNS: &str = "id, receiver, group_key, status, payload, state, attempts,
     next_attempt_at, last_error, created_at, delivered_at";
 
+/// A pending outbox row for `[receiver, group_key, status]`, returning its id.
+fn insert_notification<'q>(
+    [receiver, group_key, status]: [&'q str; 3],
+    payload: &Value,
+    now: DateTime<Utc>,
+    alert_set: Option<&'q str>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO alert_notifications (receiver, group_key, status, payload, state,
+                                          next_attempt_at, created_at, alert_set)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $5, $6) RETURNING id",
+    )
+    .bind(receiver)
+    .bind(group_key)
+    .bind(status)
+    .bind(json_text(payload))
+    .bind(ts(&now))
+    .bind(alert_set)
+}
+
+fn alert_row(r: sqlx::any::AnyRow) -> AlertRow {
+    AlertRow {
+        id: r.get(0),
+        fingerprint: r.get(1),
+        name: r.get(2),
+        severity: r.get(3),
+        server: r.get(4),
+        instance: r.get(5),
+        labels: json_of(r.get(6)),
+        annotations: json_of(r.get(7)),
+        value: r.get(8),
+        starts_at: r.get(9),
+        fired_at: r.get(10),
+        ends_at: r.get(11),
+    }
+}
+
 fn notification(r: sqlx::any::AnyRow) -> NotificationRow {
     NotificationRow {
         id: r.get(0),
@@ -100,8 +137,8 @@ impl Store {
         let label = |k: &str| a.labels.get(k).and_then(Value::as_str).map(str::to_owned);
         let r = sqlx::query(
             "INSERT INTO alerts (fingerprint, name, severity, server, instance, labels, annotations,
-                                 value, starts_at, fired_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                                 value, starts_at, fired_at, replica)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(a.fingerprint)
         .bind(a.name)
@@ -113,6 +150,7 @@ impl Store {
         .bind(a.value.is_finite().then_some(a.value))
         .bind(ts(&a.starts_at))
         .bind(ts(&a.fired_at))
+        .bind(self.replica())
         .fetch_one(&self.pool)
         .await?;
         r.try_get(0)
@@ -124,21 +162,30 @@ impl Store {
         fingerprint: &str,
         ends_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE alerts SET ends_at = $1 WHERE fingerprint = $2 AND ends_at IS NULL")
-            .bind(ts(&ends_at))
-            .bind(fingerprint)
-            .execute(&self.pool)
-            .await?;
+        // Only this replica's row: another replica may still see the same alert firing.
+        sqlx::query(
+            "UPDATE alerts SET ends_at = $1 WHERE fingerprint = $2 AND ends_at IS NULL
+               AND ($3 IS NULL OR replica = $3 OR replica IS NULL)",
+        )
+        .bind(ts(&ends_at))
+        .bind(fingerprint)
+        .bind(self.replica())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Closes every alert a previous run left open (its evaluation state is gone); returns how
     /// many.
     pub async fn close_open_alerts(&self, at: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        let r = sqlx::query("UPDATE alerts SET ends_at = $1 WHERE ends_at IS NULL")
-            .bind(ts(&at))
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE alerts SET ends_at = $1 WHERE ends_at IS NULL
+               AND ($2 IS NULL OR replica = $2 OR replica IS NULL)",
+        )
+        .bind(ts(&at))
+        .bind(self.replica())
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 
@@ -160,26 +207,29 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AlertRow {
-                id: r.get(0),
-                fingerprint: r.get(1),
-                name: r.get(2),
-                severity: r.get(3),
-                server: r.get(4),
-                instance: r.get(5),
-                labels: json_of(r.get(6)),
-                annotations: json_of(r.get(7)),
-                value: r.get(8),
-                starts_at: r.get(9),
-                fired_at: r.get(10),
-                ends_at: r.get(11),
-            })
-            .collect())
+        Ok(rows.into_iter().map(alert_row).collect())
     }
 
     /// Puts a notification in the outbox, due now; returns its id.
+    /// Alerts firing on the other live replicas (heartbeat within `live_for` seconds, not
+    /// stopped), oldest first: what the leader notifies for besides its own.
+    pub async fn fleet_firing(&self, live_for: f64) -> Result<Vec<AlertRow>, sqlx::Error> {
+        let Some(me) = self.replica() else { return Ok(Vec::new()) };
+        let b = self.backend;
+        let sql = format!(
+            "SELECT a.id, a.fingerprint, a.name, a.severity, a.server, a.instance, a.labels,
+                    a.annotations, a.value, a.starts_at, a.fired_at, a.ends_at
+             FROM alerts a JOIN replicas r ON r.id = a.replica
+             WHERE a.ends_at IS NULL AND a.replica <> $1 AND r.stopped_at IS NULL
+               AND {now} - {beat} <= $2
+             ORDER BY a.starts_at, a.id",
+            now = b.epoch_fraction(b.now_text()),
+            beat = b.epoch_fraction("r.heartbeat_at"),
+        );
+        let rows = sqlx::query(&sql).bind(me).bind(live_for).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(alert_row).collect())
+    }
+
     pub async fn enqueue_notification(
         &self,
         receiver: &str,
@@ -188,23 +238,51 @@ impl Store {
         payload: &Value,
         now: DateTime<Utc>,
     ) -> Result<i64, sqlx::Error> {
-        let r = sqlx::query(
-            "INSERT INTO alert_notifications (receiver, group_key, status, payload, state,
-                                              next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
-        )
-        .bind(receiver)
-        .bind(group_key)
-        .bind(status)
-        .bind(json_text(payload))
-        .bind(ts(&now))
-        .bind(ts(&now))
-        .fetch_one(&self.pool)
-        .await?;
-        r.try_get(0)
+        insert_notification([receiver, group_key, status], payload, now, None)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)
     }
 
     /// Every pending notification, oldest first (the delivery task loads them at start).
+    /// Queues a notification unless the last one for this receiver and group, queued less
+    /// than `within` ago (by any replica), had the same status and the same alerts: a new
+    /// leader then does not send again what the previous one sent. `None`: skipped.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue_notification_once(
+        &self,
+        receiver: &str,
+        group_key: &str,
+        status: &str,
+        payload: &Value,
+        alert_set: &str,
+        within: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let last = sqlx::query(
+            "SELECT status, alert_set, created_at FROM alert_notifications
+             WHERE receiver = $1 AND group_key = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(receiver)
+        .bind(group_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(r) = last {
+            let (s, set, at): (String, Option<String>, String) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            if s == status && set.as_deref() == Some(alert_set) && at >= ts(&(now - within)) {
+                return Ok(None);
+            }
+        }
+        let id = insert_notification([receiver, group_key, status], payload, now, Some(alert_set))
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
     pub async fn pending_notifications(&self) -> Result<Vec<NotificationRow>, sqlx::Error> {
         let sql = format!(
             "SELECT {NOTIFICATION_COLUMNS} FROM alert_notifications WHERE state = 'pending' ORDER BY id"
@@ -372,6 +450,22 @@ mod tests {
             created_by: "op".into(),
             comment: "maintenance".into(),
         };
+        // Once per fleet: the same receiver, group, status and alerts within the window is
+        // skipped; another status, another set or an older last one is queued.
+        let hour = chrono::Duration::hours(1);
+        let once = |status: &'static str, set: &'static str, at| {
+            let store = store.clone();
+            let body = body.clone();
+            async move { store.enqueue_notification_once("r", "g", status, &body, set, hour, at).await }
+        };
+        assert!(once("firing", "a:firing", t0).await.unwrap().is_some());
+        assert_eq!(once("firing", "a:firing", t0).await.unwrap(), None, "sent already");
+        assert!(once("firing", "a:firing,b:firing", t0).await.unwrap().is_some(), "grew");
+        assert!(once("resolved", "a:resolved,b:resolved", t0).await.unwrap().is_some());
+        assert!(once("firing", "a:firing", t0).await.unwrap().is_some(), "fired again");
+        let later = t0 + chrono::Duration::hours(2);
+        assert!(once("firing", "a:firing", later).await.unwrap().is_some(), "past the window");
+
         store.put_silence(&s).await.unwrap();
         assert_eq!(store.silences(t0).await.unwrap().len(), 1);
         store.put_silence(&SilenceRow { ends_at: crate::writer::ts(&t0), ..s }).await.unwrap();

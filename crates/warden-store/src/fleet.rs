@@ -21,6 +21,9 @@ pub struct ReplicaInfo {
     pub started_at: warden_core::Timestamp,
 }
 
+/// `true` while this replica leads (see [`Store::spawn_leader_election`]).
+pub type Leading = tokio::sync::watch::Receiver<bool>;
+
 /// One replica as the database knows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ReplicaRow {
@@ -34,6 +37,8 @@ pub struct ReplicaRow {
     pub stopped_at: Option<String>,
     /// Seconds since its last heartbeat, by the database's clock.
     pub age_seconds: f64,
+    /// It held the leader lock at its last heartbeat.
+    pub leading: bool,
 }
 
 /// One server's view on one replica.
@@ -48,14 +53,18 @@ pub struct ServerViewRow {
 impl Store {
     /// Writes the replica's row with the database's time as its heartbeat (and clears a
     /// `stopped_at` left by an earlier run under the same id).
-    pub async fn replica_heartbeat(&self, r: &ReplicaInfo) -> Result<(), sqlx::Error> {
+    pub async fn replica_heartbeat(
+        &self,
+        r: &ReplicaInfo,
+        leading: bool,
+    ) -> Result<(), sqlx::Error> {
         let sql = format!(
-            "INSERT INTO replicas (id, host, pid, version, listen, started_at, heartbeat_at, stopped_at)
-             VALUES ($1, $2, $3, $4, $5, $6, {now}, NULL)
+            "INSERT INTO replicas (id, host, pid, version, listen, started_at, heartbeat_at, stopped_at, is_leader)
+             VALUES ($1, $2, $3, $4, $5, $6, {now}, NULL, $7)
              ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
                 version = excluded.version, listen = excluded.listen,
                 started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-                stopped_at = NULL",
+                stopped_at = NULL, is_leader = excluded.is_leader",
             now = self.backend.now_text()
         );
         sqlx::query(&sql)
@@ -65,6 +74,7 @@ impl Store {
             .bind(&r.version)
             .bind(&r.listen)
             .bind(ts(&r.started_at))
+            .bind(i64::from(leading))
             .execute(&self.pool)
             .await
             .map(|_| ())
@@ -102,7 +112,7 @@ impl Store {
     pub async fn replica_stopped(&self, id: &str) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
-            "UPDATE replicas SET stopped_at = {now} WHERE id = $1",
+            "UPDATE replicas SET stopped_at = {now}, is_leader = 0 WHERE id = $1",
             now = self.backend.now_text()
         );
         sqlx::query(&sql).bind(id).execute(&mut *tx).await?;
@@ -140,7 +150,7 @@ impl Store {
         let b = self.backend;
         let sql = format!(
             "SELECT id, host, pid, version, listen, started_at, heartbeat_at, stopped_at,
-                    CAST({now} - {beat} AS DOUBLE PRECISION)
+                    CAST({now} - {beat} AS DOUBLE PRECISION), is_leader
              FROM replicas ORDER BY id",
             now = b.epoch_fraction(b.now_text()),
             beat = b.epoch_fraction("heartbeat_at"),
@@ -160,6 +170,7 @@ impl Store {
                     heartbeat_at: r.try_get(6)?,
                     stopped_at: r.try_get(7)?,
                     age_seconds: r.try_get::<Option<f64>, _>(8)?.unwrap_or(f64::INFINITY),
+                    leading: r.try_get::<i64, _>(9)? != 0,
                 })
             })
             .collect::<Result<_, _>>()?;

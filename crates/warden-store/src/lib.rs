@@ -17,6 +17,7 @@
 mod alerts;
 mod dialect;
 mod fleet;
+mod leader;
 mod location;
 mod migrate;
 mod queries;
@@ -35,7 +36,7 @@ use sqlx::Executor;
 use warden_core::Timestamp;
 
 pub use alerts::{AlertRow, NewAlert, NotificationRow, SilenceRow};
-pub use fleet::{ReplicaInfo, ReplicaRow, ServerViewRow};
+pub use fleet::{Leading, ReplicaInfo, ReplicaRow, ServerViewRow};
 pub use location::{default_path, Location};
 pub use queries::{
     EventRow, FailoverConfig, FailureRow, MetricPoint, MetricQuery, MetricRange, MetricRow,

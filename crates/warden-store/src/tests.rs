@@ -96,6 +96,7 @@ fn fixture_with(dir: tempfile::TempDir, store: Store) -> Fixture {
             retention: tokio::sync::watch::channel(Duration::from_secs(86_400)).1,
             prune_every: Duration::from_secs(3600),
             bus: Some(bus),
+            leading: None,
         },
         shutdown.clone(),
     );
@@ -658,9 +659,9 @@ async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
         listen: Some("127.0.0.1:7421".into()),
         started_at: warden_core::now(),
     };
-    f.store.replica_heartbeat(&me("r1")).await.unwrap();
-    f.store.replica_heartbeat(&me("r2")).await.unwrap();
-    f.store.replica_heartbeat(&me("r1")).await.unwrap();
+    f.store.replica_heartbeat(&me("r1"), false).await.unwrap();
+    f.store.replica_heartbeat(&me("r2"), true).await.unwrap();
+    f.store.replica_heartbeat(&me("r1"), false).await.unwrap();
     let view = |status: &str| serde_json::json!({ "name": "alpha", "status": status }).to_string();
     f.store.put_server_views("r1", &[("alpha".into(), view("healthy"))], &[]).await.unwrap();
     f.store.put_server_views("r2", &[("alpha".into(), view("degraded"))], &[]).await.unwrap();
@@ -689,7 +690,7 @@ async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
     assert_eq!(views.len(), 1);
     assert_eq!((views[0].replica.as_str(), views[0].server.as_str()), ("r2", "alpha"));
     // A new heartbeat under a stopped id clears the mark.
-    f.store.replica_heartbeat(&me("r1")).await.unwrap();
+    f.store.replica_heartbeat(&me("r1"), false).await.unwrap();
     assert!(f.store.fleet().await.unwrap().0[0].stopped_at.is_none());
 
     // Replicas whose heartbeat is older than the cutoff are deleted with their views.
@@ -740,4 +741,56 @@ async fn failure_rows_belong_to_the_replica_that_opened_them(b: Backend) {
         f.shutdown.cancel();
         f.writer.await.unwrap();
     }
+}
+
+/// Two replicas on one PostgreSQL database: one leads; when it stops (its session ends), the
+/// other leads within a few seconds. Alerts one replica has firing are the other's
+/// `fleet_firing` while the first is live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_another_takes_over_when_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = new_location(Backend::Postgres, dir.path()).await;
+    let (a, b) = (Store::open(&location).await.unwrap(), Store::open(&location).await.unwrap());
+    a.set_replica("a");
+    b.set_replica("b");
+    let stop_a = CancellationToken::new();
+    let mut lead_a = a.spawn_leader_election(stop_a.clone());
+    tokio::time::timeout(Duration::from_secs(10), lead_a.wait_for(|l| *l)).await.unwrap().unwrap();
+    let mut lead_b = b.spawn_leader_election(CancellationToken::new());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!*lead_b.borrow(), "one leader at a time");
+
+    // What a fires is b's fleet_firing (a's heartbeat is fresh), not a's own.
+    let me = |id: &str| ReplicaInfo {
+        id: id.into(),
+        host: "h".into(),
+        pid: 1,
+        version: "v".into(),
+        listen: None,
+        started_at: warden_core::now(),
+    };
+    a.replica_heartbeat(&me("a"), true).await.unwrap();
+    let t0 = chrono::Utc::now();
+    let labels = serde_json::json!({"alertname": "CrashLoop", "server_instance": "s#0"});
+    let alert = NewAlert {
+        fingerprint: "00000000000000cc",
+        name: "CrashLoop",
+        severity: "warning",
+        labels,
+        annotations: serde_json::json!({}),
+        value: 6.0,
+        starts_at: t0,
+        fired_at: t0,
+    };
+    a.alert_fired(&alert).await.unwrap();
+    assert_eq!(b.fleet_firing(10.0).await.unwrap().len(), 1);
+    assert!(a.fleet_firing(10.0).await.unwrap().is_empty(), "not its own");
+    a.alert_resolved("00000000000000cc", t0).await.unwrap();
+    assert!(b.fleet_firing(10.0).await.unwrap().is_empty());
+
+    let stopped = std::time::Instant::now();
+    stop_a.cancel();
+    tokio::time::timeout(Duration::from_secs(10), lead_b.wait_for(|l| *l)).await.unwrap().unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(5), "{:?}", stopped.elapsed());
+    tokio::time::timeout(Duration::from_secs(5), lead_a.wait_for(|l| !*l)).await.unwrap().unwrap();
 }

@@ -31,6 +31,9 @@ pub struct WriterOptions {
     pub prune_every: Duration,
     /// Where the writer reports `store_degraded` / `store_recovered`.
     pub bus: Option<Arc<EventBus>>,
+    /// Prune only while this says so (the fleet's leader prunes for every replica); `None`:
+    /// always.
+    pub leading: Option<crate::Leading>,
 }
 
 enum Op {
@@ -75,7 +78,9 @@ impl Store {
                     _ = tokio::time::sleep_until(next_prune) => {
                         next_prune = Instant::now() + options.prune_every;
                         let retention = *options.retention.borrow();
-                        store.prune(retention).await;
+                        if options.leading.as_ref().is_none_or(|l| *l.borrow()) {
+                            store.prune(retention).await;
+                        }
                         continue;
                     }
                 }

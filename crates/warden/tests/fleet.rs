@@ -106,6 +106,26 @@ async fn warden_records_to_postgres_and_never_shows_the_password() {
     drop(pg);
 }
 
+/// `replica-0..2`, `warden run` each, on the database at `url`.
+async fn three_replicas(
+    config: &std::path::Path,
+    url: &str,
+    dir: &std::path::Path,
+) -> Vec<(tokio::process::Child, String)> {
+    let mut replicas = Vec::new();
+    for k in 0..3 {
+        let state = dir.join(format!("r{k}"));
+        let id = format!("replica-{k}");
+        let envs = [
+            ("WARDEN_DB", url),
+            ("XDG_STATE_HOME", state.to_str().unwrap()),
+            ("WARDEN_REPLICA", id.as_str()),
+        ];
+        replicas.push(run_warden_on(config, None, &envs).await);
+    }
+    replicas
+}
+
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
     let config = dir.join("warden.json");
     let text = format!(
@@ -149,17 +169,7 @@ async fn every_replica_shows_the_fleet_and_a_dead_replica_is_gone_within_15_s() 
     let url = pg.create_database("fleet");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let mut replicas = Vec::new();
-    for k in 0..3 {
-        let state = dir.path().join(format!("r{k}"));
-        let id = format!("replica-{k}");
-        let envs = [
-            ("WARDEN_DB", url.as_str()),
-            ("XDG_STATE_HOME", state.to_str().unwrap()),
-            ("WARDEN_REPLICA", id.as_str()),
-        ];
-        replicas.push(run_warden_on(&config, None, &envs).await);
-    }
+    let replicas = three_replicas(&config, &url, dir.path()).await;
     let (base0, base1) = (replicas[0].1.clone(), replicas[1].1.clone());
     let v = fleet_until(&base1, "three live replicas, alpha healthy on each", |v| {
         v["replicas_live"] == 3
@@ -242,4 +252,151 @@ async fn with_sqlite_the_fleet_is_this_warden_alone() {
     assert_eq!(v["replicas"][0]["id"], "solo");
     assert_eq!(v["replicas"][0]["self"], true);
     assert_eq!(v["servers"][0]["instances"][0]["replica"], "solo");
+}
+
+/// A server that exits at once (a crash loop, `CrashLoop` fires after 3 restarts) and a
+/// webhook receiver at `hook_url`, with 1-second alert timings.
+fn crash_loop_config(dir: &std::path::Path, hook_url: &str) -> std::path::PathBuf {
+    let config = dir.join("warden.json");
+    let text = format!(
+        r#"{{ "mcpServers": {{ "crashy": {}, "calm": {} }},
+             "warden": {{ "alerts": {{
+                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
+                "webhooks": [ {{ "name": "hook", "url": "{hook_url}" }} ] }} }} }}"#,
+        misbehave(&["--exit-on-start"], &format!(", {FAST_HEALTH}, {FAST_RESTART}")),
+        misbehave(&[], &format!(", {FAST_HEALTH}, {FAST_RESTART}")),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// A webhook receiver: every JSON body posted to it.
+#[derive(Clone, Default)]
+struct Hook(std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+
+impl Hook {
+    async fn start() -> (Self, String) {
+        let hook = Self::default();
+        let got = hook.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let got = got.clone();
+                async move {
+                    got.0.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (hook, format!("http://{addr}/hook"))
+    }
+
+    /// Notifications with `status` for alert `name`.
+    fn count(&self, status: &str, name: &str) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b["status"] == status && b["groupLabels"]["alertname"] == name)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Three replicas see the same crash loop; one leader notifies, once. Killing the leader
+/// (`kill -9`) makes another lead within 10 s, and the alert is not notified again: the new
+/// leader's dispatcher was fed the same fleet-wide alerts all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_notifies_once_and_another_takes_over_within_10_s() {
+    let pg = postgres().await;
+    let url = pg.create_database("leader");
+    let (hook, hook_url) = Hook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crash_loop_config(dir.path(), &hook_url);
+    let replicas = three_replicas(&config, &url, dir.path()).await;
+    let started = Instant::now();
+    while hook.count("firing", "CrashLoop").is_empty() {
+        assert!(started.elapsed() < LIMIT, "no CrashLoop notification");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = hook.count("firing", "CrashLoop")[0].clone();
+    assert_eq!(first["alerts"].as_array().unwrap().len(), 1, "one alert for the fleet: {first:#}");
+    let v = fleet_until(&replicas[0].1, "a leader in the fleet view", |v| {
+        v["leader"].is_string() && v["replicas_live"] == 3
+    })
+    .await;
+    let leader = v["leader"].as_str().unwrap().to_owned();
+    let k: usize = leader.trim_start_matches("replica-").parse().unwrap();
+
+    let killed = Instant::now();
+    signal(replicas[k].0.id().unwrap(), nix::sys::signal::Signal::SIGKILL);
+    let others: Vec<String> = (0..3).filter(|j| *j != k).map(|j| replicas[j].1.clone()).collect();
+    let new = loop {
+        let mut leading = Vec::new();
+        for base in &others {
+            let v = json(base, "/api/servers?scope=fleet").await;
+            if v["leading"] == true {
+                leading.push(v["replica"].as_str().unwrap().to_owned());
+            }
+        }
+        assert!(leading.len() <= 1, "two leaders: {leading:?}");
+        if let Some(l) = leading.pop() {
+            break l;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(15), "no new leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = killed.elapsed();
+    assert!(took <= Duration::from_secs(10), "a new leader ({new}) after {took:?}");
+
+    // Several evaluations and group intervals later: still one notification, nothing resolved.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let firing = hook.count("firing", "CrashLoop");
+    assert_eq!(firing.len(), 1, "notified once across the fleet: {firing:#?}");
+    assert!(hook.count("resolved", "CrashLoop").is_empty(), "{:#?}", hook.0.lock().unwrap());
+    drop(replicas);
+    drop(pg);
+}
+
+/// A silence made on replica 0 mutes the alert everywhere (the leader, whichever it is, sends
+/// nothing; replica 2 shows it muted by that silence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_made_on_one_replica_mutes_the_alert_on_every_replica() {
+    let pg = postgres().await;
+    let url = pg.create_database("silence");
+    let (hook, hook_url) = Hook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crash_loop_config(dir.path(), &hook_url);
+    let replicas = three_replicas(&config, &url, dir.path()).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/silences", replicas[0].1))
+        .json(&serde_json::json!({
+            "matchers": ["alertname=CrashLoop"], "duration": "1h", "comment": "fleet test"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let view = json(&replicas[2].1, "/api/alerts").await;
+        let firing = view["firing"].as_array().cloned().unwrap_or_default();
+        if firing.iter().any(|a| a["name"] == "CrashLoop") {
+            assert!(
+                firing.iter().all(|a| a["muted"] == format!("silenced by {id}")),
+                "muted on replica 2 by replica 0's silence: {view:#}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "CrashLoop never fired on replica 2: {view:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(hook.count("firing", "CrashLoop").is_empty(), "{:#?}", hook.0.lock().unwrap());
+    drop(replicas);
+    drop(pg);
 }

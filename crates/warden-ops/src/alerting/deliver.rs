@@ -12,9 +12,37 @@ use warden_config::{Receiver, ReceiverKind, WebhookFormat};
 
 use super::{Alerts, Outgoing, RETRY_FIRST, RETRY_MAX};
 
-pub(super) async fn deliver_loop(alerts: Alerts, stop: CancellationToken) {
+/// Resolves when the leadership changes (never, once nobody can change it).
+async fn changed(leading: &mut warden_store::Leading) {
+    if leading.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+pub(super) async fn deliver_loop(
+    alerts: Alerts,
+    mut leading: warden_store::Leading,
+    stop: CancellationToken,
+) {
     let client = reqwest::Client::builder().build().expect("a default HTTP client builds");
+    // Only the leader sends. A follower keeps nothing in memory: what is undelivered waits in
+    // the store, and a replica that becomes the leader takes it from there.
+    let mut was_leading = true;
     loop {
+        let is_leading = *leading.borrow_and_update();
+        if is_leading && !was_leading {
+            alerts.take_over().await;
+        } else if !is_leading && was_leading {
+            alerts.lock().outbox.clear();
+        }
+        was_leading = is_leading;
+        if !is_leading {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = changed(&mut leading) => {}
+            }
+            continue;
+        }
         let max_age = alerts.settings.borrow().max_delivery_age;
         let next = alerts.lock().outbox.iter().map(|o| o.due).min();
         let sleep = match next {
@@ -25,6 +53,7 @@ pub(super) async fn deliver_loop(alerts: Alerts, stop: CancellationToken) {
             () = stop.cancelled() => return,
             () = alerts.wake.notified() => {}
             () = tokio::time::sleep(sleep) => {}
+            () = changed(&mut leading) => continue,
         }
         let now = Instant::now();
         // Due, and not behind an undelivered notification for the same receiver and group:

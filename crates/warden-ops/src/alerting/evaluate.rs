@@ -183,6 +183,7 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
     };
     slo.restore(&mut rules, &src.store).await;
     let mut dispatcher = Dispatcher::new(DispatchConfig::from(&settings));
+    let mut fleet = super::fleet::FleetAlerts::default();
     let mut last_am_post: Option<Instant> = None;
     let mut tick = tokio::time::interval(settings.evaluation_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -225,6 +226,14 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
             }
         }
         let firing = rules.firing();
+        // In a fleet, silences made on any replica are the database's: read each evaluation.
+        if src.store.backend() == warden_store::Backend::Postgres {
+            if let Ok(Ok(rows)) =
+                tokio::time::timeout(STORE_WRITE, src.store.silences(now.wall)).await
+            {
+                alerts.lock().silences = rows.iter().filter_map(super::silence_of).collect();
+            }
+        }
         let silences: Vec<Silence> = {
             let mut s = alerts.lock();
             s.silences.retain(|x| x.ends_at > now.wall);
@@ -233,6 +242,10 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
         dispatcher.set_silences(silences);
         let muted: Vec<(Alert, Option<String>)> =
             firing.iter().map(|a| (a.clone(), dispatcher.muted(a, &firing, now.wall))).collect();
+        // The fleet's alerts feed every replica's dispatcher alike; only the leader's
+        // notifications go out (alerting/fleet.rs). Alone (SQLite), these are this replica's.
+        let (firing, resolved) = fleet.merge(&src.store, &firing, &resolved, now.wall).await;
+        let leading = *src.leading.borrow();
         let mut out = Vec::new();
         for n in dispatcher.tick(now, &firing, &resolved) {
             for r in settings.receivers.iter() {
@@ -240,19 +253,29 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
                     continue;
                 }
                 if let Some(part) = payload::for_receiver(&n, r) {
+                    let mut set: Vec<String> = part
+                        .alerts
+                        .iter()
+                        .map(|a| format!("{}:{}", a.fingerprint, a.status.as_str()))
+                        .collect();
+                    set.sort();
                     out.push((
                         r.name.clone(),
                         part.status,
                         n.group_key.clone(),
                         body_for(r, &part, &src.external_url),
+                        Some(set.join(",")),
                     ));
                 }
             }
         }
         // Alertmanager groups, silences and repeats by itself: it gets every loud firing alert
         // at each change and every minute, and resolved ones once.
-        let loud: Vec<Alert> =
-            muted.iter().filter(|(_, m)| m.is_none()).map(|(a, _)| a.clone()).collect();
+        let loud: Vec<Alert> = firing
+            .iter()
+            .filter(|a| dispatcher.muted(a, &firing, now.wall).is_none())
+            .cloned()
+            .collect();
         let am_due = !transitions.is_empty()
             || last_am_post.is_none_or(|t| now.at.duration_since(t) >= ALERTMANAGER_RESEND);
         if am_due && (!loud.is_empty() || !resolved.is_empty()) {
@@ -266,19 +289,41 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
                 };
                 if let Some(part) = payload::for_receiver(&n, r) {
                     let body = payload::alertmanager(&part.alerts, &src.external_url, now.wall);
-                    out.push((r.name.clone(), part.status, String::new(), body));
+                    out.push((r.name.clone(), part.status, String::new(), body, None));
                 }
             }
         }
+        if !leading {
+            out.clear();
+        }
         let mut queued = Vec::new();
-        for (receiver, status, group, body) in out {
-            let id = match tokio::time::timeout(
-                STORE_WRITE,
-                src.store.enqueue_notification(&receiver, &group, status.as_str(), &body, now.wall),
-            )
-            .await
-            {
-                Ok(Ok(id)) => Some(id),
+        let shared_store = src.store.backend() == warden_store::Backend::Postgres;
+        let repeat = chrono::Duration::from_std(settings.repeat_interval).unwrap_or_default();
+        for (receiver, status, group, body, set) in out {
+            let store = &src.store;
+            let enqueue = async {
+                match set.as_deref().filter(|_| shared_store) {
+                    // In a fleet: not again what another leader already queued.
+                    Some(set) => {
+                        let s = status.as_str();
+                        store
+                            .enqueue_notification_once(
+                                &receiver, &group, s, &body, set, repeat, now.wall,
+                            )
+                            .await
+                    }
+                    None => store
+                        .enqueue_notification(&receiver, &group, status.as_str(), &body, now.wall)
+                        .await
+                        .map(Some),
+                }
+            };
+            let id = match tokio::time::timeout(STORE_WRITE, enqueue).await {
+                Ok(Ok(None)) => {
+                    tracing::debug!(%receiver, %group, "already notified by the fleet's previous leader");
+                    continue;
+                }
+                Ok(Ok(Some(id))) => Some(id),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, %receiver, "could not store a notification; delivering from memory");
                     None

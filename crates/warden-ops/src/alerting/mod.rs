@@ -24,6 +24,7 @@ use warden_supervisor::Views;
 mod deliver;
 mod email;
 mod evaluate;
+mod fleet;
 mod metrics;
 mod silences;
 #[cfg(test)]
@@ -54,6 +55,8 @@ pub struct Sources {
     pub settings: tokio::sync::watch::Receiver<AlertSettings>,
     /// Where people reach this Warden (`http://127.0.0.1:7420`), for links in payloads.
     pub external_url: String,
+    /// Whether this replica leads the fleet (always, alone): only the leader notifies.
+    pub leading: warden_store::Leading,
 }
 
 /// One notification on its way to one receiver.
@@ -88,6 +91,29 @@ struct Shared {
     evaluations: u64,
 }
 
+impl Shared {
+    /// Queues a notification the store holds as pending (unless it is queued already).
+    fn push_stored(&mut self, r: warden_store::NotificationRow, now: DateTime<Utc>) {
+        if self.outbox.iter().any(|o| o.id == Some(r.id)) {
+            return;
+        }
+        self.next_seq += 1;
+        self.outbox.push_back(Outgoing {
+            id: Some(r.id),
+            seq: self.next_seq,
+            group: r.group_key,
+            status: if r.status == "resolved" { "resolved" } else { "firing" },
+            receiver: r.receiver,
+            body: r.payload,
+            attempts: r.attempts.max(0) as u32,
+            due: Instant::now(),
+            created: DateTime::parse_from_rfc3339(&r.created_at)
+                .map_or(now, |t| t.with_timezone(&Utc)),
+            last_error: r.last_error,
+        });
+    }
+}
+
 /// The handle the routes, the MCP tools and the metrics read.
 #[derive(Clone)]
 pub struct Alerts {
@@ -117,20 +143,7 @@ impl Alerts {
             match src.store.pending_notifications().await {
                 Ok(rows) => {
                     for r in rows {
-                        shared.next_seq += 1;
-                        shared.outbox.push_back(Outgoing {
-                            id: Some(r.id),
-                            seq: shared.next_seq,
-                            group: r.group_key,
-                            status: if r.status == "resolved" { "resolved" } else { "firing" },
-                            receiver: r.receiver,
-                            body: r.payload,
-                            attempts: r.attempts.max(0) as u32,
-                            due: Instant::now(),
-                            created: DateTime::parse_from_rfc3339(&r.created_at)
-                                .map_or(now, |t| t.with_timezone(&Utc)),
-                            last_error: r.last_error,
-                        });
+                        shared.push_stored(r, now);
                     }
                     if !shared.outbox.is_empty() {
                         tracing::info!(
@@ -157,8 +170,9 @@ impl Alerts {
             settings: src.settings.clone(),
             tasks: Arc::default(),
         };
+        let leading = src.leading.clone();
         let evaluate = tokio::spawn(evaluate_loop(alerts.clone(), src, stop.clone()));
-        let deliver = tokio::spawn(deliver_loop(alerts.clone(), stop));
+        let deliver = tokio::spawn(deliver_loop(alerts.clone(), leading, stop));
         *alerts.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             vec![evaluate, deliver];
         alerts
@@ -172,6 +186,30 @@ impl Alerts {
         );
         for t in tasks {
             let _ = t.await;
+        }
+    }
+
+    /// This replica became the fleet's leader: what the store holds undelivered (queued by the
+    /// previous leader) is delivered from here on.
+    async fn take_over(&self) {
+        match self.store.pending_notifications().await {
+            Ok(rows) => {
+                let n = rows.len();
+                let now = Utc::now();
+                let mut s = self.lock();
+                for r in rows {
+                    s.push_stored(r, now);
+                }
+                if n > 0 {
+                    tracing::info!(
+                        pending = n,
+                        "leading: delivering what the previous leader left undelivered"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "leading, but the undelivered notifications could not be read")
+            }
         }
     }
 
