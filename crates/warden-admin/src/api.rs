@@ -109,6 +109,17 @@ impl Api {
         self.servers.handle(name).ok_or_else(|| format!("no server named {name:?}"))
     }
 
+    /// Records an operator action for the other replicas sharing the database (nothing
+    /// with SQLite). A failure is logged: this replica has applied it already.
+    async fn share(&self, server: &str, instance: Option<u32>, kind: &str, action: &str) {
+        if self.store.backend() != warden_store::Backend::Postgres {
+            return;
+        }
+        if let Err(e) = self.store.record_fleet_command(server, instance, kind, action).await {
+            tracing::warn!(error = %e, server, action, "the other replicas could not be told of an operator action");
+        }
+    }
+
     fn record(&self, what: String) {
         tracing::info!(action = %what, "operator action");
         self.bus.emit(Event::new(
@@ -210,6 +221,11 @@ async fn act(
     }
     let target = t.instance.map_or(name.clone(), |i| format!("{name}#{i}"));
     api.record(format!("{action} {target}"));
+    // In a fleet, every replica stops, starts or resets its own instances of the server too
+    // (a restart stays this replica's: restarting every replica at once is an outage).
+    if cmd != Command::Restart {
+        api.share(&name, t.instance, "server", &action).await;
+    }
     (StatusCode::ACCEPTED, Json(json!({ "server": name, "action": action, "instances": sent })))
         .into_response()
 }
@@ -239,6 +255,7 @@ async fn failover(
         Ok(v) => {
             if a != FailoverAction::Test {
                 api.record(format!("failover {action} {name}"));
+                api.share(&name, None, "failover", &action).await;
             }
             Json(v).into_response()
         }

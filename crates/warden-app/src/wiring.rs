@@ -297,7 +297,7 @@ impl Services {
             recording.leading.clone(),
         );
         let fleet_stop = CancellationToken::new();
-        let fleet_task = fleet.spawn(fleet_stop.clone());
+        let fleet_task = fleet.spawn(gateway.clone(), fleet_stop.clone());
         Self {
             fleet,
             fleet_task,

@@ -80,11 +80,20 @@ impl Fleet {
         &self.inner.me.id
     }
 
-    /// Starts the heartbeat (only with a shared database). When `stop` fires it marks this
+    /// Starts the heartbeat, and the task that applies the operator actions other replicas
+    /// record (only with a shared database). When `stop` fires the heartbeat marks this
     /// replica stopped and removes its views, then ends.
-    pub fn spawn(&self, stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    pub fn spawn(
+        &self,
+        gateway: warden_gateway::Gateway,
+        stop: CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let inner = Arc::clone(&self.inner);
-        inner.shared.then(|| tokio::spawn(heartbeat(inner, stop)))
+        if !inner.shared {
+            return None;
+        }
+        tokio::spawn(follow_commands(Arc::clone(&inner), gateway, stop.clone()));
+        Some(tokio::spawn(heartbeat(inner, stop)))
     }
 
     /// The fleet document served as `/api/servers?scope=fleet` and
@@ -259,4 +268,78 @@ async fn publish_views(
     inner.store.put_server_views(&inner.me.id, &changed, &removed).await?;
     *written = now;
     Ok(())
+}
+
+/// Applies, every second, the operator actions the other replicas recorded since the last
+/// seen (from the newest at start: history is not replayed).
+async fn follow_commands(
+    inner: Arc<Inner>,
+    gateway: warden_gateway::Gateway,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<i64> = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(after) = last else {
+            last = inner.store.last_fleet_command().await.ok();
+            continue;
+        };
+        let Ok(commands) = inner.store.fleet_commands_after(after).await else { continue };
+        for c in commands {
+            last = Some(c.id);
+            if c.origin != inner.me.id {
+                apply(&inner, &gateway, &c).await;
+            }
+        }
+    }
+}
+
+async fn apply(inner: &Inner, gateway: &warden_gateway::Gateway, c: &warden_store::FleetCommand) {
+    use warden_gateway::FailoverAction;
+    use warden_supervisor::Command;
+    let done = match (c.kind.as_str(), c.action.as_str()) {
+        ("server", action) => {
+            let cmd = match action {
+                "stop" => Some(Command::Stop),
+                "start" => Some(Command::Start),
+                "reset" => Some(Command::Reset),
+                "restart" => Some(Command::Restart),
+                _ => None,
+            };
+            match (cmd, inner.views.handle(&c.server)) {
+                (Some(cmd), Some(h)) => Ok(h.command(cmd, c.instance).await > 0),
+                (None, _) => Err(format!("unknown action {action:?}")),
+                (_, None) => Err("no such server here".to_owned()),
+            }
+        }
+        ("failover", action) => {
+            let a = match action {
+                "enable" => Some(FailoverAction::Enable),
+                "disable" => Some(FailoverAction::Disable),
+                "trigger" => Some(FailoverAction::Trigger),
+                "restore" => Some(FailoverAction::Restore),
+                _ => None,
+            };
+            match a {
+                Some(a) => gateway.failover(&c.server, a).await.map(|_| true),
+                None => Err(format!("unknown failover action {action:?}")),
+            }
+        }
+        (kind, _) => Err(format!("unknown kind {kind:?}")),
+    };
+    match done {
+        Ok(_) => tracing::info!(
+            server = %c.server, instance = ?c.instance, action = %c.action, from = %c.origin,
+            "applied an operator action made on another replica"
+        ),
+        Err(e) => tracing::warn!(
+            server = %c.server, action = %c.action, from = %c.origin, error = %e,
+            "could not apply an operator action made on another replica"
+        ),
+    }
 }

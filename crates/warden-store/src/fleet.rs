@@ -50,7 +50,74 @@ pub struct ServerViewRow {
     pub updated_at: String,
 }
 
+/// An operator action one replica recorded for the others.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FleetCommand {
+    pub id: i64,
+    pub origin: String,
+    pub server: String,
+    pub instance: Option<u32>,
+    /// `server` or `failover`.
+    pub kind: String,
+    pub action: String,
+}
+
 impl Store {
+    /// Records an operator action this replica applied, for the others to apply.
+    pub async fn record_fleet_command(
+        &self,
+        server: &str,
+        instance: Option<u32>,
+        kind: &str,
+        action: &str,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO fleet_commands (at, origin, server, instance, kind, action)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(ts(&warden_core::now()))
+        .bind(self.replica().unwrap_or(""))
+        .bind(server)
+        .bind(instance.map(i64::from))
+        .bind(kind)
+        .bind(action)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)
+    }
+
+    /// The newest command's id (0 when there is none): where a starting replica begins.
+    pub async fn last_fleet_command(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COALESCE(MAX(id), 0) FROM fleet_commands")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)
+    }
+
+    /// Commands after `after`, oldest first (this replica's own among them: the caller skips
+    /// those, it applied them when it recorded them).
+    pub async fn fleet_commands_after(&self, after: i64) -> Result<Vec<FleetCommand>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, origin, server, instance, kind, action FROM fleet_commands
+             WHERE id > $1 ORDER BY id LIMIT 1000",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FleetCommand {
+                    id: r.try_get(0)?,
+                    origin: r.try_get(1)?,
+                    server: r.try_get(2)?,
+                    instance: r.try_get::<Option<i64>, _>(3)?.and_then(|i| u32::try_from(i).ok()),
+                    kind: r.try_get(4)?,
+                    action: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
     /// Writes the replica's row with the database's time as its heartbeat (and clears a
     /// `stopped_at` left by an earlier run under the same id).
     pub async fn replica_heartbeat(

@@ -36,7 +36,7 @@ use sqlx::Executor;
 use warden_core::Timestamp;
 
 pub use alerts::{AlertRow, NewAlert, NotificationRow, SilenceRow};
-pub use fleet::{Leading, ReplicaInfo, ReplicaRow, ServerViewRow};
+pub use fleet::{FleetCommand, Leading, ReplicaInfo, ReplicaRow, ServerViewRow};
 pub use location::{default_path, Location};
 pub use queries::{
     EventRow, FailoverConfig, FailureRow, MetricPoint, MetricQuery, MetricRange, MetricRow,

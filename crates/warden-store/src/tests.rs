@@ -693,6 +693,18 @@ async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
     f.store.replica_heartbeat(&me("r1"), false).await.unwrap();
     assert!(f.store.fleet().await.unwrap().0[0].stopped_at.is_none());
 
+    // Operator actions recorded by one replica, read back in order by the others.
+    assert_eq!(f.store.last_fleet_command().await.unwrap(), 0);
+    f.store.set_replica("r1");
+    let a = f.store.record_fleet_command("alpha", None, "server", "stop").await.unwrap();
+    let b = f.store.record_fleet_command("alpha", Some(1), "failover", "trigger").await.unwrap();
+    assert_eq!(f.store.last_fleet_command().await.unwrap(), b);
+    let after = f.store.fleet_commands_after(0).await.unwrap();
+    assert_eq!(after.iter().map(|c| c.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!((after[1].origin.as_str(), after[1].instance), ("r1", Some(1)));
+    assert_eq!((after[1].kind.as_str(), after[1].action.as_str()), ("failover", "trigger"));
+    assert_eq!(f.store.fleet_commands_after(b).await.unwrap(), []);
+
     // Replicas whose heartbeat is older than the cutoff are deleted with their views.
     let later = warden_core::now() + chrono::Duration::minutes(1);
     assert_eq!(f.store.forget_replicas(later).await.unwrap(), 2);

@@ -217,6 +217,7 @@ impl Store {
             "DELETE FROM alert_notifications WHERE state != 'pending' AND created_at < $1",
             "DELETE FROM silences WHERE ends_at < $1",
             "DELETE FROM tool_usage WHERE hour < $1",
+            "DELETE FROM fleet_commands WHERE at < $1",
         ] {
             if let Err(e) = sqlx::query(sql).bind(&cutoff).execute(&self.pool).await {
                 tracing::warn!(error = %e, "pruning old rows failed");

@@ -361,10 +361,12 @@ async fn one_leader_notifies_once_and_another_takes_over_within_10_s() {
     drop(pg);
 }
 
-/// A silence made on replica 0 mutes the alert everywhere (the leader, whichever it is, sends
-/// nothing; replica 2 shows it muted by that silence).
+/// Operator actions made on one replica take effect on every replica: a silence made on
+/// replica 0 mutes the alert everywhere (the leader, whichever it is, sends nothing; replica 2
+/// shows it muted by that silence); a server stopped through replica 1 is stopped on every
+/// replica within 2 s, and started again through replica 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silence_made_on_one_replica_mutes_the_alert_on_every_replica() {
+async fn operator_actions_made_on_one_replica_take_effect_on_every_replica() {
     let pg = postgres().await;
     let url = pg.create_database("silence");
     let (hook, hook_url) = Hook::start().await;
@@ -397,6 +399,31 @@ async fn a_silence_made_on_one_replica_mutes_the_alert_on_every_replica() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(hook.count("firing", "CrashLoop").is_empty(), "{:#?}", hook.0.lock().unwrap());
+
+    for (through, action, want) in [(1, "stop", "stopped"), (2, "start", "healthy")] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/servers/calm/{action}", replicas[through].1))
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        let asked = Instant::now();
+        for (_, base) in &replicas {
+            loop {
+                let v = json(base, "/api/servers/calm").await;
+                if v["instances"].as_array().unwrap().iter().all(|i| i["state"] == want) {
+                    break;
+                }
+                assert!(asked.elapsed() < LIMIT, "calm not {want} on {base}: {v}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if action == "stop" {
+            let took = asked.elapsed();
+            assert!(took <= Duration::from_secs(2), "stopped everywhere after {took:?}");
+        }
+    }
     drop(replicas);
     drop(pg);
 }
