@@ -10,6 +10,7 @@ mod demo;
 mod reload;
 mod render;
 mod seeds;
+mod sessions;
 mod watch;
 mod wiring;
 
@@ -89,6 +90,10 @@ impl App {
         let registry = Arc::new(registry);
         // 5. The gateway in front of every server.
         let gateway = Gateway::new(&registry, &relay);
+        if store.backend() == warden_store::Backend::Postgres {
+            // Any replica continues a client session another began.
+            gateway.set_session_store(std::sync::Arc::new(sessions::DbSessions(store.clone())));
+        }
         // 6. The services: tool usage, seeds, tuning, alerting, standby control.
         let services = wiring::Services::start(
             &registry,

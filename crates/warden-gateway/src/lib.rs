@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, SessionConfig};
+use rmcp::transport::streamable_http_server::session::store::SessionStore;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +82,8 @@ pub struct Gateway {
     managers: Arc<Mutex<Vec<Arc<LocalSessionManager>>>>,
     /// Each server's own endpoint, made on its first request (servers come and go by reload).
     scoped: Arc<Mutex<HashMap<String, StreamableHttpService<Handler, LocalSessionManager>>>>,
+    /// Where client sessions are kept for other replicas to continue (a fleet).
+    session_store: Arc<Mutex<Option<Arc<dyn SessionStore>>>>,
 }
 
 impl Gateway {
@@ -91,7 +94,19 @@ impl Gateway {
         let clients = Arc::new(clients::Clients::new(Arc::clone(&routes)));
         relay.install(Arc::new(clients::Relayer { clients: Arc::clone(&clients) }));
         let shared = Arc::new(handler::Shared::new(Arc::clone(&routes), clients));
-        Self { routes, shared, managers: Arc::default(), scoped: Arc::default() }
+        Self {
+            routes,
+            shared,
+            managers: Arc::default(),
+            scoped: Arc::default(),
+            session_store: Arc::default(),
+        }
+    }
+
+    /// Keeps every HTTP endpoint's client sessions in `store` too, so that another replica
+    /// sharing it continues them. Set before the endpoints are built.
+    pub fn set_session_store(&self, store: Arc<dyn SessionStore>) {
+        *self.session_store.lock().expect("not poisoned") = Some(store);
     }
 
     /// Serves Warden's own tools and resources on the aggregated endpoint.
@@ -357,6 +372,7 @@ impl Gateway {
         if !loopback {
             config = config.disable_allowed_hosts();
         }
+        config.session_store = self.session_store.lock().expect("not poisoned").clone();
         let mut manager = LocalSessionManager::default();
         let mut session = SessionConfig::default();
         session.keep_alive = Some(limits.idle);

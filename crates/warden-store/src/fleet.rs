@@ -86,6 +86,38 @@ impl Store {
         .try_get(0)
     }
 
+    /// Keeps a client session's state (JSON) for any replica to continue it.
+    pub async fn put_mcp_session(&self, id: &str, state: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO mcp_sessions (id, state, replica, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, replica = excluded.replica",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(self.replica())
+        .bind(ts(&warden_core::now()))
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// A client session's state, if any replica kept it.
+    pub async fn mcp_session(&self, id: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT state FROM mcp_sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// The client ended its session.
+    pub async fn delete_mcp_session(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM mcp_sessions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
     /// The newest command's id (0 when there is none): where a starting replica begins.
     pub async fn last_fleet_command(&self) -> Result<i64, sqlx::Error> {
         sqlx::query("SELECT COALESCE(MAX(id), 0) FROM fleet_commands")

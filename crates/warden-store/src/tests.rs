@@ -705,6 +705,15 @@ async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
     assert_eq!((after[1].kind.as_str(), after[1].action.as_str()), ("failover", "trigger"));
     assert_eq!(f.store.fleet_commands_after(b).await.unwrap(), []);
 
+    // Client sessions any replica can continue.
+    assert_eq!(f.store.mcp_session("s1").await.unwrap(), None);
+    f.store.put_mcp_session("s1", r#"{"initialize_params":{}}"#).await.unwrap();
+    f.store.put_mcp_session("s1", r#"{"initialize_params":{"v":2}}"#).await.unwrap();
+    let state = f.store.mcp_session("s1").await.unwrap();
+    assert_eq!(state.as_deref(), Some(r#"{"initialize_params":{"v":2}}"#));
+    f.store.delete_mcp_session("s1").await.unwrap();
+    assert_eq!(f.store.mcp_session("s1").await.unwrap(), None);
+
     // Replicas whose heartbeat is older than the cutoff are deleted with their views.
     let later = warden_core::now() + chrono::Duration::minutes(1);
     assert_eq!(f.store.forget_replicas(later).await.unwrap(), 2);

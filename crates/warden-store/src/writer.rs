@@ -218,6 +218,7 @@ impl Store {
             "DELETE FROM silences WHERE ends_at < $1",
             "DELETE FROM tool_usage WHERE hour < $1",
             "DELETE FROM fleet_commands WHERE at < $1",
+            "DELETE FROM mcp_sessions WHERE created_at < $1",
         ] {
             if let Err(e) = sqlx::query(sql).bind(&cutoff).execute(&self.pool).await {
                 tracing::warn!(error = %e, "pruning old rows failed");

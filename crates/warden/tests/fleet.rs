@@ -427,3 +427,72 @@ async fn operator_actions_made_on_one_replica_take_effect_on_every_replica() {
     drop(replicas);
     drop(pg);
 }
+
+/// One JSON-RPC message to `base`'s aggregated endpoint, in a session when given: the HTTP
+/// status, the session id answered, and the JSON-RPC answer (from JSON or from the SSE stream).
+async fn mcp(base: &str, session: Option<&str>, body: Value) -> (u16, Option<String>, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .json(&body);
+    if let Some(s) = session {
+        req = req.header("Mcp-Session-Id", s).header("MCP-Protocol-Version", "2025-06-18");
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let id = r.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let text = r.text().await.unwrap();
+    let answer = serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v.get("id").is_some())
+            .unwrap_or(Value::Null)
+    });
+    (status, id, answer)
+}
+
+/// A legacy (Mcp-Session-Id) client session begun on replica 0 goes on on replica 1 (as
+/// behind a load balancer), and on replica 2 after replica 0 is killed: the session's
+/// `initialize` is in the database and the replica that gets the request replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_session_goes_on_on_another_replica_when_its_own_dies() {
+    let pg = postgres().await;
+    let url = pg.create_database("sessions");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let replicas = three_replicas(&config, &url, dir.path()).await;
+    fleet_until(&replicas[0].1, "alpha healthy on every replica", |v| {
+        v["servers"][0]["instances"]
+            .as_array()
+            .is_some_and(|i| i.len() == 3 && i.iter().all(|i| i["state"] == "healthy"))
+    })
+    .await;
+    let init = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": { "name": "fleet-test", "version": "1" } }
+    });
+    let (status, session, answer) = mcp(&replicas[0].1, None, init).await;
+    assert_eq!(status, 200, "{answer}");
+    let session = session.expect("a legacy session id");
+    assert!(answer["result"]["serverInfo"].is_object(), "{answer}");
+    let initialized =
+        serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let (status, _, _) = mcp(&replicas[0].1, Some(&session), initialized).await;
+    assert_eq!(status, 202);
+
+    let list = |id: u64| serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" });
+    let tools = |answer: &Value| answer["result"]["tools"].as_array().map_or(0, Vec::len);
+    let (status, _, answer) = mcp(&replicas[1].1, Some(&session), list(2)).await;
+    assert_eq!(status, 200, "replica 1 continues replica 0's session: {answer}");
+    assert!(tools(&answer) > 0, "{answer}");
+
+    signal(replicas[0].0.id().unwrap(), nix::sys::signal::Signal::SIGKILL);
+    let (status, _, answer) = mcp(&replicas[2].1, Some(&session), list(3)).await;
+    assert_eq!(status, 200, "replica 2 continues it after replica 0 died: {answer}");
+    assert!(tools(&answer) > 0, "{answer}");
+    drop(replicas);
+    drop(pg);
+}
