@@ -236,22 +236,15 @@ async fn a_full_database_degrades_health_loses_nothing_and_recovers() {
 /// and once the server is back every row is written (in order) and health recovers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_postgres_degrades_health_loses_nothing_and_recovers() {
-    use warden_testkit::postgres::{Postgres, PASSWORD};
-    let pg = tokio::task::spawn_blocking(|| {
-        let pg = Postgres::init(PASSWORD);
-        pg.wait_ready();
-        pg
-    })
-    .await
-    .unwrap();
+    use warden_testkit::postgres::Postgres;
+    let pg = Postgres::started().await;
     let pg = Arc::new(std::sync::Mutex::new(pg));
     let url = pg.lock().unwrap().url("postgres");
     let f = fixture_at(Location::Postgres(url)).await;
     f.events.send(event(EventKind::OperatorAction { action: "before".into() })).await.unwrap();
     eventually(async || f.store.count("events").await.unwrap() == 1).await;
 
-    let p = pg.clone();
-    tokio::task::spawn_blocking(move || p.lock().unwrap().stop()).await.unwrap();
+    warden_testkit::postgres::stop(&pg).await;
     for k in 0..50 {
         let action = format!("while down {k}");
         f.events.send(event(EventKind::OperatorAction { action })).await.unwrap();
@@ -261,14 +254,7 @@ async fn an_unreachable_postgres_degrades_health_loses_nothing_and_recovers() {
     assert!(h.pending >= 50, "rows are kept while the database is unreachable: {h:?}");
     assert!(f.store.ping().await.is_err(), "the server is down");
 
-    let p = pg.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut pg = p.lock().unwrap();
-        pg.start();
-        pg.wait_ready();
-    })
-    .await
-    .unwrap();
+    warden_testkit::postgres::start(&pg).await;
     eventually(async || f.store.health().ok).await;
     eventually(async || f.store.count("events").await.unwrap_or(0) == 51).await;
     let rows = f.store.events(Some("operator_action"), 100).await.unwrap();

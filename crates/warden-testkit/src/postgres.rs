@@ -63,6 +63,17 @@ impl Postgres {
         pg
     }
 
+    /// [`Postgres::init`] with [`PASSWORD`], ready, made off the async runtime's threads.
+    pub async fn started() -> Self {
+        tokio::task::spawn_blocking(|| {
+            let pg = Self::init(PASSWORD);
+            pg.wait_ready();
+            pg
+        })
+        .await
+        .expect("PostgreSQL starts")
+    }
+
     fn make(password: &str, die_with_parent: bool) -> Self {
         let bin = bindir();
         let prefix = if die_with_parent { SHARED_PREFIX } else { "warden-pg-" };
@@ -228,6 +239,29 @@ impl Drop for Postgres {
 
 const SETPRIV: &str = "/usr/bin/setpriv";
 const SHARED_PREFIX: &str = "warden-pg-shared-";
+
+/// A server a test stops and starts while async tasks use it.
+pub type Shared = std::sync::Arc<Mutex<Postgres>>;
+
+/// Stops `pg` (off the async runtime's threads).
+pub async fn stop(pg: &Shared) {
+    let pg = std::sync::Arc::clone(pg);
+    tokio::task::spawn_blocking(move || pg.lock().expect("not poisoned").stop())
+        .await
+        .expect("PostgreSQL stops");
+}
+
+/// Starts `pg` again and waits until it is ready.
+pub async fn start(pg: &Shared) {
+    let pg = std::sync::Arc::clone(pg);
+    tokio::task::spawn_blocking(move || {
+        let mut pg = pg.lock().expect("not poisoned");
+        pg.start();
+        pg.wait_ready();
+    })
+    .await
+    .expect("PostgreSQL starts");
+}
 
 static SHARED: OnceLock<Mutex<Postgres>> = OnceLock::new();
 

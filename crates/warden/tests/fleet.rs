@@ -13,13 +13,7 @@ use warden_testkit::postgres::{Postgres, PASSWORD};
 const LIMIT: Duration = Duration::from_secs(30);
 
 async fn postgres() -> Postgres {
-    tokio::task::spawn_blocking(|| {
-        let pg = Postgres::init(PASSWORD);
-        pg.wait_ready();
-        pg
-    })
-    .await
-    .unwrap()
+    Postgres::started().await
 }
 
 async fn get(base: &str, path: &str) -> (u16, String) {

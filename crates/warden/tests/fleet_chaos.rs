@@ -15,7 +15,7 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
 };
 use rmcp::ServiceExt;
-use warden_testkit::postgres::{Postgres, PASSWORD};
+use warden_testkit::postgres::Postgres;
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 
@@ -121,13 +121,7 @@ async fn read_only_calls_through_haproxy_survive_replicas_killed_one_after_anoth
         Path::new(HAPROXY).exists(),
         "haproxy is missing: install the Debian package (.ci/run does)"
     );
-    let pg = tokio::task::spawn_blocking(|| {
-        let pg = Postgres::init(PASSWORD);
-        pg.wait_ready();
-        pg
-    })
-    .await
-    .unwrap();
+    let pg = Postgres::started().await;
     let url = pg.create_database("chaos");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("warden.json");
@@ -236,4 +230,114 @@ async fn read_only_calls_through_haproxy_survive_replicas_killed_one_after_anoth
     let _ = c.cancel().await;
     drop(children);
     drop(pg);
+}
+
+async fn health_of(base: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}/health/status")).await.unwrap().json().await.unwrap()
+}
+
+/// PostgreSQL stopped for 30 s under three replicas: every replica keeps routing calls and
+/// recovering its servers (a child killed during the outage is back), says its database is
+/// degraded, and once PostgreSQL is back every row of the outage is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_keep_routing_while_postgres_is_down_and_write_everything_after() {
+    let pg = Postgres::started().await;
+    let pg = std::sync::Arc::new(std::sync::Mutex::new(pg));
+    let url = pg.lock().unwrap().create_database("outage");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.json");
+    let text = format!(
+        r#"{{ "warden": {{ "metrics_interval": "1s" }}, "mcpServers": {{ "alpha": {} }} }}"#,
+        misbehave(&[], &format!(", {FAST_HEALTH}, {FAST_RESTART}"))
+    );
+    std::fs::write(&config, text).unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ids = ["replica-0", "replica-1", "replica-2"];
+    let _children: Vec<tokio::process::Child> = (0..3)
+        .map(|k| replica(&config, &url, &dir.path().join(format!("r{k}")), ids[k], ports[k]))
+        .collect();
+    let bases: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    for b in &bases {
+        ready(b, Duration::from_secs(30)).await;
+    }
+    let mut clients = Vec::new();
+    for b in &bases {
+        clients.push(client(&format!("{b}/mcp")).await.expect("the client connects"));
+    }
+    let alpha_pid = |v: &serde_json::Value| v["instances"][0]["pid"].as_u64();
+
+    warden_testkit::postgres::stop(&pg).await;
+    let down = Instant::now();
+    // A crash on replica 0 while the database is down: recovered all the same.
+    let before: serde_json::Value = reqwest::get(format!("{}/api/servers/alpha", bases[0]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    signal(alpha_pid(&before).unwrap() as u32, nix::sys::signal::Signal::SIGKILL);
+    loop {
+        let v: serde_json::Value = reqwest::get(format!("{}/api/servers/alpha", bases[0]))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["instances"][0]["state"] == "healthy" && alpha_pid(&v) != alpha_pid(&before) {
+            break;
+        }
+        assert!(down.elapsed() < Duration::from_secs(20), "alpha not back on replica 0: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut calls = 0_u64;
+    let mut degraded = [false; 3];
+    while down.elapsed() < Duration::from_secs(30) {
+        for (k, c) in clients.iter().enumerate() {
+            tokio::time::timeout(Duration::from_secs(5), call(c, calls))
+                .await
+                .unwrap_or_else(|_| Err("past 5 s".into()))
+                .unwrap_or_else(|e| {
+                    panic!("call {calls} on replica {k} while PostgreSQL is down: {e}")
+                });
+            calls += 1;
+        }
+        for (k, b) in bases.iter().enumerate() {
+            let h = health_of(b).await;
+            degraded[k] |= h["checks"]["database"]["status"] != "pass";
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(degraded.iter().all(|d| *d), "each replica said its database was down");
+    assert!(calls > 100, "{calls} calls during the outage");
+
+    warden_testkit::postgres::start(&pg).await;
+    for b in &bases {
+        let started = Instant::now();
+        loop {
+            let h = health_of(b).await;
+            if h["checks"]["database"]["status"] == "pass"
+                && h["checks"]["database"]["pending_rows"] == 0
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{b} did not write its backlog: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let store = warden_store::Store::open(&warden_store::Location::Postgres(url)).await.unwrap();
+    let failures = store.failures(Some("alpha"), 50).await.unwrap();
+    let crash = failures
+        .iter()
+        .find(|f| f.failure_type == "crash")
+        .unwrap_or_else(|| panic!("the crash during the outage was written: {failures:#?}"));
+    assert!(crash.resolved && crash.recovery_action.as_deref() == Some("restart"), "{crash:?}");
+    let recovered = store.events(Some("recovered"), 10).await.unwrap();
+    assert!(!recovered.is_empty(), "the recovery event of the outage was written");
+    for c in clients {
+        let _ = c.cancel().await;
+    }
+    store.close().await;
 }
