@@ -14,7 +14,7 @@ use rmcp::ServiceExt;
 use crate::proc::{free_port, run_warden, wait_healthy, wait_http, Proc};
 use crate::{quantile, summary};
 
-async fn client(url: &str) -> RunningService<RoleClient, ()> {
+pub(crate) async fn client(url: &str) -> RunningService<RoleClient, ()> {
     let t = StreamableHttpClientTransport::with_client(
         reqwest::Client::new(),
         StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
@@ -22,7 +22,7 @@ async fn client(url: &str) -> RunningService<RoleClient, ()> {
     ().serve(t).await.expect("connect")
 }
 
-fn echo() -> CallToolRequestParams {
+pub(crate) fn echo() -> CallToolRequestParams {
     CallToolRequestParams::new("echo")
         .with_arguments(serde_json::json!({"text": "x"}).as_object().unwrap().clone())
 }

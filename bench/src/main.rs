@@ -12,6 +12,7 @@ use clap::Parser;
 
 mod dashboard;
 mod events;
+mod fleet;
 mod gateway;
 mod health;
 mod predict;
@@ -42,6 +43,12 @@ struct Args {
     /// Interleaved rounds of the gateway overhead benchmark.
     #[arg(long, default_value_t = 5)]
     gateway_rounds: usize,
+    /// Interleaved rounds of the fleet benchmark (three replicas vs one).
+    #[arg(long, default_value_t = 3)]
+    fleet_rounds: usize,
+    /// Seconds each fleet load point runs.
+    #[arg(long, default_value_t = 10)]
+    fleet_seconds: u64,
     /// Instances for the cost benchmark.
     #[arg(long, default_value_t = 100)]
     instances: usize,
@@ -120,6 +127,9 @@ fn main() {
     if want("gateway") {
         report += &gateway::overhead(&warden, args.gateway_rounds);
         report += &gateway::replica_kills(&warden, 60);
+    }
+    if want("fleet") {
+        report += &fleet::report(&warden, args.fleet_rounds, args.fleet_seconds);
     }
     if want("balancing") {
         report += &gateway::balancing(&warden, 3);

@@ -180,6 +180,20 @@ impl Postgres {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }
 
+    /// The first row of a query on `database`, its fields separated by `|` (psql -At).
+    pub fn query(&self, database: &str, sql: &str) -> String {
+        let out = self
+            .command("psql")
+            .arg("-h")
+            .arg(self.dir.path().join("sock"))
+            .args(["-p", &self.port.to_string(), "-U", "warden", "-d", database])
+            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned()
+    }
+
     /// Runs SQL over the local socket (trusted) with psql, against `database` `postgres`.
     pub fn psql(&self, sql: &str) {
         let out = self
