@@ -2,7 +2,8 @@
 //! watched (editors save by writing a new file and renaming it over the old one, by truncating
 //! and writing, or in several writes), changes are debounced, and a file that is briefly
 //! missing or does not compile yet gets a moment to settle before it is reloaded — a reload
-//! validates in full, so a half-written file is never applied.
+//! validates in full, so a half-written file is never applied. A Kubernetes ConfigMap mount is
+//! followed too (its `..data` symlink swapped under a `config.json` that never changes).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,12 +36,7 @@ pub(crate) fn spawn(
     let mut watcher = match notify::recommended_watcher(
         move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
-            if event.need_rescan()
-                || event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name().is_some() && p.file_name() == name.as_deref())
-            {
+            if event.need_rescan() || event.paths.iter().any(|p| concerns(p, name.as_deref())) {
                 let _ = tx.try_send(());
             }
         },
@@ -61,6 +57,17 @@ pub(crate) fn spawn(
         let _watcher = watcher;
         run(reloader, file, rx, stop).await;
     }))
+}
+
+/// An event on `path` may change the config file named `name`: the file itself, or one of the
+/// `..`-names a Kubernetes ConfigMap mount swaps (`..data`, `..data_tmp`, `..2026_…`): the
+/// kubelet renames a new `..data` symlink over the old one and `config.json`, a symlink to
+/// `..data/config.json`, is never touched. Whether the content changed is decided by reading.
+fn concerns(path: &Path, name: Option<&std::ffi::OsStr>) -> bool {
+    match path.file_name() {
+        Some(f) => Some(f) == name || f.to_string_lossy().starts_with(".."),
+        None => false,
+    }
 }
 
 async fn run(

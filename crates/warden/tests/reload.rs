@@ -105,6 +105,23 @@ fn save_in_pieces(path: &Path, text: &str) {
     f.write_all(b.as_bytes()).unwrap();
 }
 
+/// How the kubelet updates a mounted ConfigMap: the files live in a timestamped directory,
+/// `..data` is a symlink to it and `config.json` a symlink to `..data/config.json`; an update
+/// writes a new directory and renames a new `..data` symlink over the old one — the name
+/// `config.json` is never touched.
+fn configmap_update(dir: &Path, generation: u32, text: &str) {
+    let data = dir.join(format!("..2026_12_05_{generation}"));
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("config.json"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(data.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("config.json");
+    if !link.exists() {
+        std::os::unix::fs::symlink("..data/config.json", &link).unwrap();
+    }
+}
+
 async fn start(path: &Path, dir: &Path) -> App {
     let config = warden_config::load(path).expect("the test config loads").config;
     let mut app = App::start(RunOptions {
@@ -615,6 +632,26 @@ async fn the_python_sdk_session_survives_reloads_and_hears_only_real_list_change
         assert_eq!(seen["policy_notified"], 0, "{seen}");
         assert_eq!(app.registry().server("a").unwrap().spec.timeout, Duration::from_secs(9));
         assert_eq!(healthy(&app, "a").await, a, "a kept its process through both reloads");
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_configmap_update_is_reloaded() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = dir.path().join("configmap");
+        std::fs::create_dir(&mounted).unwrap();
+        configmap_update(&mounted, 1, &file_text("", &[("a", server(""))]));
+        let app = start(&mounted.join("config.json"), dir.path()).await;
+        healthy(&app, "a").await;
+        configmap_update(&mounted, 2, &file_text("", &[("a", server("")), ("b", server(""))]));
+        until("b added from the new ConfigMap", Duration::from_secs(15), async || {
+            app.registry().server("b").is_some()
+        })
+        .await;
+        healthy(&app, "b").await;
         app.shutdown().await;
     })
     .await;
