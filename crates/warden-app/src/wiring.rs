@@ -248,7 +248,8 @@ impl Services {
             reports.clone(),
             Arc::clone(&recording.bus),
             follow(&recording.settings.subscribe(), |w| w.tuning.clone()),
-        );
+        )
+        .with_leading(recording.leading.clone());
         // Changes still in force are put back before anything is served (once the database
         // is reached, when PostgreSQL was down at start).
         let restore = {
@@ -297,7 +298,7 @@ impl Services {
             recording.leading.clone(),
         );
         let fleet_stop = CancellationToken::new();
-        let fleet_task = fleet.spawn(gateway.clone(), fleet_stop.clone());
+        let fleet_task = fleet.spawn(gateway.clone(), tuner.clone(), fleet_stop.clone());
         Self {
             fleet,
             fleet_task,

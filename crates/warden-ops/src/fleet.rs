@@ -86,13 +86,15 @@ impl Fleet {
     pub fn spawn(
         &self,
         gateway: warden_gateway::Gateway,
+        tuner: crate::tuning::Tuner,
         stop: CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let inner = Arc::clone(&self.inner);
         if !inner.shared {
             return None;
         }
-        tokio::spawn(follow_commands(Arc::clone(&inner), gateway, stop.clone()));
+        let targets = Targets { gateway, tuner };
+        tokio::spawn(follow_commands(Arc::clone(&inner), targets, stop.clone()));
         Some(tokio::spawn(heartbeat(inner, stop)))
     }
 
@@ -272,11 +274,13 @@ async fn publish_views(
 
 /// Applies, every second, the operator actions the other replicas recorded since the last
 /// seen (from the newest at start: history is not replayed).
-async fn follow_commands(
-    inner: Arc<Inner>,
+/// What the operator actions of other replicas act on here.
+struct Targets {
     gateway: warden_gateway::Gateway,
-    stop: CancellationToken,
-) {
+    tuner: crate::tuning::Tuner,
+}
+
+async fn follow_commands(inner: Arc<Inner>, targets: Targets, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<i64> = None;
@@ -293,13 +297,13 @@ async fn follow_commands(
         for c in commands {
             last = Some(c.id);
             if c.origin != inner.me.id {
-                apply(&inner, &gateway, &c).await;
+                apply(&inner, &targets, &c).await;
             }
         }
     }
 }
 
-async fn apply(inner: &Inner, gateway: &warden_gateway::Gateway, c: &warden_store::FleetCommand) {
+async fn apply(inner: &Inner, targets: &Targets, c: &warden_store::FleetCommand) {
     use warden_gateway::FailoverAction;
     use warden_supervisor::Command;
     let done = match (c.kind.as_str(), c.action.as_str()) {
@@ -326,10 +330,12 @@ async fn apply(inner: &Inner, gateway: &warden_gateway::Gateway, c: &warden_stor
                 _ => None,
             };
             match a {
-                Some(a) => gateway.failover(&c.server, a).await.map(|_| true),
+                Some(a) => targets.gateway.failover(&c.server, a).await.map(|_| true),
                 None => Err(format!("unknown failover action {action:?}")),
             }
         }
+        // Tuning changed somewhere: the changes in force are the database's.
+        ("tuning", _) => targets.tuner.follow().await.map(|_| true),
         (kind, _) => Err(format!("unknown kind {kind:?}")),
     };
     match done {

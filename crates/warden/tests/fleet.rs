@@ -358,7 +358,8 @@ async fn one_leader_notifies_once_and_another_takes_over_within_10_s() {
 /// Operator actions made on one replica take effect on every replica: a silence made on
 /// replica 0 mutes the alert everywhere (the leader, whichever it is, sends nothing; replica 2
 /// shows it muted by that silence); a server stopped through replica 1 is stopped on every
-/// replica within 2 s, and started again through replica 2.
+/// replica within 2 s, and started again through replica 2; a tuning change made through
+/// replica 0 is in force on replica 2 within 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_actions_made_on_one_replica_take_effect_on_every_replica() {
     let pg = postgres().await;
@@ -418,6 +419,40 @@ async fn operator_actions_made_on_one_replica_take_effect_on_every_replica() {
             assert!(took <= Duration::from_secs(2), "stopped everywhere after {took:?}");
         }
     }
+
+    // A tuning change made through replica 0 is in force on replica 2.
+    let timeout_of = |v: &Value| {
+        v["servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["server"] == "calm" || s["name"] == "calm")
+            .and_then(|s| s["parameters"].as_array())
+            .and_then(|p| p.iter().find(|p| p["parameter"] == "timeout"))
+            .and_then(|p| p["value"].as_f64())
+    };
+    let base = timeout_of(&json(&replicas[2].1, "/api/tuning").await).expect("calm's timeout");
+    let wanted = base * 2.0;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/tuning/set", replicas[0].1))
+        .json(&serde_json::json!({
+            "server": "calm", "parameter": "timeout", "value": format!("{}ms", wanted)
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let asked = Instant::now();
+    loop {
+        let now = timeout_of(&json(&replicas[2].1, "/api/tuning").await);
+        if now == Some(wanted) {
+            break;
+        }
+        assert!(asked.elapsed() < LIMIT, "replica 2's timeout stayed {now:?}, not {wanted}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = asked.elapsed();
+    assert!(took <= Duration::from_secs(2), "tuned on replica 2 after {took:?}");
     drop(replicas);
     drop(pg);
 }

@@ -47,6 +47,8 @@ pub struct Tuner {
     settings: tokio::sync::watch::Receiver<TuningSettings>,
     /// One change at a time: reading the value in force and recording the change are one step.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// Whether this replica leads the fleet: only the leader tunes automatically.
+    leading: warden_store::Leading,
 }
 
 fn database(e: impl std::fmt::Display) -> Refusal {
@@ -73,7 +75,65 @@ impl Tuner {
         bus: Arc<EventBus>,
         settings: tokio::sync::watch::Receiver<TuningSettings>,
     ) -> Self {
-        Self { reports, bus, settings, lock: Arc::default() }
+        Self {
+            reports,
+            bus,
+            settings,
+            lock: Arc::default(),
+            leading: tokio::sync::watch::channel(true).1,
+        }
+    }
+
+    /// In a fleet: the automatic loop runs only while this replica leads.
+    pub fn with_leading(mut self, leading: warden_store::Leading) -> Self {
+        self.leading = leading;
+        self
+    }
+
+    /// Tells the other replicas sharing the database that the changes in force changed (they
+    /// [`Tuner::follow`]); nothing with SQLite.
+    async fn share(&self) {
+        let store = &self.reports.store;
+        if store.backend() != warden_store::Backend::Postgres {
+            return;
+        }
+        if let Err(e) = store.record_fleet_command("", None, "tuning", "sync").await {
+            tracing::warn!(error = %e, "the other replicas could not be told of a tuning change");
+        }
+    }
+
+    /// Another replica changed what is in force: every server's tuned values become the
+    /// configured ones plus the changes in force in the database (nothing is written here).
+    pub async fn follow(&self) -> Result<usize, String> {
+        let _one = self.lock.lock().await;
+        let active =
+            self.reports.store.tuning_changes(None, true, 0).await.map_err(|e| e.to_string())?;
+        let mut newest: BTreeMap<(String, Option<u32>, String), &TuningRow> = BTreeMap::new();
+        for row in &active {
+            newest.entry((row.server.clone(), row.instance, row.parameter.clone())).or_insert(row);
+        }
+        let mut applied = 0;
+        for h in self.reports.servers.handles().iter() {
+            let mut tuned = warden_supervisor::Tuned::default();
+            for ((_, instance, parameter), row) in
+                newest.iter().filter(|((server, _, _), _)| *server == h.spec.name)
+            {
+                let Some(param) = Param::parse(parameter) else { continue };
+                let (lo, hi) = bounds(param, &h.spec);
+                let fits = instance.is_none_or(|i| i < h.spec.instance_count());
+                if fits
+                    && (param.base(&h.spec) - row.base_value).abs() <= 1e-9
+                    && (lo..=hi).contains(&row.new_value)
+                {
+                    param.set(&h.spec, &mut tuned, *instance, row.new_value);
+                    applied += 1;
+                }
+            }
+            if h.tuned() != tuned {
+                h.set_tuned(tuned);
+            }
+        }
+        Ok(applied)
     }
 
     fn handle(&self, server: &str) -> Option<ServerHandle> {
@@ -180,6 +240,9 @@ impl Tuner {
         for p in &proposals {
             applied.push(row_json(&self.change(p, source).await?));
         }
+        if !applied.is_empty() {
+            self.share().await;
+        }
         Ok(json!({ "dry_run": false, "since": r.since, "applied": applied,
                    "note": if applied.is_empty() { "nothing to change: no rule matched the period's records" } else { "" } }))
     }
@@ -252,7 +315,9 @@ impl Tuner {
             reason: format!("set by hand to {}", param.show(v)),
             evidence: json!({}),
         };
-        self.change(&p, source).await
+        let row = self.change(&p, source).await?;
+        self.share().await;
+        Ok(row)
     }
 
     /// Undoes change `id`: its parameter goes back to the value before it.
@@ -281,6 +346,7 @@ impl Tuner {
             ));
         }
         self.undo(&row, &format!("reverted by {source}")).await?;
+        self.share().await;
         store.tuning_change(id).await.map_err(database)?.ok_or_else(|| database("row vanished"))
     }
 
@@ -313,6 +379,9 @@ impl Tuner {
         for row in &active {
             self.undo(row, &format!("reset by {source}")).await?;
             done.push(row.id);
+        }
+        if !done.is_empty() {
+            self.share().await;
         }
         Ok(done)
     }
@@ -442,7 +511,8 @@ impl Tuner {
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     tick.tick().await;
                 }
-                if !this.settings.borrow().auto {
+                // In a fleet, only the leader tunes; the others follow its changes.
+                if !this.settings.borrow().auto || !*this.leading.borrow() {
                     continue;
                 }
                 if let Err((_, e)) = this.apply(None, None, false, "auto").await {
