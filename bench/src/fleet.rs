@@ -14,6 +14,8 @@ use crate::proc::{free_port, CpuMeter, Proc};
 use crate::quantile;
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
+/// A call that has not answered in this long counts as an error.
+const CALL_DEADLINE: Duration = Duration::from_secs(10);
 
 struct Fleet {
     /// `(process, port, id)` of each replica.
@@ -126,9 +128,9 @@ async fn load(f: &Fleet, clients: usize, secs: u64) -> (f64, u64, f64) {
             let (mut calls, mut errors) = (0_u64, 0_u64);
             let call = echo_up();
             while started.elapsed() < Duration::from_secs(secs) {
-                match s.peer().call_tool(call.clone()).await {
-                    Ok(_) => calls += 1,
-                    Err(_) => errors += 1,
+                match tokio::time::timeout(CALL_DEADLINE, s.peer().call_tool(call.clone())).await {
+                    Ok(Ok(_)) => calls += 1,
+                    _ => errors += 1,
                 }
             }
             let _ = s.cancel().await;
@@ -176,6 +178,7 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
         for f in [&three, &one] {
             load(f, 8, 3).await;
         }
+        eprintln!("fleet: warmed up; measuring idle writes for 60 s");
         // Idle writes: transactions and rows a minute, per replica (nothing called).
         let (t3, r3, t1, r1) = (
             transactions(&pg, &three.database),
@@ -193,7 +196,8 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
         let mut errors = [0_u64; 2];
         let tx_before = [transactions(&pg, &three.database), transactions(&pg, &one.database)];
         let mut calls_total = [0.0_f64; 2];
-        for _ in 0..rounds {
+        for round in 0..rounds {
+            eprintln!("fleet: load round {}/{rounds}", round + 1);
             for (k, f) in [&three, &one].into_iter().enumerate() {
                 for (row, clients) in [8_usize, 32].into_iter().enumerate() {
                     let (rate, e, cpu) = load(f, clients, secs).await;
@@ -230,6 +234,7 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
             errors[0], errors[1]
         );
 
+        eprintln!("fleet: replicas killed under load");
         // Replicas killed under load: 8 clients for 20 s, a replica kill -9ed every 5 s and
         // started again; errors as the client sees them, then after one retry.
         let url3 = pg.url(&three.database);
@@ -242,11 +247,17 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
         for s in sessions {
             tasks.push(tokio::spawn(async move {
                 let (mut calls, mut raw, mut failed) = (0_u64, 0_u64, 0_u64);
+                let once = async || {
+                    matches!(
+                        tokio::time::timeout(CALL_DEADLINE, s.peer().call_tool(echo_up())).await,
+                        Ok(Ok(_))
+                    )
+                };
                 while started.elapsed() < Duration::from_secs(20) {
                     calls += 1;
-                    if s.peer().call_tool(echo_up()).await.is_err() {
+                    if !once().await {
                         raw += 1;
-                        if s.peer().call_tool(echo_up()).await.is_err() {
+                        if !once().await {
                             failed += 1;
                         }
                     }
@@ -278,6 +289,7 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
              one retry.\n\n"
         );
 
+        eprintln!("fleet: the leader killed, 3 times");
         // The leader killed: how long until another replica leads.
         for (_, port, _) in &three.replicas {
             ready(&format!("http://127.0.0.1:{port}/readyz")).await;
