@@ -291,3 +291,7 @@ impl Store {
         Ok((replicas, views))
     }
 }
+
+#[cfg(test)]
+#[path = "fleet_tests.rs"]
+mod tests;
