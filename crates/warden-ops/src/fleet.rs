@@ -20,6 +20,8 @@ pub const GONE_AFTER: f64 = 10.0;
 const BEAT: Duration = Duration::from_secs(2);
 /// Views are published every this many beats.
 const VIEWS_EVERY: u64 = 2;
+/// What a replica silent this long (seconds) left open is closed by the leader.
+const ABANDON_AFTER: f64 = 60.0;
 /// Gone replicas are deleted after this long (checked every 60 beats).
 const FORGET_AFTER: chrono::Duration = chrono::Duration::hours(1);
 
@@ -223,6 +225,16 @@ async fn heartbeat(inner: Arc<Inner>, stop: CancellationToken) {
             }
             if beat % 60 == 59 {
                 inner.store.forget_replicas(warden_core::now() - FORGET_AFTER).await?;
+            }
+            // The leader closes what replicas gone for a minute left open.
+            if beat % 15 == 14 && leading {
+                let n = inner.store.abandon_gone_replicas(ABANDON_AFTER).await?;
+                if n > 0 {
+                    tracing::info!(
+                        rows = n,
+                        "closed failure rows of replicas that are gone (abandoned)"
+                    );
+                }
             }
             Ok::<_, warden_store::DbError>(())
         }

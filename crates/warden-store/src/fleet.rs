@@ -222,6 +222,38 @@ impl Store {
         tx.commit().await
     }
 
+    /// Closes what replicas silent for more than `silent_for` seconds (or stopped) left open:
+    /// their failure rows (`abandoned`) and their alerts. The leader does it, so a replica that
+    /// never comes back does not keep incidents open for ever (one that restarts under the same
+    /// id does it itself). Returns the failure rows closed.
+    pub async fn abandon_gone_replicas(&self, silent_for: f64) -> Result<u64, sqlx::Error> {
+        let b = self.backend;
+        let gone = format!(
+            "SELECT id FROM replicas WHERE stopped_at IS NOT NULL OR {now} - {beat} > $2",
+            now = b.epoch_fraction(b.now_text()),
+            beat = b.epoch_fraction("heartbeat_at"),
+        );
+        let now = ts(&warden_core::now());
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(&format!(
+            "UPDATE integration_failures SET resolved = 1, recovery_action = 'abandoned',
+                resolved_at = $1 WHERE resolved = 0 AND replica IN ({gone})"
+        ))
+        .bind(&now)
+        .bind(silent_for)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE alerts SET ends_at = $1 WHERE ends_at IS NULL AND replica IN ({gone})"
+        ))
+        .bind(&now)
+        .bind(silent_for)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
     /// Deletes replicas (and their views) whose last heartbeat is older than `before`.
     pub async fn forget_replicas(
         &self,

@@ -222,10 +222,29 @@ async fn failure_rows_belong_to_the_replica_that_opened_them(b: Backend) {
     r2.events.send(recovered()).await.unwrap();
     eventually(async || r2.store.count("events").await.unwrap() == 2).await;
     assert!(!r1.store.failures(None, 1).await.unwrap()[0].resolved, "r2's recovery is not r1's");
+    // The leader closes the rows of a replica gone for longer than the bound, not before.
+    let me = |id: &str| ReplicaInfo {
+        id: id.into(),
+        host: "h".into(),
+        pid: 1,
+        version: "v".into(),
+        listen: None,
+        started_at: warden_core::now(),
+    };
+    r1.store.replica_heartbeat(&me("r1"), false).await.unwrap();
+    assert_eq!(r2.store.abandon_gone_replicas(60.0).await.unwrap(), 0, "r1 is live");
+    assert!(!r1.store.failures(None, 1).await.unwrap()[0].resolved);
     r1.events.send(recovered()).await.unwrap();
     eventually(async || r1.store.failures(None, 1).await.unwrap()[0].resolved).await;
     let row = &r1.store.failures(None, 1).await.unwrap()[0];
     assert_eq!(row.recovery_action.as_deref(), Some("restart"));
+    // r1 crashes again and is then silent past the bound (a bound below its heartbeat's age):
+    // the leader closes its open row as abandoned.
+    r1.events.send(crash()).await.unwrap();
+    eventually(async || r1.store.count("integration_failures").await.unwrap() == 2).await;
+    assert_eq!(r2.store.abandon_gone_replicas(-1.0).await.unwrap(), 1);
+    let row = &r1.store.failures(None, 1).await.unwrap()[0];
+    assert_eq!((row.resolved, row.recovery_action.as_deref()), (true, Some("abandoned")));
     for f in [r1, r2] {
         f.shutdown.cancel();
         f.writer.await.unwrap();
