@@ -12,6 +12,18 @@ use crate::tests::{
 };
 use crate::*;
 
+/// A replica as it describes itself at a heartbeat.
+fn info(id: &str) -> ReplicaInfo {
+    ReplicaInfo {
+        id: id.into(),
+        host: "h".into(),
+        pid: 42,
+        version: "0.1.0".into(),
+        listen: Some("127.0.0.1:7421".into()),
+        started_at: warden_core::now(),
+    }
+}
+
 on_both_engines!(
     replicas_beat_publish_their_views_stop_and_are_forgotten,
     failure_rows_belong_to_the_replica_that_opened_them,
@@ -119,14 +131,7 @@ async fn postgres_over_tls_when_the_url_requires_it() {
 
 async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
     let f = fixture(b).await;
-    let me = |id: &str| ReplicaInfo {
-        id: id.into(),
-        host: "h".into(),
-        pid: 42,
-        version: "0.1.0".into(),
-        listen: Some("127.0.0.1:7421".into()),
-        started_at: warden_core::now(),
-    };
+    let me = info;
     f.store.replica_heartbeat(&me("r1"), false).await.unwrap();
     f.store.replica_heartbeat(&me("r2"), true).await.unwrap();
     f.store.replica_heartbeat(&me("r1"), false).await.unwrap();
@@ -223,14 +228,7 @@ async fn failure_rows_belong_to_the_replica_that_opened_them(b: Backend) {
     eventually(async || r2.store.count("events").await.unwrap() == 2).await;
     assert!(!r1.store.failures(None, 1).await.unwrap()[0].resolved, "r2's recovery is not r1's");
     // The leader closes the rows of a replica gone for longer than the bound, not before.
-    let me = |id: &str| ReplicaInfo {
-        id: id.into(),
-        host: "h".into(),
-        pid: 1,
-        version: "v".into(),
-        listen: None,
-        started_at: warden_core::now(),
-    };
+    let me = info;
     r1.store.replica_heartbeat(&me("r1"), false).await.unwrap();
     assert_eq!(r2.store.abandon_gone_replicas(60.0).await.unwrap(), 0, "r1 is live");
     assert!(!r1.store.failures(None, 1).await.unwrap()[0].resolved);
@@ -269,14 +267,7 @@ async fn one_replica_leads_and_another_takes_over_when_it_goes() {
     assert!(!*lead_b.borrow(), "one leader at a time");
 
     // What a fires is b's fleet_firing (a's heartbeat is fresh), not a's own.
-    let me = |id: &str| ReplicaInfo {
-        id: id.into(),
-        host: "h".into(),
-        pid: 1,
-        version: "v".into(),
-        listen: None,
-        started_at: warden_core::now(),
-    };
+    let me = info;
     a.replica_heartbeat(&me("a"), true).await.unwrap();
     let t0 = chrono::Utc::now();
     let labels = serde_json::json!({"alertname": "CrashLoop", "server_instance": "s#0"});
