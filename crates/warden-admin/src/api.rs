@@ -112,7 +112,7 @@ impl Api {
     /// Records an operator action for the other replicas sharing the database (nothing
     /// with SQLite). A failure is logged: this replica has applied it already.
     async fn share(&self, server: &str, instance: Option<u32>, kind: &str, action: &str) {
-        if self.store.backend() != warden_store::Backend::Postgres {
+        if !self.store.is_shared() {
             return;
         }
         if let Err(e) = self.store.record_fleet_command(server, instance, kind, action).await {
@@ -191,17 +191,11 @@ async fn act(
     Path((name, action)): Path<(String, String)>,
     Params(t): Params<Target>,
 ) -> Response {
-    let cmd = match action.as_str() {
-        "restart" => Command::Restart,
-        "stop" => Command::Stop,
-        "start" => Command::Start,
-        "reset" => Command::Reset,
-        other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no action {other:?} (restart, stop, start, reset)"),
-            )
-        }
+    let Some(cmd) = Command::parse(&action) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no action {action:?} (restart, stop, start, reset)"),
+        );
     };
     let h = match api.handle(&name) {
         Ok(h) => h,
@@ -235,18 +229,11 @@ async fn failover(
     AxState(api): AxState<Api>,
     Path((name, action)): Path<(String, String)>,
 ) -> Response {
-    let a = match action.as_str() {
-        "enable" => FailoverAction::Enable,
-        "disable" => FailoverAction::Disable,
-        "trigger" => FailoverAction::Trigger,
-        "test" => FailoverAction::Test,
-        "restore" => FailoverAction::Restore,
-        other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no failover action {other:?} (enable, disable, trigger, test, restore)"),
-            )
-        }
+    let Some(a) = FailoverAction::parse(&action) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no failover action {action:?} (enable, disable, trigger, test, restore)"),
+        );
     };
     if let Err(m) = api.handle(&name) {
         return error(StatusCode::NOT_FOUND, m);

@@ -90,7 +90,7 @@ impl App {
         let registry = Arc::new(registry);
         // 5. The gateway in front of every server.
         let gateway = Gateway::new(&registry, &relay);
-        if store.backend() == warden_store::Backend::Postgres {
+        if store.is_shared() {
             // Any replica continues a client session another began.
             gateway.set_session_store(std::sync::Arc::new(sessions::DbSessions(store.clone())));
         }

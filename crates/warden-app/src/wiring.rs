@@ -133,16 +133,22 @@ impl Recording {
 
 /// Rows a previous run left open are closed; the failover configuration is recorded.
 pub(crate) async fn prepare_store(store: &Store, config: &Config) {
-    if !store.is_ready() {
-        // PostgreSQL not reached yet: done once it is, without holding up supervision.
-        let (store, config) = (store.clone(), config.clone());
+    let (s, config) = (store.clone(), config.clone());
+    once_ready(store, async move { tidy_store(&s, &config).await }).await;
+}
+
+/// Runs `work` now when the database is ready; when it is not (PostgreSQL not reached yet),
+/// once it is, in the background, without holding up start-up.
+async fn once_ready(store: &Store, work: impl std::future::Future<Output = ()> + Send + 'static) {
+    if store.is_ready() {
+        work.await;
+    } else {
+        let store = store.clone();
         tokio::spawn(async move {
             store.wait_ready().await;
-            tidy_store(&store, &config).await;
+            work.await;
         });
-        return;
     }
-    tidy_store(store, config).await;
 }
 
 /// Who this replica is: `WARDEN_REPLICA`, else `HOST:PORT` of its listener.
@@ -252,22 +258,15 @@ impl Services {
         .with_leading(recording.leading.clone());
         // Changes still in force are put back before anything is served (once the database
         // is reached, when PostgreSQL was down at start).
-        let restore = {
-            let (tuner, store) = (tuner.clone(), store.clone());
-            async move {
-                store.wait_ready().await;
-                match tuner.restore().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(parameters = n, "tuning changes restored"),
-                    Err(e) => tracing::warn!("tuning changes could not be read back: {e}"),
-                }
+        let restoring = tuner.clone();
+        once_ready(store, async move {
+            match restoring.restore().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(parameters = n, "tuning changes restored"),
+                Err(e) => tracing::warn!("tuning changes could not be read back: {e}"),
             }
-        };
-        if store.is_ready() {
-            restore.await;
-        } else {
-            tokio::spawn(restore);
-        }
+        })
+        .await;
         tuner.spawn_auto(stop.clone());
         let alerts = alerting::Alerts::start(
             alerting::Sources {

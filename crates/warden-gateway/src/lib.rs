@@ -60,6 +60,20 @@ pub enum FailoverAction {
     Restore,
 }
 
+impl FailoverAction {
+    /// The action an operator names (`enable`, `disable`, `trigger`, `test`, `restore`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "enable" => Some(Self::Enable),
+            "disable" => Some(Self::Disable),
+            "trigger" => Some(Self::Trigger),
+            "test" => Some(Self::Test),
+            "restore" => Some(Self::Restore),
+            _ => None,
+        }
+    }
+}
+
 /// Limits on client sessions of the HTTP endpoints.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionLimits {

@@ -35,8 +35,6 @@ struct Inner {
     store: Store,
     views: Views,
     me: ReplicaInfo,
-    /// The database is shared (PostgreSQL): the heartbeat runs and the fleet is read from it.
-    shared: bool,
     leading: warden_store::Leading,
 }
 
@@ -68,8 +66,7 @@ impl Fleet {
         me: ReplicaInfo,
         leading: warden_store::Leading,
     ) -> Self {
-        let shared = store.backend() == warden_store::Backend::Postgres;
-        Self { inner: Arc::new(Inner { store, views, me, shared, leading }) }
+        Self { inner: Arc::new(Inner { store, views, me, leading }) }
     }
 
     /// This replica leads the fleet now (always, alone).
@@ -92,7 +89,8 @@ impl Fleet {
         stop: CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let inner = Arc::clone(&self.inner);
-        if !inner.shared {
+        // Alone (SQLite), there is no fleet to beat for or follow.
+        if !inner.store.is_shared() {
             return None;
         }
         let targets = Targets { gateway, tuner };
@@ -105,7 +103,7 @@ impl Fleet {
     /// its instances on every replica (each labelled with its replica).
     pub async fn document(&self) -> Result<Value, warden_store::DbError> {
         let me = &self.inner.me;
-        let (rows, views) = if self.inner.shared {
+        let (rows, views) = if self.inner.store.is_shared() {
             self.inner.store.fleet().await?
         } else {
             (Vec::new(), Vec::new())
@@ -284,14 +282,14 @@ async fn publish_views(
     Ok(())
 }
 
-/// Applies, every second, the operator actions the other replicas recorded since the last
-/// seen (from the newest at start: history is not replayed).
 /// What the operator actions of other replicas act on here.
 struct Targets {
     gateway: warden_gateway::Gateway,
     tuner: crate::tuning::Tuner,
 }
 
+/// Applies, every second, the operator actions the other replicas recorded since the last
+/// seen (from the newest at start: history is not replayed).
 async fn follow_commands(inner: Arc<Inner>, targets: Targets, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -319,33 +317,16 @@ async fn apply(inner: &Inner, targets: &Targets, c: &warden_store::FleetCommand)
     use warden_gateway::FailoverAction;
     use warden_supervisor::Command;
     let done = match (c.kind.as_str(), c.action.as_str()) {
-        ("server", action) => {
-            let cmd = match action {
-                "stop" => Some(Command::Stop),
-                "start" => Some(Command::Start),
-                "reset" => Some(Command::Reset),
-                "restart" => Some(Command::Restart),
-                _ => None,
-            };
-            match (cmd, inner.views.handle(&c.server)) {
-                (Some(cmd), Some(h)) => Ok(h.command(cmd, c.instance).await > 0),
-                (None, _) => Err(format!("unknown action {action:?}")),
-                (_, None) => Err("no such server here".to_owned()),
-            }
-        }
-        ("failover", action) => {
-            let a = match action {
-                "enable" => Some(FailoverAction::Enable),
-                "disable" => Some(FailoverAction::Disable),
-                "trigger" => Some(FailoverAction::Trigger),
-                "restore" => Some(FailoverAction::Restore),
-                _ => None,
-            };
-            match a {
-                Some(a) => targets.gateway.failover(&c.server, a).await.map(|_| true),
-                None => Err(format!("unknown failover action {action:?}")),
-            }
-        }
+        ("server", action) => match (Command::parse(action), inner.views.handle(&c.server)) {
+            (Some(cmd), Some(h)) => Ok(h.command(cmd, c.instance).await > 0),
+            (None, _) => Err(format!("unknown action {action:?}")),
+            (_, None) => Err("no such server here".to_owned()),
+        },
+        // The recording side never records `test` (it moves no traffic).
+        ("failover", action) => match FailoverAction::parse(action) {
+            Some(a) => targets.gateway.failover(&c.server, a).await.map(|_| true),
+            None => Err(format!("unknown failover action {action:?}")),
+        },
         // Tuning changed somewhere: the changes in force are the database's.
         ("tuning", _) => targets.tuner.follow().await.map(|_| true),
         (kind, _) => Err(format!("unknown kind {kind:?}")),

@@ -215,16 +215,14 @@ impl Store {
     /// stopped), oldest first: what the leader notifies for besides its own.
     pub async fn fleet_firing(&self, live_for: f64) -> Result<Vec<AlertRow>, sqlx::Error> {
         let Some(me) = self.replica() else { return Ok(Vec::new()) };
-        let b = self.backend;
         let sql = format!(
             "SELECT a.id, a.fingerprint, a.name, a.severity, a.server, a.instance, a.labels,
                     a.annotations, a.value, a.starts_at, a.fired_at, a.ends_at
              FROM alerts a JOIN replicas r ON r.id = a.replica
              WHERE a.ends_at IS NULL AND a.replica <> $1 AND r.stopped_at IS NULL
-               AND {now} - {beat} <= $2
+               AND {age} <= $2
              ORDER BY a.starts_at, a.id",
-            now = b.epoch_fraction(b.now_text()),
-            beat = b.epoch_fraction("r.heartbeat_at"),
+            age = self.backend.seconds_since("r.heartbeat_at"),
         );
         let rows = sqlx::query(&sql).bind(me).bind(live_for).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(alert_row).collect())

@@ -42,6 +42,16 @@ impl Backend {
         }
     }
 
+    /// Seconds from a timestamp column to the database's clock now, as a double: how long ago
+    /// a replica last beat, by the only clock the fleet compares.
+    pub(crate) fn seconds_since(self, column: &str) -> String {
+        format!(
+            "CAST({} - {} AS DOUBLE PRECISION)",
+            self.epoch_fraction(self.now_text()),
+            self.epoch_fraction(column)
+        )
+    }
+
     /// The UTC hour of day (0–23) of a timestamp column, as an integer.
     pub(crate) fn hour_of_day(self, column: &str) -> String {
         match self {

@@ -227,11 +227,9 @@ impl Store {
     /// never comes back does not keep incidents open for ever (one that restarts under the same
     /// id does it itself). Returns the failure rows closed.
     pub async fn abandon_gone_replicas(&self, silent_for: f64) -> Result<u64, sqlx::Error> {
-        let b = self.backend;
         let gone = format!(
-            "SELECT id FROM replicas WHERE stopped_at IS NOT NULL OR {now} - {beat} > $2",
-            now = b.epoch_fraction(b.now_text()),
-            beat = b.epoch_fraction("heartbeat_at"),
+            "SELECT id FROM replicas WHERE stopped_at IS NOT NULL OR {age} > $2",
+            age = self.backend.seconds_since("heartbeat_at"),
         );
         let now = ts(&warden_core::now());
         let mut tx = self.pool.begin().await?;
@@ -278,13 +276,11 @@ impl Store {
 
     /// Every replica (by id) and every server view (by server, then replica).
     pub async fn fleet(&self) -> Result<(Vec<ReplicaRow>, Vec<ServerViewRow>), sqlx::Error> {
-        let b = self.backend;
         let sql = format!(
             "SELECT id, host, pid, version, listen, started_at, heartbeat_at, stopped_at,
-                    CAST({now} - {beat} AS DOUBLE PRECISION), is_leader
+                    {age}, is_leader
              FROM replicas ORDER BY id",
-            now = b.epoch_fraction(b.now_text()),
-            beat = b.epoch_fraction("heartbeat_at"),
+            age = self.backend.seconds_since("heartbeat_at"),
         );
         let replicas = sqlx::query(&sql)
             .fetch_all(&self.pool)

@@ -250,6 +250,12 @@ impl Store {
         self.replica.get().map(String::as_str)
     }
 
+    /// Several replicas may share this database (PostgreSQL): the fleet's tables, leader and
+    /// commands are in use.
+    pub fn is_shared(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
     /// The engine: SQLite or PostgreSQL.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -46,7 +46,8 @@ impl Store {
                 }
             })
             .await?;
-        self.ready.send_replace(true);
+        // Every flush passes here: waiters are woken once, when it turns true.
+        self.ready.send_if_modified(|ready| !std::mem::replace(ready, true));
         Ok(())
     }
 }

@@ -227,7 +227,7 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
         }
         let firing = rules.firing();
         // In a fleet, silences made on any replica are the database's: read each evaluation.
-        if src.store.backend() == warden_store::Backend::Postgres {
+        if src.store.is_shared() {
             if let Ok(Ok(rows)) =
                 tokio::time::timeout(STORE_WRITE, src.store.silences(now.wall)).await
             {
@@ -297,7 +297,7 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
             out.clear();
         }
         let mut queued = Vec::new();
-        let shared_store = src.store.backend() == warden_store::Backend::Postgres;
+        let shared_store = src.store.is_shared();
         let repeat = chrono::Duration::from_std(settings.repeat_interval).unwrap_or_default();
         for (receiver, status, group, body, set) in out {
             let store = &src.store;

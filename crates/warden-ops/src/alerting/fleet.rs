@@ -32,7 +32,7 @@ impl FleetAlerts {
         resolved: &[Alert],
         now: DateTime<Utc>,
     ) -> (Vec<Alert>, Vec<Alert>) {
-        if store.backend() != warden_store::Backend::Postgres {
+        if !store.is_shared() {
             return (firing.to_vec(), resolved.to_vec());
         }
         // Alerts open on a replica that left (or resolved there) since the last call.

@@ -94,7 +94,7 @@ impl Tuner {
     /// [`Tuner::follow`]); nothing with SQLite.
     async fn share(&self) {
         let store = &self.reports.store;
-        if store.backend() != warden_store::Backend::Postgres {
+        if !store.is_shared() {
             return;
         }
         if let Err(e) = store.record_fleet_command("", None, "tuning", "sync").await {

@@ -50,6 +50,19 @@ pub enum Command {
     Reset,
 }
 
+impl Command {
+    /// The command an operator names (`restart`, `stop`, `start`, `reset`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "restart" => Some(Self::Restart),
+            "stop" => Some(Self::Stop),
+            "start" => Some(Self::Start),
+            "reset" => Some(Self::Reset),
+            _ => None,
+        }
+    }
+}
+
 /// How long a full listing of tools, resources and prompts may take.
 const CATALOG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Warden's own deadline on a probe or listing is the protocol timeout plus this: rmcp's
