@@ -153,28 +153,33 @@ async fn forward_attempts(
                 return Err(failed(req.server, last.as_ref().expect("a retry follows a failure")))
             }
         };
-        let entry = match req.tool {
-            Some(tool) => {
-                let entry = pick
-                    .instance
-                    .link
-                    .catalog()
-                    .and_then(|c| c.tools.iter().find(|t| t.name == tool).cloned());
-                if entry.is_none() {
-                    // Not a call: give the breaker's trial back.
-                    pick.instance.record(None);
-                    return Err(ErrorData::invalid_params(format!("unknown tool {tool:?}"), None));
+        // The tool as the instance listed it. An instance that just connected may not have
+        // been listed yet: the call goes to it all the same (the server decides), but is not
+        // repeated elsewhere since nothing says the tool is safe to repeat.
+        let (entry, unlisted) = match req.tool {
+            Some(tool) => match pick.instance.link.catalog() {
+                Some(catalog) => {
+                    let entry = catalog.tools.iter().find(|t| t.name == tool).cloned();
+                    if entry.is_none() {
+                        // Not a call: give the breaker's trial back.
+                        pick.instance.record(None);
+                        return Err(ErrorData::invalid_params(
+                            format!("unknown tool {tool:?}"),
+                            None,
+                        ));
+                    }
+                    *offered = true;
+                    (entry, false)
                 }
-                *offered = true;
-                entry
-            }
-            None => None,
+                None => (None, true),
+            },
+            None => (None, false),
         };
         if let Some(s) = named.filter(|s| !std::ptr::eq(*s, pick.serving)) {
             s.metrics.failover(&pick.serving.spec.name);
         }
         // Read-only protocol methods are always safe to repeat; tools only when marked so.
-        let safe = entry.as_ref().is_none_or(|t| pick.serving.safe_tool(t));
+        let safe = !unlisted && entry.as_ref().is_none_or(|t| pick.serving.safe_tool(t));
         let timeout = pick.serving.call_timeout();
         let deadline = *deadline.get_or_insert(started + timeout);
         let remaining = deadline.saturating_duration_since(Instant::now());

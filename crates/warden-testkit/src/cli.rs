@@ -37,6 +37,10 @@ pub struct Args {
     /// Exit at once with --exit-code (a crash loop).
     #[arg(long)]
     pub exit_on_start: bool,
+    /// Answer the first `tools/list` this late (a server that connects at once but is slow to
+    /// list its tools).
+    #[arg(long, value_parser = dur)]
+    pub first_list_delay: Option<Duration>,
     /// Latency added to every request.
     #[arg(long, value_parser = dur, default_value = "0s")]
     pub latency: Duration,
@@ -134,6 +138,7 @@ pub async fn run(args: Args) {
         conformance: args.conformance,
         busy_ignores_probes: args.busy_ignores_probes,
         catalog: args.catalog.as_deref().map(read_catalog).unwrap_or_default(),
+        first_list_delay: args.first_list_delay,
     };
     let server = Misbehave::new(knobs.clone());
     if let Some(after) = knobs.crash_after {

@@ -56,6 +56,8 @@ pub struct Knobs {
     /// More tools, as another server's `tools/list` answer gives them (`--catalog`); a call to
     /// one answers with its name.
     pub catalog: Vec<Tool>,
+    /// Answer the first `tools/list` this late (a server slow to list what it offers).
+    pub first_list_delay: Option<Duration>,
 }
 
 /// The server state, shared by every session.
@@ -78,6 +80,8 @@ struct Inner {
     sinks: Mutex<Vec<(u64, SubscriptionSink)>>,
     next_sink: AtomicU64,
     conformance: Option<Conformance>,
+    /// Whether `tools/list` was answered once (`first_list_delay`).
+    listed: AtomicBool,
 }
 
 fn schema(v: Value) -> Arc<Map<String, Value>> {
@@ -103,6 +107,7 @@ impl Misbehave {
                 peers: Mutex::new(Vec::new()),
                 sinks: Mutex::new(Vec::new()),
                 next_sink: AtomicU64::new(0),
+                listed: AtomicBool::new(false),
             }),
         }
     }
@@ -295,6 +300,11 @@ impl ServerHandler for Misbehave {
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         self.misbehave().await;
+        if let Some(d) = self.inner.knobs.first_list_delay {
+            if !self.inner.listed.swap(true, Ordering::SeqCst) {
+                tokio::time::sleep(d).await;
+            }
+        }
         Ok(ListToolsResult { tools: self.tools(), ..Default::default() })
     }
 

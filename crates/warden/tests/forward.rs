@@ -102,14 +102,10 @@ struct Served {
     _dir: tempfile::TempDir,
 }
 
-async fn serve_everything() -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let entry = format!(
-        r#"{{ "command": "node", "args": [{}, "stdio"], {FAST_HEALTH} }}"#,
-        json_str(&everything_js())
-    );
+/// Warden on `config`, recording under `dir`, serving HTTP on a free loopback port.
+async fn start(config: warden_config::Config, dir: tempfile::TempDir) -> Served {
     let app = App::start(RunOptions {
-        config: config(&[("everything", entry), ("m", misbehave(&[], ""))]),
+        config,
         database: Location::Sqlite(dir.path().join("w.db")),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         token: None,
@@ -117,14 +113,25 @@ async fn serve_everything() -> Served {
     })
     .await
     .unwrap();
-    let start = Instant::now();
+    Served { app, _dir: dir }
+}
+
+async fn serve_everything() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = format!(
+        r#"{{ "command": "node", "args": [{}, "stdio"], {FAST_HEALTH} }}"#,
+        json_str(&everything_js())
+    );
+    let served = start(config(&[("everything", entry), ("m", misbehave(&[], ""))]), dir).await;
+    let began = Instant::now();
     while !["everything", "m"].iter().all(|n| {
-        app.registry().server(n).unwrap().views().iter().all(|v| v.state == InstanceState::Healthy)
+        let server = served.app.registry().server(n).unwrap();
+        server.views().iter().all(|v| v.state == InstanceState::Healthy)
     }) {
-        assert!(start.elapsed() < Duration::from_secs(30), "servers did not become healthy");
+        assert!(began.elapsed() < Duration::from_secs(30), "servers did not become healthy");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Served { app, _dir: dir }
+    served
 }
 
 impl Served {
@@ -344,6 +351,38 @@ async fn resource_updates_reach_subscribers_and_a_cancelled_call_is_no_failure()
         assert_eq!(v.state, InstanceState::Healthy, "{v:?}");
         assert!(v.stats.error_rate == 0.0, "a cancelled call is not an error: {v:?}");
         let _ = ca.cancel().await;
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+/// A server that connects at once but takes seconds to list its tools: a call that arrives
+/// while it is routable but not yet listed goes to it (the server decides) instead of being
+/// refused as a call to an unknown tool. (Before: `-32602 unknown tool "echo"`, which a fleet
+/// replica restarting under a load balancer answered for a tool its peers serve.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_before_the_first_tool_list_reaches_the_server() {
+    limited(async {
+        let config = config(&[("slow", misbehave(&["--first-list-delay", "8s"], ""))]);
+        let w = start(config, tempfile::tempdir().unwrap()).await;
+        let server = w.app.registry().server("slow").unwrap();
+        eventually("slow routable", Duration::from_secs(20), || {
+            server.views().iter().all(|v| v.state == InstanceState::Healthy)
+        })
+        .await;
+        assert_eq!(
+            server.link(0).unwrap().catalog().map(|c| c.tools.len()),
+            None,
+            "not listed yet"
+        );
+        let c = w.client("/servers/slow/mcp", Rich::default()).await;
+        let r = c
+            .peer()
+            .call_tool(call("echo", serde_json::json!({ "text": "early" })))
+            .await
+            .expect("the call reaches the server");
+        assert!(text(&r).contains("early"), "{r:?}");
+        let _ = c.cancel().await;
         w.app.shutdown().await;
     })
     .await;
