@@ -54,7 +54,8 @@ fn haproxy(dir: &Path, name: &str, front: u16, ports: &[u16]) -> Proc {
          http-check send ver HTTP/1.1 hdr Host 127.0.0.1\n    retries 3\n    option redispatch 1\n    \
          retry-on conn-failure empty-response response-timeout\n    \
          http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS\n    \
-         http-request set-header Host 127.0.0.1\n    default-server check inter 2s fall 3 rise 2\n{servers}"
+         http-request set-header Host 127.0.0.1\n    default-server check inter 2s fastinter 500ms downinter 1s fall 3 rise 2 \
+         observe layer7 error-limit 1 on-error mark-down\n{servers}"
     );
     let path = dir.join(format!("{name}.cfg"));
     std::fs::write(&path, cfg).unwrap();
@@ -236,7 +237,7 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
 
         eprintln!("fleet: replicas killed under load");
         // Replicas killed under load: 8 clients for 20 s, a replica kill -9ed every 5 s and
-        // started again; errors as the client sees them, then after one retry.
+        // started again; errors as the client sees them, then after one retry 250 ms later.
         let url3 = pg.url(&three.database);
         let started = Instant::now();
         let mut sessions = vec![];
@@ -257,6 +258,8 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
                     calls += 1;
                     if !once().await {
                         raw += 1;
+                        // As clients retry: after a short pause (see fleet_chaos.rs).
+                        tokio::time::sleep(Duration::from_millis(250)).await;
                         if !once().await {
                             failed += 1;
                         }
@@ -286,7 +289,7 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
         out += &format!(
             "Three replicas, 8 clients for 20 s, a replica `kill -9`ed every 5 s (3 kills) and \
              started again: {calls} calls, {raw} errors as the client saw them, {failed} after \
-             one retry.\n\n"
+             one retry 250 ms later.\n\n"
         );
 
         eprintln!("fleet: the leader killed, 3 times");

@@ -1,7 +1,8 @@
 //! A fleet under fire (issue 16): three `warden run` replicas on one real PostgreSQL, behind a
 //! real HAProxy configured from the shipped `deploy/haproxy/warden-fleet.cfg`, while one
-//! replica after another is `kill -9`ed every few seconds and started again. An rmcp client
-//! talks to the load balancer the whole time.
+//! replica after another is `kill -9`ed every few seconds and started again. rmcp and the
+//! official Python SDK talk to the load balancer the whole time, on legacy (`Mcp-Session-Id`)
+//! and 2026-07-28 (stateless) sessions.
 
 mod common;
 
@@ -9,8 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rmcp::model::CallToolRequestParams;
-use rmcp::service::{RoleClient, RunningService};
+use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, RoleClient, RunningService, ServiceError,
+};
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
 };
@@ -79,18 +82,45 @@ async fn ready(base: &str, within: Duration) {
     }
 }
 
-async fn client(url: &str) -> Result<RunningService<RoleClient, ()>, String> {
+/// An rmcp client session on `url`: legacy (`initialize`), or 2026-07-28 (`server/discover`,
+/// no session) when `modern`.
+async fn client(url: &str, modern: bool) -> Result<RunningService<RoleClient, ()>, String> {
     let transport = StreamableHttpClientTransport::with_client(
         reqwest::Client::new(),
         StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
     );
-    ().serve(transport).await.map_err(|e| e.to_string())
+    if !modern {
+        return ().serve(transport).await.map_err(|e| e.to_string());
+    }
+    let lifecycle = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: None,
+    };
+    let c = ().serve_with_lifecycle(transport, lifecycle).await.map_err(|e| e.to_string())?;
+    let version = c.peer().peer_info().map(|p| p.protocol_version.clone());
+    if version != Some(ProtocolVersion::V_2026_07_28) {
+        return Err(format!("negotiated {version:?}, not 2026-07-28"));
+    }
+    Ok(c)
+}
+
+/// A call's error and every error under it (rmcp's transport errors do not name their
+/// source; the one under them says what the connection did).
+fn chain(e: &ServiceError) -> String {
+    let ServiceError::TransportSend(t) = e else { return e.to_string() };
+    let mut out = e.to_string();
+    let mut next = std::error::Error::source(t);
+    while let Some(s) = next {
+        out.push_str(&format!(": {s}"));
+        next = s.source();
+    }
+    out
 }
 
 /// One read-only call: `tools/list`, or `echo` through the aggregated endpoint.
 async fn call(c: &RunningService<RoleClient, ()>, k: u64) -> Result<(), String> {
     if k.is_multiple_of(2) {
-        let tools = c.peer().list_all_tools().await.map_err(|e| e.to_string())?;
+        let tools = c.peer().list_all_tools().await.map_err(|e| chain(&e))?;
         if tools.is_empty() {
             return Err("no tools".into());
         }
@@ -103,7 +133,7 @@ async fn call(c: &RunningService<RoleClient, ()>, k: u64) -> Result<(), String> 
                     .with_arguments(args.as_object().unwrap().clone()),
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| chain(&e))?;
         if r.is_error == Some(true) {
             return Err(format!("tool error: {r:?}"));
         }
@@ -111,11 +141,75 @@ async fn call(c: &RunningService<RoleClient, ()>, k: u64) -> Result<(), String> 
     Ok(())
 }
 
+/// How long a read-only call may take before the client gives up on it.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a client waits before it retries a failed read-only call.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// What one client saw.
+struct Driven {
+    calls: u64,
+    retried: u64,
+    failed: Vec<String>,
+    slowest: Duration,
+}
+
+/// Read-only calls on one rmcp client session (legacy, or 2026-07-28 when `modern`) through
+/// the balancer at `mcp` until `until`: a failed call is retried once, after [`RETRY_PAUSE`],
+/// on a new connection if the old one is gone.
+async fn drive(mcp: String, modern: bool, until: Instant) -> Driven {
+    let mut d = Driven { calls: 0, retried: 0, failed: Vec::new(), slowest: Duration::ZERO };
+    let mut c = client(&mcp, modern).await.expect("the client connects through HAProxy");
+    let mut first_error = String::new();
+    while Instant::now() < until {
+        let k = d.calls;
+        d.calls += 1;
+        let t = Instant::now();
+        let outcome = match tokio::time::timeout(DEADLINE, call(&c, k)).await {
+            Ok(Ok(())) => Ok(()),
+            first => {
+                first_error = match first {
+                    Ok(Err(e)) => e,
+                    _ => "past the deadline".into(),
+                };
+                d.retried += 1;
+                // As clients retry: after a short pause (the balancer takes the dead replica
+                // out on the first error it sees; an immediate retry can race that).
+                tokio::time::sleep(RETRY_PAUSE).await;
+                if c.is_closed() {
+                    c = match client(&mcp, modern).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            d.failed.push(format!("call {k}: reconnect: {e}"));
+                            continue;
+                        }
+                    };
+                }
+                match tokio::time::timeout(DEADLINE, call(&c, k)).await {
+                    Ok(r) => r,
+                    Err(_) => Err("past the deadline".into()),
+                }
+            }
+        };
+        d.slowest = d.slowest.max(t.elapsed());
+        if let Err(e) = outcome {
+            d.failed.push(format!(
+                "call {k} at {}: {e} (first attempt: {first_error})",
+                chrono::Utc::now().format("%H:%M:%S%.3f")
+            ));
+        }
+    }
+    let _ = c.cancel().await;
+    d
+}
+
 /// Read-only calls through HAProxy while a replica is killed every 4 s and started again:
 /// none fails after one retry (a call in flight on the dying replica fails fast with a
 /// connection error; the client retries it, on the same session, through the balancer); none
 /// takes longer than its deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)] // each client's counts, for whoever reads the test log
 async fn read_only_calls_through_haproxy_survive_replicas_killed_one_after_another() {
     assert!(
         Path::new(HAPROXY).exists(),
@@ -140,11 +234,21 @@ async fn read_only_calls_through_haproxy_survive_replicas_killed_one_after_anoth
     }
     let front = free_port();
     let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg, haproxy_config(front, &ports)).unwrap();
+    // FLEET_CHAOS_HAPROXY_LOG=FILE keeps HAProxy's request log (and its servers going down and
+    // up) for a failure's post-mortem.
+    let log = std::env::var_os("FLEET_CHAOS_HAPROXY_LOG");
+    let mut text = haproxy_config(front, &ports);
+    if log.is_some() {
+        text = text.replace("global\n", "global\n    log stdout format raw local0\n");
+    }
+    std::fs::write(&cfg, text).unwrap();
     let _haproxy = tokio::process::Command::new(HAPROXY)
         .args(["-db", "-f"])
         .arg(&cfg)
-        .stdout(std::process::Stdio::null())
+        .stdout(match &log {
+            Some(path) => std::fs::File::create(path).unwrap().into(),
+            None => std::process::Stdio::null(),
+        })
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -153,81 +257,76 @@ async fn read_only_calls_through_haproxy_survive_replicas_killed_one_after_anoth
     ready(&lb, Duration::from_secs(30)).await;
 
     let mcp = format!("{lb}/mcp");
-    // The official Python SDK does the same beside the rmcp client, in its own process.
-    let python_client = tokio::process::Command::new(python())
-        .arg(workspace_root().join("tests/python/fleet_client.py"))
-        .args([&mcp, "28"])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let python_client = tokio::spawn(python_client);
-    let mut c = client(&mcp).await.expect("the client connects through HAProxy");
-    const DEADLINE: Duration = Duration::from_secs(10);
-    let (mut calls, mut retried, mut failed, mut slowest) =
-        (0_u64, 0_u64, Vec::new(), Duration::ZERO);
+    const SECONDS: u64 = 30;
+    // Four clients at once, each on its own session: rmcp and the official Python SDK (in its
+    // own process), each on a legacy (`initialize`, Mcp-Session-Id) and a 2026-07-28
+    // (`server/discover`, stateless) session.
+    let python = |mode: &str| {
+        let run = tokio::process::Command::new(python())
+            .arg(workspace_root().join("tests/python/fleet_client.py"))
+            .args([&mcp, &(SECONDS - 2).to_string(), mode])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        tokio::spawn(run)
+    };
+    let pythons = [("legacy", python("legacy")), ("modern", python("modern"))];
     let started = Instant::now();
+    let until = started + Duration::from_secs(SECONDS);
+    let rmcps =
+        [false, true].map(|modern| (modern, tokio::spawn(drive(mcp.clone(), modern, until))));
     let mut next_kill = started + Duration::from_secs(4);
     let mut victim = 0;
     let mut kills = 0;
-    while started.elapsed() < Duration::from_secs(30) {
-        if Instant::now() >= next_kill {
-            // kill -9, and started again on the same port under the same name.
-            signal(children[victim].id().unwrap(), nix::sys::signal::Signal::SIGKILL);
-            let _ = children[victim].wait().await;
-            children[victim] = replica(&config, &url, &state(victim), ids[victim], ports[victim]);
-            victim = (victim + 1) % 3;
-            kills += 1;
-            next_kill += Duration::from_secs(4);
+    while Instant::now() < until {
+        tokio::time::sleep_until(next_kill.min(until).into()).await;
+        if Instant::now() >= until {
+            break;
         }
-        let k = calls;
-        calls += 1;
-        let t = Instant::now();
-        let first = tokio::time::timeout(DEADLINE, call(&c, k)).await;
-        let outcome = match first {
-            Ok(Ok(())) => Ok(()),
-            // Retried once; a client whose connection is gone is made again.
-            _ => {
-                retried += 1;
-                if c.is_closed() {
-                    c = match client(&mcp).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            failed.push(format!("call {k}: reconnect: {e}"));
-                            continue;
-                        }
-                    };
-                }
-                match tokio::time::timeout(DEADLINE, call(&c, k)).await {
-                    Ok(r) => r,
-                    Err(_) => Err("past the deadline".into()),
-                }
-            }
-        };
-        slowest = slowest.max(t.elapsed());
-        if let Err(e) = outcome {
-            failed.push(format!("call {k}: {e}"));
-        }
+        // kill -9, and started again on the same port under the same name.
+        signal(children[victim].id().unwrap(), nix::sys::signal::Signal::SIGKILL);
+        let _ = children[victim].wait().await;
+        children[victim] = replica(&config, &url, &state(victim), ids[victim], ports[victim]);
+        victim = (victim + 1) % 3;
+        kills += 1;
+        next_kill += Duration::from_secs(4);
     }
     assert!(kills >= 6, "{kills} kills");
-    assert!(calls > 100, "{calls} calls in 30 s");
-    assert!(
-        failed.is_empty(),
-        "{} of {calls} read-only calls failed ({retried} retried): {failed:#?}",
-        failed.len()
-    );
-    assert!(slowest < 2 * DEADLINE, "a call took {slowest:?}");
-    let out = tokio::time::timeout(Duration::from_secs(60), python_client)
-        .await
-        .expect("the Python client ends")
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let py: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert!(py["calls"].as_u64().unwrap() > 50, "{py}");
-    assert_eq!(py["failed"], serde_json::json!([]), "the Python SDK's read-only calls: {py}");
-    assert!(py["slowest"].as_f64().unwrap() < DEADLINE.as_secs_f64(), "{py}");
-    let _ = c.cancel().await;
+    for (modern, task) in rmcps {
+        let d = task.await.unwrap();
+        let which = if modern { "2026-07-28" } else { "legacy" };
+        eprintln!(
+            "rmcp {which}: {} calls, {} retried, {} failed, slowest {:?}",
+            d.calls,
+            d.retried,
+            d.failed.len(),
+            d.slowest
+        );
+        assert!(d.calls > 100, "rmcp {which}: {} calls in {SECONDS} s", d.calls);
+        assert!(
+            d.failed.is_empty(),
+            "rmcp {which}: {} of {} read-only calls failed ({} retried): {:#?}",
+            d.failed.len(),
+            d.calls,
+            d.retried,
+            d.failed
+        );
+        assert!(d.slowest < 2 * DEADLINE, "rmcp {which}: a call took {:?}", d.slowest);
+    }
+    for (mode, task) in pythons {
+        let out = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("the Python client ends")
+            .unwrap()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mode}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let py: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        eprintln!("Python SDK {mode}: {py}");
+        assert!(py["calls"].as_u64().unwrap() > 50, "{mode}: {py}");
+        assert_eq!(py["failed"], serde_json::json!([]), "the Python SDK's {mode} calls: {py}");
+        assert!(py["slowest"].as_f64().unwrap() < DEADLINE.as_secs_f64(), "{mode}: {py}");
+    }
     drop(children);
     drop(pg);
 }
@@ -262,7 +361,7 @@ async fn replicas_keep_routing_while_postgres_is_down_and_write_everything_after
     }
     let mut clients = Vec::new();
     for b in &bases {
-        clients.push(client(&format!("{b}/mcp")).await.expect("the client connects"));
+        clients.push(client(&format!("{b}/mcp"), false).await.expect("the client connects"));
     }
     let alpha_pid = |v: &serde_json::Value| v["instances"][0]["pid"].as_u64();
 
