@@ -38,6 +38,8 @@ struct Client {
     level: Option<u8>,
     /// `(server, uri)` pairs the client subscribed to.
     subscriptions: HashSet<(String, String)>,
+    /// Its HTTP session id (legacy `Mcp-Session-Id` sessions), once a request showed it.
+    session: Option<String>,
 }
 
 /// Every connected client session.
@@ -67,19 +69,44 @@ impl Clients {
 
     pub(crate) fn open(&self, scope: Option<String>) -> Origin {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let client = Client { peer: None, scope, level: None, subscriptions: HashSet::new() };
+        let client =
+            Client { peer: None, scope, level: None, subscriptions: HashSet::new(), session: None };
         self.map.write().expect("not poisoned").insert(id, client);
         id
     }
 
-    /// Remembers how to reach the session (first request or `initialized`).
-    pub(crate) fn attach(&self, id: Origin, peer: &Peer<RoleServer>) {
+    /// Remembers how to reach the session (first request or `initialized`), and its HTTP
+    /// session id when the request shows one.
+    pub(crate) fn attach(&self, id: Origin, peer: &Peer<RoleServer>, session: Option<String>) {
+        let known = {
+            let map = self.map.read().expect("not poisoned");
+            map.get(&id)
+                .is_none_or(|c| c.peer.is_some() && (session.is_none() || c.session.is_some()))
+        };
+        if known {
+            return;
+        }
         let mut map = self.map.write().expect("not poisoned");
         if let Some(c) = map.get_mut(&id) {
             if c.peer.is_none() {
                 c.peer = Some(peer.clone());
             }
+            if c.session.is_none() {
+                c.session = session;
+            }
         }
+    }
+
+    /// Session `id`'s HTTP session id, if a request showed it.
+    pub(crate) fn session(&self, id: Origin) -> Option<String> {
+        self.map.read().expect("not poisoned").get(&id).and_then(|c| c.session.clone())
+    }
+
+    /// Session `id`'s log level and subscriptions.
+    pub(crate) fn settings(&self, id: Origin) -> (Option<u8>, Vec<(String, String)>) {
+        let map = self.map.read().expect("not poisoned");
+        map.get(&id)
+            .map_or((None, Vec::new()), |c| (c.level, c.subscriptions.iter().cloned().collect()))
     }
 
     /// Forgets a closed session; returns the subscriptions nobody else holds now.

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use warden_config::ExposureSetting;
 use warden_upstream::Origin;
 
@@ -16,7 +16,7 @@ use crate::search::{Analysis, Hit, ToolDoc};
 use crate::Gateway;
 
 /// One session's exposure.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Exposure {
     #[default]
@@ -84,6 +84,11 @@ impl Exposures {
             Some(e) => e.clone(),
             None => self.default.read().expect("not poisoned").clone(),
         }
+    }
+
+    /// The exposure session `session` chose itself, if it did.
+    pub(crate) fn own(&self, session: Origin) -> Option<Exposure> {
+        self.map.read().expect("not poisoned").get(&session).cloned()
     }
 
     /// A session of endpoint `e` starts from (and resets to) its exposure.
@@ -196,6 +201,7 @@ impl Gateway {
             None => self.shared.exposures.reset(session),
         };
         if changed {
+            self.shared.remember(session).await;
             if let Some(peer) = self.shared.clients.peer(session) {
                 let _ = peer.notify_tool_list_changed().await;
             }

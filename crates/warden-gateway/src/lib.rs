@@ -17,6 +17,7 @@ mod deep;
 mod exposure;
 mod forward;
 mod handler;
+mod memory;
 mod offline;
 mod route;
 mod search;
@@ -41,6 +42,7 @@ pub use breaker::BreakerState;
 pub use builtin::{Builtin, BUILTIN_PREFIX};
 pub use exposure::Exposure;
 pub use handler::Handler;
+pub use memory::SessionMemory;
 pub use offline::STALE_META;
 pub use route::{Routes, Unavailable};
 pub use search::{Analysis, Hit, ToolDoc};
@@ -117,9 +119,11 @@ impl Gateway {
         }
     }
 
-    /// Keeps every HTTP endpoint's client sessions in `store` too, so that another replica
-    /// sharing it continues them. Set before the endpoints are built.
-    pub fn set_session_store(&self, store: Arc<dyn SessionStore>) {
+    /// Keeps every HTTP endpoint's client sessions in `store` too — what the client sent in
+    /// `initialize`, and the settings it changed later — so that another replica sharing it
+    /// continues them. Set before the endpoints are built.
+    pub fn set_session_store<S: SessionStore + SessionMemory + 'static>(&self, store: Arc<S>) {
+        self.shared.set_memory(Arc::clone(&store) as Arc<dyn SessionMemory>);
         *self.session_store.lock().expect("not poisoned") = Some(store);
     }
 

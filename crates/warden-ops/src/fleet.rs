@@ -300,7 +300,22 @@ async fn follow_commands(inner: Arc<Inner>, targets: Targets, stop: Cancellation
             _ = tick.tick() => {}
         }
         let Some(after) = last else {
-            last = inner.store.last_fleet_command().await.ok();
+            // Starting: the newest command is where following begins, and the operators'
+            // standing decisions (a server stopped, a failover forced or turned off) made
+            // before this replica (re)started are applied first, so it does not run what the
+            // rest of the fleet has stopped.
+            let Ok(newest) = inner.store.last_fleet_command().await else { continue };
+            match inner.store.recent_operator_commands(STANDING_WINDOW).await {
+                Ok(recent) => {
+                    for c in standing(recent) {
+                        apply(&inner, &targets, &c).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the operators' standing decisions failed")
+                }
+            }
+            last = Some(newest);
             continue;
         };
         let Ok(commands) = inner.store.fleet_commands_after(after).await else { continue };
@@ -311,6 +326,37 @@ async fn follow_commands(inner: Arc<Inner>, targets: Targets, stop: Cancellation
             }
         }
     }
+}
+
+/// How many of the newest operator commands a starting replica reads for standing decisions.
+const STANDING_WINDOW: i64 = 5000;
+
+/// Of operator commands (newest first), the decisions still standing that differ from how a
+/// replica starts, oldest first: per server (or instance) the newest of stop/start if it is
+/// `stop`, of enable/disable if `disable`, of trigger/restore if `trigger`. A decision for a
+/// whole server overrides older ones for its instances.
+fn standing(newest_first: Vec<warden_store::FleetCommand>) -> Vec<warden_store::FleetCommand> {
+    let mut decided: std::collections::HashSet<(String, Option<u32>, &'static str)> =
+        std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for c in newest_first {
+        let group = match (c.kind.as_str(), c.action.as_str()) {
+            ("server", "stop" | "start") => "run",
+            ("failover", "enable" | "disable") => "mode",
+            ("failover", "trigger" | "restore") => "route",
+            _ => continue,
+        };
+        if decided.contains(&(c.server.clone(), None, group))
+            || !decided.insert((c.server.clone(), c.instance, group))
+        {
+            continue;
+        }
+        if matches!(c.action.as_str(), "stop" | "disable" | "trigger") {
+            out.push(c);
+        }
+    }
+    out.reverse();
+    out
 }
 
 async fn apply(inner: &Inner, targets: &Targets, c: &warden_store::FleetCommand) {
@@ -340,5 +386,43 @@ async fn apply(inner: &Inner, targets: &Targets, c: &warden_store::FleetCommand)
             server = %c.server, action = %c.action, from = %c.origin, error = %e,
             "could not apply an operator action made on another replica"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::standing;
+    use warden_store::FleetCommand;
+
+    fn c(id: i64, server: &str, instance: Option<u32>, kind: &str, action: &str) -> FleetCommand {
+        FleetCommand {
+            id,
+            origin: "r1".into(),
+            server: server.into(),
+            instance,
+            kind: kind.into(),
+            action: action.into(),
+        }
+    }
+
+    #[test]
+    fn only_the_newest_decision_of_each_kind_stands_and_only_if_it_departs_from_the_start() {
+        let newest_first = vec![
+            c(9, "a", None, "server", "start"),
+            c(8, "a", Some(1), "server", "stop"),
+            c(7, "b", Some(0), "server", "stop"),
+            c(6, "b", None, "server", "reset"),
+            c(5, "c", None, "failover", "trigger"),
+            c(4, "c", None, "failover", "disable"),
+            c(3, "c", None, "failover", "restore"),
+            c(2, "d", None, "failover", "enable"),
+            c(1, "d", None, "failover", "disable"),
+            c(0, "a", None, "server", "stop"),
+        ];
+        let ids: Vec<i64> = standing(newest_first).iter().map(|c| c.id).collect();
+        // a: started after it was stopped (whole server, then one instance stopped before the
+        // start); b: instance 0 stopped (a reset decides nothing); c: failover off and traffic
+        // forced to the fallbacks; d: enabled again.
+        assert_eq!(ids, [4, 5, 7]);
     }
 }

@@ -109,6 +109,27 @@ impl Store {
             .await
     }
 
+    /// What a client session set after its `initialize` (log level, subscriptions, tool
+    /// exposure), as JSON; a session no replica recorded is left alone.
+    pub async fn put_mcp_session_extras(&self, id: &str, extras: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE mcp_sessions SET extras = $2 WHERE id = $1")
+            .bind(id)
+            .bind(extras)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// What [`Store::put_mcp_session_extras`] kept for a session, if anything.
+    pub async fn mcp_session_extras(&self, id: &str) -> Result<Option<String>, sqlx::Error> {
+        let row: Option<Option<String>> =
+            sqlx::query_scalar("SELECT extras FROM mcp_sessions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.flatten())
+    }
+
     /// The client ended its session.
     pub async fn delete_mcp_session(&self, id: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM mcp_sessions WHERE id = $1")
@@ -136,18 +157,23 @@ impl Store {
         .bind(after)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FleetCommand {
-                    id: r.try_get(0)?,
-                    origin: r.try_get(1)?,
-                    server: r.try_get(2)?,
-                    instance: r.try_get::<Option<i64>, _>(3)?.and_then(|i| u32::try_from(i).ok()),
-                    kind: r.try_get(4)?,
-                    action: r.try_get(5)?,
-                })
-            })
-            .collect()
+        commands(&rows)
+    }
+
+    /// The newest `limit` server and failover commands, newest first: what a starting replica
+    /// reads to learn the operators' standing decisions (a server stopped, a failover forced).
+    pub async fn recent_operator_commands(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<FleetCommand>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, origin, server, instance, kind, action FROM fleet_commands
+             WHERE kind IN ('server', 'failover') ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        commands(&rows)
     }
 
     /// Writes the replica's row with the database's time as its heartbeat (and clears a
@@ -323,3 +349,18 @@ impl Store {
 #[cfg(test)]
 #[path = "fleet_tests.rs"]
 mod tests;
+
+fn commands(rows: &[sqlx::any::AnyRow]) -> Result<Vec<FleetCommand>, sqlx::Error> {
+    rows.iter()
+        .map(|r| {
+            Ok(FleetCommand {
+                id: r.try_get(0)?,
+                origin: r.try_get(1)?,
+                server: r.try_get(2)?,
+                instance: r.try_get::<Option<i64>, _>(3)?.and_then(|i| u32::try_from(i).ok()),
+                kind: r.try_get(4)?,
+                action: r.try_get(5)?,
+            })
+        })
+        .collect()
+}

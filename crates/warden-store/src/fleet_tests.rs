@@ -177,6 +177,11 @@ async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
     assert_eq!((after[1].origin.as_str(), after[1].instance), ("r1", Some(1)));
     assert_eq!((after[1].kind.as_str(), after[1].action.as_str()), ("failover", "trigger"));
     assert_eq!(f.store.fleet_commands_after(b).await.unwrap(), []);
+    // A starting replica reads the newest operator commands, newest first (tuning is not one).
+    f.store.record_fleet_command("alpha", None, "tuning", "timeout").await.unwrap();
+    let recent = f.store.recent_operator_commands(10).await.unwrap();
+    assert_eq!(recent.iter().map(|c| c.id).collect::<Vec<_>>(), [b, a]);
+    assert_eq!(f.store.recent_operator_commands(1).await.unwrap().len(), 1);
 
     // Client sessions any replica can continue.
     assert_eq!(f.store.mcp_session("s1").await.unwrap(), None);
@@ -184,6 +189,14 @@ async fn replicas_beat_publish_their_views_stop_and_are_forgotten(b: Backend) {
     f.store.put_mcp_session("s1", r#"{"initialize_params":{"v":2}}"#).await.unwrap();
     let state = f.store.mcp_session("s1").await.unwrap();
     assert_eq!(state.as_deref(), Some(r#"{"initialize_params":{"v":2}}"#));
+    // What the session set later rides with it, and survives rmcp rewriting the state.
+    assert_eq!(f.store.mcp_session_extras("s1").await.unwrap(), None);
+    f.store.put_mcp_session_extras("s1", r#"{"level":"info"}"#).await.unwrap();
+    f.store.put_mcp_session("s1", r#"{"initialize_params":{"v":3}}"#).await.unwrap();
+    let extras = f.store.mcp_session_extras("s1").await.unwrap();
+    assert_eq!(extras.as_deref(), Some(r#"{"level":"info"}"#));
+    f.store.put_mcp_session_extras("unknown", "{}").await.unwrap();
+    assert_eq!(f.store.mcp_session("unknown").await.unwrap(), None);
     f.store.delete_mcp_session("s1").await.unwrap();
     assert_eq!(f.store.mcp_session("s1").await.unwrap(), None);
 

@@ -5,26 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::fleet::*;
 use common::*;
 use serde_json::Value;
 use warden_store::{Location, Store};
 use warden_testkit::postgres::{Postgres, PASSWORD};
 
-const LIMIT: Duration = Duration::from_secs(30);
-
 async fn postgres() -> Postgres {
     Postgres::started().await
-}
-
-async fn get(base: &str, path: &str) -> (u16, String) {
-    let r = reqwest::get(format!("{base}{path}")).await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-async fn json(base: &str, path: &str) -> Value {
-    let (status, body) = get(base, path).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 /// The pid of `server`'s first instance once it is healthy (and not `not`).
@@ -98,49 +86,6 @@ async fn warden_records_to_postgres_and_never_shows_the_password() {
     assert!(status.success(), "{status}");
     store.close().await;
     drop(pg);
-}
-
-/// `replica-0..2`, `warden run` each, on the database at `url`.
-async fn three_replicas(
-    config: &std::path::Path,
-    url: &str,
-    dir: &std::path::Path,
-) -> Vec<(tokio::process::Child, String)> {
-    let mut replicas = Vec::new();
-    for k in 0..3 {
-        let state = dir.join(format!("r{k}"));
-        let id = format!("replica-{k}");
-        let envs = [
-            ("WARDEN_DB", url),
-            ("XDG_STATE_HOME", state.to_str().unwrap()),
-            ("WARDEN_REPLICA", id.as_str()),
-        ];
-        replicas.push(run_warden_on(config, None, &envs).await);
-    }
-    replicas
-}
-
-fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let config = dir.join("warden.json");
-    let text = format!(
-        r#"{{ "mcpServers": {{ "alpha": {} }} }}"#,
-        misbehave(&[], &format!(", {FAST_HEALTH}, {FAST_RESTART}"))
-    );
-    std::fs::write(&config, text).unwrap();
-    config
-}
-
-/// Waits (`LIMIT` at most) until `/api/servers?scope=fleet` on `base` satisfies `ok`.
-async fn fleet_until(base: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let v = json(base, "/api/servers?scope=fleet").await;
-        if ok(&v) {
-            return v;
-        }
-        assert!(started.elapsed() < LIMIT, "{what} did not happen: {v:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn replica_state(v: &Value, id: &str) -> String {
@@ -457,71 +402,67 @@ async fn operator_actions_made_on_one_replica_take_effect_on_every_replica() {
     drop(pg);
 }
 
-/// One JSON-RPC message to `base`'s aggregated endpoint, in a session when given: the HTTP
-/// status, the session id answered, and the JSON-RPC answer (from JSON or from the SSE stream).
-async fn mcp(base: &str, session: Option<&str>, body: Value) -> (u16, Option<String>, Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}/mcp"))
-        .header("Accept", "application/json, text/event-stream")
-        .header("Content-Type", "application/json")
-        .json(&body);
-    if let Some(s) = session {
-        req = req.header("Mcp-Session-Id", s).header("MCP-Protocol-Version", "2025-06-18");
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let id = r.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let text = r.text().await.unwrap();
-    let answer = serde_json::from_str(&text).unwrap_or_else(|_| {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .find(|v| v.get("id").is_some())
-            .unwrap_or(Value::Null)
-    });
-    (status, id, answer)
+/// The state of every instance of `server` on `base`.
+async fn states(base: &str, server: &str) -> Vec<String> {
+    let v = json(base, &format!("/api/servers/{server}")).await;
+    v["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["state"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
-/// A legacy (Mcp-Session-Id) client session begun on replica 0 goes on on replica 1 (as
-/// behind a load balancer), and on replica 2 after replica 0 is killed: the session's
-/// `initialize` is in the database and the replica that gets the request replays it.
+/// A replica that restarts keeps what the operators decided for the fleet: alpha, stopped
+/// through replica 1, is stopped again on replica 2 after replica 2 is killed and started
+/// anew (and stays stopped), and starts there when started through replica 0. (Before, the
+/// restarted replica ran alpha while the rest of the fleet had it stopped.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_session_goes_on_on_another_replica_when_its_own_dies() {
+async fn a_restarted_replica_keeps_a_server_the_fleet_stopped_stopped() {
     let pg = postgres().await;
-    let url = pg.create_database("sessions");
+    let url = pg.create_database("standing");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let replicas = three_replicas(&config, &url, dir.path()).await;
+    let mut replicas = three_replicas(&config, &url, dir.path()).await;
     fleet_until(&replicas[0].1, "alpha healthy on every replica", |v| {
         v["servers"][0]["instances"]
             .as_array()
             .is_some_and(|i| i.len() == 3 && i.iter().all(|i| i["state"] == "healthy"))
     })
     .await;
-    let init = serde_json::json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": { "protocolVersion": "2025-06-18", "capabilities": {},
-                    "clientInfo": { "name": "fleet-test", "version": "1" } }
-    });
-    let (status, session, answer) = mcp(&replicas[0].1, None, init).await;
-    assert_eq!(status, 200, "{answer}");
-    let session = session.expect("a legacy session id");
-    assert!(answer["result"]["serverInfo"].is_object(), "{answer}");
-    let initialized =
-        serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    let (status, _, _) = mcp(&replicas[0].1, Some(&session), initialized).await;
-    assert_eq!(status, 202);
+    let post = |base: &str, action: &str| {
+        reqwest::Client::new()
+            .post(format!("{base}/api/servers/alpha/{action}"))
+            .header("content-type", "application/json")
+            .send()
+    };
+    assert_eq!(post(&replicas[1].1, "stop").await.unwrap().status(), 202);
+    let asked = Instant::now();
+    while states(&replicas[2].1, "alpha").await != ["stopped"] {
+        assert!(asked.elapsed() < LIMIT, "alpha not stopped on replica 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
-    let list = |id: u64| serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" });
-    let tools = |answer: &Value| answer["result"]["tools"].as_array().map_or(0, Vec::len);
-    let (status, _, answer) = mcp(&replicas[1].1, Some(&session), list(2)).await;
-    assert_eq!(status, 200, "replica 1 continues replica 0's session: {answer}");
-    assert!(tools(&answer) > 0, "{answer}");
+    signal(replicas[2].0.id().unwrap(), nix::sys::signal::Signal::SIGKILL);
+    let _ = replicas[2].0.wait().await;
+    replicas[2] = replica(&config, &url, dir.path(), 2).await;
+    let base = replicas[2].1.clone();
+    let restarted = Instant::now();
+    while states(&base, "alpha").await != ["stopped"] {
+        assert!(restarted.elapsed() < LIMIT, "alpha not stopped on the restarted replica 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(states(&base, "alpha").await, ["stopped"], "and it stays stopped");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 
-    signal(replicas[0].0.id().unwrap(), nix::sys::signal::Signal::SIGKILL);
-    let (status, _, answer) = mcp(&replicas[2].1, Some(&session), list(3)).await;
-    assert_eq!(status, 200, "replica 2 continues it after replica 0 died: {answer}");
-    assert!(tools(&answer) > 0, "{answer}");
+    assert_eq!(post(&replicas[0].1, "start").await.unwrap().status(), 202);
+    let asked = Instant::now();
+    while states(&base, "alpha").await != ["healthy"] {
+        assert!(asked.elapsed() < LIMIT, "alpha not started again on replica 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(replicas);
     drop(pg);
 }

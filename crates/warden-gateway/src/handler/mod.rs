@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     collisions: Mutex<HashSet<String>>,
     /// Warden's own tools and resources (aggregated endpoint only).
     pub(crate) builtin: crate::builtin::Slot,
+    /// Where sessions' settings are kept for other replicas (a shared database), if anywhere.
+    pub(crate) memory: std::sync::RwLock<Option<Arc<dyn crate::memory::SessionMemory>>>,
 }
 
 impl Shared {
@@ -72,6 +74,7 @@ impl Shared {
             llm_time: Mutex::default(),
             collisions: Mutex::default(),
             builtin: Default::default(),
+            memory: Default::default(),
         }
     }
 
@@ -183,7 +186,7 @@ impl Handler {
     }
 
     fn origin(&self, ctx: &RequestContext<RoleServer>) -> Origin {
-        self.shared.clients.attach(self.ticket.id, &ctx.peer);
+        self.shared.clients.attach(self.ticket.id, &ctx.peer, crate::memory::session_of(ctx));
         self.ticket.id
     }
 

@@ -2,6 +2,9 @@
 //! the serving catalogs or forwarded to the instance the router picks, and the notifications
 //! (`list_changed`, resource updates) a session listens for.
 
+use rmcp::model::{InitializeRequestParams, InitializeResult};
+use rmcp::transport::streamable_http_server::SessionRestoreMarker;
+
 use super::*;
 
 impl ServerHandler for Handler {
@@ -240,6 +243,7 @@ impl ServerHandler for Handler {
             upstream_all(&self.table(), &server, "resources/subscribe", json!({ "uri": req.uri }))
                 .await;
         }
+        self.shared.remember(origin).await;
         Ok(())
     }
 
@@ -259,6 +263,7 @@ impl ServerHandler for Handler {
             )
             .await;
         }
+        self.shared.remember(origin).await;
         Ok(())
     }
 
@@ -300,6 +305,7 @@ impl ServerHandler for Handler {
             .ok_or_else(|| ErrorData::invalid_params("unknown log level", None))?;
         let origin = self.origin(&ctx);
         self.shared.clients.set_level(origin, rank);
+        self.shared.remember(origin).await;
         // Each server logs at the lowest level any of its viewers asked for.
         for server in self.names() {
             if let Some(min) = self.shared.clients.min_level(&server) {
@@ -351,9 +357,27 @@ impl ServerHandler for Handler {
         }
     }
 
+    /// A legacy session another replica began (rmcp replays its `initialize` here) gets the
+    /// settings that replica kept; otherwise rmcp's own answer.
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        ctx.peer.set_peer_info(request.clone());
+        if let Some(marker) = ctx.extensions.get::<SessionRestoreMarker>() {
+            let origin = self.origin(&ctx);
+            self.shared.restore(origin, &marker.id).await;
+        }
+        self.negotiate_initialize(&request)
+    }
+
     /// Older clients are told about list changes unprompted.
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        self.shared.clients.attach(self.ticket.id, &ctx.peer);
+        let session = ctx.extensions.get::<axum::http::request::Parts>().and_then(|p| {
+            p.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+        });
+        self.shared.clients.attach(self.ticket.id, &ctx.peer, session);
         let mut generation = self.shared.routes.subscribe();
         let mut seen = *generation.borrow_and_update();
         let peer = ctx.peer;

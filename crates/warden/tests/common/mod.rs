@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: real child processes, real sockets, a real database.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fleet;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
