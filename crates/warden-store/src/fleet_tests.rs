@@ -29,6 +29,32 @@ on_both_engines!(
     failure_rows_belong_to_the_replica_that_opened_them,
 );
 
+/// Two replicas count the same server's same minute: each keeps its own counts (before, the
+/// second write replaced the first, and a restarted replica restored another's burn rates).
+/// (On SQLite one Warden owns the file: its minutes are the file's whatever its replica id.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replica_keeps_its_own_slo_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = new_location(Backend::Postgres, dir.path()).await;
+    let (r1, r2) = (Store::open(&location).await.unwrap(), Store::open(&location).await.unwrap());
+    r1.set_replica("r1");
+    r2.set_replica("r2");
+    let minute = chrono::Utc::now() - chrono::Duration::minutes(3);
+    let m =
+        |requests: u64, errors: u64| SloMinute { server: "alpha".into(), minute, requests, errors };
+    r1.put_slo_minutes(&[m(100, 1)]).await.unwrap();
+    r2.put_slo_minutes(&[m(40, 30)]).await.unwrap();
+    r1.put_slo_minutes(&[m(120, 2)]).await.unwrap();
+    let counts = |rows: Vec<SloMinute>| -> Vec<(u64, u64)> {
+        rows.iter().map(|r| (r.requests, r.errors)).collect()
+    };
+    let since = minute - chrono::Duration::minutes(1);
+    assert_eq!(counts(r1.slo_minutes(since).await.unwrap()), [(120, 2)]);
+    assert_eq!(counts(r2.slo_minutes(since).await.unwrap()), [(40, 30)]);
+    r1.close().await;
+    r2.close().await;
+}
+
 /// PostgreSQL stopped under a running writer: health degrades, rows wait in the backlog,
 /// and once the server is back every row is written (in order) and health recovers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,15 +90,27 @@ pub struct SloMinute {
 }
 
 impl Store {
+    /// Whose SLO minutes these are: this replica's on a shared database; on SQLite (one Warden
+    /// at a time) the file's own, whatever the address Warden listens on today.
+    fn slo_replica(&self) -> &str {
+        if self.is_shared() {
+            self.replica().unwrap_or_default()
+        } else {
+            ""
+        }
+    }
+
     /// Writes (or rewrites) SLO minutes, in one transaction.
     pub async fn put_slo_minutes(&self, rows: &[SloMinute]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         for r in rows {
             sqlx::query(
-                "INSERT INTO slo_minutes (server, minute, requests, errors) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (server, minute) DO UPDATE SET requests = excluded.requests,
+                "INSERT INTO slo_minutes (replica, server, minute, requests, errors)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (replica, server, minute) DO UPDATE SET requests = excluded.requests,
                     errors = excluded.errors",
             )
+            .bind(self.slo_replica())
             .bind(&r.server)
             .bind(ts(&r.minute))
             .bind(i64::try_from(r.requests).unwrap_or(i64::MAX))
@@ -109,11 +121,13 @@ impl Store {
         tx.commit().await
     }
 
-    /// SLO minutes at or after `since`, oldest first.
+    /// This replica's SLO minutes at or after `since`, oldest first.
     pub async fn slo_minutes(&self, since: DateTime<Utc>) -> Result<Vec<SloMinute>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT server, minute, requests, errors FROM slo_minutes WHERE minute >= $1 ORDER BY minute",
+            "SELECT server, minute, requests, errors FROM slo_minutes
+             WHERE replica = $1 AND minute >= $2 ORDER BY minute",
         )
+        .bind(self.slo_replica())
         .bind(ts(&since))
         .fetch_all(&self.pool)
         .await?;
