@@ -78,6 +78,17 @@ pub(crate) fn json_of(s: String) -> Value {
 const NOTIFICATION_COLUMNS: &str = "id, receiver, group_key, status, payload, state, attempts,
     next_attempt_at, last_error, created_at, delivered_at";
 
+/// What a replica may do with an outbox row it wants to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Claimed: send it.
+    Mine,
+    /// Another replica's claim runs: try again once it could have run out.
+    Held,
+    /// Delivered, expired or gone: nothing to send.
+    Settled,
+}
+
 /// A pending outbox row for `[receiver, group_key, status]`, returning its id.
 fn insert_notification<'q>(
     [receiver, group_key, status]: [&'q str; 3],
@@ -301,6 +312,42 @@ impl Store {
         );
         let rows = sqlx::query(&sql).bind(state).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(notification).collect())
+    }
+
+    /// Claims pending notification `id` for this replica until `now + lease`, unless another
+    /// replica's claim still runs. What the caller may do with it.
+    pub async fn claim_notification(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Claim, sqlx::Error> {
+        let me = self.replica().unwrap_or_default();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let claimed = sqlx::query(
+            "UPDATE alert_notifications SET claimed_by = $1, claimed_until = $2
+             WHERE id = $3 AND state = 'pending'
+               AND (claimed_by IS NULL OR claimed_by = $1 OR claimed_until < $4)",
+        )
+        .bind(me)
+        .bind(ts(&until))
+        .bind(id)
+        .bind(ts(&now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if claimed == 1 {
+            return Ok(Claim::Mine);
+        }
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM alert_notifications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match state.as_deref() {
+            Some("pending") => Claim::Held,
+            _ => Claim::Settled,
+        })
     }
 
     /// Records one delivery attempt: `Ok` delivered; `Err(error)` failed, next try at `next`

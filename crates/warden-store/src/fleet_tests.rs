@@ -27,7 +27,34 @@ fn info(id: &str) -> ReplicaInfo {
 on_both_engines!(
     replicas_beat_publish_their_views_stop_and_are_forgotten,
     failure_rows_belong_to_the_replica_that_opened_them,
+    one_replica_at_a_time_claims_a_notification,
 );
+
+/// Two replicas that both try to send one outbox row: the first claims it, the second is told
+/// it is held (and to wait) while the claim runs, may take it over once the claim ran out
+/// (its replica died before recording the send), and is told it is settled once delivered.
+async fn one_replica_at_a_time_claims_a_notification(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let location = new_location(b, dir.path()).await;
+    let (r1, r2) = (Store::open(&location).await.unwrap(), Store::open(&location).await.unwrap());
+    r1.set_replica("r1");
+    r2.set_replica("r2");
+    let t0 = warden_core::now();
+    let body = serde_json::json!({ "status": "firing" });
+    let id = r1.enqueue_notification("hook", "{}:{}", "firing", &body, t0).await.unwrap();
+    let lease = Duration::from_secs(60);
+    assert_eq!(r1.claim_notification(id, t0, lease).await.unwrap(), Claim::Mine);
+    assert_eq!(r2.claim_notification(id, t0, lease).await.unwrap(), Claim::Held);
+    // Its own claim again (a retry after a failed attempt): still its own.
+    assert_eq!(r1.claim_notification(id, t0, lease).await.unwrap(), Claim::Mine);
+    let later = t0 + chrono::Duration::seconds(61);
+    assert_eq!(r2.claim_notification(id, later, lease).await.unwrap(), Claim::Mine);
+    assert_eq!(r1.claim_notification(id, later, lease).await.unwrap(), Claim::Held);
+    r2.notification_attempted(id, Ok(()), None, later).await.unwrap();
+    assert_eq!(r1.claim_notification(id, later, lease).await.unwrap(), Claim::Settled);
+    r1.close().await;
+    r2.close().await;
+}
 
 /// Two replicas count the same server's same minute: each keeps its own counts (before, the
 /// second write replaced the first, and a restarted replica restored another's burn rates).

@@ -35,7 +35,7 @@ use sqlx::AnyPool;
 use sqlx::Executor;
 use warden_core::Timestamp;
 
-pub use alerts::{AlertRow, NewAlert, NotificationRow, SilenceRow};
+pub use alerts::{AlertRow, Claim, NewAlert, NotificationRow, SilenceRow};
 pub use fleet::{FleetCommand, Leading, ReplicaInfo, ReplicaRow, ServerViewRow};
 pub use location::{default_path, Location};
 pub use queries::{

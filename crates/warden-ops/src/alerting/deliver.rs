@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use warden_config::{Receiver, ReceiverKind, WebhookFormat};
+use warden_store::Claim;
 
 use super::{Alerts, Outgoing, RETRY_FIRST, RETRY_MAX};
 
@@ -78,7 +79,22 @@ pub(super) async fn deliver_loop(
         if due.is_empty() {
             continue;
         }
-        let attempts = due.into_iter().map(|o| {
+        // In a fleet, a row is sent only under this replica's claim (see `claim`).
+        let mut claimed = Vec::with_capacity(due.len());
+        for o in due {
+            match claim(&alerts.store, &o).await {
+                Claim::Mine => claimed.push(o),
+                Claim::Settled => {}
+                Claim::Held => {
+                    let mut o = o;
+                    o.due = Instant::now() + CLAIM_RETRY;
+                    let mut s = alerts.lock();
+                    s.outbox.push_back(o);
+                    s.outbox.make_contiguous().sort_by_key(|o| o.seq);
+                }
+            }
+        }
+        let attempts = claimed.into_iter().map(|o| {
             let receiver =
                 alerts.settings.borrow().receivers.iter().find(|r| r.name == o.receiver).cloned();
             let client = client.clone();
@@ -132,6 +148,27 @@ pub(super) async fn deliver_loop(
                     tracing::error!(receiver = %o.receiver, attempts = o.attempts, error = %e, "alert notification given up on (kept in the store as expired)");
                 }
             }
+        }
+    }
+}
+
+/// How long a replica's claim on an outbox row runs: longer than any one send takes.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// When to look again at a row another replica claimed (or that could not be claimed).
+const CLAIM_RETRY: Duration = Duration::from_secs(15);
+
+/// Whether this replica may send `o`. On a shared database two replicas may both believe
+/// they lead for the seconds before one steps down: each row is sent only under a claim in
+/// the database, so never by both. A row that could not be claimed (the database did not
+/// answer) waits. On SQLite one Warden sends everything; a row the store never took (no id)
+/// is sent as it is.
+async fn claim(store: &warden_store::Store, o: &Outgoing) -> Claim {
+    let Some(id) = o.id.filter(|_| store.is_shared()) else { return Claim::Mine };
+    match store.claim_notification(id, Utc::now(), CLAIM_LEASE).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim a notification to send; will try again");
+            Claim::Held
         }
     }
 }
