@@ -114,9 +114,10 @@ fn rows(pg: &Postgres, database: &str) -> f64 {
     pg.query(database, q).parse().unwrap_or(f64::NAN)
 }
 
-/// `clients` sessions calling `up__echo` back to back for `secs`: calls, errors, and the
-/// replicas' CPU (µs per call).
-async fn load(f: &Fleet, clients: usize, secs: u64) -> (f64, u64, f64) {
+/// `clients` sessions calling `up__echo` back to back for `secs`: calls/s, errors, the
+/// replicas' CPU µs per call, and the same above what they spend idle (`idle` cores: their
+/// heartbeats, views, probes and samples, which a call does not cost).
+async fn load(f: &Fleet, clients: usize, secs: u64, idle: f64) -> (f64, u64, f64, f64) {
     let mut sessions = vec![];
     for _ in 0..clients {
         sessions.push(client(&f.mcp).await);
@@ -146,7 +147,8 @@ async fn load(f: &Fleet, clients: usize, secs: u64) -> (f64, u64, f64) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_s: f64 = meters.iter().map(|m| m.percent() / 100.0 * elapsed).sum();
-    (calls as f64 / elapsed, errors, cpu_s * 1e6 / calls.max(1) as f64)
+    let per_call = |s: f64| s * 1e6 / calls.max(1) as f64;
+    (calls as f64 / elapsed, errors, per_call(cpu_s), per_call(cpu_s - idle * elapsed))
 }
 
 fn echo_up() -> rmcp::model::CallToolRequestParams {
@@ -177,7 +179,7 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
         }
         // Warm up: the children up, HAProxy's checks passed, every replica seen a session.
         for f in [&three, &one] {
-            load(f, 8, 3).await;
+            load(f, 8, 3, 0.0).await;
         }
         eprintln!("fleet: warmed up; measuring idle writes for 60 s");
         // Idle writes: transactions and rows a minute, per replica (nothing called).
@@ -187,13 +189,20 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
             transactions(&pg, &one.database),
             rows(&pg, &one.database),
         );
+        let meters: Vec<Vec<CpuMeter>> = [&three, &one]
+            .iter()
+            .map(|f| f.replicas.iter().map(|r| CpuMeter::start(r.0.pid())).collect())
+            .collect();
         tokio::time::sleep(Duration::from_secs(60)).await;
+        // Cores each fleet's replicas spend idle, all together.
+        let idle_cores: Vec<f64> =
+            meters.iter().map(|m| m.iter().map(|m| m.percent() / 100.0).sum()).collect();
         let idle3 = (transactions(&pg, &three.database) - t3) / 3.0;
         let idle1 = transactions(&pg, &one.database) - t1;
         let rows3 = (rows(&pg, &three.database) - r3) / 3.0;
         let rows1 = rows(&pg, &one.database) - r1;
 
-        let mut table: Vec<[Vec<f64>; 2]> = vec![Default::default(); 4];
+        let mut table: Vec<[Vec<f64>; 2]> = vec![Default::default(); 6];
         let mut errors = [0_u64; 2];
         let tx_before = [transactions(&pg, &three.database), transactions(&pg, &one.database)];
         let mut calls_total = [0.0_f64; 2];
@@ -201,9 +210,10 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
             eprintln!("fleet: load round {}/{rounds}", round + 1);
             for (k, f) in [&three, &one].into_iter().enumerate() {
                 for (row, clients) in [8_usize, 32].into_iter().enumerate() {
-                    let (rate, e, cpu) = load(f, clients, secs).await;
+                    let (rate, e, cpu, above_idle) = load(f, clients, secs, idle_cores[k]).await;
                     table[row * 2][k].push(rate);
                     table[row * 2 + 1][k].push(cpu);
+                    table[4 + row][k].push(above_idle);
                     errors[k] += e;
                     calls_total[k] += rate * secs as f64;
                 }
@@ -222,7 +232,7 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
              HAProxy's aggregated `/mcp`; CPU is the replicas' own (user + system), summed.\n\n\
              | | three replicas | one replica | ratio |\n|---|---|---|---|\n"
         );
-        let names = ["calls/s, 8 clients", "Warden CPU µs per call, 8 clients", "calls/s, 32 clients", "Warden CPU µs per call, 32 clients"];
+        let names = ["calls/s, 8 clients", "Warden CPU µs per call, 8 clients", "calls/s, 32 clients", "Warden CPU µs per call, 32 clients", "Warden CPU µs per call above idle, 8 clients", "Warden CPU µs per call above idle, 32 clients"];
         for (row, name) in names.iter().enumerate() {
             let (a, b) = (med(&table[row][0]), med(&table[row][1]));
             out += &format!("| {name} | {a:.0} | {b:.0} | {:.2}× |\n", a / b);
@@ -231,8 +241,11 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
             "| client errors under load | {} | {} | |\n\
              | database transactions per replica-minute, idle | {idle3:.0} | {idle1:.0} | |\n\
              | rows written per replica-minute, idle (1 instance, samples every 10 s, events) | {rows3:.0} | {rows1:.0} | |\n\
-             | database transactions per call, under load | {pc3:.4} | {pc1:.4} | |\n\n",
-            errors[0], errors[1]
+             | database transactions per call, under load | {pc3:.4} | {pc1:.4} | |\n\n\
+             Idle, the replicas spend {:.1} % of a core together (three) and {:.1} % (one): \
+             heartbeats, views, probes and samples. \"Above idle\" subtracts that from the CPU \
+             under load: what the calls themselves cost.\n\n",
+            errors[0], errors[1], idle_cores[0] * 100.0, idle_cores[1] * 100.0
         );
 
         eprintln!("fleet: replicas killed under load");

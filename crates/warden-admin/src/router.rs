@@ -137,7 +137,8 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
                 stop: stop.clone(),
             },
         ));
-    app.layer(axum::middleware::from_fn(session_ended))
+    app.layer(axum::middleware::from_fn_with_state(gateway.clone(), unresumable))
+        .layer(axum::middleware::from_fn(session_ended))
         .layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
         .layer(axum::middleware::from_fn_with_state(s.guard.clone(), crate::guard::check))
 }
@@ -213,6 +214,34 @@ async fn session_ended(
 
 /// Refuses a new MCP session (a POST without `Mcp-Session-Id`) once `max` are open, with a
 /// JSON-RPC error saying so; requests within open sessions always pass.
+/// A client resuming a broken SSE stream (`GET` with `Last-Event-ID`) on a replica that does
+/// not hold its session (the replica that did died; a balancer sent the resumption here) is
+/// told at once that the stream cannot be resumed here (405, which ends an rmcp client's
+/// reconnecting; the call it waited for fails and the client retries it). Without this, rmcp
+/// continued the session, opened an empty stream, and the client resumed in a loop until its
+/// deadline. A plain `GET` (the session's own stream) is served as always.
+async fn unresumable(
+    AxState(gateway): AxState<warden_gateway::Gateway>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if request.method() == axum::http::Method::GET && request.uri().path().ends_with("/mcp") {
+        if let (Some(id), Some(last)) = (text("mcp-session-id"), text("last-event-id")) {
+            if !gateway.resumable_here(id, last).await {
+                return crate::api::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "this stream cannot be resumed on this replica (its replica is gone); \
+                     retry the request"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    next.run(request).await
+}
+
 async fn session_limit(
     AxState((gateway, max)): AxState<(warden_gateway::Gateway, usize)>,
     request: axum::extract::Request,

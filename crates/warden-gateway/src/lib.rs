@@ -179,6 +179,32 @@ impl Gateway {
         n
     }
 
+    /// Whether a request's broken SSE stream (`Last-Event-ID` `index/request`) of session
+    /// `id` can be resumed on this replica: only on the replica that began the session. With
+    /// sessions shared by replicas, another replica continues the session (it is not here, or
+    /// it was restored here) but has none of the streams the dead one served, and its own
+    /// request numbers start again, so `index/request` may name another stream. The
+    /// session's own notification stream (`Last-Event-ID` without a request) is always
+    /// reopened.
+    pub async fn resumable_here(&self, id: &str, last_event_id: &str) -> bool {
+        if self.session_store.lock().expect("not poisoned").is_none()
+            || !last_event_id.contains('/')
+        {
+            return true;
+        }
+        if self.shared.restored.lock().expect("not poisoned").contains(id) {
+            return false;
+        }
+        let managers: Vec<Arc<LocalSessionManager>> =
+            self.managers.lock().expect("not poisoned").clone();
+        for m in managers {
+            if m.sessions.read().await.keys().any(|k| k.as_ref() == id) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Each instance's circuit breaker: state and how often it has opened.
     pub fn breakers(&self) -> Vec<(warden_core::InstanceId, BreakerState, u64)> {
         self.routes
@@ -391,6 +417,14 @@ impl Gateway {
             config = config.disable_allowed_hosts();
         }
         config.session_store = self.session_store.lock().expect("not poisoned").clone();
+        if config.session_store.is_some() {
+            // Sessions shared by replicas: a stream broken by its replica's death cannot be
+            // resumed on another (the events are in the dead one's memory), so the client is
+            // not told it can. Without a priming event id it gets a connection error at once
+            // and retries; with one, the balancer sent its resumption to a live replica, which
+            // kept the stream open without the answer until the client's deadline.
+            config.sse_retry = None;
+        }
         let mut manager = LocalSessionManager::default();
         let mut session = SessionConfig::default();
         session.keep_alive = Some(limits.idle);

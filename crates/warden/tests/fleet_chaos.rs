@@ -14,6 +14,7 @@ use rmcp::model::{CallToolRequestParams, ProtocolVersion};
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, RoleClient, RunningService, ServiceError,
 };
+use rmcp::transport::common::client_side_sse::ExponentialBackoff;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
 };
@@ -69,6 +70,56 @@ fn replica(config: &Path, url: &str, state: &Path, id: &str, port: u16) -> tokio
         .unwrap()
 }
 
+/// `alpha`, a misbehaving server with fast probes and restarts, in `dir/warden.json` (with
+/// `warden` as the config's `warden` block).
+fn alpha_config(dir: &Path, warden: &str) -> std::path::PathBuf {
+    let config = dir.join("warden.json");
+    let text = format!(
+        r#"{{ "warden": {warden}, "mcpServers": {{ "alpha": {} }} }}"#,
+        misbehave(&[], &format!(", {FAST_HEALTH}, {FAST_RESTART}"))
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// `replica-0..n` on free ports (their state under `dir/rk`), once each is ready.
+async fn start_replicas(
+    config: &Path,
+    url: &str,
+    dir: &Path,
+    n: usize,
+) -> (Vec<u16>, Vec<tokio::process::Child>) {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let children = (0..n)
+        .map(|k| {
+            let state = dir.join(format!("r{k}"));
+            replica(config, url, &state, &format!("replica-{k}"), ports[k])
+        })
+        .collect();
+    for p in &ports {
+        ready(&format!("http://127.0.0.1:{p}"), Duration::from_secs(30)).await;
+    }
+    (ports, children)
+}
+
+/// HAProxy on the config `text` (written to `dir/haproxy.cfg`); its standard output (the
+/// request log, when the config sends it there) to the file `log`.
+fn haproxy(dir: &Path, text: &str, log: Option<&std::ffi::OsStr>) -> tokio::process::Child {
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(&cfg, text).unwrap();
+    tokio::process::Command::new(HAPROXY)
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdout(match log {
+            Some(path) => std::fs::File::create(path).unwrap().into(),
+            None => std::process::Stdio::null(),
+        })
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 async fn ready(base: &str, within: Duration) {
     let started = Instant::now();
     loop {
@@ -83,12 +134,18 @@ async fn ready(base: &str, within: Duration) {
 }
 
 /// An rmcp client session on `url`: legacy (`initialize`), or 2026-07-28 (`server/discover`,
-/// no session) when `modern`.
+/// no session) when `modern`. It reconnects a broken SSE stream at most twice: rmcp's default
+/// reconnects forever, and a POST's stream broken by its replica's death (no event id to
+/// resume from) is re-requested by GET until the client's own deadline (docs/scale.md,
+/// "Clients").
 async fn client(url: &str, modern: bool) -> Result<RunningService<RoleClient, ()>, String> {
-    let transport = StreamableHttpClientTransport::with_client(
-        reqwest::Client::new(),
-        StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
-    );
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    let mut reconnect = ExponentialBackoff::default();
+    reconnect.max_times = Some(2);
+    reconnect.base_duration = Duration::from_millis(200);
+    reconnect.max_delay = Some(Duration::from_secs(1));
+    config.retry_config = std::sync::Arc::new(reconnect);
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
     if !modern {
         return ().serve(transport).await.map_err(|e| e.to_string());
     }
@@ -218,22 +275,11 @@ async fn read_only_calls_through_haproxy_survive_replicas_killed_one_after_anoth
     let pg = Postgres::started().await;
     let url = pg.create_database("chaos");
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("warden.json");
-    let text = format!(
-        r#"{{ "mcpServers": {{ "alpha": {} }} }}"#,
-        misbehave(&[], &format!(", {FAST_HEALTH}, {FAST_RESTART}"))
-    );
-    std::fs::write(&config, text).unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let config = alpha_config(dir.path(), "{}");
     let ids = ["replica-0", "replica-1", "replica-2"];
     let state = |k: usize| dir.path().join(format!("r{k}"));
-    let mut children: Vec<tokio::process::Child> =
-        (0..3).map(|k| replica(&config, &url, &state(k), ids[k], ports[k])).collect();
-    for p in &ports {
-        ready(&format!("http://127.0.0.1:{p}"), Duration::from_secs(30)).await;
-    }
+    let (ports, mut children) = start_replicas(&config, &url, dir.path(), 3).await;
     let front = free_port();
-    let cfg = dir.path().join("haproxy.cfg");
     // FLEET_CHAOS_HAPROXY_LOG=FILE keeps HAProxy's request log (and its servers going down and
     // up) for a failure's post-mortem.
     let log = std::env::var_os("FLEET_CHAOS_HAPROXY_LOG");
@@ -241,18 +287,7 @@ async fn read_only_calls_through_haproxy_survive_replicas_killed_one_after_anoth
     if log.is_some() {
         text = text.replace("global\n", "global\n    log stdout format raw local0\n");
     }
-    std::fs::write(&cfg, text).unwrap();
-    let _haproxy = tokio::process::Command::new(HAPROXY)
-        .args(["-db", "-f"])
-        .arg(&cfg)
-        .stdout(match &log {
-            Some(path) => std::fs::File::create(path).unwrap().into(),
-            None => std::process::Stdio::null(),
-        })
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let _haproxy = haproxy(dir.path(), &text, log.as_deref());
     let lb = format!("http://127.0.0.1:{front}");
     ready(&lb, Duration::from_secs(30)).await;
 
@@ -344,21 +379,9 @@ async fn replicas_keep_routing_while_postgres_is_down_and_write_everything_after
     let pg = std::sync::Arc::new(std::sync::Mutex::new(pg));
     let url = pg.lock().unwrap().create_database("outage");
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("warden.json");
-    let text = format!(
-        r#"{{ "warden": {{ "metrics_interval": "1s" }}, "mcpServers": {{ "alpha": {} }} }}"#,
-        misbehave(&[], &format!(", {FAST_HEALTH}, {FAST_RESTART}"))
-    );
-    std::fs::write(&config, text).unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let ids = ["replica-0", "replica-1", "replica-2"];
-    let _children: Vec<tokio::process::Child> = (0..3)
-        .map(|k| replica(&config, &url, &dir.path().join(format!("r{k}")), ids[k], ports[k]))
-        .collect();
+    let config = alpha_config(dir.path(), r#"{ "metrics_interval": "1s" }"#);
+    let (ports, _children) = start_replicas(&config, &url, dir.path(), 3).await;
     let bases: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
-    for b in &bases {
-        ready(b, Duration::from_secs(30)).await;
-    }
     let mut clients = Vec::new();
     for b in &bases {
         clients.push(client(&format!("{b}/mcp"), false).await.expect("the client connects"));
@@ -439,4 +462,61 @@ async fn replicas_keep_routing_while_postgres_is_down_and_write_everything_after
         let _ = c.cancel().await;
     }
     store.close().await;
+}
+
+/// A legacy session's call in flight on a replica that dies fails fast, though the balancer
+/// sends the client's attempt to resume the stream to a live replica: that replica continues
+/// the session but cannot replay a stream it never had, so the client must not be told it
+/// can resume one (no SSE priming when sessions are shared). Before, the resumed stream
+/// stayed open without the answer and the call hung until the client's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_on_a_dying_replica_fails_fast_behind_the_balancer() {
+    let pg = Postgres::started().await;
+    let url = pg.create_database("in_flight");
+    let dir = tempfile::tempdir().unwrap();
+    let config = alpha_config(dir.path(), "{}");
+    let (ports, mut children) = start_replicas(&config, &url, dir.path(), 2).await;
+    // Every request to replica 0 while it lives; replica 1 takes over when it is gone.
+    let front = free_port();
+    let text = format!(
+        "defaults\n    mode http\n    timeout connect 5s\n    timeout client 5m\n    \
+         timeout server 5m\n\nfrontend f\n    bind 127.0.0.1:{front}\n    default_backend b\n\n\
+         backend b\n    option httpchk GET /readyz\n    \
+         http-check send ver HTTP/1.1 hdr Host 127.0.0.1\n    \
+         retries 3\n    option redispatch 1\n    retry-on conn-failure\n    \
+         http-request set-header Host 127.0.0.1\n    \
+         default-server check inter 1s fall 2 rise 2 observe layer7 error-limit 1 on-error mark-down\n    \
+         server w0 127.0.0.1:{}\n    server w1 127.0.0.1:{} backup\n",
+        ports[0], ports[1]
+    );
+    let _haproxy = haproxy(dir.path(), &text, None);
+    let lb = format!("http://127.0.0.1:{front}");
+    ready(&lb, Duration::from_secs(30)).await;
+    let c = client(&format!("{lb}/mcp"), false).await.expect("a legacy session");
+    let args = serde_json::json!({ "ms": 8000 });
+    let call = c.peer().call_tool(
+        CallToolRequestParams::new("alpha__sleep")
+            .with_arguments(args.as_object().unwrap().clone()),
+    );
+    let killer = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        signal(children[0].id().unwrap(), nix::sys::signal::Signal::SIGKILL);
+        Instant::now()
+    };
+    let (outcome, killed) = tokio::join!(tokio::time::timeout(DEADLINE, call), killer);
+    let took = killed.elapsed();
+    match outcome {
+        Ok(Err(_)) => {}
+        Ok(Ok(r)) => panic!("the call on the dead replica answered: {r:?}"),
+        Err(_) => panic!("the call hung until the client's deadline ({DEADLINE:?})"),
+    }
+    // Its client reconnected the stream (at most twice, with backoff) and was refused.
+    assert!(took < DEADLINE / 2, "the call failed {took:?} after its replica died");
+    // The session goes on on replica 1.
+    let tools = c.peer().list_all_tools().await.expect("the session goes on on replica 1");
+    assert!(!tools.is_empty());
+    let _ = c.cancel().await;
+    let _ = children[0].wait().await;
+    drop(children);
+    drop(pg);
 }

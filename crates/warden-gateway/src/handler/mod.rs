@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) builtin: crate::builtin::Slot,
     /// Where sessions' settings are kept for other replicas (a shared database), if anywhere.
     pub(crate) memory: std::sync::RwLock<Option<Arc<dyn crate::memory::SessionMemory>>>,
+    /// Sessions another replica began and this one continues (restored by rmcp).
+    pub(crate) restored: Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -75,6 +77,7 @@ impl Shared {
             collisions: Mutex::default(),
             builtin: Default::default(),
             memory: Default::default(),
+            restored: Mutex::default(),
         }
     }
 
@@ -100,6 +103,9 @@ struct Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.shared.exposures.forget(self.id);
+        if let Some(session) = self.shared.clients.session(self.id) {
+            self.shared.restored.lock().expect("not poisoned").remove(&session);
+        }
         let orphaned = self.shared.clients.close(self.id);
         if orphaned.is_empty() {
             return;

@@ -367,6 +367,7 @@ impl ServerHandler for Handler {
         ctx.peer.set_peer_info(request.clone());
         if let Some(marker) = ctx.extensions.get::<SessionRestoreMarker>() {
             let origin = self.origin(&ctx);
+            self.shared.restored.lock().expect("not poisoned").insert(marker.id.to_string());
             self.shared.restore(origin, &marker.id).await;
         }
         self.negotiate_initialize(&request)
