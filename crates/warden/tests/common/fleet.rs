@@ -4,6 +4,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, RoleClient, RunningService, ServiceError,
+};
+use rmcp::transport::common::client_side_sse::ExponentialBackoff;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
+use rmcp::ServiceExt;
 use serde_json::Value;
 
 use super::{misbehave, run_warden_on, FAST_HEALTH, FAST_RESTART};
@@ -99,4 +108,69 @@ pub fn write_config(dir: &Path) -> std::path::PathBuf {
     );
     std::fs::write(&config, text).unwrap();
     config
+}
+
+/// An rmcp client session on `url`: legacy (`initialize`), or 2026-07-28 (`server/discover`,
+/// no session) when `modern`. It reconnects a broken SSE stream at most twice: rmcp's default
+/// reconnects forever, and a POST's stream broken by its replica's death (no event id to
+/// resume from) is re-requested by GET until the client's own deadline (docs/scale.md,
+/// "Clients").
+pub async fn client(url: &str, modern: bool) -> Result<RunningService<RoleClient, ()>, String> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    let mut reconnect = ExponentialBackoff::default();
+    reconnect.max_times = Some(2);
+    reconnect.base_duration = Duration::from_millis(200);
+    reconnect.max_delay = Some(Duration::from_secs(1));
+    config.retry_config = std::sync::Arc::new(reconnect);
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    if !modern {
+        return ().serve(transport).await.map_err(|e| e.to_string());
+    }
+    let lifecycle = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: None,
+    };
+    let c = ().serve_with_lifecycle(transport, lifecycle).await.map_err(|e| e.to_string())?;
+    let version = c.peer().peer_info().map(|p| p.protocol_version.clone());
+    if version != Some(ProtocolVersion::V_2026_07_28) {
+        return Err(format!("negotiated {version:?}, not 2026-07-28"));
+    }
+    Ok(c)
+}
+
+/// A call's error and every error under it (rmcp's transport errors do not name their
+/// source; the one under them says what the connection did).
+fn chain(e: &ServiceError) -> String {
+    let ServiceError::TransportSend(t) = e else { return e.to_string() };
+    let mut out = e.to_string();
+    let mut next = std::error::Error::source(t);
+    while let Some(s) = next {
+        out.push_str(&format!(": {s}"));
+        next = s.source();
+    }
+    out
+}
+
+/// One read-only call: `tools/list`, or `echo` through the aggregated endpoint.
+pub async fn call(c: &RunningService<RoleClient, ()>, k: u64) -> Result<(), String> {
+    if k.is_multiple_of(2) {
+        let tools = c.peer().list_all_tools().await.map_err(|e| chain(&e))?;
+        if tools.is_empty() {
+            return Err("no tools".into());
+        }
+    } else {
+        let args = serde_json::json!({ "text": format!("call {k}") });
+        let r = c
+            .peer()
+            .call_tool(
+                CallToolRequestParams::new("alpha__echo")
+                    .with_arguments(args.as_object().unwrap().clone()),
+            )
+            .await
+            .map_err(|e| chain(&e))?;
+        if r.is_error == Some(true) {
+            return Err(format!("tool error: {r:?}"));
+        }
+    }
+    Ok(())
 }
