@@ -204,6 +204,8 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
 
         let mut table: Vec<[Vec<f64>; 2]> = vec![Default::default(); 6];
         let mut errors = [0_u64; 2];
+        // One replica at a third of the 8-client load: what each of three replicas carries.
+        let mut third: [Vec<f64>; 2] = Default::default();
         let tx_before = [transactions(&pg, &three.database), transactions(&pg, &one.database)];
         let mut calls_total = [0.0_f64; 2];
         for round in 0..rounds {
@@ -217,11 +219,18 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
                     errors[k] += e;
                     calls_total[k] += rate * secs as f64;
                 }
+                if k == 1 {
+                    let (rate, _, cpu, _) = load(f, 3, secs, idle_cores[1]).await;
+                    third[0].push(rate);
+                    third[1].push(cpu);
+                    calls_total[1] += rate * secs as f64;
+                }
             }
         }
-        let loaded = rounds as f64 * 2.0 * secs as f64 / 60.0;
+        // Minutes each fleet was under load: two points a round (three for one replica).
+        let loaded = |k: usize| rounds as f64 * (2 + k) as f64 * secs as f64 / 60.0;
         let per_call = |k: usize, idle_per_min: f64, n: f64, db: &str| {
-            let tx = transactions(&pg, db) - tx_before[k] - idle_per_min * n * loaded;
+            let tx = transactions(&pg, db) - tx_before[k] - idle_per_min * n * loaded(k);
             tx / calls_total[k]
         };
         let pc3 = per_call(0, idle3, 3.0, &three.database);
@@ -242,10 +251,17 @@ pub(crate) fn report(warden: &Path, rounds: usize, secs: u64) -> String {
              | database transactions per replica-minute, idle | {idle3:.0} | {idle1:.0} | |\n\
              | rows written per replica-minute, idle (1 instance, samples every 10 s, events) | {rows3:.0} | {rows1:.0} | |\n\
              | database transactions per call, under load | {pc3:.4} | {pc1:.4} | |\n\n\
+             One replica at a third of the 8-client load (3 clients, what each of three replicas \
+             carries): {:.0} calls/s, **{:.0} µs CPU per call**.\n\n\
              Idle, the replicas spend {:.1} % of a core together (three) and {:.1} % (one): \
              heartbeats, views, probes and samples. \"Above idle\" subtracts that from the CPU \
              under load: what the calls themselves cost.\n\n",
-            errors[0], errors[1], idle_cores[0] * 100.0, idle_cores[1] * 100.0
+            errors[0],
+            errors[1],
+            med(&third[0]),
+            med(&third[1]),
+            idle_cores[0] * 100.0,
+            idle_cores[1] * 100.0
         );
 
         eprintln!("fleet: replicas killed under load");
