@@ -77,7 +77,7 @@ impl Clients {
 
     /// Remembers how to reach the session (first request or `initialized`), and its HTTP
     /// session id when the request shows one.
-    pub(crate) fn attach(&self, id: Origin, peer: &Peer<RoleServer>, session: Option<String>) {
+    pub(crate) fn attach(&self, id: Origin, peer: &Peer<RoleServer>, session: Option<&str>) {
         let known = {
             let map = self.map.read().expect("not poisoned");
             map.get(&id)
@@ -92,7 +92,7 @@ impl Clients {
                 c.peer = Some(peer.clone());
             }
             if c.session.is_none() {
-                c.session = session;
+                c.session = session.map(str::to_owned);
             }
         }
     }

@@ -43,12 +43,12 @@ pub(crate) struct Settings {
 }
 
 /// The session id of the HTTP request behind `ctx`, if it is in a legacy session.
-pub(crate) fn session_of(ctx: &RequestContext<RoleServer>) -> Option<String> {
+pub(crate) fn session_of(ctx: &RequestContext<RoleServer>) -> Option<&str> {
     if let Some(m) = ctx.extensions.get::<SessionRestoreMarker>() {
-        return Some(m.id.to_string());
+        return Some(&m.id);
     }
     let parts = ctx.extensions.get::<axum::http::request::Parts>()?;
-    parts.headers.get("mcp-session-id")?.to_str().ok().map(str::to_owned)
+    parts.headers.get("mcp-session-id")?.to_str().ok()
 }
 
 impl Shared {

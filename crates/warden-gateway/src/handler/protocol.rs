@@ -375,9 +375,10 @@ impl ServerHandler for Handler {
 
     /// Older clients are told about list changes unprompted.
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        let session = ctx.extensions.get::<axum::http::request::Parts>().and_then(|p| {
-            p.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
-        });
+        let session = ctx
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()));
         self.shared.clients.attach(self.ticket.id, &ctx.peer, session);
         let mut generation = self.shared.routes.subscribe();
         let mut seen = *generation.borrow_and_update();
