@@ -212,11 +212,9 @@ async fn session_ended(
     response
 }
 
-/// Refuses a new MCP session (a POST without `Mcp-Session-Id`) once `max` are open, with a
-/// JSON-RPC error saying so; requests within open sessions always pass.
-/// A client resuming a broken SSE stream (`GET` with `Last-Event-ID`) on a replica that does
-/// not hold its session (the replica that did died; a balancer sent the resumption here) is
-/// told at once that the stream cannot be resumed here (405, which ends an rmcp client's
+/// A client resuming a request's broken SSE stream (`GET` with `Last-Event-ID`
+/// `index/request`) on a replica that did not begin its session (the one that did died; a
+/// balancer sent the resumption here) is told at once that the stream cannot be resumed here (405, which ends an rmcp client's
 /// reconnecting; the call it waited for fails and the client retries it). Without this, rmcp
 /// continued the session, opened an empty stream, and the client resumed in a loop until its
 /// deadline. A plain `GET` (the session's own stream) is served as always.
@@ -242,6 +240,8 @@ async fn unresumable(
     next.run(request).await
 }
 
+/// Refuses a new MCP session (a POST without `Mcp-Session-Id`) once `max` are open, with a
+/// JSON-RPC error saying so; requests within open sessions always pass.
 async fn session_limit(
     AxState((gateway, max)): AxState<(warden_gateway::Gateway, usize)>,
     request: axum::extract::Request,

@@ -201,7 +201,7 @@ impl Gateway {
             None => self.shared.exposures.reset(session),
         };
         if changed {
-            self.shared.remember(session).await;
+            self.shared.remember(session, crate::memory::Setting::Exposure).await;
             if let Some(peer) = self.shared.clients.peer(session) {
                 let _ = peer.notify_tool_list_changed().await;
             }

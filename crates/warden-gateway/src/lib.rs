@@ -197,8 +197,9 @@ impl Gateway {
         }
         let managers: Vec<Arc<LocalSessionManager>> =
             self.managers.lock().expect("not poisoned").clone();
+        let id: rmcp::transport::streamable_http_server::SessionId = id.into();
         for m in managers {
-            if m.sessions.read().await.keys().any(|k| k.as_ref() == id) {
+            if m.sessions.read().await.contains_key(&id) {
                 return true;
             }
         }

@@ -29,6 +29,14 @@ pub trait SessionMemory: Send + Sync {
     fn load(&self, session: &str) -> BoxFuture<'static, Result<Option<String>, String>>;
 }
 
+/// Which of a session's settings changed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Setting {
+    Level,
+    Subscriptions,
+    Exposure,
+}
+
 /// One session's settings.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Settings {
@@ -60,28 +68,31 @@ impl Shared {
         self.memory.read().expect("not poisoned").clone()
     }
 
-    fn settings(&self, origin: Origin) -> Settings {
-        let (level, mut subscriptions) = self.clients.settings(origin);
-        subscriptions.sort();
-        Settings {
-            level: level.map(|l| level_name(l).to_owned()),
-            subscriptions,
-            exposure: self.exposures.own(origin),
-        }
-    }
-
-    /// Keeps session `origin`'s settings where another replica finds them (after the client
-    /// changed one). A failure is logged: the session goes on here, only a restore elsewhere
-    /// would miss the change.
-    pub(crate) async fn remember(&self, origin: Origin) {
+    /// Writes `changed`, as session `origin` has it here, into what the database keeps for the
+    /// session, leaving the other settings as they are there (another replica may have
+    /// changed one: a session can be served by several). A failure is logged: the session
+    /// goes on here, only a restore elsewhere would miss the change.
+    pub(crate) async fn remember(&self, origin: Origin, changed: Setting) {
         let (Some(memory), Some(session)) = (self.memory(), self.clients.session(origin)) else {
             return;
         };
-        let text = match serde_json::to_string(&self.settings(origin)) {
-            Ok(t) => t,
-            Err(e) => return tracing::warn!(error = %e, "a session's settings do not serialize"),
+        let save = async {
+            let kept = memory.load(&session).await?;
+            let mut s: Settings =
+                kept.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            let (level, mut subscriptions) = self.clients.settings(origin);
+            match changed {
+                Setting::Level => s.level = level.map(|l| level_name(l).to_owned()),
+                Setting::Subscriptions => {
+                    subscriptions.sort();
+                    s.subscriptions = subscriptions;
+                }
+                Setting::Exposure => s.exposure = self.exposures.own(origin),
+            }
+            let text = serde_json::to_string(&s).map_err(|e| e.to_string())?;
+            memory.save(&session, text).await
         };
-        match tokio::time::timeout(BOUND, memory.save(&session, text)).await {
+        match tokio::time::timeout(BOUND, save).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "keeping a session's settings failed"),
             Err(_) => tracing::warn!("keeping a session's settings took over {BOUND:?}"),
@@ -126,6 +137,13 @@ impl Shared {
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             for (server, method, params) in upstream {
+                // The session may have closed meanwhile, and unsubscribed what it held.
+                let uri = params["uri"].as_str().unwrap_or_default();
+                if method == "resources/subscribe"
+                    && !shared.clients.subscribed(&server).contains(uri)
+                {
+                    continue;
+                }
                 upstream_all(&shared.routes.table(), &server, method, params).await;
             }
         });

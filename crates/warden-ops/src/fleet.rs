@@ -331,31 +331,37 @@ async fn follow_commands(inner: Arc<Inner>, targets: Targets, stop: Cancellation
 /// How many of the newest operator commands a starting replica reads for standing decisions.
 const STANDING_WINDOW: i64 = 5000;
 
-/// Of operator commands (newest first), the decisions still standing that differ from how a
-/// replica starts, oldest first: per server (or instance) the newest of stop/start if it is
-/// `stop`, of enable/disable if `disable`, of trigger/restore if `trigger`. A decision for a
-/// whole server overrides older ones for its instances.
+/// Of operator commands (newest first), the decisions still standing, to apply oldest first
+/// to a replica that just started. Replayed oldest first per server (or instance) and kind
+/// (stop/start, enable/disable, trigger/restore): a decision for a whole server replaces the
+/// earlier ones for its instances. What stands is kept if it departs from how a replica starts
+/// (stop, disable, trigger), and so is an instance's own decision made after one for its whole
+/// server (alpha stopped, then alpha#0 started: stop alpha, then start alpha#0).
 fn standing(newest_first: Vec<warden_store::FleetCommand>) -> Vec<warden_store::FleetCommand> {
-    let mut decided: std::collections::HashSet<(String, Option<u32>, &'static str)> =
-        std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for c in newest_first {
+    use std::collections::BTreeMap;
+    let mut last: BTreeMap<(String, Option<u32>, &'static str), warden_store::FleetCommand> =
+        BTreeMap::new();
+    for c in newest_first.into_iter().rev() {
         let group = match (c.kind.as_str(), c.action.as_str()) {
             ("server", "stop" | "start") => "run",
             ("failover", "enable" | "disable") => "mode",
             ("failover", "trigger" | "restore") => "route",
             _ => continue,
         };
-        if decided.contains(&(c.server.clone(), None, group))
-            || !decided.insert((c.server.clone(), c.instance, group))
-        {
-            continue;
+        if c.instance.is_none() {
+            last.retain(|(server, _, g), _| !(server == &c.server && *g == group));
         }
-        if matches!(c.action.as_str(), "stop" | "disable" | "trigger") {
-            out.push(c);
-        }
+        last.insert((c.server.clone(), c.instance, group), c);
     }
-    out.reverse();
+    let mut out: Vec<warden_store::FleetCommand> = last
+        .iter()
+        .filter(|((server, instance, group), c)| {
+            matches!(c.action.as_str(), "stop" | "disable" | "trigger")
+                || (instance.is_some() && last.contains_key(&(server.clone(), None, *group)))
+        })
+        .map(|(_, c)| c.clone())
+        .collect();
+    out.sort_by_key(|c| c.id);
     out
 }
 
@@ -424,5 +430,10 @@ mod tests {
         // start); b: instance 0 stopped (a reset decides nothing); c: failover off and traffic
         // forced to the fallbacks; d: enabled again.
         assert_eq!(ids, [4, 5, 7]);
+        // An instance started after its whole server was stopped: stop all, then start it.
+        let later = vec![c(2, "e", Some(0), "server", "start"), c(1, "e", None, "server", "stop")];
+        let kept: Vec<(i64, String)> =
+            standing(later).iter().map(|c| (c.id, c.action.clone())).collect();
+        assert_eq!(kept, [(1, "stop".to_owned()), (2, "start".to_owned())]);
     }
 }

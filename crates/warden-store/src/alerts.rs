@@ -359,23 +359,35 @@ impl Store {
         next: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
+        // Only a row still pending and not claimed by another replica (whose claim replaced
+        // this one's after it ran out): an attempt recorded late must not undo a delivery.
+        let me = self.replica().unwrap_or_default();
         let q = match outcome {
             Ok(()) => sqlx::query(
                 "UPDATE alert_notifications SET state = 'delivered', attempts = attempts + 1,
-                        delivered_at = $1, last_error = NULL WHERE id = $2",
+                        delivered_at = $1, last_error = NULL
+                 WHERE id = $2 AND state = 'pending' AND (claimed_by IS NULL OR claimed_by = $3)",
             )
             .bind(ts(&now))
-            .bind(id),
+            .bind(id)
+            .bind(me),
             Err(error) => sqlx::query(
                 "UPDATE alert_notifications SET state = $1, attempts = attempts + 1,
-                        last_error = $2, next_attempt_at = $3 WHERE id = $4",
+                        last_error = $2, next_attempt_at = $3
+                 WHERE id = $4 AND state = 'pending' AND (claimed_by IS NULL OR claimed_by = $5)",
             )
             .bind(if next.is_some() { "pending" } else { "expired" })
             .bind(error)
             .bind(ts(&next.unwrap_or(now)))
-            .bind(id),
+            .bind(id)
+            .bind(me),
         };
-        q.execute(&self.pool).await?;
+        if q.execute(&self.pool).await?.rows_affected() == 0 {
+            tracing::info!(
+                id,
+                "a delivery attempt was not recorded: another replica owns the notification now"
+            );
+        }
         Ok(())
     }
 

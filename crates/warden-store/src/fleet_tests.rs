@@ -52,6 +52,9 @@ async fn one_replica_at_a_time_claims_a_notification(b: Backend) {
     assert_eq!(r1.claim_notification(id, later, lease).await.unwrap(), Claim::Held);
     r2.notification_attempted(id, Ok(()), None, later).await.unwrap();
     assert_eq!(r1.claim_notification(id, later, lease).await.unwrap(), Claim::Settled);
+    // The replica whose claim ran out records its failed attempt late: the delivery stands.
+    r1.notification_attempted(id, Err("timed out"), Some(later), later).await.unwrap();
+    assert_eq!(r1.claim_notification(id, later, lease).await.unwrap(), Claim::Settled);
     r1.close().await;
     r2.close().await;
 }

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::fleet::{call, client};
+use common::fleet::{call, client, client_reconnecting};
 use common::*;
 use rmcp::model::CallToolRequestParams;
 use warden_testkit::postgres::Postgres;
@@ -413,14 +413,16 @@ async fn a_call_in_flight_on_a_dying_replica_fails_fast_behind_the_balancer() {
          http-check send ver HTTP/1.1 hdr Host 127.0.0.1\n    \
          retries 3\n    option redispatch 1\n    retry-on conn-failure\n    \
          http-request set-header Host 127.0.0.1\n    \
-         default-server check inter 1s fall 2 rise 2 observe layer7 error-limit 1 on-error mark-down\n    \
+         default-server check inter 1s fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down\n    \
          server w0 127.0.0.1:{}\n    server w1 127.0.0.1:{} backup\n",
         ports[0], ports[1]
     );
     let _haproxy = haproxy(dir.path(), &text, None);
     let lb = format!("http://127.0.0.1:{front}");
     ready(&lb, Duration::from_secs(30)).await;
-    let c = client(&format!("{lb}/mcp"), false).await.expect("a legacy session");
+    // A client that reconnects a broken stream (twice, with backoff): it resumes from the last
+    // event id it saw (the sleep's progress), and the live replica must refuse that at once.
+    let c = client_reconnecting(&format!("{lb}/mcp"), false, 2).await.expect("a legacy session");
     let args = serde_json::json!({ "ms": 8000 });
     let call = c.peer().call_tool(
         CallToolRequestParams::new("alpha__sleep")
@@ -438,7 +440,7 @@ async fn a_call_in_flight_on_a_dying_replica_fails_fast_behind_the_balancer() {
         Ok(Ok(r)) => panic!("the call on the dead replica answered: {r:?}"),
         Err(_) => panic!("the call hung until the client's deadline ({DEADLINE:?})"),
     }
-    // Its client reconnected the stream (at most twice, with backoff) and was refused.
+    // Refused (405): the client stops reconnecting and the call fails.
     assert!(took < DEADLINE / 2, "the call failed {took:?} after its replica died");
     // The session goes on on replica 1.
     let tools = c.peer().list_all_tools().await.expect("the session goes on on replica 1");

@@ -5,6 +5,8 @@
 use rmcp::model::{InitializeRequestParams, InitializeResult};
 use rmcp::transport::streamable_http_server::SessionRestoreMarker;
 
+use crate::memory::Setting;
+
 use super::*;
 
 impl ServerHandler for Handler {
@@ -243,7 +245,7 @@ impl ServerHandler for Handler {
             upstream_all(&self.table(), &server, "resources/subscribe", json!({ "uri": req.uri }))
                 .await;
         }
-        self.shared.remember(origin).await;
+        self.shared.remember(origin, Setting::Subscriptions).await;
         Ok(())
     }
 
@@ -263,7 +265,7 @@ impl ServerHandler for Handler {
             )
             .await;
         }
-        self.shared.remember(origin).await;
+        self.shared.remember(origin, Setting::Subscriptions).await;
         Ok(())
     }
 
@@ -305,7 +307,7 @@ impl ServerHandler for Handler {
             .ok_or_else(|| ErrorData::invalid_params("unknown log level", None))?;
         let origin = self.origin(&ctx);
         self.shared.clients.set_level(origin, rank);
-        self.shared.remember(origin).await;
+        self.shared.remember(origin, Setting::Level).await;
         // Each server logs at the lowest level any of its viewers asked for.
         for server in self.names() {
             if let Some(min) = self.shared.clients.min_level(&server) {

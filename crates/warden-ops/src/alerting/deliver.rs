@@ -152,8 +152,11 @@ pub(super) async fn deliver_loop(
     }
 }
 
-/// How long a replica's claim on an outbox row runs: longer than any one send takes.
-const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// How long a replica's claim on an outbox row runs: longer than any one send can take (a
+/// receiver's timeout is at most 5 minutes, and a batch's sends run side by side), so a claim
+/// never runs out while its send is under way. A send lost to a crash is retried by another
+/// replica this long after.
+const CLAIM_LEASE: Duration = Duration::from_secs(360);
 /// When to look again at a row another replica claimed (or that could not be claimed).
 const CLAIM_RETRY: Duration = Duration::from_secs(15);
 

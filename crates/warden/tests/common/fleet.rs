@@ -111,14 +111,24 @@ pub fn write_config(dir: &Path) -> std::path::PathBuf {
 }
 
 /// An rmcp client session on `url`: legacy (`initialize`), or 2026-07-28 (`server/discover`,
-/// no session) when `modern`. It reconnects a broken SSE stream at most twice: rmcp's default
-/// reconnects forever, and a POST's stream broken by its replica's death (no event id to
-/// resume from) is re-requested by GET until the client's own deadline (docs/scale.md,
-/// "Clients").
+/// no session) when `modern`. It does not reconnect a broken SSE stream (it retries the call
+/// instead): rmcp's default reconnects forever, and re-requests a POST's stream broken by its
+/// replica's death by GET even with no event id to resume from; the live replica that gets
+/// that GET opens the session's notification stream, which never carries the answer, and the
+/// call waits for its deadline (docs/scale.md, "Clients").
 pub async fn client(url: &str, modern: bool) -> Result<RunningService<RoleClient, ()>, String> {
+    client_reconnecting(url, modern, 0).await
+}
+
+/// [`client`], reconnecting a broken SSE stream up to `times` times (200 ms, then doubling).
+pub async fn client_reconnecting(
+    url: &str,
+    modern: bool,
+    times: usize,
+) -> Result<RunningService<RoleClient, ()>, String> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
     let mut reconnect = ExponentialBackoff::default();
-    reconnect.max_times = Some(2);
+    reconnect.max_times = Some(times);
     reconnect.base_duration = Duration::from_millis(200);
     reconnect.max_delay = Some(Duration::from_secs(1));
     config.retry_config = std::sync::Arc::new(reconnect);
