@@ -55,7 +55,7 @@ fn haproxy(dir: &Path, name: &str, front: u16, ports: &[u16]) -> Proc {
          retry-on conn-failure empty-response response-timeout\n    \
          http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS\n    \
          http-request set-header Host 127.0.0.1\n    default-server check inter 2s fastinter 500ms downinter 1s fall 3 rise 2 \
-         observe layer4 error-limit 1 on-error mark-down\n{servers}"
+         observe layer7 error-limit 1 on-error mark-down\n{servers}"
     );
     let path = dir.join(format!("{name}.cfg"));
     std::fs::write(&path, cfg).unwrap();

@@ -413,7 +413,7 @@ async fn a_call_in_flight_on_a_dying_replica_fails_fast_behind_the_balancer() {
          http-check send ver HTTP/1.1 hdr Host 127.0.0.1\n    \
          retries 3\n    option redispatch 1\n    retry-on conn-failure\n    \
          http-request set-header Host 127.0.0.1\n    \
-         default-server check inter 1s fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down\n    \
+         default-server check inter 1s fall 2 rise 2 observe layer7 error-limit 1 on-error mark-down\n    \
          server w0 127.0.0.1:{}\n    server w1 127.0.0.1:{} backup\n",
         ports[0], ports[1]
     );
