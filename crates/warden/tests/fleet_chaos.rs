@@ -171,9 +171,22 @@ async fn drive(mcp: String, modern: bool, until: Instant) -> Driven {
                         }
                     };
                 }
-                match tokio::time::timeout(DEADLINE, call(&c, k)).await {
+                let again = match tokio::time::timeout(DEADLINE, call(&c, k)).await {
                     Ok(r) => r,
                     Err(_) => Err("past the deadline".into()),
+                };
+                match again {
+                    // Warden's own answer for a server not up yet (a replica restarted on the
+                    // same port before the balancer saw it go): wait as it says, as clients
+                    // are told to (the contract's `retry_after_ms`), then once more.
+                    Err(e) if e.contains("retry_after_ms") => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        match tokio::time::timeout(DEADLINE, call(&c, k)).await {
+                            Ok(r) => r,
+                            Err(_) => Err("past the deadline".into()),
+                        }
+                    }
+                    other => other,
                 }
             }
         };
