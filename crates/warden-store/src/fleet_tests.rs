@@ -12,6 +12,13 @@ use crate::tests::{
 };
 use crate::*;
 
+/// A store on `location` as replica `id` opens it.
+async fn replica(location: &Location, id: &str) -> Store {
+    let store = Store::open(location).await.unwrap();
+    store.set_replica(id);
+    store
+}
+
 /// A replica as it describes itself at a heartbeat.
 fn info(id: &str) -> ReplicaInfo {
     ReplicaInfo {
@@ -36,9 +43,7 @@ on_both_engines!(
 async fn one_replica_at_a_time_claims_a_notification(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let location = new_location(b, dir.path()).await;
-    let (r1, r2) = (Store::open(&location).await.unwrap(), Store::open(&location).await.unwrap());
-    r1.set_replica("r1");
-    r2.set_replica("r2");
+    let (r1, r2) = (replica(&location, "r1").await, replica(&location, "r2").await);
     let t0 = warden_core::now();
     let body = serde_json::json!({ "status": "firing" });
     let id = r1.enqueue_notification("hook", "{}:{}", "firing", &body, t0).await.unwrap();
@@ -66,9 +71,7 @@ async fn one_replica_at_a_time_claims_a_notification(b: Backend) {
 async fn each_replica_keeps_its_own_slo_minutes() {
     let dir = tempfile::tempdir().unwrap();
     let location = new_location(Backend::Postgres, dir.path()).await;
-    let (r1, r2) = (Store::open(&location).await.unwrap(), Store::open(&location).await.unwrap());
-    r1.set_replica("r1");
-    r2.set_replica("r2");
+    let (r1, r2) = (replica(&location, "r1").await, replica(&location, "r2").await);
     let minute = chrono::Utc::now() - chrono::Duration::minutes(3);
     let m =
         |requests: u64, errors: u64| SloMinute { server: "alpha".into(), minute, requests, errors };
@@ -325,9 +328,7 @@ async fn failure_rows_belong_to_the_replica_that_opened_them(b: Backend) {
 async fn one_replica_leads_and_another_takes_over_when_it_goes() {
     let dir = tempfile::tempdir().unwrap();
     let location = new_location(Backend::Postgres, dir.path()).await;
-    let (a, b) = (Store::open(&location).await.unwrap(), Store::open(&location).await.unwrap());
-    a.set_replica("a");
-    b.set_replica("b");
+    let (a, b) = (replica(&location, "a").await, replica(&location, "b").await);
     let stop_a = CancellationToken::new();
     let mut lead_a = a.spawn_leader_election(stop_a.clone());
     tokio::time::timeout(Duration::from_secs(10), lead_a.wait_for(|l| *l)).await.unwrap().unwrap();

@@ -424,12 +424,7 @@ async fn a_restarted_replica_keeps_a_server_the_fleet_stopped_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let mut replicas = three_replicas(&config, &url, dir.path()).await;
-    fleet_until(&replicas[0].1, "alpha healthy on every replica", |v| {
-        v["servers"][0]["instances"]
-            .as_array()
-            .is_some_and(|i| i.len() == 3 && i.iter().all(|i| i["state"] == "healthy"))
-    })
-    .await;
+    healthy_on_every_replica(&replicas[0].1, "alpha").await;
     let post = |base: &str, action: &str| {
         reqwest::Client::new()
             .post(format!("{base}/api/servers/alpha/{action}"))

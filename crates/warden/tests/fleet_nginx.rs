@@ -90,12 +90,7 @@ async fn read_only_calls_through_the_shipped_nginx_config_survive_replicas_kille
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    fleet_until(&replicas[0].1, "alpha healthy on every replica", |v| {
-        v["servers"][0]["instances"]
-            .as_array()
-            .is_some_and(|i| i.len() == 3 && i.iter().all(|i| i["state"] == "healthy"))
-    })
-    .await;
+    healthy_on_every_replica(&replicas[0].1, "alpha").await;
 
     const DEADLINE: Duration = Duration::from_secs(10);
     let mcp = format!("{lb}/mcp");

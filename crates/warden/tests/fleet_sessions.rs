@@ -51,12 +51,7 @@ async fn a_client_session_goes_on_on_another_replica_when_its_own_dies() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let replicas = three_replicas(&config, &url, dir.path()).await;
-    fleet_until(&replicas[0].1, "alpha healthy on every replica", |v| {
-        v["servers"][0]["instances"]
-            .as_array()
-            .is_some_and(|i| i.len() == 3 && i.iter().all(|i| i["state"] == "healthy"))
-    })
-    .await;
+    healthy_on_every_replica(&replicas[0].1, "alpha").await;
     let session = begin(&replicas[0].1).await;
 
     let (status, _, answer) =
@@ -133,12 +128,7 @@ async fn a_sessions_level_subscriptions_and_tool_exposure_go_on_with_it() {
     );
     std::fs::write(&config, format!(r#"{{ "mcpServers": {{ "everything": {entry} }} }}"#)).unwrap();
     let replicas = three_replicas(&config, &url, dir.path()).await;
-    fleet_until(&replicas[0].1, "everything healthy on every replica", |v| {
-        v["servers"][0]["instances"]
-            .as_array()
-            .is_some_and(|i| i.len() == 3 && i.iter().all(|i| i["state"] == "healthy"))
-    })
-    .await;
+    healthy_on_every_replica(&replicas[0].1, "everything").await;
     let (r0, r1) = (&replicas[0].1, &replicas[1].1);
     let session = begin(r0).await;
     let s = Some(session.as_str());

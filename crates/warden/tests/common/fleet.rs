@@ -74,6 +74,17 @@ pub async fn fleet_until(base: &str, what: &str, ok: impl Fn(&Value) -> bool) ->
     }
 }
 
+/// Waits until the fleet view on `base` shows `server`'s one instance healthy on each of
+/// three replicas.
+pub async fn healthy_on_every_replica(base: &str, server: &str) {
+    fleet_until(base, &format!("{server} healthy on every replica"), |v| {
+        v["servers"][0]["instances"]
+            .as_array()
+            .is_some_and(|i| i.len() == 3 && i.iter().all(|i| i["state"] == "healthy"))
+    })
+    .await;
+}
+
 /// One JSON-RPC message to `base`'s aggregated endpoint, in a session when given: the HTTP
 /// status, the session id answered, and the JSON-RPC answer (from JSON or from the SSE stream).
 pub async fn mcp(base: &str, session: Option<&str>, body: Value) -> (u16, Option<String>, Value) {
