@@ -13,6 +13,7 @@ use clap::Parser;
 mod dashboard;
 mod events;
 mod fleet;
+mod floors;
 mod gateway;
 mod health;
 mod predict;
@@ -30,7 +31,7 @@ struct Args {
     /// The `warden` binary (default: next to this one).
     #[arg(long)]
     warden: Option<PathBuf>,
-    /// Which benchmarks: crash, hang, crashloop, gateway, balancing, cost, events, health,
+    /// Which benchmarks: crash, hang, crashloop, floors, gateway, balancing, cost, events, health,
     /// predict, reload, toolsearch, dashboard (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
@@ -123,6 +124,9 @@ fn main() {
     }
     if want("crashloop") {
         report += &rt.block_on(crashloop(&warden));
+    }
+    if want("floors") {
+        report += &floors::floors(&warden, args.gateway_rounds);
     }
     if want("gateway") {
         report += &gateway::overhead(&warden, args.gateway_rounds);

@@ -78,7 +78,7 @@ pub(crate) async fn wait_healthy(base: &str, within: Duration) {
 }
 
 /// User + system CPU of a process, in clock ticks (USER_HZ, 100 a second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = stat.rsplit(')').next().unwrap();
     let f: Vec<&str> = after.split_whitespace().collect();

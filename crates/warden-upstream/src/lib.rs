@@ -23,6 +23,7 @@ mod sse;
 #[cfg(test)]
 mod sse_tests;
 mod stdio;
+mod stdio_lane;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rmcp::model::ProgressToken;
-use serde_json::Value;
+use rmcp::model::{NumberOrString, ProgressToken};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use warden_core::InstanceId;
@@ -65,6 +65,22 @@ pub struct Progress {
     pub progress: f64,
     pub total: Option<f64>,
     pub message: Option<String>,
+}
+
+impl Progress {
+    /// The token and update of a `notifications/progress`'s params, if they are well formed.
+    pub(crate) fn from_params(params: &Value) -> Option<(ProgressToken, Self)> {
+        let token = serde_json::from_value(params.get("progressToken")?.clone()).ok()?;
+        let progress = params.get("progress").and_then(Value::as_f64)?;
+        Some((
+            token,
+            Self {
+                progress,
+                total: params.get("total").and_then(Value::as_f64),
+                message: params.get("message").and_then(Value::as_str).map(str::to_owned),
+            },
+        ))
+    }
 }
 
 /// What a server announces to its clients, not to Warden.
@@ -170,10 +186,48 @@ impl Shared {
         call.token = Some(token);
     }
 
+    /// A forwarded call's params under Warden's own request `id`: the caller's `_meta` with
+    /// `stamp` added, and — when the caller wants progress — `id` as the progress token, its
+    /// updates sent to `progress` while `call` lasts. Also returns whether progress is watched.
+    pub(crate) fn outgoing(
+        &self,
+        call: &mut InFlight<'_>,
+        id: &str,
+        params: Option<Value>,
+        stamp: Option<&Map<String, Value>>,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+    ) -> (Map<String, Value>, bool) {
+        let mut params = match params {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let mut meta = match params.remove("_meta") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        for (k, v) in stamp.into_iter().flatten() {
+            meta.insert(k.clone(), v.clone());
+        }
+        let watching = progress.is_some();
+        if let Some(to) = progress {
+            meta.insert("progressToken".into(), Value::String(id.to_owned()));
+            self.watch_progress(call, ProgressToken(NumberOrString::String(id.into())), to);
+        }
+        if !meta.is_empty() {
+            params.insert("_meta".into(), Value::Object(meta));
+        }
+        (params, watching)
+    }
+
     /// Whether the call has had progress updates.
     pub(crate) fn had_progress(&self, call: &InFlight<'_>) -> bool {
+        self.progress_count(call) > 0
+    }
+
+    /// How many progress updates the call has had.
+    pub(crate) fn progress_count(&self, call: &InFlight<'_>) -> u32 {
         let state = self.state.lock().expect("not poisoned");
-        call.token.as_ref().and_then(|t| state.progress.get(t)).is_some_and(|(_, n)| *n > 0)
+        call.token.as_ref().and_then(|t| state.progress.get(t)).map_or(0, |(_, n)| *n)
     }
 
     pub(crate) fn progress(&self, token: &ProgressToken, p: Progress) {

@@ -21,7 +21,8 @@ use warden_core::{ExitInfo, FailureClass, InstanceId, Reason};
 
 use crate::client::{self, Handler};
 use crate::lines::read_line;
-use crate::relay::Shared;
+use crate::relay::{Call, Shared};
+use crate::stdio_lane::{self, Lane, Pending};
 use crate::{
     Activity, BoxFuture, Connected, Connector, Relay, Session, SessionEvent, StopPolicy,
     UpstreamError,
@@ -85,27 +86,29 @@ async fn connect(
     let stderr = child.stderr.take().expect("stderr is piped");
 
     tokio::spawn(log_stderr(instance.clone(), stderr, Arc::clone(&activity)));
+    let shared = Shared::new(instance.clone(), relay.clone());
+    let pending = Arc::new(Pending::default());
     let (rmcp_side, tap_side) = tokio::io::duplex(1024 * 1024);
     let (rmcp_read, _unused_write) = tokio::io::split(rmcp_side);
+    let (rmcp_write, lane_out) = stdio_lane::wire(stdin);
     tokio::spawn(tap_stdout(
-        instance.clone(),
+        Tap { instance, activity: Arc::clone(&activity), events: events_tx.clone() },
         stdout,
         tap_side,
-        Arc::clone(&activity),
-        events_tx.clone(),
+        (Arc::clone(&pending), Arc::clone(&shared)),
     ));
     let (exit_tx, exit_rx) = watch::channel(None);
     // From here on, dropping the guard (an aborted start, a dropped session) kills the group.
     let guard = GroupGuard { pid, exit: exit_rx.clone() };
     tokio::spawn(wait_exit(child, pid, exit_tx, events_tx.clone()));
 
-    let shared = Shared::new(instance, relay.clone());
     let handler = Handler::new(events_tx.clone(), Arc::clone(&shared));
-    match client::handshake(handler, (rmcp_read, stdin), deadline).await {
+    match client::handshake(handler, (rmcp_read, rmcp_write), deadline).await {
         Ok((running, info)) => {
             client::spawn_list_listener(running.peer(), &info, events_tx);
+            let lane = Lane::new(lane_out, info.modern, pending, Arc::clone(&shared));
             let core = client::Core::new(running, info.clone(), activity, shared);
-            let session = StdioSession { core, guard };
+            let session = StdioSession { core, lane, guard };
             Ok(Connected { session: Box::new(session), events: events_rx, info })
         }
         Err(err) => {
@@ -175,15 +178,24 @@ async fn wait_exit(
     let _ = events.send(SessionEvent::Exited(info)).await;
 }
 
-/// Copies JSON lines from the child's stdout to rmcp; counts every byte as liveness; drops
-/// (and reports) lines that are not JSON; reports EOF at once.
-async fn tap_stdout(
+/// Who a stdout tap reports to.
+struct Tap {
     instance: InstanceId,
-    stdout: tokio::process::ChildStdout,
-    mut to_rmcp: tokio::io::DuplexStream,
     activity: Arc<Activity>,
     events: mpsc::Sender<SessionEvent>,
+}
+
+/// Copies JSON lines from the child's stdout to rmcp, except the lane's answers and progress
+/// (handed to their calls); counts every byte as liveness; drops (and reports) lines that are
+/// not JSON; reports EOF at once, and fails the lane's waiting calls.
+async fn tap_stdout(
+    tap: Tap,
+    stdout: tokio::process::ChildStdout,
+    mut to_rmcp: tokio::io::DuplexStream,
+    (lane, shared): (Arc<Pending>, Arc<Shared>),
 ) {
+    let Tap { instance, activity, events } = tap;
+    let _close = CloseOnDrop(Arc::clone(&lane));
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut line = Vec::with_capacity(4096);
     let mut limiter = LineLimiter::default();
@@ -195,6 +207,7 @@ async fn tap_stdout(
             Ok((_, cut)) => {
                 let first = line.iter().copied().find(|b| !b.is_ascii_whitespace());
                 match first {
+                    Some(b'{') if !cut && lane.take(&line, &shared) => {}
                     Some(b'{') | Some(b'[') if !cut => {
                         if !line.ends_with(b"\n") {
                             line.push(b'\n');
@@ -222,6 +235,15 @@ async fn tap_stdout(
         }
     };
     let _ = events.send(SessionEvent::Closed(reason)).await;
+}
+
+/// Fails the lane's waiting calls when the tap ends, however it ends.
+struct CloseOnDrop(Arc<Pending>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 async fn log_stderr(
@@ -288,11 +310,20 @@ impl LineLimiter {
 
 struct StdioSession {
     core: client::Core,
+    lane: Lane,
     guard: GroupGuard,
 }
 
 impl Session for StdioSession {
-    crate::pass_through!(core: probe, list_catalog, activity, request);
+    crate::pass_through!(core: probe, list_catalog, activity);
+
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        if self.lane.takes(&call) {
+            Box::pin(self.lane.request(call))
+        } else {
+            self.core.request(call)
+        }
+    }
 
     fn pid(&self) -> Option<u32> {
         Some(self.guard.pid)

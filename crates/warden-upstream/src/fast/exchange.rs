@@ -252,7 +252,7 @@ pub(super) async fn drain(resp: reqwest::Response, max: usize) -> Result<(), Ups
     Ok(())
 }
 
-pub(super) fn server_error(e: &Value) -> UpstreamError {
+pub(crate) fn server_error(e: &Value) -> UpstreamError {
     UpstreamError::Server {
         code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
         message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),

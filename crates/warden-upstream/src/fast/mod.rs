@@ -25,7 +25,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::{HeaderName, HeaderValue};
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use rmcp::model::{ClientJsonRpcMessage, NumberOrString, ProgressToken};
+use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
@@ -40,6 +40,7 @@ use crate::{Activity, SessionEvent, UpstreamError};
 mod exchange;
 mod tap;
 
+pub(crate) use exchange::server_error;
 use exchange::*;
 use tap::Slot;
 pub(crate) use tap::{Tap, Template};
@@ -59,7 +60,7 @@ const MAX_REPLY: usize = 4 * 1024 * 1024;
 
 /// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575); others
 /// (a subscription id, a log level) belong to the one request that carried them.
-const STAMPED: [&str; 3] = [
+pub(crate) const STAMPED: [&str; 3] = [
     "io.modelcontextprotocol/protocolVersion",
     "io.modelcontextprotocol/clientInfo",
     "io.modelcontextprotocol/clientCapabilities",
@@ -158,27 +159,9 @@ impl Fast {
             .clone()
             .ok_or_else(|| UpstreamError::Protocol("no session to send on".into()))?;
         let id = format!("warden-{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let mut params = match params {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        let mut meta = match params.remove("_meta") {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        for (k, v) in &template.meta {
-            meta.insert(k.clone(), v.clone());
-        }
         let mut in_flight = self.shared.begin(origin);
-        let watching = progress.is_some();
-        if let Some(to) = progress {
-            meta.insert("progressToken".into(), json!(id));
-            let token = ProgressToken(NumberOrString::String(id.as_str().into()));
-            self.shared.watch_progress(&mut in_flight, token, to);
-        }
-        if !meta.is_empty() {
-            params.insert("_meta".into(), Value::Object(meta));
-        }
+        let (params, watching) =
+            self.shared.outgoing(&mut in_flight, &id, params, Some(&template.meta), progress);
         let mut headers = template.headers.clone();
         if self.modern {
             if let Ok(v) = HeaderValue::from_str(&method) {
@@ -284,20 +267,9 @@ impl Fast {
         match method {
             "notifications/progress" => {
                 // Only this call's token reaches this stream; `Shared` routes it to its sink.
-                let Ok(token) = serde_json::from_value::<ProgressToken>(
-                    params.get("progressToken").cloned().unwrap_or(Value::Null),
-                ) else {
-                    return;
-                };
-                let Some(progress) = params.get("progress").and_then(Value::as_f64) else { return };
-                self.shared.progress(
-                    &token,
-                    Progress {
-                        progress,
-                        total: params.get("total").and_then(Value::as_f64),
-                        message: params.get("message").and_then(Value::as_str).map(str::to_owned),
-                    },
-                );
+                if let Some((token, p)) = Progress::from_params(&params) {
+                    self.shared.progress(&token, p);
+                }
             }
             "notifications/message" => {
                 self.shared.notice(Notice::Log { params, origin: Some(origin) })

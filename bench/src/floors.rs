@@ -1,0 +1,439 @@
+//! The gateway against the floors of issue 17, all in one run, in interleaved rounds: the same
+//! echo server (`warden misbehave`) reached directly, through nginx (the Debian package, one
+//! worker process, keep-alive upstream, no buffering: what any HTTP hop costs), through Warden
+//! (scoped `/servers/{name}/mcp` and aggregated `/mcp`), and through joshrotenberg's
+//! `mcp-proxy` 0.6.0 (the Rust peer, when installed) — over HTTP and to a stdio child — and the
+//! desktop path: a client launching `warden run --stdio` against launching the server itself.
+//! CPU per call is read from /proc for every process of the hop.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::{Peer, RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
+use rmcp::ServiceExt;
+
+use crate::gateway::client;
+use crate::proc::{cpu_ticks, free_port, run_warden, wait_http, Proc};
+use crate::quantile;
+
+const NGINX: &str = "/usr/sbin/nginx";
+/// Sequential calls per path and round (after a warm-up).
+const SEQ: usize = 400;
+/// Seconds of the 8-client phase per path and round.
+const SECS: f64 = 3.0;
+
+/// One way to reach the echo tool over HTTP.
+struct Path_ {
+    label: &'static str,
+    url: String,
+    tool: String,
+    /// The processes whose CPU is the hop's (not the upstream's, not the client's).
+    hop: Vec<u32>,
+}
+
+#[derive(Default)]
+struct Rounds {
+    p50_us: Vec<f64>,
+    one_per_s: Vec<f64>,
+    eight_per_s: Vec<f64>,
+    hop_cpu_us: Vec<f64>,
+    up_cpu_us: Vec<f64>,
+}
+
+fn call(tool: &str) -> CallToolRequestParams {
+    CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(serde_json::json!({"text": "x"}).as_object().unwrap().clone())
+}
+
+/// p50 (µs) and calls/s of `n` sequential calls on one session.
+async fn sequential(peer: &Peer<RoleClient>, tool: &str, n: usize) -> (f64, f64) {
+    for _ in 0..50 {
+        peer.call_tool(call(tool)).await.expect("warm-up call");
+    }
+    let began = Instant::now();
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        peer.call_tool(call(tool)).await.expect("call");
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    (quantile(&lat, 0.5), n as f64 / began.elapsed().as_secs_f64())
+}
+
+/// Calls answered by `peers` (each calling back to back, several may share a session) in
+/// [`SECS`], and the CPU µs per call of `hop` and `upstream` meanwhile.
+async fn eight(peers: &[Peer<RoleClient>], tool: &str, hop: &[u32], up: &[u32]) -> (f64, f64, f64) {
+    let ticks = |pids: &[u32]| pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+    let (hop0, up0) = (ticks(hop), ticks(up));
+    let began = Instant::now();
+    let stop = began + Duration::from_secs_f64(SECS);
+    let mut tasks = vec![];
+    for p in peers {
+        let (p, tool) = (p.clone(), tool.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < stop {
+                p.call_tool(call(&tool)).await.expect("call");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut calls = 0;
+    for t in tasks {
+        calls += t.await.unwrap();
+    }
+    let secs = began.elapsed().as_secs_f64();
+    let per_call = |t: u64| t as f64 * 10_000.0 / calls.max(1) as f64;
+    (calls as f64 / secs, per_call(ticks(hop) - hop0), per_call(ticks(up) - up0))
+}
+
+fn nginx(dir: &Path, port: u16, upstream: u16) -> Option<Proc> {
+    if !Path::new(NGINX).exists() {
+        return None;
+    }
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes 1;\nevents {{}}\nhttp {{\n  access_log off;\n  \
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+         upstream up {{ server 127.0.0.1:{upstream}; keepalive 32; }}\n  \
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://up;\n      \
+         proxy_set_header Host $host;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
+         proxy_buffering off;\n      proxy_request_buffering off;\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(NGINX)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        // One process: the worker itself (its CPU is the hop's).
+        .arg("-g")
+        .arg(format!("daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Proc(child))
+}
+
+fn mcp_proxy(dir: &Path, port: u16, upstream: u16, warden: &Path) -> Option<Proc> {
+    let exe = std::env::var_os("WARDEN_BENCH_MCP_PROXY").unwrap_or_else(|| "mcp-proxy".into());
+    let w = warden.display();
+    let conf = format!(
+        "[proxy]\nname = \"bench\"\nseparator = \"/\"\n\n[proxy.listen]\nhost = \"127.0.0.1\"\nport = {port}\n\n\
+         [[backends]]\nname = \"up\"\ntransport = \"http\"\nurl = \"http://127.0.0.1:{upstream}/mcp\"\n\n\
+         [[backends]]\nname = \"io\"\ntransport = \"stdio\"\ncommand = \"{w}\"\nargs = [\"misbehave\"]\n"
+    );
+    std::fs::write(dir.join("proxy.toml"), conf).unwrap();
+    let child = Command::new(exe)
+        .arg("--config")
+        .arg(dir.join("proxy.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Proc(child))
+}
+
+/// The pids of `pid`'s children (a gateway's stdio servers).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
+}
+
+/// A session on `url` whose `tool` answers, within 30 s.
+async fn ready(url: &str, tool: &str) -> RunningService<RoleClient, ()> {
+    let began = Instant::now();
+    loop {
+        let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+            let t = StreamableHttpClientTransport::with_client(
+                reqwest::Client::new(),
+                StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
+            );
+            let c = ().serve(t).await.ok()?;
+            c.peer().call_tool(call(tool)).await.ok().map(|_| c)
+        });
+        if let Ok(Some(c)) = attempt.await {
+            return c;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "{url}: {tool} never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let up_port = free_port();
+    let up = Proc(
+        Command::new(warden)
+            .args(["misbehave", "--http", &format!("127.0.0.1:{up_port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let exe = serde_json::to_string(&warden.display().to_string()).unwrap();
+    let cfg = dir.path().join("c.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{ "mcpServers": {{ "up": {{ "url": "http://127.0.0.1:{up_port}/mcp" }},
+                "io": {{ "command": {exe}, "args": ["misbehave"] }} }} }}"#
+        ),
+    )
+    .unwrap();
+    let w_port = free_port();
+    let w = run_warden(warden, dir.path(), &cfg, w_port);
+    let ngx_dir = dir.path().join("nginx");
+    std::fs::create_dir_all(&ngx_dir).unwrap();
+    let n_port = free_port();
+    let ngx = nginx(&ngx_dir, n_port, up_port);
+    let mp_dir = dir.path().join("mcp-proxy");
+    std::fs::create_dir_all(&mp_dir).unwrap();
+    let m_port = free_port();
+    let mp = mcp_proxy(&mp_dir, m_port, up_port, warden);
+
+    let wh = format!("http://127.0.0.1:{w_port}");
+    let mh = format!("http://127.0.0.1:{m_port}/");
+    let mut paths = vec![Path_ {
+        label: "direct Streamable HTTP",
+        url: format!("http://127.0.0.1:{up_port}/mcp"),
+        tool: "echo".into(),
+        hop: vec![],
+    }];
+    if let Some(n) = &ngx {
+        paths.push(Path_ {
+            label: "nginx, one worker, keep-alive upstream",
+            url: format!("http://127.0.0.1:{n_port}/mcp"),
+            tool: "echo".into(),
+            hop: vec![n.pid()],
+        });
+    }
+    paths.push(Path_ {
+        label: "Warden `/servers/up/mcp` → HTTP upstream",
+        url: format!("{wh}/servers/up/mcp"),
+        tool: "echo".into(),
+        hop: vec![w.pid()],
+    });
+    paths.push(Path_ {
+        label: "Warden `/mcp` (aggregated) → HTTP upstream",
+        url: format!("{wh}/mcp"),
+        tool: "up__echo".into(),
+        hop: vec![w.pid()],
+    });
+    if let Some(m) = &mp {
+        paths.push(Path_ {
+            label: "mcp-proxy 0.6.0 → HTTP upstream",
+            url: mh.clone(),
+            tool: "up/echo".into(),
+            hop: vec![m.pid()],
+        });
+    }
+    paths.push(Path_ {
+        label: "Warden `/servers/io/mcp` → stdio child",
+        url: format!("{wh}/servers/io/mcp"),
+        tool: "echo".into(),
+        hop: vec![w.pid()],
+    });
+    if let Some(m) = &mp {
+        paths.push(Path_ {
+            label: "mcp-proxy 0.6.0 → stdio child",
+            url: mh.clone(),
+            tool: "io/echo".into(),
+            hop: vec![m.pid()],
+        });
+    }
+    rt.block_on(async {
+        wait_http(&format!("{wh}/health")).await;
+        for p in &paths {
+            ready(&p.url, &p.tool).await;
+        }
+    });
+    // The stdio children's CPU counts as the upstream's.
+    let stdio_children: Vec<u32> = [Some(w.pid()), mp.as_ref().map(Proc::pid)]
+        .into_iter()
+        .flatten()
+        .flat_map(children)
+        .collect();
+    let mut results: Vec<Rounds> = paths.iter().map(|_| Rounds::default()).collect();
+    for _ in 0..rounds {
+        for (p, r) in paths.iter().zip(results.iter_mut()) {
+            rt.block_on(async {
+                let one = client(&p.url).await;
+                let (p50, per_s) = sequential(one.peer(), &p.tool, SEQ).await;
+                let mut sessions = vec![];
+                for _ in 0..8 {
+                    sessions.push(client(&p.url).await);
+                }
+                let peers: Vec<_> = sessions.iter().map(|s| s.peer().clone()).collect();
+                let upstream =
+                    if p.label.contains("stdio") { stdio_children.clone() } else { vec![up.pid()] };
+                let (calls, hop, upc) = eight(&peers, &p.tool, &p.hop, &upstream).await;
+                r.p50_us.push(p50);
+                r.one_per_s.push(per_s);
+                r.eight_per_s.push(calls);
+                r.hop_cpu_us.push(hop);
+                r.up_cpu_us.push(upc);
+                for s in sessions {
+                    let _ = s.cancel().await;
+                }
+                let _ = one.cancel().await;
+            });
+        }
+    }
+    let desktop = desktop(&rt, warden, dir.path(), rounds);
+    report(&paths, &results, ngx.is_some(), mp.is_some(), rounds) + &desktop
+}
+
+fn med(v: &[f64]) -> f64 {
+    quantile(v, 0.5)
+}
+
+fn report(paths: &[Path_], r: &[Rounds], nginx: bool, proxy: bool, rounds: usize) -> String {
+    let direct = &r[0];
+    // Per round, against the same round's direct path.
+    let added = |i: usize| -> f64 {
+        med(&r[i].p50_us.iter().zip(&direct.p50_us).map(|(a, d)| a - d).collect::<Vec<_>>())
+    };
+    let of_direct = |i: usize| -> f64 {
+        med(&r[i]
+            .eight_per_s
+            .iter()
+            .zip(&direct.eight_per_s)
+            .map(|(a, d)| a / d)
+            .collect::<Vec<_>>())
+    };
+    let mut out = format!(
+        "## Gateway against same-run floors (issue 17), {rounds} interleaved rounds, medians\n\n\
+         | path (same echo server) | p50 µs | added p50 µs | calls/s, 1 client | calls/s, 8 clients | of direct at 8 | hop CPU µs/call at 8 | upstream CPU µs/call |\n\
+         |---|---|---|---|---|---|---|---|\n"
+    );
+    for (i, (p, x)) in paths.iter().zip(r).enumerate() {
+        let hop =
+            if p.hop.is_empty() { "—".to_owned() } else { format!("{:.0}", med(&x.hop_cpu_us)) };
+        out += &format!(
+            "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} % | {hop} | {:.0} |\n",
+            p.label,
+            med(&x.p50_us),
+            if i == 0 { "—".to_owned() } else { format!("{:+.0}", added(i)) },
+            med(&x.one_per_s),
+            med(&x.eight_per_s),
+            of_direct(i) * 100.0,
+            med(&x.up_cpu_us),
+        );
+    }
+    let find = |prefix: &str| paths.iter().position(|p| p.label.starts_with(prefix));
+    let ratio = |a: usize, b: usize, f: &dyn Fn(usize) -> f64| f(a) / f(b);
+    out += "\nTargets (issue 17), each a ratio within this run:\n\n";
+    let w_http = find("Warden `/servers/up").unwrap();
+    let w_agg = find("Warden `/mcp`").unwrap();
+    let w_io = find("Warden `/servers/io").unwrap();
+    let thr = |i: usize| med(&r[i].eight_per_s);
+    if nginx {
+        let n = find("nginx").unwrap();
+        out += &format!(
+            "- HTTP upstream, added p50 vs nginx's: {:.2}× (target ≤ 2×); 8-client calls/s vs nginx's: {:.2}× (target ≥ 0.75×)\n",
+            ratio(w_http, n, &added),
+            ratio(w_http, n, &thr),
+        );
+    } else {
+        out +=
+            "- nginx not installed (`apt-get install nginx-light`): no HTTP-hop floor this run\n";
+    }
+    if proxy {
+        let mh = find("mcp-proxy 0.6.0 → HTTP").unwrap();
+        let ms = find("mcp-proxy 0.6.0 → stdio").unwrap();
+        out += &format!(
+            "- HTTP upstream, 8-client calls/s vs mcp-proxy's: {:.2}× (target ≥ 1.3×)\n\
+             - stdio upstream, added p50 vs mcp-proxy's: {:.2}× (target ≤ 0.7×); 8-client calls/s vs mcp-proxy's: {:.2}× (target ≥ 1.3×)\n",
+            ratio(w_http, mh, &thr),
+            ratio(w_io, ms, &added),
+            ratio(w_io, ms, &thr),
+        );
+    } else {
+        out += "- mcp-proxy not installed (`cargo install mcp-proxy --version 0.6.0`): no peer floor this run\n";
+    }
+    out += &format!(
+        "- aggregated `/mcp` minus scoped `/servers/up/mcp`, p50: {:+.0} µs (target ≤ 20 µs)\n",
+        med(&r[w_agg].p50_us.iter().zip(&r[w_http].p50_us).map(|(a, s)| a - s).collect::<Vec<_>>())
+    );
+    out
+}
+
+/// A client launching `warden run --stdio` (one stdio server behind it) against the client
+/// launching that server itself: p50 of sequential calls, and calls/s with 8 requests in flight
+/// on the one session.
+fn desktop(rt: &tokio::runtime::Runtime, warden: &Path, dir: &Path, rounds: usize) -> String {
+    let exe = serde_json::to_string(&warden.display().to_string()).unwrap();
+    let cfg = dir.join("desktop.json");
+    std::fs::write(
+        &cfg,
+        format!(r#"{{ "mcpServers": {{ "io": {{ "command": {exe}, "args": ["misbehave"] }} }} }}"#),
+    )
+    .unwrap();
+    let launch = |via: bool| {
+        let mut cmd = tokio::process::Command::new(warden);
+        if via {
+            cmd.args(["run", "--stdio", "--log-level", "warn", "--db"])
+                .arg(dir.join("desktop.db"))
+                .arg("-c")
+                .arg(&cfg)
+                .env("WARDEN_LOG_DIR", "none")
+                .env_remove("WARDEN_TOKEN");
+        } else {
+            cmd.arg("misbehave");
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+        cmd.spawn().unwrap()
+    };
+    let (mut p50s, mut eights) = ([vec![], vec![]], [vec![], vec![]]);
+    for _ in 0..rounds {
+        for (k, via) in [false, true].into_iter().enumerate() {
+            rt.block_on(async {
+                let mut child = launch(via);
+                let io = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+                let c = ().serve(io).await.expect("a stdio session");
+                let tool = if via { "io__echo" } else { "echo" };
+                let began = Instant::now();
+                while c.peer().call_tool(call(tool)).await.is_err() {
+                    assert!(began.elapsed() < Duration::from_secs(30), "{tool} never answered");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let (p50, _) = sequential(c.peer(), tool, SEQ).await;
+                let peers: Vec<_> = (0..8).map(|_| c.peer().clone()).collect();
+                let (calls, _, _) = eight(&peers, tool, &[], &[]).await;
+                p50s[k].push(p50);
+                eights[k].push(calls);
+                let _ = c.cancel().await;
+                let _ = child.kill().await;
+            });
+        }
+    }
+    let added: Vec<f64> = p50s[1].iter().zip(&p50s[0]).map(|(v, d)| v - d).collect();
+    let share: Vec<f64> = eights[1].iter().zip(&eights[0]).map(|(v, d)| v / d).collect();
+    format!(
+        "\n### The desktop path: a client launching `warden run --stdio` vs launching the server itself\n\n\
+         | path | p50 µs | calls/s, 8 in flight on one session |\n|---|---|---|\n\
+         | client → stdio server | {:.0} | {:.0} |\n| client → `warden run --stdio` → stdio server | {:.0} | {:.0} |\n\n\
+         Added p50: {:+.0} µs (target ≤ 100 µs); throughput at 8 in flight: {:.0} % of direct (target ≥ 60 %).\n\n",
+        med(&p50s[0]),
+        med(&eights[0]),
+        med(&p50s[1]),
+        med(&eights[1]),
+        med(&added),
+        med(&share) * 100.0,
+    )
+}

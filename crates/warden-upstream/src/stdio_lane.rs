@@ -1,0 +1,361 @@
+//! The fast path for stdio servers: a `tools/call` is written as one JSON-RPC line on the
+//! child's stdin under an id of Warden's own (`"wf-<n>"`, a string: rmcp's ids are numbers, so
+//! the two never meet), and its answer is taken off the child's stdout by the tap that already
+//! reads every line, before rmcp sees it. rmcp's client machinery (a serde round trip through
+//! `ClientRequest`/`ServerResult`, the service task and its event loop, a task per
+//! notification) is skipped; any number of calls are in flight on one child at once.
+//!
+//! rmcp keeps everything else on the same pipes: the handshake, probes, lists, notifications,
+//! and the server's own requests (sampling, elicitation, roots), which it relays to the client
+//! sessions with calls in flight as before — a lane call registers as in flight too. The two
+//! writers share stdin through [`wire`]: one task writes whole lines from both, so a line of
+//! one is never cut by a line of the other, and stdin closes when rmcp's side closes (a stop).
+//!
+//! A lane call behaves as rmcp's did: the same [`UpstreamError`]s, progress routed to the same
+//! sink (taken off stdout in order, so every update comes before the answer), the timeout
+//! restarted by progress and bounded by the deadline, and `notifications/cancelled` sent when
+//! the client gives up or the call times out.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use rmcp::model::NumberOrString;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::PollSender;
+
+use crate::relay::{Call, Progress, Shared};
+use crate::UpstreamError;
+
+/// The prefix of the lane's request ids and progress tokens.
+const PREFIX: &str = "wf-";
+/// Lines queued for stdin per writer before the writer waits (a child that stops reading
+/// stdin fills its pipe, then this, then its callers wait — as with one writer).
+const QUEUE: usize = 256;
+/// How long sending `notifications/cancelled` may take.
+const NOTE_WAIT: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+thread_local! {
+    /// Calls that took the lane, started on this thread.
+    pub(crate) static LANE_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Shares a child's stdin between rmcp and the lane: returns rmcp's writer and the lane's
+/// sender, and spawns the task that writes both. It ends, closing stdin, when rmcp's writer is
+/// dropped or a write fails.
+pub(crate) fn wire<W>(stdin: W) -> (RmcpWriter, Out)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (rmcp_tx, rmcp_rx) = mpsc::channel(QUEUE);
+    let (lane_tx, lane_rx) = mpsc::channel(QUEUE);
+    tokio::spawn(write_lines(stdin, rmcp_rx, lane_rx));
+    let stamp = Stamp::default();
+    let writer =
+        RmcpWriter { tx: PollSender::new(rmcp_tx), partial: Vec::new(), stamp: Arc::clone(&stamp) };
+    (writer, Out { lines: lane_tx, stamp })
+}
+
+/// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575), as it
+/// sent them on its first request after the handshake.
+type Stamp = Arc<OnceLock<Map<String, Value>>>;
+
+/// The lane's way to stdin, and what its requests must carry.
+pub(crate) struct Out {
+    lines: mpsc::Sender<Vec<u8>>,
+    stamp: Stamp,
+}
+
+async fn write_lines<W: AsyncWrite + Unpin>(
+    mut stdin: W,
+    mut rmcp: mpsc::Receiver<Vec<u8>>,
+    lane: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut lane = Some(lane);
+    let mut buf = Vec::with_capacity(8 * 1024);
+    loop {
+        tokio::select! {
+            m = rmcp.recv() => match m {
+                Some(b) => buf.extend_from_slice(&b),
+                None => break,
+            },
+            m = async { lane.as_mut().expect("guarded").recv().await }, if lane.is_some() => match m {
+                Some(b) => buf.extend_from_slice(&b),
+                None => lane = None,
+            },
+        }
+        // Whatever else is ready goes out in the same write.
+        while buf.len() < 64 * 1024 {
+            if let Ok(b) = rmcp.try_recv() {
+                buf.extend_from_slice(&b);
+            } else if let Some(Ok(b)) = lane.as_mut().map(mpsc::Receiver::try_recv) {
+                buf.extend_from_slice(&b);
+            } else {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        if stdin.write_all(&buf).await.is_err() || stdin.flush().await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    // rmcp closed its side: so does stdin (dropped here), which asks the child to exit.
+    let _ = stdin.shutdown().await;
+}
+
+/// rmcp's end of stdin: passes on whole lines only, so the lane's lines go between them, and
+/// notes the `_meta` rmcp stamps on its requests.
+pub(crate) struct RmcpWriter {
+    tx: PollSender<Vec<u8>>,
+    partial: Vec<u8>,
+    stamp: Stamp,
+}
+
+impl RmcpWriter {
+    fn note_stamp(&self, lines: &[u8]) {
+        const KEY: &[u8] = b"\"io.modelcontextprotocol/protocolVersion\"";
+        if self.stamp.get().is_some() || memchr::memmem::find(lines, KEY).is_none() {
+            return;
+        }
+        for line in lines.split(|b| *b == b'\n') {
+            let Ok(message) = serde_json::from_slice::<Value>(line) else { continue };
+            let Some(meta) = message.pointer("/params/_meta").and_then(Value::as_object) else {
+                continue;
+            };
+            let stamped: Map<String, Value> = crate::fast::STAMPED
+                .iter()
+                .filter_map(|k| Some(((*k).to_owned(), meta.get(*k)?.clone())))
+                .collect();
+            if message.get("id").is_some() && !stamped.is_empty() {
+                let _ = self.stamp.set(stamped);
+                return;
+            }
+        }
+    }
+}
+
+impl AsyncWrite for RmcpWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if let Err(e) = ready!(this.tx.poll_reserve(cx)) {
+            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)));
+        }
+        this.partial.extend_from_slice(buf);
+        match this.partial.iter().rposition(|b| *b == b'\n') {
+            Some(end) => {
+                let rest = this.partial.split_off(end + 1);
+                let whole = std::mem::replace(&mut this.partial, rest);
+                this.note_stamp(&whole);
+                if this.tx.send_item(whole).is_err() {
+                    return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+                }
+            }
+            None => {
+                this.tx.abort_send();
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().tx.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The lane's calls waiting for their answers; the stdout tap hands them over.
+#[derive(Default)]
+pub(crate) struct Pending {
+    calls: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    closed: AtomicBool,
+}
+
+impl Pending {
+    /// Takes `line` if it is for the lane: an answer to one of its calls (or to one that gave
+    /// up: dropped), or progress under one of its tokens (routed through `shared`). Anything
+    /// else is rmcp's.
+    pub(crate) fn take(&self, line: &[u8], shared: &Shared) -> bool {
+        if memchr::memmem::find(line, b"\"wf-").is_none() {
+            return false;
+        }
+        let Ok(message) = serde_json::from_slice::<Value>(line) else { return false };
+        match message.get("method").and_then(Value::as_str) {
+            None => {
+                let Some(n) = message.get("id").and_then(Value::as_str).and_then(lane_number)
+                else {
+                    return false;
+                };
+                let waiting = self.calls.lock().expect("not poisoned").remove(&n);
+                if let Some(tx) = waiting {
+                    let _ = tx.send(message);
+                }
+                true
+            }
+            Some("notifications/progress") => {
+                let Some((token, p)) = message.get("params").and_then(Progress::from_params) else {
+                    return false;
+                };
+                if !matches!(&token.0, NumberOrString::String(s) if lane_number(s).is_some()) {
+                    return false;
+                }
+                shared.progress(&token, p);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// The child's stdout ended: every waiting call fails now, and later ones at once.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.calls.lock().expect("not poisoned").clear();
+    }
+
+    fn insert(&self, n: u64) -> Result<Waiting<'_>, UpstreamError> {
+        let (tx, rx) = oneshot::channel();
+        let mut calls = self.calls.lock().expect("not poisoned");
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(UpstreamError::Closed(Some("stdout closed".into())));
+        }
+        calls.insert(n, tx);
+        Ok(Waiting { pending: self, n, rx })
+    }
+}
+
+fn lane_number(id: &str) -> Option<u64> {
+    id.strip_prefix(PREFIX)?.parse().ok()
+}
+
+/// One call's place in [`Pending`], given up when the call ends however it ends.
+struct Waiting<'a> {
+    pending: &'a Pending,
+    n: u64,
+    rx: oneshot::Receiver<Value>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.pending.calls.lock().expect("not poisoned").remove(&self.n);
+    }
+}
+
+/// Sends `tools/call` straight to one child.
+pub(crate) struct Lane {
+    out: mpsc::Sender<Vec<u8>>,
+    stamp: Stamp,
+    /// Protocol 2026-07-28: every request carries rmcp's stamp, so none goes before rmcp's first.
+    modern: bool,
+    pending: Arc<Pending>,
+    shared: Arc<Shared>,
+    next: AtomicU64,
+}
+
+impl Lane {
+    pub(crate) fn new(out: Out, modern: bool, pending: Arc<Pending>, shared: Arc<Shared>) -> Self {
+        let Out { lines, stamp } = out;
+        Self { out: lines, stamp, modern, pending, shared, next: AtomicU64::new(1) }
+    }
+
+    /// Whether this call takes the lane: a `tools/call`, and on a 2026-07-28 session only
+    /// once rmcp has shown what its requests carry.
+    pub(crate) fn takes(&self, call: &Call) -> bool {
+        call.method == "tools/call" && (!self.modern || self.stamp.get().is_some())
+    }
+
+    /// Forwards one call (see the module documentation).
+    pub(crate) async fn request(&self, call: Call) -> Result<Value, UpstreamError> {
+        #[cfg(test)]
+        LANE_CALLS.with(|c| c.set(c.get() + 1));
+        let Call { method, params, timeout, deadline, origin, cancel, progress, .. } = call;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{PREFIX}{n}");
+        let mut in_flight = self.shared.begin(origin);
+        let stamp = self.stamp.get().filter(|_| self.modern);
+        let (params, watching) = self.shared.outgoing(&mut in_flight, &id, params, stamp, progress);
+        let mut line = serde_json::to_vec(&json!({
+            "jsonrpc": "2.0", "id": id, "method": method, "params": params,
+        }))
+        .map_err(|e| UpstreamError::Protocol(format!("cannot forward {method}: {e}")))?;
+        line.push(b'\n');
+        let mut waiting = self.pending.insert(n)?;
+        let now = Instant::now();
+        // As on rmcp's path: a call that reports progress is bounded by its deadline, and each
+        // update restarts its timeout; any other by its timeout.
+        let hard = if watching {
+            now + deadline.map_or(timeout * 10, |d| d.saturating_duration_since(now))
+        } else {
+            now + timeout
+        };
+        let mut limit = hard.min(now + timeout);
+        let mut heard = 0;
+        let sent = tokio::select! {
+            r = self.out.send(line) => r.map_err(|_| UpstreamError::Closed(None)),
+            _ = tokio::time::sleep_until(limit) => Err(UpstreamError::Timeout(timeout)),
+            _ = cancel.cancelled() => Err(UpstreamError::Cancelled),
+        };
+        sent?;
+        let answer = loop {
+            tokio::select! {
+                r = &mut waiting.rx => break r.map_err(|_| UpstreamError::Closed(None))?,
+                _ = cancel.cancelled() => {
+                    self.cancelled(&id, "cancelled by the client").await;
+                    return Err(UpstreamError::Cancelled);
+                }
+                _ = tokio::time::sleep_until(limit) => {
+                    let updates = self.shared.progress_count(&in_flight);
+                    if updates > heard && limit < hard {
+                        heard = updates;
+                        limit = hard.min(Instant::now() + timeout);
+                        continue;
+                    }
+                    self.cancelled(&id, "request timeout").await;
+                    return Err(UpstreamError::Timeout(timeout));
+                }
+            }
+        };
+        drop(in_flight);
+        let Value::Object(mut m) = answer else {
+            return Err(UpstreamError::Protocol("an answer that is not an object".into()));
+        };
+        if let Some(e) = m.remove("error") {
+            return Err(crate::fast::server_error(&e));
+        }
+        m.remove("result").ok_or_else(|| {
+            UpstreamError::Protocol("an answer with neither result nor error".into())
+        })
+    }
+
+    /// Tells the server to stop working on call `id`.
+    async fn cancelled(&self, id: &str, reason: &str) {
+        let note = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": { "requestId": id, "reason": reason },
+        });
+        let mut line = note.to_string().into_bytes();
+        line.push(b'\n');
+        let _ = tokio::time::timeout(NOTE_WAIT, self.out.send(line)).await;
+    }
+}
+
+#[cfg(test)]
+#[path = "stdio_lane_tests.rs"]
+mod tests;
