@@ -206,6 +206,13 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
     let m_port = free_port();
     let mp = mcp_proxy(&mp_dir, m_port, up_port, warden);
 
+    // Optionally another build (e.g. the commit before a change) on the same config, measured
+    // in the same rounds: before/after without run-to-run noise.
+    let baseline = std::env::var_os("WARDEN_BENCH_BASELINE").map(std::path::PathBuf::from);
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_port = free_port();
+    let b = baseline.as_ref().map(|b| run_warden(b, b_dir.path(), &cfg, b_port));
+    let bh = format!("http://127.0.0.1:{b_port}");
     let wh = format!("http://127.0.0.1:{w_port}");
     let mh = format!("http://127.0.0.1:{m_port}/");
     let mut paths = vec![Path_ {
@@ -248,6 +255,20 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
         tool: "echo".into(),
         hop: vec![w.pid()],
     });
+    if let Some(b) = &b {
+        paths.push(Path_ {
+            label: "baseline Warden `/servers/up/mcp` → HTTP upstream",
+            url: format!("{bh}/servers/up/mcp"),
+            tool: "echo".into(),
+            hop: vec![b.pid()],
+        });
+        paths.push(Path_ {
+            label: "baseline Warden `/servers/io/mcp` → stdio child",
+            url: format!("{bh}/servers/io/mcp"),
+            tool: "echo".into(),
+            hop: vec![b.pid()],
+        });
+    }
     if let Some(m) = &mp {
         paths.push(Path_ {
             label: "mcp-proxy 0.6.0 → stdio child",
@@ -258,6 +279,9 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
     }
     rt.block_on(async {
         wait_http(&format!("{wh}/health")).await;
+        if b.is_some() {
+            wait_http(&format!("{bh}/health")).await;
+        }
         for p in &paths {
             ready(&p.url, &p.tool).await;
         }
