@@ -21,6 +21,7 @@ mod memory;
 mod offline;
 mod route;
 mod search;
+mod stdio_lane;
 mod template;
 mod usage;
 
@@ -31,7 +32,6 @@ use std::time::Duration;
 use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, SessionConfig};
 use rmcp::transport::streamable_http_server::session::store::SessionStore;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 use warden_config::FallbackStrategy;
 use warden_supervisor::{Failover, Registry};
@@ -459,12 +459,7 @@ impl Gateway {
                 Handler::exposed(Arc::clone(&self.shared), start)
             }
         };
-        let running = handler
-            .serve((tokio::io::stdin(), tokio::io::stdout()))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let _ = running.waiting().await;
-        Ok(())
+        stdio_lane::serve(handler, tokio::io::stdin(), tokio::io::stdout()).await
     }
 }
 

@@ -38,13 +38,15 @@ pub use activity::Activity;
 pub use catalog::{Catalog, CatalogDiff, Entry, ToolEntry};
 pub use check::CheckConnector;
 pub use error::UpstreamError;
+pub use lines::read_line as read_bounded_line;
 pub use relay::{Call, Downstream, Notice, Origin, Progress, Relay};
 pub use remote::RemoteConnector;
 pub use stdio::StdioConnector;
+pub use stdio_lane::{share_lines, RmcpWriter};
 
 /// The largest message accepted from a server, on any transport: a stdio line, a JSON answer,
 /// an SSE event (a large tool list is one message).
-pub(crate) const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// A boxed, sendable future (keeps the traits object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -12,7 +12,7 @@ pub(crate) const MAX_STDERR_LINE: usize = 4 * 1024;
 /// is consumed and discarded, so a child writing without newlines cannot exhaust memory), and
 /// counts every byte as liveness the moment it arrives. Returns the bytes consumed (0 at EOF)
 /// and whether the line was cut.
-pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
+pub async fn read_line<R: AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     max: usize,

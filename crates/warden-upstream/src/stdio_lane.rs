@@ -113,9 +113,20 @@ async fn write_lines<W: AsyncWrite + Unpin>(
     let _ = stdin.shutdown().await;
 }
 
+/// Shares `out` between rmcp and a lane of Warden's own, line by line (see [`wire`]): rmcp
+/// writes to the returned writer, the lane sends whole lines on the sender, and `out` closes
+/// when rmcp's writer does. (Warden's stdio server uses it for its stdout.)
+pub fn share_lines<W>(out: W) -> (RmcpWriter, mpsc::Sender<Vec<u8>>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (writer, Out { lines, .. }) = wire(out);
+    (writer, lines)
+}
+
 /// rmcp's end of stdin: passes on whole lines only, so the lane's lines go between them, and
 /// notes the `_meta` rmcp stamps on its requests.
-pub(crate) struct RmcpWriter {
+pub struct RmcpWriter {
     tx: PollSender<Vec<u8>>,
     partial: Vec<u8>,
     stamp: Stamp,

@@ -1,0 +1,175 @@
+//! Warden's stdio server with a fast lane (`warden run --stdio`, the desktop path): a client's
+//! `tools/call` is taken off stdin, handled by the session's [`Handler`] through rmcp's own
+//! request dispatch (`Service::handle_request`: the same validation, result shape and error
+//! codes), and its answer written as one line on stdout — without rmcp's service loop, the task
+//! it spawns per request, and the sink and transport tasks an answer passes through.
+//!
+//! Everything else is rmcp's, on the same pipes: the handshake, lists, settings, the client's
+//! answers to the server's requests, and every message of a 2026-07-28 session. The lane's
+//! calls use rmcp's peer for what they send on their way (progress, log messages, the
+//! server's requests relayed to the client), so those reach stdout before the answer, as on
+//! rmcp's path. A `notifications/cancelled` for a lane call cancels it (rmcp does not know it)
+//! and it is not answered. Tested on the wire in `crates/warden/tests/stdio_server.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientNotification, ClientRequest, GetMeta, JsonRpcMessage,
+    JsonRpcNotification, JsonRpcRequest, RequestId, ServerJsonRpcMessage,
+};
+use rmcp::service::{Peer, RequestContext, RoleServer, Service};
+use rmcp::ServiceExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::Handler;
+
+/// The lane's calls in flight, by the client's request id.
+type InFlight = Arc<Mutex<HashMap<RequestId, CancellationToken>>>;
+
+/// Serves `handler` on `input`/`output` until the client closes `input`.
+pub(crate) async fn serve<I, O>(handler: Handler, input: I, output: O) -> std::io::Result<()>
+where
+    I: AsyncRead + Unpin + Send + 'static,
+    O: AsyncWrite + Unpin + Send + 'static,
+{
+    let (rmcp_in, tap) = tokio::io::duplex(1024 * 1024);
+    let (rmcp_out, lane_out) = warden_upstream::share_lines(output);
+    let (rmcp_read, _unused) = tokio::io::split(rmcp_in);
+    let peer_slot: Arc<std::sync::OnceLock<Peer<RoleServer>>> = Arc::default();
+    let reader = tokio::spawn(read_input(
+        input,
+        tap,
+        Lane { handler: handler.clone(), peer: Arc::clone(&peer_slot), out: lane_out },
+    ));
+    let running = handler
+        .serve((rmcp_read, rmcp_out))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let _ = peer_slot.set(running.peer().clone());
+    let _ = running.waiting().await;
+    reader.abort();
+    Ok(())
+}
+
+struct Lane {
+    handler: Handler,
+    /// rmcp's peer for the session, once the handshake is over.
+    peer: Arc<std::sync::OnceLock<Peer<RoleServer>>>,
+    out: mpsc::Sender<Vec<u8>>,
+}
+
+/// Copies the client's lines to rmcp, except the lane's calls and their cancellations.
+async fn read_input<I: AsyncRead + Unpin>(
+    input: I,
+    mut to_rmcp: tokio::io::DuplexStream,
+    lane: Lane,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, input);
+    let activity = warden_upstream::Activity::new();
+    let in_flight: InFlight = Arc::default();
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        match warden_upstream::read_bounded_line(
+            &mut reader,
+            &mut line,
+            warden_upstream::MAX_MESSAGE,
+            &activity,
+        )
+        .await
+        {
+            Ok((0, _)) | Err(_) => return, // EOF: dropping `to_rmcp` ends rmcp's session.
+            Ok((_, true)) => {
+                tracing::warn!(target: "warden::gateway", "dropped a message over 64 MiB on stdin");
+                continue;
+            }
+            Ok(_) => {}
+        }
+        if lane.take(&line, &in_flight) {
+            continue;
+        }
+        if to_rmcp.write_all(&line).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Lane {
+    /// Takes `line` if it is a `tools/call` of an initialized session before 2026-07-28 (run
+    /// here), or the cancellation of one; anything else is rmcp's.
+    fn take(&self, line: &[u8], in_flight: &InFlight) -> bool {
+        let call = memchr::memmem::find(line, b"\"tools/call\"").is_some();
+        let cancel = !call && memchr::memmem::find(line, b"\"notifications/cancelled\"").is_some();
+        if !call && !cancel {
+            return false;
+        }
+        let Some(peer) = self.peer.get() else { return false };
+        if peer.peer_info().is_none_or(|p| !p.protocol_version.has_initialize()) {
+            return false;
+        }
+        let Ok(message) = serde_json::from_slice::<ClientJsonRpcMessage>(line) else {
+            return false; // rmcp answers what it cannot read
+        };
+        match message {
+            JsonRpcMessage::Request(JsonRpcRequest {
+                id,
+                request: mut request @ ClientRequest::CallToolRequest(_),
+                ..
+            }) => {
+                let ct = CancellationToken::new();
+                {
+                    let mut calls = in_flight.lock().expect("not poisoned");
+                    if calls.contains_key(&id) {
+                        // A reused id while the first is in flight: rmcp's rules apply.
+                        return false;
+                    }
+                    calls.insert(id.clone(), ct.clone());
+                }
+                let mut ctx = RequestContext::new(id.clone(), peer.clone());
+                ctx.ct = ct;
+                ctx.meta = std::mem::take(request.get_meta_mut());
+                let handler = self.handler.clone();
+                let out = self.out.clone();
+                let in_flight = Arc::clone(in_flight);
+                tokio::spawn(async move {
+                    let answer = match handler.handle_request(request, ctx).await {
+                        Ok(result) => ServerJsonRpcMessage::response(result, id.clone()),
+                        Err(error) => ServerJsonRpcMessage::error(error, Some(id.clone())),
+                    };
+                    let cancelled = in_flight.lock().expect("not poisoned").remove(&id).is_none();
+                    if cancelled {
+                        return; // no answer to a cancelled request
+                    }
+                    match serde_json::to_vec(&answer) {
+                        Ok(mut bytes) => {
+                            bytes.push(b'\n');
+                            let _ = out.send(bytes).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "warden::gateway", error = %e, "an answer that cannot be written")
+                        }
+                    }
+                });
+                true
+            }
+            JsonRpcMessage::Notification(JsonRpcNotification {
+                notification: ClientNotification::CancelledNotification(n),
+                ..
+            }) => {
+                let Some(id) = n.params.request_id else { return false };
+                let ct = in_flight.lock().expect("not poisoned").remove(&id);
+                match ct {
+                    Some(ct) => {
+                        ct.cancel();
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}

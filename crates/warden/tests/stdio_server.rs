@@ -1,0 +1,209 @@
+//! `warden run --stdio` on the wire (the desktop path), in front of `server-everything` (npm):
+//! calls, their progress (every update before the answer), the server's sampling request
+//! relayed to the client and answered, cancellation (no answer to a cancelled call, the next
+//! call unaffected), calls in flight together, and errors — as raw JSON-RPC lines, so the
+//! order of what Warden writes is checked exactly.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+struct Wire {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Wire {
+    async fn send(&mut self, v: Value) {
+        self.stdin.write_all(format!("{v}\n").as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    async fn next(&mut self, within: Duration) -> Option<Value> {
+        let line = tokio::time::timeout(within, self.lines.next_line()).await.ok()?;
+        Some(serde_json::from_str(&line.unwrap().expect("stdout open")).unwrap())
+    }
+
+    /// What Warden writes until the answer to `id`, and the answer.
+    async fn until_answer(&mut self, id: &Value) -> (Vec<Value>, Value) {
+        let mut before = vec![];
+        loop {
+            let m = self.next(Duration::from_secs(30)).await.expect("an answer within 30 s");
+            if m.get("method").is_none() && m.get("id") == Some(id) {
+                return (before, m);
+            }
+            before.push(m);
+        }
+    }
+
+    async fn call(&mut self, id: i64, name: &str, args: Value, meta: Option<Value>) {
+        let mut params = json!({ "name": name, "arguments": args });
+        if let Some(m) = meta {
+            params["_meta"] = m;
+        }
+        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params }))
+            .await;
+    }
+}
+
+fn text(answer: &Value) -> String {
+    answer["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_progress_sampling_and_cancellation_over_warden_run_stdio() {
+    tokio::time::timeout(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.json");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{{ "mcpServers": {{ "everything": {{ "command": "node", "args": [{}, "stdio"], {FAST_HEALTH} }} }} }}"#,
+                json_str(&everything_js())
+            ),
+        )
+        .unwrap();
+        let mut child = tokio::process::Command::new(warden())
+            .args(["run", "--stdio", "--db"])
+            .arg(dir.path().join("w.db"))
+            .arg("--log-dir")
+            .arg(dir.path().join("logs"))
+            .arg("-c")
+            .arg(&cfg)
+            .env_remove("WARDEN_TOKEN")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut w = Wire { child, stdin, lines };
+        w.send(json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": { "sampling": {} },
+            "clientInfo": { "name": "wire", "version": "0" } } }))
+        .await;
+        let (_, init) = w.until_answer(&json!(0)).await;
+        assert!(init["result"]["serverInfo"].is_object(), "{init}");
+        w.send(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await;
+
+        // Until the server's tools are listed.
+        let began = Instant::now();
+        let mut id = 1;
+        loop {
+            id += 1;
+            w.send(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" })).await;
+            let (_, list) = w.until_answer(&json!(id)).await;
+            let names: Vec<&str> = list["result"]["tools"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+                .unwrap_or_default();
+            if names.contains(&"everything__trigger-long-running-operation") {
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(60), "no tools: {list}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // Progress: every update, under the client's token, before the answer.
+        w.call(
+            10,
+            "everything__trigger-long-running-operation",
+            json!({ "duration": 1, "steps": 3 }),
+            Some(json!({ "progressToken": "p10" })),
+        )
+        .await;
+        let (before, answer) = w.until_answer(&json!(10)).await;
+        let progress: Vec<f64> = before
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .inspect(|m| assert_eq!(m["params"]["progressToken"], "p10", "{m}"))
+            .map(|m| m["params"]["progress"].as_f64().unwrap())
+            .collect();
+        assert_eq!(progress, vec![1.0, 2.0, 3.0], "{before:?}");
+        assert!(text(&answer).contains("completed"), "{answer}");
+        assert!(answer["result"].get("resultType").is_none(), "a legacy session's shape: {answer}");
+
+        // Sampling: the server's request reaches this client, whose answer reaches the server.
+        w.call(11, "everything__trigger-sampling-request", json!({ "prompt": "hi", "maxTokens": 5 }), None)
+            .await;
+        let ask = loop {
+            let m = w.next(Duration::from_secs(30)).await.expect("the sampling request");
+            if m["method"] == "sampling/createMessage" {
+                break m;
+            }
+            assert_ne!(m["id"], json!(11), "answered before sampling: {m}");
+        };
+        w.send(json!({ "jsonrpc": "2.0", "id": ask["id"], "result": {
+            "role": "assistant", "content": { "type": "text", "text": "sampled by wire" },
+            "model": "test-model", "stopReason": "endTurn" } }))
+        .await;
+        let (_, answer) = w.until_answer(&json!(11)).await;
+        assert!(text(&answer).contains("sampled by wire"), "{answer}");
+
+        // Cancellation: no answer to the cancelled call; the next call is answered at once.
+        w.call(
+            12,
+            "everything__trigger-long-running-operation",
+            json!({ "duration": 30, "steps": 30 }),
+            Some(json!({ "progressToken": "p12" })),
+        )
+        .await;
+        loop {
+            let m = w.next(Duration::from_secs(30)).await.expect("progress of the long call");
+            if m["method"] == "notifications/progress" {
+                break;
+            }
+        }
+        w.send(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": { "requestId": 12, "reason": "changed my mind" } }))
+        .await;
+        let t = Instant::now();
+        w.call(13, "everything__echo", json!({ "message": "after" }), None).await;
+        let (before, answer) = w.until_answer(&json!(13)).await;
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(text(&answer).contains("after"), "{answer}");
+        let late = |m: &Value| m.get("method").is_none() && m["id"] == json!(12);
+        assert!(!before.iter().any(late), "the cancelled call was answered: {before:?}");
+        // The server was told: its progress (one update a second) stops.
+        let mut updates = 0;
+        let quiet = Instant::now() + Duration::from_millis(2500);
+        while let Some(m) = w.next(quiet.saturating_duration_since(Instant::now())).await {
+            assert!(!late(&m), "the cancelled call was answered: {m}");
+            updates += usize::from(m["params"]["progressToken"] == "p12");
+        }
+        assert!(updates <= 1, "{updates} updates after the cancellation");
+
+        // Calls in flight together, and errors, each under its own id.
+        w.call(20, "everything__echo", json!({ "message": "a" }), None).await;
+        w.call(21, "everything__echo", json!({ "message": "b" }), None).await;
+        w.call(22, "everything__no-such-tool", json!({}), None).await;
+        let mut got = std::collections::HashMap::new();
+        while got.len() < 3 {
+            let m = w.next(Duration::from_secs(30)).await.expect("three answers");
+            if let Some(i) = m["id"].as_i64().filter(|_| m.get("method").is_none()) {
+                got.insert(i, m);
+            }
+        }
+        assert!(text(&got[&20]).contains('a') && text(&got[&21]).contains('b'), "{got:?}");
+        assert!(got[&22]["error"]["code"].is_i64(), "{}", got[&22]);
+
+        // Closing stdin ends Warden.
+        let Wire { mut child, stdin, .. } = w;
+        drop(stdin);
+        let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+        assert!(status.is_ok(), "warden run --stdio did not exit when stdin closed");
+    })
+    .await
+    .expect("the test finished within its time limit");
+}
