@@ -145,12 +145,17 @@ fn mcp_proxy(dir: &Path, port: u16, upstream: u16, warden: &Path) -> Option<Proc
     Some(Proc(child))
 }
 
-/// The pids of `pid`'s children (a gateway's stdio servers).
+/// The pids of `pid`'s children (a gateway's stdio servers), from every process's parent.
 fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+    let Ok(procs) = std::fs::read_dir("/proc") else { return vec![] };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { return false };
+            // The parent is the second field after the command name.
+            stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1))
+                == Some(pid.to_string().as_str())
+        })
         .collect()
 }
 
@@ -408,9 +413,15 @@ fn desktop(rt: &tokio::runtime::Runtime, warden: &Path, dir: &Path, rounds: usiz
         format!(r#"{{ "mcpServers": {{ "io": {{ "command": {exe}, "args": ["misbehave"] }} }} }}"#),
     )
     .unwrap();
-    let launch = |via: bool| {
-        let mut cmd = tokio::process::Command::new(warden);
-        if via {
+    // Direct, through this Warden, and through the baseline build if one is given.
+    let baseline = std::env::var_os("WARDEN_BENCH_BASELINE").map(std::path::PathBuf::from);
+    let mut vias: Vec<Option<&Path>> = vec![None, Some(warden)];
+    if let Some(b) = &baseline {
+        vias.push(Some(b));
+    }
+    let launch = |via: Option<&Path>| {
+        let mut cmd = tokio::process::Command::new(via.unwrap_or(warden));
+        if via.is_some() {
             cmd.args(["run", "--stdio", "--log-level", "warn", "--db"])
                 .arg(dir.join("desktop.db"))
                 .arg("-c")
@@ -423,14 +434,15 @@ fn desktop(rt: &tokio::runtime::Runtime, warden: &Path, dir: &Path, rounds: usiz
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
         cmd.spawn().unwrap()
     };
-    let (mut p50s, mut eights) = ([vec![], vec![]], [vec![], vec![]]);
+    let mut p50s = vec![vec![]; vias.len()];
+    let mut eights = vec![vec![]; vias.len()];
     for _ in 0..rounds {
-        for (k, via) in [false, true].into_iter().enumerate() {
+        for (k, via) in vias.iter().enumerate() {
             rt.block_on(async {
-                let mut child = launch(via);
+                let mut child = launch(*via);
                 let io = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
                 let c = ().serve(io).await.expect("a stdio session");
-                let tool = if via { "io__echo" } else { "echo" };
+                let tool = if via.is_some() { "io__echo" } else { "echo" };
                 let began = Instant::now();
                 while c.peer().call_tool(call(tool)).await.is_err() {
                     assert!(began.elapsed() < Duration::from_secs(30), "{tool} never answered");
@@ -446,18 +458,37 @@ fn desktop(rt: &tokio::runtime::Runtime, warden: &Path, dir: &Path, rounds: usiz
             });
         }
     }
-    let added: Vec<f64> = p50s[1].iter().zip(&p50s[0]).map(|(v, d)| v - d).collect();
-    let share: Vec<f64> = eights[1].iter().zip(&eights[0]).map(|(v, d)| v / d).collect();
-    format!(
+    let vs_direct = |k: usize| -> (f64, f64) {
+        let added: Vec<f64> = p50s[k].iter().zip(&p50s[0]).map(|(v, d)| v - d).collect();
+        let share: Vec<f64> = eights[k].iter().zip(&eights[0]).map(|(v, d)| v / d).collect();
+        (med(&added), med(&share))
+    };
+    let (added, share) = vs_direct(1);
+    let mut out = format!(
         "\n### The desktop path: a client launching `warden run --stdio` vs launching the server itself\n\n\
          | path | p50 µs | calls/s, 8 in flight on one session |\n|---|---|---|\n\
-         | client → stdio server | {:.0} | {:.0} |\n| client → `warden run --stdio` → stdio server | {:.0} | {:.0} |\n\n\
-         Added p50: {:+.0} µs (target ≤ 100 µs); throughput at 8 in flight: {:.0} % of direct (target ≥ 60 %).\n\n",
+         | client → stdio server | {:.0} | {:.0} |\n| client → `warden run --stdio` → stdio server | {:.0} | {:.0} |\n",
         med(&p50s[0]),
         med(&eights[0]),
         med(&p50s[1]),
         med(&eights[1]),
-        med(&added),
-        med(&share) * 100.0,
-    )
+    );
+    if let Some(b) = &baseline {
+        out += &format!(
+            "| client → baseline `warden run --stdio` → stdio server | {:.0} | {:.0} |\n",
+            med(&p50s[2]),
+            med(&eights[2])
+        );
+        let (b_added, b_share) = vs_direct(2);
+        out += &format!(
+            "\nBaseline (`{}`): added p50 {b_added:+.0} µs, {:.0} % of direct at 8 in flight.\n",
+            b.display(),
+            b_share * 100.0
+        );
+    }
+    out += &format!(
+        "\nAdded p50: {added:+.0} µs (target ≤ 100 µs); throughput at 8 in flight: {:.0} % of direct (target ≥ 60 %).\n\n",
+        share * 100.0,
+    );
+    out
 }

@@ -48,6 +48,14 @@ pub use stdio_lane::{share_lines, RmcpWriter};
 /// an SSE event (a large tool list is one message).
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// The fast paths (remote `fast/`, stdio `stdio_lane`) are on unless
+/// `WARDEN_UPSTREAM_FAST_PATH=0` (a switch for comparisons and a way out should a server
+/// misbehave on them).
+pub(crate) fn fast_path_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("WARDEN_UPSTREAM_FAST_PATH").map_or(true, |v| v != "0"))
+}
+
 /// A boxed, sendable future (keeps the traits object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -208,7 +208,7 @@ impl RemoteConnector {
         let mut fast = None;
         let mut connected =
             finish(transport, deadline, activity, Arc::clone(&shared), |info, events| {
-                fast = if fast_path_enabled() {
+                fast = if crate::fast_path_enabled() {
                     Fast::new(&tap, url, info.modern, Arc::clone(&shared), events.clone())
                 } else {
                     None
@@ -240,13 +240,6 @@ impl RemoteConnector {
 
 /// Calls one rmcp client session may have in flight at once.
 const MAX_CONCURRENT_REQUESTS: usize = 1024;
-
-/// The fast path is on unless `WARDEN_UPSTREAM_FAST_PATH=0` (a switch for comparisons and a way
-/// out should a server misbehave on it).
-fn fast_path_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("WARDEN_UPSTREAM_FAST_PATH").map_or(true, |v| v != "0"))
-}
 
 async fn finish<T, E, A>(
     transport: T,

@@ -288,7 +288,9 @@ impl Lane {
     /// Whether this call takes the lane: a `tools/call`, and on a 2026-07-28 session only
     /// once rmcp has shown what its requests carry.
     pub(crate) fn takes(&self, call: &Call) -> bool {
-        call.method == "tools/call" && (!self.modern || self.stamp.get().is_some())
+        call.method == "tools/call"
+            && (!self.modern || self.stamp.get().is_some())
+            && crate::fast_path_enabled()
     }
 
     /// Forwards one call (see the module documentation).

@@ -319,19 +319,7 @@ async fn warden_run_stdio_is_one_mcp_server_for_a_desktop_client() {
             ),
         )
         .unwrap();
-        let mut child = tokio::process::Command::new(warden())
-            .args(["run", "--stdio", "--listen", "127.0.0.1:0", "--db"])
-            .arg(dir.path().join("w.db"))
-            .arg("--log-dir")
-            .arg(dir.path().join("logs"))
-            .arg("-c")
-            .arg(&cfg)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = warden_stdio(&cfg, dir.path(), &["--listen", "127.0.0.1:0"]);
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let c = Client::default().serve((stdout, stdin)).await.expect("handshake over stdio");

@@ -71,20 +71,7 @@ async fn calls_progress_sampling_and_cancellation_over_warden_run_stdio() {
             ),
         )
         .unwrap();
-        let mut child = tokio::process::Command::new(warden())
-            .args(["run", "--stdio", "--db"])
-            .arg(dir.path().join("w.db"))
-            .arg("--log-dir")
-            .arg(dir.path().join("logs"))
-            .arg("-c")
-            .arg(&cfg)
-            .env_remove("WARDEN_TOKEN")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = warden_stdio(&cfg, dir.path(), &[]);
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut w = Wire { child, stdin, lines };

@@ -289,6 +289,27 @@ pub async fn run_warden(
     run_warden_on(config, Some(&dir.join("w.db")), envs).await
 }
 
+/// `warden run --stdio` with config `config`, its database and logs in `dir`, and `extra`
+/// arguments; stdin and stdout piped for a client, killed when dropped.
+pub fn warden_stdio(config: &Path, dir: &Path, extra: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(warden())
+        .args(["run", "--stdio"])
+        .args(extra)
+        .arg("--db")
+        .arg(dir.join("w.db"))
+        .arg("--log-dir")
+        .arg(dir.join("logs"))
+        .arg("-c")
+        .arg(config)
+        .env_remove("WARDEN_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// [`run_warden`] with the database `db`, or with none given (`WARDEN_DB` in `envs`, say).
 pub async fn run_warden_on(
     config: &Path,
