@@ -44,6 +44,7 @@ pub async fn check(mut config: Config, options: CheckOptions) -> Overview {
             samples: None,
             metrics: Default::default(),
             seeds: Default::default(),
+            stopped: Default::default(),
         },
     );
     // A timeout past any representable instant (`--timeout 300000y`) is no deadline at all.

@@ -86,7 +86,10 @@ impl App {
         wiring::prepare_store(&store, &options.config).await;
         // 4. Supervision: every instance, seeded with what its server learnt before.
         let seeds = seeds::load(&store).await;
-        let (registry, relay) = wiring::supervise(&options, &recording, samples, seeds.clone());
+        // In a fleet, what the operators stopped stays stopped from the first moment.
+        let stopped = warden_ops::fleet::stopped_at_start(&store).await;
+        let (registry, relay) =
+            wiring::supervise(&options, &recording, samples, seeds.clone(), stopped);
         let registry = Arc::new(registry);
         // 5. The gateway in front of every server.
         let gateway = Gateway::new(&registry, &relay);

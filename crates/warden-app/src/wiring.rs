@@ -190,6 +190,7 @@ pub(crate) fn supervise(
     recording: &Recording,
     samples: mpsc::Sender<MetricSample>,
     seeds: SeedBook,
+    stopped: warden_supervisor::StoppedAtStart,
 ) -> (Registry, Relay) {
     let relay = Relay::default();
     let registry = Registry::start(
@@ -201,6 +202,7 @@ pub(crate) fn supervise(
             samples: Some(samples),
             metrics: recording.metrics.clone(),
             seeds,
+            stopped,
         },
     );
     (registry, relay)

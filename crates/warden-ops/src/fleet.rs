@@ -328,6 +328,31 @@ async fn follow_commands(inner: Arc<Inner>, targets: Targets, stop: Cancellation
     }
 }
 
+/// The operators' standing decisions to stop or start servers, for a replica about to start
+/// its instances (read before supervision starts, so a server stopped across the fleet never
+/// runs here, not even until `follow_commands` replays it). Empty without a shared database,
+/// or when it cannot be read within 2 s (then the replay after start is what applies them).
+pub async fn stopped_at_start(store: &Store) -> warden_supervisor::StoppedAtStart {
+    if !store.is_shared() {
+        return warden_supervisor::StoppedAtStart::default();
+    }
+    let read = store.recent_operator_commands(STANDING_WINDOW);
+    let recent = match tokio::time::timeout(Duration::from_secs(2), read).await {
+        Ok(Ok(recent)) => recent,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "reading the operators' standing decisions failed");
+            return warden_supervisor::StoppedAtStart::default();
+        }
+        Err(_) => return warden_supervisor::StoppedAtStart::default(),
+    };
+    let decisions = standing(recent)
+        .into_iter()
+        .filter(|c| c.kind == "server" && matches!(c.action.as_str(), "stop" | "start"))
+        .map(|c| (c.server, c.instance, c.action == "stop"))
+        .collect();
+    warden_supervisor::StoppedAtStart(Arc::new(decisions))
+}
+
 /// How many of the newest operator commands a starting replica reads for standing decisions.
 const STANDING_WINDOW: i64 = 5000;
 

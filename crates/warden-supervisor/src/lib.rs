@@ -15,7 +15,9 @@ mod tuning;
 mod view;
 
 pub use instance::{CallGuard, CallReport, Command, InstanceLink};
-pub use registry::{ConnectorFactory, OnChange, Registry, ServerHandle, SupervisorOptions, Views};
+pub use registry::{
+    ConnectorFactory, OnChange, Registry, ServerHandle, StoppedAtStart, SupervisorOptions, Views,
+};
 pub use seeds::{SeedBook, ServerSeed, Stamped, SEED_MAX_AGE};
 pub use standby::{spawn_standby_control, STANDBY_COOLDOWN};
 pub use tuning::Tuned;

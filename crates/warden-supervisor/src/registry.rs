@@ -35,6 +35,27 @@ pub struct SupervisorOptions {
     /// Every server's learnt predictor baselines, shared by its instances (load it from the
     /// store before [`Registry::start`] so the first instances are watched at once).
     pub seeds: crate::SeedBook,
+    /// Instances the operators have stopped across a fleet: they start stopped.
+    pub stopped: StoppedAtStart,
+}
+
+/// The operators' standing decisions to stop or start servers (or one instance of one), oldest
+/// first: `(server, instance, stopped)`. A fleet replica reads them from the shared database
+/// before [`Registry::start`] (`warden-ops`), so an instance stopped across the fleet starts
+/// stopped instead of running until the decision is replayed. Only the instances started with
+/// the registry follow them; a later reload's new instances follow the operators' commands.
+#[derive(Clone, Default)]
+pub struct StoppedAtStart(pub Arc<Vec<(String, Option<u32>, bool)>>);
+
+impl StoppedAtStart {
+    /// Whether instance `index` of `server` stays stopped: the last decision that names it
+    /// (or its whole server) says so.
+    pub fn holds(&self, server: &str, index: u32) -> bool {
+        self.0
+            .iter()
+            .rfind(|(s, i, _)| s == server && i.is_none_or(|i| i == index))
+            .is_some_and(|(_, _, stopped)| *stopped)
+    }
 }
 
 /// One instance task's handles.
@@ -140,6 +161,7 @@ impl Spawner {
         connector: &Arc<dyn Connector>,
         tuning: &watch::Sender<Tuned>,
         index: u32,
+        held: bool,
     ) -> Slot {
         let current = Arc::clone(&spec.borrow());
         let id = InstanceId::new(current.name.as_str(), index);
@@ -165,6 +187,7 @@ impl Spawner {
             prediction: self.prediction.clone(),
             tuning: tuning.subscribe(),
             seeds: self.options.seeds.clone(),
+            held,
         };
         let mut tasks = self.tasks.lock().expect("not poisoned");
         // Reap the tasks of instances a reload stopped.
@@ -173,14 +196,18 @@ impl Spawner {
         Slot { view: view_rx, commands: cmd_tx, link, spec: Arc::clone(spec), stop }
     }
 
-    /// A new server and all its instances.
-    fn server(&self, spec: ServerSpec) -> ServerHandle {
+    /// A new server and all its instances; those `stopped` holds start stopped.
+    fn server(&self, spec: ServerSpec, stopped: &StoppedAtStart) -> ServerHandle {
         let spec = Arc::new(spec);
         let connector = (self.factory)(&spec);
         let spec_tx = Arc::new(watch::channel(Arc::clone(&spec)).0);
         let tuning = Arc::new(watch::channel(Tuned::default()).0);
-        let instances =
-            (0..spec.slot_count()).map(|i| self.slot(&spec_tx, &connector, &tuning, i)).collect();
+        let instances = (0..spec.slot_count())
+            .map(|i| {
+                let held = stopped.holds(&spec.name, i);
+                self.slot(&spec_tx, &connector, &tuning, i, held)
+            })
+            .collect();
         let failover = Arc::new(FailoverControl::new(spec.fallback_strategy));
         ServerHandle { spec, instances, tuning, failover }
     }
@@ -231,7 +258,8 @@ impl Registry {
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
         };
-        let servers = config.servers.iter().map(|s| spawner.server(s.clone())).collect();
+        let stopped = spawner.options.stopped.clone();
+        let servers = config.servers.iter().map(|s| spawner.server(s.clone(), &stopped)).collect();
         Self {
             servers: watch::channel(Arc::new(servers)).0,
             spawner,
@@ -293,7 +321,7 @@ impl Registry {
 
     /// Starts a new server (placed as in `order`, the new config's names).
     pub fn add(&self, spec: ServerSpec, order: &[String]) {
-        let handle = self.spawner.server(spec);
+        let handle = self.spawner.server(spec, &StoppedAtStart::default());
         self.edit(|servers| {
             servers.push(handle);
             sort_by(servers, order);
@@ -369,8 +397,8 @@ impl Registry {
             if index < from.min(to) && !restart && same_role {
                 continue;
             }
-            let new =
-                (index < to).then(|| self.spawner.slot(&spec_tx, &connector, &old.tuning, index));
+            let new = (index < to)
+                .then(|| self.spawner.slot(&spec_tx, &connector, &old.tuning, index, false));
             if let Some(slot) = &new {
                 if index < from && !spec.is_standby(index) && !spec.disabled {
                     ready(slot, spec.health.startup_timeout + Duration::from_secs(5)).await;
@@ -500,5 +528,31 @@ impl Views {
     /// Every server's config now.
     pub fn specs(&self) -> Vec<Arc<ServerSpec>> {
         self.0.borrow().iter().map(|s| Arc::clone(&s.spec)).collect()
+    }
+}
+
+#[cfg(test)]
+mod stopped_tests {
+    use super::StoppedAtStart;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_last_decision_naming_an_instance_or_its_server_holds() {
+        let s = |server: &str, instance: Option<u32>, stopped: bool| {
+            (server.to_owned(), instance, stopped)
+        };
+        let held = StoppedAtStart(Arc::new(vec![
+            s("a", None, true),
+            s("a", Some(1), false),
+            s("b", Some(0), true),
+            s("c", Some(0), true),
+            s("c", None, false),
+        ]));
+        assert!(held.holds("a", 0) && held.holds("a", 2), "the whole server was stopped");
+        assert!(!held.holds("a", 1), "then one instance started again");
+        assert!(held.holds("b", 0) && !held.holds("b", 1), "one instance only");
+        assert!(!held.holds("c", 0), "the server started after its instance was stopped");
+        assert!(!held.holds("d", 0), "no decision");
+        assert!(!StoppedAtStart::default().holds("a", 0));
     }
 }

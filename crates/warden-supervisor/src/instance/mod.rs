@@ -92,6 +92,8 @@ pub(crate) struct InstanceCtx {
     /// The server's learnt baselines: taken at each start while not armed, published once
     /// learnt here.
     pub(crate) seeds: crate::SeedBook,
+    /// Start stopped: the operators stopped it across the fleet ([`crate::StoppedAtStart`]).
+    pub(crate) held: bool,
 }
 
 /// How often the predictor's verdict is read into the view.
@@ -199,8 +201,9 @@ impl Runner {
     }
 
     async fn main(&mut self) {
-        // A standby waits stopped until it is needed.
-        let mut stopped = self.spec().disabled || self.spec().is_standby(self.ctx.id.index());
+        // A standby waits stopped until it is needed; so does an instance the operators stopped.
+        let mut stopped =
+            self.spec().disabled || self.spec().is_standby(self.ctx.id.index()) || self.ctx.held;
         let mut failed = false;
         let mut first = true;
         loop {

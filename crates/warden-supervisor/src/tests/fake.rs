@@ -230,6 +230,7 @@ impl Harness {
                 samples: None,
                 metrics: Default::default(),
                 seeds,
+                stopped: Default::default(),
             },
         );
         Self { registry: Arc::new(registry), connector, events, log: vec![] }
