@@ -70,10 +70,12 @@ pub(crate) fn clean_params(mut params: Value) -> Value {
 /// Whether the client can answer a server's requests (it declared sampling, elicitation or
 /// roots): then a call's result may derive from that session's answers.
 pub(crate) fn client_answers(ctx: &RequestContext<RoleServer>) -> bool {
-    ctx.peer.peer_info().is_some_and(|p| {
-        let c = &p.capabilities;
-        c.sampling.is_some() || c.elicitation.is_some() || c.roots.is_some()
-    })
+    ctx.peer.peer_info().is_some_and(|p| declares_answers(&p.capabilities))
+}
+
+/// Whether these client capabilities include sampling, elicitation or roots.
+pub(crate) fn declares_answers(c: &rmcp::model::ClientCapabilities) -> bool {
+    c.sampling.is_some() || c.elicitation.is_some() || c.roots.is_some()
 }
 
 /// Whether a server's JSON-RPC error is the caller's doing rather than the server's failing.
@@ -221,12 +223,12 @@ async fn forward_attempts(
                     tokio::select! {
                         biased;
                         r = &mut answer => break (r, sent.elapsed()),
-                        Some(p) = rx.recv() => relay_progress(&ctx.peer, token, p).await,
+                        Some(p) = rx.recv() => relay_progress(ctx, token, p).await,
                     }
                 };
                 // Every update that arrived before the answer goes out before it.
                 while let Ok(p) = rx.try_recv() {
-                    relay_progress(&ctx.peer, token, p).await;
+                    relay_progress(ctx, token, p).await;
                 }
                 done
             }
@@ -397,15 +399,24 @@ impl ResultCache {
 }
 
 /// Sends one progress update to the client under its own token (a gone client is ignored).
+/// Progress to the client: on the HTTP lane's own answer stream for a call the lane runs,
+/// else through rmcp's peer (which puts it on the call's stream).
 async fn relay_progress(
-    peer: &rmcp::Peer<rmcp::RoleServer>,
+    ctx: &RequestContext<RoleServer>,
     token: &rmcp::model::ProgressToken,
     p: warden_upstream::Progress,
 ) {
     let mut note = ProgressNotificationParam::new(token.clone(), p.progress);
     note.total = p.total;
     note.message = p.message;
-    let _ = peer.notify_progress(note).await;
+    match ctx.extensions.get::<crate::http_lane::LaneProgress>() {
+        Some(lane) => {
+            let _ = lane.0.send(note);
+        }
+        None => {
+            let _ = ctx.peer.notify_progress(note).await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod deep;
 mod exposure;
 mod forward;
 mod handler;
+mod http_lane;
 mod memory;
 mod offline;
 mod route;
@@ -383,6 +384,16 @@ impl Gateway {
         Some(service.clone())
     }
 
+    /// The HTTP fast lane (`http_lane`): answers `request` if it is a `tools/call` the lane
+    /// runs (or the cancellation of one), else gives it back unchanged for rmcp.
+    pub async fn fast_lane(
+        &self,
+        request: axum::http::Request<axum::body::Body>,
+        max_body: usize,
+    ) -> Result<axum::http::Response<axum::body::Body>, axum::http::Request<axum::body::Body>> {
+        self.shared.lanes.serve(request, max_body).await
+    }
+
     /// The aggregated handler (`scope: None`) or one server's (`Some(name)`).
     pub fn handler(&self, scope: Option<String>) -> Handler {
         Handler::new(Arc::clone(&self.shared), scope)
@@ -429,6 +440,7 @@ impl Gateway {
         let mut manager = LocalSessionManager::default();
         let mut session = SessionConfig::default();
         session.keep_alive = Some(limits.idle);
+        self.shared.lanes.set_idle(limits.idle);
         manager.session_config = session;
         let manager = Arc::new(manager);
         self.managers.lock().expect("not poisoned").push(Arc::clone(&manager));
@@ -464,7 +476,8 @@ impl Gateway {
 }
 
 /// A restarted instance has forgotten what clients asked of it through Warden: the log level
-/// and resource subscriptions are sent again to every new session.
+/// and resource subscriptions are sent again to every new session. (Each 200 ms tick also lets
+/// the HTTP fast lane forget sessions rmcp has closed.)
 async fn reapply(shared: Arc<handler::Shared>, stop: CancellationToken) {
     let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
     loop {
@@ -472,6 +485,7 @@ async fn reapply(shared: Arc<handler::Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
+        shared.lanes.sweep();
         let table = shared.routes.table();
         for server in table.servers() {
             let name = &server.spec.name;

@@ -387,3 +387,117 @@ async fn a_call_before_the_first_tool_list_reaches_the_server() {
     })
     .await;
 }
+
+/// A session on `url` as raw HTTP: initialize (with `capabilities`) and `initialized`; returns
+/// the session id.
+async fn raw_session(http: &reqwest::Client, url: &str, capabilities: serde_json::Value) -> String {
+    let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": capabilities,
+        "clientInfo": { "name": "raw", "version": "0" } } });
+    let r = raw_post(http, url, None, &init).await;
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let _ = r.bytes().await;
+    let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let r = raw_post(http, url, Some(&session), &note).await;
+    assert_eq!(r.status(), 202);
+    session
+}
+
+async fn raw_post(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    let mut req = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    req.send().await.unwrap()
+}
+
+/// The events of an SSE body as (id, data) pairs, in order.
+fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let field = |name: &str| {
+                e.lines()
+                    .filter_map(|l| l.strip_prefix(name))
+                    .map(str::trim_start)
+                    .collect::<Vec<_>>()
+            };
+            (field("id:").first().map(|s| s.to_string()), field("data:").join("\n"))
+        })
+        .collect()
+}
+
+/// The HTTP fast lane (`warden-gateway/src/http_lane.rs`), on the wire: a plain client's
+/// `tools/call` is answered with its progress and then its result, without rmcp's priming
+/// event (the lane's mark: rmcp's path sends one first); a cancelled call's stream ends
+/// without an answer and the server stops; a client that can answer the server's requests
+/// stays on rmcp's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_call_takes_the_fast_lane_with_its_progress_and_cancellation() {
+    limited(async {
+        let w = serve_everything().await;
+        let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
+        let http = reqwest::Client::new();
+        let session = raw_session(&http, &url, json!({})).await;
+        let long = |id: u32, duration: u32, token: &str| {
+            json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+                "name": "everything__trigger-long-running-operation",
+                "arguments": { "duration": duration, "steps": duration * 3 },
+                "_meta": { "progressToken": token } } })
+        };
+        let r = raw_post(&http, &url, Some(&session), &long(1, 1, "t1")).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let events = sse_events(&r.text().await.unwrap());
+        assert!(events.iter().all(|(id, data)| id.is_none() && !data.is_empty()), "{events:?}");
+        let messages: Vec<serde_json::Value> =
+            events.iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+        let (answer, progress) = messages.split_last().unwrap();
+        assert_eq!(answer["id"], 1, "{answer}");
+        assert!(answer["result"]["content"][0]["text"].as_str().unwrap().contains("completed"));
+        let steps: Vec<f64> = progress
+            .iter()
+            .inspect(|m| assert_eq!(m["params"]["progressToken"], "t1", "{m}"))
+            .map(|m| m["params"]["progress"].as_f64().unwrap())
+            .collect();
+        assert_eq!(steps, vec![1.0, 2.0, 3.0]);
+
+        // Cancelled: answered 202, the call's stream ends without an answer, and the server
+        // stops reporting progress.
+        let mut r = raw_post(&http, &url, Some(&session), &long(2, 30, "t2")).await;
+        let first = tokio::time::timeout(Duration::from_secs(10), r.chunk()).await.unwrap();
+        assert!(String::from_utf8_lossy(&first.unwrap().unwrap()).contains("t2"));
+        let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": { "requestId": 2, "reason": "changed my mind" } });
+        assert_eq!(raw_post(&http, &url, Some(&session), &cancel).await.status(), 202);
+        let rest = tokio::time::timeout(Duration::from_secs(10), r.text()).await.unwrap().unwrap();
+        let after: Vec<serde_json::Value> =
+            sse_events(&rest).iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+        assert!(after.iter().all(|m| m.get("method").is_some()), "answered: {after:?}");
+        assert!(after.len() <= 1, "progress went on: {after:?}");
+        let link = w.app.registry().server("everything").unwrap().link(0).unwrap();
+        eventually("the call no longer in flight", Duration::from_secs(5), || {
+            link.in_flight() == 0
+        })
+        .await;
+
+        // A client that declared sampling stays on rmcp's path (its priming event first).
+        let sampler = raw_session(&http, &url, json!({ "sampling": {} })).await;
+        let echo = json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "everything__echo", "arguments": { "message": "hi" } } });
+        let r = raw_post(&http, &url, Some(&sampler), &echo).await;
+        let events = sse_events(&r.text().await.unwrap());
+        assert!(events.first().is_some_and(|(id, _)| id.is_some()), "{events:?}");
+        w.app.shutdown().await;
+    })
+    .await;
+}

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) memory: std::sync::RwLock<Option<Arc<dyn crate::memory::SessionMemory>>>,
     /// Sessions another replica began and this one continues (restored by rmcp).
     pub(crate) restored: Mutex<HashSet<String>>,
+    /// Legacy sessions whose `tools/call`s the HTTP fast lane may run.
+    pub(crate) lanes: crate::http_lane::Lanes,
 }
 
 impl Shared {
@@ -78,6 +80,7 @@ impl Shared {
             builtin: Default::default(),
             memory: Default::default(),
             restored: Mutex::default(),
+            lanes: Default::default(),
         }
     }
 

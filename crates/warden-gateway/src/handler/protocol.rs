@@ -382,6 +382,9 @@ impl ServerHandler for Handler {
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()));
         self.shared.clients.attach(self.ticket.id, &ctx.peer, session);
+        if let Some(id) = session.filter(|_| crate::http_lane::enabled()) {
+            self.shared.lanes.register(id, self.clone(), ctx.peer.clone());
+        }
         let mut generation = self.shared.routes.subscribe();
         let mut seen = *generation.borrow_and_update();
         let peer = ctx.peer;
