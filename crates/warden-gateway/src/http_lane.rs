@@ -60,7 +60,8 @@ pub(crate) struct Lanes {
     idle: Mutex<Option<Duration>>,
 }
 
-/// The lane is on unless `WARDEN_SERVER_FAST_PATH=0` (for comparisons, and a way out).
+/// The server lanes (this one and `stdio_lane`) are on unless `WARDEN_SERVER_FAST_PATH=0` (for
+/// comparisons, and a way out).
 pub(crate) fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("WARDEN_SERVER_FAST_PATH").map_or(true, |v| v != "0"))

@@ -54,12 +54,6 @@ where
     Ok(())
 }
 
-/// The lane is on unless `WARDEN_SERVER_FAST_PATH=0` (for comparisons, and a way out).
-fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("WARDEN_SERVER_FAST_PATH").map_or(true, |v| v != "0"))
-}
-
 struct Lane {
     handler: Handler,
     /// rmcp's peer for the session, once the handshake is over.
@@ -112,7 +106,9 @@ impl Lane {
         if !call && !cancel {
             return false;
         }
-        let Some(peer) = self.peer.get().filter(|_| enabled()) else { return false };
+        let Some(peer) = self.peer.get().filter(|_| crate::http_lane::enabled()) else {
+            return false;
+        };
         if peer.peer_info().is_none_or(|p| !p.protocol_version.has_initialize()) {
             return false;
         }
