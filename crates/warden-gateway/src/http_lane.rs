@@ -40,11 +40,16 @@ use crate::handler::Handler;
 #[derive(Clone)]
 pub(crate) struct LaneProgress(pub(crate) mpsc::UnboundedSender<ProgressNotificationParam>);
 
+/// How often a lane answer's stream gets a keep-alive comment (rmcp's streams: 15 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// A session's lane calls in flight, by request id.
 type InFlight = Arc<Mutex<HashMap<RequestId, CancellationToken>>>;
 
 /// One session the lane serves.
 struct Entry {
+    /// The endpoint the session belongs to (`/mcp`, `/servers/{name}/mcp`, …).
+    path: String,
     handler: Handler,
     peer: Peer<RoleServer>,
     /// When a call of this session last went through rmcp (which keeps the session alive).
@@ -74,31 +79,51 @@ impl Lanes {
 
     /// A legacy session whose client is initialized: its calls may take the lane. Sessions
     /// rmcp has closed are forgotten here too (their handlers hold client registrations).
-    pub(crate) fn register(&self, session: &str, handler: Handler, peer: Peer<RoleServer>) {
+    pub(crate) fn register(
+        &self,
+        session: &str,
+        path: &str,
+        handler: Handler,
+        peer: Peer<RoleServer>,
+    ) {
         let mut sessions = self.sessions.lock().expect("not poisoned");
-        sessions.insert(
-            session.to_owned(),
-            Entry { handler, peer, through_rmcp: Instant::now(), in_flight: Arc::default() },
-        );
+        let entry = Entry {
+            path: path.to_owned(),
+            handler,
+            peer,
+            through_rmcp: Instant::now(),
+            in_flight: Arc::default(),
+        };
+        sessions.insert(session.to_owned(), entry);
     }
 
     /// Forgets sessions rmcp has closed, releasing their handlers (and with them their client
     /// registrations and upstream subscriptions) — called every 200 ms by the gateway.
+    /// Their lane calls still running are cancelled, as rmcp cancels its own.
     pub(crate) fn sweep(&self) {
         let mut sessions = self.sessions.lock().expect("not poisoned");
-        sessions.retain(|_, e| !e.peer.is_transport_closed());
+        sessions.retain(|_, e| {
+            let open = !e.peer.is_transport_closed();
+            if !open {
+                e.in_flight.lock().expect("not poisoned").values().for_each(|ct| ct.cancel());
+            }
+            open
+        });
     }
 
     /// What the lane needs for a call on `session`, unless it goes to rmcp.
-    fn take(&self, session: &str) -> Option<(Handler, Peer<RoleServer>, InFlight)> {
+    fn take(&self, session: &str, path: &str) -> Option<(Handler, Peer<RoleServer>, InFlight)> {
         let idle = *self.idle.lock().expect("not poisoned");
         let mut sessions = self.sessions.lock().expect("not poisoned");
-        let e = sessions.get_mut(session)?;
+        let e = sessions.get_mut(session).filter(|e| e.path == path)?;
         if e.peer.is_transport_closed() {
             sessions.remove(session);
             return None;
         }
-        if idle.is_some_and(|idle| e.through_rmcp.elapsed() > idle / 4) {
+        // One call in every eighth of the idle timeout goes through rmcp, whose worker resets
+        // the session's idle timer only on what it sees (so a session active on the lane alone
+        // lives at least 7/8 of the timeout past its last call).
+        if idle.is_some_and(|idle| e.through_rmcp.elapsed() > idle / 8) {
             e.through_rmcp = Instant::now();
             return None;
         }
@@ -129,11 +154,19 @@ impl Lanes {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let accepts_sse = headers
+        // What rmcp would refuse (406, 415) it refuses itself.
+        let accepts = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/event-stream"));
-        if !accepts_sse || length.is_none_or(|n| n > max_body) || self.in_flight(&session).is_none()
+            .is_some_and(|a| a.contains("text/event-stream") && a.contains("application/json"));
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/json"));
+        if !accepts
+            || !json
+            || length.is_none_or(|n| n > max_body)
+            || self.in_flight(&session).is_none()
         {
             return Err(request);
         }
@@ -175,7 +208,7 @@ impl Lanes {
                 request: mut request @ ClientRequest::CallToolRequest(_),
                 ..
             }) => {
-                let Some((handler, peer, in_flight)) = self.take(&session) else {
+                let Some((handler, peer, in_flight)) = self.take(&session, parts.uri.path()) else {
                     return Err(rebuilt(parts, bytes));
                 };
                 let legacy = peer.peer_info().is_some_and(|p| {
@@ -251,6 +284,9 @@ fn answer(
         };
         let work = handler.handle_request(request, ctx);
         tokio::pin!(work);
+        // A comment every 15 s, as rmcp's streams have (`sse_keep_alive`): clients and proxies
+        // with read timeouts keep a long call's stream.
+        let mut keep_alive = tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         let result = loop {
             tokio::select! {
                 biased;
@@ -259,6 +295,9 @@ fn answer(
                     if let Some(e) = event(&note(p)) {
                         let _ = tx.send(e).await;
                     }
+                }
+                _ = keep_alive.tick() => {
+                    let _ = tx.send(Bytes::from_static(b":\n\n")).await;
                 }
             }
         };
@@ -291,5 +330,6 @@ fn answer(
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
 }

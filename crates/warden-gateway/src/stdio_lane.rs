@@ -81,7 +81,18 @@ async fn read_input<I: AsyncRead + Unpin>(
         )
         .await
         {
-            Ok((0, _)) | Err(_) => return, // EOF: dropping `to_rmcp` ends rmcp's session.
+            Ok((0, _)) | Err(_) => {
+                // EOF. The lane's calls still running are answered first (up to 5 s, as rmcp
+                // waits for its own); then dropping `to_rmcp` ends rmcp's session, whose
+                // writer closing ends stdout.
+                let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                while !in_flight.lock().expect("not poisoned").is_empty()
+                    && tokio::time::Instant::now() < until
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                return;
+            }
             Ok((_, true)) => {
                 tracing::warn!(target: "warden::gateway", "dropped a message over 64 MiB on stdin");
                 continue;

@@ -81,7 +81,10 @@ async fn write_lines<W: AsyncWrite + Unpin>(
     let mut lane = Some(lane);
     let mut buf = Vec::with_capacity(8 * 1024);
     loop {
+        // rmcp's lines first: what rmcp was handed before a lane line (a call's progress
+        // before its answer, on Warden's own stdout) is written before it.
         tokio::select! {
+            biased;
             m = rmcp.recv() => match m {
                 Some(b) => buf.extend_from_slice(&b),
                 None => break,

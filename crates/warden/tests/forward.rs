@@ -471,6 +471,12 @@ async fn a_plain_call_takes_the_fast_lane_with_its_progress_and_cancellation() {
             .collect();
         assert_eq!(steps, vec![1.0, 2.0, 3.0]);
 
+        // The session belongs to `/mcp`: on another endpoint it is unknown (rmcp's 404), not
+        // served by the lane with this endpoint's handler.
+        let elsewhere = url.replace("/mcp", "/servers/everything/mcp");
+        let r = raw_post(&http, &elsewhere, Some(&session), &long(9, 1, "t9")).await;
+        assert_eq!(r.status(), 404, "{:?}", r.text().await);
+
         // Cancelled: answered 202, the call's stream ends without an answer, and the server
         // stops reporting progress.
         let mut r = raw_post(&http, &url, Some(&session), &long(2, 30, "t2")).await;

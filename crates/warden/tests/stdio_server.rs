@@ -185,9 +185,19 @@ async fn calls_progress_sampling_and_cancellation_over_warden_run_stdio() {
         assert!(text(&got[&20]).contains('a') && text(&got[&21]).contains('b'), "{got:?}");
         assert!(got[&22]["error"]["code"].is_i64(), "{}", got[&22]);
 
-        // Closing stdin ends Warden.
-        let Wire { mut child, stdin, .. } = w;
+        // Closing stdin right after a call: the call is answered, then Warden ends.
+        w.call(30, "everything__echo", json!({ "message": "last" }), None).await;
+        let Wire { mut child, stdin, mut lines } = w;
         drop(stdin);
+        let last = loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+            let line = line.expect("an answer after stdin closed").unwrap().expect("stdout open");
+            let m: Value = serde_json::from_str(&line).unwrap();
+            if m["id"] == json!(30) {
+                break m;
+            }
+        };
+        assert!(text(&last).contains("last"), "{last}");
         let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
         assert!(status.is_ok(), "warden run --stdio did not exit when stdin closed");
     })
