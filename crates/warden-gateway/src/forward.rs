@@ -398,9 +398,9 @@ impl ResultCache {
     }
 }
 
-/// Sends one progress update to the client under its own token (a gone client is ignored).
-/// Progress to the client: on the HTTP lane's own answer stream for a call the lane runs,
-/// else through rmcp's peer (which puts it on the call's stream).
+/// Sends one progress update to the client under its own token (a gone client is ignored): on
+/// the HTTP lane's own answer stream for a call the lane runs, else through rmcp's peer (which
+/// puts it on the call's stream).
 async fn relay_progress(
     ctx: &RequestContext<RoleServer>,
     token: &rmcp::model::ProgressToken,

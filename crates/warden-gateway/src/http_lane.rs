@@ -11,29 +11,27 @@
 //! rmcp unchanged: every other message; a session the lane does not know or whose rmcp
 //! session is over; calls from a client that can answer the server's requests (sampling,
 //! elicitation, roots: its answers go to rmcp's session worker, which would not know the
-//! lane's calls); one call per session every quarter of the idle timeout (rmcp's worker resets
+//! lane's calls); one call per session every eighth of the idle timeout (rmcp's worker resets
 //! its idle timer only on messages it sees); and bodies without a length or over the limit.
 //! A POSTed `notifications/cancelled` naming a lane call cancels it (answered 202, and the call
 //! is not answered), as does the client going away. `WARDEN_SERVER_FAST_PATH=0` turns it off.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use futures::StreamExt;
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientNotification, ClientRequest, GetMeta, JsonRpcMessage,
-    JsonRpcNotification, JsonRpcRequest, ProgressNotificationParam, RequestId,
-    ServerJsonRpcMessage, ServerNotification,
+    ClientRequest, ProgressNotificationParam, RequestId, ServerJsonRpcMessage, ServerNotification,
 };
-use rmcp::service::{Peer, RequestContext, RoleServer, Service};
+use rmcp::service::{Peer, RequestContext, RoleServer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::handler::Handler;
+use crate::lane::{self, Calls, Taken};
 
 /// Where a lane call's progress goes (an extension of its request context; `forward` sends
 /// progress here instead of through the peer).
@@ -43,9 +41,6 @@ pub(crate) struct LaneProgress(pub(crate) mpsc::UnboundedSender<ProgressNotifica
 /// How often a lane answer's stream gets a keep-alive comment (rmcp's streams: 15 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// A session's lane calls in flight, by request id.
-type InFlight = Arc<Mutex<HashMap<RequestId, CancellationToken>>>;
-
 /// One session the lane serves.
 struct Entry {
     /// The endpoint the session belongs to (`/mcp`, `/servers/{name}/mcp`, …).
@@ -54,22 +49,15 @@ struct Entry {
     peer: Peer<RoleServer>,
     /// When a call of this session last went through rmcp (which keeps the session alive).
     through_rmcp: Instant,
-    in_flight: InFlight,
+    in_flight: Calls,
 }
 
 /// The sessions the lane serves, by `Mcp-Session-Id`.
 #[derive(Default)]
 pub(crate) struct Lanes {
     sessions: Mutex<HashMap<String, Entry>>,
-    /// rmcp's idle timeout for sessions (a call per quarter of it goes through rmcp).
+    /// rmcp's idle timeout for sessions (a call per eighth of it goes through rmcp).
     idle: Mutex<Option<Duration>>,
-}
-
-/// The server lanes (this one and `stdio_lane`) are on unless `WARDEN_SERVER_FAST_PATH=0` (for
-/// comparisons, and a way out).
-pub(crate) fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("WARDEN_SERVER_FAST_PATH").map_or(true, |v| v != "0"))
 }
 
 impl Lanes {
@@ -77,8 +65,8 @@ impl Lanes {
         *self.idle.lock().expect("not poisoned") = Some(idle);
     }
 
-    /// A legacy session whose client is initialized: its calls may take the lane. Sessions
-    /// rmcp has closed are forgotten here too (their handlers hold client registrations).
+    /// A legacy session whose client is initialized, on endpoint `path`: its calls there may
+    /// take the lane.
     pub(crate) fn register(
         &self,
         session: &str,
@@ -92,7 +80,7 @@ impl Lanes {
             handler,
             peer,
             through_rmcp: Instant::now(),
-            in_flight: Arc::default(),
+            in_flight: Calls::default(),
         };
         sessions.insert(session.to_owned(), entry);
     }
@@ -105,14 +93,14 @@ impl Lanes {
         sessions.retain(|_, e| {
             let open = !e.peer.is_transport_closed();
             if !open {
-                e.in_flight.lock().expect("not poisoned").values().for_each(|ct| ct.cancel());
+                e.in_flight.cancel_all();
             }
             open
         });
     }
 
     /// What the lane needs for a call on `session`, unless it goes to rmcp.
-    fn take(&self, session: &str, path: &str) -> Option<(Handler, Peer<RoleServer>, InFlight)> {
+    fn take(&self, session: &str, path: &str) -> Option<(Handler, Peer<RoleServer>, Calls)> {
         let idle = *self.idle.lock().expect("not poisoned");
         let mut sessions = self.sessions.lock().expect("not poisoned");
         let e = sessions.get_mut(session).filter(|e| e.path == path)?;
@@ -127,12 +115,12 @@ impl Lanes {
             e.through_rmcp = Instant::now();
             return None;
         }
-        Some((e.handler.clone(), e.peer.clone(), Arc::clone(&e.in_flight)))
+        Some((e.handler.clone(), e.peer.clone(), e.in_flight.clone()))
     }
 
-    fn in_flight(&self, session: &str) -> Option<InFlight> {
+    fn in_flight(&self, session: &str) -> Option<Calls> {
         let sessions = self.sessions.lock().expect("not poisoned");
-        sessions.get(session).map(|e| Arc::clone(&e.in_flight))
+        sessions.get(session).map(|e| e.in_flight.clone())
     }
 
     /// Answers `request` if it is the lane's (see the module documentation); otherwise gives it
@@ -142,7 +130,7 @@ impl Lanes {
         request: Request<Body>,
         max_body: usize,
     ) -> Result<Response<Body>, Request<Body>> {
-        if !enabled() || request.method() != Method::POST {
+        if !lane::enabled() || request.method() != Method::POST {
             return Err(request);
         }
         let headers = request.headers();
@@ -177,37 +165,15 @@ impl Lanes {
             Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
         };
         let rebuilt = |parts, bytes: Bytes| Request::from_parts(parts, Body::from(bytes));
-        let call = memchr::memmem::find(&bytes, b"\"tools/call\"").is_some();
-        let cancel =
-            !call && memchr::memmem::find(&bytes, b"\"notifications/cancelled\"").is_some();
-        if !call && !cancel {
-            return Err(rebuilt(parts, bytes));
-        }
-        let Ok(message) = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes) else {
-            return Err(rebuilt(parts, bytes));
-        };
-        match message {
-            JsonRpcMessage::Notification(JsonRpcNotification {
-                notification: ClientNotification::CancelledNotification(n),
-                ..
-            }) => {
-                let in_flight = self.in_flight(&session);
-                let ct = n.params.request_id.as_ref().and_then(|id| {
-                    in_flight.and_then(|f| f.lock().expect("not poisoned").remove(id))
-                });
-                match ct {
-                    Some(ct) => {
-                        ct.cancel();
-                        Ok(status(StatusCode::ACCEPTED))
-                    }
-                    None => Err(rebuilt(parts, bytes)),
+        match lane::read(&bytes) {
+            Some(Taken::Cancel(id)) => {
+                if self.in_flight(&session).is_some_and(|calls| calls.cancel(&id)) {
+                    Ok(status(StatusCode::ACCEPTED))
+                } else {
+                    Err(rebuilt(parts, bytes))
                 }
             }
-            JsonRpcMessage::Request(JsonRpcRequest {
-                id,
-                request: mut request @ ClientRequest::CallToolRequest(_),
-                ..
-            }) => {
+            Some(Taken::Call { id, mut request }) => {
                 let Some((handler, peer, in_flight)) = self.take(&session, parts.uri.path()) else {
                     return Err(rebuilt(parts, bytes));
                 };
@@ -225,24 +191,16 @@ impl Lanes {
                 if !legacy || !version_ok {
                     return Err(rebuilt(parts, bytes));
                 }
-                let ct = CancellationToken::new();
-                {
-                    let mut calls = in_flight.lock().expect("not poisoned");
-                    if calls.contains_key(&id) {
-                        drop(calls);
-                        return Err(rebuilt(parts, bytes));
-                    }
-                    calls.insert(id.clone(), ct.clone());
-                }
+                let Some(ct) = in_flight.begin(&id) else {
+                    return Err(rebuilt(parts, bytes));
+                };
                 let (progress_tx, progress_rx) = mpsc::unbounded_channel();
-                let mut ctx = RequestContext::new(id.clone(), peer);
-                ctx.ct = ct.clone();
-                ctx.meta = std::mem::take(request.get_meta_mut());
+                let mut ctx = lane::context(&id, peer, ct, &mut request);
                 ctx.extensions.insert(parts);
                 ctx.extensions.insert(LaneProgress(progress_tx));
                 Ok(answer(handler, request, ctx, id, in_flight, progress_rx))
             }
-            _ => Err(rebuilt(parts, bytes)),
+            None => Err(rebuilt(parts, bytes)),
         }
     }
 }
@@ -269,25 +227,24 @@ fn answer(
     request: ClientRequest,
     ctx: RequestContext<RoleServer>,
     id: RequestId,
-    in_flight: InFlight,
+    in_flight: Calls,
     mut progress: mpsc::UnboundedReceiver<ProgressNotificationParam>,
 ) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     // The client going away (the body dropped unfinished) cancels the call.
     let gone = ctx.ct.clone().drop_guard();
-    let ct = ctx.ct.clone();
     tokio::spawn(async move {
         let note = |p: ProgressNotificationParam| {
             ServerJsonRpcMessage::notification(ServerNotification::ProgressNotification(
                 rmcp::model::ProgressNotification::new(p),
             ))
         };
-        let work = handler.handle_request(request, ctx);
+        let work = lane::run(&handler, id.clone(), request, ctx);
         tokio::pin!(work);
         // A comment every 15 s, as rmcp's streams have (`sse_keep_alive`): clients and proxies
         // with read timeouts keep a long call's stream.
         let mut keep_alive = tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
-        let result = loop {
+        let message = loop {
             tokio::select! {
                 biased;
                 r = &mut work => break r,
@@ -306,15 +263,9 @@ fn answer(
                 let _ = tx.send(e).await;
             }
         }
-        let cancelled =
-            in_flight.lock().expect("not poisoned").remove(&id).is_none() || ct.is_cancelled();
-        if cancelled {
+        if !in_flight.finish(&id) {
             return; // no answer to a cancelled call
         }
-        let message = match result {
-            Ok(r) => ServerJsonRpcMessage::response(r, id),
-            Err(e) => ServerJsonRpcMessage::error(e, Some(id)),
-        };
         if let Some(e) = event(&message) {
             let _ = tx.send(e).await;
         }

@@ -18,6 +18,7 @@ mod exposure;
 mod forward;
 mod handler;
 mod http_lane;
+mod lane;
 mod memory;
 mod offline;
 mod route;

@@ -11,23 +11,15 @@
 //! rmcp's path. A `notifications/cancelled` for a lane call cancels it (rmcp does not know it)
 //! and it is not answered. Tested on the wire in `crates/warden/tests/stdio_server.rs`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rmcp::model::{
-    ClientJsonRpcMessage, ClientNotification, ClientRequest, GetMeta, JsonRpcMessage,
-    JsonRpcNotification, JsonRpcRequest, RequestId, ServerJsonRpcMessage,
-};
-use rmcp::service::{Peer, RequestContext, RoleServer, Service};
+use rmcp::service::{Peer, RoleServer};
 use rmcp::ServiceExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::handler::Handler;
-
-/// The lane's calls in flight, by the client's request id.
-type InFlight = Arc<Mutex<HashMap<RequestId, CancellationToken>>>;
+use crate::lane::{self, Calls, Taken};
 
 /// Serves `handler` on `input`/`output` until the client closes `input`.
 pub(crate) async fn serve<I, O>(handler: Handler, input: I, output: O) -> std::io::Result<()>
@@ -69,7 +61,7 @@ async fn read_input<I: AsyncRead + Unpin>(
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let activity = warden_upstream::Activity::new();
-    let in_flight: InFlight = Arc::default();
+    let in_flight = Calls::default();
     let mut line = Vec::with_capacity(4096);
     loop {
         line.clear();
@@ -86,9 +78,7 @@ async fn read_input<I: AsyncRead + Unpin>(
                 // waits for its own); then dropping `to_rmcp` ends rmcp's session, whose
                 // writer closing ends stdout.
                 let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-                while !in_flight.lock().expect("not poisoned").is_empty()
-                    && tokio::time::Instant::now() < until
-                {
+                while !in_flight.is_empty() && tokio::time::Instant::now() < until {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
                 return;
@@ -111,49 +101,23 @@ async fn read_input<I: AsyncRead + Unpin>(
 impl Lane {
     /// Takes `line` if it is a `tools/call` of an initialized session before 2026-07-28 (run
     /// here), or the cancellation of one; anything else is rmcp's.
-    fn take(&self, line: &[u8], in_flight: &InFlight) -> bool {
-        let call = memchr::memmem::find(line, b"\"tools/call\"").is_some();
-        let cancel = !call && memchr::memmem::find(line, b"\"notifications/cancelled\"").is_some();
-        if !call && !cancel {
-            return false;
-        }
-        let Some(peer) = self.peer.get().filter(|_| crate::http_lane::enabled()) else {
+    fn take(&self, line: &[u8], in_flight: &Calls) -> bool {
+        let Some(peer) = self.peer.get().filter(|_| lane::enabled()) else {
             return false;
         };
         if peer.peer_info().is_none_or(|p| !p.protocol_version.has_initialize()) {
             return false;
         }
-        let Ok(message) = serde_json::from_slice::<ClientJsonRpcMessage>(line) else {
-            return false; // rmcp answers what it cannot read
-        };
-        match message {
-            JsonRpcMessage::Request(JsonRpcRequest {
-                id,
-                request: mut request @ ClientRequest::CallToolRequest(_),
-                ..
-            }) => {
-                let ct = CancellationToken::new();
-                {
-                    let mut calls = in_flight.lock().expect("not poisoned");
-                    if calls.contains_key(&id) {
-                        // A reused id while the first is in flight: rmcp's rules apply.
-                        return false;
-                    }
-                    calls.insert(id.clone(), ct.clone());
-                }
-                let mut ctx = RequestContext::new(id.clone(), peer.clone());
-                ctx.ct = ct;
-                ctx.meta = std::mem::take(request.get_meta_mut());
+        match lane::read(line) {
+            Some(Taken::Call { id, mut request }) => {
+                let Some(ct) = in_flight.begin(&id) else { return false };
+                let ctx = lane::context(&id, peer.clone(), ct, &mut request);
                 let handler = self.handler.clone();
                 let out = self.out.clone();
-                let in_flight = Arc::clone(in_flight);
+                let in_flight = in_flight.clone();
                 tokio::spawn(async move {
-                    let answer = match handler.handle_request(request, ctx).await {
-                        Ok(result) => ServerJsonRpcMessage::response(result, id.clone()),
-                        Err(error) => ServerJsonRpcMessage::error(error, Some(id.clone())),
-                    };
-                    let cancelled = in_flight.lock().expect("not poisoned").remove(&id).is_none();
-                    if cancelled {
+                    let answer = lane::run(&handler, id.clone(), request, ctx).await;
+                    if !in_flight.finish(&id) {
                         return; // no answer to a cancelled request
                     }
                     match serde_json::to_vec(&answer) {
@@ -168,21 +132,8 @@ impl Lane {
                 });
                 true
             }
-            JsonRpcMessage::Notification(JsonRpcNotification {
-                notification: ClientNotification::CancelledNotification(n),
-                ..
-            }) => {
-                let Some(id) = n.params.request_id else { return false };
-                let ct = in_flight.lock().expect("not poisoned").remove(&id);
-                match ct {
-                    Some(ct) => {
-                        ct.cancel();
-                        true
-                    }
-                    None => false,
-                }
-            }
-            _ => false,
+            Some(Taken::Cancel(id)) => in_flight.cancel(&id),
+            None => false,
         }
     }
 }

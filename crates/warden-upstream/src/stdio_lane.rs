@@ -54,13 +54,21 @@ pub(crate) fn wire<W>(stdin: W) -> (RmcpWriter, Out)
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let stamp = Stamp::default();
+    let (writer, lines) = share(stdin, Some(Arc::clone(&stamp)));
+    (writer, Out { lines, stamp })
+}
+
+/// The writer task and its two ends; rmcp's lines are searched for its stamp if `stamp` is
+/// given (a client's requests carry it, a server's answers never do).
+fn share<W>(out: W, stamp: Option<Stamp>) -> (RmcpWriter, mpsc::Sender<Vec<u8>>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (rmcp_tx, rmcp_rx) = mpsc::channel(QUEUE);
     let (lane_tx, lane_rx) = mpsc::channel(QUEUE);
-    tokio::spawn(write_lines(stdin, rmcp_rx, lane_rx));
-    let stamp = Stamp::default();
-    let writer =
-        RmcpWriter { tx: PollSender::new(rmcp_tx), partial: Vec::new(), stamp: Arc::clone(&stamp) };
-    (writer, Out { lines: lane_tx, stamp })
+    tokio::spawn(write_lines(out, rmcp_rx, lane_rx));
+    (RmcpWriter { tx: PollSender::new(rmcp_tx), partial: Vec::new(), stamp }, lane_tx)
 }
 
 /// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575), as it
@@ -123,22 +131,22 @@ pub fn share_lines<W>(out: W) -> (RmcpWriter, mpsc::Sender<Vec<u8>>)
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (writer, Out { lines, .. }) = wire(out);
-    (writer, lines)
+    share(out, None)
 }
 
 /// rmcp's end of stdin: passes on whole lines only, so the lane's lines go between them, and
-/// notes the `_meta` rmcp stamps on its requests.
+/// notes the `_meta` rmcp stamps on its requests (on a child's stdin).
 pub struct RmcpWriter {
     tx: PollSender<Vec<u8>>,
     partial: Vec<u8>,
-    stamp: Stamp,
+    stamp: Option<Stamp>,
 }
 
 impl RmcpWriter {
     fn note_stamp(&self, lines: &[u8]) {
         const KEY: &[u8] = b"\"io.modelcontextprotocol/protocolVersion\"";
-        if self.stamp.get().is_some() || memchr::memmem::find(lines, KEY).is_none() {
+        let Some(stamp) = self.stamp.as_ref().filter(|s| s.get().is_none()) else { return };
+        if memchr::memmem::find(lines, KEY).is_none() {
             return;
         }
         for line in lines.split(|b| *b == b'\n') {
@@ -151,7 +159,7 @@ impl RmcpWriter {
                 .filter_map(|k| Some(((*k).to_owned(), meta.get(*k)?.clone())))
                 .collect();
             if message.get("id").is_some() && !stamped.is_empty() {
-                let _ = self.stamp.set(stamped);
+                let _ = stamp.set(stamped);
                 return;
             }
         }
@@ -348,15 +356,10 @@ impl Lane {
             }
         };
         drop(in_flight);
-        let Value::Object(mut m) = answer else {
+        let Value::Object(m) = answer else {
             return Err(UpstreamError::Protocol("an answer that is not an object".into()));
         };
-        if let Some(e) = m.remove("error") {
-            return Err(crate::fast::server_error(&e));
-        }
-        m.remove("result").ok_or_else(|| {
-            UpstreamError::Protocol("an answer with neither result nor error".into())
-        })
+        crate::fast::outcome(m)
     }
 
     /// Tells the server to stop working on call `id`.

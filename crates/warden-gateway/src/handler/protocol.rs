@@ -377,21 +377,17 @@ impl ServerHandler for Handler {
 
     /// Older clients are told about list changes unprompted.
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        let session = ctx
-            .extensions
-            .get::<axum::http::request::Parts>()
-            .and_then(|p| p.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()));
+        let parts = ctx.extensions.get::<axum::http::request::Parts>();
+        let session = parts.and_then(|p| p.headers.get("mcp-session-id")?.to_str().ok());
         self.shared.clients.attach(self.ticket.id, &ctx.peer, session);
         // The endpoint as the client named it (`/mcp` is a nested service: its own path is
         // stripped; axum keeps the original).
-        let path = ctx.extensions.get::<axum::http::request::Parts>().map(|p| {
-            match p.extensions.get::<axum::extract::OriginalUri>() {
-                Some(original) => original.path().to_owned(),
-                None => p.uri.path().to_owned(),
-            }
+        let path = parts.map(|p| match p.extensions.get::<axum::extract::OriginalUri>() {
+            Some(original) => original.path(),
+            None => p.uri.path(),
         });
-        if let (Some(id), Some(path)) = (session.filter(|_| crate::http_lane::enabled()), path) {
-            self.shared.lanes.register(id, &path, self.clone(), ctx.peer.clone());
+        if let (Some(id), Some(path)) = (session.filter(|_| crate::lane::enabled()), path) {
+            self.shared.lanes.register(id, path, self.clone(), ctx.peer.clone());
         }
         let mut generation = self.shared.routes.subscribe();
         let mut seen = *generation.borrow_and_update();

@@ -176,13 +176,8 @@ impl Exchange<'_> {
         if !ours {
             return Err(message);
         }
-        let Value::Object(mut m) = message else { unreachable!("has an id") };
-        if let Some(e) = m.remove("error") {
-            return Ok(Err(server_error(&e)));
-        }
-        Ok(m.remove("result").ok_or_else(|| {
-            UpstreamError::Protocol("an answer with neither result nor error".into())
-        }))
+        let Value::Object(m) = message else { unreachable!("has an id") };
+        Ok(outcome(m))
     }
 
     /// Reads a whole (bounded) body within `limit`.
@@ -252,7 +247,17 @@ pub(super) async fn drain(resp: reqwest::Response, max: usize) -> Result<(), Ups
     Ok(())
 }
 
-pub(crate) fn server_error(e: &Value) -> UpstreamError {
+/// A JSON-RPC answer's result, or its error as the server's.
+pub(crate) fn outcome(mut answer: Map<String, Value>) -> Result<Value, UpstreamError> {
+    if let Some(e) = answer.remove("error") {
+        return Err(server_error(&e));
+    }
+    answer
+        .remove("result")
+        .ok_or_else(|| UpstreamError::Protocol("an answer with neither result nor error".into()))
+}
+
+fn server_error(e: &Value) -> UpstreamError {
     UpstreamError::Server {
         code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
         message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),

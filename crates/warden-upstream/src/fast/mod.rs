@@ -40,7 +40,7 @@ use crate::{Activity, SessionEvent, UpstreamError};
 mod exchange;
 mod tap;
 
-pub(crate) use exchange::server_error;
+pub(crate) use exchange::outcome;
 use exchange::*;
 use tap::Slot;
 pub(crate) use tap::{Tap, Template};
