@@ -319,7 +319,7 @@ async fn warden_run_stdio_is_one_mcp_server_for_a_desktop_client() {
             ),
         )
         .unwrap();
-        let mut child = warden_stdio(&cfg, dir.path(), &["--listen", "127.0.0.1:0"]);
+        let mut child = warden_stdio(&cfg, &dir.path().join("w.db"), &["--listen", "127.0.0.1:0"]);
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let c = Client::default().serve((stdout, stdin)).await.expect("handshake over stdio");
@@ -1086,22 +1086,7 @@ fn stdio_warden(dir: &std::path::Path, listen_key: &str, args: &[&str]) -> tokio
         ),
     )
     .unwrap();
-    tokio::process::Command::new(warden())
-        .arg("run")
-        .arg("--stdio")
-        .args(args)
-        .arg("--db")
-        .arg(dir.join("w.db"))
-        .arg("--log-dir")
-        .arg("none")
-        .arg("-c")
-        .arg(&cfg)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    warden_stdio(&cfg, &dir.join("w.db"), args)
 }
 
 /// A second `warden run --stdio` (another desktop client) beside a running Warden attaches to

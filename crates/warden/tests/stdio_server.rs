@@ -71,7 +71,7 @@ async fn calls_progress_sampling_and_cancellation_over_warden_run_stdio() {
             ),
         )
         .unwrap();
-        let mut child = warden_stdio(&cfg, dir.path(), &[]);
+        let mut child = warden_stdio(&cfg, &dir.path().join("w.db"), &[]);
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut w = Wire { child, stdin, lines };

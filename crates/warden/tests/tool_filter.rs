@@ -525,17 +525,7 @@ async fn a_stdio_client_can_start_from_an_endpoints_exposure() {
             )
         };
         let run = |cfg: &std::path::Path, endpoint: &str, db: &str| {
-            tokio::process::Command::new(warden())
-                .args(["run", "--stdio", "--endpoint", endpoint, "--log-dir", "none", "--db"])
-                .arg(dir.path().join(db))
-                .arg("-c")
-                .arg(cfg)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap()
+            warden_stdio(cfg, &dir.path().join(db), &["--endpoint", endpoint])
         };
         let maths_tools = async |child: &mut tokio::process::Child| {
             let io = (child.stdout.take().unwrap(), child.stdin.take().unwrap());

@@ -289,17 +289,15 @@ pub async fn run_warden(
     run_warden_on(config, Some(&dir.join("w.db")), envs).await
 }
 
-/// `warden run --stdio` with config `config`, its database and logs in `dir`, and `extra`
+/// `warden run --stdio` with config `config`, database `db`, no log files and `extra`
 /// arguments; stdin and stdout piped for a client, killed when dropped.
-pub fn warden_stdio(config: &Path, dir: &Path, extra: &[&str]) -> tokio::process::Child {
+pub fn warden_stdio(config: &Path, db: &Path, extra: &[&str]) -> tokio::process::Child {
     tokio::process::Command::new(warden())
         .args(["run", "--stdio"])
         .args(extra)
         .arg("--db")
-        .arg(dir.join("w.db"))
-        .arg("--log-dir")
-        .arg(dir.join("logs"))
-        .arg("-c")
+        .arg(db)
+        .args(["--log-dir", "none", "-c"])
         .arg(config)
         .env_remove("WARDEN_TOKEN")
         .stdin(std::process::Stdio::piped())
