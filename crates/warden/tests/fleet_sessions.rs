@@ -58,22 +58,31 @@ async fn a_client_session_goes_on_on_another_replica_when_its_own_dies() {
         mcp(&replicas[1].1, Some(&session), request(2, "tools/list", json!({}))).await;
     assert_eq!(status, 200, "replica 1 continues replica 0's session: {answer}");
     assert!(!tool_names(&answer).is_empty(), "{answer}");
-    // And its calls take replica 1's fast lane at once (rmcp's restore replays the client's
-    // `initialized`, which registers the session there; the lane's answer has no priming
-    // event, rmcp's path would send one first).
+    // And its calls take replica 1's fast lane (rmcp's restore replays the client's
+    // `initialized`, which registers the session there — on a task of its own, so the first
+    // call may still go through rmcp; the lane's answer has no priming event, rmcp's path
+    // would send one first).
     let body =
         request(4, "tools/call", json!({ "name": "alpha__echo", "arguments": { "text": "x" } }));
-    let r = reqwest::Client::new()
-        .post(format!("{}/mcp", replicas[1].1))
-        .header("Accept", "application/json, text/event-stream")
-        .header("Mcp-Session-Id", &session)
-        .header("MCP-Protocol-Version", "2025-06-18")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let text = r.text().await.unwrap();
-    assert!(text.contains("\"id\":4") && !text.lines().any(|l| l.starts_with("id:")), "{text}");
+    let began = Instant::now();
+    loop {
+        let r = reqwest::Client::new()
+            .post(format!("{}/mcp", replicas[1].1))
+            .header("Accept", "application/json, text/event-stream")
+            .header("Mcp-Session-Id", &session)
+            .header("MCP-Protocol-Version", "2025-06-18")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        assert!(text.contains("\"id\":4"), "{text}");
+        if !text.lines().any(|l| l.starts_with("id:")) {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(5), "never on the lane: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     signal(replicas[0].0.id().unwrap(), nix::sys::signal::Signal::SIGKILL);
     let (status, _, answer) =

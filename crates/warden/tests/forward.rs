@@ -420,6 +420,24 @@ async fn raw_post(
     req.send().await.unwrap()
 }
 
+/// Waits (≤ 5 s) until `session`'s calls take the fast lane: rmcp hands the client's
+/// `initialized` to the handler (which registers the session with the lane) on a task of its
+/// own, so a call posted right after the notification's 202 may still go through rmcp.
+async fn lane_ready(http: &reqwest::Client, url: &str, session: &str) {
+    let echo = json!({ "jsonrpc": "2.0", "id": 100, "method": "tools/call", "params": {
+        "name": "everything__echo", "arguments": { "message": "ready?" } } });
+    let began = Instant::now();
+    loop {
+        let r = raw_post(http, url, Some(session), &echo).await;
+        let events = sse_events(&r.text().await.unwrap());
+        if events.iter().all(|(id, _)| id.is_none()) {
+            return;
+        }
+        assert!(began.elapsed() < Duration::from_secs(5), "the lane never took the session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The events of an SSE body as (id, data) pairs, in order.
 fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
     body.split("\n\n")
@@ -448,6 +466,7 @@ async fn a_plain_call_takes_the_fast_lane_with_its_progress_and_cancellation() {
         let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
         let http = reqwest::Client::new();
         let session = raw_session(&http, &url, json!({})).await;
+        lane_ready(&http, &url, &session).await;
         let long = |id: u32, duration: u32, token: &str| {
             json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
                 "name": "everything__trigger-long-running-operation",
