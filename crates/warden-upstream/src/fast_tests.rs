@@ -191,6 +191,7 @@ async fn calls_take_the_fast_path_on_one_pooled_connection() {
             let c = connect(&url).await;
             assert_eq!(c.info.modern, !legacy);
             let before_calls = fast_calls();
+            let before_h1 = crate::fast::h1::H1_POSTS.with(std::cell::Cell::get);
             // Warm the pool, then count connections over 50 calls.
             let v = c.session.request(call("echo", json!({"text": "hi"}), Duration::from_secs(5)));
             assert_eq!(result_text(&v.await.unwrap()), "hi");
@@ -204,6 +205,8 @@ async fn calls_take_the_fast_path_on_one_pooled_connection() {
                 assert_eq!(result_text(&v), i.to_string());
             }
             assert_eq!(fast_calls(), before_calls + 51, "the calls took the fast path");
+            let h1 = crate::fast::h1::H1_POSTS.with(std::cell::Cell::get) - before_h1;
+            assert_eq!(h1, 51, "the fast path's calls went out on the in-task HTTP/1 client");
             let opened = up.accepted.load(Ordering::SeqCst) - conns;
             // Without pooling most calls would open one. rmcp's own standalone GET stream (legacy
             // sessions) may connect while the calls run: one more.

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// An answer's body as it comes, from either client.
+pub(super) type Chunks<'a> = BoxStream<'a, Result<bytes::Bytes, String>>;
+
 /// One call's HTTP exchange.
 pub(super) struct Exchange<'a> {
     pub(super) fast: &'a Fast,
@@ -19,31 +22,20 @@ pub(super) struct Exchange<'a> {
     pub(super) origin: Origin,
 }
 
-impl Exchange<'_> {
+impl<'a> Exchange<'a> {
     pub(super) async fn run(
         &self,
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Value, UpstreamError> {
         let mut limit = self.hard.min(Instant::now() + self.timeout);
-        let send = self.fast.http.post(self.fast.uri.clone()).headers(headers).body(body).send();
-        let resp = tokio::time::timeout_at(limit, send)
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout))?
-            .map_err(|e| crate::error::from_reqwest(&e))?;
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let (status, content_type, mut stream) = self.post(headers, body, limit).await?;
         let json = content_type.starts_with("application/json");
         if !(200..300).contains(&status) {
-            return Err(self.failure(resp, status, json, limit).await);
+            return Err(self.failure(stream, status, json, limit).await);
         }
         if json {
-            let bytes = self.body(resp, limit).await?;
+            let bytes = self.body(stream, limit).await?;
             self.fast.activity.touch(bytes.len());
             let message: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| UpstreamError::Protocol(format!("unreadable answer: {e}")))?;
@@ -53,14 +45,13 @@ impl Exchange<'_> {
             };
         }
         if !content_type.starts_with("text/event-stream") {
-            let _ = self.body(resp, limit).await;
+            let _ = self.body(stream, limit).await;
             return Err(if status == 202 {
                 UpstreamError::Protocol("the request was accepted without an answer".into())
             } else {
                 UpstreamError::Protocol(format!("unexpected content type {content_type:?}"))
             });
         }
-        let mut stream = resp.bytes_stream().boxed();
         let mut parser = SseParser::new(MAX_BODY);
         let mut last_event: Option<String> = None;
         let mut retry = Duration::from_secs(1);
@@ -113,9 +104,7 @@ impl Exchange<'_> {
                 Ok(Some(Ok(chunk))) => {
                     parser.push(&chunk).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 }
-                Ok(Some(Err(e))) => {
-                    return Err(UpstreamError::Closed(Some(reqwest_text(&e))));
-                }
+                Ok(Some(Err(e))) => return Err(UpstreamError::Closed(Some(e))),
                 Ok(None) => {
                     // The server closed the stream before the answer: resume it (SEP-1699),
                     // if it gave an event id to resume from.
@@ -140,12 +129,41 @@ impl Exchange<'_> {
         }
     }
 
+    /// POSTs the call: on the in-task HTTP/1 client when the upstream allows it (a redirect
+    /// is repeated on reqwest, which follows it within the origin), else on reqwest. The
+    /// answer's status, content type (lower case) and body.
+    async fn post(
+        &self,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        limit: Instant,
+    ) -> Result<(u16, String, Chunks<'a>), UpstreamError> {
+        let body = bytes::Bytes::from(body);
+        let fast: &'a Fast = self.fast;
+        if let Some(h1) = &fast.h1 {
+            let answer = tokio::time::timeout_at(limit, h1.post(&headers, body.clone()))
+                .await
+                .map_err(|_| UpstreamError::Timeout(self.timeout))?
+                .map_err(UpstreamError::Connect)?;
+            if !(300..400).contains(&answer.status) {
+                return Ok((answer.status, content_type(&answer.headers), answer.body.boxed()));
+            }
+        }
+        let send = fast.http.post(fast.uri.clone()).headers(headers).body(body).send();
+        let resp = tokio::time::timeout_at(limit, send)
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+            .map_err(|e| crate::error::from_reqwest(&e))?;
+        let content_type = content_type(resp.headers());
+        Ok((resp.status().as_u16(), content_type, chunks(resp)))
+    }
+
     /// Reopens the call's stream with `GET` and `Last-Event-ID`.
     pub(super) async fn resume(
         &self,
         from: &str,
         limit: Instant,
-    ) -> Result<BoxStream<'static, reqwest::Result<bytes::Bytes>>, UpstreamError> {
+    ) -> Result<Chunks<'a>, UpstreamError> {
         let mut headers = self.template.headers.clone();
         headers.remove(CONTENT_TYPE);
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
@@ -159,14 +177,10 @@ impl Exchange<'_> {
             .map_err(|e| crate::error::from_reqwest(&e))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
-            let json = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("application/json"));
-            return Err(self.failure(resp, status, json, limit).await);
+            let json = content_type(resp.headers()).starts_with("application/json");
+            return Err(self.failure(chunks(resp), status, json, limit).await);
         }
-        Ok(resp.bytes_stream().boxed())
+        Ok(chunks(resp))
     }
 
     /// The call's result or error if `message` answers it; else the message back.
@@ -183,10 +197,9 @@ impl Exchange<'_> {
     /// Reads a whole (bounded) body within `limit`.
     pub(super) async fn body(
         &self,
-        resp: reqwest::Response,
+        mut stream: Chunks<'_>,
         limit: Instant,
     ) -> Result<Vec<u8>, UpstreamError> {
-        let mut stream = resp.bytes_stream();
         let mut out = Vec::new();
         loop {
             match tokio::time::timeout_at(limit, stream.next()).await {
@@ -200,7 +213,7 @@ impl Exchange<'_> {
                     }
                     out.extend_from_slice(&chunk);
                 }
-                Ok(Some(Err(e))) => return Err(UpstreamError::Closed(Some(reqwest_text(&e)))),
+                Ok(Some(Err(e))) => return Err(UpstreamError::Closed(Some(e))),
             }
         }
     }
@@ -208,12 +221,12 @@ impl Exchange<'_> {
     /// Classifies an HTTP failure as rmcp's path does (see `error::classify_chain`).
     pub(super) async fn failure(
         &self,
-        resp: reqwest::Response,
+        body: Chunks<'_>,
         status: u16,
         json: bool,
         limit: Instant,
     ) -> UpstreamError {
-        let body = self.body(resp, limit).await.unwrap_or_default();
+        let body = self.body(body, limit).await.unwrap_or_default();
         match status {
             401 | 403 => return UpstreamError::Auth(Some(status)),
             429 => return UpstreamError::RateLimited,
@@ -231,6 +244,16 @@ impl Exchange<'_> {
         }
         UpstreamError::HttpStatus(status)
     }
+}
+
+/// A header map's `Content-Type`, lower case ("" without one).
+fn content_type(headers: &HeaderMap) -> String {
+    headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase()
+}
+
+/// A reqwest answer's body as [`Chunks`].
+fn chunks(resp: reqwest::Response) -> Chunks<'static> {
+    resp.bytes_stream().map(|r| r.map_err(|e| reqwest_text(&e))).boxed()
 }
 
 /// Reads a body to its end without keeping it; past `max` bytes, stops with an error.

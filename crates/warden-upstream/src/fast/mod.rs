@@ -38,6 +38,7 @@ use crate::sse::SseParser;
 use crate::{Activity, SessionEvent, UpstreamError};
 
 mod exchange;
+pub(crate) mod h1;
 mod tap;
 
 pub(crate) use exchange::outcome;
@@ -76,6 +77,8 @@ thread_local! {
 pub(crate) struct Fast {
     http: reqwest::Client,
     uri: reqwest::Url,
+    /// The in-task HTTP/1 client for calls, when the URL allows it.
+    h1: Option<h1::H1>,
     template: Slot,
     /// Protocol 2026-07-28: no session, `Mcp-Method`/`Mcp-Name` headers, cancellation by
     /// dropping the request, and server requests only as `InputRequiredResult` answers.
@@ -104,9 +107,11 @@ impl Fast {
         shared: Arc<Shared>,
         events: mpsc::Sender<SessionEvent>,
     ) -> Option<Self> {
+        let uri = reqwest::Url::parse(uri).ok()?;
         Some(Self {
             http: tap.inner.clone(),
-            uri: reqwest::Url::parse(uri).ok()?,
+            h1: h1::H1::for_url(&uri),
+            uri,
             template: Arc::clone(&tap.template),
             modern,
             shared,

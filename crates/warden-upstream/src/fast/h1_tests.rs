@@ -1,0 +1,180 @@
+//! The in-task HTTP/1 client against a raw socket server that counts what it sees.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use http::HeaderMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::H1;
+
+/// How the raw server answers each request.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// A JSON body with a length; the connection stays open.
+    Json,
+    /// As `Json`, then the server closes the connection (without saying so).
+    JsonThenClose,
+    /// A chunked body whose first chunk comes and whose end never does.
+    Unfinished,
+}
+
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+async fn server(answer: Answer) -> (String, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp?x=1", listener.local_addr().unwrap());
+    let seen = Arc::new(Seen::default());
+    let counts = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counts.connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(connection(tcp, answer, Arc::clone(&counts)));
+        }
+    });
+    (url, seen)
+}
+
+/// Serves requests on one connection: reads each head and its `Content-Length` body.
+async fn connection(mut tcp: TcpStream, answer: Answer, seen: Arc<Seen>) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        assert!(head.starts_with("post /mcp?x=1 http/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nhost: 127.0.0.1:"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = buf[head_end..head_end + length].to_vec();
+        buf.drain(..head_end + length);
+        seen.requests.fetch_add(1, Ordering::SeqCst);
+        match answer {
+            Answer::Json | Answer::JsonThenClose => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = tcp.write_all(&[head.as_bytes(), &body[..]].concat()).await;
+                if matches!(answer, Answer::JsonThenClose) {
+                    return;
+                }
+            }
+            Answer::Unfinished => {
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+                let _ = tcp.write_all(head.as_bytes()).await;
+                // Keeps the connection open, never ending the body.
+                let mut rest = [0u8; 1];
+                let _ = tcp.read(&mut rest).await;
+                return;
+            }
+        }
+    }
+}
+
+fn client(url: &str) -> H1 {
+    H1::for_url(&reqwest::Url::parse(url).unwrap()).expect("a plain-HTTP URL")
+}
+
+/// Posts `text` and reads the whole answer.
+async fn post(h1: &H1, text: &str) -> Result<(u16, String), String> {
+    let answer = h1.post(&HeaderMap::new(), bytes::Bytes::from(text.to_owned())).await?;
+    let status = answer.status;
+    let mut body = Vec::new();
+    let mut chunks = answer.body;
+    while let Some(chunk) = chunks.next().await {
+        body.extend_from_slice(&chunk?);
+    }
+    Ok((status, String::from_utf8(body).unwrap()))
+}
+
+fn bounded<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
+    tokio::time::timeout(Duration::from_secs(10), f)
+}
+
+#[tokio::test]
+async fn sequential_posts_share_one_connection() {
+    let (url, seen) = server(Answer::Json).await;
+    let h1 = client(&url);
+    for i in 0..20 {
+        let (status, body) = bounded(post(&h1, &format!("call {i}"))).await.unwrap().unwrap();
+        assert_eq!((status, body.as_str()), (200, format!("call {i}").as_str()));
+    }
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 20);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_replaced_and_no_request_is_sent_twice() {
+    let (url, seen) = server(Answer::JsonThenClose).await;
+    let h1 = client(&url);
+    for i in 0..10 {
+        let (status, body) = bounded(post(&h1, &format!("call {i}"))).await.unwrap().unwrap();
+        assert_eq!((status, body), (200, format!("call {i}")));
+        // The close arrives before the next call (a close racing a request already written is
+        // the caller's error, as on reqwest: a call is not sent twice).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 10, "each call reached the server once");
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn an_answer_dropped_before_its_end_does_not_go_back_to_the_pool() {
+    let (url, seen) = server(Answer::Unfinished).await;
+    let h1 = client(&url);
+    for _ in 0..3 {
+        let answer = bounded(h1.post(&HeaderMap::new(), "x".into())).await.unwrap().unwrap();
+        let mut body = answer.body;
+        let first = bounded(body.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(&first[..], b"hello");
+        assert!(tokio::time::timeout(Duration::from_millis(50), body.next()).await.is_err());
+    }
+    assert_eq!(
+        seen.connections.load(Ordering::SeqCst),
+        3,
+        "a half-read answer's connection is closed"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_an_error_with_its_cause() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    drop(listener);
+    let e = bounded(post(&client(&url), "x")).await.unwrap().unwrap_err();
+    assert!(e.to_ascii_lowercase().contains("refused"), "{e}");
+}
+
+#[test]
+fn only_plain_http_urls_use_it() {
+    let url = |u: &str| reqwest::Url::parse(u).unwrap();
+    assert!(H1::for_url(&url("https://example.com/mcp")).is_none());
+    assert!(H1::for_url(&url("http://[::1]:8080/mcp")).is_some());
+    assert!(H1::for_url(&url("http://localhost/mcp")).is_some());
+}
