@@ -1,10 +1,12 @@
 //! The server-side fast lane for Streamable HTTP: a `tools/call` POSTed on a legacy
 //! (`Mcp-Session-Id`) session is run by that session's [`Handler`] through rmcp's own dispatch
-//! (`Service::handle_request`: same validation, result shape and error codes) in a task of its
-//! own, and answered on the POST as SSE — progress events, then the answer — without rmcp's
-//! session worker, the task it spawns per request, its request-wise channels, and the priming
-//! event (this stream cannot be resumed, so none is promised; SEP-1699's SHOULD is about
-//! streams that can be).
+//! (`Service::handle_request`: same validation, result shape and error codes) on the request's
+//! own task, and answered on the POST as one JSON body when it ends within a second without
+//! progress; at its first progress or past that second it moves to a task of its own and is
+//! answered as SSE — progress events, then the answer. Either way without rmcp's session
+//! worker, the task it spawns per request, its request-wise channels, and the priming event
+//! (this stream cannot be resumed, so none is promised; SEP-1699's SHOULD is about streams
+//! that can be).
 //!
 //! A session is known to the lane once its client sent `notifications/initialized`
 //! (`Handler::on_initialized` registers its handler and rmcp's peer). Not taken, and left to
@@ -17,6 +19,8 @@
 //! is not answered), as does the client going away. `WARDEN_SERVER_FAST_PATH=0` turns it off.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -29,6 +33,7 @@ use rmcp::model::{
 use rmcp::service::{Peer, RequestContext, RoleServer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::handler::Handler;
 use crate::lane::{self, Calls, Taken};
@@ -40,6 +45,10 @@ pub(crate) struct LaneProgress(pub(crate) mpsc::UnboundedSender<ProgressNotifica
 
 /// How often a lane answer's stream gets a keep-alive comment (rmcp's streams: 15 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a call runs on its request's task, to be answered as one JSON body, before its
+/// answer becomes a stream (well inside clients' time-to-headers limits: the Python SDK's is
+/// 30 s).
+const JSON_WINDOW: Duration = Duration::from_secs(1);
 
 /// One session the lane serves.
 struct Entry {
@@ -198,7 +207,7 @@ impl Lanes {
                 let mut ctx = lane::context(&id, peer, ct, &mut request);
                 ctx.extensions.insert(parts);
                 ctx.extensions.insert(LaneProgress(progress_tx));
-                Ok(answer(handler, request, ctx, id, in_flight, progress_rx))
+                Ok(answer(handler, request, ctx, id, in_flight, progress_rx).await)
             }
             None => Err(rebuilt(parts, bytes)),
         }
@@ -221,33 +230,128 @@ fn event(message: &ServerJsonRpcMessage) -> Option<Bytes> {
     Some(Bytes::from(out))
 }
 
-/// Runs the call in a task of its own and answers with its progress and then its result.
-fn answer(
+/// A lane call being run.
+type Work = Pin<Box<dyn Future<Output = ServerJsonRpcMessage> + Send>>;
+
+/// A call not yet answered. Dropped before its answer (the client went away while the call
+/// ran on the request's task), it is cancelled and finishes on a task of its own, as rmcp's
+/// cancelled calls do (the upstream hears the cancellation).
+struct Running {
+    work: Option<Work>,
+    ct: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(work) = self.work.take() {
+            self.ct.cancel();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(work);
+            }
+        }
+    }
+}
+
+type Note = ProgressNotificationParam;
+
+/// Runs the call on the request's own task and answers it as one JSON body when it ends
+/// within [`JSON_WINDOW`] without progress (no task, channel or stream framing); at its first
+/// progress, or past the window, it moves to a task of its own and is answered as SSE:
+/// progress events, keep-alive comments, then the answer.
+async fn answer(
     handler: Handler,
     request: ClientRequest,
     ctx: RequestContext<RoleServer>,
     id: RequestId,
     in_flight: Calls,
-    mut progress: mpsc::UnboundedReceiver<ProgressNotificationParam>,
+    mut progress: mpsc::UnboundedReceiver<Note>,
+) -> Response<Body> {
+    let ct = ctx.ct.clone();
+    let run_id = id.clone();
+    let work: Work = Box::pin(async move { lane::run(&handler, run_id, request, ctx).await });
+    let mut running = Running { work: Some(work), ct };
+    let first = {
+        let work = running.work.as_mut().expect("not yet run");
+        tokio::select! {
+            biased;
+            message = work => Ok(message),
+            Some(p) = progress.recv() => Err(Some(p)),
+            _ = tokio::time::sleep(JSON_WINDOW) => Err(None),
+        }
+    };
+    let message = match first {
+        Ok(message) => {
+            running.work.take(); // answered: nothing for `Running`'s drop to finish
+            message
+        }
+        Err(first) => return stream(running, first, progress, id, in_flight),
+    };
+    // Progress that came with the answer goes before it, on a stream.
+    let mut events: Vec<Bytes> =
+        std::iter::from_fn(|| progress.try_recv().ok()).filter_map(|p| event(&note(p))).collect();
+    if !in_flight.finish(&id) {
+        // Cancelled meanwhile: not answered (an empty stream, as on rmcp's path).
+        return sse(Body::from_stream(futures::stream::iter(
+            events.into_iter().map(Ok::<_, std::convert::Infallible>),
+        )));
+    }
+    if !events.is_empty() {
+        events.extend(event(&message));
+        return sse(Body::from_stream(futures::stream::iter(
+            events.into_iter().map(Ok::<_, std::convert::Infallible>),
+        )));
+    }
+    match serde_json::to_vec(&message) {
+        Ok(json) => {
+            let mut r = Response::new(Body::from(json));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+fn note(p: Note) -> ServerJsonRpcMessage {
+    ServerJsonRpcMessage::notification(ServerNotification::ProgressNotification(
+        rmcp::model::ProgressNotification::new(p),
+    ))
+}
+
+/// An SSE answer with `body`.
+fn sse(body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// Goes on with the call on a task of its own and answers with `first` (its first progress,
+/// if that is why), the rest of its progress and then its result, as SSE.
+fn stream(
+    mut running: Running,
+    first: Option<Note>,
+    mut progress: mpsc::UnboundedReceiver<Note>,
+    id: RequestId,
+    in_flight: Calls,
 ) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     // The client going away (the body dropped unfinished) cancels the call.
-    let gone = ctx.ct.clone().drop_guard();
+    let gone = running.ct.clone().drop_guard();
     tokio::spawn(async move {
-        let note = |p: ProgressNotificationParam| {
-            ServerJsonRpcMessage::notification(ServerNotification::ProgressNotification(
-                rmcp::model::ProgressNotification::new(p),
-            ))
-        };
-        let work = lane::run(&handler, id.clone(), request, ctx);
-        tokio::pin!(work);
+        if let Some(e) = first.and_then(|p| event(&note(p))) {
+            let _ = tx.send(e).await;
+        }
+        let Some(work) = running.work.as_mut() else { return };
         // A comment every 15 s, as rmcp's streams have (`sse_keep_alive`): clients and proxies
         // with read timeouts keep a long call's stream.
         let mut keep_alive = tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         let message = loop {
             tokio::select! {
                 biased;
-                r = &mut work => break r,
+                r = &mut *work => break r,
                 Some(p) = progress.recv() => {
                     if let Some(e) = event(&note(p)) {
                         let _ = tx.send(e).await;
@@ -258,6 +362,7 @@ fn answer(
                 }
             }
         };
+        running.work.take(); // answered: nothing for `Running`'s drop to finish
         while let Ok(p) = progress.try_recv() {
             if let Some(e) = event(&note(p)) {
                 let _ = tx.send(e).await;
@@ -277,10 +382,5 @@ fn answer(
                 Ok::<_, std::convert::Infallible>(b)
             },
         );
-    let mut r = Response::new(Body::from_stream(stream));
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    r
+    sse(Body::from_stream(stream))
 }

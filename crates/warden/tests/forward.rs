@@ -409,6 +409,15 @@ async fn raw_post(
     session: Option<&str>,
     body: &serde_json::Value,
 ) -> reqwest::Response {
+    raw_post_with(http, url, session, body).await.unwrap()
+}
+
+async fn raw_post_with(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: &serde_json::Value,
+) -> reqwest::Result<reqwest::Response> {
     let mut req = http
         .post(url)
         .header("accept", "application/json, text/event-stream")
@@ -417,7 +426,66 @@ async fn raw_post(
     if let Some(s) = session {
         req = req.header("mcp-session-id", s);
     }
-    req.send().await.unwrap()
+    req.send().await
+}
+
+/// The HTTP lane's two answer forms: a call that ends within a second without progress is
+/// one JSON body; one that takes longer (no progress) is moved to a task of its own and
+/// answered as SSE; a client that goes away while its call runs on the request's task
+/// cancels it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_call_answers_json_when_quick_and_a_stream_when_slow() {
+    limited(async {
+        let w = serve_everything().await;
+        let (http, url, session) = lane_session(&w).await;
+        let echo = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "everything__echo", "arguments": { "message": "quick" } } });
+        let r = raw_post(&http, &url, Some(&session), &echo).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let answer: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(answer["id"], 1);
+        assert_eq!(answer["result"]["content"][0]["text"], "Echo: quick", "{answer}");
+
+        // Two seconds, no progress token: past the window, a stream with only the answer.
+        let slow = |id: u32, duration: u32| {
+            json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+                "name": "everything__trigger-long-running-operation",
+                "arguments": { "duration": duration, "steps": 1 } } })
+        };
+        let began = Instant::now();
+        let r = raw_post(&http, &url, Some(&session), &slow(2, 2)).await;
+        let headers_after = began.elapsed();
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        assert!(headers_after < Duration::from_millis(1900), "headers came at {headers_after:?}");
+        let events = sse_events(&r.text().await.unwrap());
+        assert_eq!(events.len(), 1, "{events:?}");
+        let answer: serde_json::Value = serde_json::from_str(&events[0].1).unwrap();
+        assert_eq!(answer["id"], 2);
+        assert!(answer["result"]["content"][0]["text"].as_str().unwrap().contains("completed"));
+
+        // A client that gives up within the window: its call is cancelled, not left running
+        // for 30 s.
+        let link = w.app.registry().server("everything").unwrap().link(0).unwrap();
+        let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build();
+        let e = raw_post_with(&impatient.unwrap(), &url, Some(&session), &slow(3, 30)).await;
+        assert!(e.is_err_and(|e| e.is_timeout()));
+        eventually("the abandoned call no longer in flight", Duration::from_secs(5), || {
+            link.in_flight() == 0
+        })
+        .await;
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
+/// A plain client's session on `/mcp` of `w`, once its calls take the fast lane.
+async fn lane_session(w: &Served) -> (reqwest::Client, String, String) {
+    let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
+    let http = reqwest::Client::new();
+    let session = raw_session(&http, &url, json!({})).await;
+    lane_ready(&http, &url, &session).await;
+    (http, url, session)
 }
 
 /// Waits (≤ 5 s) until `session`'s calls take the fast lane: rmcp hands the client's
@@ -429,8 +497,10 @@ async fn lane_ready(http: &reqwest::Client, url: &str, session: &str) {
     let began = Instant::now();
     loop {
         let r = raw_post(http, url, Some(session), &echo).await;
-        let events = sse_events(&r.text().await.unwrap());
-        if events.iter().all(|(id, _)| id.is_none()) {
+        // The lane answers a quick call without progress as JSON; rmcp's path as SSE.
+        if r.headers()["content-type"] == "application/json" {
+            let answer: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(answer["result"]["content"][0]["text"], "Echo: ready?", "{answer}");
             return;
         }
         assert!(began.elapsed() < Duration::from_secs(5), "the lane never took the session");
@@ -455,18 +525,15 @@ fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
 }
 
 /// The HTTP fast lane (`warden-gateway/src/http_lane.rs`), on the wire: a plain client's
-/// `tools/call` is answered with its progress and then its result, without rmcp's priming
-/// event (the lane's mark: rmcp's path sends one first); a cancelled call's stream ends
-/// without an answer and the server stops; a client that can answer the server's requests
-/// stays on rmcp's path.
+/// quick `tools/call` is answered as JSON, one with progress as SSE with its progress and then
+/// its result, without rmcp's priming event (rmcp's path sends one first); a cancelled call's
+/// stream ends without an answer and the server stops; a client that can answer the server's
+/// requests stays on rmcp's path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_call_takes_the_fast_lane_with_its_progress_and_cancellation() {
     limited(async {
         let w = serve_everything().await;
-        let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
-        let http = reqwest::Client::new();
-        let session = raw_session(&http, &url, json!({})).await;
-        lane_ready(&http, &url, &session).await;
+        let (http, url, session) = lane_session(&w).await;
         let long = |id: u32, duration: u32, token: &str| {
             json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
                 "name": "everything__trigger-long-running-operation",
