@@ -361,6 +361,40 @@ fn run_refuses_a_taken_port_and_an_unsupported_database_url_clearly() {
     }
 }
 
+/// `WARDEN_WORKER_THREADS` sets how many runtime workers `warden run` has (one per core
+/// otherwise); a value that is not a positive number is refused before anything starts.
+#[test]
+fn the_runtime_has_the_workers_asked_for_and_refuses_a_bad_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, r#"{ "mcpServers": { "a": { "command": "true" } } }"#);
+    for bad in ["0", "many", ""] {
+        let out = warden_cmd(&dir)
+            .env("WARDEN_WORKER_THREADS", bad)
+            .args(["validate", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(err.contains("WARDEN_WORKER_THREADS must be a positive number"), "{err}");
+    }
+    let port = free_port();
+    let mut child = run_cmd(&dir, &cfg, &dir.path().join("w.db"), &format!("127.0.0.1:{port}"))
+        .env("WARDEN_WORKER_THREADS", "3")
+        .spawn()
+        .unwrap();
+    // Listening: the runtime (its workers start when it is built) is up.
+    let began = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(began.elapsed() < Duration::from_secs(20), "warden never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let found = runtime_workers(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(found, 3);
+}
+
 #[test]
 fn status_and_actions_work_against_a_running_warden() {
     let dir = tempfile::tempdir().unwrap();

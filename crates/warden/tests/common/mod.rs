@@ -308,6 +308,15 @@ pub fn warden_stdio(config: &Path, db: &Path, extra: &[&str]) -> tokio::process:
         .unwrap()
 }
 
+/// How many runtime worker threads process `pid` has (Warden names them `warden-worker`).
+pub fn runtime_workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "warden-worker")
+        .count()
+}
+
 /// [`run_warden`] with the database `db`, or with none given (`WARDEN_DB` in `envs`, say).
 pub async fn run_warden_on(
     config: &Path,
