@@ -30,6 +30,9 @@ use tokio::net::TcpStream;
 
 /// The most idle connections kept (more calls at once open more, closed when done).
 const MAX_IDLE: usize = 32;
+/// The most calls (connections) at once; more wait for one to end. As rmcp's own client is
+/// allowed on a session (`remote.rs`): a burst of calls never becomes a storm of connections.
+const MAX_OPEN: usize = 1024;
 /// An idle connection older than this is closed rather than reused (servers close theirs).
 const IDLE_FOR: Duration = Duration::from_secs(60);
 /// As reqwest's `connect_timeout` for remote servers.
@@ -75,6 +78,7 @@ pub(crate) struct H1 {
     authority: HeaderValue,
     path: Uri,
     idle: Mutex<Vec<(Link, Instant)>>,
+    open: tokio::sync::Semaphore,
 }
 
 /// Whether the environment names a proxy reqwest would use for `http://` URLs.
@@ -94,6 +98,10 @@ pub(crate) struct Answer<'a> {
 impl H1 {
     /// The client for `url`, if its calls can go this way (see the module documentation).
     pub(crate) fn for_url(url: &reqwest::Url) -> Option<Self> {
+        Self::with_limit(url, MAX_OPEN)
+    }
+
+    fn with_limit(url: &reqwest::Url, open: usize) -> Option<Self> {
         if url.scheme() != "http"
             || proxied()
             || std::env::var("WARDEN_UPSTREAM_H1").is_ok_and(|v| v == "0")
@@ -118,6 +126,7 @@ impl H1 {
             authority: HeaderValue::from_str(&authority).ok()?,
             path: path.parse().ok()?,
             idle: Mutex::default(),
+            open: tokio::sync::Semaphore::new(open),
         })
     }
 
@@ -131,6 +140,7 @@ impl H1 {
     ) -> Result<Answer<'_>, String> {
         #[cfg(test)]
         H1_POSTS.with(|c| c.set(c.get() + 1));
+        let permit = self.open.acquire().await.map_err(|e| e.to_string())?;
         let request = |body: Bytes| {
             let mut r = Request::new(Full::new(body));
             *r.method_mut() = Method::POST;
@@ -155,7 +165,13 @@ impl H1 {
                     return Ok(Answer {
                         status: head.status.as_u16(),
                         headers: head.headers,
-                        body: Driven { pool: self, link: Some(link), incoming, done: false },
+                        body: Driven {
+                            pool: self,
+                            link: Some(link),
+                            incoming,
+                            done: false,
+                            _permit: permit,
+                        },
                     });
                 }
                 // Not written: the pooled connection was closed under us; try a new one.
@@ -220,6 +236,8 @@ pub(crate) struct Driven<'a> {
     link: Option<Link>,
     incoming: Incoming,
     done: bool,
+    /// The call's place among [`MAX_OPEN`], held until its answer is read or dropped.
+    _permit: tokio::sync::SemaphorePermit<'a>,
 }
 
 impl Stream for Driven<'_> {

@@ -163,6 +163,22 @@ async fn an_answer_dropped_before_its_end_does_not_go_back_to_the_pool() {
 }
 
 #[tokio::test]
+async fn calls_past_the_limit_wait_for_one_to_end() {
+    let (url, seen) = server(Answer::Unfinished).await;
+    let h1 = H1::with_limit(&reqwest::Url::parse(&url).unwrap(), 2).unwrap();
+    let first = bounded(h1.post(&HeaderMap::new(), "1".into())).await.unwrap().unwrap();
+    let _second = bounded(h1.post(&HeaderMap::new(), "2".into())).await.unwrap().unwrap();
+    let headers = HeaderMap::new();
+    let third = h1.post(&headers, "3".into());
+    tokio::pin!(third);
+    assert!(tokio::time::timeout(Duration::from_millis(200), &mut third).await.is_err());
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2, "the third waits, unsent");
+    drop(first);
+    bounded(third).await.unwrap().unwrap();
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_an_error_with_its_cause() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
