@@ -235,18 +235,31 @@ type Work = Pin<Box<dyn Future<Output = ServerJsonRpcMessage> + Send>>;
 
 /// A call not yet answered. Dropped before its answer (the client went away while the call
 /// ran on the request's task), it is cancelled and finishes on a task of its own, as rmcp's
-/// cancelled calls do (the upstream hears the cancellation).
+/// cancelled calls do (the upstream hears the cancellation), and then leaves the session's
+/// calls in flight.
 struct Running {
     work: Option<Work>,
     ct: CancellationToken,
+    id: RequestId,
+    calls: Calls,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(work) = self.work.take() {
-            self.ct.cancel();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(work);
+        let Some(work) = self.work.take() else { return };
+        self.ct.cancel();
+        let (id, calls) = (self.id.clone(), self.calls.clone());
+        let finish = async move {
+            work.await;
+            calls.finish(&id);
+        };
+        // Not while unwinding from a panic in the call itself (it would be polled again).
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !std::thread::panicking() => {
+                runtime.spawn(finish);
+            }
+            _ => {
+                self.calls.finish(&self.id);
             }
         }
     }
@@ -269,7 +282,7 @@ async fn answer(
     let ct = ctx.ct.clone();
     let run_id = id.clone();
     let work: Work = Box::pin(async move { lane::run(&handler, run_id, request, ctx).await });
-    let mut running = Running { work: Some(work), ct };
+    let mut running = Running { work: Some(work), ct, id: id.clone(), calls: in_flight.clone() };
     let first = {
         let work = running.work.as_mut().expect("not yet run");
         tokio::select! {

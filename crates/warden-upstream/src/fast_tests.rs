@@ -206,7 +206,9 @@ async fn calls_take_the_fast_path_on_one_pooled_connection() {
             }
             assert_eq!(fast_calls(), before_calls + 51, "the calls took the fast path");
             let h1 = crate::fast::h1::H1_POSTS.with(std::cell::Cell::get) - before_h1;
-            assert_eq!(h1, 51, "the fast path's calls went out on the in-task HTTP/1 client");
+            // (Unless the machine's environment names a proxy: then reqwest, which uses it.)
+            let expected = if crate::fast::h1::allowed_by_env() { 51 } else { 0 };
+            assert_eq!(h1, expected, "the fast path's calls went out on the in-task HTTP/1 client");
             let opened = up.accepted.load(Ordering::SeqCst) - conns;
             // Without pooling most calls would open one. rmcp's own standalone GET stream (legacy
             // sessions) may connect while the calls run: one more.

@@ -437,43 +437,56 @@ async fn raw_post_with(
 async fn a_lane_call_answers_json_when_quick_and_a_stream_when_slow() {
     limited(async {
         let w = serve_everything().await;
+        // Quick: `lane_session` waited for an echo answered as one JSON body (the lane's
+        // quick form; rmcp's path answers SSE).
         let (http, url, session) = lane_session(&w).await;
-        let echo = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-            "name": "everything__echo", "arguments": { "message": "quick" } } });
-        let r = raw_post(&http, &url, Some(&session), &echo).await;
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()["content-type"], "application/json");
-        let answer: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(answer["id"], 1);
-        assert_eq!(answer["result"]["content"][0]["text"], "Echo: quick", "{answer}");
 
-        // Two seconds, no progress token: past the window, a stream with only the answer.
+        // Three seconds, no progress token: past the window, a stream with only the answer,
+        // its headers well before the answer.
         let slow = |id: u32, duration: u32| {
             json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
                 "name": "everything__trigger-long-running-operation",
                 "arguments": { "duration": duration, "steps": 1 } } })
         };
         let began = Instant::now();
-        let r = raw_post(&http, &url, Some(&session), &slow(2, 2)).await;
+        let r = raw_post(&http, &url, Some(&session), &slow(2, 3)).await;
         let headers_after = began.elapsed();
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-        assert!(headers_after < Duration::from_millis(1900), "headers came at {headers_after:?}");
+        assert!(headers_after < Duration::from_millis(2800), "headers came at {headers_after:?}");
         let events = sse_events(&r.text().await.unwrap());
         assert_eq!(events.len(), 1, "{events:?}");
         let answer: serde_json::Value = serde_json::from_str(&events[0].1).unwrap();
         assert_eq!(answer["id"], 2);
         assert!(answer["result"]["content"][0]["text"].as_str().unwrap().contains("completed"));
 
-        // A client that gives up within the window: its call is cancelled, not left running
-        // for 30 s.
+        // A client that gives up within the window (its connection closed while the call runs
+        // on the request's task): the call is cancelled, not left running for 30 s, and its id
+        // leaves the session's lane calls (a later call with the same id takes the lane).
         let link = w.app.registry().server("everything").unwrap().link(0).unwrap();
-        let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build();
-        let e = raw_post_with(&impatient.unwrap(), &url, Some(&session), &slow(3, 30)).await;
-        assert!(e.is_err_and(|e| e.is_timeout()));
+        let (h, u, s) = (http.clone(), url.clone(), session.clone());
+        let abandoned = tokio::spawn(async move {
+            let _ = raw_post_with(&h, &u, Some(&s), &slow(3, 30)).await;
+        });
+        eventually("the call in flight", Duration::from_secs(10), || link.in_flight() == 1).await;
+        abandoned.abort();
         eventually("the abandoned call no longer in flight", Duration::from_secs(5), || {
             link.in_flight() == 0
         })
         .await;
+        let echo = json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "everything__echo", "arguments": { "message": "again" } } });
+        let began = Instant::now();
+        loop {
+            let r = raw_post(&http, &url, Some(&session), &echo).await;
+            if r.headers()["content-type"] == "application/json" {
+                let answer: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(answer["id"], 3, "{answer}");
+                break;
+            }
+            let _ = r.bytes().await;
+            assert!(began.elapsed() < Duration::from_secs(5), "id 3 never took the lane again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         w.app.shutdown().await;
     })
     .await;
@@ -500,6 +513,7 @@ async fn lane_ready(http: &reqwest::Client, url: &str, session: &str) {
         // The lane answers a quick call without progress as JSON; rmcp's path as SSE.
         if r.headers()["content-type"] == "application/json" {
             let answer: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(answer["id"], 100, "{answer}");
             assert_eq!(answer["result"]["content"][0]["text"], "Echo: ready?", "{answer}");
             return;
         }

@@ -144,7 +144,13 @@ impl<'a> Exchange<'a> {
             let answer = tokio::time::timeout_at(limit, h1.post(&headers, body.clone()))
                 .await
                 .map_err(|_| UpstreamError::Timeout(self.timeout))?
-                .map_err(UpstreamError::Connect)?;
+                .map_err(|e| match e {
+                    // As `error::from_reqwest` classifies reqwest's connect timeout.
+                    h1::Failure::ConnectTimeout => UpstreamError::Timeout(Duration::ZERO),
+                    h1::Failure::Broken(why) => UpstreamError::Connect(why),
+                })?;
+            // A redirect: the POST is repeated on reqwest, which follows it within the origin
+            // (a server that redirects a call has not run it).
             if !(300..400).contains(&answer.status) {
                 return Ok((answer.status, content_type(&answer.headers), answer.body.boxed()));
             }

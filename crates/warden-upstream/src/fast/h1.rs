@@ -43,18 +43,18 @@ type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
 /// One connection: its request side and the connection future the caller drives.
 struct Link {
     send: SendRequest<Full<Bytes>>,
-    conn: Pin<Box<Conn>>,
-    /// The connection future has ended (it is not polled again).
-    ended: bool,
+    /// `None` once it has ended (never polled again; dropping it hands any request still
+    /// queued on it back to its sender, unsent, as `TrySendError` with the message).
+    conn: Option<Pin<Box<Conn>>>,
 }
 
 impl Link {
     /// Drives the connection's I/O; whether it is still open.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.ended && self.conn.as_mut().poll(cx).is_ready() {
-            self.ended = true;
+        if self.conn.as_mut().is_some_and(|c| c.as_mut().poll(cx).is_ready()) {
+            self.conn = None;
         }
-        !self.ended
+        self.conn.is_some()
     }
 
     /// Whether an idle link can take a request: polls its connection once, which reads a close
@@ -81,11 +81,22 @@ pub(crate) struct H1 {
     open: tokio::sync::Semaphore,
 }
 
-/// Whether the environment names a proxy reqwest would use for `http://` URLs.
-fn proxied() -> bool {
-    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+/// Whether the environment lets calls take this client: no proxy that reqwest would use for
+/// `http://` URLs, and not `WARDEN_UPSTREAM_H1=0`.
+pub(crate) fn allowed_by_env() -> bool {
+    let proxied = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
         .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    !proxied && std::env::var("WARDEN_UPSTREAM_H1").map_or(true, |v| v != "0")
+}
+
+/// Why a POST got no answer.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The connection could not be made in time (as reqwest's `connect_timeout`).
+    ConnectTimeout,
+    /// Refused, reset, closed: the innermost cause.
+    Broken(String),
 }
 
 /// An H1 answer: status, headers, and the body as it comes.
@@ -98,14 +109,13 @@ pub(crate) struct Answer<'a> {
 impl H1 {
     /// The client for `url`, if its calls can go this way (see the module documentation).
     pub(crate) fn for_url(url: &reqwest::Url) -> Option<Self> {
-        Self::with_limit(url, MAX_OPEN)
+        Self::with_limit(url, MAX_OPEN).filter(|_| allowed_by_env())
     }
 
+    /// For a plain `http://` URL without credentials (reqwest sends a URL's user and password
+    /// as `Authorization: Basic`; this client does not): at most `open` calls at once.
     fn with_limit(url: &reqwest::Url, open: usize) -> Option<Self> {
-        if url.scheme() != "http"
-            || proxied()
-            || std::env::var("WARDEN_UPSTREAM_H1").is_ok_and(|v| v == "0")
-        {
+        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
             return None;
         }
         let host = url.host_str()?.to_owned();
@@ -137,18 +147,10 @@ impl H1 {
         &self,
         headers: &HeaderMap,
         body: Bytes,
-    ) -> Result<Answer<'_>, String> {
+    ) -> Result<Answer<'_>, Failure> {
         #[cfg(test)]
         H1_POSTS.with(|c| c.set(c.get() + 1));
-        let permit = self.open.acquire().await.map_err(|e| e.to_string())?;
-        let request = |body: Bytes| {
-            let mut r = Request::new(Full::new(body));
-            *r.method_mut() = Method::POST;
-            *r.uri_mut() = self.path.clone();
-            *r.headers_mut() = headers.clone();
-            r.headers_mut().insert(HOST, self.authority.clone());
-            r
-        };
+        let permit = self.open.acquire().await.map_err(|e| Failure::Broken(e.to_string()))?;
         let mut pooled = true;
         loop {
             let mut link = match self.checkout() {
@@ -158,7 +160,7 @@ impl H1 {
                     self.connect().await?
                 }
             };
-            let sent = link.send.try_send_request(request(body.clone()));
+            let sent = link.send.try_send_request(self.request(headers, body.clone()));
             match (Drive { link: &mut link, fut: Box::pin(sent) }).await {
                 Ok(resp) => {
                     let (head, incoming) = resp.into_parts();
@@ -176,9 +178,19 @@ impl H1 {
                 }
                 // Not written: the pooled connection was closed under us; try a new one.
                 Err(e) if pooled && e.message().is_some() => continue,
-                Err(e) => return Err(innermost(e.error())),
+                Err(e) => return Err(Failure::Broken(innermost(e.error()))),
             }
         }
+    }
+
+    /// The call's POST, in origin form, with `Host`.
+    fn request(&self, headers: &HeaderMap, body: Bytes) -> Request<Full<Bytes>> {
+        let mut r = Request::new(Full::new(body));
+        *r.method_mut() = Method::POST;
+        *r.uri_mut() = self.path.clone();
+        *r.headers_mut() = headers.clone();
+        r.headers_mut().insert(HOST, self.authority.clone());
+        r
     }
 
     fn checkout(&self) -> Option<Link> {
@@ -196,20 +208,24 @@ impl H1 {
             return;
         }
         let mut idle = self.idle.lock().expect("not poisoned");
+        // Entries too old to reuse go now, not only when the pool drains to them.
+        idle.retain(|(_, since)| since.elapsed() < IDLE_FOR);
         if idle.len() < MAX_IDLE {
             idle.push((link, Instant::now()));
         }
     }
 
-    async fn connect(&self) -> Result<Link, String> {
+    async fn connect(&self) -> Result<Link, Failure> {
         let connect = TcpStream::connect((self.host.as_str(), self.port));
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| "connect timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| Failure::ConnectTimeout)?
+            .map_err(|e| Failure::Broken(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let (send, conn) = http1::handshake(TokioIo::new(tcp)).await.map_err(|e| innermost(&e))?;
-        Ok(Link { send, conn: Box::pin(conn), ended: false })
+        let (send, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| Failure::Broken(innermost(&e)))?;
+        Ok(Link { send, conn: Some(Box::pin(conn)) })
     }
 }
 

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::H1;
+use super::{Drive, H1};
 
 /// How the raw server answers each request.
 #[derive(Clone, Copy)]
@@ -20,6 +20,8 @@ enum Answer {
     JsonThenClose,
     /// A chunked body whose first chunk comes and whose end never does.
     Unfinished,
+    /// No answer: the connection is closed as soon as it is accepted.
+    CloseAtOnce,
 }
 
 #[derive(Default)]
@@ -44,6 +46,9 @@ async fn server(answer: Answer) -> (String, Arc<Seen>) {
 
 /// Serves requests on one connection: reads each head and its `Content-Length` body.
 async fn connection(mut tcp: TcpStream, answer: Answer, seen: Arc<Seen>) {
+    if matches!(answer, Answer::CloseAtOnce) {
+        return;
+    }
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -85,6 +90,7 @@ async fn connection(mut tcp: TcpStream, answer: Answer, seen: Arc<Seen>) {
                     return;
                 }
             }
+            Answer::CloseAtOnce => unreachable!("closed before reading"),
             Answer::Unfinished => {
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
                 let _ = tcp.write_all(head.as_bytes()).await;
@@ -97,13 +103,17 @@ async fn connection(mut tcp: TcpStream, answer: Answer, seen: Arc<Seen>) {
     }
 }
 
+/// The client for `url` whatever the environment says (a proxy variable on the test machine).
 fn client(url: &str) -> H1 {
-    H1::for_url(&reqwest::Url::parse(url).unwrap()).expect("a plain-HTTP URL")
+    H1::with_limit(&reqwest::Url::parse(url).unwrap(), 1024).expect("a plain-HTTP URL")
 }
 
 /// Posts `text` and reads the whole answer.
 async fn post(h1: &H1, text: &str) -> Result<(u16, String), String> {
-    let answer = h1.post(&HeaderMap::new(), bytes::Bytes::from(text.to_owned())).await?;
+    let answer = h1
+        .post(&HeaderMap::new(), bytes::Bytes::from(text.to_owned()))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let status = answer.status;
     let mut body = Vec::new();
     let mut chunks = answer.body;
@@ -188,9 +198,30 @@ async fn a_refused_connection_is_an_error_with_its_cause() {
 }
 
 #[test]
-fn only_plain_http_urls_use_it() {
-    let url = |u: &str| reqwest::Url::parse(u).unwrap();
-    assert!(H1::for_url(&url("https://example.com/mcp")).is_none());
-    assert!(H1::for_url(&url("http://[::1]:8080/mcp")).is_some());
-    assert!(H1::for_url(&url("http://localhost/mcp")).is_some());
+fn only_plain_http_urls_without_credentials_use_it() {
+    let plain = |u: &str| H1::with_limit(&reqwest::Url::parse(u).unwrap(), 1).is_some();
+    assert!(!plain("https://example.com/mcp"));
+    // reqwest sends a URL's user and password as `Authorization: Basic`; this client does not.
+    assert!(!plain("http://user:secret@example.com/mcp"));
+    assert!(!plain("http://user@example.com/mcp"));
+    assert!(plain("http://[::1]:8080/mcp"));
+    assert!(plain("http://localhost/mcp?k=v"));
+}
+
+/// A request queued on a connection the server closed while it was idle comes back unsent
+/// (hyper's canceled error with the message), at once: `post` retries it on a new connection
+/// instead of waiting for the call's timeout.
+#[tokio::test]
+async fn a_request_on_a_connection_the_server_closed_comes_back_unsent() {
+    let (url, seen) = server(Answer::CloseAtOnce).await;
+    let h1 = client(&url);
+    let mut link = bounded(h1.connect()).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let sent = link.send.try_send_request(h1.request(&HeaderMap::new(), "x".into()));
+    let result = bounded(Drive { link: &mut link, fut: Box::pin(sent) })
+        .await
+        .expect("answered at once, not left waiting");
+    let e = result.expect_err("no answer on a closed connection");
+    assert!(e.message().is_some(), "handed back unsent: {:?}", e.error());
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
 }
