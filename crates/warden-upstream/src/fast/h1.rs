@@ -7,8 +7,8 @@
 //! end.
 //!
 //! Only the call's POST goes this way: notifications, answers to the server's requests and
-//! resumed streams stay on reqwest, and so does everything when the URL is `https://`, when a
-//! proxy is configured in the environment (reqwest would use it), or when
+//! resumed streams stay on reqwest, and so does everything when the URL is `https://` or holds
+//! credentials, when a proxy is configured in the environment (reqwest would use it), or when
 //! `WARDEN_UPSTREAM_H1=0`. A redirect answer is left to the caller, which then repeats the call
 //! on reqwest (whose policy follows same-origin redirects only).
 
