@@ -282,7 +282,7 @@ async fn answer(
     let ct = ctx.ct.clone();
     let run_id = id.clone();
     let work: Work = Box::pin(async move { lane::run(&handler, run_id, request, ctx).await });
-    let mut running = Running { work: Some(work), ct, id: id.clone(), calls: in_flight.clone() };
+    let mut running = Running { work: Some(work), ct, id, calls: in_flight };
     let first = {
         let work = running.work.as_mut().expect("not yet run");
         tokio::select! {
@@ -297,22 +297,19 @@ async fn answer(
             running.work.take(); // answered: nothing for `Running`'s drop to finish
             message
         }
-        Err(first) => return stream(running, first, progress, id, in_flight),
+        Err(first) => return stream(running, first, progress),
     };
-    // Progress that came with the answer goes before it, on a stream.
+    // Progress that came with the answer goes before it, on a stream; a call cancelled
+    // meanwhile is not answered (its progress only, as on rmcp's path).
     let mut events: Vec<Bytes> =
         std::iter::from_fn(|| progress.try_recv().ok()).filter_map(|p| event(&note(p))).collect();
-    if !in_flight.finish(&id) {
-        // Cancelled meanwhile: not answered (an empty stream, as on rmcp's path).
-        return sse(Body::from_stream(futures::stream::iter(
-            events.into_iter().map(Ok::<_, std::convert::Infallible>),
-        )));
-    }
-    if !events.is_empty() {
-        events.extend(event(&message));
-        return sse(Body::from_stream(futures::stream::iter(
-            events.into_iter().map(Ok::<_, std::convert::Infallible>),
-        )));
+    let answered = running.calls.finish(&running.id);
+    if !answered || !events.is_empty() {
+        if answered {
+            events.extend(event(&message));
+        }
+        let events = events.into_iter().map(Ok::<_, std::convert::Infallible>);
+        return sse(Body::from_stream(futures::stream::iter(events)));
     }
     match serde_json::to_vec(&message) {
         Ok(json) => {
@@ -347,8 +344,6 @@ fn stream(
     mut running: Running,
     first: Option<Note>,
     mut progress: mpsc::UnboundedReceiver<Note>,
-    id: RequestId,
-    in_flight: Calls,
 ) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     // The client going away (the body dropped unfinished) cancels the call.
@@ -381,7 +376,7 @@ fn stream(
                 let _ = tx.send(e).await;
             }
         }
-        if !in_flight.finish(&id) {
+        if !running.calls.finish(&running.id) {
             return; // no answer to a cancelled call
         }
         if let Some(e) = event(&message) {

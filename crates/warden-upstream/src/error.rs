@@ -198,17 +198,22 @@ pub(crate) fn from_reqwest(r: &reqwest::Error) -> UpstreamError {
     if r.is_timeout() {
         return UpstreamError::Timeout(Duration::ZERO);
     }
-    let mut message = String::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(r);
-    while let Some(e) = cur {
-        message = e.to_string();
-        cur = e.source();
-    }
+    let mut message = std::error::Error::source(r).map(innermost).unwrap_or_default();
     if message.is_empty() {
         message =
             if r.is_connect() { "connection refused".into() } else { "request failed".into() };
     }
     UpstreamError::Connect(message)
+}
+
+/// The text of `e`'s innermost cause (`e`'s own if it has none). For a reqwest error, pass its
+/// `source()`: reqwest's own text names the URL, which may hold a secret.
+pub(crate) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(s) = cur.source() {
+        cur = s;
+    }
+    cur.to_string()
 }
 
 /// rmcp's reqwest client reports non-2xx answers without a JSON-RPC body only as text of the form

@@ -473,51 +473,40 @@ async fn a_lane_call_answers_json_when_quick_and_a_stream_when_slow() {
             link.in_flight() == 0
         })
         .await;
-        let echo = json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-            "name": "everything__echo", "arguments": { "message": "again" } } });
-        let began = Instant::now();
-        loop {
-            let r = raw_post(&http, &url, Some(&session), &echo).await;
-            if r.headers()["content-type"] == "application/json" {
-                let answer: serde_json::Value = r.json().await.unwrap();
-                assert_eq!(answer["id"], 3, "{answer}");
-                break;
-            }
-            let _ = r.bytes().await;
-            assert!(began.elapsed() < Duration::from_secs(5), "id 3 never took the lane again");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        lane_echo(&http, &url, &session, 3).await;
         w.app.shutdown().await;
     })
     .await;
 }
 
-/// A plain client's session on `/mcp` of `w`, once its calls take the fast lane.
+/// A plain client's session on `/mcp` of `w`, once its calls take the fast lane (≤ 5 s):
+/// rmcp hands the client's `initialized` to the handler (which registers the session with the
+/// lane) on a task of its own, so a call posted right after the notification's 202 may still
+/// go through rmcp.
 async fn lane_session(w: &Served) -> (reqwest::Client, String, String) {
     let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
     let http = reqwest::Client::new();
     let session = raw_session(&http, &url, json!({})).await;
-    lane_ready(&http, &url, &session).await;
+    lane_echo(&http, &url, &session, 100).await;
     (http, url, session)
 }
 
-/// Waits (≤ 5 s) until `session`'s calls take the fast lane: rmcp hands the client's
-/// `initialized` to the handler (which registers the session with the lane) on a task of its
-/// own, so a call posted right after the notification's 202 may still go through rmcp.
-async fn lane_ready(http: &reqwest::Client, url: &str, session: &str) {
-    let echo = json!({ "jsonrpc": "2.0", "id": 100, "method": "tools/call", "params": {
-        "name": "everything__echo", "arguments": { "message": "ready?" } } });
+/// Calls `echo` with request id `id` on `session` until the lane answers it (≤ 5 s): the lane
+/// answers a quick call without progress as JSON, rmcp's path as SSE.
+async fn lane_echo(http: &reqwest::Client, url: &str, session: &str, id: u32) {
+    let echo = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "everything__echo", "arguments": { "message": "lane?" } } });
     let began = Instant::now();
     loop {
         let r = raw_post(http, url, Some(session), &echo).await;
-        // The lane answers a quick call without progress as JSON; rmcp's path as SSE.
         if r.headers()["content-type"] == "application/json" {
             let answer: serde_json::Value = r.json().await.unwrap();
-            assert_eq!(answer["id"], 100, "{answer}");
-            assert_eq!(answer["result"]["content"][0]["text"], "Echo: ready?", "{answer}");
+            assert_eq!(answer["id"], id, "{answer}");
+            assert_eq!(answer["result"]["content"][0]["text"], "Echo: lane?", "{answer}");
             return;
         }
-        assert!(began.elapsed() < Duration::from_secs(5), "the lane never took the session");
+        let _ = r.bytes().await;
+        assert!(began.elapsed() < Duration::from_secs(5), "call {id} never took the lane");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -295,12 +295,7 @@ fn server_error(e: &Value) -> UpstreamError {
 
 /// A reqwest error's innermost cause (never the URL, which may hold a secret).
 pub(super) fn reqwest_text(e: &reqwest::Error) -> String {
-    let mut message = String::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = cur {
-        message = s.to_string();
-        cur = s.source();
-    }
+    let message = std::error::Error::source(e).map(crate::error::innermost).unwrap_or_default();
     if message.is_empty() {
         "the answer stream broke".into()
     } else {

@@ -28,6 +28,8 @@ use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::error::innermost;
+
 /// The most idle connections kept (more calls at once open more, closed when done).
 const MAX_IDLE: usize = 32;
 /// The most calls (connections) at once; more wait for one to end. As rmcp's own client is
@@ -141,8 +143,8 @@ impl H1 {
     }
 
     /// POSTs `body` with `headers`; the answer's head, its body to be read by the caller.
-    /// A pooled connection the server had closed before the request was written is replaced
-    /// by a new one, once.
+    /// A request that comes back unsent from a pooled connection the server had closed goes on
+    /// the next pooled one, or a new one; a new connection's failure is the call's.
     pub(crate) async fn post(
         &self,
         headers: &HeaderMap,
@@ -167,13 +169,7 @@ impl H1 {
                     return Ok(Answer {
                         status: head.status.as_u16(),
                         headers: head.headers,
-                        body: Driven {
-                            pool: self,
-                            link: Some(link),
-                            incoming,
-                            done: false,
-                            _permit: permit,
-                        },
+                        body: Driven { pool: self, link: Some(link), incoming, _permit: permit },
                     });
                 }
                 // Not written: the pooled connection was closed under us; try a new one.
@@ -249,9 +245,9 @@ impl<F: Future> Future for Drive<'_, F> {
 /// body has been read to its end (dropped earlier, it is closed, as HTTP/1 requires).
 pub(crate) struct Driven<'a> {
     pool: &'a H1,
+    /// `None` once the body has ended or failed: then nothing more is read.
     link: Option<Link>,
     incoming: Incoming,
-    done: bool,
     /// The call's place among [`MAX_OPEN`], held until its answer is read or dropped.
     _permit: tokio::sync::SemaphorePermit<'a>,
 }
@@ -261,24 +257,18 @@ impl Stream for Driven<'_> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if let Some(link) = this.link.as_mut() {
-            link.drive(cx);
-        }
+        let Some(link) = this.link.as_mut() else { return Poll::Ready(None) };
+        link.drive(cx);
         loop {
             match Pin::new(&mut this.incoming).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
-                    this.done = true;
                     if let Some(link) = this.link.take() {
                         this.pool.checkin(link);
                     }
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
                     this.link = None;
                     return Poll::Ready(Some(Err(innermost(&e))));
                 }
@@ -290,15 +280,6 @@ impl Stream for Driven<'_> {
             }
         }
     }
-}
-
-/// An error's innermost cause, as text.
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(s) = cur.source() {
-        cur = s;
-    }
-    cur.to_string()
 }
 
 #[cfg(test)]
