@@ -71,14 +71,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    match refuse(&guard, &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
+}
+
+/// Why `req` may not pass the guard, as the answer to give; `None` if it may.
+pub(crate) fn refuse(guard: &Guard, req: &Request) -> Option<Response> {
     let headers = req.headers();
     if guard.loopback {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         if !is_loopback_host(host) {
-            return reject(
+            return Some(reject(
                 StatusCode::FORBIDDEN,
                 "Host is not a loopback name (DNS-rebinding protection)",
-            );
+            ));
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -97,7 +105,7 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
                 is_loopback_host(host) || own.is_some_and(|own| own.eq_ignore_ascii_case(host))
             });
         if !allowed {
-            return reject(StatusCode::FORBIDDEN, "Origin is not allowed");
+            return Some(reject(StatusCode::FORBIDDEN, "Origin is not allowed"));
         }
     }
     if let Some(token) = &guard.token {
@@ -116,17 +124,17 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
                 let mut r = reject(StatusCode::UNAUTHORIZED, "a bearer token is required");
                 r.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
-                return r;
+                return Some(r);
             }
         }
     }
-    if changes_state(&req) && !declares_json(req.headers()) {
-        return reject(
+    if changes_state(req) && !declares_json(req.headers()) {
+        return Some(reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "a request that changes state must be sent as Content-Type: application/json",
-        );
+        ));
     }
-    next.run(req).await
+    None
 }
 
 /// A request to the operator API that acts. MCP endpoints are left to the MCP transport, which

@@ -15,6 +15,7 @@
 //! - [`ui`]: the dashboard (`/`, `/ui/…`), embedded at build time.
 
 pub mod api;
+mod front;
 pub mod guard;
 pub mod health;
 pub mod metrics;

@@ -137,14 +137,21 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
                 stop: stop.clone(),
             },
         ));
-    app.layer(axum::middleware::from_fn_with_state(
-        (gateway.clone(), limits.sessions.max_body),
-        fast_lane,
-    ))
-    .layer(axum::middleware::from_fn_with_state(gateway.clone(), unresumable))
-    .layer(axum::middleware::from_fn(session_ended))
-    .layer(axum::middleware::from_fn_with_state((gateway, limits.max_sessions), session_limit))
-    .layer(axum::middleware::from_fn_with_state(s.guard.clone(), crate::guard::check))
+    let inner = app
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), unresumable))
+        .layer(axum::middleware::from_fn(session_ended))
+        .layer(axum::middleware::from_fn_with_state(
+            (gateway.clone(), limits.max_sessions),
+            session_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(s.guard.clone(), crate::guard::check));
+    // The gateway's fast lane for `tools/call` sits in front of the routing (crate::front).
+    Router::new().fallback_service(crate::front::FrontDoor {
+        guard: s.guard.clone(),
+        gateway,
+        max_body: limits.sessions.max_body,
+        inner,
+    })
 }
 
 /// What the per-server MCP endpoints need.
@@ -242,22 +249,6 @@ async fn unresumable(
         }
     }
     next.run(request).await
-}
-
-/// The gateway's HTTP fast lane for `tools/call` on the MCP endpoints (inside the guard and
-/// the session checks); everything it does not take goes on to rmcp unchanged.
-async fn fast_lane(
-    AxState((gateway, max_body)): AxState<(warden_gateway::Gateway, usize)>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if request.method() != axum::http::Method::POST || !request.uri().path().ends_with("/mcp") {
-        return next.run(request).await;
-    }
-    match gateway.fast_lane(request, max_body).await {
-        Ok(response) => response,
-        Err(request) => next.run(request).await,
-    }
 }
 
 /// Refuses a new MCP session (a POST without `Mcp-Session-Id`) once `max` are open, with a

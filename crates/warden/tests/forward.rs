@@ -596,3 +596,56 @@ async fn a_plain_call_takes_the_fast_lane_with_its_progress_and_cancellation() {
     })
     .await;
 }
+
+/// The fast lane is in front of axum's routing (`warden-admin/src/front.rs`), not in front of
+/// the guard: within a session whose calls take the lane, a call without the token, from a
+/// foreign Origin or to a Host that is not a loopback name is refused as on every route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_stands_in_front_of_the_lane() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let app = App::start(RunOptions {
+            config: config(&[("m", misbehave(&[], ""))]),
+            database: Location::Sqlite(dir.path().join("w.db")),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            token: Some("s3cret".into()),
+            connectors: None,
+        })
+        .await
+        .unwrap();
+        let url = format!("http://{}/servers/m/mcp", app.http_addr().unwrap());
+        let mut auth = reqwest::header::HeaderMap::new();
+        auth.insert("authorization", "Bearer s3cret".parse().unwrap());
+        let http = reqwest::Client::builder().default_headers(auth).build().unwrap();
+        let session = raw_session(&http, &url, json!({})).await;
+        let echo = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": { "name": "echo", "arguments": { "text": "x" } } });
+        let began = Instant::now();
+        loop {
+            let r = raw_post(&http, &url, Some(&session), &echo).await;
+            if r.headers()["content-type"] == "application/json" {
+                break; // the lane answered
+            }
+            let _ = r.bytes().await;
+            assert!(began.elapsed() < Duration::from_secs(10), "the call never took the lane");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let post = |client: &reqwest::Client| {
+            client
+                .post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .header("mcp-session-id", &session)
+                .body(echo.to_string())
+        };
+        let bare = reqwest::Client::new();
+        assert_eq!(post(&bare).send().await.unwrap().status(), 401, "no token");
+        let foreign = post(&http).header("origin", "http://evil.example").send().await.unwrap();
+        assert_eq!(foreign.status(), 403, "a foreign Origin");
+        let rebound = post(&http).header("host", "evil.example").send().await.unwrap();
+        assert_eq!(rebound.status(), 403, "a Host that is not loopback");
+        assert_eq!(post(&http).send().await.unwrap().status(), 200, "the lane still answers");
+        app.shutdown().await;
+    })
+    .await;
+}
