@@ -17,13 +17,13 @@ mod tune;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 /// mimalloc instead of glibc's malloc: a proxied call allocates ~300 times, and glibc's
 /// per-thread arenas spent ~250 instructions on each allocate/free pair — 30 % of the
 /// gateway hop's instructions under callgrind (docs/perf/gateway-profile.md, session 14).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
