@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientNotification,
-    ClientRequest, GetMeta, JsonRpcMessage, JsonRpcNotification, JsonRpcVersion2_0, RequestId,
-    ServerJsonRpcMessage,
+    ClientRequest, GetMeta, JsonObject, JsonRpcMessage, JsonRpcNotification, JsonRpcVersion2_0,
+    RequestId, RequestMetaObject, ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, Service};
 use serde::Deserialize;
@@ -57,36 +57,66 @@ pub(crate) fn read(bytes: &[u8]) -> Option<Taken> {
 /// A `tools/call` request as it is on the wire. rmcp's `ClientJsonRpcMessage` reads one
 /// through an untagged enum of flattened structs (the message buffered, then tried shape by
 /// shape): ~35 k instructions a call, the most expensive single step of a proxied call under
-/// callgrind. This reads the same message in one pass into the same `CallToolRequest`.
-#[derive(serde::Deserialize)]
+/// callgrind. This reads it in one pass into the same `CallToolRequest`, and takes only what
+/// rmcp reads the same way: objects only (serde would also read a struct from an array, rmcp
+/// does not), no key it does not know (serde skips an unknown key's value without checking its
+/// UTF-8, escapes, number range or depth, where rmcp parses every value; a `result` or `error`
+/// key, which rmcp's shape check refuses; `inputResponses`, with types of its own), and no key
+/// twice (refused by serde here, as by rmcp). Anything else is read by rmcp.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WireCall<'a> {
     #[serde(rename = "jsonrpc")]
     _jsonrpc: JsonRpcVersion2_0,
     id: RequestId,
     #[serde(borrow)]
     method: std::borrow::Cow<'a, str>,
-    params: CallToolRequestParams,
-    // rmcp refuses a request that also has a `result` or an `error` (its shape check).
-    #[serde(default, deserialize_with = "present")]
-    result: bool,
-    #[serde(default, deserialize_with = "present")]
-    error: bool,
+    #[serde(deserialize_with = "object")]
+    params: WireParams,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+/// `CallToolRequestParams` as the lane takes them (see [`WireCall`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WireParams {
+    #[serde(rename = "_meta", default)]
+    meta: Option<RequestMetaObject>,
+    name: String,
+    #[serde(default)]
+    arguments: Option<JsonObject>,
+    #[serde(default)]
+    request_state: Option<String>,
+}
+
+/// A `T` read from a JSON object only (not from an array, as serde's derive also allows).
+fn object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    struct Object<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(Object(std::marker::PhantomData))
 }
 
 /// `bytes` as a `tools/call` request, read as rmcp would read it (the request's `_meta` in its
 /// extensions, as rmcp's `Request` deserializer puts it); `None` for anything else, or for
 /// anything rmcp might read differently (rmcp then reads it itself).
 fn read_call(bytes: &[u8]) -> Option<Taken> {
-    let wire: WireCall = serde_json::from_slice(bytes).ok()?;
-    if wire.method != "tools/call" || wire.result || wire.error {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let wire: WireCall = object(&mut json).ok()?;
+    json.end().ok()?;
+    if wire.method != "tools/call" {
         return None;
     }
-    let mut params = wire.params;
-    let meta = params.meta.take();
+    let WireParams { meta, name, arguments, request_state } = wire.params;
+    let mut params = CallToolRequestParams::new(name);
+    params.arguments = arguments;
+    params.request_state = request_state;
     let mut request = CallToolRequest::new(params);
     if let Some(meta) = meta {
         request.extensions.insert(meta);
@@ -159,7 +189,7 @@ pub(crate) async fn run(
 
 #[cfg(test)]
 mod tests {
-    use rmcp::model::{JsonRpcRequest, RequestMetaObject};
+    use rmcp::model::JsonRpcRequest;
 
     use super::*;
 
@@ -196,7 +226,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#,
             r#"{"id":"abc","params":{"arguments":{"n":18446744073709551615,"m":-3,"f":1.5e300,"s":"\u00e9\n\"q\"","deep":[{"a":null},true]},"name":"e"},"method":"tools/call","jsonrpc":"2.0"}"#,
             r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"p-1","io.example/x":{"y":1}},"arguments":{}}}"#,
-            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"t","requestState":"s","extra":1},"unknown":{"a":[1]}}"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"t","requestState":"s","arguments":null,"_meta":null}}"#,
             r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"t"}}"#,
         ];
         for m in same {
@@ -221,9 +251,34 @@ mod tests {
             r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"e"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"e"}}"#,
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e"}}]"#,
+            // Keys the lane does not know (rmcp ignores them; their values are rmcp's to check).
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"t","extra":1},"unknown":{"a":[1]}}"#,
+            // Arrays for structs (serde's derive would read them; rmcp does not).
+            r#"["2.0",1,"tools/call",{"name":"echo","arguments":{"text":"x"}}]"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[null,"echo",{"text":"x"}]}"#,
+            // Values rmcp parses in full and refuses, in keys serde would only skip.
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e"},"x":"\ud800"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","x":1e400}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","inputResponses":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e"}} x"#,
         ];
         for m in left {
             assert!(by_lane(m.as_bytes()).is_none(), "the lane leaves {m} to rmcp");
+        }
+        // Invalid UTF-8 and nesting deeper than serde_json's limit in a key the lane does not
+        // know: rmcp refuses both.
+        let mut bad =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e"},"x":""#
+                .to_vec();
+        bad.extend_from_slice(b"\xff\"}");
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"e","x":{}{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for m in [bad, deep.into_bytes()] {
+            assert!(by_rmcp(&m).is_none());
+            assert!(by_lane(&m).is_none(), "{}", String::from_utf8_lossy(&m));
         }
         assert!(by_rmcp(left[5].as_bytes()).is_none(), "rmcp refuses a request with a result");
     }
