@@ -50,8 +50,10 @@ fn nginx(dir: &Path, front: u16, replicas: &[u16]) -> tokio::process::Child {
         .arg(dir.join("error.log"))
         .arg("-c")
         .arg(dir.join("nginx.conf"))
+        // One process (no master): `kill_on_drop` kills all of nginx. With a master, the SIGKILL
+        // left its worker running after the test (seen: one orphaned worker per CI run).
         .arg("-g")
-        .arg(format!("daemon off; pid {d}/nginx.pid; error_log {d}/error.log;"))
+        .arg(format!("daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
