@@ -418,15 +418,25 @@ async fn raw_post_with(
     session: Option<&str>,
     body: &serde_json::Value,
 ) -> reqwest::Result<reqwest::Response> {
-    let mut req = http
+    raw_request(http, url, session, body).send().await
+}
+
+/// An MCP POST of `body` (within `session`, if any), to send as it is or with more headers.
+fn raw_request(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    let req = http
         .post(url)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
         .body(body.to_string());
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
+    match session {
+        Some(s) => req.header("mcp-session-id", s),
+        None => req,
     }
-    req.send().await
 }
 
 /// The HTTP lane's two answer forms: a call that ends within a second without progress is
@@ -491,22 +501,32 @@ async fn lane_session(w: &Served) -> (reqwest::Client, String, String) {
     (http, url, session)
 }
 
-/// Calls `echo` with request id `id` on `session` until the lane answers it (≤ 5 s): the lane
-/// answers a quick call without progress as JSON, rmcp's path as SSE.
+/// Calls `echo` with request id `id` on `session` until the lane answers it (≤ 5 s).
 async fn lane_echo(http: &reqwest::Client, url: &str, session: &str, id: u32) {
     let echo = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
         "name": "everything__echo", "arguments": { "message": "lane?" } } });
+    let answer = until_the_lane(http, url, session, &echo, Duration::from_secs(5)).await;
+    assert_eq!(answer["id"], id, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "Echo: lane?", "{answer}");
+}
+
+/// Posts `call` on `session` until the lane answers it, within `limit`, and returns the answer:
+/// the lane answers a quick call without progress as JSON, rmcp's path as SSE.
+async fn until_the_lane(
+    http: &reqwest::Client,
+    url: &str,
+    session: &str,
+    call: &serde_json::Value,
+    limit: Duration,
+) -> serde_json::Value {
     let began = Instant::now();
     loop {
-        let r = raw_post(http, url, Some(session), &echo).await;
+        let r = raw_post(http, url, Some(session), call).await;
         if r.headers()["content-type"] == "application/json" {
-            let answer: serde_json::Value = r.json().await.unwrap();
-            assert_eq!(answer["id"], id, "{answer}");
-            assert_eq!(answer["result"]["content"][0]["text"], "Echo: lane?", "{answer}");
-            return;
+            return r.json().await.unwrap();
         }
         let _ = r.bytes().await;
-        assert!(began.elapsed() < Duration::from_secs(5), "call {id} never took the lane");
+        assert!(began.elapsed() < limit, "{call} never took the lane");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -620,24 +640,8 @@ async fn the_guard_stands_in_front_of_the_lane() {
         let session = raw_session(&http, &url, json!({})).await;
         let echo = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": { "name": "echo", "arguments": { "text": "x" } } });
-        let began = Instant::now();
-        loop {
-            let r = raw_post(&http, &url, Some(&session), &echo).await;
-            if r.headers()["content-type"] == "application/json" {
-                break; // the lane answered
-            }
-            let _ = r.bytes().await;
-            assert!(began.elapsed() < Duration::from_secs(10), "the call never took the lane");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let post = |client: &reqwest::Client| {
-            client
-                .post(&url)
-                .header("accept", "application/json, text/event-stream")
-                .header("content-type", "application/json")
-                .header("mcp-session-id", &session)
-                .body(echo.to_string())
-        };
+        until_the_lane(&http, &url, &session, &echo, Duration::from_secs(10)).await;
+        let post = |client: &reqwest::Client| raw_request(client, &url, Some(&session), &echo);
         let bare = reqwest::Client::new();
         assert_eq!(post(&bare).send().await.unwrap().status(), 401, "no token");
         let foreign = post(&http).header("origin", "http://evil.example").send().await.unwrap();
