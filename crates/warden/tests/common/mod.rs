@@ -309,12 +309,28 @@ pub fn warden_stdio(config: &Path, db: &Path, extra: &[&str]) -> tokio::process:
 }
 
 /// How many runtime worker threads process `pid` has (Warden names them `warden-worker`).
+///
+/// The fewest of five reads 20 ms apart: Linux gives a new thread its creator's name until the
+/// thread sets its own, so a blocking-pool thread a worker has just started shows up as
+/// `warden-worker` for a moment (a flaky count of 2 under load). A real extra worker is in
+/// every read.
 pub fn runtime_workers(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|comm| comm.trim() == "warden-worker")
-        .count()
+    let read = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim() == "warden-worker")
+            .count()
+    };
+    (0..5)
+        .map(|i| {
+            if i > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            read()
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 /// [`run_warden`] with the database `db`, or with none given (`WARDEN_DB` in `envs`, say).
