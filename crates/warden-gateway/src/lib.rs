@@ -23,6 +23,7 @@ mod memory;
 mod offline;
 mod route;
 mod search;
+mod session_gate;
 mod stdio_lane;
 mod template;
 mod usage;
@@ -48,6 +49,7 @@ pub use memory::SessionMemory;
 pub use offline::STALE_META;
 pub use route::{Routes, Unavailable};
 pub use search::{Analysis, Hit, ToolDoc};
+pub use session_gate::McpService;
 
 /// What an operator can do to a server's failover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +101,7 @@ pub struct Gateway {
     shared: Arc<handler::Shared>,
     managers: Arc<Mutex<Vec<Arc<LocalSessionManager>>>>,
     /// Each server's own endpoint, made on its first request (servers come and go by reload).
-    scoped: Arc<Mutex<HashMap<String, StreamableHttpService<Handler, LocalSessionManager>>>>,
+    scoped: Arc<Mutex<HashMap<String, McpService>>>,
     /// Where client sessions are kept for other replicas to continue (a fleet).
     session_store: Arc<Mutex<Option<Arc<dyn SessionStore>>>>,
 }
@@ -355,7 +357,7 @@ impl Gateway {
         loopback: bool,
         limits: SessionLimits,
         stop: &CancellationToken,
-    ) -> Option<StreamableHttpService<Handler, LocalSessionManager>> {
+    ) -> Option<McpService> {
         self.routes.table().server(name)?;
         let mut scoped = self.scoped.lock().expect("not poisoned");
         let service = scoped.entry(name.to_owned()).or_insert_with(|| {
@@ -372,7 +374,7 @@ impl Gateway {
         loopback: bool,
         limits: SessionLimits,
         stop: &CancellationToken,
-    ) -> Option<StreamableHttpService<Handler, LocalSessionManager>> {
+    ) -> Option<McpService> {
         let start = self.endpoint_exposure(name)?;
         let key = format!("endpoint\u{0}{name}");
         let mut scoped = self.scoped.lock().expect("not poisoned");
@@ -409,7 +411,7 @@ impl Gateway {
         loopback: bool,
         limits: SessionLimits,
         stop: CancellationToken,
-    ) -> StreamableHttpService<Handler, LocalSessionManager> {
+    ) -> McpService {
         let gateway = self.clone();
         // A new handler (and client registration) per session.
         self.service_of(loopback, limits, stop, move || gateway.handler(scope.clone()))
@@ -421,7 +423,7 @@ impl Gateway {
         limits: SessionLimits,
         stop: CancellationToken,
         handler: impl Fn() -> Handler + Send + Sync + 'static,
-    ) -> StreamableHttpService<Handler, LocalSessionManager> {
+    ) -> McpService {
         let mut config = StreamableHttpServerConfig::default()
             .with_cancellation_token(stop)
             .with_sse_keep_alive(Some(Duration::from_secs(15)))
@@ -445,7 +447,9 @@ impl Gateway {
         manager.session_config = session;
         let manager = Arc::new(manager);
         self.managers.lock().expect("not poisoned").push(Arc::clone(&manager));
-        StreamableHttpService::new(move || Ok(handler()), manager, config)
+        let restores = config.session_store.is_some();
+        let rmcp = StreamableHttpService::new(move || Ok(handler()), Arc::clone(&manager), config);
+        McpService::new(rmcp, manager, restores)
     }
 
     /// Watches routability and catalogs, and tells connected clients when the tool list

@@ -28,6 +28,19 @@ async fn begin(base: &str) -> String {
     session
 }
 
+/// Three replicas on database `db` of a new PostgreSQL, serving `alpha` (healthy on each).
+async fn alpha_on_three_replicas(
+    db: &str,
+) -> (Postgres, tempfile::TempDir, Vec<(tokio::process::Child, String)>) {
+    let pg = Postgres::started().await;
+    let url = pg.create_database(db);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let replicas = three_replicas(&config, &url, dir.path()).await;
+    healthy_on_every_replica(&replicas[0].1, "alpha").await;
+    (pg, dir, replicas)
+}
+
 fn request(id: u64, method: &str, params: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })
 }
@@ -46,12 +59,7 @@ fn tool_names(answer: &Value) -> Vec<String> {
 /// `initialize` is in the database and the replica that gets the request replays it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_session_goes_on_on_another_replica_when_its_own_dies() {
-    let pg = Postgres::started().await;
-    let url = pg.create_database("sessions");
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let replicas = three_replicas(&config, &url, dir.path()).await;
-    healthy_on_every_replica(&replicas[0].1, "alpha").await;
+    let (pg, _dir, replicas) = alpha_on_three_replicas("sessions").await;
     let session = begin(&replicas[0].1).await;
 
     let (status, _, answer) =
@@ -93,6 +101,55 @@ async fn a_client_session_goes_on_on_another_replica_when_its_own_dies() {
     drop(pg);
 }
 
+/// A client whose replica died sends its next requests at once (its notification stream and
+/// several calls), and they reach a replica that never saw the session together. rmcp
+/// publishes a restored session before it has replayed the handshake, so a second request
+/// reached the half-restored session, its worker quit, and every request got a 500 (seen
+/// in CI). Warden lets the first request restore the session and the others follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_on_another_replica_all_continue_the_session() {
+    let (pg, _dir, replicas) = alpha_on_three_replicas("restore_race").await;
+    let (r0, r1) = (replicas[0].1.clone(), replicas[1].1.clone());
+    for round in 0..4 {
+        let session = begin(&r0).await;
+        let mut requests = tokio::task::JoinSet::new();
+        {
+            let (r1, session) = (r1.clone(), session.clone());
+            requests.spawn(async move {
+                let r = reqwest::Client::new()
+                    .get(format!("{r1}/mcp"))
+                    .header("Accept", "text/event-stream")
+                    .header("Mcp-Session-Id", &session)
+                    .header("MCP-Protocol-Version", "2025-06-18")
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                // The stream stays open: its head is the answer.
+                let text = if status == 200 { String::new() } else { r.text().await.unwrap() };
+                ("GET".to_owned(), status, Value::String(text))
+            });
+        }
+        for id in 2..8 {
+            let (r1, session) = (r1.clone(), session.clone());
+            requests.spawn(async move {
+                let (status, _, answer) =
+                    mcp(&r1, Some(&session), request(id, "tools/list", json!({}))).await;
+                (format!("tools/list {id}"), status, answer)
+            });
+        }
+        let answers = tokio::time::timeout(LIMIT, requests.join_all()).await.expect("answered");
+        for (what, status, answer) in answers {
+            assert_eq!(status, 200, "round {round}, {what}: {answer}");
+            if what != "GET" {
+                assert!(!tool_names(&answer).is_empty(), "round {round}, {what}: {answer}");
+            }
+        }
+    }
+    drop(replicas);
+    drop(pg);
+}
+
 /// The session's standalone SSE stream (`GET /mcp`) on `base`: every JSON-RPC message it
 /// brings, as it comes, until the test ends.
 fn listen(base: &str, session: &str) -> Arc<Mutex<Vec<Value>>> {
@@ -107,7 +164,11 @@ fn listen(base: &str, session: &str) -> Arc<Mutex<Vec<Value>>> {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200, "the standalone stream on {base}");
+        let status = r.status();
+        if status != 200 {
+            let text = r.text().await.unwrap_or_default();
+            panic!("the standalone stream on {base}: {status} {text}");
+        }
         let mut r = r;
         let mut buffer = String::new();
         while let Ok(Some(chunk)) = r.chunk().await {

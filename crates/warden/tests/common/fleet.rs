@@ -105,7 +105,8 @@ pub async fn mcp(base: &str, session: Option<&str>, body: Value) -> (u16, Option
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
             .find(|v| v.get("id").is_some())
-            .unwrap_or(Value::Null)
+            // Not JSON-RPC (an HTTP error's own text, say): the text, for the failure message.
+            .unwrap_or(Value::String(text))
     });
     (status, id, answer)
 }
