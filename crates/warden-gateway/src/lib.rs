@@ -21,6 +21,7 @@ mod http_lane;
 mod lane;
 mod memory;
 mod offline;
+mod own_stdio;
 mod route;
 mod search;
 mod session_gate;
@@ -476,7 +477,8 @@ impl Gateway {
                 Handler::exposed(Arc::clone(&self.shared), start)
             }
         };
-        stdio_lane::serve(handler, tokio::io::stdin(), tokio::io::stdout()).await
+        let (input, output) = own_stdio::stdio();
+        stdio_lane::serve(handler, input, output).await
     }
 }
 

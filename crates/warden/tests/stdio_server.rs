@@ -206,3 +206,156 @@ async fn calls_progress_sampling_and_cancellation_over_warden_run_stdio() {
     .await
     .expect("the test finished within its time limit");
 }
+
+/// `warden run --stdio` (one misbehaving server, `alpha`) with `stdin` and `stdout` as given;
+/// the client's end of them is `to`/`from`.
+struct Desktop {
+    child: std::process::Child,
+    to: Box<dyn std::io::Write + Send>,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Desktop {
+    fn start(
+        dir: &std::path::Path,
+        stdin: std::process::Stdio,
+        stdout: std::process::Stdio,
+    ) -> std::process::Child {
+        let cfg = dir.join("c.json");
+        let alpha = misbehave(&[], &format!(", {FAST_HEALTH}"));
+        std::fs::write(&cfg, format!(r#"{{ "mcpServers": {{ "alpha": {alpha} }} }}"#)).unwrap();
+        std::process::Command::new(warden())
+            .args(["run", "--stdio", "--log-dir", "none", "--db"])
+            .arg(dir.join("w.db"))
+            .arg("-c")
+            .arg(cfg)
+            .env_remove("WARDEN_TOKEN")
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn new(
+        child: std::process::Child,
+        to: Box<dyn std::io::Write + Send>,
+        from: Box<dyn std::io::Read + Send>,
+    ) -> Self {
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(from).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, to, lines }
+    }
+
+    fn send(&mut self, v: Value) {
+        writeln!(self.to, "{v}").unwrap();
+        self.to.flush().unwrap();
+    }
+
+    fn answer(&self, id: i64) -> Value {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let m = self.lines.recv_timeout(left).expect("an answer within 30 s");
+            if m.get("method").is_none() && m["id"] == id {
+                return m;
+            }
+        }
+    }
+
+    /// Handshake, then calls `alpha__echo` once the tool is listed.
+    fn echo(&mut self) -> Value {
+        self.send(json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": { "name": "desktop", "version": "0" } } }));
+        assert!(self.answer(0)["result"]["serverInfo"].is_object());
+        self.send(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+        let began = Instant::now();
+        for id in 1.. {
+            self.send(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" }));
+            if self.answer(id).to_string().contains("alpha__echo") {
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(30), "alpha's tools never listed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.send(json!({ "jsonrpc": "2.0", "id": 1000, "method": "tools/call",
+                          "params": { "name": "alpha__echo", "arguments": { "text": "hi" } } }));
+        self.answer(1000)
+    }
+
+    /// Whether Warden reads fd `fd` non-blocking (from its event loop).
+    fn nonblocking(&self, fd: u32) -> bool {
+        let info =
+            std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", self.child.id())).unwrap();
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
+        u32::from_str_radix(flags, 8).unwrap() & 0o4000 != 0
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+use std::io::Write as _;
+
+/// A client that launched Warden with pipes (Python's `subprocess`, rmcp) or with a socket
+/// pair (Node's `child_process`, so Electron clients) is read and answered from Warden's
+/// event loop (its stdin and stdout non-blocking); one that gave it a file is still served.
+#[test]
+fn a_desktop_client_on_pipes_sockets_or_a_file_is_served() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut child = Desktop::start(dir.path(), Stdio::piped(), Stdio::piped());
+    let (to, from) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let mut pipes = Desktop::new(child, Box::new(to), Box::new(from));
+    assert_eq!(text(&pipes.echo()), "hi");
+    assert!(pipes.nonblocking(0) && pipes.nonblocking(1), "pipes are on the event loop");
+    drop(pipes);
+
+    let (ours_in, theirs_in) = UnixStream::pair().unwrap();
+    let (ours_out, theirs_out) = UnixStream::pair().unwrap();
+    let child = Desktop::start(
+        dir.path(),
+        Stdio::from(OwnedFd::from(theirs_in)),
+        Stdio::from(OwnedFd::from(theirs_out)),
+    );
+    let mut sockets = Desktop::new(child, Box::new(ours_in), Box::new(ours_out));
+    assert_eq!(text(&sockets.echo()), "hi");
+    assert!(sockets.nonblocking(0) && sockets.nonblocking(1), "sockets are on the event loop");
+    drop(sockets);
+
+    // A file: everything at once, then its end; the answers still come before Warden ends.
+    let input = dir.path().join("in.jsonl");
+    let lines = [
+        json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": { "name": "file", "version": "0" } } }),
+        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }),
+    ];
+    std::fs::write(&input, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let mut child = Desktop::start(
+        dir.path(),
+        Stdio::from(std::fs::File::open(&input).unwrap()),
+        Stdio::piped(),
+    );
+    let from = child.stdout.take().unwrap();
+    let file = Desktop::new(child, Box::new(std::io::sink()), Box::new(from));
+    assert!(file.answer(0)["result"]["serverInfo"].is_object());
+    assert_eq!(file.answer(1)["result"], json!({}));
+}

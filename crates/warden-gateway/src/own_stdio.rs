@@ -1,0 +1,107 @@
+//! Warden's own stdin and stdout, for `warden run --stdio` and `warden attach` (a client that
+//! launched Warden speaks MCP on them).
+//!
+//! tokio's `stdin()`/`stdout()` hand every read and write to a blocking-pool thread: a
+//! message in and its answer out each cost a thread wake-up, on the desktop path's latency.
+//! When they are pipes (Python's `subprocess`, rmcp's child process) or sockets (Node's
+//! `child_process`, so Electron clients, uses a socket pair) they are read and written from
+//! the runtime's event loop instead, non-blocking, as Warden already does with its children's
+//! pipes. Anything else (a file, a terminal, `/dev/null`) keeps tokio's blocking way: a
+//! terminal is shared with the shell, whose reads `O_NONBLOCK` would break.
+//!
+//! The descriptors are duplicated, so 0 and 1 stay open; the non-blocking flag is on the open
+//! file, which only Warden holds when a client made the pipe or socket for it.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Where Warden reads its client's messages.
+pub(crate) type Input = Box<dyn AsyncRead + Unpin + Send>;
+/// Where Warden writes its answers.
+pub(crate) type Output = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// What a standard descriptor is.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Pipe,
+    Socket,
+    Other,
+}
+
+fn kind(fd: BorrowedFd<'_>) -> Kind {
+    let Ok(owned) = fd.try_clone_to_owned() else { return Kind::Other };
+    match std::fs::File::from(owned).metadata().map(|m| m.file_type()) {
+        Ok(t) if t.is_fifo() => Kind::Pipe,
+        Ok(t) if t.is_socket() => Kind::Socket,
+        _ => Kind::Other,
+    }
+}
+
+/// Warden's stdin and stdout (evented where they can be; see the module's note). Must be
+/// called inside the runtime.
+pub(crate) fn stdio() -> (Input, Output) {
+    (input(), output())
+}
+
+fn input() -> Input {
+    let fd = io::stdin();
+    let evented: io::Result<Input> = match kind(fd.as_fd()) {
+        Kind::Pipe => fd
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(tokio::net::unix::pipe::Receiver::from_owned_fd)
+            .map(|r| Box::new(r) as Input),
+        Kind::Socket => socket(fd.as_fd()).map(|s| Box::new(s) as Input),
+        Kind::Other => return Box::new(tokio::io::stdin()),
+    };
+    evented.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "stdin is read by a blocking thread");
+        Box::new(tokio::io::stdin())
+    })
+}
+
+fn output() -> Output {
+    let fd = io::stdout();
+    let evented: io::Result<Output> = match kind(fd.as_fd()) {
+        Kind::Pipe => fd
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(tokio::net::unix::pipe::Sender::from_owned_fd)
+            .map(|s| Box::new(s) as Output),
+        Kind::Socket => socket(fd.as_fd()).map(|s| Box::new(s) as Output),
+        Kind::Other => return Box::new(tokio::io::stdout()),
+    };
+    evented.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "stdout is written by a blocking thread");
+        Box::new(tokio::io::stdout())
+    })
+}
+
+/// A stream socket on `fd` (a duplicate of it), non-blocking, on the event loop.
+fn socket(fd: BorrowedFd<'_>) -> io::Result<tokio::net::UnixStream> {
+    let owned: OwnedFd = fd.try_clone_to_owned()?;
+    let std = std::os::unix::net::UnixStream::from(owned);
+    std.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(std)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipes_sockets_and_files_are_told_apart() {
+        let (r, w) = std::io::pipe().unwrap();
+        assert_eq!(kind(r.as_fd()), Kind::Pipe);
+        assert_eq!(kind(w.as_fd()), Kind::Pipe);
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(kind(a.as_fd()), Kind::Socket);
+        let file = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+        assert_eq!(kind(file.as_fd()), Kind::Other);
+        let null = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(kind(null.as_fd()), Kind::Other);
+    }
+}
