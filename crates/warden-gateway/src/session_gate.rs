@@ -52,16 +52,39 @@ impl McpService {
     }
 }
 
-/// Sessions whose requests are entering one at a time, each with the lock they take turns on.
+/// Sessions whose requests are entering one at a time: the lock they take turns on, and how
+/// many requests hold a ticket for it.
 struct Gate {
     manager: Arc<LocalSessionManager>,
-    entering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    entering: Mutex<HashMap<String, Turns>>,
+}
+
+/// The lock a session's entering requests take turns on, and how many hold a ticket for it.
+type Turns = (Arc<tokio::sync::Mutex<()>>, usize);
+
+/// A request's place among those entering its session; its end (answered, or the request
+/// dropped while it waited) gives the place up, and the last one removes the session's entry.
+struct Ticket {
+    gate: Arc<Gate>,
+    id: String,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut entering = self.gate.entering.lock().expect("not poisoned");
+        if let Some((_, holders)) = entering.get_mut(&self.id) {
+            *holders -= 1;
+            if *holders == 0 {
+                entering.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl Gate {
     /// Serves `request` of session `id`: straight through if the session is settled here, else
     /// after the requests of it before this one.
-    async fn serve(&self, id: String, inner: Rmcp, request: Request<Body>) -> Answer {
+    async fn serve(self: Arc<Self>, id: String, inner: Rmcp, request: Request<Body>) -> Answer {
         // Held and nobody entering: settled. (An entry is made before a request that may
         // restore goes in, and removed after it is answered, so a session being restored
         // always has one.)
@@ -71,24 +94,40 @@ impl Gate {
             if held && !entering.contains_key(&id) {
                 None
             } else {
-                Some(Arc::clone(entering.entry(id.clone()).or_default()))
+                let (turn, holders) = entering.entry(id.clone()).or_default();
+                *holders += 1;
+                Some(Arc::clone(turn))
             }
         };
         let Some(turn) = turn else { return inner.handle(request).await };
-        let mine = tokio::time::timeout(WAIT, Arc::clone(&turn).lock_owned()).await;
+        let ticket = Ticket { gate: Arc::clone(&self), id };
+        let mine = tokio::time::timeout(WAIT, turn.lock_owned()).await;
         if mine.is_err() {
-            tracing::warn!(session = %id, "a session's restore took over {WAIT:?}; going on");
+            tracing::warn!(session = %ticket.id, "a session's restore took over {WAIT:?}; going on");
         }
-        let answer = inner.handle(request).await;
-        drop(mine);
-        let mut entering = self.entering.lock().expect("not poisoned");
-        // Nobody else has the turn (the map's and this one are the only references; they are
-        // only taken under this lock): the session is settled, or the next request restores.
-        if Arc::strong_count(&turn) == 2 {
-            entering.remove(&id);
+        // On a task of its own: a restore once begun is finished even if the client goes away
+        // (dropped halfway, it would leave the session published but never initialized).
+        let served = tokio::spawn(async move {
+            let answer = inner.handle(request).await;
+            drop(mine);
+            drop(ticket);
+            answer
+        });
+        match served.await {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => unavailable(),
         }
-        answer
     }
+}
+
+/// The answer when the runtime is shutting down under a request.
+fn unavailable() -> Answer {
+    use http_body_util::BodyExt;
+    let mut answer =
+        axum::http::Response::new(http_body_util::Full::new(axum::body::Bytes::new()).boxed());
+    *answer.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    answer
 }
 
 impl tower::Service<Request<Body>> for McpService {

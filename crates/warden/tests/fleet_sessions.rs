@@ -105,13 +105,30 @@ async fn a_client_session_goes_on_on_another_replica_when_its_own_dies() {
 /// several calls), and they reach a replica that never saw the session together. rmcp
 /// publishes a restored session before it has replayed the handshake, so a second request
 /// reached the half-restored session, its worker quit, and every request got a 500 (seen
-/// in CI). Warden lets the first request restore the session and the others follow it.
+/// in CI). Warden lets the first request restore the session and the others follow it,
+/// and finishes a restore whose client went away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_requests_on_another_replica_all_continue_the_session() {
     let (pg, _dir, replicas) = alpha_on_three_replicas("restore_race").await;
     let (r0, r1) = (replicas[0].1.clone(), replicas[1].1.clone());
     for round in 0..4 {
         let session = begin(&r0).await;
+        // Clients that give up at once (their requests may begin the restore and go away
+        // in the middle of it; the restore is finished all the same).
+        for _ in 0..2 {
+            let (r1, session) = (r1.clone(), session.clone());
+            tokio::spawn(async move {
+                let _ = reqwest::Client::new()
+                    .post(format!("{r1}/mcp"))
+                    .timeout(Duration::from_millis(3))
+                    .header("Accept", "application/json, text/event-stream")
+                    .header("Mcp-Session-Id", &session)
+                    .header("MCP-Protocol-Version", "2025-06-18")
+                    .json(&request(1, "ping", json!({})))
+                    .send()
+                    .await;
+            });
+        }
         let mut requests = tokio::task::JoinSet::new();
         {
             let (r1, session) = (r1.clone(), session.clone());
