@@ -34,8 +34,8 @@ pub async fn bridge_stdio(
         config = config.auth_header(t);
     }
     let mut up = StreamableHttpClientTransport::with_client(http, config);
-    let mut down =
-        IntoTransport::<RoleServer, std::io::Error, _>::into_transport(crate::own_stdio::stdio());
+    let (input, output, _restore) = crate::own_stdio::stdio();
+    let mut down = IntoTransport::<RoleServer, std::io::Error, _>::into_transport((input, output));
     let result = loop {
         // Both receives are plain channel or framed reads: safe to drop the one that lost.
         let moved = tokio::select! {

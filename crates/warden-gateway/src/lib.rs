@@ -477,7 +477,7 @@ impl Gateway {
                 Handler::exposed(Arc::clone(&self.shared), start)
             }
         };
-        let (input, output) = own_stdio::stdio();
+        let (input, output, _restore) = own_stdio::stdio();
         stdio_lane::serve(handler, input, output).await
     }
 }

@@ -9,12 +9,16 @@
 //! pipes. Anything else (a file, a terminal, `/dev/null`) keeps tokio's blocking way: a
 //! terminal is shared with the shell, whose reads `O_NONBLOCK` would break.
 //!
-//! The descriptors are duplicated, so 0 and 1 stay open; the non-blocking flag is on the open
-//! file, which only Warden holds when a client made the pipe or socket for it.
+//! The descriptors are duplicated, so 0 and 1 stay open. The non-blocking flag is on the open
+//! file, which a process that outlives Warden may share (a wrapper script that inherited it):
+//! [`Restore`] puts the flags back when the session ends. A stdout that is also stderr
+//! (`2>&1`) stays blocking: a log line written to it must never fail with `EAGAIN`.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -40,10 +44,35 @@ fn kind(fd: BorrowedFd<'_>) -> Kind {
     }
 }
 
-/// Warden's stdin and stdout (evented where they can be; see the module's note). Must be
-/// called inside the runtime.
-pub(crate) fn stdio() -> (Input, Output) {
-    (input(), output())
+/// Puts back, when dropped, the file flags fds 0 and 1 had before [`stdio`].
+pub(crate) struct Restore(Vec<(RawFd, OFlag)>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        for &(fd, flags) in &self.0 {
+            let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
+        }
+    }
+}
+
+/// Warden's stdin and stdout (evented where they can be; see the module's note), and what
+/// puts their flags back. Must be called inside the runtime.
+pub(crate) fn stdio() -> (Input, Output, Restore) {
+    let was = [io::stdin().as_raw_fd(), io::stdout().as_raw_fd()]
+        .into_iter()
+        .filter_map(|fd| Some((fd, OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).ok()?))))
+        .collect();
+    let restore = Restore(was);
+    (input(), output(), restore)
+}
+
+/// Whether `a` and `b` are the same file (device and inode).
+fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    let meta = |fd: BorrowedFd<'_>| {
+        let m = std::fs::File::from(fd.try_clone_to_owned().ok()?).metadata().ok()?;
+        Some((m.dev(), m.ino()))
+    };
+    matches!((meta(a), meta(b)), (Some(x), Some(y)) if x == y)
 }
 
 fn input() -> Input {
@@ -65,6 +94,9 @@ fn input() -> Input {
 
 fn output() -> Output {
     let fd = io::stdout();
+    if same_file(fd.as_fd(), io::stderr().as_fd()) {
+        return Box::new(tokio::io::stdout());
+    }
     let evented: io::Result<Output> = match kind(fd.as_fd()) {
         Kind::Pipe => fd
             .as_fd()
@@ -103,5 +135,21 @@ mod tests {
         assert_eq!(kind(file.as_fd()), Kind::Other);
         let null = std::fs::File::open("/dev/null").unwrap();
         assert_eq!(kind(null.as_fd()), Kind::Other);
+        assert!(same_file(r.as_fd(), w.as_fd()), "a pipe's two ends are one pipe");
+        assert!(!same_file(a.as_fd(), file.as_fd()));
+    }
+
+    #[test]
+    fn restore_puts_the_flags_back() {
+        let (r, _w) = std::io::pipe().unwrap();
+        let fd = r.as_raw_fd();
+        let flags = || OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
+        let before = flags();
+        assert!(!before.contains(OFlag::O_NONBLOCK));
+        let restore = Restore(vec![(fd, before)]);
+        fcntl(fd, FcntlArg::F_SETFL(before | OFlag::O_NONBLOCK)).unwrap();
+        assert!(flags().contains(OFlag::O_NONBLOCK));
+        drop(restore);
+        assert_eq!(flags(), before);
     }
 }

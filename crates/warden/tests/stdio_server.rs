@@ -320,11 +320,34 @@ fn a_desktop_client_on_pipes_sockets_or_a_file_is_served() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
 
-    let mut child = Desktop::start(dir.path(), Stdio::piped(), Stdio::piped());
-    let (to, from) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
-    let mut pipes = Desktop::new(child, Box::new(to), Box::new(from));
+    // Pipes, whose Warden ends the test keeps too (as a wrapper script that inherited them
+    // would): non-blocking while Warden serves, put back when its session ends.
+    let (stdin_r, stdin_w) = std::io::pipe().unwrap();
+    let (stdout_r, stdout_w) = std::io::pipe().unwrap();
+    let child = Desktop::start(
+        dir.path(),
+        Stdio::from(stdin_r.try_clone().unwrap()),
+        Stdio::from(stdout_w.try_clone().unwrap()),
+    );
+    let mut pipes = Desktop::new(child, Box::new(stdin_w), Box::new(stdout_r));
     assert_eq!(text(&pipes.echo()), "hi");
     assert!(pipes.nonblocking(0) && pipes.nonblocking(1), "pipes are on the event loop");
+    let blocking = |fd: &dyn std::os::fd::AsFd| {
+        let flags = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()),
+            nix::fcntl::FcntlArg::F_GETFL,
+        )
+        .unwrap();
+        flags & nix::libc::O_NONBLOCK == 0
+    };
+    assert!(!blocking(&stdin_r), "the kept end shares the open file");
+    pipes.to = Box::new(std::io::sink()); // the end of stdin: Warden ends
+    let began = Instant::now();
+    while pipes.child.try_wait().unwrap().is_none() {
+        assert!(began.elapsed() < Duration::from_secs(20), "warden did not end with its stdin");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(blocking(&stdin_r) && blocking(&stdout_w), "flags put back when Warden ended");
     drop(pipes);
 
     let (ours_in, theirs_in) = UnixStream::pair().unwrap();
