@@ -63,6 +63,11 @@ fn env_filter(text: &str) -> EnvFilter {
     EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// The filter `level` names (`--log-level` / `WARDEN_LOG`), or the default.
+pub(crate) fn filter(level: Option<&str>) -> EnvFilter {
+    env_filter(level.unwrap_or(DEFAULT_FILTER))
+}
+
 /// Applies the config's `warden.log_level` (at start and after every reload) unless the flag
 /// or `WARDEN_LOG` named a filter; `None` goes back to the default.
 pub(crate) fn set_config_filter(level: Option<&str>) {

@@ -28,8 +28,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let cli::Command::Misbehave(args) = cli.command {
-        // The bundled test server logs plainly to stderr and never returns on its own.
+        // The bundled test server logs plainly to stderr and never returns on its own, with
+        // Warden's filter (rmcp's per-request lines left out unless `--log-level` asks).
         tracing_subscriber::fmt()
+            .with_env_filter(logging::filter(cli.log.log_level.as_deref()))
             .with_writer(std::io::stderr)
             .with_ansi(false)
             .with_target(false)

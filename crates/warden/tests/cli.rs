@@ -464,3 +464,54 @@ fn status_and_actions_work_against_a_running_warden() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach") && !err.contains("s3cret"), "{err}");
 }
+
+/// The bundled test server logs with Warden's filter: rmcp's lines for every session ("Service
+/// initialized as server", each notification received) are left out unless `--log-level` asks
+/// for them — on a session-less (2026-07-28) upstream that was three lines a call, a tenth of
+/// the echo server's CPU behind Warden in the benchmarks.
+#[test]
+fn misbehave_logs_with_wardens_filter() {
+    use std::io::{BufRead, Read};
+    let session = |level: Option<&str>| -> String {
+        let mut cmd = Command::new(warden());
+        cmd.arg("misbehave").env_remove("WARDEN_LOG");
+        if let Some(l) = level {
+            cmd.args(["--log-level", l]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let lines = [
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        ];
+        for l in lines {
+            writeln!(stdin, "{l}").unwrap();
+        }
+        stdin.flush().unwrap();
+        let mut answers = 0;
+        let mut line = String::new();
+        while answers < 2 {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "misbehave ended early");
+            answers += usize::from(line.contains(r#""id":"#));
+        }
+        drop(stdin);
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        err
+    };
+    let quiet = session(None);
+    assert!(!quiet.contains("Service initialized"), "{quiet}");
+    let chatty = session(Some("info"));
+    assert!(chatty.contains("Service initialized as server"), "{chatty}");
+}
