@@ -35,11 +35,15 @@ enum Kind {
     Other,
 }
 
+/// What `fd` is open on (read through a duplicate).
+fn metadata(fd: BorrowedFd<'_>) -> Option<std::fs::Metadata> {
+    std::fs::File::from(fd.try_clone_to_owned().ok()?).metadata().ok()
+}
+
 fn kind(fd: BorrowedFd<'_>) -> Kind {
-    let Ok(owned) = fd.try_clone_to_owned() else { return Kind::Other };
-    match std::fs::File::from(owned).metadata().map(|m| m.file_type()) {
-        Ok(t) if t.is_fifo() => Kind::Pipe,
-        Ok(t) if t.is_socket() => Kind::Socket,
+    match metadata(fd).map(|m| m.file_type()) {
+        Some(t) if t.is_fifo() => Kind::Pipe,
+        Some(t) if t.is_socket() => Kind::Socket,
         _ => Kind::Other,
     }
 }
@@ -68,11 +72,8 @@ pub(crate) fn stdio() -> (Input, Output, Restore) {
 
 /// Whether `a` and `b` are the same file (device and inode).
 fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
-    let meta = |fd: BorrowedFd<'_>| {
-        let m = std::fs::File::from(fd.try_clone_to_owned().ok()?).metadata().ok()?;
-        Some((m.dev(), m.ino()))
-    };
-    matches!((meta(a), meta(b)), (Some(x), Some(y)) if x == y)
+    let id = |fd| metadata(fd).map(|m| (m.dev(), m.ino()));
+    matches!((id(a), id(b)), (Some(x), Some(y)) if x == y)
 }
 
 fn input() -> Input {

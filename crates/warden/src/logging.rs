@@ -86,10 +86,9 @@ pub(crate) fn set_config_filter(level: Option<&str>) {
 pub(crate) fn init(log: &LogArgs, run: bool) -> Guard {
     let _ = FORMAT_FLAG.set(log.log_format);
     let _ = FILTER_FLAG.set(log.log_level.is_some());
-    let text = log.log_level.clone().unwrap_or_else(|| DEFAULT_FILTER.to_owned());
     let mut handles = Vec::new();
     let mut filter = || {
-        let (layer, handle) = reload::Layer::new(env_filter(&text));
+        let (layer, handle) = reload::Layer::new(self::filter(log.log_level.as_deref()));
         handles.push(handle);
         layer
     };

@@ -133,14 +133,7 @@ async fn concurrent_first_requests_on_another_replica_all_continue_the_session()
         {
             let (r1, session) = (r1.clone(), session.clone());
             requests.spawn(async move {
-                let r = reqwest::Client::new()
-                    .get(format!("{r1}/mcp"))
-                    .header("Accept", "text/event-stream")
-                    .header("Mcp-Session-Id", &session)
-                    .header("MCP-Protocol-Version", "2025-06-18")
-                    .send()
-                    .await
-                    .unwrap();
+                let r = open_stream(&r1, &session).await;
                 let status = r.status().as_u16();
                 // The stream stays open: its head is the answer.
                 let text = if status == 200 { String::new() } else { r.text().await.unwrap() };
@@ -167,20 +160,25 @@ async fn concurrent_first_requests_on_another_replica_all_continue_the_session()
     drop(pg);
 }
 
+/// `GET /mcp` on `base` for `session`: its standalone SSE stream, once the head is in.
+async fn open_stream(base: &str, session: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}/mcp"))
+        .header("Accept", "text/event-stream")
+        .header("Mcp-Session-Id", session)
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The session's standalone SSE stream (`GET /mcp`) on `base`: every JSON-RPC message it
 /// brings, as it comes, until the test ends.
 fn listen(base: &str, session: &str) -> Arc<Mutex<Vec<Value>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (into, base, session) = (Arc::clone(&seen), base.to_owned(), session.to_owned());
     tokio::spawn(async move {
-        let r = reqwest::Client::new()
-            .get(format!("{base}/mcp"))
-            .header("Accept", "text/event-stream")
-            .header("Mcp-Session-Id", &session)
-            .header("MCP-Protocol-Version", "2025-06-18")
-            .send()
-            .await
-            .unwrap();
+        let r = open_stream(&base, &session).await;
         let status = r.status();
         if status != 200 {
             let text = r.text().await.unwrap_or_default();
