@@ -75,7 +75,8 @@ async fn smoke_call(session: &dyn Session, smoke: &SmokeTest, timeout: Duration)
     let r = session.request(Call::new("tools/call", Some(params), timeout)).await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match r {
-        Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => {
+        Ok(v) if v.peek().is_error => {
+            let v = v.value().unwrap_or_default();
             let text = v["content"][0]["text"].as_str().unwrap_or("isError").to_owned();
             json!({ "tool": smoke.tool, "ok": false, "ms": ms, "error": text })
         }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use warden_core::{FailureClass, InstanceId, Reason};
 use warden_supervisor::CallOutcome;
-use warden_upstream::{Call, Origin, UpstreamError};
+use warden_upstream::{Call, Origin, Reply, UpstreamError};
 
 use crate::route::{Table, Unavailable};
 use crate::{UNAVAILABLE, UPSTREAM_FAILED};
@@ -95,7 +95,7 @@ pub(crate) async fn forward(
     req: Request<'_>,
     ctx: &RequestContext<RoleServer>,
     origin: Origin,
-) -> Result<Value, ErrorData> {
+) -> Result<Reply, ErrorData> {
     let (Some(tool), Some(server)) = (req.tool, routes.server(req.server)) else {
         return forward_attempts(routes, req, ctx, origin, &mut false).await;
     };
@@ -130,7 +130,7 @@ async fn forward_attempts(
     ctx: &RequestContext<RoleServer>,
     origin: Origin,
     offered: &mut bool,
-) -> Result<Value, ErrorData> {
+) -> Result<Reply, ErrorData> {
     let started = Instant::now();
     let named = routes.server(req.server);
     if let Some(s) = named {
@@ -238,7 +238,7 @@ async fn forward_attempts(
         match result {
             Ok(value) => {
                 // isError is the tool's answer, not the server's failure.
-                let tool_error = value.get("isError").and_then(Value::as_bool) == Some(true);
+                let tool_error = value.peek().is_error;
                 link.report(rtt, if tool_error { CallOutcome::Ignorable } else { CallOutcome::Ok });
                 pick.instance.ewma.lock().expect("not poisoned").observe(rtt);
                 pick.instance.record(Some(true));
@@ -293,7 +293,7 @@ async fn forward_attempts(
     Err(failed(req.server, last.as_ref().expect("two attempts end in a failure")))
 }
 
-type Shared = Option<Result<Value, ErrorData>>;
+type Shared = Option<Result<Reply, ErrorData>>;
 
 /// Identical calls in flight at once share one upstream call.
 #[derive(Default)]
@@ -323,9 +323,9 @@ impl Flights {
         key: String,
         cancel: &tokio_util::sync::CancellationToken,
         call: impl FnOnce() -> F,
-    ) -> Result<Value, ErrorData>
+    ) -> Result<Reply, ErrorData>
     where
-        F: std::future::Future<Output = Result<Value, ErrorData>>,
+        F: std::future::Future<Output = Result<Reply, ErrorData>>,
     {
         let follow = {
             let mut map = self.map.lock().expect("not poisoned");
@@ -369,14 +369,14 @@ impl Flights {
 /// Results of tools the operator marked cacheable, fresh for their TTL.
 #[derive(Default)]
 pub(crate) struct ResultCache {
-    map: Mutex<HashMap<String, (Instant, Value)>>,
+    map: Mutex<HashMap<String, (Instant, Reply)>>,
     pub(crate) hits: std::sync::atomic::AtomicU64,
 }
 
 const CACHE_CAP: usize = 10_000;
 
 impl ResultCache {
-    pub(crate) fn get(&self, key: &str) -> Option<Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<Reply> {
         let map = self.map.lock().expect("not poisoned");
         let (until, v) = map.get(key)?;
         (Instant::now() < *until).then(|| {
@@ -385,7 +385,7 @@ impl ResultCache {
         })
     }
 
-    pub(crate) fn put(&self, key: String, ttl: Duration, value: Value) {
+    pub(crate) fn put(&self, key: String, ttl: Duration, value: Reply) {
         let now = Instant::now();
         let mut map = self.map.lock().expect("not poisoned");
         if map.len() >= CACHE_CAP {
@@ -439,7 +439,7 @@ mod tests {
         let call = || async {
             calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(100)).await;
-            Ok(json!({"n": 1}))
+            Ok(Reply::from_value(&json!({"n": 1})))
         };
         let (a, b, c) = tokio::join!(
             flights.run("k".into(), &never, call),
@@ -470,7 +470,7 @@ mod tests {
         };
         let follower = async {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            flights.run("k".into(), &never, || async { Ok(json!("own")) }).await
+            flights.run("k".into(), &never, || async { Ok(Reply::from_value(&json!("own"))) }).await
         };
         let (l, f) = tokio::join!(leader, follower);
         assert!(l.is_err());
@@ -480,9 +480,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cached_results_expire() {
         let cache = ResultCache::default();
-        cache.put("k".into(), Duration::from_secs(30), json!(1));
-        assert_eq!(cache.get("k"), Some(json!(1)));
+        cache.put("k".into(), Duration::from_secs(30), Reply::from_value(&json!(1)));
+        assert_eq!(cache.get("k").unwrap(), json!(1));
         tokio::time::advance(Duration::from_secs(31)).await;
-        assert_eq!(cache.get("k"), None);
+        assert!(cache.get("k").is_none());
     }
 }

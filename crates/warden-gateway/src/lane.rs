@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientNotification,
     ClientRequest, GetMeta, JsonObject, JsonRpcMessage, JsonRpcNotification, JsonRpcVersion2_0,
-    RequestId, RequestMetaObject, ServerJsonRpcMessage,
+    RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, Service};
+use rmcp::ServerHandler;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use warden_upstream::object;
 
 use crate::handler::Handler;
 
@@ -87,21 +89,6 @@ struct WireParams {
     request_state: Option<String>,
 }
 
-/// A `T` read from a JSON object only (not from an array, as serde's derive also allows).
-fn object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
-    struct Object<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
-        type Value = T;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-        }
-    }
-    d.deserialize_map(Object(std::marker::PhantomData))
-}
-
 /// `bytes` as a `tools/call` request, read as rmcp would read it (the request's `_meta` in its
 /// extensions, as rmcp's `Request` deserializer puts it); `None` for anything else, or for
 /// anything rmcp might read differently (rmcp then reads it itself).
@@ -173,14 +160,26 @@ pub(crate) fn context(
     ctx
 }
 
-/// Runs `request` through rmcp's dispatch on `handler`, and returns its answer or error.
+/// Runs `request` on `handler` as rmcp's dispatch would, and returns its answer or error.
+///
+/// A `tools/call` goes to the handler's `call_tool` directly. rmcp's `handle_request` checks
+/// first what only a request with a protocol version in its `_meta`, or a session opened
+/// without `initialize`, can fail (the lanes take neither kind of session, and a call naming
+/// a version goes through rmcp); after `call_tool` it refuses a task handle the client did
+/// not ask for, which Warden's `call_tool` never returns.
 pub(crate) async fn run(
     handler: &Handler,
     id: RequestId,
     request: ClientRequest,
     ctx: RequestContext<RoleServer>,
 ) -> ServerJsonRpcMessage {
-    match handler.handle_request(request, ctx).await {
+    let answer = match request {
+        ClientRequest::CallToolRequest(call) if ctx.meta.protocol_version().is_none() => {
+            handler.call_tool(call.params, ctx).await.map(ServerResult::from)
+        }
+        request => handler.handle_request(request, ctx).await,
+    };
+    match answer {
         Ok(result) => ServerJsonRpcMessage::response(result, id),
         Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
     }

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use warden_core::Timestamp;
+use warden_upstream::Reply;
 
 /// Results kept at most (a full store forgets its oldest half).
 const CAP: usize = 10_000;
@@ -16,12 +17,12 @@ pub const STALE_META: &str = "io.warden/stale";
 
 #[derive(Default)]
 pub(crate) struct LastGood {
-    map: Mutex<HashMap<String, (Timestamp, Value)>>,
+    map: Mutex<HashMap<String, (Timestamp, Reply)>>,
     pub(crate) served: std::sync::atomic::AtomicU64,
 }
 
 impl LastGood {
-    pub(crate) fn put(&self, key: String, result: &Value) {
+    pub(crate) fn put(&self, key: String, result: &Reply) {
         let mut map = self.map.lock().expect("not poisoned");
         if map.len() >= CAP && !map.contains_key(&key) {
             let mut ages: Vec<(Timestamp, String)> =
@@ -36,10 +37,10 @@ impl LastGood {
 
     /// The kept result, its `_meta` saying it is stale, when it was stored and why it is
     /// answered instead of the server.
-    pub(crate) fn stale(&self, key: &str, why: &str) -> Option<Value> {
+    pub(crate) fn stale(&self, key: &str, why: &str) -> Option<Reply> {
         let (at, v) = self.map.lock().expect("not poisoned").get(key).cloned()?;
         self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut v = v;
+        let mut v = v.value().ok()?;
         let age = (warden_core::now() - at).num_milliseconds().max(0);
         if let Some(o) = v.as_object_mut() {
             let meta = o.entry("_meta").or_insert_with(|| json!({}));
@@ -50,7 +51,7 @@ impl LastGood {
                 );
             }
         }
-        Some(v)
+        Some(Reply::from_value(&v))
     }
 }
 
@@ -62,8 +63,9 @@ mod tests {
     fn a_stale_answer_says_so_and_keeps_the_result() {
         let store = LastGood::default();
         assert!(store.stale("k", "down").is_none());
-        store.put("k".into(), &json!({ "content": [{ "type": "text", "text": "42" }] }));
-        let v = store.stale("k", "no routable instance").unwrap();
+        let result = json!({ "content": [{ "type": "text", "text": "42" }] });
+        store.put("k".into(), &Reply::from_value(&result));
+        let v = store.stale("k", "no routable instance").unwrap().value().unwrap();
         assert_eq!(v["content"][0]["text"], "42");
         assert_eq!(v["_meta"][STALE_META]["reason"], "no routable instance");
         assert!(v["_meta"][STALE_META]["age_ms"].as_i64().unwrap() >= 0);
@@ -73,9 +75,9 @@ mod tests {
     fn a_full_store_forgets_its_oldest_half() {
         let store = LastGood::default();
         for i in 0..CAP {
-            store.put(format!("k{i}"), &json!(i));
+            store.put(format!("k{i}"), &Reply::from_value(&json!(i)));
         }
-        store.put("new".into(), &json!("new"));
+        store.put("new".into(), &Reply::from_value(&json!("new")));
         let len = store.map.lock().unwrap().len();
         assert_eq!(len, CAP - CAP / 2 + 1);
         assert!(store.stale("new", "x").is_some());

@@ -472,7 +472,7 @@ impl Session for CheckSession {
         Box::pin(async { Ok(Catalog::default()) })
     }
 
-    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<crate::Reply, UpstreamError>> {
         let name = self.checker.name.clone();
         Box::pin(async move {
             Err(UpstreamError::Protocol(format!(

@@ -468,10 +468,7 @@ impl Core {
 
     /// Forwards one call: registered as in flight for its origin, progress routed back to its
     /// caller, and the server told with `notifications/cancelled` if the caller gives up.
-    pub(crate) fn request(
-        &self,
-        call: Call,
-    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+    pub(crate) fn request(&self, call: Call) -> BoxFuture<'_, Result<crate::Reply, UpstreamError>> {
         Box::pin(async move {
             let Call { method, params, timeout, deadline, origin, cancel, progress, .. } = call;
             let mut message = serde_json::json!({ "method": method });
@@ -522,7 +519,9 @@ impl Core {
                 }
             }
             drop(in_flight);
-            serde_json::to_value(result).map_err(|e| UpstreamError::Protocol(e.to_string()))
+            serde_json::value::to_raw_value(&result)
+                .map(crate::Reply::from_raw)
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))
         })
     }
 
@@ -562,7 +561,7 @@ impl Session for Core {
         Core::activity(self)
     }
 
-    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<crate::Reply, UpstreamError>> {
         Core::request(self, call)
     }
 

@@ -170,8 +170,9 @@ fn fast_calls() -> u64 {
     crate::fast::FAST_CALLS.with(std::cell::Cell::get)
 }
 
-fn result_text(v: &Value) -> &str {
-    v["content"][0]["text"].as_str().unwrap_or_default()
+fn result_text(v: &crate::Reply) -> String {
+    let v = v.value().unwrap();
+    v["content"][0]["text"].as_str().unwrap_or_default().to_owned()
 }
 
 async fn both(test: impl Fn(bool) -> futures::future::BoxFuture<'static, ()>) {
@@ -216,7 +217,7 @@ async fn calls_take_the_fast_path_on_one_pooled_connection() {
 
             // A tool error is the tool's answer; a JSON-RPC error is the server's.
             let v = c.session.request(call("fail", json!({}), Duration::from_secs(5))).await;
-            assert_eq!(v.unwrap()["isError"], json!(true));
+            assert_eq!(v.unwrap().value().unwrap()["isError"], json!(true));
             let e = c.session.request(call("refuse", json!({}), Duration::from_secs(5))).await;
             assert!(matches!(e, Err(UpstreamError::Server { code: -32603, ref message }) if message == "refused"), "{e:?}");
         })

@@ -19,6 +19,7 @@ mod relay;
 mod remote;
 #[cfg(test)]
 mod remote_tests;
+mod reply;
 mod sse;
 #[cfg(test)]
 mod sse_tests;
@@ -41,6 +42,7 @@ pub use error::UpstreamError;
 pub use lines::read_line as read_bounded_line;
 pub use relay::{Call, Downstream, Notice, Origin, Progress, Relay};
 pub use remote::RemoteConnector;
+pub use reply::{object, Peek, Reply};
 pub use stdio::StdioConnector;
 pub use stdio_lane::{share_lines, RmcpWriter};
 
@@ -114,9 +116,10 @@ pub trait Session: Send + Sync {
     ) -> BoxFuture<'_, Result<Duration, UpstreamError>>;
     /// Lists tools, resources and prompts (bypassing any cache).
     fn list_catalog(&self, timeout: Duration) -> BoxFuture<'_, Result<Catalog, UpstreamError>>;
-    /// Forwards one request and returns the result as JSON. A JSON-RPC error answer comes back
-    /// as [`UpstreamError::Server`]; a call its client cancelled as [`UpstreamError::Cancelled`].
-    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>>;
+    /// Forwards one request and returns its result as the server wrote it. A JSON-RPC error
+    /// answer comes back as [`UpstreamError::Server`]; a call its client cancelled as
+    /// [`UpstreamError::Cancelled`].
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<Reply, UpstreamError>>;
     /// Byte-level liveness: when the server last sent anything, and how much.
     fn activity(&self) -> Arc<Activity>;
     /// The process id of a stdio child.
@@ -157,7 +160,7 @@ macro_rules! pass_through {
         fn request(
             &self,
             call: $crate::Call,
-        ) -> $crate::BoxFuture<'_, Result<::serde_json::Value, $crate::UpstreamError>> {
+        ) -> $crate::BoxFuture<'_, Result<$crate::Reply, $crate::UpstreamError>> {
             self.$inner.request(call)
         }
     };

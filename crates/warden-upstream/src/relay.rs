@@ -273,3 +273,21 @@ impl Shared {
         }
     }
 }
+
+/// A JSON-RPC request `id` for `method` with `params`, as the bytes to send (written straight
+/// from its parts, no tree built for the envelope).
+pub(crate) fn request_bytes(
+    id: &str,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<Vec<u8>, UpstreamError> {
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        jsonrpc: &'static str,
+        id: &'a str,
+        method: &'a str,
+        params: &'a Map<String, Value>,
+    }
+    serde_json::to_vec(&Request { jsonrpc: "2.0", id, method, params })
+        .map_err(|e| UpstreamError::Protocol(format!("cannot forward {method}: {e}")))
+}

@@ -159,7 +159,7 @@ impl Session for Scrubbed {
         })
     }
 
-    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<crate::Reply, UpstreamError>> {
         Box::pin(async move { self.inner.request(call).await.map_err(|e| e.scrub(&self.secrets)) })
     }
 }
@@ -303,7 +303,7 @@ impl Session for FastSession {
         })
     }
 
-    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<crate::Reply, UpstreamError>> {
         if self.fast.takes(&call) {
             Box::pin(self.fast.request(call))
         } else {

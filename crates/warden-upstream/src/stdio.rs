@@ -317,7 +317,7 @@ struct StdioSession {
 impl Session for StdioSession {
     crate::pass_through!(core: probe, list_catalog, activity);
 
-    fn request(&self, call: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+    fn request(&self, call: Call) -> BoxFuture<'_, Result<crate::Reply, UpstreamError>> {
         if self.lane.takes(&call) {
             Box::pin(self.lane.request(call))
         } else {

@@ -31,7 +31,8 @@ use tokio::time::Instant;
 use tokio_util::sync::PollSender;
 
 use crate::relay::{Call, Progress, Shared};
-use crate::UpstreamError;
+use crate::reply::Message;
+use crate::{Reply, UpstreamError};
 
 /// The prefix of the lane's request ids and progress tokens.
 const PREFIX: &str = "wf-";
@@ -206,43 +207,66 @@ impl AsyncWrite for RmcpWriter {
 /// The lane's calls waiting for their answers; the stdout tap hands them over.
 #[derive(Default)]
 pub(crate) struct Pending {
-    calls: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    calls: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, UpstreamError>>>>,
     closed: AtomicBool,
 }
 
 impl Pending {
     /// Takes `line` if it is for the lane: an answer to one of its calls (or to one that gave
     /// up: dropped), or progress under one of its tokens (routed through `shared`). Anything
-    /// else is rmcp's.
+    /// else is rmcp's. An answer's result is handed over as the server wrote it.
     pub(crate) fn take(&self, line: &[u8], shared: &Shared) -> bool {
         if memchr::memmem::find(line, b"\"wf-").is_none() {
             return false;
         }
+        if let Some(m) = Message::read(line) {
+            return match m.method().as_deref() {
+                None => self.answered(m.id().as_deref(), || m.outcome()),
+                Some("notifications/progress") => {
+                    serde_json::from_slice(line).is_ok_and(|v| self.progress(&v, shared))
+                }
+                Some(_) => false,
+            };
+        }
+        // What the text reading leaves to the tree (a key given twice).
         let Ok(message) = serde_json::from_slice::<Value>(line) else { return false };
         match message.get("method").and_then(Value::as_str) {
             None => {
-                let Some(n) = message.get("id").and_then(Value::as_str).and_then(lane_number)
-                else {
-                    return false;
-                };
-                let waiting = self.calls.lock().expect("not poisoned").remove(&n);
-                if let Some(tx) = waiting {
-                    let _ = tx.send(message);
-                }
-                true
+                let id = message.get("id").and_then(Value::as_str).map(str::to_owned);
+                self.answered(id.as_deref(), || match message {
+                    Value::Object(m) => crate::fast::outcome(m),
+                    _ => Err(UpstreamError::Protocol("an answer that is not an object".into())),
+                })
             }
-            Some("notifications/progress") => {
-                let Some((token, p)) = message.get("params").and_then(Progress::from_params) else {
-                    return false;
-                };
-                if !matches!(&token.0, NumberOrString::String(s) if lane_number(s).is_some()) {
-                    return false;
-                }
-                shared.progress(&token, p);
-                true
-            }
+            Some("notifications/progress") => self.progress(&message, shared),
             Some(_) => false,
         }
+    }
+
+    /// Hands `outcome` to lane call `id`, if `id` is one of the lane's.
+    fn answered(
+        &self,
+        id: Option<&str>,
+        outcome: impl FnOnce() -> Result<Reply, UpstreamError>,
+    ) -> bool {
+        let Some(n) = id.and_then(lane_number) else { return false };
+        let waiting = self.calls.lock().expect("not poisoned").remove(&n);
+        if let Some(tx) = waiting {
+            let _ = tx.send(outcome());
+        }
+        true
+    }
+
+    /// Routes a progress notification under one of the lane's tokens.
+    fn progress(&self, message: &Value, shared: &Shared) -> bool {
+        let Some((token, p)) = message.get("params").and_then(Progress::from_params) else {
+            return false;
+        };
+        if !matches!(&token.0, NumberOrString::String(s) if lane_number(s).is_some()) {
+            return false;
+        }
+        shared.progress(&token, p);
+        true
     }
 
     /// The child's stdout ended: every waiting call fails now, and later ones at once.
@@ -270,7 +294,7 @@ fn lane_number(id: &str) -> Option<u64> {
 struct Waiting<'a> {
     pending: &'a Pending,
     n: u64,
-    rx: oneshot::Receiver<Value>,
+    rx: oneshot::Receiver<Result<Reply, UpstreamError>>,
 }
 
 impl Drop for Waiting<'_> {
@@ -305,7 +329,7 @@ impl Lane {
     }
 
     /// Forwards one call (see the module documentation).
-    pub(crate) async fn request(&self, call: Call) -> Result<Value, UpstreamError> {
+    pub(crate) async fn request(&self, call: Call) -> Result<Reply, UpstreamError> {
         #[cfg(test)]
         LANE_CALLS.with(|c| c.set(c.get() + 1));
         let Call { method, params, timeout, deadline, origin, cancel, progress, .. } = call;
@@ -314,10 +338,7 @@ impl Lane {
         let mut in_flight = self.shared.begin(origin);
         let stamp = self.stamp.get().filter(|_| self.modern);
         let (params, watching) = self.shared.outgoing(&mut in_flight, &id, params, stamp, progress);
-        let mut line = serde_json::to_vec(&json!({
-            "jsonrpc": "2.0", "id": id, "method": method, "params": params,
-        }))
-        .map_err(|e| UpstreamError::Protocol(format!("cannot forward {method}: {e}")))?;
+        let mut line = crate::relay::request_bytes(&id, &method, &params)?;
         line.push(b'\n');
         let mut waiting = self.pending.insert(n)?;
         let now = Instant::now();
@@ -338,7 +359,7 @@ impl Lane {
         sent?;
         let answer = loop {
             tokio::select! {
-                r = &mut waiting.rx => break r.map_err(|_| UpstreamError::Closed(None))?,
+                r = &mut waiting.rx => break r.unwrap_or(Err(UpstreamError::Closed(None))),
                 _ = cancel.cancelled() => {
                     self.cancelled(&id, "cancelled by the client").await;
                     return Err(UpstreamError::Cancelled);
@@ -356,10 +377,7 @@ impl Lane {
             }
         };
         drop(in_flight);
-        let Value::Object(m) = answer else {
-            return Err(UpstreamError::Protocol("an answer that is not an object".into()));
-        };
-        crate::fast::outcome(m)
+        answer
     }
 
     /// Tells the server to stop working on call `id`.

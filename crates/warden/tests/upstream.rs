@@ -58,7 +58,7 @@ async fn a_remote_server_streaming_progress_for_a_long_call_is_busy_not_hung() {
             Duration::from_secs(5),
         );
         call.progress = Some(progress);
-        let answer = session.request(call).await.expect("the call completes");
+        let answer = session.request(call).await.expect("the call completes").value().unwrap();
         assert_eq!(answer["content"][0]["text"], "slept 8000 ms", "{answer}");
         assert!(updates.try_recv().is_ok(), "progress was relayed");
         let v = w.view("busy", 0);

@@ -24,7 +24,7 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer, Subscriptio
 use rmcp::{ErrorData, ServerHandler};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use warden_upstream::{Call, Catalog, Origin};
+use warden_upstream::{Call, Catalog, Origin, Reply};
 
 use crate::clients::{level_param, level_rank, Clients};
 use crate::forward::{self, clean_params, Flights, Request, ResultCache};
@@ -160,8 +160,15 @@ fn parse<T: DeserializeOwned>(v: Value, what: &str) -> Result<T, ErrorData> {
     })
 }
 
-fn is_input_required(v: &Value) -> bool {
-    v.get("resultType").and_then(Value::as_str) == Some("input_required")
+/// A server's result read as `T`.
+fn read<T: DeserializeOwned>(r: &Reply, what: &str) -> Result<T, ErrorData> {
+    r.parse().map_err(|e| {
+        ErrorData::internal_error(format!("unreadable {what} from the server: {e}"), None)
+    })
+}
+
+fn is_input_required(r: &Reply) -> bool {
+    r.peek().input_required
 }
 
 fn to_params<T: serde::Serialize>(p: &T) -> Result<Value, ErrorData> {
@@ -313,7 +320,7 @@ impl Handler {
         &self,
         mut req: Request<'_>,
         ctx: &RequestContext<RoleServer>,
-    ) -> Result<Value, ErrorData> {
+    ) -> Result<Reply, ErrorData> {
         let origin = self.origin(ctx);
         let modern_client =
             ctx.peer.peer_info().is_some_and(|p| !p.protocol_version.has_initialize());
@@ -329,6 +336,7 @@ impl Handler {
                 return Ok(value);
             }
             let mut answers = serde_json::Map::new();
+            let value: Value = read(&value, "input request")?;
             if let Some(asks) = value.get("inputRequests").and_then(Value::as_object) {
                 for (key, ask) in asks {
                     let request: ServerRequest = parse(ask.clone(), "input request")?;
@@ -358,7 +366,7 @@ impl Handler {
         &self,
         req: CallToolRequestParams,
         ctx: &RequestContext<RoleServer>,
-    ) -> Result<Value, ErrorData> {
+    ) -> Result<Reply, ErrorData> {
         let (server, tool) = self.split(&req.name, "tool")?;
         self.refuse_disabled(&server, &tool)?;
         let mut params = to_params(&req)?;
@@ -400,8 +408,9 @@ impl Handler {
         } else {
             self.forward_with_input(request, ctx).await
         };
-        let good = |v: &Value| {
-            v.get("isError").and_then(Value::as_bool) != Some(true) && !is_input_required(v)
+        let good = |v: &Reply| {
+            let peek = v.peek();
+            !peek.is_error && !peek.input_required
         };
         match &result {
             Ok(v) if !answers && good(v) => {

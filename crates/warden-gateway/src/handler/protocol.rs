@@ -99,12 +99,12 @@ impl ServerHandler for Handler {
         }
         let value = self.call(req, &ctx).await?;
         if is_input_required(&value) {
-            return Ok(CallToolResponse::InputRequired(parse::<InputRequiredResult>(
-                value,
+            return Ok(CallToolResponse::InputRequired(read::<InputRequiredResult>(
+                &value,
                 "input request",
             )?));
         }
-        Ok(CallToolResponse::Complete(parse::<CallToolResult>(value, "tool result")?))
+        Ok(CallToolResponse::Complete(read::<CallToolResult>(&value, "tool result")?))
     }
 
     async fn list_prompts(
@@ -140,9 +140,9 @@ impl ServerHandler for Handler {
             )
             .await?;
         if is_input_required(&value) {
-            return Ok(GetPromptResponse::InputRequired(parse(value, "input request")?));
+            return Ok(GetPromptResponse::InputRequired(read(&value, "input request")?));
         }
-        Ok(GetPromptResponse::Complete(parse::<GetPromptResult>(value, "prompt")?))
+        Ok(GetPromptResponse::Complete(read::<GetPromptResult>(&value, "prompt")?))
     }
 
     async fn list_resources(
@@ -229,9 +229,9 @@ impl ServerHandler for Handler {
             )
             .await?;
         if is_input_required(&value) {
-            return Ok(ReadResourceResponse::InputRequired(parse(value, "input request")?));
+            return Ok(ReadResourceResponse::InputRequired(read(&value, "input request")?));
         }
-        Ok(ReadResourceResponse::Complete(parse::<ReadResourceResult>(value, "resource")?))
+        Ok(ReadResourceResponse::Complete(read::<ReadResourceResult>(&value, "resource")?))
     }
 
     async fn subscribe(
@@ -291,7 +291,7 @@ impl ServerHandler for Handler {
             self.origin(&ctx),
         )
         .await?;
-        parse(value, "completion")
+        read(&value, "completion")
     }
 
     async fn set_level(

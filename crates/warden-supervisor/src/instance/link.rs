@@ -1,13 +1,34 @@
 //! What the gateway holds of an instance: its live session and catalog, its calls in flight,
 //! and the channel that reports how each call ended (a passive health signal).
 
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
 use super::*;
+
+/// How long a settled call may wait for the instance task to read it.
+pub(crate) const SETTLE_WINDOW: Duration = Duration::from_millis(100);
+/// Settled calls kept at most between two batches.
+const SETTLED_CAP: usize = 8192;
 
 /// What a router holds for each instance: the count of calls in flight (a busy server is not a
 /// hung one) and a queue for call outcomes. Reporting never blocks.
+///
+/// A failed call is sent to the instance task at once (it may move the health state). Calls
+/// the server answered are kept in `settled` and read by the task in batches, at most
+/// [`SETTLE_WINDOW`] after the first of a batch: the task wakes once per window on a busy
+/// instance, not once per call (a wake and a turn of its event loop cost about as much CPU as
+/// the gateway's own work on a call).
 pub struct InstanceLink {
     in_flight: AtomicUsize,
     reports: mpsc::Sender<CallReport>,
+    settled: Mutex<Vec<CallReport>>,
+    /// Told when a call settles into an empty batch.
+    pub(crate) batch: Notify,
+    /// Batches the instance task has read.
+    #[cfg(test)]
+    pub(crate) batches: AtomicUsize,
     session: RwLock<Option<Arc<dyn Session>>>,
     catalog: RwLock<Option<Arc<Catalog>>>,
     /// This instance's metric handles (the instance loop records into them too).
@@ -25,6 +46,10 @@ impl InstanceLink {
         Self {
             in_flight: AtomicUsize::new(0),
             reports,
+            settled: Mutex::new(Vec::new()),
+            batch: Notify::new(),
+            #[cfg(test)]
+            batches: AtomicUsize::new(0),
             session: RwLock::new(None),
             catalog: RwLock::new(None),
             metrics,
@@ -67,7 +92,32 @@ impl InstanceLink {
             CallOutcome::Ok | CallOutcome::Ignorable => None,
         };
         self.metrics.call(latency, failed);
-        let _ = self.reports.try_send(CallReport { latency, outcome });
+        let report = CallReport { latency, outcome, at: Instant::now() };
+        if failed.is_some() {
+            let _ = self.reports.try_send(report);
+            return;
+        }
+        let first = {
+            let mut settled = self.settled.lock().expect("not poisoned");
+            if settled.len() >= SETTLED_CAP {
+                return; // the task is far behind: as a full queue, drop
+            }
+            settled.push(report);
+            settled.len() == 1
+        };
+        if first {
+            self.batch.notify_one();
+        }
+    }
+
+    /// The calls that settled since the last batch, oldest first.
+    pub(crate) fn take_settled(&self) -> Vec<CallReport> {
+        let batch = std::mem::take(&mut *self.settled.lock().expect("not poisoned"));
+        #[cfg(test)]
+        if !batch.is_empty() {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+        }
+        batch
     }
 }
 

@@ -106,6 +106,8 @@ const PUBLISH_SEEDS_EVERY: Duration = Duration::from_secs(60);
 pub struct CallReport {
     pub latency: Duration,
     pub outcome: CallOutcome,
+    /// When the call ended.
+    pub at: Instant,
 }
 
 /// An open incident: from the first failure until the instance is healthy again.
@@ -402,6 +404,7 @@ impl Runner {
         });
         // Call outcomes from the previous session say nothing about this one.
         while self.ctx.reports.try_recv().is_ok() {}
+        self.ctx.link.take_settled();
         let deadline = self.spec().health.startup_timeout;
         let connector = Arc::clone(&self.ctx.connector);
         let mut connect = connector.connect(self.ctx.id.clone(), deadline);

@@ -79,6 +79,8 @@ impl Runner {
         let mut next_catalog = Instant::now() + policy.catalog_interval;
         let mut healthy_since: Option<Instant> = None;
         let mut serving_since: Option<Instant> = None;
+        // When the calls settling now are read (see `InstanceLink`).
+        let mut settle_at: Option<Instant> = None;
 
         let end = loop {
             let reset_after = self.spec().restart.reset_after;
@@ -110,7 +112,18 @@ impl Runner {
                     Some(c @ Command::Reset) => self.operator(c),
                     Some(Command::Start) | None => {}
                 },
-                Some(report) = self.ctx.reports.recv() => self.on_call(report),
+                // A failure, after the calls that settled before it.
+                Some(report) = self.ctx.reports.recv() => {
+                    self.on_settled();
+                    self.on_call(report);
+                }
+                () = self.ctx.link.batch.notified(), if settle_at.is_none() => {
+                    settle_at = Some(Instant::now() + super::link::SETTLE_WINDOW);
+                }
+                _ = sleep_until(settle_at.unwrap_or(next_hang_check)), if settle_at.is_some() => {
+                    settle_at = None;
+                    self.on_settled();
+                }
                 res = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
                     probe = None;
                     match self.on_probe_result(res, activity.bytes() > probe_bytes_before, activity.since_last_byte()) {
@@ -318,9 +331,16 @@ impl Runner {
         }
     }
 
+    /// The calls the server answered since the last batch.
+    fn on_settled(&mut self) {
+        for report in self.ctx.link.take_settled() {
+            self.on_call(report);
+        }
+    }
+
     /// A passive signal: how a real call ended.
     pub(super) fn on_call(&mut self, report: CallReport) {
-        let now = Instant::now();
+        let now = report.at;
         match &report.outcome {
             // The server answered, even if the tool said no.
             CallOutcome::Ok | CallOutcome::Ignorable => {

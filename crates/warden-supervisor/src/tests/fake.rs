@@ -87,8 +87,10 @@ impl Session for FakeSession {
         Arc::clone(&self.0.activity)
     }
 
-    fn request(&self, _: Call) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
-        Box::pin(async { Ok(serde_json::json!({ "content": [] })) })
+    fn request(&self, _: Call) -> BoxFuture<'_, Result<warden_upstream::Reply, UpstreamError>> {
+        Box::pin(async {
+            Ok(warden_upstream::Reply::from_value(&serde_json::json!({ "content": [] })))
+        })
     }
 
     fn pid(&self) -> Option<u32> {

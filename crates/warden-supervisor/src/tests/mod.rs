@@ -243,6 +243,36 @@ async fn passive_call_failures_eject_and_tool_errors_do_not() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn answered_calls_are_read_in_batches_and_all_counted() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    let link = h.registry.servers()[0].link(0).unwrap();
+    time::sleep(Duration::from_secs(11)).await; // a stats sample
+    let before = h.registry.servers()[0].views()[0].stats.requests_total;
+    // 300 answered calls, one every millisecond: 300 ms of a busy instance.
+    for _ in 0..300 {
+        link.report(Duration::from_millis(2), CallOutcome::Ok);
+        time::sleep(Duration::from_millis(1)).await;
+    }
+    time::sleep(Duration::from_millis(150)).await;
+    let batches = link.batches.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&batches), "one wake per 100 ms window, not per call: {batches}");
+    // A failure is read at once, after the calls that settled before it.
+    link.report(Duration::from_millis(2), CallOutcome::Ok);
+    link.report(
+        Duration::from_millis(2),
+        CallOutcome::Failed(warden_core::Reason::new(FailureClass::ServerError, "-32603")),
+    );
+    time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(link.batches.load(Ordering::SeqCst), batches + 1);
+    time::sleep(Duration::from_secs(11)).await;
+    // Every call counted (the probes of those 11 s come on top).
+    let counted = h.registry.servers()[0].views()[0].stats.requests_total - before;
+    assert!((302..320).contains(&counted), "{counted}");
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_server_silent_on_probes_but_streaming_progress_for_a_call_is_busy_not_hung() {
     let mut h = Harness::new(spec("s"), FakeConnector::default());
     h.until(InstanceState::Healthy, Duration::from_secs(10)).await;

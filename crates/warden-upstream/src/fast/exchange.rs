@@ -27,7 +27,7 @@ impl<'a> Exchange<'a> {
         &self,
         headers: HeaderMap,
         body: Vec<u8>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Reply, UpstreamError> {
         let mut limit = self.hard.min(Instant::now() + self.timeout);
         let (status, content_type, mut stream) = self.post(headers, body, limit).await?;
         let json = content_type.starts_with("application/json");
@@ -37,11 +37,10 @@ impl<'a> Exchange<'a> {
         if json {
             let bytes = self.body(stream, limit).await?;
             self.fast.activity.touch(bytes.len());
-            let message: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| UpstreamError::Protocol(format!("unreadable answer: {e}")))?;
-            return match self.answer(message) {
+            return match self.answer(&bytes) {
                 Ok(r) => r,
-                Err(_) => Err(UpstreamError::Protocol("an answer to another request".into())),
+                Err(Err(e)) => Err(UpstreamError::Protocol(format!("unreadable answer: {e}"))),
+                Err(Ok(_)) => Err(UpstreamError::Protocol("an answer to another request".into())),
             };
         }
         if !content_type.starts_with("text/event-stream") {
@@ -70,11 +69,7 @@ impl<'a> Exchange<'a> {
                 }
                 // An answer, progress, a log line: the server is working, not hung.
                 self.fast.activity.touch(event.data.len());
-                let Ok(message) = serde_json::from_slice::<Value>(&event.data) else {
-                    tracing::warn!(target: "warden::upstream", "dropped an unparsable SSE message");
-                    continue;
-                };
-                match self.answer(message) {
+                match self.answer(&event.data) {
                     Ok(result) => {
                         // Read the stream to its end, or hyper drops the connection instead of
                         // pooling it and the next call pays a new TCP handshake.
@@ -84,7 +79,10 @@ impl<'a> Exchange<'a> {
                         .await;
                         return result;
                     }
-                    Err(message) => {
+                    Err(Err(_)) => {
+                        tracing::warn!(target: "warden::upstream", "dropped an unparsable SSE message");
+                    }
+                    Err(Ok(message)) => {
                         let progress = message.get("method").and_then(Value::as_str)
                             == Some("notifications/progress");
                         // A server's request waits on a client (a person, for an
@@ -189,15 +187,25 @@ impl<'a> Exchange<'a> {
         Ok(chunks(resp))
     }
 
-    /// The call's result or error if `message` answers it; else the message back.
-    pub(super) fn answer(&self, message: Value) -> Result<Result<Value, UpstreamError>, Value> {
+    /// The call's result or error if the message in `bytes` answers it; else the message as a
+    /// tree (or why it is not JSON).
+    pub(super) fn answer(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Result<Reply, UpstreamError>, Result<Value, serde_json::Error>> {
+        if let Some(m) = Message::read(bytes) {
+            if !m.has_method() && m.id().as_deref() == Some(self.id) {
+                return Ok(m.outcome());
+            }
+        }
+        // Not ours, or a message the text reading leaves to the tree (a key given twice).
+        let message: Value = serde_json::from_slice(bytes).map_err(Err)?;
         let ours = message.get("method").is_none()
             && message.get("id").and_then(Value::as_str) == Some(self.id);
-        if !ours {
-            return Err(message);
+        match message {
+            Value::Object(m) if ours => Ok(outcome(m)),
+            other => Err(Ok(other)),
         }
-        let Value::Object(m) = message else { unreachable!("has an id") };
-        Ok(outcome(m))
     }
 
     /// Reads a whole (bounded) body within `limit`.
@@ -277,20 +285,14 @@ pub(super) async fn drain(resp: reqwest::Response, max: usize) -> Result<(), Ups
 }
 
 /// A JSON-RPC answer's result, or its error as the server's.
-pub(crate) fn outcome(mut answer: Map<String, Value>) -> Result<Value, UpstreamError> {
+pub(crate) fn outcome(mut answer: Map<String, Value>) -> Result<Reply, UpstreamError> {
     if let Some(e) = answer.remove("error") {
         return Err(server_error(&e));
     }
     answer
         .remove("result")
+        .map(|r| Reply::from_value(&r))
         .ok_or_else(|| UpstreamError::Protocol("an answer with neither result nor error".into()))
-}
-
-fn server_error(e: &Value) -> UpstreamError {
-    UpstreamError::Server {
-        code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
-        message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
-    }
 }
 
 /// A reqwest error's innermost cause (never the URL, which may hold a secret).

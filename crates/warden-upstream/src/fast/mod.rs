@@ -34,8 +34,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::relay::{Call, Notice, Origin, Progress, Shared};
+use crate::reply::{server_error, Message};
 use crate::sse::SseParser;
-use crate::{Activity, SessionEvent, UpstreamError};
+use crate::{Activity, Reply, SessionEvent, UpstreamError};
 
 mod exchange;
 pub(crate) mod h1;
@@ -153,7 +154,7 @@ impl Fast {
     }
 
     /// Forwards one call (see the module documentation).
-    pub(crate) async fn request(&self, call: Call) -> Result<Value, UpstreamError> {
+    pub(crate) async fn request(&self, call: Call) -> Result<Reply, UpstreamError> {
         #[cfg(test)]
         FAST_CALLS.with(|c| c.set(c.get() + 1));
         let Call { method, params, timeout, deadline, origin, cancel, progress, .. } = call;
@@ -180,10 +181,7 @@ impl Fast {
                 headers.insert("mcp-name", v);
             }
         }
-        let body = serde_json::to_vec(&json!({
-            "jsonrpc": "2.0", "id": id, "method": method, "params": params,
-        }))
-        .map_err(|e| UpstreamError::Protocol(format!("cannot forward {method}: {e}")))?;
+        let body = crate::relay::request_bytes(&id, &method, &params)?;
         let now = Instant::now();
         // Like rmcp: a call that reports progress is bounded by its deadline, and each update
         // restarts its timeout; any other by its timeout.
