@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientNotification,
     ClientRequest, GetMeta, JsonObject, JsonRpcMessage, JsonRpcNotification, JsonRpcVersion2_0,
-    RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+    RequestId, RequestMetaObject, ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, Service};
-use rmcp::ServerHandler;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use warden_upstream::object;
@@ -160,26 +159,17 @@ pub(crate) fn context(
     ctx
 }
 
-/// Runs `request` on `handler` as rmcp's dispatch would, and returns its answer or error.
-///
-/// A `tools/call` goes to the handler's `call_tool` directly. rmcp's `handle_request` checks
-/// first what only a request with a protocol version in its `_meta`, or a session opened
-/// without `initialize`, can fail (the lanes take neither kind of session, and a call naming
-/// a version goes through rmcp); after `call_tool` it refuses a task handle the client did
-/// not ask for, which Warden's `call_tool` never returns.
+/// Runs `request` through rmcp's dispatch on `handler`, and returns its answer or error.
+/// (Calling `call_tool` directly would save ~5 k instructions a call, but rmcp's dispatch
+/// also shapes the result for the session's protocol version — `resultType` stripped for a
+/// legacy client, an input request refused — which the lane would then have to repeat.)
 pub(crate) async fn run(
     handler: &Handler,
     id: RequestId,
     request: ClientRequest,
     ctx: RequestContext<RoleServer>,
 ) -> ServerJsonRpcMessage {
-    let answer = match request {
-        ClientRequest::CallToolRequest(call) if ctx.meta.protocol_version().is_none() => {
-            handler.call_tool(call.params, ctx).await.map(ServerResult::from)
-        }
-        request => handler.handle_request(request, ctx).await,
-    };
-    match answer {
+    match handler.handle_request(request, ctx).await {
         Ok(result) => ServerJsonRpcMessage::response(result, id),
         Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
     }

@@ -39,8 +39,8 @@ impl LastGood {
     /// answered instead of the server.
     pub(crate) fn stale(&self, key: &str, why: &str) -> Option<Reply> {
         let (at, v) = self.map.lock().expect("not poisoned").get(key).cloned()?;
-        self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut v = v.value().ok()?;
+        self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let age = (warden_core::now() - at).num_milliseconds().max(0);
         if let Some(o) = v.as_object_mut() {
             let meta = o.entry("_meta").or_insert_with(|| json!({}));

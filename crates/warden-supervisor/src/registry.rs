@@ -169,8 +169,8 @@ impl Spawner {
             InstanceView { standby: current.is_standby(index), ..InstanceView::new(id.clone()) };
         let (view_tx, view_rx) = watch::channel(view);
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
-        let (report_tx, report_rx) = mpsc::channel(1024);
-        let link = Arc::new(InstanceLink::new(report_tx, self.options.metrics.instance(&id)));
+        let (failed_tx, failed_rx) = mpsc::channel(1);
+        let link = Arc::new(InstanceLink::new(failed_tx, self.options.metrics.instance(&id)));
         let stop = self.shutdown.child_token();
         let ctx = InstanceCtx {
             id,
@@ -182,7 +182,7 @@ impl Spawner {
             view: view_tx,
             commands: cmd_rx,
             link: Arc::clone(&link),
-            reports: report_rx,
+            failed: failed_rx,
             shutdown: stop.clone(),
             prediction: self.prediction.clone(),
             tuning: tuning.subscribe(),

@@ -56,9 +56,11 @@ impl Reply {
         serde_json::from_str(self.raw.get())
     }
 
-    /// The result read as `T`.
+    /// The result read as `T`, as from its tree: a key given twice has its last value (read
+    /// from the text, serde's derive refuses it; the tree is built only then).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(self.raw.get())
+            .or_else(|first| serde_json::from_value(self.value().map_err(|_| first)?))
     }
 
     /// `isError` and `resultType`, read as `Value::get` would read them (a key given twice:
@@ -322,6 +324,19 @@ mod tests {
         {
             assert!(Message::read(bad).is_none(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn a_result_is_read_as_its_tree_would_be() {
+        // A key given twice: its last value, as the tree has it (a derived struct read from
+        // the text alone refuses it).
+        let r = reply(
+            r#"{"content":[{"type":"text","text":"a","text":"b"}],"isError":false,"isError":true}"#,
+        );
+        let typed: rmcp::model::CallToolResult = r.parse().unwrap();
+        assert_eq!(typed.is_error, Some(true));
+        assert_eq!(serde_json::to_value(&typed).unwrap()["content"][0]["text"], "b");
+        assert!(reply(r#"{"content":"no"}"#).parse::<rmcp::model::CallToolResult>().is_err());
     }
 
     #[test]

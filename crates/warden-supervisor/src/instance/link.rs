@@ -1,5 +1,5 @@
 //! What the gateway holds of an instance: its live session and catalog, its calls in flight,
-//! and the channel that reports how each call ended (a passive health signal).
+//! and the outcome of each call (a passive health signal), read by the instance task in batches.
 
 use std::sync::Mutex;
 
@@ -15,15 +15,16 @@ const SETTLED_CAP: usize = 8192;
 /// What a router holds for each instance: the count of calls in flight (a busy server is not a
 /// hung one) and a queue for call outcomes. Reporting never blocks.
 ///
-/// A failed call is sent to the instance task at once (it may move the health state). Calls
-/// the server answered are kept in `settled` and read by the task in batches, at most
-/// [`SETTLE_WINDOW`] after the first of a batch: the task wakes once per window on a busy
-/// instance, not once per call (a wake and a turn of its event loop cost about as much CPU as
-/// the gateway's own work on a call).
+/// Every call's outcome goes into `settled`, in the order the calls ended, and the instance
+/// task reads them in batches: at once after a failure (it may move the health state; the
+/// `failed` channel wakes the task), else at most [`SETTLE_WINDOW`] after the first of a
+/// batch. On a busy instance the task wakes once per window, not once per call (a wake and a
+/// turn of its event loop cost about as much CPU as the gateway's own work on a call).
 pub struct InstanceLink {
     in_flight: AtomicUsize,
-    reports: mpsc::Sender<CallReport>,
     settled: Mutex<Vec<CallReport>>,
+    /// Wakes the task for a failure (one pending wake is enough: it reads the whole batch).
+    failed: mpsc::Sender<()>,
     /// Told when a call settles into an empty batch.
     pub(crate) batch: Notify,
     /// Batches the instance task has read.
@@ -42,10 +43,10 @@ impl std::fmt::Debug for InstanceLink {
 }
 
 impl InstanceLink {
-    pub(crate) fn new(reports: mpsc::Sender<CallReport>, metrics: InstanceMetrics) -> Self {
+    pub(crate) fn new(failed: mpsc::Sender<()>, metrics: InstanceMetrics) -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
-            reports,
+            failed,
             settled: Mutex::new(Vec::new()),
             batch: Notify::new(),
             #[cfg(test)]
@@ -93,10 +94,6 @@ impl InstanceLink {
         };
         self.metrics.call(latency, failed);
         let report = CallReport { latency, outcome, at: Instant::now() };
-        if failed.is_some() {
-            let _ = self.reports.try_send(report);
-            return;
-        }
         let first = {
             let mut settled = self.settled.lock().expect("not poisoned");
             if settled.len() >= SETTLED_CAP {
@@ -105,7 +102,9 @@ impl InstanceLink {
             settled.push(report);
             settled.len() == 1
         };
-        if first {
+        if failed.is_some() {
+            let _ = self.failed.try_send(());
+        } else if first {
             self.batch.notify_one();
         }
     }

@@ -83,7 +83,8 @@ pub(crate) struct InstanceCtx {
     pub(crate) view: watch::Sender<InstanceView>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) link: Arc<InstanceLink>,
-    pub(crate) reports: mpsc::Receiver<CallReport>,
+    /// A failed call is waiting in the link's batch.
+    pub(crate) failed: mpsc::Receiver<()>,
     pub(crate) shutdown: CancellationToken,
     /// Failure prediction, unless turned off.
     pub(crate) prediction: Option<warden_predict::PredictorConfig>,
@@ -388,7 +389,9 @@ impl Runner {
                     None => return Woke::Shutdown,
                 },
                 // Calls that reach an instance without a session say nothing about its health.
-                Some(_) = self.ctx.reports.recv() => {}
+                Some(()) = self.ctx.failed.recv() => {
+                    self.ctx.link.take_settled();
+                }
                 _ = sleep_until(deadline), if until.is_some() => return Woke::Elapsed,
                 _ = sleep_until(self.next_sample) => self.sample(),
             }
@@ -403,7 +406,7 @@ impl Runner {
             v.pid = None;
         });
         // Call outcomes from the previous session say nothing about this one.
-        while self.ctx.reports.try_recv().is_ok() {}
+        while self.ctx.failed.try_recv().is_ok() {}
         self.ctx.link.take_settled();
         let deadline = self.spec().health.startup_timeout;
         let connector = Arc::clone(&self.ctx.connector);

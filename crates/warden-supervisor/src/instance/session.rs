@@ -112,11 +112,8 @@ impl Runner {
                     Some(c @ Command::Reset) => self.operator(c),
                     Some(Command::Start) | None => {}
                 },
-                // A failure, after the calls that settled before it.
-                Some(report) = self.ctx.reports.recv() => {
-                    self.on_settled();
-                    self.on_call(report);
-                }
+                // A failure: read at once, with the calls that ended before it.
+                Some(()) = self.ctx.failed.recv() => self.on_settled(),
                 () = self.ctx.link.batch.notified(), if settle_at.is_none() => {
                     settle_at = Some(Instant::now() + super::link::SETTLE_WINDOW);
                 }
@@ -172,8 +169,16 @@ impl Runner {
                         break self.hang(session, &mut events, activity.since_last_byte()).await;
                     }
                 },
-                _ = sleep_until(self.next_sample) => self.sample(),
-                _ = sleep_until(self.next_predict) => self.predict(),
+                // Both read the calls up to now first: a batch must not add to a second
+                // the predictor has closed.
+                _ = sleep_until(self.next_sample) => {
+                    self.on_settled();
+                    self.sample();
+                }
+                _ = sleep_until(self.next_predict) => {
+                    self.on_settled();
+                    self.predict();
+                }
                 // Tuning changed the probe policy: the next probe follows it.
                 Ok(()) = self.ctx.tuning.changed() => {
                     let spec = self.spec();
@@ -331,8 +336,8 @@ impl Runner {
         }
     }
 
-    /// The calls the server answered since the last batch.
-    fn on_settled(&mut self) {
+    /// The calls that ended since the last batch, in the order they ended.
+    pub(super) fn on_settled(&mut self) {
         for report in self.ctx.link.take_settled() {
             self.on_call(report);
         }

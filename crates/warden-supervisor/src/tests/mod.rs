@@ -273,6 +273,25 @@ async fn answered_calls_are_read_in_batches_and_all_counted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn failures_and_answers_are_read_in_the_order_they_ended() {
+    let mut h = Harness::new(spec("s"), FakeConnector::default());
+    h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
+    let link = h.registry.servers()[0].link(0).unwrap();
+    let failed =
+        || CallOutcome::Failed(warden_core::Reason::new(FailureClass::ServerError, "-32603"));
+    // Failing every other call, faster than the instance task reads them: never five failures
+    // in a row (what ejects an instance), unless the answers are read out of turn.
+    link.report(Duration::from_millis(2), failed());
+    for _ in 0..4 {
+        link.report(Duration::from_millis(2), CallOutcome::Ok);
+        link.report(Duration::from_millis(2), failed());
+    }
+    time::sleep(Duration::from_millis(200)).await;
+    assert_ne!(h.state(), InstanceState::Critical);
+    h.registry.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_server_silent_on_probes_but_streaming_progress_for_a_call_is_busy_not_hung() {
     let mut h = Harness::new(spec("s"), FakeConnector::default());
     h.until(InstanceState::Healthy, Duration::from_secs(10)).await;
