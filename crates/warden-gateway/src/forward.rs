@@ -92,7 +92,7 @@ fn callers_mistake(code: i32) -> bool {
 /// and cancellations are calls, not errors. Latency is as the client sees it, retry included.
 pub(crate) async fn forward(
     routes: &Table,
-    req: Request<'_>,
+    req: &Request<'_>,
     ctx: &RequestContext<RoleServer>,
     origin: Origin,
 ) -> Result<Reply, ErrorData> {
@@ -126,7 +126,7 @@ pub(crate) async fn forward(
 )]
 async fn forward_attempts(
     routes: &Table,
-    req: Request<'_>,
+    req: &Request<'_>,
     ctx: &RequestContext<RoleServer>,
     origin: Origin,
     offered: &mut bool,

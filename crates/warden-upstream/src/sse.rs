@@ -77,7 +77,7 @@ impl SseParser {
         if std::mem::take(&mut self.after_cr) && chunk[0] == b'\n' {
             chunk = &chunk[1..];
         }
-        while let Some(i) = chunk.iter().position(|b| *b == b'\n' || *b == b'\r') {
+        while let Some(i) = memchr::memchr2(b'\n', b'\r', chunk) {
             let end = chunk[i];
             self.raw += self.line.len() + i;
             if self.raw > self.max {

@@ -325,13 +325,7 @@ impl Handler {
         let modern_client =
             ctx.peer.peer_info().is_some_and(|p| !p.protocol_version.has_initialize());
         for _ in 0..MAX_INPUT_ROUNDS {
-            let attempt = Request {
-                server: req.server,
-                method: req.method,
-                params: req.params.clone(),
-                tool: req.tool,
-            };
-            let value = forward::forward(&self.table(), attempt, ctx, origin).await?;
+            let value = forward::forward(&self.table(), &req, ctx, origin).await?;
             if !is_input_required(&value) || modern_client {
                 return Ok(value);
             }

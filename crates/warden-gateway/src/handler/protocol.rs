@@ -286,7 +286,7 @@ impl ServerHandler for Handler {
         };
         let value = forward::forward(
             &self.table(),
-            Request { server: &server, method: "completion/complete", params, tool: None },
+            &Request { server: &server, method: "completion/complete", params, tool: None },
             &ctx,
             self.origin(&ctx),
         )
