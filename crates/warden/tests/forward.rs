@@ -493,6 +493,53 @@ async fn a_lane_call_answers_json_when_quick_and_a_stream_when_slow() {
 /// rmcp hands the client's `initialized` to the handler (which registers the session with the
 /// lane) on a task of its own, so a call posted right after the notification's 202 may still
 /// go through rmcp.
+/// A result of several hundred kilobytes with every kind of escape comes back whole, over an
+/// HTTP upstream and a stdio child: the answer is read as text (`Reply`), its lines and events
+/// split with `memchr`, and read into the client's result in one pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_result_with_escapes_comes_through_whole() {
+    limited(async {
+        let port = free_port();
+        let mut up = misbehave_process(&["--http", &format!("127.0.0.1:{port}")]);
+        let remote = format!(r#"{{ "url": "http://127.0.0.1:{port}/mcp", {FAST_HEALTH} }}"#);
+        let dir = tempfile::tempdir().unwrap();
+        let w = start(config(&[("up", remote), ("m", misbehave(&[], ""))]), dir).await;
+        eventually("both servers healthy", Duration::from_secs(30), || {
+            ["up", "m"].iter().all(|n| {
+                let server = w.app.registry().server(n).unwrap();
+                server.views().iter().all(|v| v.state == InstanceState::Healthy)
+            })
+        })
+        .await;
+        let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
+        let http = reqwest::Client::new();
+        let session = raw_session(&http, &url, json!({})).await;
+        let text = "é \"q\" \\ \n\t\u{1}\u{1F600} </x> isError: true ".repeat(16_000);
+        for (id, tool) in [(1, "up__echo"), (2, "m__echo")] {
+            let call = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": { "name": tool, "arguments": { "text": text } } });
+            let r = raw_post(&http, &url, Some(&session), &call).await;
+            assert_eq!(r.status(), 200, "{tool}");
+            let json = r.headers()["content-type"] == "application/json";
+            let body = r.text().await.unwrap();
+            let answer: serde_json::Value = if json {
+                serde_json::from_str(&body).unwrap()
+            } else {
+                let (_, data) = sse_events(&body).pop().expect("an answer event");
+                serde_json::from_str(&data).unwrap()
+            };
+            assert_eq!(answer["id"], id, "{tool}");
+            assert_ne!(answer["result"]["isError"], json!(true), "{tool}");
+            let got = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+            assert_eq!(got.len(), text.len(), "{tool}");
+            assert!(got == text, "{tool}: the text came back changed");
+        }
+        let _ = up.kill();
+        let _ = up.wait();
+    })
+    .await;
+}
+
 async fn lane_session(w: &Served) -> (reqwest::Client, String, String) {
     let url = format!("http://{}/mcp", w.app.http_addr().unwrap());
     let http = reqwest::Client::new();
