@@ -228,6 +228,7 @@ async fn start(config: warden_config::Config) -> Bench {
         listen: None,
         token: None,
         connectors: None,
+        http_threads: None,
     })
     .await
     .unwrap();

@@ -76,6 +76,7 @@ async fn run(warden: &Path, rounds: usize) -> String {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         token: None,
         connectors: None,
+        http_threads: None,
     })
     .await
     .unwrap();

@@ -15,6 +15,7 @@
 //! - [`ui`]: the dashboard (`/`, `/ui/…`), embedded at build time.
 
 pub mod api;
+mod data_plane;
 mod front;
 pub mod guard;
 pub mod health;
@@ -26,5 +27,6 @@ pub mod stream;
 pub mod tools;
 pub mod ui;
 
+pub use data_plane::{serve, DataPlane};
 pub use health::Liveness;
-pub use router::{app, serve, Limits, State, Surface};
+pub use router::{app, Limits, State, Surface};

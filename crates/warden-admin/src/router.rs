@@ -198,16 +198,6 @@ async fn endpoint(
     }
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {
-    // TCP_NODELAY, and a client that takes nothing for 20 s is cut off (a stuck /events
-    // subscriber must not hold its connection forever).
-    let listener = crate::send_timeout::Listener::new(listener, crate::send_timeout::SEND_TIMEOUT);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
-    {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
-}
-
 /// Ending an MCP session (`DELETE` with its `Mcp-Session-Id`) answers 200: rmcp answers 202,
 /// which the Python SDK takes for a failure ("Session termination failed: 202").
 async fn session_ended(

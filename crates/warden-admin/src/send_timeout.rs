@@ -9,44 +9,15 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
 /// How long a write may make no progress before the connection is closed.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A TCP listener whose connections carry a send timeout (and `TCP_NODELAY`).
-pub(crate) struct Listener {
-    inner: TcpListener,
-    timeout: Duration,
-}
-
-impl Listener {
-    pub(crate) fn new(inner: TcpListener, timeout: Duration) -> Self {
-        Self { inner, timeout }
-    }
-}
-
-impl axum::serve::Listener for Listener {
-    type Io = SendTimeout<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let _ = io.set_nodelay(true);
-        (SendTimeout::new(io, self.timeout), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
 
 /// An I/O object whose writes fail with `TimedOut` after making no progress for a while.
 pub(crate) struct SendTimeout<T> {

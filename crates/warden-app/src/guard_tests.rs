@@ -73,6 +73,7 @@ async fn start() -> (App, tempfile::TempDir) {
         listen: None,
         token: None,
         connectors: None,
+        http_threads: None,
     })
     .await
     .unwrap();

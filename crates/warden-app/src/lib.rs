@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub token: Option<String>,
     /// Real connectors unless a test injects fakes.
     pub connectors: Option<ConnectorFactory>,
+    /// Threads serving the HTTP listener, each with a runtime of its own
+    /// (`warden_admin::DataPlane`); `None`: one per core.
+    pub http_threads: Option<usize>,
 }
 
 /// A running Warden. Call [`App::shutdown`] to stop it cleanly.
@@ -58,7 +61,7 @@ pub struct App {
     services: wiring::Services,
     /// What the HTTP routes serve from (built even without a listener: tests drive it).
     surface: warden_admin::Surface,
-    http: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    http: Option<(SocketAddr, warden_admin::DataPlane)>,
     /// Warden's own log files (written by the binary), for `/health/status`.
     log_files: warden_ops::logfiles::Slot,
     liveness: Liveness,
@@ -137,11 +140,19 @@ impl App {
         )
         .await;
         // 8. Serve.
-        let http = listener.map(|(l, bound)| {
-            let router = warden_admin::app(&surface, gateway.clone());
-            tracing::info!(listen = %bound, "HTTP API listening");
-            (bound, tokio::spawn(warden_admin::serve(l, router, surface.stop.clone())))
-        });
+        let http = match listener {
+            Some((l, bound)) => {
+                let router = warden_admin::app(&surface, gateway.clone());
+                let threads = options.http_threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                });
+                let plane = warden_admin::serve(l, router, &surface.stop, threads)
+                    .map_err(|source| StartError::Listen { addr: bound, source })?;
+                tracing::info!(listen = %bound, threads, "HTTP API listening");
+                Some((bound, plane))
+            }
+            None => None,
+        };
         let instances: u32 = options.config.servers.iter().map(|s| s.instance_count()).sum();
         tracing::info!(servers = options.config.servers.len(), instances, database = %store.location(), "warden started");
         Ok(Self {
@@ -231,8 +242,9 @@ impl App {
         self.services.gateway_stop.cancel();
         // The services' loops and every surface (a child token) stop first.
         self.services.stop.cancel();
-        if let Some((_, task)) = self.http {
-            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        let mut http = self.http.map(|(_, plane)| plane);
+        if let Some(plane) = http.as_mut() {
+            plane.stopped(Duration::from_secs(2)).await;
         }
         // A reload's drains and rolling restarts get a moment to finish; the rest stops with
         // everything else.
@@ -242,6 +254,11 @@ impl App {
         self.services.drain().await;
         self.recording.drain().await;
         self.store.close().await;
+        // Last: what the serving threads' runtimes drive (a pooled upstream connection, a
+        // database connection opened during a request) was in use until now.
+        if let Some(plane) = http {
+            plane.release().await;
+        }
         tracing::info!("warden stopped");
     }
 }

@@ -42,6 +42,7 @@ async fn metrics_need_the_token_and_name_every_family_with_units_and_labels() {
         listen: None,
         token: Some(TOKEN.into()),
         connectors: None,
+        http_threads: None,
     })
     .await
     .unwrap();

@@ -24,6 +24,7 @@ async fn start_in(dir: &std::path::Path, servers: &str) -> App {
         listen: None,
         token: Some(TOKEN.into()),
         connectors: None,
+        http_threads: None,
     })
     .await
     .unwrap()

@@ -23,6 +23,7 @@ async fn start(text: &str, token: Option<&str>) -> (App, tempfile::TempDir) {
         listen: None,
         token: token.map(str::to_owned),
         connectors: None,
+        http_threads: None,
     })
     .await
     .unwrap();

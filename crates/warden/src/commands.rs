@@ -247,16 +247,17 @@ async fn run(
     if token.is_none() && http.is_some_and(|l| !l.ip().is_loopback()) {
         tracing::warn!(%listen, "listening beyond loopback without a token: anyone who can reach this address can use every server");
     }
-    let mut app =
-        match App::start(RunOptions { config, database, listen: http, token, connectors: None })
-            .await
-        {
-            Ok(app) => app,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EX_SOFTWARE);
-            }
-        };
+    // As many serving threads as the runtime has workers (`WARDEN_WORKER_THREADS`).
+    let http_threads = Some(tokio::runtime::Handle::current().metrics().num_workers());
+    let options =
+        RunOptions { config, database, listen: http, token, connectors: None, http_threads };
+    let mut app = match App::start(options).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
     if let Some(status) = log_files {
         app.set_log_files(status);
     }

@@ -662,6 +662,7 @@ async fn slo_burn_counts_survive_a_restart() {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             token: None,
             connectors: None,
+            http_threads: None,
         })
         .await
         .unwrap();
@@ -718,6 +719,7 @@ async fn after_warden_restarts_a_servers_history_arms_prediction_at_once() {
                 listen: Some("127.0.0.1:0".parse().unwrap()),
                 token: None,
                 connectors: None,
+                http_threads: None,
             })
             .await
             .unwrap();

@@ -110,6 +110,7 @@ async fn start(config: warden_config::Config, dir: tempfile::TempDir) -> Served 
         listen: Some("127.0.0.1:0".parse().unwrap()),
         token: None,
         connectors: None,
+        http_threads: None,
     })
     .await
     .unwrap();
@@ -677,6 +678,7 @@ async fn the_guard_stands_in_front_of_the_lane() {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             token: Some("s3cret".into()),
             connectors: None,
+            http_threads: None,
         })
         .await
         .unwrap();

@@ -73,6 +73,7 @@ async fn serve(config: warden_config::Config) -> Served {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         token: None,
         connectors: None,
+        http_threads: None,
     })
     .await
     .unwrap();

@@ -133,6 +133,7 @@ async fn a_crash_a_call_a_failover_and_an_error_appear_in_metrics() {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             token: Some(TOKEN.into()),
             connectors: None,
+            http_threads: None,
         })
         .await
         .unwrap();

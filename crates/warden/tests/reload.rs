@@ -130,6 +130,7 @@ async fn start(path: &Path, dir: &Path) -> App {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         token: None,
         connectors: None,
+        http_threads: None,
     })
     .await
     .expect("warden starts");

@@ -61,6 +61,7 @@ async fn boot(text: &str, dir: &std::path::Path) -> (App, String) {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         token: None,
         connectors: None,
+        http_threads: None,
     })
     .await
     .expect("warden starts");
@@ -235,6 +236,7 @@ async fn a_lower_weight_sends_fewer_calls_to_a_replica() {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             token: None,
             connectors: None,
+            http_threads: None,
         })
         .await
         .unwrap();

@@ -44,6 +44,10 @@ type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
 
 /// One connection: its request side and the connection future the caller drives.
 struct Link {
+    /// The runtime whose reactor its socket is registered with: a call on another runtime
+    /// (Warden's HTTP threads each have one, `warden_admin::DataPlane`) would be woken from
+    /// there, a hand-off between threads each way, so it takes a connection of its own.
+    home: tokio::runtime::Id,
     send: SendRequest<Full<Bytes>>,
     /// `None` once it has ended (never polled again; dropping it hands any request still
     /// queued on it back to its sender, unsent, as `TrySendError` with the message).
@@ -189,9 +193,12 @@ impl H1 {
         r
     }
 
+    /// The most recently used idle connection of the caller's runtime.
     fn checkout(&self) -> Option<Link> {
+        let here = tokio::runtime::Handle::current().id();
         let mut idle = self.idle.lock().expect("not poisoned");
-        while let Some((mut link, since)) = idle.pop() {
+        while let Some(i) = idle.iter().rposition(|(link, _)| link.home == here) {
+            let (mut link, since) = idle.remove(i);
             if since.elapsed() < IDLE_FOR && link.usable() {
                 return Some(link);
             }
@@ -221,7 +228,8 @@ impl H1 {
         let (send, conn) = http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| Failure::Broken(innermost(&e)))?;
-        Ok(Link { send, conn: Some(Box::pin(conn)) })
+        let home = tokio::runtime::Handle::current().id();
+        Ok(Link { home, send, conn: Some(Box::pin(conn)) })
     }
 }
 

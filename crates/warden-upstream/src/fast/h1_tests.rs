@@ -225,3 +225,32 @@ async fn a_request_on_a_connection_the_server_closed_comes_back_unsent() {
     assert!(e.message().is_some(), "handed back unsent: {:?}", e.error());
     assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
 }
+
+/// Warden's HTTP threads each run a runtime of their own: a call takes a pooled connection of
+/// its own runtime (whose reactor its socket answers to), never another's, so its I/O is never
+/// handed between threads. The server runs on a third runtime, as an upstream would.
+#[test]
+fn each_runtime_keeps_its_own_connections() {
+    let current = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let server_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (url, seen) = server_rt.block_on(server(Answer::Json));
+    let h1 = Arc::new(client(&url));
+    let (a, b) = (current(), current());
+    let call = |rt: &tokio::runtime::Runtime, text: &str| {
+        let (status, body) =
+            rt.block_on(async { bounded(post(&h1, text)).await }).unwrap().unwrap();
+        assert_eq!((status, body.as_str()), (200, text));
+    };
+    call(&a, "a1");
+    call(&a, "a2");
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    call(&b, "b1");
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2, "b does not take a's connection");
+    for i in 0..5 {
+        call(&a, &format!("a{i}"));
+        call(&b, &format!("b{i}"));
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2, "each reuses its own");
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 13);
+}

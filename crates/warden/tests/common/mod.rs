@@ -88,6 +88,7 @@ pub async fn start(config: Config) -> Running {
         listen: None,
         token: None,
         connectors: None,
+        http_threads: None,
     })
     .await
     .expect("warden starts");
@@ -258,6 +259,7 @@ pub async fn listening(config: Config, token: Option<&str>) -> (App, tempfile::T
         listen: Some("127.0.0.1:0".parse().unwrap()),
         token: token.map(str::to_owned),
         connectors: None,
+        http_threads: None,
     })
     .await
     .expect("warden starts");

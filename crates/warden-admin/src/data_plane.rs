@@ -1,0 +1,268 @@
+//! The HTTP data plane: the listener's connections are served by a few threads, each running a
+//! current-thread runtime of its own (nginx's model of one event loop per core).
+//!
+//! Why: on tokio's multi-thread runtime a proxied call woke a second worker twice (the
+//! scheduler's "searching" protocol, a `futex` each, on the client's request and on the
+//! upstream's answer), and on a saturated two-core machine those wakes cost more than the
+//! second worker brought (docs/perf/gateway-profile.md, sessions 14–16). Here a connection
+//! lives on one thread from accept to close: the request is read, the upstream written and read
+//! (the HTTP upstream client keeps its connections per runtime) and the answer written by one
+//! event loop, with no hand-off between threads.
+//!
+//! One task on the caller's runtime accepts, and hands each connection to the thread serving
+//! the fewest at that moment (keep-alive connections stay where they land, so counting them
+//! balances better than a shared accept queue would). Every route is served there: the MCP
+//! endpoints, the API, the dashboard and its streams.
+//!
+//! The threads' runtimes outlive serving: after `stop` their servers close (graceful, as
+//! `axum::serve`), but the runtimes keep running until [`DataPlane::release`] (or the value is
+//! dropped), because sockets a handler opened there — an upstream's pooled connection, a
+//! database connection the pool made during a request — are registered with that runtime's
+//! reactor and may still be used by the rest of Warden while it stops.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::send_timeout::{SendTimeout, SEND_TIMEOUT};
+
+/// How long a thread's runtime gets to end its tasks once released.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The serving threads of one listener.
+pub struct DataPlane {
+    /// One per thread: fires when that thread's server has stopped.
+    served: Vec<oneshot::Receiver<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Stops serving (a child of the caller's token, also cancelled on drop).
+    stop: CancellationToken,
+    /// Lets the runtimes end.
+    release: CancellationToken,
+    /// Each thread's open connections.
+    open: Vec<Arc<AtomicUsize>>,
+}
+
+/// One thread's share: where its connections are sent and how many it has open.
+struct Worker {
+    handoff: mpsc::UnboundedSender<(TcpStream, SocketAddr)>,
+    open: Arc<AtomicUsize>,
+}
+
+/// Serves `app` on `listener` with `threads` serving threads (at least one) until `stop`.
+/// Fails only if a thread or its runtime cannot be started.
+pub fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: &CancellationToken,
+    threads: usize,
+) -> io::Result<DataPlane> {
+    let stop = stop.child_token();
+    let release = CancellationToken::new();
+    let mut plane = DataPlane { served: vec![], threads: vec![], stop, release, open: vec![] };
+    let mut workers = Vec::new();
+    for n in 0..threads.max(1) {
+        let (handoff, rx) = mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let (served_tx, served_rx) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("warden-http-blocking")
+            .build()?;
+        let handed = Handed { rx, open: Arc::clone(&open) };
+        let (app, stop, release) = (app.clone(), plane.stop.clone(), plane.release.clone());
+        let thread =
+            std::thread::Builder::new().name(format!("warden-http-{n}")).spawn(move || {
+                runtime.block_on(async move {
+                    if let Err(e) = axum::serve(handed, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                    {
+                        tracing::error!(error = %e, "HTTP server failed");
+                    }
+                    let _ = served_tx.send(());
+                    release.cancelled().await;
+                });
+                runtime.shutdown_timeout(RELEASE_TIMEOUT);
+            })?;
+        plane.served.push(served_rx);
+        plane.threads.push(thread);
+        plane.open.push(Arc::clone(&open));
+        workers.push(Worker { handoff, open });
+    }
+    tokio::spawn(accept(listener, workers, plane.stop.clone()));
+    Ok(plane)
+}
+
+impl DataPlane {
+    /// Waits (at most `timeout`) until every thread has stopped serving (after `stop`).
+    pub async fn stopped(&mut self, timeout: Duration) {
+        let all = futures::future::join_all(self.served.iter_mut());
+        let _ = tokio::time::timeout(timeout, all).await;
+    }
+
+    /// How many connections each thread serves now.
+    pub fn open_connections(&self) -> Vec<usize> {
+        self.open.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Ends the threads' runtimes (once the rest of Warden no longer needs what they drive) and
+    /// waits for the threads.
+    pub async fn release(mut self) {
+        self.stop.cancel();
+        self.release.cancel();
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.release.cancel();
+    }
+}
+
+/// Accepts until `stop`, handing each connection to the thread with the fewest open.
+async fn accept(listener: TcpListener, workers: Vec<Worker>, stop: CancellationToken) {
+    loop {
+        let (tcp, addr) = tokio::select! {
+            () = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+        };
+        // TCP_NODELAY: answers are written whole, and waiting for an ACK only adds latency.
+        let _ = tcp.set_nodelay(true);
+        let Some(w) = workers.iter().min_by_key(|w| w.open.load(Ordering::Relaxed)) else {
+            return;
+        };
+        w.open.fetch_add(1, Ordering::Relaxed);
+        if w.handoff.send((tcp, addr)).is_err() {
+            // That thread is gone (it only ends after `stop`).
+            w.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// As `axum::serve`: a connection that failed before it was accepted is skipped; anything else
+/// (out of file descriptors, say) is logged and accepting pauses a second.
+async fn accept_failed(e: &io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+        return;
+    }
+    tracing::error!(error = %e, "cannot accept a connection; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// A serving thread's listener: the connections the acceptor hands it.
+struct Handed {
+    rx: mpsc::UnboundedReceiver<(TcpStream, SocketAddr)>,
+    open: Arc<AtomicUsize>,
+}
+
+impl axum::serve::Listener for Handed {
+    type Io = SendTimeout<Counted>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Some((tcp, addr)) = self.rx.recv().await else {
+                // The acceptor has stopped: serving ends with `stop`.
+                return std::future::pending().await;
+            };
+            // The socket moves from the acceptor's reactor to this thread's; the acceptor
+            // counted it, the `Counted` uncounts it when the connection ends.
+            match tcp.into_std().and_then(TcpStream::from_std) {
+                Ok(io) => {
+                    let io = Counted { io, open: Arc::clone(&self.open) };
+                    return (SendTimeout::new(io, SEND_TIMEOUT), addr);
+                }
+                Err(e) => {
+                    self.open.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "cannot serve an accepted connection");
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        // Not used by `axum::serve`; the listener's address is known to the caller.
+        Err(io::Error::new(io::ErrorKind::Unsupported, "a data-plane thread has no listener"))
+    }
+}
+
+/// A connection counted among its thread's open ones until it is dropped.
+struct Counted {
+    io: TcpStream,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+#[path = "data_plane_tests.rs"]
+mod tests;
