@@ -16,7 +16,6 @@ use std::sync::Arc;
 use rmcp::service::{Peer, RoleServer};
 use rmcp::ServiceExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
 
 use crate::handler::Handler;
 use crate::lane::{self, Calls, Taken};
@@ -50,7 +49,7 @@ struct Lane {
     handler: Handler,
     /// rmcp's peer for the session, once the handshake is over.
     peer: Arc<std::sync::OnceLock<Peer<RoleServer>>>,
-    out: mpsc::Sender<Vec<u8>>,
+    out: warden_upstream::LineSender,
 }
 
 /// Copies the client's lines to rmcp, except the lane's calls and their cancellations.

@@ -44,7 +44,7 @@ pub use relay::{Call, Downstream, Notice, Origin, Progress, Relay};
 pub use remote::RemoteConnector;
 pub use reply::{object, Peek, Reply};
 pub use stdio::StdioConnector;
-pub use stdio_lane::{share_lines, RmcpWriter};
+pub use stdio_lane::{share_lines, Closed, LineSender, RmcpWriter};
 
 /// The largest message accepted from a server, on any transport: a stdio line, a JSON answer,
 /// an SSE event (a large tool list is one message).

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -49,47 +49,124 @@ thread_local! {
 }
 
 /// Shares a child's stdin between rmcp and the lane: returns rmcp's writer and the lane's
-/// sender, and spawns the task that writes both. It ends, closing stdin, when rmcp's writer is
-/// dropped or a write fails.
+/// sender, and spawns the task that writes rmcp's lines (and the lane's when they queue). It
+/// ends, closing stdin, when rmcp's writer is dropped or a write fails.
 pub(crate) fn wire<W>(stdin: W) -> (RmcpWriter, Out)
 where
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Send + 'static,
 {
     let stamp = Stamp::default();
     let (writer, lines) = share(stdin, Some(Arc::clone(&stamp)));
     (writer, Out { lines, stamp })
 }
 
-/// The writer task and its two ends; rmcp's lines are searched for its stamp if `stamp` is
+/// The shared output and its two ends; rmcp's lines are searched for its stamp if `stamp` is
 /// given (a client's requests carry it, a server's answers never do).
-fn share<W>(out: W, stamp: Option<Stamp>) -> (RmcpWriter, mpsc::Sender<Vec<u8>>)
+fn share<W>(out: W, stamp: Option<Stamp>) -> (RmcpWriter, LineSender)
 where
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Send + 'static,
 {
+    let out: Output = Arc::new(tokio::sync::Mutex::new(Some(Box::pin(out))));
+    let unwritten = Arc::new(AtomicUsize::new(0));
     let (rmcp_tx, rmcp_rx) = mpsc::channel(QUEUE);
     let (lane_tx, lane_rx) = mpsc::channel(QUEUE);
-    tokio::spawn(write_lines(out, rmcp_rx, lane_rx));
-    (RmcpWriter { tx: PollSender::new(rmcp_tx), partial: Vec::new(), stamp }, lane_tx)
+    tokio::spawn(write_lines(Arc::clone(&out), rmcp_rx, lane_rx, Arc::clone(&unwritten)));
+    let rmcp = RmcpWriter {
+        tx: PollSender::new(rmcp_tx),
+        partial: Vec::new(),
+        stamp,
+        unwritten: Arc::clone(&unwritten),
+    };
+    (rmcp, LineSender { queue: lane_tx, out, unwritten })
 }
 
 /// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575), as it
 /// sent them on its first request after the handshake.
 type Stamp = Arc<OnceLock<Map<String, Value>>>;
 
+/// The shared output (a child's stdin, Warden's own stdout); `None` once closed.
+type Output = Arc<tokio::sync::Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>>;
+
 /// The lane's way to stdin, and what its requests must carry.
 pub(crate) struct Out {
-    lines: mpsc::Sender<Vec<u8>>,
+    lines: LineSender,
     stamp: Stamp,
 }
 
-async fn write_lines<W: AsyncWrite + Unpin>(
-    mut stdin: W,
+/// The output is closed (stdin of a child that stopped, a failed write).
+#[derive(Debug)]
+pub struct Closed;
+
+/// Sends the lane's whole lines. A line is written by the caller itself when nothing queued is
+/// still unwritten and no write is under way — on Warden's HTTP threads the writer task is on
+/// another thread, and handing it the line cost a wake-up of that thread each call — and
+/// queued for the writer task otherwise, so lines keep the order they were handed in.
+#[derive(Clone)]
+pub struct LineSender {
+    queue: mpsc::Sender<Vec<u8>>,
+    out: Output,
+    /// Lines queued (rmcp's and the lane's) and not yet written.
+    unwritten: Arc<AtomicUsize>,
+}
+
+impl LineSender {
+    /// Hands over `line` (one whole line, with its newline). Once this returns the line will
+    /// be written whole, even if the caller then gives up.
+    pub async fn send(&self, line: Vec<u8>) -> Result<(), Closed> {
+        if self.unwritten.load(Ordering::SeqCst) == 0 {
+            if let Ok(out) = Arc::clone(&self.out).try_lock_owned() {
+                return write_now(out, line);
+            }
+        }
+        // Counted only once it is sure to be queued: a caller that gives up while waiting for
+        // room leaves nothing counted.
+        let permit = self.queue.reserve().await.map_err(|_| Closed)?;
+        self.unwritten.fetch_add(1, Ordering::SeqCst);
+        permit.send(line);
+        Ok(())
+    }
+}
+
+/// Writes `line` now if the output takes it whole without waiting; what it does not take (a
+/// full pipe, a long line) a task of its own finishes, holding the output, so the line is never
+/// cut by another.
+fn write_now(
+    mut out: tokio::sync::OwnedMutexGuard<Option<Pin<Box<dyn AsyncWrite + Send>>>>,
+    line: Vec<u8>,
+) -> Result<(), Closed> {
+    let Some(w) = out.as_mut() else { return Err(Closed) };
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let written = match w.as_mut().poll_write(&mut cx, &line) {
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(_)) => {
+            *out = None;
+            return Err(Closed);
+        }
+        Poll::Pending => 0,
+    };
+    if written == line.len() && matches!(w.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(()))) {
+        return Ok(());
+    }
+    tokio::spawn(async move {
+        let Some(w) = out.as_mut() else { return };
+        if w.write_all(&line[written..]).await.is_err() || w.flush().await.is_err() {
+            *out = None;
+        }
+    });
+    Ok(())
+}
+
+async fn write_lines(
+    out: Output,
     mut rmcp: mpsc::Receiver<Vec<u8>>,
     lane: mpsc::Receiver<Vec<u8>>,
+    unwritten: Arc<AtomicUsize>,
 ) {
     let mut lane = Some(lane);
     let mut buf = Vec::with_capacity(8 * 1024);
     loop {
+        let mut lines = 1;
         // rmcp's lines first: what rmcp was handed before a lane line (a call's progress
         // before its answer, on Warden's own stdout) is written before it.
         tokio::select! {
@@ -100,7 +177,10 @@ async fn write_lines<W: AsyncWrite + Unpin>(
             },
             m = async { lane.as_mut().expect("guarded").recv().await }, if lane.is_some() => match m {
                 Some(b) => buf.extend_from_slice(&b),
-                None => lane = None,
+                None => {
+                    lane = None;
+                    continue;
+                }
             },
         }
         // Whatever else is ready goes out in the same write.
@@ -112,25 +192,33 @@ async fn write_lines<W: AsyncWrite + Unpin>(
             } else {
                 break;
             }
+            lines += 1;
         }
-        if buf.is_empty() {
-            continue;
-        }
-        if stdin.write_all(&buf).await.is_err() || stdin.flush().await.is_err() {
+        let mut w = out.lock().await;
+        let ok = match w.as_mut() {
+            Some(stdin) => stdin.write_all(&buf).await.is_ok() && stdin.flush().await.is_ok(),
+            None => false,
+        };
+        unwritten.fetch_sub(lines, Ordering::SeqCst);
+        if !ok {
+            *w = None;
             return;
         }
         buf.clear();
     }
     // rmcp closed its side: so does stdin (dropped here), which asks the child to exit.
-    let _ = stdin.shutdown().await;
+    let stdin = out.lock().await.take();
+    if let Some(mut stdin) = stdin {
+        let _ = stdin.shutdown().await;
+    }
 }
 
 /// Shares `out` between rmcp and a lane of Warden's own, line by line (see [`wire`]): rmcp
 /// writes to the returned writer, the lane sends whole lines on the sender, and `out` closes
 /// when rmcp's writer does. (Warden's stdio server uses it for its stdout.)
-pub fn share_lines<W>(out: W) -> (RmcpWriter, mpsc::Sender<Vec<u8>>)
+pub fn share_lines<W>(out: W) -> (RmcpWriter, LineSender)
 where
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Send + 'static,
 {
     share(out, None)
 }
@@ -141,6 +229,8 @@ pub struct RmcpWriter {
     tx: PollSender<Vec<u8>>,
     partial: Vec<u8>,
     stamp: Option<Stamp>,
+    /// Counted before a line is queued, so the lane's lines never overtake it.
+    unwritten: Arc<AtomicUsize>,
 }
 
 impl RmcpWriter {
@@ -183,7 +273,9 @@ impl AsyncWrite for RmcpWriter {
                 let rest = this.partial.split_off(end + 1);
                 let whole = std::mem::replace(&mut this.partial, rest);
                 this.note_stamp(&whole);
+                this.unwritten.fetch_add(1, Ordering::SeqCst);
                 if this.tx.send_item(whole).is_err() {
+                    this.unwritten.fetch_sub(1, Ordering::SeqCst);
                     return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
                 }
             }
@@ -305,7 +397,7 @@ impl Drop for Waiting<'_> {
 
 /// Sends `tools/call` straight to one child.
 pub(crate) struct Lane {
-    out: mpsc::Sender<Vec<u8>>,
+    out: LineSender,
     stamp: Stamp,
     /// Protocol 2026-07-28: every request carries rmcp's stamp, so none goes before rmcp's first.
     modern: bool,

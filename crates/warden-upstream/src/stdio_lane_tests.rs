@@ -224,3 +224,34 @@ async fn on_a_2026_session_calls_wait_for_rmcps_stamp_and_then_carry_it() {
     child.print(json!({ "jsonrpc": "2.0", "id": m["id"], "result": {} }));
     task.await.unwrap().unwrap();
 }
+
+/// The lane writes a line itself when nothing is queued: a line the pipe takes only in part is
+/// finished by a task holding stdin, so the next line (the lane's or rmcp's) waits for it and no
+/// line is ever cut, even when the caller is gone before the child reads.
+#[tokio::test]
+async fn a_line_the_pipe_takes_in_part_is_finished_whole_before_the_next() {
+    let (ours, theirs) = tokio::io::duplex(16);
+    let (mut rmcp, Out { lines: lane, .. }) = wire(ours);
+    let long = format!("{{\"long\":\"{}\"}}\n", "x".repeat(200));
+    // Handed at once (the pipe took 16 bytes), though the child has read nothing yet.
+    tokio::time::timeout(Duration::from_secs(1), lane.send(long.clone().into_bytes()))
+        .await
+        .expect("handed without waiting for the child")
+        .unwrap();
+    let lane2 = lane.clone();
+    let short = tokio::spawn(async move { lane2.send(b"{\"n\":2}\n".to_vec()).await });
+    rmcp.write_all(b"{\"from\":\"rmcp\"}\n").await.unwrap();
+    let mut stdin = BufReader::new(theirs).lines();
+    assert_eq!(next_line(&mut stdin).await.unwrap(), long.trim_end());
+    short.await.unwrap().unwrap();
+    let mut rest = vec![next_line(&mut stdin).await.unwrap(), next_line(&mut stdin).await.unwrap()];
+    rest.sort();
+    assert_eq!(rest, [r#"{"from":"rmcp"}"#, r#"{"n":2}"#]);
+    drop(rmcp);
+    assert_eq!(next_line(&mut stdin).await, None, "stdin closed");
+    assert!(lane.send(b"{}\n".to_vec()).await.is_err());
+}
+
+async fn next_line(s: &mut Lines<BufReader<DuplexStream>>) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(5), s.next_line()).await.unwrap().unwrap()
+}
