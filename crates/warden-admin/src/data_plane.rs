@@ -44,13 +44,20 @@ pub struct DataPlane {
     /// One per thread: fires when that thread's server has stopped.
     served: Vec<oneshot::Receiver<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    /// Stops serving (a child of the caller's token, also cancelled on drop).
+    /// The threads' runtimes, for work that should live where the calls are served.
+    handles: Vec<tokio::runtime::Handle>,
+    /// Each thread's share of the listener, until [`DataPlane::serve`] hands it over.
+    assign: Vec<oneshot::Sender<Assignment>>,
+    /// Stops serving (a child of the caller's token once serving, also cancelled on drop).
     stop: CancellationToken,
     /// Lets the runtimes end.
     release: CancellationToken,
     /// Each thread's open connections.
     open: Vec<Arc<AtomicUsize>>,
 }
+
+/// What a thread serves: its connections, the routes, and until when.
+type Assignment = (Handed, Router, CancellationToken);
 
 /// One thread's share: where its connections are sent and how many it has open.
 struct Worker {
@@ -66,44 +73,82 @@ pub fn serve(
     stop: &CancellationToken,
     threads: usize,
 ) -> io::Result<DataPlane> {
-    let stop = stop.child_token();
-    let release = CancellationToken::new();
-    let mut plane = DataPlane { served: vec![], threads: vec![], stop, release, open: vec![] };
-    let mut workers = Vec::new();
-    for n in 0..threads.max(1) {
-        let (handoff, rx) = mpsc::unbounded_channel();
-        let open = Arc::new(AtomicUsize::new(0));
-        let (served_tx, served_rx) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("warden-http-blocking")
-            .build()?;
-        let handed = Handed { rx, open: Arc::clone(&open) };
-        let (app, stop, release) = (app.clone(), plane.stop.clone(), plane.release.clone());
-        let thread =
-            std::thread::Builder::new().name(format!("warden-http-{n}")).spawn(move || {
-                runtime.block_on(async move {
-                    if let Err(e) = axum::serve(handed, app)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                    {
-                        tracing::error!(error = %e, "HTTP server failed");
-                    }
-                    let _ = served_tx.send(());
-                    release.cancelled().await;
-                });
-                runtime.shutdown_timeout(RELEASE_TIMEOUT);
-            })?;
-        plane.served.push(served_rx);
-        plane.threads.push(thread);
-        plane.open.push(Arc::clone(&open));
-        workers.push(Worker { handoff, open });
-    }
-    tokio::spawn(accept(listener, workers, plane.stop.clone()));
+    let mut plane = DataPlane::start(threads)?;
+    plane.serve(listener, app, stop);
     Ok(plane)
 }
 
 impl DataPlane {
+    /// Starts `threads` threads (at least one), each with its runtime, serving nothing yet:
+    /// their runtimes can take work (a stdio child's reader) before the listener is served.
+    pub fn start(threads: usize) -> io::Result<Self> {
+        let mut plane = Self {
+            served: vec![],
+            threads: vec![],
+            handles: vec![],
+            assign: vec![],
+            stop: CancellationToken::new(),
+            release: CancellationToken::new(),
+            open: vec![],
+        };
+        for n in 0..threads.max(1) {
+            let (assign_tx, assign_rx) = oneshot::channel::<Assignment>();
+            let (served_tx, served_rx) = oneshot::channel();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("warden-http-blocking")
+                .build()?;
+            plane.handles.push(runtime.handle().clone());
+            let release = plane.release.clone();
+            let thread =
+                std::thread::Builder::new().name(format!("warden-http-{n}")).spawn(move || {
+                    runtime.block_on(async move {
+                        let assigned = tokio::select! {
+                            a = assign_rx => a.ok(),
+                            () = release.cancelled() => None,
+                        };
+                        if let Some((handed, app, stop)) = assigned {
+                            if let Err(e) = axum::serve(handed, app)
+                                .with_graceful_shutdown(stop.cancelled_owned())
+                                .await
+                            {
+                                tracing::error!(error = %e, "HTTP server failed");
+                            }
+                        }
+                        let _ = served_tx.send(());
+                        release.cancelled().await;
+                    });
+                    runtime.shutdown_timeout(RELEASE_TIMEOUT);
+                })?;
+            plane.served.push(served_rx);
+            plane.threads.push(thread);
+            plane.assign.push(assign_tx);
+            plane.open.push(Arc::new(AtomicUsize::new(0)));
+        }
+        Ok(plane)
+    }
+
+    /// The threads' runtimes.
+    pub fn handles(&self) -> Vec<tokio::runtime::Handle> {
+        self.handles.clone()
+    }
+
+    /// Serves `app` on `listener` until `stop` (once; later calls do nothing).
+    pub fn serve(&mut self, listener: TcpListener, app: Router, stop: &CancellationToken) {
+        if self.assign.is_empty() {
+            return;
+        }
+        self.stop = stop.child_token();
+        let mut workers = Vec::new();
+        for (assign, open) in self.assign.drain(..).zip(&self.open) {
+            let (handoff, rx) = mpsc::unbounded_channel();
+            let handed = Handed { rx, open: Arc::clone(open) };
+            let _ = assign.send((handed, app.clone(), self.stop.clone()));
+            workers.push(Worker { handoff, open: Arc::clone(open) });
+        }
+        tokio::spawn(accept(listener, workers, self.stop.clone()));
+    }
+
     /// Waits (at most `timeout`) until every thread has stopped serving (after `stop`).
     pub async fn stopped(&mut self, timeout: Duration) {
         let all = futures::future::join_all(self.served.iter_mut());

@@ -79,6 +79,18 @@ impl App {
         let started = Instant::now();
         // 1. The port first: a taken port must fail before any child is started.
         let listener = wiring::bind(options.listen).await?;
+        // Its serving threads next: stdio children's output is read on their runtimes.
+        let plane = match &listener {
+            Some((_, bound)) => {
+                let threads = options.http_threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                });
+                let plane = warden_admin::DataPlane::start(threads)
+                    .map_err(|source| StartError::Listen { addr: *bound, source })?;
+                Some(plane)
+            }
+            None => None,
+        };
         // 2. The store; if it cannot be opened, record in memory (supervision never waits).
         let (store, store_fallback) = wiring::open_store(&options.database).await;
         // This replica's name, on the rows it opens (several may share the database).
@@ -91,8 +103,12 @@ impl App {
         let seeds = seeds::load(&store).await;
         // In a fleet, what the operators stopped stays stopped from the first moment.
         let stopped = warden_ops::fleet::stopped_at_start(&store).await;
-        let (registry, relay) =
-            wiring::supervise(&options, &recording, samples, seeds.clone(), stopped);
+        let relay = warden_upstream::Relay::default();
+        if let Some(plane) = &plane {
+            relay.set_homes(plane.handles());
+        }
+        let registry =
+            wiring::supervise(&options, &recording, samples, seeds.clone(), stopped, &relay);
         let registry = Arc::new(registry);
         // 5. The gateway in front of every server.
         let gateway = Gateway::new(&registry, &relay);
@@ -140,19 +156,12 @@ impl App {
         )
         .await;
         // 8. Serve.
-        let http = match listener {
-            Some((l, bound)) => {
-                let router = warden_admin::app(&surface, gateway.clone());
-                let threads = options.http_threads.unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-                });
-                let plane = warden_admin::serve(l, router, &surface.stop, threads)
-                    .map_err(|source| StartError::Listen { addr: bound, source })?;
-                tracing::info!(listen = %bound, threads, "HTTP API listening");
-                Some((bound, plane))
-            }
-            None => None,
-        };
+        let http = listener.zip(plane).map(|((l, bound), mut plane)| {
+            let router = warden_admin::app(&surface, gateway.clone());
+            plane.serve(l, router, &surface.stop);
+            tracing::info!(listen = %bound, threads = plane.handles().len(), "HTTP API listening");
+            (bound, plane)
+        });
         let instances: u32 = options.config.servers.iter().map(|s| s.instance_count()).sum();
         tracing::info!(servers = options.config.servers.len(), instances, database = %store.location(), "warden started");
         Ok(Self {

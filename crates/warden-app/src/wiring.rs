@@ -184,16 +184,16 @@ async fn tidy_store(store: &Store, config: &Config) {
     }
 }
 
-/// Starts every instance; returns the registry and the relay the gateway installs itself in.
+/// Starts every instance, its connectors sharing `relay` (which the gateway installs itself in).
 pub(crate) fn supervise(
     options: &RunOptions,
     recording: &Recording,
     samples: mpsc::Sender<MetricSample>,
     seeds: SeedBook,
     stopped: warden_supervisor::StoppedAtStart,
-) -> (Registry, Relay) {
-    let relay = Relay::default();
-    let registry = Registry::start(
+    relay: &Relay,
+) -> Registry {
+    Registry::start(
         &options.config,
         options.connectors.clone().unwrap_or_else(|| real_connectors(relay.clone())),
         Arc::clone(&recording.bus),
@@ -204,8 +204,7 @@ pub(crate) fn supervise(
             seeds,
             stopped,
         },
-    );
-    (registry, relay)
+    )
 }
 
 /// The services of warden-ops, and the tasks that run beside the instances.

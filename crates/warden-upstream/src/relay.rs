@@ -10,7 +10,8 @@
 //! which travels back as the call's answer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use rmcp::model::{NumberOrString, ProgressToken};
@@ -109,17 +110,42 @@ pub trait Downstream: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Value, UpstreamError>>;
 }
 
-/// The slot a gateway plugs its [`Downstream`] into; shared by every connector.
+/// What every connector of one Warden shares: the slot a gateway plugs its [`Downstream`]
+/// into, and the runtimes a stdio child's output is read on.
 #[derive(Clone, Default)]
-pub struct Relay(Arc<RwLock<Option<Arc<dyn Downstream>>>>);
+pub struct Relay {
+    downstream: Arc<RwLock<Option<Arc<dyn Downstream>>>>,
+    homes: Arc<Homes>,
+}
+
+/// The runtimes of Warden's HTTP threads (`warden_admin::DataPlane`), taken in turn by stdio
+/// children: a child's stdout is read on one of them, so a call served on that thread gets its
+/// answer without a hand-off between threads. None: the connector's own runtime.
+#[derive(Default)]
+struct Homes {
+    handles: OnceLock<Vec<tokio::runtime::Handle>>,
+    next: AtomicUsize,
+}
 
 impl Relay {
     pub fn install(&self, downstream: Arc<dyn Downstream>) {
-        *self.0.write().expect("not poisoned") = Some(downstream);
+        *self.downstream.write().expect("not poisoned") = Some(downstream);
     }
 
     fn get(&self) -> Option<Arc<dyn Downstream>> {
-        self.0.read().expect("not poisoned").clone()
+        self.downstream.read().expect("not poisoned").clone()
+    }
+
+    /// Sets the runtimes stdio children's output is read on (once; later calls are ignored).
+    pub fn set_homes(&self, handles: Vec<tokio::runtime::Handle>) {
+        let _ = self.homes.handles.set(handles);
+    }
+
+    /// The runtime the next stdio child's output is read on, if any is set.
+    pub(crate) fn next_home(&self) -> Option<tokio::runtime::Handle> {
+        let handles = self.homes.handles.get().filter(|h| !h.is_empty())?;
+        let n = self.homes.next.fetch_add(1, Ordering::Relaxed);
+        Some(handles[n % handles.len()].clone())
     }
 }
 

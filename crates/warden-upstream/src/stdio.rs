@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -91,12 +91,25 @@ async fn connect(
     let (rmcp_side, tap_side) = tokio::io::duplex(1024 * 1024);
     let (rmcp_read, _unused_write) = tokio::io::split(rmcp_side);
     let (rmcp_write, lane_out) = stdio_lane::wire(stdin);
-    tokio::spawn(tap_stdout(
-        Tap { instance, activity: Arc::clone(&activity), events: events_tx.clone() },
-        stdout,
-        tap_side,
-        (Arc::clone(&pending), Arc::clone(&shared)),
-    ));
+    let tap = Tap { instance, activity: Arc::clone(&activity), events: events_tx.clone() };
+    let lane_side = (Arc::clone(&pending), Arc::clone(&shared));
+    match relay.next_home() {
+        // Read where calls are served (`Relay::set_homes`): the pipe moves to that runtime's
+        // reactor. Failing that, nothing is read at all: the start fails (and is retried).
+        Some(home) => {
+            let moved = stdout.into_owned_fd().and_then(|fd| {
+                let _in_home = home.enter();
+                tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+            });
+            let stdout = moved.map_err(|e| {
+                UpstreamError::Protocol(format!("cannot read the server's stdout: {e}"))
+            })?;
+            home.spawn(tap_stdout(tap, stdout, tap_side, lane_side));
+        }
+        None => {
+            tokio::spawn(tap_stdout(tap, stdout, tap_side, lane_side));
+        }
+    }
     let (exit_tx, exit_rx) = watch::channel(None);
     // From here on, dropping the guard (an aborted start, a dropped session) kills the group.
     let guard = GroupGuard { pid, exit: exit_rx.clone() };
@@ -188,9 +201,9 @@ struct Tap {
 /// Copies JSON lines from the child's stdout to rmcp, except the lane's answers and progress
 /// (handed to their calls); counts every byte as liveness; drops (and reports) lines that are
 /// not JSON; reports EOF at once, and fails the lane's waiting calls.
-async fn tap_stdout(
+async fn tap_stdout<R: AsyncRead + Unpin>(
     tap: Tap,
-    stdout: tokio::process::ChildStdout,
+    stdout: R,
     mut to_rmcp: tokio::io::DuplexStream,
     (lane, shared): (Arc<Pending>, Arc<Shared>),
 ) {

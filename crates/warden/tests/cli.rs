@@ -362,7 +362,7 @@ fn run_refuses_a_taken_port_and_an_unsupported_database_url_clearly() {
 }
 
 /// `WARDEN_WORKER_THREADS` sets how many runtime workers `warden run` has (one per core
-/// otherwise); a value that is not a positive number is refused before anything starts.
+/// otherwise), and as many HTTP threads serve its listener; a value that is not a positive number is refused before anything starts.
 #[test]
 fn the_runtime_has_the_workers_asked_for_and_refuses_a_bad_count() {
     let dir = tempfile::tempdir().unwrap();
@@ -390,9 +390,11 @@ fn the_runtime_has_the_workers_asked_for_and_refuses_a_bad_count() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let found = runtime_workers(child.id());
+    let http = http_threads(child.id());
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(found, 3);
+    assert_eq!(http, 3, "as many HTTP threads as workers");
 }
 
 #[test]

@@ -82,8 +82,10 @@ async fn calls_progress_sampling_and_cancellation_over_warden_run_stdio() {
         .await;
         let (_, init) = w.until_answer(&json!(0)).await;
         assert!(init["result"]["serverInfo"].is_object(), "{init}");
-        // A desktop client's Warden runs on one worker thread (main.rs: `runtime`).
+        // A desktop client's Warden runs on one worker thread (main.rs: `runtime`), and with no
+        // `--listen` it has no HTTP threads.
         assert_eq!(runtime_workers(w.child.id().unwrap()), 1);
+        assert_eq!(http_threads(w.child.id().unwrap()), 0);
         w.send(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await;
 
         // Until the server's tools are listed.

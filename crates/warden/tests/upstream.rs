@@ -239,3 +239,53 @@ async fn a_redirect_to_another_origin_never_receives_the_configured_headers() {
     })
     .await;
 }
+
+/// A stdio child's output is read on the runtime `Relay::set_homes` gives it (Warden's HTTP
+/// threads, where the calls are served): calls through the lane and through rmcp are answered
+/// while that runtime runs, and when it ends the reader ends with it (a lane call then fails at
+/// once: the child's stdout is no longer read), which it would not if it were read elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_childs_output_is_read_on_its_home_runtime() {
+    limited(async {
+        let home = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let handle = home.handle().clone();
+        let (end_tx, end_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            home.block_on(async {
+                let _ = end_rx.await;
+            });
+            home.shutdown_timeout(Duration::from_secs(1));
+        });
+        let relay = warden_upstream::Relay::default();
+        relay.set_homes(vec![handle]);
+        let cfg = config(&[("io", misbehave(&[], ""))]);
+        let connector = warden_upstream::connector_for(&cfg.servers[0], &relay);
+        let connected = connector
+            .connect(warden_core::InstanceId::new("io", 0), Duration::from_secs(30))
+            .await
+            .expect("the child starts");
+        let echo = || {
+            Call::new(
+                "tools/call",
+                Some(json!({ "name": "echo", "arguments": { "text": "hi" } })),
+                Duration::from_secs(10),
+            )
+        };
+        for _ in 0..3 {
+            let answer =
+                connected.session.request(echo()).await.expect("answered").value().unwrap();
+            assert_eq!(answer["content"][0]["text"], "hi", "{answer}");
+        }
+        let list = Call::new("tools/list", None, Duration::from_secs(10));
+        let tools = connected.session.request(list).await.expect("listed").value().unwrap();
+        assert!(tools["tools"].as_array().is_some_and(|t| !t.is_empty()), "{tools}");
+        // The home runtime ends: its reader with it.
+        end_tx.send(()).unwrap();
+        tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
+        let after = tokio::time::timeout(Duration::from_secs(5), connected.session.request(echo()))
+            .await
+            .expect("fails at once, not at the call's timeout");
+        assert!(after.is_err(), "nothing reads the child's stdout any more: {after:?}");
+    })
+    .await;
+}

@@ -317,11 +317,23 @@ pub fn warden_stdio(config: &Path, db: &Path, extra: &[&str]) -> tokio::process:
 /// `warden-worker` for a moment (a flaky count of 2 under load). A real extra worker is in
 /// every read.
 pub fn runtime_workers(pid: u32) -> usize {
+    threads_named(pid, |name| name == "warden-worker")
+}
+
+/// How many HTTP threads (`warden-http-N`, the data plane) process `pid` has; counted as
+/// [`runtime_workers`].
+pub fn http_threads(pid: u32) -> usize {
+    threads_named(pid, |name| {
+        name.strip_prefix("warden-http-").is_some_and(|n| n.parse::<usize>().is_ok())
+    })
+}
+
+fn threads_named(pid: u32, named: impl Fn(&str) -> bool) -> usize {
     let read = || {
         std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
             .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|comm| comm.trim() == "warden-worker")
+            .filter(|comm| named(comm.trim()))
             .count()
     };
     (0..5)
