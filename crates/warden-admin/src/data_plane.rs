@@ -38,6 +38,8 @@ use crate::send_timeout::{SendTimeout, SEND_TIMEOUT};
 
 /// How long a thread's runtime gets to end its tasks once released.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A serving thread always has a timer due within this (see [`anchor`]).
+const ANCHOR: Duration = Duration::from_millis(500);
 
 /// The serving threads of one listener.
 pub struct DataPlane {
@@ -103,6 +105,7 @@ impl DataPlane {
             let thread =
                 std::thread::Builder::new().name(format!("warden-http-{n}")).spawn(move || {
                     runtime.block_on(async move {
+                        tokio::spawn(anchor(release.clone()));
                         let assigned = tokio::select! {
                             a = assign_rx => a.ok(),
                             () = release.cancelled() => None,
@@ -179,6 +182,22 @@ impl Drop for DataPlane {
     fn drop(&mut self) {
         self.stop.cancel();
         self.release.cancel();
+    }
+}
+
+/// Keeps a timer due within [`ANCHOR`] on the thread's runtime until `release`. tokio's time
+/// driver wakes its loop (an eventfd write, and an `epoll_wait` that returns at once) whenever a
+/// new timer is due before the time the loop last parked for — with no timer at all, every new
+/// one: a call's timeout and the JSON window, two a call. With this one pending, a call's
+/// timers (a second or more) are never the earliest. Two wake-ups a second per thread.
+async fn anchor(release: CancellationToken) {
+    let mut tick = tokio::time::interval(ANCHOR);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = release.cancelled() => return,
+        }
     }
 }
 
