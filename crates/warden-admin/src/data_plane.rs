@@ -67,19 +67,6 @@ struct Worker {
     open: Arc<AtomicUsize>,
 }
 
-/// Serves `app` on `listener` with `threads` serving threads (at least one) until `stop`.
-/// Fails only if a thread or its runtime cannot be started.
-pub fn serve(
-    listener: TcpListener,
-    app: Router,
-    stop: &CancellationToken,
-    threads: usize,
-) -> io::Result<DataPlane> {
-    let mut plane = DataPlane::start(threads)?;
-    plane.serve(listener, app, stop);
-    Ok(plane)
-}
-
 impl DataPlane {
     /// Starts `threads` threads (at least one), each with its runtime, serving nothing yet:
     /// their runtimes can take work (a stdio child's reader) before the listener is served.
@@ -159,7 +146,8 @@ impl DataPlane {
     }
 
     /// How many connections each thread serves now.
-    pub fn open_connections(&self) -> Vec<usize> {
+    #[cfg(test)]
+    pub(crate) fn open_connections(&self) -> Vec<usize> {
         self.open.iter().map(|n| n.load(Ordering::Relaxed)).collect()
     }
 

@@ -56,6 +56,13 @@ fn who() -> Router {
     Router::new().route("/who", get(|| async { std::thread::current().name().unwrap().to_owned() }))
 }
 
+/// `app` served on `l` by `threads` threads until `stop`.
+fn serve(l: TcpListener, app: Router, stop: &CancellationToken, threads: usize) -> DataPlane {
+    let mut plane = DataPlane::start(threads).expect("the threads start");
+    plane.serve(l, app, stop);
+    plane
+}
+
 async fn listener() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -77,7 +84,7 @@ async fn settle(plane: &DataPlane, want: &[usize]) {
 async fn a_connection_is_served_by_one_thread_and_goes_to_the_least_busy() {
     let (l, addr) = listener().await;
     let stop = CancellationToken::new();
-    let plane = serve(l, who(), &stop, 2).unwrap();
+    let plane = serve(l, who(), &stop, 2);
     let mut clients = Vec::new();
     for _ in 0..4 {
         let mut c = Client::connect(addr).await;
@@ -147,7 +154,7 @@ async fn what_a_handler_opened_works_until_release_and_new_connections_stop_with
     );
     let (l, addr) = listener().await;
     let stop = CancellationToken::new();
-    let mut plane = serve(l, app, &stop, 1).unwrap();
+    let mut plane = serve(l, app, &stop, 1);
     let mut c = Client::connect(addr).await;
     assert_eq!(c.get("/open").await, "opened");
     drop(c);

@@ -27,6 +27,6 @@ pub mod stream;
 pub mod tools;
 pub mod ui;
 
-pub use data_plane::{serve, DataPlane};
+pub use data_plane::DataPlane;
 pub use health::Liveness;
 pub use router::{app, Limits, State, Surface};
