@@ -247,8 +247,16 @@ async fn run(
     if token.is_none() && http.is_some_and(|l| !l.ip().is_loopback()) {
         tracing::warn!(%listen, "listening beyond loopback without a token: anyone who can reach this address can use every server");
     }
-    // As many serving threads as the runtime has workers (`WARDEN_WORKER_THREADS`).
-    let http_threads = Some(tokio::runtime::Handle::current().metrics().num_workers());
+    // `WARDEN_HTTP_THREADS` serving threads if set, else as many as the runtime has workers.
+    let http_threads = match crate::positive_env("WARDEN_HTTP_THREADS") {
+        Ok(n) => {
+            Some(n.unwrap_or_else(|| tokio::runtime::Handle::current().metrics().num_workers()))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     let options =
         RunOptions { config, database, listen: http, token, connectors: None, http_threads };
     let mut app = match App::start(options).await {

@@ -53,23 +53,32 @@ fn main() -> ExitCode {
     rt.block_on(commands::dispatch(cli.command))
 }
 
+/// A thread count from the environment: `None` when unset, an error naming the variable when
+/// it is not a positive number.
+pub(crate) fn positive_env(name: &str) -> Result<Option<usize>, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!("{name} must be a positive number, not {v:?}")),
+        },
+    }
+}
+
 /// The runtime: `WARDEN_WORKER_THREADS` workers if set, else `default` if given, else one per
 /// core. Its threads are named `warden-worker` and `warden-blocking` (tokio starts the workers
 /// first, when the runtime is built), so `top -H` tells them apart. `None` (after saying why)
 /// if the variable is not a positive number.
 #[allow(clippy::print_stderr)]
 fn runtime(default: Option<usize>) -> Option<tokio::runtime::Runtime> {
-    let workers = match std::env::var("WARDEN_WORKER_THREADS") {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("error: WARDEN_WORKER_THREADS must be a positive number, not {v:?}");
-                return None;
-            }
-        },
-        Err(_) => default.unwrap_or_else(|| {
+    let workers = match positive_env("WARDEN_WORKER_THREADS") {
+        Ok(n) => n.or(default).unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return None;
+        }
     };
     let started = std::sync::atomic::AtomicUsize::new(0);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -383,18 +383,61 @@ fn the_runtime_has_the_workers_asked_for_and_refuses_a_bad_count() {
         .env("WARDEN_WORKER_THREADS", "3")
         .spawn()
         .unwrap();
-    // Listening: the runtime (its workers start when it is built) is up.
+    let (found, http) = threads_once_listening(&mut child, port);
+    assert_eq!(found, 3);
+    assert_eq!(http, 3, "as many HTTP threads as workers");
+}
+
+/// Once `child` listens on `port` (its runtime, whose workers start when it is built, is up):
+/// its runtime workers and HTTP threads; then it is stopped.
+fn threads_once_listening(child: &mut std::process::Child, port: u16) -> (usize, usize) {
     let began = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(began.elapsed() < Duration::from_secs(20), "warden never listened");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let found = runtime_workers(child.id());
-    let http = http_threads(child.id());
+    let found = (runtime_workers(child.id()), http_threads(child.id()));
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(found, 3);
-    assert_eq!(http, 3, "as many HTTP threads as workers");
+    found
+}
+
+/// `WARDEN_HTTP_THREADS` sets how many HTTP threads serve the listener, apart from the
+/// runtime's workers; a value that is not a positive number is refused before anything starts.
+#[test]
+fn the_listener_has_the_http_threads_asked_for_and_refuses_a_bad_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, r#"{ "mcpServers": { "a": { "command": "true" } } }"#);
+    for bad in ["0", "-1", "two"] {
+        let port = free_port();
+        let mut child = run_cmd(&dir, &cfg, &dir.path().join("w.db"), &format!("127.0.0.1:{port}"))
+            .env("WARDEN_HTTP_THREADS", bad)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: a run that took the value would serve until killed.
+        let began = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if began.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("warden ran with WARDEN_HTTP_THREADS={bad:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(err.contains("WARDEN_HTTP_THREADS must be a positive number"), "{err}");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing listened");
+    }
+    let port = free_port();
+    let mut child = run_cmd(&dir, &cfg, &dir.path().join("w.db"), &format!("127.0.0.1:{port}"))
+        .env("WARDEN_WORKER_THREADS", "3")
+        .env("WARDEN_HTTP_THREADS", "1")
+        .spawn()
+        .unwrap();
+    let (found, http) = threads_once_listening(&mut child, port);
+    assert_eq!((found, http), (3, 1));
 }
 
 #[test]
