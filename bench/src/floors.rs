@@ -282,6 +282,12 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
             hop: vec![m.pid()],
         });
     }
+    // For an experiment on one path: `WARDEN_BENCH_FLOORS_ONLY=stdio` measures direct and the
+    // paths whose label contains it, and leaves out the targets (they need every path).
+    let only = std::env::var("WARDEN_BENCH_FLOORS_ONLY").ok();
+    if let Some(o) = &only {
+        paths.retain(|p| p.hop.is_empty() || p.label.contains(o.as_str()));
+    }
     rt.block_on(async {
         wait_http(&format!("{wh}/health")).await;
         if b.is_some() {
@@ -292,11 +298,12 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
         }
     });
     // The stdio children's CPU counts as the upstream's.
-    let stdio_children: Vec<u32> = [Some(w.pid()), mp.as_ref().map(Proc::pid)]
-        .into_iter()
-        .flatten()
-        .flat_map(children)
-        .collect();
+    let stdio_children: Vec<u32> =
+        [Some(w.pid()), b.as_ref().map(Proc::pid), mp.as_ref().map(Proc::pid)]
+            .into_iter()
+            .flatten()
+            .flat_map(children)
+            .collect();
     let mut results: Vec<Rounds> = paths.iter().map(|_| Rounds::default()).collect();
     for _ in 0..rounds {
         for (p, r) in paths.iter().zip(results.iter_mut()) {
@@ -323,6 +330,9 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
             });
         }
     }
+    if only.is_some() {
+        return table(&paths, &results, rounds);
+    }
     let desktop = desktop(&rt, warden, dir.path(), rounds);
     report(&paths, &results, ngx.is_some(), mp.is_some(), rounds) + &desktop
 }
@@ -331,12 +341,15 @@ fn med(v: &[f64]) -> f64 {
     quantile(v, 0.5)
 }
 
-fn report(paths: &[Path_], r: &[Rounds], nginx: bool, proxy: bool, rounds: usize) -> String {
+/// Per round, the added p50 against the same round's direct path.
+fn added(r: &[Rounds], i: usize) -> f64 {
+    med(&r[i].p50_us.iter().zip(&r[0].p50_us).map(|(a, d)| a - d).collect::<Vec<_>>())
+}
+
+/// The measurements, a row per path.
+fn table(paths: &[Path_], r: &[Rounds], rounds: usize) -> String {
     let direct = &r[0];
     // Per round, against the same round's direct path.
-    let added = |i: usize| -> f64 {
-        med(&r[i].p50_us.iter().zip(&direct.p50_us).map(|(a, d)| a - d).collect::<Vec<_>>())
-    };
     let of_direct = |i: usize| -> f64 {
         med(&r[i]
             .eight_per_s
@@ -357,13 +370,19 @@ fn report(paths: &[Path_], r: &[Rounds], nginx: bool, proxy: bool, rounds: usize
             "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} % | {hop} | {:.0} |\n",
             p.label,
             med(&x.p50_us),
-            if i == 0 { "—".to_owned() } else { format!("{:+.0}", added(i)) },
+            if i == 0 { "—".to_owned() } else { format!("{:+.0}", added(r, i)) },
             med(&x.one_per_s),
             med(&x.eight_per_s),
             of_direct(i) * 100.0,
             med(&x.up_cpu_us),
         );
     }
+    out
+}
+
+fn report(paths: &[Path_], r: &[Rounds], nginx: bool, proxy: bool, rounds: usize) -> String {
+    let mut out = table(paths, r, rounds);
+    let added = |i: usize| added(r, i);
     let find = |prefix: &str| paths.iter().position(|p| p.label.starts_with(prefix));
     let ratio = |a: usize, b: usize, f: &dyn Fn(usize) -> f64| f(a) / f(b);
     out += "\nTargets (issue 17), each a ratio within this run:\n\n";
