@@ -37,14 +37,14 @@ pub(crate) enum Taken {
 /// `bytes` as one of the messages a lane acts on; anything else (most messages: a memchr
 /// says so before any parsing) is `None`, for rmcp.
 pub(crate) fn read(bytes: &[u8]) -> Option<Taken> {
-    if memchr::memmem::find(bytes, b"\"tools/call\"").is_some() {
+    if warden_upstream::finder!(b"\"tools/call\"").find(bytes).is_some() {
         if let Some(taken) = read_call(bytes) {
             return Some(taken);
         }
     }
     // Only a cancellation is worth rmcp's (costly) reading here; a call the lane's own reading
     // declined is rmcp's to read when it serves it.
-    memchr::memmem::find(bytes, b"\"notifications/cancelled\"")?;
+    warden_upstream::finder!(b"\"notifications/cancelled\"").find(bytes)?;
     match serde_json::from_slice::<ClientJsonRpcMessage>(bytes).ok()? {
         JsonRpcMessage::Notification(JsonRpcNotification {
             notification: ClientNotification::CancelledNotification(n),

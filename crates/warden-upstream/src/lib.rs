@@ -6,6 +6,17 @@
 //! Streamable HTTP, with a legacy SSE fallback ([`remote`]), and an integration that is not an MCP
 //! server at all, whose probe is a check ([`check`]: HTTP, TCP, command, PostgreSQL, SQLite).
 
+/// A `memchr::memmem::Finder` for a constant needle, built once: building one costs more than
+/// searching a short message with it, and the hop searches every message it passes.
+#[macro_export]
+macro_rules! finder {
+    ($needle:expr) => {{
+        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new($needle));
+        &*FINDER
+    }};
+}
+
 mod activity;
 mod catalog;
 mod check;

@@ -75,9 +75,9 @@ impl Reply {
         // followed by that value (anywhere: the reading below tells a top-level key from one
         // inside, or inside a string), or if a key is written with `\u` escapes.
         let bytes = self.raw.get().as_bytes();
-        if !followed_by(bytes, b"\"isError\"", b"true")
-            && !followed_by(bytes, b"\"resultType\"", b"\"input_required\"")
-            && memchr::memmem::find(bytes, b"\\u").is_none()
+        if !followed_by(bytes, crate::finder!(b"\"isError\""), b"true")
+            && !followed_by(bytes, crate::finder!(b"\"resultType\""), b"\"input_required\"")
+            && crate::finder!(b"\\u").find(bytes).is_none()
         {
             return Peek::default();
         }
@@ -119,12 +119,13 @@ impl PartialEq<Value> for Reply {
     }
 }
 
-/// Whether `key` occurs in `text` followed by a colon and `value` (JSON whitespace allowed
-/// around the colon).
-fn followed_by(text: &[u8], key: &[u8], value: &[u8]) -> bool {
+/// Whether `key`'s needle occurs in `text` followed by a colon and `value` (JSON whitespace
+/// allowed around the colon).
+fn followed_by(text: &[u8], key: &memchr::memmem::Finder<'_>, value: &[u8]) -> bool {
     let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    memchr::memmem::find_iter(text, key).any(|at| {
-        let rest = &text[at + key.len()..];
+    let len = key.needle().len();
+    key.find_iter(text).any(|at| {
+        let rest = &text[at + len..];
         let rest = &rest[rest.iter().take_while(|b| ws(b)).count()..];
         let Some(rest) = rest.strip_prefix(b":") else { return false };
         rest[rest.iter().take_while(|b| ws(b)).count()..].starts_with(value)

@@ -56,7 +56,8 @@ where
     W: AsyncWrite + Send + 'static,
 {
     let stamp = Stamp::default();
-    let (writer, lines) = share(stdin, Some(Arc::clone(&stamp)));
+    let (writer, mut lines) = share(stdin, Some(Arc::clone(&stamp)));
+    lines.batch = Some(Arc::default());
     (writer, Out { lines, stamp })
 }
 
@@ -77,7 +78,7 @@ where
         stamp,
         unwritten: Arc::clone(&unwritten),
     };
-    (rmcp, LineSender { queue: lane_tx, out, unwritten })
+    (rmcp, LineSender { queue: lane_tx, out, unwritten, batch: None })
 }
 
 /// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575), as it
@@ -100,20 +101,50 @@ pub struct Closed;
 /// Sends the lane's whole lines. A line is written by the caller itself when nothing queued is
 /// still unwritten and no write is under way — on Warden's HTTP threads the writer task is on
 /// another thread, and handing it the line cost a wake-up of that thread each call — and
-/// queued for the writer task otherwise, so lines keep the order they were handed in.
+/// queued for the writer task otherwise, so lines keep the order they were handed in. On a
+/// child's stdin the lines of one turn are written together, at its end (see [`Batch`]).
 #[derive(Clone)]
 pub struct LineSender {
     queue: mpsc::Sender<Vec<u8>>,
     out: Output,
     /// Lines queued (rmcp's and the lane's) and not yet written.
     unwritten: Arc<AtomicUsize>,
+    /// On a child's stdin: lines handed over in one turn of the caller's event loop are
+    /// written together, by a task that runs after the calls that turn woke.
+    batch: Option<Arc<Mutex<Batch>>>,
+}
+
+/// Lines waiting for the end of the turn, in the order they were handed over.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<u8>,
+    /// A flush is spawned and has not handed everything over yet.
+    flushing: bool,
+    /// A write failed: the output is gone.
+    closed: bool,
 }
 
 impl LineSender {
     /// Hands over `line` (one whole line, with its newline). Once this returns the line will
     /// be written whole, even if the caller then gives up.
     pub async fn send(&self, line: Vec<u8>) -> Result<(), Closed> {
-        if self.unwritten.load(Ordering::SeqCst) == 0 {
+        if let Some(batch) = &self.batch {
+            {
+                let mut b = batch.lock().expect("not poisoned");
+                // The writer task ends (dropping the queue's receiver) when the output closes.
+                if b.closed || self.queue.is_closed() {
+                    return Err(Closed);
+                }
+                if b.flushing || self.unwritten.load(Ordering::SeqCst) == 0 {
+                    b.lines.extend_from_slice(&line);
+                    if !b.flushing {
+                        b.flushing = true;
+                        tokio::spawn(self.clone().flush());
+                    }
+                    return Ok(());
+                }
+            }
+        } else if self.unwritten.load(Ordering::SeqCst) == 0 {
             if let Ok(out) = Arc::clone(&self.out).try_lock_owned() {
                 return write_now(out, line);
             }
@@ -124,6 +155,42 @@ impl LineSender {
         self.unwritten.fetch_add(1, Ordering::SeqCst);
         permit.send(line);
         Ok(())
+    }
+
+    /// Hands the batch's lines over until none are left: written at once when nothing queued
+    /// is unwritten, else queued (so they keep their place behind what is).
+    async fn flush(self) {
+        let batch = self.batch.as_ref().expect("a batching sender");
+        loop {
+            let lines = {
+                let mut b = batch.lock().expect("not poisoned");
+                if b.lines.is_empty() {
+                    b.flushing = false;
+                    return;
+                }
+                std::mem::take(&mut b.lines)
+            };
+            if self.unwritten.load(Ordering::SeqCst) == 0 {
+                if let Ok(out) = Arc::clone(&self.out).try_lock_owned() {
+                    if write_now(out, lines).is_err() {
+                        return self.closed(batch);
+                    }
+                    continue;
+                }
+            }
+            let Ok(permit) = self.queue.reserve().await else { return self.closed(batch) };
+            self.unwritten.fetch_add(1, Ordering::SeqCst);
+            permit.send(lines);
+        }
+    }
+
+    /// The output closed under a flush: what is left goes nowhere (its callers learn it from
+    /// the child's stdout ending), and later lines are refused.
+    fn closed(&self, batch: &Mutex<Batch>) {
+        let mut b = batch.lock().expect("not poisoned");
+        b.lines.clear();
+        b.flushing = false;
+        b.closed = true;
     }
 }
 
@@ -308,7 +375,7 @@ impl Pending {
     /// up: dropped), or progress under one of its tokens (routed through `shared`). Anything
     /// else is rmcp's. An answer's result is handed over as the server wrote it.
     pub(crate) fn take(&self, line: &[u8], shared: &Shared) -> bool {
-        if memchr::memmem::find(line, b"\"wf-").is_none() {
+        if crate::finder!(b"\"wf-").find(line).is_none() {
             return false;
         }
         if let Some(m) = Message::read(line) {

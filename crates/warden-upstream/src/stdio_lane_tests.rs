@@ -225,19 +225,22 @@ async fn on_a_2026_session_calls_wait_for_rmcps_stamp_and_then_carry_it() {
     task.await.unwrap().unwrap();
 }
 
-/// The lane writes a line itself when nothing is queued: a line the pipe takes only in part is
-/// finished by a task holding stdin, so the next line (the lane's or rmcp's) waits for it and no
-/// line is ever cut, even when the caller is gone before the child reads.
+/// The lane writes its lines itself when nothing is queued (at the end of the turn): a line the
+/// pipe takes only in part is finished by a task holding stdin, so the next line (the lane's or
+/// rmcp's) waits for it and no line is ever cut, even when the caller is gone before the child
+/// reads.
 #[tokio::test]
 async fn a_line_the_pipe_takes_in_part_is_finished_whole_before_the_next() {
     let (ours, theirs) = tokio::io::duplex(16);
     let (mut rmcp, Out { lines: lane, .. }) = wire(ours);
     let long = format!("{{\"long\":\"{}\"}}\n", "x".repeat(200));
-    // Handed at once (the pipe took 16 bytes), though the child has read nothing yet.
+    // Handed at once, though the child has read nothing yet; the turn ends and the pipe takes
+    // 16 bytes of it.
     tokio::time::timeout(Duration::from_secs(1), lane.send(long.clone().into_bytes()))
         .await
         .expect("handed without waiting for the child")
         .unwrap();
+    tokio::task::yield_now().await;
     let lane2 = lane.clone();
     let short = tokio::spawn(async move { lane2.send(b"{\"n\":2}\n".to_vec()).await });
     rmcp.write_all(b"{\"from\":\"rmcp\"}\n").await.unwrap();
@@ -254,4 +257,43 @@ async fn a_line_the_pipe_takes_in_part_is_finished_whole_before_the_next() {
 
 async fn next_line(s: &mut Lines<BufReader<DuplexStream>>) -> Option<String> {
     tokio::time::timeout(Duration::from_secs(5), s.next_line()).await.unwrap().unwrap()
+}
+
+/// Records each write it is given.
+#[derive(Clone, Default)]
+struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl AsyncWrite for Writes {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.0.lock().unwrap().push(b.to_vec());
+        Poll::Ready(Ok(b.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Lines handed over in one turn of the event loop (calls that one wake-up brought) reach the
+/// child in one write, in order; a line of a later turn in a write of its own.
+#[tokio::test]
+async fn lines_of_one_turn_go_out_in_one_write() {
+    let writes = Writes::default();
+    let (_rmcp, Out { lines: lane, .. }) = wire(writes.clone());
+    for n in 1..=3 {
+        lane.send(format!("{{\"n\":{n}}}\n").into_bytes()).await.unwrap();
+    }
+    assert!(writes.0.lock().unwrap().is_empty(), "nothing is written before the turn ends");
+    tokio::task::yield_now().await;
+    lane.send(b"{\"n\":4}\n".to_vec()).await.unwrap();
+    tokio::task::yield_now().await;
+    let got: Vec<String> =
+        writes.0.lock().unwrap().iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+    assert_eq!(got, ["{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n", "{\"n\":4}\n"]);
 }
