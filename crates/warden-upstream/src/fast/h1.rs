@@ -2,9 +2,11 @@
 //! task. reqwest (hyper-util's pooled client) runs each connection on a task of its own: a
 //! call's request goes to that task over a channel and its answer and body chunks come back
 //! the same way, a cross-task wake-up each (−25…−47 µs a call in the prototype,
-//! docs/perf/gateway-profile.md). Here the caller polls the connection itself, with its
-//! request and body, and puts it back in a small pool when the answer has been read to its
-//! end.
+//! docs/perf/gateway-profile.md). Here the caller writes its request on the socket itself,
+//! reads the answer in its own task ([`super::h1_codec`] frames it: one POST, one answer, no
+//! pipelining), and puts the connection back in a small pool when the answer has been read to
+//! its end. (A first cut drove hyper's client connection in the caller's task; its dispatcher
+//! was a fifth of the hop's instructions.)
 //!
 //! Only the call's POST goes this way: notifications, answers to the server's requests and
 //! resumed streams stay on reqwest, and so does everything when the URL is `https://` or holds
@@ -12,23 +14,19 @@
 //! `WARDEN_UPSTREAM_H1=0`. A redirect answer is left to the caller, which then repeats the call
 //! on reqwest (whose policy follows same-origin redirects only).
 
-use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::Stream;
-use http::header::HOST;
-use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body_util::Full;
-use hyper::body::{Body, Incoming};
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_util::rt::TokioIo;
+use http::HeaderMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::error::innermost;
+use super::h1_codec::{self, Decoded};
 
 /// The most idle connections kept (more calls at once open more, closed when done).
 const MAX_IDLE: usize = 32;
@@ -39,35 +37,39 @@ const MAX_OPEN: usize = 1024;
 const IDLE_FOR: Duration = Duration::from_secs(60);
 /// As reqwest's `connect_timeout` for remote servers.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much is read at a time.
+const READ: usize = 16 * 1024;
 
-type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
-
-/// One connection: its request side and the connection future the caller drives.
+/// One connection, and what has been read on it past the last answer (nothing, when idle).
 struct Link {
     /// The runtime whose reactor its socket is registered with: a call on another runtime
     /// (Warden's HTTP threads each have one, `warden_admin::DataPlane`) would be woken from
     /// there, a hand-off between threads each way, so it takes a connection of its own.
     home: tokio::runtime::Id,
-    send: SendRequest<Full<Bytes>>,
-    /// `None` once it has ended (never polled again; dropping it hands any request still
-    /// queued on it back to its sender, unsent, as `TrySendError` with the message).
-    conn: Option<Pin<Box<Conn>>>,
+    tcp: TcpStream,
+    buf: BytesMut,
 }
 
 impl Link {
-    /// Drives the connection's I/O; whether it is still open.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.conn.as_mut().is_some_and(|c| c.as_mut().poll(cx).is_ready()) {
-            self.conn = None;
-        }
-        self.conn.is_some()
+    /// Whether an idle link can take a request: the server has not closed it (nor sent
+    /// anything unasked), as far as its reactor has seen.
+    fn usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Whether an idle link can take a request: polls its connection once, which reads a close
-    /// from the server (the connection future ends) without waiting.
-    fn usable(&mut self) -> bool {
-        let waker = futures::task::noop_waker();
-        self.drive(&mut Context::from_waker(&waker)) && self.send.is_ready()
+    /// Reads more into the buffer; `Ok(false)` at the end of the connection.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            self.buf.reserve(READ);
+            match self.tcp.try_read_buf(&mut self.buf) {
+                Ok(n) => return Poll::Ready(Ok(n > 0)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.tcp.poll_read_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 
@@ -81,8 +83,8 @@ thread_local! {
 pub(crate) struct H1 {
     host: String,
     port: u16,
-    authority: HeaderValue,
-    path: Uri,
+    authority: String,
+    path: String,
     idle: Mutex<Vec<(Link, Instant)>>,
     open: tokio::sync::Semaphore,
 }
@@ -101,7 +103,7 @@ pub(crate) fn allowed_by_env() -> bool {
 pub(crate) enum Failure {
     /// The connection could not be made in time (as reqwest's `connect_timeout`).
     ConnectTimeout,
-    /// Refused, reset, closed: the innermost cause.
+    /// Refused, reset, closed, or an answer no HTTP/1.1 server sends: the cause.
     Broken(String),
 }
 
@@ -134,21 +136,28 @@ impl H1 {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
+        // What goes on the request line and in `Host` must be plain visible ASCII (a parsed
+        // URL's are: it percent-encodes the rest).
+        let plain = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+        if !plain(&authority) || !plain(&path) {
+            return None;
+        }
         // A bracketed IPv6 host connects without its brackets.
         let connect_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         Some(Self {
             host: connect_host,
             port,
-            authority: HeaderValue::from_str(&authority).ok()?,
-            path: path.parse().ok()?,
+            authority,
+            path,
             idle: Mutex::default(),
             open: tokio::sync::Semaphore::new(open),
         })
     }
 
     /// POSTs `body` with `headers`; the answer's head, its body to be read by the caller.
-    /// A request that comes back unsent from a pooled connection the server had closed goes on
-    /// the next pooled one, or a new one; a new connection's failure is the call's.
+    /// A request whose write fails on a pooled connection (the server had closed it) goes on
+    /// the next pooled one, or a new one; a new connection's failure is the call's. Once
+    /// written, a request is never sent again: a connection that then ends is the call's error.
     pub(crate) async fn post(
         &self,
         headers: &HeaderMap,
@@ -157,40 +166,41 @@ impl H1 {
         #[cfg(test)]
         H1_POSTS.with(|c| c.set(c.get() + 1));
         let permit = self.open.acquire().await.map_err(|e| Failure::Broken(e.to_string()))?;
-        let mut pooled = true;
-        loop {
-            let mut link = match self.checkout() {
-                Some(link) => link,
-                None => {
-                    pooled = false;
-                    self.connect().await?
-                }
+        let mut request = Vec::with_capacity(512 + body.len());
+        h1_codec::post(&mut request, &self.path, self.authority.as_bytes(), headers, &body);
+        let broken = |e: io::Error| Failure::Broken(e.to_string());
+        let mut link = loop {
+            let (mut link, pooled) = match self.checkout() {
+                Some(link) => (link, true),
+                None => (self.connect().await?, false),
             };
-            let sent = link.send.try_send_request(self.request(headers, body.clone()));
-            match (Drive { link: &mut link, fut: Box::pin(sent) }).await {
-                Ok(resp) => {
-                    let (head, incoming) = resp.into_parts();
-                    return Ok(Answer {
-                        status: head.status.as_u16(),
-                        headers: head.headers,
-                        body: Driven { pool: self, link: Some(link), incoming, _permit: permit },
-                    });
-                }
-                // Not written: the pooled connection was closed under us; try a new one.
-                Err(e) if pooled && e.message().is_some() => continue,
-                Err(e) => return Err(Failure::Broken(innermost(e.error()))),
+            match link.tcp.write_all(&request).await {
+                Ok(()) => break link,
+                Err(_) if pooled => continue,
+                Err(e) => return Err(broken(e)),
             }
-        }
-    }
-
-    /// The call's POST, in origin form, with `Host`.
-    fn request(&self, headers: &HeaderMap, body: Bytes) -> Request<Full<Bytes>> {
-        let mut r = Request::new(Full::new(body));
-        *r.method_mut() = Method::POST;
-        *r.uri_mut() = self.path.clone();
-        *r.headers_mut() = headers.clone();
-        r.headers_mut().insert(HOST, self.authority.clone());
-        r
+        };
+        let head = loop {
+            if let Some(head) = h1_codec::head(&mut link.buf).map_err(Failure::Broken)? {
+                break head;
+            }
+            link.buf.reserve(READ);
+            if link.tcp.read_buf(&mut link.buf).await.map_err(broken)? == 0 {
+                return Err(Failure::Broken("the connection closed before an answer".into()));
+            }
+        };
+        Ok(Answer {
+            status: head.status,
+            headers: head.headers,
+            body: Driven {
+                pool: self,
+                link: Some(link),
+                body: h1_codec::Body::new(head.body),
+                reusable: head.reusable,
+                eof: false,
+                _permit: permit,
+            },
+        })
     }
 
     /// The most recently used idle connection of the caller's runtime.
@@ -198,7 +208,7 @@ impl H1 {
         let here = tokio::runtime::Handle::current().id();
         let mut idle = self.idle.lock().expect("not poisoned");
         while let Some(i) = idle.iter().rposition(|(link, _)| link.home == here) {
-            let (mut link, since) = idle.remove(i);
+            let (link, since) = idle.remove(i);
             if since.elapsed() < IDLE_FOR && link.usable() {
                 return Some(link);
             }
@@ -206,8 +216,8 @@ impl H1 {
         None
     }
 
-    fn checkin(&self, mut link: Link) {
-        if !link.usable() {
+    fn checkin(&self, link: Link) {
+        if !link.buf.is_empty() || !link.usable() {
             return;
         }
         let mut idle = self.idle.lock().expect("not poisoned");
@@ -225,27 +235,8 @@ impl H1 {
             .map_err(|_| Failure::ConnectTimeout)?
             .map_err(|e| Failure::Broken(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let (send, conn) = http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| Failure::Broken(innermost(&e)))?;
         let home = tokio::runtime::Handle::current().id();
-        Ok(Link { home, send, conn: Some(Box::pin(conn)) })
-    }
-}
-
-/// A future polled together with its connection, so the connection's I/O happens in the
-/// caller's task.
-struct Drive<'c, F> {
-    link: &'c mut Link,
-    fut: Pin<Box<F>>,
-}
-
-impl<F: Future> Future for Drive<'_, F> {
-    type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // The connection's end (an error, a close) reaches the request future as its error.
-        self.link.drive(cx);
-        self.fut.as_mut().poll(cx)
+        Ok(Link { home, tcp, buf: BytesMut::new() })
     }
 }
 
@@ -255,7 +246,11 @@ pub(crate) struct Driven<'a> {
     pool: &'a H1,
     /// `None` once the body has ended or failed: then nothing more is read.
     link: Option<Link>,
-    incoming: Incoming,
+    body: h1_codec::Body,
+    /// Whether the connection may carry another call once the body has ended.
+    reusable: bool,
+    /// The server closed the connection.
+    eof: bool,
     /// The call's place among [`MAX_OPEN`], held until its answer is read or dropped.
     _permit: tokio::sync::SemaphorePermit<'a>,
 }
@@ -266,25 +261,27 @@ impl Stream for Driven<'_> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let Some(link) = this.link.as_mut() else { return Poll::Ready(None) };
-        link.drive(cx);
         loop {
-            match Pin::new(&mut this.incoming).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => {
-                    if let Some(link) = this.link.take() {
+            match this.body.decode(&mut link.buf, this.eof) {
+                Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(Decoded::End) => {
+                    let link = this.link.take().expect("checked above");
+                    if this.reusable && !this.eof {
                         this.pool.checkin(link);
                     }
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    this.link = None;
-                    return Poll::Ready(Some(Err(innermost(&e))));
-                }
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) if !data.is_empty() => return Poll::Ready(Some(Ok(data))),
-                    // Trailers or an empty chunk: nothing for the reader.
-                    _ => continue,
+                Ok(Decoded::More) => match ready!(link.poll_fill(cx)) {
+                    Ok(more) => this.eof = !more,
+                    Err(e) => {
+                        this.link = None;
+                        return Poll::Ready(Some(Err(e.to_string())));
+                    }
                 },
+                Err(e) => {
+                    this.link = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
         }
     }

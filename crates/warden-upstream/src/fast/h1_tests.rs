@@ -9,7 +9,7 @@ use http::HeaderMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Drive, H1};
+use super::H1;
 
 /// How the raw server answers each request.
 #[derive(Clone, Copy)]
@@ -22,6 +22,8 @@ enum Answer {
     Unfinished,
     /// No answer: the connection is closed as soon as it is accepted.
     CloseAtOnce,
+    /// A chunked body with a chunk size that is not hexadecimal.
+    Garbled,
 }
 
 #[derive(Default)]
@@ -91,6 +93,11 @@ async fn connection(mut tcp: TcpStream, answer: Answer, seen: Arc<Seen>) {
                 }
             }
             Answer::CloseAtOnce => unreachable!("closed before reading"),
+            Answer::Garbled => {
+                let head =
+                    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
+                let _ = tcp.write_all(head.as_bytes()).await;
+            }
             Answer::Unfinished => {
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
                 let _ = tcp.write_all(head.as_bytes()).await;
@@ -208,22 +215,31 @@ fn only_plain_http_urls_without_credentials_use_it() {
     assert!(plain("http://localhost/mcp?k=v"));
 }
 
-/// A request queued on a connection the server closed while it was idle comes back unsent
-/// (hyper's canceled error with the message), at once: `post` retries it on a new connection
-/// instead of waiting for the call's timeout.
+/// An idle connection the server closed is seen as closed before a request is written on it
+/// (the call then takes a new one at once, instead of failing or waiting for its timeout);
+/// one the server keeps open is usable.
 #[tokio::test]
-async fn a_request_on_a_connection_the_server_closed_comes_back_unsent() {
-    let (url, seen) = server(Answer::CloseAtOnce).await;
-    let h1 = client(&url);
-    let mut link = bounded(h1.connect()).await.unwrap().unwrap();
+async fn a_connection_the_server_closed_while_idle_is_not_used() {
+    let (closing, _) = server(Answer::CloseAtOnce).await;
+    let (open, _) = server(Answer::Json).await;
+    let closed = bounded(client(&closing).connect()).await.unwrap().unwrap();
+    let kept = bounded(client(&open).connect()).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let sent = link.send.try_send_request(h1.request(&HeaderMap::new(), "x".into()));
-    let result = bounded(Drive { link: &mut link, fut: Box::pin(sent) })
-        .await
-        .expect("answered at once, not left waiting");
-    let e = result.expect_err("no answer on a closed connection");
-    assert!(e.message().is_some(), "handed back unsent: {:?}", e.error());
-    assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
+    assert!(!closed.usable());
+    assert!(kept.usable());
+}
+
+/// An answer the server cuts short, or frames as no HTTP/1.1 server would, is the call's error
+/// with its cause, and its connection is not reused.
+#[tokio::test]
+async fn a_broken_answer_is_an_error_and_its_connection_is_dropped() {
+    let (url, seen) = server(Answer::Garbled).await;
+    let h1 = client(&url);
+    for _ in 0..2 {
+        let e = bounded(post(&h1, "x")).await.unwrap().unwrap_err();
+        assert!(e.contains("chunk size"), "{e}");
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
 }
 
 /// Warden's HTTP threads each run a runtime of their own: a call takes a pooled connection of

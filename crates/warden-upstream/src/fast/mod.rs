@@ -40,6 +40,7 @@ use crate::{Activity, Reply, SessionEvent, UpstreamError};
 
 mod exchange;
 pub(crate) mod h1;
+mod h1_codec;
 mod tap;
 
 pub(crate) use exchange::outcome;
