@@ -150,7 +150,7 @@ impl<'a> Exchange<'a> {
             // A redirect: the POST is repeated on reqwest, which follows it within the origin
             // (a server that redirects a call has not run it).
             if !(300..400).contains(&answer.status) {
-                return Ok((answer.status, content_type(&answer.headers), answer.body.boxed()));
+                return Ok((answer.status, answer.content_type, answer.body.boxed()));
             }
         }
         let send = fast.http.post(fast.uri.clone()).headers(headers).body(body).send();

@@ -107,10 +107,10 @@ pub(crate) enum Failure {
     Broken(String),
 }
 
-/// An H1 answer: status, headers, and the body as it comes.
+/// An H1 answer: status, content type (lower case), and the body as it comes.
 pub(crate) struct Answer<'a> {
     pub(crate) status: u16,
-    pub(crate) headers: HeaderMap,
+    pub(crate) content_type: String,
     pub(crate) body: Driven<'a>,
 }
 
@@ -191,7 +191,7 @@ impl H1 {
         };
         Ok(Answer {
             status: head.status,
-            headers: head.headers,
+            content_type: head.content_type,
             body: Driven {
                 pool: self,
                 link: Some(link),

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 
 /// The largest answer head read (status line and headers).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -41,11 +41,12 @@ pub(crate) fn post(
     out.extend_from_slice(body);
 }
 
-/// An answer's head.
+/// An answer's head: what the call reads of it.
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) status: u16,
-    pub(crate) headers: HeaderMap,
+    /// `Content-Type`, lower case (empty if none).
+    pub(crate) content_type: String,
     /// How its body is delimited.
     pub(crate) body: Framing,
     /// Whether the connection may carry another request once the body has ended.
@@ -64,7 +65,8 @@ pub(crate) enum Framing {
 }
 
 /// Parses an answer's head off the front of `buf`: `Ok(None)` while it is incomplete, interim
-/// (1xx) answers skipped. An error for what no HTTP/1.1 server sends.
+/// (1xx) answers skipped. An error for what no HTTP/1.1 server sends. Only the headers the
+/// call needs are read (no header map is built: that was most of the cost).
 pub(crate) fn head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -78,51 +80,62 @@ pub(crate) fn head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
             Err(e) => return Err(format!("a malformed answer head: {e}")),
         };
         let status = parsed.code.unwrap_or_default();
-        let http11 = parsed.version == Some(1);
-        let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-        for h in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| format!("an invalid header name {:?}", h.name))?;
-            let value = HeaderValue::from_bytes(h.value)
-                .map_err(|_| format!("an invalid value of header {name}"))?;
-            headers.append(name, value);
-        }
-        buf.advance(used);
         if (100..200).contains(&status) {
             if status == 101 {
                 return Err("the server switched protocols".into());
             }
+            buf.advance(used);
             continue;
         }
-        let body = framing(status, &headers)?;
-        let closes = headers.get_all(CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+        let named = |name: &'static str| {
+            parsed
+                .headers
+                .iter()
+                .filter(move |h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
+        };
+        let body = framing(status, named("transfer-encoding"), named("content-length"))?;
+        let closes = named("connection").any(|v| {
+            v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         });
-        let reusable = http11 && !closes && body != Framing::Close;
-        return Ok(Some(Head { status, headers, body, reusable }));
+        let content_type = named("content-type")
+            .next()
+            .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
+            .unwrap_or_default();
+        let reusable = parsed.version == Some(1) && !closes && body != Framing::Close;
+        buf.advance(used);
+        return Ok(Some(Head { status, content_type, body, reusable }));
     }
 }
 
 /// RFC 9112 §6.3: a transfer coding ending in `chunked` wins over a length; another coding is
 /// read to the close; several lengths must agree.
-fn framing(status: u16, headers: &HeaderMap) -> Result<Framing, String> {
+fn framing<'h>(
+    status: u16,
+    mut codings: impl Iterator<Item = &'h [u8]>,
+    lengths: impl Iterator<Item = &'h [u8]>,
+) -> Result<Framing, String> {
     if status == 204 || status == 304 {
         return Ok(Framing::Length(0));
     }
-    let mut codings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
-    if codings.peek().is_some() {
-        let last = codings.last().and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit(',').next());
-        return Ok(if last.is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")) {
+    if let Some(first) = codings.next() {
+        let last = codings.last().unwrap_or(first);
+        let last = last.rsplit(|b| *b == b',').next().unwrap_or_default();
+        return Ok(if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked
         } else {
             Framing::Close
         });
     }
     let mut length = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for n in v.to_str().map_err(|_| "an invalid Content-Length")?.split(',') {
-            let n: u64 =
-                n.trim().parse().map_err(|_| format!("an invalid Content-Length {n:?}"))?;
+    for v in lengths {
+        for n in v.split(|b| *b == b',') {
+            let text = String::from_utf8_lossy(n.trim_ascii());
+            let n: u64 = text
+                .parse()
+                .ok()
+                .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| format!("an invalid Content-Length {text:?}"))?;
             if length.is_some_and(|l| l != n) {
                 return Err("Content-Length given twice, differently".into());
             }

@@ -113,6 +113,7 @@ fn what_no_server_should_send_is_an_error_not_a_guess() {
     assert!(fails("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd")
         .contains("twice"));
     assert!(fails("HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n").contains("Content-Length"));
+    assert!(fails("HTTP/1.1 200 OK\r\ncontent-length: +4\r\n\r\nabcd").contains("Content-Length"));
     assert!(
         fails("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n").contains("chunk size")
     );
@@ -127,4 +128,17 @@ fn what_no_server_should_send_is_an_error_not_a_guess() {
     assert!(head(&mut BytesMut::from(long.as_bytes())).unwrap_err().contains("longer"));
     let mut line = BytesMut::from("f".repeat(MAX_LINE + 1).as_bytes());
     assert!(Body::new(Framing::Chunked).decode(&mut line, false).unwrap_err().contains("longer"));
+}
+
+#[test]
+fn the_content_type_is_read_in_lower_case_and_is_empty_when_absent() {
+    let content_type =
+        |wire: &str| head(&mut BytesMut::from(wire.as_bytes())).unwrap().unwrap().content_type;
+    assert_eq!(
+        content_type(
+            "HTTP/1.1 200 OK\r\nContent-Type: Text/Event-Stream\r\ncontent-length: 0\r\n\r\n"
+        ),
+        "text/event-stream"
+    );
+    assert_eq!(content_type("HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"), "");
 }
