@@ -213,16 +213,17 @@ impl Shared {
     }
 
     /// A forwarded call's params under Warden's own request `id`: the caller's `_meta` with
-    /// `stamp` added, and — when the caller wants progress — `id` as the progress token, its
-    /// updates sent to `progress` while `call` lasts. Also returns whether progress is watched.
-    pub(crate) fn outgoing(
+    /// `stamp` added (its keys win), and — when the caller wants progress — `id` as the
+    /// progress token, its updates sent to `progress` while `call` lasts. Also returns whether
+    /// progress is watched.
+    pub(crate) fn outgoing<'s>(
         &self,
         call: &mut InFlight<'_>,
         id: &str,
         params: Option<Value>,
-        stamp: Option<&Map<String, Value>>,
+        stamp: Option<&'s Stamped>,
         progress: Option<mpsc::UnboundedSender<Progress>>,
-    ) -> (Map<String, Value>, bool) {
+    ) -> (Outgoing<'s>, bool) {
         let mut params = match params {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
@@ -231,18 +232,16 @@ impl Shared {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
-        for (k, v) in stamp.into_iter().flatten() {
-            meta.insert(k.clone(), v.clone());
+        let stamp = stamp.filter(|s| !s.text.is_empty());
+        for k in stamp.iter().flat_map(|s| &s.keys) {
+            meta.remove(k);
         }
         let watching = progress.is_some();
         if let Some(to) = progress {
             meta.insert("progressToken".into(), Value::String(id.to_owned()));
             self.watch_progress(call, ProgressToken(NumberOrString::String(id.into())), to);
         }
-        if !meta.is_empty() {
-            params.insert("_meta".into(), Value::Object(meta));
-        }
-        (params, watching)
+        (Outgoing { params, meta, stamp }, watching)
     }
 
     /// Whether the call has had progress updates.
@@ -300,12 +299,36 @@ impl Shared {
     }
 }
 
+/// `_meta` entries stamped on every request of a session (SEP-2575), kept as the JSON text of
+/// the entries too: written into each request as they are, not cloned and serialized per call.
+#[derive(Debug, Default)]
+pub(crate) struct Stamped {
+    keys: Vec<String>,
+    /// `"key":value,…` without the braces; empty when there are none.
+    text: String,
+}
+
+impl Stamped {
+    pub(crate) fn new(map: Map<String, Value>) -> Self {
+        let whole = Value::Object(map.clone()).to_string();
+        let text = whole[1..whole.len() - 1].to_owned();
+        Self { keys: map.keys().cloned().collect(), text }
+    }
+}
+
+/// A forwarded call's params, `_meta` apart (see [`Shared::outgoing`]).
+pub(crate) struct Outgoing<'s> {
+    pub(crate) params: Map<String, Value>,
+    meta: Map<String, Value>,
+    stamp: Option<&'s Stamped>,
+}
+
 /// A JSON-RPC request `id` for `method` with `params`, as the bytes to send (written straight
-/// from its parts, no tree built for the envelope).
+/// from its parts, no tree built for the envelope; the stamp spliced in as text).
 pub(crate) fn request_bytes(
     id: &str,
     method: &str,
-    params: &Map<String, Value>,
+    params: &Outgoing<'_>,
 ) -> Result<Vec<u8>, UpstreamError> {
     #[derive(serde::Serialize)]
     struct Request<'a> {
@@ -314,6 +337,91 @@ pub(crate) fn request_bytes(
         method: &'a str,
         params: &'a Map<String, Value>,
     }
-    serde_json::to_vec(&Request { jsonrpc: "2.0", id, method, params })
-        .map_err(|e| UpstreamError::Protocol(format!("cannot forward {method}: {e}")))
+    let failed =
+        |e: serde_json::Error| UpstreamError::Protocol(format!("cannot forward {method}: {e}"));
+    let mut out =
+        serde_json::to_vec(&Request { jsonrpc: "2.0", id, method, params: &params.params })
+            .map_err(failed)?;
+    if params.meta.is_empty() && params.stamp.is_none() {
+        return Ok(out);
+    }
+    // `…"params":{…}}` loses its two closing braces, and `_meta` goes last in params.
+    out.truncate(out.len() - 2);
+    if !params.params.is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"_meta\":{");
+    let mut first = true;
+    if let Some(s) = params.stamp {
+        out.extend_from_slice(s.text.as_bytes());
+        first = false;
+    }
+    for (k, v) in &params.meta {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, k).map_err(failed)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, v).map_err(failed)?;
+    }
+    out.extend_from_slice(b"}}}");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The request as sent, read back; and how often `key` is written in it (once: a JSON
+    /// reader would take either of two).
+    fn sent(params: Value, stamp: Option<&Stamped>, progress: bool, key: &str) -> (Value, usize) {
+        let shared = Shared::new(InstanceId::new("s", 0), crate::Relay::default());
+        let mut call = shared.begin(0);
+        let to = progress.then(|| mpsc::unbounded_channel().0);
+        let (out, _) = shared.outgoing(&mut call, "w-1", Some(params), stamp, to);
+        let bytes = request_bytes("w-1", "tools/call", &out).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        (serde_json::from_str(&text).expect(&text), text.matches(key).count())
+    }
+
+    #[test]
+    fn the_stamp_and_progress_token_join_the_callers_meta_and_the_stamp_wins() {
+        let stamp = Stamped::new(
+            json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientInfo": { "name": "warden" } })
+            .as_object()
+            .unwrap()
+            .clone(),
+        );
+        let params = json!({ "name": "echo", "arguments": { "text": "x" },
+            "_meta": { "io.modelcontextprotocol/protocolVersion": "1999", "trace": "t" } });
+        let (v, times) = sent(params, Some(&stamp), true, "protocolVersion");
+        assert_eq!(
+            v,
+            json!({ "jsonrpc": "2.0", "id": "w-1", "method": "tools/call", "params": {
+                "name": "echo", "arguments": { "text": "x" }, "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientInfo": { "name": "warden" },
+                    "trace": "t", "progressToken": "w-1" } } })
+        );
+        assert_eq!(times, 1);
+        // Only the stamp, on empty params.
+        let (v, _) = sent(json!({}), Some(&stamp), false, "");
+        assert_eq!(v["params"]["_meta"]["io.modelcontextprotocol/clientInfo"]["name"], "warden");
+        assert_eq!(v["params"].as_object().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn without_meta_the_params_go_as_they_came() {
+        let (v, _) = sent(json!({ "name": "echo" }), Some(&Stamped::default()), false, "");
+        assert_eq!(
+            v,
+            json!({ "jsonrpc": "2.0", "id": "w-1", "method": "tools/call",
+            "params": { "name": "echo" } })
+        );
+        let (v, _) = sent(json!({ "_meta": { "a": 1 } }), None, false, "");
+        assert_eq!(v["params"], json!({ "_meta": { "a": 1 } }));
+    }
 }

@@ -83,7 +83,7 @@ where
 
 /// The `_meta` keys rmcp stamps on every request of a 2026-07-28 session (SEP-2575), as it
 /// sent them on its first request after the handshake.
-type Stamp = Arc<OnceLock<Map<String, Value>>>;
+type Stamp = Arc<OnceLock<crate::relay::Stamped>>;
 
 /// The shared output (a child's stdin, Warden's own stdout); `None` once closed.
 type Output = Arc<tokio::sync::Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>>;
@@ -317,7 +317,7 @@ impl RmcpWriter {
                 .filter_map(|k| Some(((*k).to_owned(), meta.get(*k)?.clone())))
                 .collect();
             if message.get("id").is_some() && !stamped.is_empty() {
-                let _ = stamp.set(stamped);
+                let _ = stamp.set(crate::relay::Stamped::new(stamped));
                 return;
             }
         }

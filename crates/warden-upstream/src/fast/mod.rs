@@ -175,6 +175,7 @@ impl Fast {
                 headers.insert("mcp-method", v);
             }
             if let Some(v) = params
+                .params
                 .get("name")
                 .and_then(Value::as_str)
                 .and_then(|n| HeaderValue::from_str(n).ok())
@@ -308,7 +309,8 @@ mod tests {
         let shared = Shared::new(warden_core::InstanceId::new("s", 0), crate::Relay::default());
         let (events, _rx) = mpsc::channel(1);
         let fast = Fast::new(&tap, &uri, true, shared, events).unwrap();
-        let template = Template { headers: HeaderMap::new(), meta: Map::new() };
+        let template =
+            Template { headers: HeaderMap::new(), meta: crate::relay::Stamped::default() };
         let note = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled" });
         let e = fast.post_message(&template, &note).await.expect_err("too long");
         assert_eq!(e.to_string(), "protocol error: a reply over 4 MiB");

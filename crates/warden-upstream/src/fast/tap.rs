@@ -8,7 +8,7 @@ use super::*;
 /// ones, and the protocol metadata it stamps on every request.
 pub(crate) struct Template {
     pub(super) headers: HeaderMap,
-    pub(super) meta: Map<String, Value>,
+    pub(super) meta: crate::relay::Stamped,
 }
 
 pub(super) type Slot = Arc<RwLock<Option<Arc<Template>>>>;
@@ -104,6 +104,7 @@ impl Tap {
                     .collect()
             })
             .unwrap_or_default();
+        let meta = crate::relay::Stamped::new(meta);
         *self.template.write().expect("not poisoned") = Some(Arc::new(Template { headers, meta }));
     }
 }
