@@ -128,7 +128,14 @@ impl LineSender {
     /// Hands over `line` (one whole line, with its newline). Once this returns the line will
     /// be written whole, even if the caller then gives up.
     pub async fn send(&self, line: Vec<u8>) -> Result<(), Closed> {
-        if let Some(batch) = &self.batch {
+        // Only where a spawned task runs after the turn's other tasks: on a current-thread
+        // runtime (Warden's HTTP threads). A multi-threaded one runs it next (tokio's LIFO
+        // slot), so it would batch nothing and cost a spawn (`run --stdio`'s one worker).
+        let batch = self.batch.as_ref().filter(|_| {
+            tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::CurrentThread
+        });
+        if let Some(batch) = batch {
             {
                 let mut b = batch.lock().expect("not poisoned");
                 // The writer task ends (dropping the queue's receiver) when the output closes.

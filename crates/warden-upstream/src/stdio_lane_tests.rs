@@ -297,3 +297,16 @@ async fn lines_of_one_turn_go_out_in_one_write() {
         writes.0.lock().unwrap().iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
     assert_eq!(got, ["{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n", "{\"n\":4}\n"]);
 }
+
+/// On a multi-threaded runtime (`run --stdio`'s one worker) a flush would run next anyway, so
+/// nothing is batched: each line is written by its caller at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn on_a_multi_threaded_runtime_each_line_is_written_at_once() {
+    let writes = Writes::default();
+    let (_rmcp, Out { lines: lane, .. }) = wire(writes.clone());
+    lane.send(b"{\"n\":1}\n".to_vec()).await.unwrap();
+    lane.send(b"{\"n\":2}\n".to_vec()).await.unwrap();
+    let got: Vec<String> =
+        writes.0.lock().unwrap().iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+    assert_eq!(got, ["{\"n\":1}\n", "{\"n\":2}\n"]);
+}
