@@ -182,6 +182,9 @@ async fn ready(url: &str, tool: &str) -> RunningService<RoleClient, ()> {
 pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
+    if std::env::var("WARDEN_BENCH_FLOORS_ONLY").as_deref() == Ok("desktop") {
+        return desktop(&rt, warden, dir.path(), rounds);
+    }
     let up_port = free_port();
     let up = Proc(
         Command::new(warden)
@@ -283,7 +286,8 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
         });
     }
     // For an experiment on one path: `WARDEN_BENCH_FLOORS_ONLY=stdio` measures direct and the
-    // paths whose label contains it, and leaves out the targets (they need every path).
+    // paths whose label contains it, and leaves out the targets (they need every path);
+    // `=desktop` only the desktop path (above).
     let only = std::env::var("WARDEN_BENCH_FLOORS_ONLY").ok();
     if let Some(o) = &only {
         paths.retain(|p| p.hop.is_empty() || p.label.contains(o.as_str()));
