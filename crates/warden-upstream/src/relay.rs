@@ -310,9 +310,10 @@ pub(crate) struct Stamped {
 
 impl Stamped {
     pub(crate) fn new(map: Map<String, Value>) -> Self {
-        let whole = Value::Object(map.clone()).to_string();
+        let keys = map.keys().cloned().collect();
+        let whole = Value::Object(map).to_string();
         let text = whole[1..whole.len() - 1].to_owned();
-        Self { keys: map.keys().cloned().collect(), text }
+        Self { keys, text }
     }
 }
 

@@ -151,16 +151,32 @@ impl LineSender {
                     return Ok(());
                 }
             }
-        } else if self.unwritten.load(Ordering::SeqCst) == 0 {
-            if let Ok(out) = Arc::clone(&self.out).try_lock_owned() {
-                return write_now(out, line);
+            self.enqueue(line).await
+        } else {
+            match self.write_if_idle(line) {
+                Ok(written) => written,
+                Err(line) => self.enqueue(line).await,
             }
         }
-        // Counted only once it is sure to be queued: a caller that gives up while waiting for
-        // room leaves nothing counted.
+    }
+
+    /// Writes `lines` now (see [`write_now`]) if nothing queued is unwritten and no write is
+    /// under way; else hands them back.
+    fn write_if_idle(&self, lines: Vec<u8>) -> Result<Result<(), Closed>, Vec<u8>> {
+        if self.unwritten.load(Ordering::SeqCst) == 0 {
+            if let Ok(out) = Arc::clone(&self.out).try_lock_owned() {
+                return Ok(write_now(out, lines));
+            }
+        }
+        Err(lines)
+    }
+
+    /// Queues `lines` for the writer task, behind what is queued. Counted only once they are
+    /// sure to be queued: a caller that gives up while waiting for room leaves nothing counted.
+    async fn enqueue(&self, lines: Vec<u8>) -> Result<(), Closed> {
         let permit = self.queue.reserve().await.map_err(|_| Closed)?;
         self.unwritten.fetch_add(1, Ordering::SeqCst);
-        permit.send(line);
+        permit.send(lines);
         Ok(())
     }
 
@@ -177,17 +193,13 @@ impl LineSender {
                 }
                 std::mem::take(&mut b.lines)
             };
-            if self.unwritten.load(Ordering::SeqCst) == 0 {
-                if let Ok(out) = Arc::clone(&self.out).try_lock_owned() {
-                    if write_now(out, lines).is_err() {
-                        return self.closed(batch);
-                    }
-                    continue;
-                }
+            let handed = match self.write_if_idle(lines) {
+                Ok(written) => written,
+                Err(lines) => self.enqueue(lines).await,
+            };
+            if handed.is_err() {
+                return self.closed(batch);
             }
-            let Ok(permit) = self.queue.reserve().await else { return self.closed(batch) };
-            self.unwritten.fetch_add(1, Ordering::SeqCst);
-            permit.send(lines);
         }
     }
 

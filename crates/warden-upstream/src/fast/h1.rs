@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use http::HeaderMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::h1_codec::{self, Decoded};
@@ -184,8 +184,7 @@ impl H1 {
             if let Some(head) = h1_codec::head(&mut link.buf).map_err(Failure::Broken)? {
                 break head;
             }
-            link.buf.reserve(READ);
-            if link.tcp.read_buf(&mut link.buf).await.map_err(broken)? == 0 {
+            if !std::future::poll_fn(|cx| link.poll_fill(cx)).await.map_err(broken)? {
                 return Err(Failure::Broken("the connection closed before an answer".into()));
             }
         };
