@@ -11,30 +11,27 @@
 //!
 //! One task on the caller's runtime accepts, and hands each connection to the thread serving
 //! the fewest at that moment (keep-alive connections stay where they land, so counting them
-//! balances better than a shared accept queue would). Every route is served there: the MCP
-//! endpoints, the API, the dashboard and its streams.
+//! balances better than a shared accept queue would). Every route is served there, by the
+//! listener's own HTTP/1 loop (`crate::h1`): the MCP endpoints, the API, the dashboard and its
+//! streams.
 //!
-//! The threads' runtimes outlive serving: after `stop` their servers close (graceful, as
-//! `axum::serve`), but the runtimes keep running until [`DataPlane::release`] (or the value is
+//! The threads' runtimes outlive serving: after `stop` their servers close (graceful: idle
+//! connections at once, the others after the answer in progress), but the runtimes keep running until [`DataPlane::release`] (or the value is
 //! dropped), because sockets a handler opened there — an upstream's pooled connection, a
 //! database connection the pool made during a request — are registered with that runtime's
 //! reactor and may still be used by the rest of Warden while it stops.
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::send_timeout::{SendTimeout, SEND_TIMEOUT};
+use crate::front::Front;
 
 /// How long a thread's runtime gets to end its tasks once released.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -59,7 +56,7 @@ pub struct DataPlane {
 }
 
 /// What a thread serves: its connections, the routes, and until when.
-type Assignment = (Handed, Router, CancellationToken);
+type Assignment = (Handed, Front, CancellationToken);
 
 /// One thread's share: where its connections are sent and how many it has open.
 struct Worker {
@@ -97,13 +94,8 @@ impl DataPlane {
                             a = assign_rx => a.ok(),
                             () = release.cancelled() => None,
                         };
-                        if let Some((handed, app, stop)) = assigned {
-                            if let Err(e) = axum::serve(handed, app)
-                                .with_graceful_shutdown(stop.cancelled_owned())
-                                .await
-                            {
-                                tracing::error!(error = %e, "HTTP server failed");
-                            }
+                        if let Some((handed, front, stop)) = assigned {
+                            serve_thread(handed, front, stop).await;
                         }
                         let _ = served_tx.send(());
                         release.cancelled().await;
@@ -123,17 +115,24 @@ impl DataPlane {
         self.handles.clone()
     }
 
-    /// Serves `app` on `listener` until `stop` (once; later calls do nothing).
-    pub fn serve(&mut self, listener: TcpListener, app: Router, stop: &CancellationToken) {
+    /// Serves `front` (a router, or `crate::front` with the fast lane's door) on `listener`
+    /// until `stop` (once; later calls do nothing).
+    pub fn serve(
+        &mut self,
+        listener: TcpListener,
+        front: impl Into<Front>,
+        stop: &CancellationToken,
+    ) {
         if self.assign.is_empty() {
             return;
         }
+        let front = front.into();
         self.stop = stop.child_token();
         let mut workers = Vec::new();
         for (assign, open) in self.assign.drain(..).zip(&self.open) {
             let (handoff, rx) = mpsc::unbounded_channel();
             let handed = Handed { rx, open: Arc::clone(open) };
-            let _ = assign.send((handed, app.clone(), self.stop.clone()));
+            let _ = assign.send((handed, front.clone(), self.stop.clone()));
             workers.push(Worker { handoff, open: Arc::clone(open) });
         }
         tokio::spawn(accept(listener, workers, self.stop.clone()));
@@ -232,23 +231,18 @@ struct Handed {
     open: Arc<AtomicUsize>,
 }
 
-impl axum::serve::Listener for Handed {
-    type Io = SendTimeout<Counted>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl Handed {
+    /// The next connection handed over (never, once the acceptor has stopped: serving ends
+    /// with `stop`).
+    async fn next(&mut self) -> Counted {
         loop {
-            let Some((tcp, addr)) = self.rx.recv().await else {
-                // The acceptor has stopped: serving ends with `stop`.
+            let Some((tcp, _addr)) = self.rx.recv().await else {
                 return std::future::pending().await;
             };
             // The socket moves from the acceptor's reactor to this thread's; the acceptor
             // counted it, the `Counted` uncounts it when the connection ends.
             match tcp.into_std().and_then(TcpStream::from_std) {
-                Ok(io) => {
-                    let io = Counted { io, open: Arc::clone(&self.open) };
-                    return (SendTimeout::new(io, SEND_TIMEOUT), addr);
-                }
+                Ok(io) => return Counted { io, open: Arc::clone(&self.open) },
                 Err(e) => {
                     self.open.fetch_sub(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "cannot serve an accepted connection");
@@ -256,62 +250,32 @@ impl axum::serve::Listener for Handed {
             }
         }
     }
+}
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        // Not used by `axum::serve`; the listener's address is known to the caller.
-        Err(io::Error::new(io::ErrorKind::Unsupported, "a data-plane thread has no listener"))
+/// Serves a thread's connections (each on a task of its own, `crate::h1`) until `stop`, then
+/// waits for those still open to end (graceful: the answers in progress are written).
+async fn serve_thread(mut handed: Handed, front: Front, stop: CancellationToken) {
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let io = tokio::select! {
+            () = stop.cancelled() => break,
+            io = handed.next() => io,
+        };
+        conns.spawn(crate::h1::serve(io, front.clone(), stop.clone()));
     }
+    conns.close();
+    conns.wait().await;
 }
 
 /// A connection counted among its thread's open ones until it is dropped.
-struct Counted {
-    io: TcpStream,
+pub(crate) struct Counted {
+    pub(crate) io: TcpStream,
     open: Arc<AtomicUsize>,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

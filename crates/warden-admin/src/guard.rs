@@ -79,9 +79,49 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
 
 /// Why `req` may not pass the guard, as the answer to give; `None` if it may.
 pub(crate) fn refuse(guard: &Guard, req: &Request) -> Option<Response> {
-    let headers = req.headers();
+    let uri = req.uri();
+    let query = || query_token(uri);
+    if let Some(refused) = refuse_head(guard, uri.path(), query, req.headers()) {
+        return Some(refused);
+    }
+    if changes_state(req) && !declares_json(req.headers()) {
+        return Some(reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a request that changes state must be sent as Content-Type: application/json",
+        ));
+    }
+    None
+}
+
+/// A request's headers, as a header map or as the listener's own HTTP/1 reading has them.
+pub(crate) trait Heads {
+    /// The value of the first header named `name` (lower case).
+    fn raw(&self, name: &str) -> Option<&[u8]>;
+
+    /// That value as text: visible ASCII only, as `HeaderValue::to_str` takes it.
+    fn text(&self, name: &str) -> Option<&str> {
+        let v = self.raw(name)?;
+        let visible = v.iter().all(|&c| c == b'\t' || (32..127).contains(&c));
+        std::str::from_utf8(v).ok().filter(|_| visible)
+    }
+}
+
+impl Heads for axum::http::HeaderMap {
+    fn raw(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(axum::http::HeaderValue::as_bytes)
+    }
+}
+
+/// Host, Origin and the token, for a request on `path` with `headers`; `query` gives the
+/// `?token=` parameter of the routes that take one.
+pub(crate) fn refuse_head(
+    guard: &Guard,
+    path: &str,
+    query: impl FnOnce() -> Option<String>,
+    headers: &(impl Heads + ?Sized),
+) -> Option<Response> {
     if guard.loopback {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = headers.text(header::HOST.as_str()).unwrap_or("");
         if !is_loopback_host(host) {
             return Some(reject(
                 StatusCode::FORBIDDEN,
@@ -89,34 +129,29 @@ pub(crate) fn refuse(guard: &Guard, req: &Request) -> Option<Response> {
             ));
         }
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    if headers.raw(header::ORIGIN.as_str()).is_some() {
+        // An Origin that is not text is no loopback origin.
+        let origin = headers.text(header::ORIGIN.as_str()).unwrap_or("");
         // `Origin: null` comes from sandboxed iframes, `file:` pages and redirects: foreign.
         // With a token, the dashboard's own origin (the Host it was loaded from) is allowed
         // too, so it can act when Warden listens beyond loopback. Without one it is not: a
         // DNS-rebound page has a matching Origin and Host, and nothing else stops it.
-        let own = guard
-            .token
-            .as_ref()
-            .and_then(|_| headers.get(header::HOST))
-            .and_then(|h| h.to_str().ok());
-        let allowed =
-            origin.to_str().ok().and_then(|o| o.split_once("://")).is_some_and(|(_, host)| {
-                let host = host.trim_end_matches('/');
-                is_loopback_host(host) || own.is_some_and(|own| own.eq_ignore_ascii_case(host))
-            });
+        let own = guard.token.as_ref().and_then(|_| headers.text(header::HOST.as_str()));
+        let allowed = origin.split_once("://").is_some_and(|(_, host)| {
+            let host = host.trim_end_matches('/');
+            is_loopback_host(host) || own.is_some_and(|own| own.eq_ignore_ascii_case(host))
+        });
         if !allowed {
             return Some(reject(StatusCode::FORBIDDEN, "Origin is not allowed"));
         }
     }
     if let Some(token) = &guard.token {
-        let path = req.uri().path();
         if !OPEN.contains(&path) && !crate::ui::is_page(path) {
             let header = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
+                .text(header::AUTHORIZATION.as_str())
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
             let query = match header {
-                None if QUERY_TOKEN.contains(&req.uri().path()) => query_token(req.uri()),
+                None if QUERY_TOKEN.contains(&path) => query(),
                 _ => None,
             };
             let given = header.or(query.as_deref()).unwrap_or("");
@@ -127,12 +162,6 @@ pub(crate) fn refuse(guard: &Guard, req: &Request) -> Option<Response> {
                 return Some(r);
             }
         }
-    }
-    if changes_state(req) && !declares_json(req.headers()) {
-        return Some(reject(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a request that changes state must be sent as Content-Type: application/json",
-        ));
     }
     None
 }

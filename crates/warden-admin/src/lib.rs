@@ -18,6 +18,7 @@ pub mod api;
 mod data_plane;
 mod front;
 pub mod guard;
+mod h1;
 pub mod health;
 pub mod metrics;
 pub mod router;
@@ -28,5 +29,6 @@ pub mod tools;
 pub mod ui;
 
 pub use data_plane::DataPlane;
+pub use front::Front;
 pub use health::Liveness;
-pub use router::{app, Limits, State, Surface};
+pub use router::{app, front, Limits, State, Surface};

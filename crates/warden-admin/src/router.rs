@@ -99,6 +99,11 @@ pub struct Surface {
 
 /// Every route behind the guard: the API, health, and the MCP endpoints.
 pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
+    front(s, gateway).router
+}
+
+/// [`app`] with the fast lane's door, as the listener serves it ([`crate::DataPlane::serve`]).
+pub fn front(s: &Surface, gateway: warden_gateway::Gateway) -> crate::front::Front {
     let (limits, stop) = (s.limits, &s.stop);
     // The aggregated MCP endpoint and one endpoint per server.
     let loopback = s.guard.loopback;
@@ -146,12 +151,18 @@ pub fn app(s: &Surface, gateway: warden_gateway::Gateway) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(s.guard.clone(), crate::guard::check));
     // The gateway's fast lane for `tools/call` sits in front of the routing (crate::front).
-    Router::new().fallback_service(crate::front::FrontDoor {
+    let door = crate::front::LaneDoor {
         guard: s.guard.clone(),
         gateway,
         max_body: limits.sessions.max_body,
+    };
+    let router = Router::new().fallback_service(crate::front::FrontDoor {
+        guard: door.guard.clone(),
+        gateway: door.gateway.clone(),
+        max_body: door.max_body,
         inner,
-    })
+    });
+    crate::front::Front { router, lane: Some(door) }
 }
 
 /// What the per-server MCP endpoints need.

@@ -1,5 +1,7 @@
 //! A send timeout on every accepted connection: a client that takes no byte of what Warden
-//! writes for [`SEND_TIMEOUT`] is disconnected (nginx's `send_timeout`, 60 s there).
+//! writes for [`SEND_TIMEOUT`] is disconnected (nginx's `send_timeout`, 60 s there). The
+//! listener's own HTTP/1 loop (`crate::h1`) bounds its writes by the same timeout; this wrapper
+//! does it for the connections it hands to hyper.
 //!
 //! Why at the socket: a subscriber of `/events` that stops reading fills the socket buffers,
 //! after which hyper no longer polls the response body, so nothing in the stream itself can

@@ -64,16 +64,24 @@ fn the_list_covers_every_state_changing_route_in_the_source() {
 }
 
 async fn start() -> (App, tempfile::TempDir) {
+    start_listening(None, None).await
+}
+
+/// Warden with one server that never starts, listening on `listen` (one HTTP thread) if given.
+async fn start_listening(
+    listen: Option<std::net::SocketAddr>,
+    token: Option<&str>,
+) -> (App, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let text = r#"{ "mcpServers": { "s": { "command": "/nonexistent/warden-test", "restart": { "policy": "no" } } } }"#;
     let config = warden_config::compile(text, &|_| None).unwrap().config;
     let app = App::start(RunOptions {
         config,
         database: Location::Sqlite(dir.path().join("w.db")),
-        listen: None,
-        token: None,
+        listen,
+        token: token.map(str::to_owned),
         connectors: None,
-        http_threads: None,
+        http_threads: listen.map(|_| 1),
     })
     .await
     .unwrap();
@@ -169,6 +177,56 @@ async fn durations_beyond_any_date_are_400_naming_the_field() {
         let req = Request::get(path).header("host", "127.0.0.1:7420").body(Body::empty()).unwrap();
         let code = app.router().oneshot(req).await.unwrap().status();
         assert!(code == StatusCode::BAD_REQUEST || code == StatusCode::OK, "{path}: {code}");
+    }
+    app.shutdown().await;
+}
+
+/// The status of `request` (raw HTTP/1.1, closed after its answer) sent to `addr`.
+async fn raw_status(addr: std::net::SocketAddr, request: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tcp.read_to_end(&mut out).await.unwrap();
+        out
+    };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {text}"))
+}
+
+/// A POST within an MCP session is read by the listener's own HTTP/1 loop and offered to the
+/// fast lane from the head's bytes: the guard's Host, Origin and token checks hold there as on
+/// every other route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_posts_on_the_listener_pass_the_guard_first() {
+    let (app, _dir) = start_listening(Some("127.0.0.1:0".parse().unwrap()), Some("k")).await;
+    let addr = app.http_addr().expect("listening");
+    let post = |path: &str, extra: &str| {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+        format!(
+            "POST {path} HTTP/1.1\r\n{extra}mcp-session-id: s-1\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for path in ["/mcp", "/servers/s/mcp"] {
+        let ok = "host: 127.0.0.1\r\nauthorization: Bearer k\r\n";
+        let host = "host: evil.example\r\nauthorization: Bearer k\r\n";
+        assert_eq!(raw_status(addr, post(path, host)).await, 403, "{path}: a foreign Host");
+        let origin = format!("{ok}origin: http://evil.example\r\n");
+        assert_eq!(raw_status(addr, post(path, &origin)).await, 403, "{path}: a foreign Origin");
+        let null = format!("{ok}origin: null\r\n");
+        assert_eq!(raw_status(addr, post(path, &null)).await, 403, "{path}: Origin null");
+        let tokenless = "host: 127.0.0.1\r\n";
+        assert_eq!(raw_status(addr, post(path, tokenless)).await, 401, "{path}: no token");
+        let wrong = "host: 127.0.0.1\r\nauthorization: Bearer j\r\n";
+        assert_eq!(raw_status(addr, post(path, wrong)).await, 401, "{path}: a wrong token");
+        // Past the guard: an unknown session is rmcp's to refuse (not 401 or 403).
+        let code = raw_status(addr, post(path, ok)).await;
+        assert!(code != 401 && code != 403, "{path}: {code}");
     }
     app.shutdown().await;
 }

@@ -157,8 +157,8 @@ impl App {
         .await;
         // 8. Serve.
         let http = listener.zip(plane).map(|((l, bound), mut plane)| {
-            let router = warden_admin::app(&surface, gateway.clone());
-            plane.serve(l, router, &surface.stop);
+            let front = warden_admin::front(&surface, gateway.clone());
+            plane.serve(l, front, &surface.stop);
             tracing::info!(listen = %bound, threads = plane.handles().len(), "HTTP API listening");
             (bound, plane)
         });

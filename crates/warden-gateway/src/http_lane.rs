@@ -132,39 +132,63 @@ impl Lanes {
         sessions.get(session).map(|e| e.in_flight.clone())
     }
 
+    /// Whether a POST with `head` may be the lane's, judged before its body is read: what rmcp
+    /// would refuse (406, 415) it refuses itself, and a body without a length or over the limit
+    /// is rmcp's too.
+    pub(crate) fn admits(&self, head: &LaneHead<'_>, max_body: usize) -> bool {
+        let accepts = head
+            .accept
+            .is_some_and(|a| a.contains("text/event-stream") && a.contains("application/json"));
+        let json = head.content_type.is_some_and(|c| c.starts_with("application/json"));
+        lane::enabled()
+            && accepts
+            && json
+            && head.length.is_some_and(|n| n <= max_body)
+            && self.in_flight(head.session).is_some()
+    }
+
+    /// Answers the POST with `head` (admitted by [`Lanes::admits`]) and `body` if it is the
+    /// lane's (see the module documentation); `None` if it is rmcp's.
+    pub(crate) async fn run(&self, head: &LaneHead<'_>, body: &[u8]) -> Option<Response<Body>> {
+        match lane::read(body)? {
+            Taken::Cancel(id) => self
+                .in_flight(head.session)
+                .is_some_and(|calls| calls.cancel(&id))
+                .then(|| status(StatusCode::ACCEPTED)),
+            Taken::Call { id, mut request } => {
+                let (handler, peer, in_flight) = self.take(head.session, head.path)?;
+                let legacy = peer.peer_info().is_some_and(|p| {
+                    p.protocol_version.has_initialize()
+                        && !crate::forward::declares_answers(&p.capabilities)
+                });
+                let version_ok = head.protocol_version.is_none_or(|v| {
+                    peer.peer_info().is_some_and(|p| p.protocol_version.as_str() == v)
+                });
+                if !legacy || !version_ok {
+                    return None;
+                }
+                let ct = in_flight.begin(&id)?;
+                let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+                let mut ctx = lane::context(&id, peer, ct, &mut request);
+                ctx.extensions.insert(LaneSession(head.session.to_owned()));
+                ctx.extensions.insert(LaneProgress(progress_tx));
+                Some(answer(handler, request, ctx, id, in_flight, progress_rx).await)
+            }
+        }
+    }
+
     /// Answers `request` if it is the lane's (see the module documentation); otherwise gives it
-    /// back, unchanged, for rmcp.
+    /// back, unchanged, for rmcp. (For connections hyper serves; Warden's own HTTP/1 loop reads
+    /// the head itself and calls [`Lanes::admits`] and [`Lanes::run`].)
     pub(crate) async fn serve(
         &self,
         request: Request<Body>,
         max_body: usize,
     ) -> Result<Response<Body>, Request<Body>> {
-        if !lane::enabled() || request.method() != Method::POST {
-            return Err(request);
-        }
-        let headers = request.headers();
-        let Some(session) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
-            return Err(request);
-        };
-        let session = session.to_owned();
-        let length = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        // What rmcp would refuse (406, 415) it refuses itself.
-        let accepts = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/event-stream") && a.contains("application/json"));
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/json"));
-        if !accepts
-            || !json
-            || length.is_none_or(|n| n > max_body)
-            || self.in_flight(&session).is_none()
-        {
+        let admitted = request.method() == Method::POST
+            && head_of(request.uri().path(), request.headers())
+                .is_some_and(|head| self.admits(&head, max_body));
+        if !admitted {
             return Err(request);
         }
         let (parts, body) = request.into_parts();
@@ -173,46 +197,45 @@ impl Lanes {
             // The client stopped sending: nothing to answer on.
             Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
         };
-        let rebuilt = |parts, bytes: Bytes| Request::from_parts(parts, Body::from(bytes));
-        match lane::read(&bytes) {
-            Some(Taken::Cancel(id)) => {
-                if self.in_flight(&session).is_some_and(|calls| calls.cancel(&id)) {
-                    Ok(status(StatusCode::ACCEPTED))
-                } else {
-                    Err(rebuilt(parts, bytes))
-                }
-            }
-            Some(Taken::Call { id, mut request }) => {
-                let Some((handler, peer, in_flight)) = self.take(&session, parts.uri.path()) else {
-                    return Err(rebuilt(parts, bytes));
-                };
-                let legacy = peer.peer_info().is_some_and(|p| {
-                    p.protocol_version.has_initialize()
-                        && !crate::forward::declares_answers(&p.capabilities)
-                });
-                let version_ok = parts
-                    .headers
-                    .get("mcp-protocol-version")
-                    .and_then(|v| v.to_str().ok())
-                    .is_none_or(|v| {
-                        peer.peer_info().is_some_and(|p| p.protocol_version.as_str() == v)
-                    });
-                if !legacy || !version_ok {
-                    return Err(rebuilt(parts, bytes));
-                }
-                let Some(ct) = in_flight.begin(&id) else {
-                    return Err(rebuilt(parts, bytes));
-                };
-                let (progress_tx, progress_rx) = mpsc::unbounded_channel();
-                let mut ctx = lane::context(&id, peer, ct, &mut request);
-                ctx.extensions.insert(parts);
-                ctx.extensions.insert(LaneProgress(progress_tx));
-                Ok(answer(handler, request, ctx, id, in_flight, progress_rx).await)
-            }
-            None => Err(rebuilt(parts, bytes)),
-        }
+        let answer = match head_of(parts.uri.path(), &parts.headers) {
+            Some(head) => self.run(&head, &bytes).await,
+            None => None,
+        };
+        answer.ok_or_else(|| Request::from_parts(parts, Body::from(bytes)))
     }
 }
+
+/// What the lane reads of a request with `headers` on `path`; `None` without a session.
+fn head_of<'a>(path: &'a str, headers: &'a axum::http::HeaderMap) -> Option<LaneHead<'a>> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Some(LaneHead {
+        path,
+        session: text("mcp-session-id")?,
+        accept: text(header::ACCEPT.as_str()),
+        content_type: text(header::CONTENT_TYPE.as_str()),
+        length: text(header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<usize>().ok()),
+        protocol_version: text("mcp-protocol-version"),
+    })
+}
+
+/// What the lane reads of a POST's head (the header values as text).
+pub struct LaneHead<'a> {
+    /// The endpoint (`/mcp`, `/servers/{name}/mcp`, …), without the query.
+    pub path: &'a str,
+    /// `Mcp-Session-Id`.
+    pub session: &'a str,
+    pub accept: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    /// `Content-Length`, if it is one.
+    pub length: Option<usize>,
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<&'a str>,
+}
+
+/// The `Mcp-Session-Id` of a lane call (an extension of its request context, where rmcp puts
+/// the request's `Parts`; `memory::session_of` reads either).
+#[derive(Clone)]
+pub(crate) struct LaneSession(pub(crate) String);
 
 fn status(code: StatusCode) -> Response<Body> {
     let mut r = Response::new(Body::empty());

@@ -46,6 +46,7 @@ pub use breaker::BreakerState;
 pub use builtin::{Builtin, BUILTIN_PREFIX};
 pub use exposure::Exposure;
 pub use handler::Handler;
+pub use http_lane::LaneHead;
 pub use memory::SessionMemory;
 pub use offline::STALE_META;
 pub use route::{Routes, Unavailable};
@@ -396,6 +397,22 @@ impl Gateway {
         max_body: usize,
     ) -> Result<axum::http::Response<axum::body::Body>, axum::http::Request<axum::body::Body>> {
         self.shared.lanes.serve(request, max_body).await
+    }
+
+    /// Whether a POST with `head` may be the fast lane's (before its body is read): the lane's
+    /// entry for an HTTP server that reads request heads itself. Then [`Gateway::lane_run`].
+    pub fn lane_admits(&self, head: &LaneHead<'_>, max_body: usize) -> bool {
+        self.shared.lanes.admits(head, max_body)
+    }
+
+    /// Answers the admitted POST with `head` and `body` if it is the lane's; `None` if it is
+    /// rmcp's (then the request goes to the router, unchanged).
+    pub async fn lane_run(
+        &self,
+        head: &LaneHead<'_>,
+        body: &[u8],
+    ) -> Option<axum::http::Response<axum::body::Body>> {
+        self.shared.lanes.run(head, body).await
     }
 
     /// The aggregated handler (`scope: None`) or one server's (`Some(name)`).

@@ -490,6 +490,29 @@ async fn a_lane_call_answers_json_when_quick_and_a_stream_when_slow() {
     .await;
 }
 
+/// A call on a session the fast lane serves still passes the guard first (the listener's own
+/// HTTP/1 loop reads it from the head): a foreign Origin or Host is refused, and the lane then
+/// serves the session's calls as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_session_call_passes_the_guard_first() {
+    limited(async {
+        let w = serve_everything().await;
+        let (http, url, session) = lane_session(&w).await;
+        let echo = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+            "name": "everything__echo", "arguments": { "message": "x" } } });
+        for (name, value) in
+            [("origin", "http://evil.example"), ("origin", "null"), ("host", "evil.example")]
+        {
+            let r = raw_request(&http, &url, Some(&session), &echo).header(name, value);
+            let status = r.send().await.unwrap().status();
+            assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{name}: {value}");
+        }
+        lane_echo(&http, &url, &session, 6).await;
+        w.app.shutdown().await;
+    })
+    .await;
+}
+
 /// A plain client's session on `/mcp` of `w`, once its calls take the fast lane (≤ 5 s):
 /// rmcp hands the client's `initialized` to the handler (which registers the session with the
 /// lane) on a task of its own, so a call posted right after the notification's 202 may still

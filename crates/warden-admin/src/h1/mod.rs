@@ -1,0 +1,308 @@
+//! The listener's own HTTP/1.1 loop: each connection's requests are read, answered and written
+//! here, on its thread's event loop, without hyper's connection dispatcher or axum's service
+//! plumbing (with the guard, these were ~20 k instructions of every proxied call under
+//! callgrind, a fifth of the hop).
+//!
+//! - A POST within an MCP session on an MCP endpoint (`…/mcp` with `Mcp-Session-Id`) passes the
+//!   guard (Host, Origin, token) read straight from the head, and goes to the gateway's fast
+//!   lane with its body (`Gateway::lane_admits`, `Gateway::lane_run`).
+//! - Every other request, and every one the lane gives back, goes to the router as an
+//!   `http::Request` (the guard, the session layers, every route), marked so the front door
+//!   does not offer it to the lane again.
+//! - What this loop does not serve — a malformed head, HTTP/1.0, `HEAD`, an upgrade (the
+//!   dashboard's WebSocket), a chunked body, `Expect`, a body over the session's limit — hands
+//!   the connection, with the bytes already read, to hyper for the rest of its life: it answers
+//!   them as it always has.
+//!
+//! Answers are written as the body gives them: one write for a body of known length (head and
+//! body together), chunked for a stream (each frame as it comes: SSE). While a request is
+//! being answered the socket is watched: the client closing it drops the answer (a lane call
+//! is cancelled, as rmcp's are when hyper sees the close). Keep-alive is the default; a client's
+//! `Connection: close`, or stopping, ends the connection after the answer; an idle one ends at
+//! once when serving stops. A head that has begun must arrive whole within [`HEAD_TIMEOUT`];
+//! a write that makes no progress for `SEND_TIMEOUT` ends the connection.
+
+mod handoff;
+mod wire;
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Response;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::data_plane::Counted;
+use crate::front::{Front, LaneTried};
+use crate::send_timeout::SEND_TIMEOUT;
+use wire::{Framing, Step};
+
+/// How long a request's head (once begun) and its body may take to arrive.
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read at a time.
+const READ: usize = 8 * 1024;
+/// A body of a known length up to this is written with its head, in one write.
+const ONE_WRITE: usize = 64 * 1024;
+
+/// Serves the connection `io` until it ends, the client goes, or `stop` (after the answer in
+/// progress).
+pub(crate) async fn serve(io: Counted, front: Front, stop: CancellationToken) {
+    let mut conn = Conn { io, buf: BytesMut::with_capacity(READ), out: Vec::new() };
+    match conn.run(&front, &stop).await {
+        Ok(End::Hyper) => handoff::serve(conn.io, conn.buf.freeze(), front.router, stop).await,
+        Ok(End::Close) => {
+            use tokio::io::AsyncWriteExt;
+            let _ = conn.io.io.shutdown().await;
+        }
+        Err(e) => tracing::debug!(error = %e, "an HTTP connection ended"),
+    }
+}
+
+enum End {
+    /// Closed (the client's or this side's choice).
+    Close,
+    /// hyper serves the rest.
+    Hyper,
+}
+
+struct Conn {
+    io: Counted,
+    /// What has been read and not yet served.
+    buf: BytesMut,
+    /// An answer's bytes being written.
+    out: Vec<u8>,
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        &self.io.io
+    }
+
+    async fn run(&mut self, front: &Front, stop: &CancellationToken) -> io::Result<End> {
+        let max_body = front.lane.as_ref().map_or(wire::MAX_HEAD, |l| l.max_body);
+        loop {
+            let head = loop {
+                match wire::read_head(&self.buf, max_body) {
+                    Step::Head(head) => break head,
+                    Step::Hyper => return Ok(End::Hyper),
+                    Step::Partial => {}
+                }
+                let more = if self.buf.is_empty() {
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(End::Close),
+                        more = self.fill() => more?,
+                    }
+                } else {
+                    self.fill_within().await?
+                };
+                if !more {
+                    return Ok(End::Close);
+                }
+            };
+            while self.buf.len() < head.len + head.body {
+                if !self.fill_within().await? {
+                    return Ok(End::Close);
+                }
+            }
+            let msg = self.buf.split_to(head.len + head.body).freeze();
+            let Some(response) = self.answer(&head, &msg, front).await else {
+                return Ok(End::Close); // the client went
+            };
+            let keep = self.write(response, head.close).await?;
+            if !keep || stop.is_cancelled() {
+                return Ok(End::Close);
+            }
+        }
+    }
+
+    /// The answer to the request `msg` (its head read as `head`); `None` if the client went.
+    async fn answer(
+        &mut self,
+        head: &wire::Head,
+        msg: &bytes::Bytes,
+        front: &Front,
+    ) -> Option<Response<Body>> {
+        if let (Some(door), Some(spans)) = (&front.lane, &head.lane) {
+            let lane = wire::Lane { msg, spans };
+            let path = lane.path().unwrap_or("");
+            if let Some(refused) = crate::guard::refuse_head(&door.guard, path, || None, &lane) {
+                return Some(refused);
+            }
+            if let Some(lane_head) = lane.head(head.body) {
+                if door.gateway.lane_admits(&lane_head, door.max_body) {
+                    let body = &msg[head.len..];
+                    let lane_run = door.gateway.lane_run(&lane_head, body);
+                    // `None`: rmcp's, for the router.
+                    if let Some(response) = self.watching(lane_run).await? {
+                        return Some(response);
+                    }
+                }
+            }
+        }
+        let Some(mut request) = wire::request(msg, head.len) else {
+            return Some(crate::api::error(
+                axum::http::StatusCode::BAD_REQUEST,
+                "the request has a header that cannot be read",
+            ));
+        };
+        if front.lane.is_some() {
+            request.extensions_mut().insert(LaneTried);
+        }
+        match self.watching(front.router.clone().oneshot(request)).await? {
+            Ok(response) => Some(response),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Writes `response`; whether the connection may carry another request.
+    async fn write(&mut self, response: Response<Body>, close: bool) -> io::Result<bool> {
+        let (parts, mut body) = response.into_parts();
+        let framing = wire::framing(&parts, http_body::Body::size_hint(&body).exact());
+        let close = close
+            || parts.headers.get(axum::http::header::CONNECTION).is_some_and(|v| {
+                v.as_bytes()
+                    .split(|&c| c == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            });
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        wire::answer_head(&mut out, &parts, framing, close);
+        if framing == Framing::None {
+            let r = self.send(&out).await;
+            self.out = out;
+            r?;
+            return Ok(!close);
+        }
+        let chunked = framing == Framing::Chunked;
+        loop {
+            // What is ready goes in this write; a stream's head (and what it has given) goes
+            // before waiting for more.
+            let frame = match futures::FutureExt::now_or_never(body.frame()) {
+                Some(frame) => frame,
+                None => {
+                    if chunked && !out.is_empty() {
+                        self.send(&out).await?;
+                        out.clear();
+                    }
+                    tokio::select! {
+                        biased;
+                        frame = body.frame() => frame,
+                        () = watch(&self.io.io, &mut self.buf) => {
+                            return Ok(false); // the client went
+                        }
+                    }
+                }
+            };
+            let data = match frame {
+                None => break,
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue, // trailers: not sent
+                },
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "an answer's body failed; connection closed");
+                    return Ok(false);
+                }
+            };
+            if chunked {
+                if !data.is_empty() {
+                    wire::chunk(&mut out, &data);
+                }
+            } else {
+                out.extend_from_slice(&data);
+            }
+            if out.len() > ONE_WRITE {
+                self.send(&out).await?;
+                out.clear();
+            }
+        }
+        if chunked {
+            out.extend_from_slice(wire::LAST_CHUNK);
+        }
+        let r = self.send(&out).await;
+        out.clear();
+        self.out = out;
+        r?;
+        Ok(!close)
+    }
+
+    /// Writes all of `bytes`; fails if the client takes none of them for `SEND_TIMEOUT`.
+    async fn send(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match self.tcp().try_write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(SEND_TIMEOUT, self.tcp().writable()).await {
+                        Ok(r) => r?,
+                        Err(_) => {
+                            tracing::info!(
+                                timeout_s = SEND_TIMEOUT.as_secs_f64(),
+                                "an HTTP client took nothing of its response; connection closed"
+                            );
+                            return Err(io::ErrorKind::TimedOut.into());
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads more; `false` at the end of the client's stream.
+    async fn fill(&mut self) -> io::Result<bool> {
+        loop {
+            self.buf.reserve(READ);
+            match self.io.io.try_read_buf(&mut self.buf) {
+                Ok(n) => return Ok(n > 0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp().readable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Conn::fill`] for a request begun: it must come within [`HEAD_TIMEOUT`].
+    async fn fill_within(&mut self) -> io::Result<bool> {
+        match tokio::time::timeout(HEAD_TIMEOUT, self.fill()).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "a request came too slowly")),
+        }
+    }
+
+    /// `work`'s output, or `None` if the client closed the connection first.
+    async fn watching<F: Future>(&mut self, work: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = work => Some(out),
+            () = watch(&self.io.io, &mut self.buf) => None,
+        }
+    }
+}
+
+/// Ends when the client closes its side (or the connection fails); what it sends meanwhile (a
+/// pipelined request) is kept in `buf`, up to a head's worth.
+async fn watch(tcp: &TcpStream, buf: &mut BytesMut) {
+    loop {
+        if buf.len() > wire::MAX_HEAD {
+            return std::future::pending().await;
+        }
+        if tcp.readable().await.is_err() {
+            return;
+        }
+        buf.reserve(READ);
+        match tcp.try_read_buf(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
