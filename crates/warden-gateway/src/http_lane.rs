@@ -1,7 +1,7 @@
 //! The server-side fast lane for Streamable HTTP: a `tools/call` POSTed on a legacy
-//! (`Mcp-Session-Id`) session is run by that session's [`Handler`] through rmcp's own dispatch
-//! (`Service::handle_request`: same validation, result shape and error codes) on the request's
-//! own task, and answered on the POST as one JSON body when it ends within a second without
+//! (`Mcp-Session-Id`) session is run by that session's [`Handler`] as rmcp's dispatch runs it
+//! for the session (`lane::run`: same validation, result shape and error codes; the server's
+//! result passed on as written once rmcp can read it) on the request's own task, and answered on the POST as one JSON body when it ends within a second without
 //! progress; at its first progress or past that second it moves to a task of its own and is
 //! answered as SSE — progress events, then the answer. Either way without rmcp's session
 //! worker, the task it spawns per request, its request-wise channels, and the priming event
@@ -243,18 +243,23 @@ fn status(code: StatusCode) -> Response<Body> {
     r
 }
 
-/// One SSE event carrying `message`.
-fn event(message: &ServerJsonRpcMessage) -> Option<Bytes> {
-    let json = serde_json::to_vec(message).ok()?;
+/// One SSE event carrying the message `json` (one line: JSON text has no raw line breaks
+/// but whitespace, and rmcp writes none; the lane's own answers are checked for them).
+fn event_of(json: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(json.len() + 8);
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&json);
+    out.extend_from_slice(json);
     out.extend_from_slice(b"\n\n");
-    Some(Bytes::from(out))
+    Bytes::from(out)
 }
 
-/// A lane call being run.
-type Work = Pin<Box<dyn Future<Output = ServerJsonRpcMessage> + Send>>;
+/// One SSE event carrying `message`.
+fn event(message: &ServerJsonRpcMessage) -> Option<Bytes> {
+    Some(event_of(&serde_json::to_vec(message).ok()?))
+}
+
+/// A lane call being run: its answer, as a JSON-RPC message's text.
+type Work = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 
 /// A call not yet answered. Dropped before its answer (the client went away while the call
 /// ran on the request's task), it is cancelled and finishes on a task of its own, as rmcp's
@@ -329,20 +334,14 @@ async fn answer(
     let answered = running.calls.finish(&running.id);
     if !answered || !events.is_empty() {
         if answered {
-            events.extend(event(&message));
+            events.push(event_of(&message));
         }
         let events = events.into_iter().map(Ok::<_, std::convert::Infallible>);
         return sse(Body::from_stream(futures::stream::iter(events)));
     }
-    match serde_json::to_vec(&message) {
-        Ok(json) => {
-            let mut r = Response::new(Body::from(json));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-        Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR),
-    }
+    let mut r = Response::new(Body::from(message));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 fn note(p: Note) -> ServerJsonRpcMessage {
@@ -402,9 +401,7 @@ fn stream(
         if !running.calls.finish(&running.id) {
             return; // no answer to a cancelled call
         }
-        if let Some(e) = event(&message) {
-            let _ = tx.send(e).await;
-        }
+        let _ = tx.send(event_of(&message)).await;
     });
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).map(

@@ -1,19 +1,20 @@
 //! What the two server-side fast lanes (`http_lane`, `stdio_lane`) share: reading the two
-//! messages they act on, the calls in flight that a cancellation names, and running a call
-//! through rmcp's own dispatch with the context rmcp would have built.
+//! messages they act on, the calls in flight that a cancellation names, and running a call as
+//! rmcp's dispatch runs it, with the context rmcp would have built.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientNotification,
-    ClientRequest, GetMeta, JsonObject, JsonRpcMessage, JsonRpcNotification, JsonRpcVersion2_0,
-    RequestId, RequestMetaObject, ServerJsonRpcMessage,
+    ClientRequest, ErrorData, GetMeta, JsonObject, JsonRpcMessage, JsonRpcNotification,
+    JsonRpcVersion2_0, RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, Service};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
-use warden_upstream::object;
+use warden_upstream::{object, Reply};
 
 use crate::handler::Handler;
 
@@ -159,20 +160,146 @@ pub(crate) fn context(
     ctx
 }
 
-/// Runs `request` through rmcp's dispatch on `handler`, and returns its answer or error.
-/// (Calling `call_tool` directly would save ~5 k instructions a call, but rmcp's dispatch
-/// also shapes the result for the session's protocol version — `resultType` stripped for a
-/// legacy client, an input request refused — which the lane would then have to repeat.)
+/// Runs `request` on `handler` for a session before 2026-07-28 and returns its answer as a
+/// JSON-RPC message's text.
+///
+/// A call of a server's tool is dispatched here, as rmcp's dispatch does it for such a session
+/// (no request-level protocol version in its `_meta`, no tasks), and the server's result goes
+/// to the client as the server wrote it, once read as rmcp reads it (`CallToolResult`: a result
+/// rmcp cannot read is the same internal error): no tree built back from it and serialized
+/// again. Keys rmcp does not know are passed on, as a byte proxy passes them. A result that
+/// says `resultType` (rmcp strips it for such a client), asks for input, or spans lines (the
+/// stdio lane's answers are lines) is shaped by rmcp's types as before; anything else (one of
+/// Warden's own tools, a request that names its protocol version) goes through rmcp's
+/// dispatch.
 pub(crate) async fn run(
     handler: &Handler,
     id: RequestId,
     request: ClientRequest,
     ctx: RequestContext<RoleServer>,
-) -> ServerJsonRpcMessage {
-    match handler.handle_request(request, ctx).await {
+) -> Vec<u8> {
+    // A session that began with `initialize` has peer info (one on the inline lifecycle, where
+    // every request must carry its metadata, has none); the lanes take only those.
+    let direct = ctx.meta.protocol_version().is_none() && ctx.peer.peer_info().is_some();
+    match request {
+        ClientRequest::CallToolRequest(call)
+            if direct && !handler.is_own_tool(&call.params.name) =>
+        {
+            return match handler.call(call.params, &ctx).await {
+                Ok(reply) => passed(&id, &reply),
+                Err(error) => message(&ServerJsonRpcMessage::error(error, Some(id))),
+            };
+        }
+        _ => {}
+    }
+    message(&match handler.handle_request(request, ctx).await {
         Ok(result) => ServerJsonRpcMessage::response(result, id),
         Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+    })
+}
+
+/// The answer to call `id` with the server's `reply` (see [`run`]).
+fn passed(id: &RequestId, reply: &Reply) -> Vec<u8> {
+    let text = reply.get();
+    let plain =
+        !reply.peek().input_required && memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none();
+    if let Err(error) = crate::handler::check_tool_result(reply) {
+        return message(&ServerJsonRpcMessage::error(error, Some(id.clone())));
     }
+    if plain {
+        if let Some(out) = as_written(id, text) {
+            return out;
+        }
+    }
+    // As rmcp's dispatch finishes a result for a client before 2026-07-28.
+    let shaped = crate::handler::tool_response(reply).map(ServerResult::from).and_then(|mut r| {
+        if matches!(r, ServerResult::InputRequiredResult(_)) {
+            return Err(ErrorData::invalid_request(
+                "InputRequiredResult requires negotiated protocol version 2026-07-28 or newer",
+                None,
+            ));
+        }
+        r.strip_result_type_for_legacy_peer();
+        Ok(r)
+    });
+    message(&match shaped {
+        Ok(result) => ServerJsonRpcMessage::response(result, id.clone()),
+        Err(error) => ServerJsonRpcMessage::error(error, Some(id.clone())),
+    })
+}
+
+/// The answer to call `id` with the result `text` as the server wrote it, less a top-level
+/// `"resultType": "complete"` (which rmcp strips for a client before 2026-07-28: servers on
+/// 2026-07-28 write it on every result); `None` if that cannot be done on the text (a key
+/// written with escapes, another `resultType`), for rmcp's types to shape.
+fn as_written(id: &RequestId, text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() + 48);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    serde_json::to_writer(&mut out, id).ok()?;
+    out.extend_from_slice(b",\"result\":");
+    // No `resultType` key can be there without this text, or a key written with `\u`.
+    let bytes = text.as_bytes();
+    if warden_upstream::finder!(b"\"resultType\"").find(bytes).is_none()
+        && warden_upstream::finder!(b"\\u").find(bytes).is_none()
+    {
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        out.push(b'{');
+        let mut first = true;
+        for (key, value) in members(text)? {
+            if key == "resultType" {
+                if value.get() != "\"complete\"" {
+                    return None;
+                }
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// The members of the JSON object `text` in their order, values as written; `None` if it is
+/// not an object or a key is written with escapes.
+fn members(text: &str) -> Option<Vec<(&str, &RawValue)>> {
+    struct Members;
+    impl<'de> serde::de::Visitor<'de> for Members {
+        type Value = Vec<(&'de str, &'de RawValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(4);
+            while let Some(key) = map.next_key::<&'de str>()? {
+                out.push((key, map.next_value::<&'de RawValue>()?));
+            }
+            Ok(out)
+        }
+    }
+    let mut json = serde_json::Deserializer::from_str(text);
+    let members = serde::Deserializer::deserialize_map(&mut json, Members).ok()?;
+    json.end().ok()?;
+    Some(members)
+}
+
+/// `message` as text (a message rmcp built always serializes; if not, an internal error).
+pub(crate) fn message(message: &ServerJsonRpcMessage) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap_or_else(|e| {
+        tracing::warn!(target: "warden::gateway", error = %e, "an answer that cannot be written");
+        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"an answer that cannot be written"}}"#.to_vec()
+    })
 }
 
 #[cfg(test)]
@@ -205,6 +332,61 @@ mod tests {
                 serde_json::to_value(r.extensions.get::<RequestMetaObject>()).unwrap(),
             )),
             _ => panic!("read_call gives calls only"),
+        }
+    }
+
+    fn answer(id: RequestId, result: &str) -> serde_json::Value {
+        let reply =
+            Reply::from_raw(serde_json::value::RawValue::from_string(result.into()).unwrap());
+        let bytes = passed(&id, &reply);
+        assert!(!bytes.contains(&b'\n'), "one line: {}", String::from_utf8_lossy(&bytes));
+        serde_json::from_slice(&bytes).expect("a JSON-RPC message")
+    }
+
+    #[test]
+    fn a_servers_result_goes_to_the_client_as_written_once_rmcp_can_read_it() {
+        // As written: key order, escapes and keys rmcp does not know are kept.
+        let written = r#"{"content":[{"type":"text","text":"\u00e9 ok","x-vendor":1}],"isError":false,"x-extra":{"a":[1]}}"#;
+        let reply =
+            Reply::from_raw(serde_json::value::RawValue::from_string(written.into()).unwrap());
+        let bytes = passed(&RequestId::Number(7), &reply);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            format!(r#"{{"jsonrpc":"2.0","id":7,"result":{written}}}"#)
+        );
+        let a = answer(RequestId::String("s-1".into()), r#"{"content":[]}"#);
+        assert_eq!(
+            a,
+            serde_json::json!({"jsonrpc": "2.0", "id": "s-1", "result": {"content": []}})
+        );
+        // `resultType` is stripped for these clients, as rmcp strips it; a result written over
+        // several lines is written again on one.
+        let typed = answer(
+            RequestId::Number(1),
+            r#"{"resultType":"complete","content":[{"type":"text","text":"t"}]}"#,
+        );
+        assert_eq!(
+            typed["result"],
+            serde_json::json!({"content": [{"type": "text", "text": "t"}]})
+        );
+        let written = r#"{"content":[{"type":"text","text":"resultType"}],"resultType":"complete","structuredContent":{"resultType":"x"},"_meta":{}}"#;
+        let reply =
+            Reply::from_raw(serde_json::value::RawValue::from_string(written.into()).unwrap());
+        let bytes = String::from_utf8(passed(&RequestId::Number(4), &reply)).unwrap();
+        let want = r#"{"content":[{"type":"text","text":"resultType"}],"structuredContent":{"resultType":"x"},"_meta":{}}"#;
+        assert_eq!(bytes, format!(r#"{{"jsonrpc":"2.0","id":4,"result":{want}}}"#));
+        let escaped =
+            answer(RequestId::Number(5), r#"{"content":[],"result\u0054ype":"complete"}"#);
+        assert_eq!(escaped["result"], serde_json::json!({"content": []}));
+        let lines = answer(RequestId::Number(2), "{\n  \"content\": [],\r\n  \"isError\": true\n}");
+        assert_eq!(lines["result"], serde_json::json!({"content": [], "isError": true}));
+        // What rmcp cannot read is the internal error it has always been.
+        for unreadable in [r#"{"content":{}}"#, r#"{"content":[{"type":"nope"}]}"#, "[]"] {
+            let a = answer(RequestId::Number(3), unreadable);
+            assert_eq!(a["error"]["code"], -32603, "{unreadable}: {a}");
+            let message = a["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with("unreadable tool result from the server"), "{message}");
+            assert_eq!(a["id"], 3);
         }
     }
 

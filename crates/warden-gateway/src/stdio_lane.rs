@@ -1,7 +1,8 @@
 //! Warden's stdio server with a fast lane (`warden run --stdio`, the desktop path): a client's
-//! `tools/call` is taken off stdin, handled by the session's [`Handler`] through rmcp's own
-//! request dispatch (`Service::handle_request`: the same validation, result shape and error
-//! codes), and its answer written as one line on stdout — without rmcp's service loop, the task
+//! `tools/call` is taken off stdin, handled by the session's [`Handler`] as rmcp's dispatch
+//! handles it for the session (`lane::run`: the same validation, result shape and error
+//! codes; the server's result passed on as written once rmcp can read it), and its answer
+//! written as one line on stdout — without rmcp's service loop, the task
 //! it spawns per request, and the sink and transport tasks an answer passes through.
 //!
 //! Everything else is rmcp's, on the same pipes: the handshake, lists, settings, the client's
@@ -119,15 +120,9 @@ impl Lane {
                     if !in_flight.finish(&id) {
                         return; // no answer to a cancelled request
                     }
-                    match serde_json::to_vec(&answer) {
-                        Ok(mut bytes) => {
-                            bytes.push(b'\n');
-                            let _ = out.send(bytes).await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(target: "warden::gateway", error = %e, "an answer that cannot be written")
-                        }
-                    }
+                    let mut bytes = answer;
+                    bytes.push(b'\n');
+                    let _ = out.send(bytes).await;
                 });
                 true
             }

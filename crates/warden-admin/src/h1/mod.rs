@@ -19,8 +19,8 @@
 //! being answered the socket is watched: the client closing it drops the answer (a lane call
 //! is cancelled, as rmcp's are when hyper sees the close). Keep-alive is the default; a client's
 //! `Connection: close`, or stopping, ends the connection after the answer; an idle one ends at
-//! once when serving stops. A head that has begun must arrive whole within [`HEAD_TIMEOUT`];
-//! a write that makes no progress for `SEND_TIMEOUT` ends the connection.
+//! once when serving stops. A request begun (head or body) whose next bytes do not come within
+//! [`HEAD_TIMEOUT`], or a write that makes no progress for `SEND_TIMEOUT`, ends the connection.
 
 mod handoff;
 mod wire;
@@ -42,7 +42,7 @@ use crate::front::{Front, LaneTried};
 use crate::send_timeout::SEND_TIMEOUT;
 use wire::{Framing, Step};
 
-/// How long a request's head (once begun) and its body may take to arrive.
+/// How long the next bytes of a request begun (its head or body) may take to arrive.
 pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read at a time.
 const READ: usize = 8 * 1024;
@@ -266,7 +266,7 @@ impl Conn {
         }
     }
 
-    /// [`Conn::fill`] for a request begun: it must come within [`HEAD_TIMEOUT`].
+    /// [`Conn::fill`] for a request begun: its next bytes must come within [`HEAD_TIMEOUT`].
     async fn fill_within(&mut self) -> io::Result<bool> {
         match tokio::time::timeout(HEAD_TIMEOUT, self.fill()).await {
             Ok(r) => r,

@@ -171,6 +171,23 @@ fn is_input_required(r: &Reply) -> bool {
     r.peek().input_required
 }
 
+/// A server's answer to a `tools/call`, typed as rmcp answers the client with it.
+pub(crate) fn tool_response(value: &Reply) -> Result<CallToolResponse, ErrorData> {
+    if is_input_required(value) {
+        return Ok(CallToolResponse::InputRequired(read::<InputRequiredResult>(
+            value,
+            "input request",
+        )?));
+    }
+    Ok(CallToolResponse::Complete(read::<CallToolResult>(value, "tool result")?))
+}
+
+/// A server's `tools/call` result, checked as rmcp checks it (unreadable: the same internal
+/// error as [`tool_response`]'s).
+pub(crate) fn check_tool_result(value: &Reply) -> Result<(), ErrorData> {
+    read::<CallToolResult>(value, "tool result").map(drop)
+}
+
 fn to_params<T: serde::Serialize>(p: &T) -> Result<Value, ErrorData> {
     serde_json::to_value(p)
         .map(clean_params)
@@ -356,7 +373,14 @@ impl Handler {
         ))
     }
 
-    async fn call(
+    /// Whether `name` is one of Warden's own tools (rmcp's dispatch runs those).
+    pub(crate) fn is_own_tool(&self, name: &str) -> bool {
+        self.builtin()
+            .is_some_and(|b| name.strip_prefix(b.prefix()).is_some_and(|tool| b.has_tool(tool)))
+    }
+
+    /// A `tools/call` of a server's tool, forwarded: the server's result as it wrote it.
+    pub(crate) async fn call(
         &self,
         req: CallToolRequestParams,
         ctx: &RequestContext<RoleServer>,

@@ -97,14 +97,7 @@ impl ServerHandler for Handler {
                 b.call(tool, args, origin).await.map_err(|e| ErrorData::invalid_params(e, None))?;
             return Ok(CallToolResponse::Complete(parse::<CallToolResult>(value, "tool result")?));
         }
-        let value = self.call(req, &ctx).await?;
-        if is_input_required(&value) {
-            return Ok(CallToolResponse::InputRequired(read::<InputRequiredResult>(
-                &value,
-                "input request",
-            )?));
-        }
-        Ok(CallToolResponse::Complete(read::<CallToolResult>(&value, "tool result")?))
+        tool_response(&self.call(req, &ctx).await?)
     }
 
     async fn list_prompts(
