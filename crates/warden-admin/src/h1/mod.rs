@@ -33,6 +33,7 @@ use axum::body::Body;
 use axum::http::Response;
 use bytes::BytesMut;
 use http_body_util::BodyExt;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -192,7 +193,7 @@ impl Conn {
                     tokio::select! {
                         biased;
                         frame = body.frame() => frame,
-                        () = watch(&self.io.io, &mut self.buf) => {
+                        () = watch(&mut self.io.io, &mut self.buf) => {
                             return Ok(false); // the client went
                         }
                     }
@@ -254,16 +255,12 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads more; `false` at the end of the client's stream.
+    /// Reads more; `false` at the end of the client's stream. (Through `AsyncRead`, which
+    /// takes a read that did not fill the buffer for the socket drained: the next wait needs no
+    /// read that fails with `EAGAIN` first, as `try_read` would.)
     async fn fill(&mut self) -> io::Result<bool> {
-        loop {
-            self.buf.reserve(READ);
-            match self.io.io.try_read_buf(&mut self.buf) {
-                Ok(n) => return Ok(n > 0),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp().readable().await?,
-                Err(e) => return Err(e),
-            }
-        }
+        self.buf.reserve(READ);
+        Ok(self.io.io.read_buf(&mut self.buf).await? > 0)
     }
 
     /// [`Conn::fill`] for a request begun: its next bytes must come within [`HEAD_TIMEOUT`].
@@ -279,27 +276,21 @@ impl Conn {
         tokio::select! {
             biased;
             out = work => Some(out),
-            () = watch(&self.io.io, &mut self.buf) => None,
+            () = watch(&mut self.io.io, &mut self.buf) => None,
         }
     }
 }
 
 /// Ends when the client closes its side (or the connection fails); what it sends meanwhile (a
 /// pipelined request) is kept in `buf`, up to a head's worth.
-async fn watch(tcp: &TcpStream, buf: &mut BytesMut) {
+async fn watch(tcp: &mut TcpStream, buf: &mut BytesMut) {
     loop {
         if buf.len() > wire::MAX_HEAD {
             return std::future::pending().await;
         }
-        if tcp.readable().await.is_err() {
-            return;
-        }
         buf.reserve(READ);
-        match tcp.try_read_buf(buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+        if !matches!(tcp.read_buf(buf).await, Ok(n) if n > 0) {
+            return;
         }
     }
 }

@@ -59,17 +59,12 @@ impl Link {
     }
 
     /// Reads more into the buffer; `Ok(false)` at the end of the connection.
+    /// (Through `AsyncRead`, which takes a read that did not fill the buffer for the socket
+    /// drained: [`Link::usable`] then knows without a read that fails with `EAGAIN`.)
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        loop {
-            self.buf.reserve(READ);
-            match self.tcp.try_read_buf(&mut self.buf) {
-                Ok(n) => return Poll::Ready(Ok(n > 0)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.tcp.poll_read_ready(cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.buf.reserve(READ);
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.tcp), cx, &mut self.buf))?;
+        Poll::Ready(Ok(n > 0))
     }
 }
 
