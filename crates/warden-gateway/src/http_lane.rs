@@ -1,12 +1,12 @@
 //! The server-side fast lane for Streamable HTTP: a `tools/call` POSTed on a legacy
 //! (`Mcp-Session-Id`) session is run by that session's [`Handler`] as rmcp's dispatch runs it
 //! for the session (`lane::run`: same validation, result shape and error codes; the server's
-//! result passed on as written once rmcp can read it) on the request's own task, and answered on the POST as one JSON body when it ends within a second without
-//! progress; at its first progress or past that second it moves to a task of its own and is
-//! answered as SSE — progress events, then the answer. Either way without rmcp's session
-//! worker, the task it spawns per request, its request-wise channels, and the priming event
-//! (this stream cannot be resumed, so none is promised; SEP-1699's SHOULD is about streams
-//! that can be).
+//! result passed on as written once rmcp can read it) on the request's own task, and
+//! answered on the POST as one JSON body when it ends within a second without progress; at
+//! its first progress or past that second it moves to a task of its own and is answered as
+//! SSE — progress events, then the answer. Either way without rmcp's session worker, the task
+//! it spawns per request, its request-wise channels, and the priming event (this stream cannot
+//! be resumed, so none is promised; SEP-1699's SHOULD is about streams that can be).
 //!
 //! A session is known to the lane once its client sent `notifications/initialized`
 //! (`Handler::on_initialized` registers its handler and rmcp's peer). Not taken, and left to

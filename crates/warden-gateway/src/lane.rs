@@ -298,7 +298,8 @@ fn members(text: &str) -> Option<Vec<(&str, &RawValue)>> {
 pub(crate) fn message(message: &ServerJsonRpcMessage) -> Vec<u8> {
     serde_json::to_vec(message).unwrap_or_else(|e| {
         tracing::warn!(target: "warden::gateway", error = %e, "an answer that cannot be written");
-        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"an answer that cannot be written"}}"#.to_vec()
+        let error = r#"{"code":-32603,"message":"an answer that cannot be written"}"#;
+        format!(r#"{{"jsonrpc":"2.0","id":null,"error":{error}}}"#).into_bytes()
     })
 }
 
