@@ -22,9 +22,7 @@ use crate::guard::{self, Guard};
 
 #[derive(Clone)]
 pub(crate) struct FrontDoor {
-    pub(crate) guard: Guard,
-    pub(crate) gateway: warden_gateway::Gateway,
-    pub(crate) max_body: usize,
+    pub(crate) door: LaneDoor,
     pub(crate) inner: Router,
 }
 
@@ -79,12 +77,12 @@ impl Service<Request> for FrontDoor {
         if !for_the_lane(&request) {
             return Box::pin(inner.oneshot(request));
         }
-        let (guard, gateway, max_body) = (self.guard.clone(), self.gateway.clone(), self.max_body);
+        let door = self.door.clone();
         Box::pin(async move {
-            if let Some(refused) = guard::refuse(&guard, &request) {
+            if let Some(refused) = guard::refuse(&door.guard, &request) {
                 return Ok(refused);
             }
-            match gateway.fast_lane(request, max_body).await {
+            match door.gateway.fast_lane(request, door.max_body).await {
                 Ok(response) => Ok(response),
                 Err(request) => inner.oneshot(request).await,
             }

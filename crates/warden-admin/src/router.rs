@@ -156,12 +156,8 @@ pub fn front(s: &Surface, gateway: warden_gateway::Gateway) -> crate::front::Fro
         gateway,
         max_body: limits.sessions.max_body,
     };
-    let router = Router::new().fallback_service(crate::front::FrontDoor {
-        guard: door.guard.clone(),
-        gateway: door.gateway.clone(),
-        max_body: door.max_body,
-        inner,
-    });
+    let router =
+        Router::new().fallback_service(crate::front::FrontDoor { door: door.clone(), inner });
     crate::front::Front { router, lane: Some(door) }
 }
 
