@@ -16,10 +16,11 @@
 //! streams.
 //!
 //! The threads' runtimes outlive serving: after `stop` their servers close (graceful: idle
-//! connections at once, the others after the answer in progress), but the runtimes keep running until [`DataPlane::release`] (or the value is
-//! dropped), because sockets a handler opened there — an upstream's pooled connection, a
-//! database connection the pool made during a request — are registered with that runtime's
-//! reactor and may still be used by the rest of Warden while it stops.
+//! connections at once, the others after the answer in progress), but the runtimes keep
+//! running until [`DataPlane::release`] (or the value is dropped), because sockets a handler
+//! opened there — an upstream's pooled connection, a database connection the pool made during
+//! a request — are registered with that runtime's reactor and may still be used by the rest of
+//! Warden while it stops.
 
 use std::io;
 use std::net::SocketAddr;

@@ -29,6 +29,18 @@ pub(crate) struct SendTimeout<T> {
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
+/// Logs that a client took nothing for `timeout`, and the error that closes its connection.
+pub(crate) fn timed_out(timeout: Duration) -> io::Error {
+    tracing::info!(
+        timeout_s = timeout.as_secs_f64(),
+        "an HTTP client took nothing of its response; connection closed"
+    );
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the client took nothing for {} s", timeout.as_secs_f64()),
+    )
+}
+
 impl<T> SendTimeout<T> {
     pub(crate) fn new(io: T, timeout: Duration) -> Self {
         Self { io, timeout, stalled: None }
@@ -39,16 +51,7 @@ impl<T> SendTimeout<T> {
         let timeout = self.timeout;
         let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                tracing::info!(
-                    timeout_s = timeout.as_secs_f64(),
-                    "an HTTP client took nothing of its response; connection closed"
-                );
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the client took nothing for {} s", timeout.as_secs_f64()),
-                )))
-            }
+            Poll::Ready(()) => Poll::Ready(Err(timed_out(timeout))),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -40,7 +40,7 @@ use tower::ServiceExt;
 
 use crate::data_plane::Counted;
 use crate::front::{Front, LaneTried};
-use crate::send_timeout::SEND_TIMEOUT;
+use crate::send_timeout::{timed_out, SEND_TIMEOUT};
 use wire::{Framing, Step};
 
 /// How long the next bytes of a request begun (its head or body) may take to arrive.
@@ -162,32 +162,42 @@ impl Conn {
 
     /// Writes `response`; whether the connection may carry another request.
     async fn write(&mut self, response: Response<Body>, close: bool) -> io::Result<bool> {
-        let (parts, mut body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let framing = wire::framing(&parts, http_body::Body::size_hint(&body).exact());
         let close = close
-            || parts.headers.get(axum::http::header::CONNECTION).is_some_and(|v| {
-                v.as_bytes()
-                    .split(|&c| c == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-            });
+            || parts
+                .headers
+                .get(axum::http::header::CONNECTION)
+                .is_some_and(|v| wire::has_token(v.as_bytes(), b"close"));
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         wire::answer_head(&mut out, &parts, framing, close);
-        if framing == Framing::None {
-            let r = self.send(&out).await;
-            self.out = out;
-            r?;
-            return Ok(!close);
+        if framing != Framing::None && !self.body(&mut out, body, framing).await? {
+            return Ok(false); // the client went, or the body failed
         }
+        let r = self.send(&out).await;
+        out.clear();
+        self.out = out;
+        r?;
+        Ok(!close)
+    }
+
+    /// Appends `body`'s frames to `out` as `framing` says, writing as they come (what is
+    /// ready goes in one write; a stream's head and what it gave go before waiting for more),
+    /// and leaves the last write in `out`; `false` if the client went or the body failed.
+    async fn body(
+        &mut self,
+        out: &mut Vec<u8>,
+        mut body: Body,
+        framing: Framing,
+    ) -> io::Result<bool> {
         let chunked = framing == Framing::Chunked;
         loop {
-            // What is ready goes in this write; a stream's head (and what it has given) goes
-            // before waiting for more.
             let frame = match futures::FutureExt::now_or_never(body.frame()) {
                 Some(frame) => frame,
                 None => {
                     if chunked && !out.is_empty() {
-                        self.send(&out).await?;
+                        self.send(out).await?;
                         out.clear();
                     }
                     tokio::select! {
@@ -200,7 +210,12 @@ impl Conn {
                 }
             };
             let data = match frame {
-                None => break,
+                None => {
+                    if chunked {
+                        out.extend_from_slice(wire::LAST_CHUNK);
+                    }
+                    return Ok(true);
+                }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,
                     Err(_) => continue, // trailers: not sent
@@ -212,24 +227,16 @@ impl Conn {
             };
             if chunked {
                 if !data.is_empty() {
-                    wire::chunk(&mut out, &data);
+                    wire::chunk(out, &data);
                 }
             } else {
                 out.extend_from_slice(&data);
             }
             if out.len() > ONE_WRITE {
-                self.send(&out).await?;
+                self.send(out).await?;
                 out.clear();
             }
         }
-        if chunked {
-            out.extend_from_slice(wire::LAST_CHUNK);
-        }
-        let r = self.send(&out).await;
-        out.clear();
-        self.out = out;
-        r?;
-        Ok(!close)
     }
 
     /// Writes all of `bytes`; fails if the client takes none of them for `SEND_TIMEOUT`.
@@ -240,13 +247,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     match tokio::time::timeout(SEND_TIMEOUT, self.tcp().writable()).await {
                         Ok(r) => r?,
-                        Err(_) => {
-                            tracing::info!(
-                                timeout_s = SEND_TIMEOUT.as_secs_f64(),
-                                "an HTTP client took nothing of its response; connection closed"
-                            );
-                            return Err(io::ErrorKind::TimedOut.into());
-                        }
+                        Err(_) => return Err(timed_out(SEND_TIMEOUT)),
                     }
                 }
                 Err(e) => return Err(e),

@@ -99,14 +99,10 @@ pub(crate) fn read_head(buf: &[u8], max_body: usize) -> Step {
         {
             return Step::Hyper;
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&c| c == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Step::Hyper;
-                }
+            if has_token(h.value, b"upgrade") {
+                return Step::Hyper;
             }
+            close |= has_token(h.value, b"close");
         } else if name.eq_ignore_ascii_case("mcp-session-id") {
             session = session.or(value);
         } else if name.eq_ignore_ascii_case("accept") {
@@ -131,6 +127,11 @@ pub(crate) fn read_head(buf: &[u8], max_body: usize) -> Step {
         _ => None,
     };
     Step::Head(Head { len, body: body.unwrap_or(0), close, lane })
+}
+
+/// Whether the comma-separated header `value` (`Connection`) lists `token`, in any case.
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&c| c == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A request's lane headers, read through its [`Spans`].
