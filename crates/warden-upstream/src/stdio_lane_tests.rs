@@ -263,6 +263,13 @@ async fn next_line(s: &mut Lines<BufReader<DuplexStream>>) -> Option<String> {
 #[derive(Clone, Default)]
 struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
 
+impl Writes {
+    /// Each write so far, as text.
+    fn texts(&self) -> Vec<String> {
+        self.0.lock().unwrap().iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect()
+    }
+}
+
 impl AsyncWrite for Writes {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -293,9 +300,7 @@ async fn lines_of_one_turn_go_out_in_one_write() {
     tokio::task::yield_now().await;
     lane.send(b"{\"n\":4}\n".to_vec()).await.unwrap();
     tokio::task::yield_now().await;
-    let got: Vec<String> =
-        writes.0.lock().unwrap().iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-    assert_eq!(got, ["{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n", "{\"n\":4}\n"]);
+    assert_eq!(writes.texts(), ["{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n", "{\"n\":4}\n"]);
 }
 
 /// On a multi-threaded runtime (`run --stdio`'s one worker) a flush would run next anyway, so
@@ -306,7 +311,5 @@ async fn on_a_multi_threaded_runtime_each_line_is_written_at_once() {
     let (_rmcp, Out { lines: lane, .. }) = wire(writes.clone());
     lane.send(b"{\"n\":1}\n".to_vec()).await.unwrap();
     lane.send(b"{\"n\":2}\n".to_vec()).await.unwrap();
-    let got: Vec<String> =
-        writes.0.lock().unwrap().iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-    assert_eq!(got, ["{\"n\":1}\n", "{\"n\":2}\n"]);
+    assert_eq!(writes.texts(), ["{\"n\":1}\n", "{\"n\":2}\n"]);
 }
