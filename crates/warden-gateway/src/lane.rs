@@ -12,11 +12,11 @@ use rmcp::model::{
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, Service};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use warden_upstream::{object, Reply};
 
 use crate::handler::Handler;
+use crate::written::{as_written, Checked};
 
 /// The server lanes are on unless `WARDEN_SERVER_FAST_PATH=0` (for comparisons, and a way out).
 pub(crate) fn enabled() -> bool {
@@ -203,11 +203,17 @@ fn passed(id: &RequestId, reply: &Reply) -> Vec<u8> {
     let text = reply.get();
     let plain =
         !reply.peek().input_required && memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none();
+    // Most results: checked and passed on in one pass.
+    if plain {
+        if let Some(out) = as_written(id, text, Checked::Here) {
+            return out;
+        }
+    }
     if let Err(error) = crate::handler::check_tool_result(reply) {
         return message(&ServerJsonRpcMessage::error(error, Some(id.clone())));
     }
     if plain {
-        if let Some(out) = as_written(id, text) {
+        if let Some(out) = as_written(id, text, Checked::Already) {
             return out;
         }
     }
@@ -226,72 +232,6 @@ fn passed(id: &RequestId, reply: &Reply) -> Vec<u8> {
         Ok(result) => ServerJsonRpcMessage::response(result, id.clone()),
         Err(error) => ServerJsonRpcMessage::error(error, Some(id.clone())),
     })
-}
-
-/// The answer to call `id` with the result `text` as the server wrote it, less a top-level
-/// `"resultType": "complete"` (which rmcp strips for a client before 2026-07-28: servers on
-/// 2026-07-28 write it on every result); `None` if that cannot be done on the text (a key
-/// written with escapes, another `resultType`), for rmcp's types to shape.
-fn as_written(id: &RequestId, text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() + 48);
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    serde_json::to_writer(&mut out, id).ok()?;
-    out.extend_from_slice(b",\"result\":");
-    // No `resultType` key can be there without this text, or a key written with `\u`.
-    let bytes = text.as_bytes();
-    if warden_upstream::finder!(b"\"resultType\"").find(bytes).is_none()
-        && warden_upstream::finder!(b"\\u").find(bytes).is_none()
-    {
-        out.extend_from_slice(text.as_bytes());
-    } else {
-        out.push(b'{');
-        let mut first = true;
-        for (key, value) in members(text)? {
-            if key == "resultType" {
-                if value.get() != "\"complete\"" {
-                    return None;
-                }
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.push(b'"');
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\":");
-            out.extend_from_slice(value.get().as_bytes());
-        }
-        out.push(b'}');
-    }
-    out.push(b'}');
-    Some(out)
-}
-
-/// The members of the JSON object `text` in their order, values as written; `None` if it is
-/// not an object or a key is written with escapes.
-fn members(text: &str) -> Option<Vec<(&str, &RawValue)>> {
-    struct Members;
-    impl<'de> serde::de::Visitor<'de> for Members {
-        type Value = Vec<(&'de str, &'de RawValue)>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(4);
-            while let Some(key) = map.next_key::<&'de str>()? {
-                out.push((key, map.next_value::<&'de RawValue>()?));
-            }
-            Ok(out)
-        }
-    }
-    let mut json = serde_json::Deserializer::from_str(text);
-    let members = serde::Deserializer::deserialize_map(&mut json, Members).ok()?;
-    json.end().ok()?;
-    Some(members)
 }
 
 /// `message` as text (a message rmcp built always serializes; if not, an internal error).
