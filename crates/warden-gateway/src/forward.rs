@@ -5,7 +5,7 @@
 //! cacheable are answered from a TTL cache.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{ErrorCode, ProgressNotificationParam};
@@ -50,6 +50,8 @@ pub(crate) struct Request<'a> {
     pub(crate) method: &'static str,
     /// Params with names already as the server knows them.
     pub(crate) params: Value,
+    /// A `tools/call`'s arguments, the JSON text of an object (`params` has none then).
+    pub(crate) arguments: Option<Arc<str>>,
     /// For `tools/call`: the tool, which the chosen instance must offer.
     pub(crate) tool: Option<&'a str>,
 }
@@ -100,7 +102,7 @@ pub(crate) async fn forward(
         return forward_attempts(routes, req, ctx, origin, &mut false).await;
     };
     let started = Instant::now();
-    let args = crate::usage::fingerprint(req.params.get("arguments"));
+    let args = crate::usage::fingerprint(req.arguments.as_deref());
     let mut offered = false;
     let result = forward_attempts(routes, req, ctx, origin, &mut offered).await;
     let failed =
@@ -202,6 +204,7 @@ async fn forward_attempts(
         let call = Call {
             method: req.method.to_owned(),
             params: Some(req.params.clone()),
+            arguments: req.arguments.clone(),
             timeout: remaining,
             deadline: Some(deadline),
             origin,

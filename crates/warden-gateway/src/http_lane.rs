@@ -27,9 +27,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use futures::StreamExt;
-use rmcp::model::{
-    ClientRequest, ProgressNotificationParam, RequestId, ServerJsonRpcMessage, ServerNotification,
-};
+use rmcp::model::{ProgressNotificationParam, RequestId, ServerJsonRpcMessage, ServerNotification};
 use rmcp::service::{Peer, RequestContext, RoleServer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -301,7 +299,7 @@ type Note = ProgressNotificationParam;
 /// progress events, keep-alive comments, then the answer.
 async fn answer(
     handler: Handler,
-    request: ClientRequest,
+    request: lane::LaneCall,
     ctx: RequestContext<RoleServer>,
     id: RequestId,
     in_flight: Calls,

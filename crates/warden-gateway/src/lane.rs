@@ -7,15 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientNotification,
-    ClientRequest, ErrorData, GetMeta, JsonObject, JsonRpcMessage, JsonRpcNotification,
-    JsonRpcVersion2_0, RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+    ClientRequest, ErrorData, JsonObject, JsonRpcMessage, JsonRpcNotification, JsonRpcVersion2_0,
+    RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, Service};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use warden_upstream::{object, Reply};
 
-use crate::handler::Handler;
+use crate::handler::{Handler, ToolCall};
 use crate::written::{as_written, Checked};
 
 /// The server lanes are on unless `WARDEN_SERVER_FAST_PATH=0` (for comparisons, and a way out).
@@ -30,7 +31,7 @@ pub(crate) fn enabled() -> bool {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Taken {
     /// A `tools/call` request.
-    Call { id: RequestId, request: ClientRequest },
+    Call { id: RequestId, request: LaneCall },
     /// A `notifications/cancelled` naming a request.
     Cancel(RequestId),
 }
@@ -72,21 +73,53 @@ struct WireCall<'a> {
     id: RequestId,
     #[serde(borrow)]
     method: std::borrow::Cow<'a, str>,
-    #[serde(deserialize_with = "object")]
-    params: WireParams,
+    #[serde(deserialize_with = "object", borrow)]
+    params: WireParams<'a>,
 }
 
-/// `CallToolRequestParams` as the lane takes them (see [`WireCall`]).
+/// `CallToolRequestParams` as the lane takes them (see [`WireCall`]); the arguments as the
+/// client wrote them.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct WireParams {
+struct WireParams<'a> {
     #[serde(rename = "_meta", default)]
     meta: Option<RequestMetaObject>,
     name: String,
-    #[serde(default)]
-    arguments: Option<JsonObject>,
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
     #[serde(default)]
     request_state: Option<String>,
+}
+
+/// A `tools/call` as a lane read it: what rmcp's `CallToolRequest` holds, with the arguments
+/// kept as the client wrote them (checked as rmcp reads them: a JSON object `Value` reads).
+pub(crate) struct LaneCall {
+    name: String,
+    arguments: Option<Arc<str>>,
+    request_state: Option<String>,
+    meta: Option<RequestMetaObject>,
+}
+
+impl LaneCall {
+    /// As rmcp's request (its `_meta` in the extensions, as rmcp's reader puts it), for rmcp's
+    /// dispatch.
+    fn into_request(self) -> ClientRequest {
+        let mut params = CallToolRequestParams::new(self.name);
+        params.arguments = self.arguments.and_then(|a| serde_json::from_str::<JsonObject>(&a).ok());
+        params.request_state = self.request_state;
+        let mut request = CallToolRequest::new(params);
+        if let Some(meta) = self.meta {
+            request.extensions.insert(meta);
+        }
+        ClientRequest::CallToolRequest(request)
+    }
+
+    /// The call as the handler forwards it.
+    fn into_tool_call(self) -> ToolCall {
+        let mut params = CallToolRequestParams::new(self.name);
+        params.request_state = self.request_state;
+        ToolCall { params, arguments: self.arguments }
+    }
 }
 
 /// `bytes` as a `tools/call` request, read as rmcp would read it (the request's `_meta` in its
@@ -100,14 +133,12 @@ fn read_call(bytes: &[u8]) -> Option<Taken> {
         return None;
     }
     let WireParams { meta, name, arguments, request_state } = wire.params;
-    let mut params = CallToolRequestParams::new(name);
-    params.arguments = arguments;
-    params.request_state = request_state;
-    let mut request = CallToolRequest::new(params);
-    if let Some(meta) = meta {
-        request.extensions.insert(meta);
-    }
-    Some(Taken::Call { id: wire.id, request: ClientRequest::CallToolRequest(request) })
+    // rmcp reads the arguments into a `JsonObject`: only what that reads passes.
+    let arguments = match arguments {
+        Some(raw) if !crate::valid::is_object(raw.get()) => return None,
+        raw => raw.map(|r| Arc::<str>::from(r.get())),
+    };
+    Some(Taken::Call { id: wire.id, request: LaneCall { name, arguments, request_state, meta } })
 }
 
 /// One session's lane calls in flight, by the client's request id.
@@ -152,11 +183,11 @@ pub(crate) fn context(
     id: &RequestId,
     peer: Peer<RoleServer>,
     ct: CancellationToken,
-    request: &mut ClientRequest,
+    request: &mut LaneCall,
 ) -> RequestContext<RoleServer> {
     let mut ctx = RequestContext::new(id.clone(), peer);
     ctx.ct = ct;
-    ctx.meta = std::mem::take(request.get_meta_mut());
+    ctx.meta = request.meta.take().unwrap_or_default();
     ctx
 }
 
@@ -175,24 +206,19 @@ pub(crate) fn context(
 pub(crate) async fn run(
     handler: &Handler,
     id: RequestId,
-    request: ClientRequest,
+    request: LaneCall,
     ctx: RequestContext<RoleServer>,
 ) -> Vec<u8> {
     // A session that began with `initialize` has peer info (one on the inline lifecycle, where
     // every request must carry its metadata, has none); the lanes take only those.
     let direct = ctx.meta.protocol_version().is_none() && ctx.peer.peer_info().is_some();
-    match request {
-        ClientRequest::CallToolRequest(call)
-            if direct && !handler.is_own_tool(&call.params.name) =>
-        {
-            return match handler.call(call.params, &ctx).await {
-                Ok(reply) => passed(&id, &reply),
-                Err(error) => message(&ServerJsonRpcMessage::error(error, Some(id))),
-            };
-        }
-        _ => {}
+    if direct && !handler.is_own_tool(&request.name) {
+        return match handler.call(request.into_tool_call(), &ctx).await {
+            Ok(reply) => passed(&id, &reply),
+            Err(error) => message(&ServerJsonRpcMessage::error(error, Some(id))),
+        };
     }
-    message(&match handler.handle_request(request, ctx).await {
+    message(&match handler.handle_request(request.into_request(), ctx).await {
         Ok(result) => ServerJsonRpcMessage::response(result, id),
         Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
     })
@@ -266,14 +292,17 @@ mod tests {
     }
 
     fn by_lane(bytes: &[u8]) -> Option<(RequestId, CallToolRequestParams, serde_json::Value)> {
-        match read_call(bytes)? {
-            Taken::Call { id, request: ClientRequest::CallToolRequest(r) } => Some((
-                id,
-                r.params.clone(),
-                serde_json::to_value(r.extensions.get::<RequestMetaObject>()).unwrap(),
-            )),
-            _ => panic!("read_call gives calls only"),
-        }
+        let Taken::Call { id, request } = read_call(bytes)? else {
+            panic!("read_call gives calls only")
+        };
+        let ClientRequest::CallToolRequest(r) = request.into_request() else {
+            panic!("a call is a call")
+        };
+        Some((
+            id,
+            r.params.clone(),
+            serde_json::to_value(r.extensions.get::<RequestMetaObject>()).unwrap(),
+        ))
     }
 
     fn answer(id: RequestId, result: &str) -> serde_json::Value {
@@ -372,6 +401,11 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","x":1e400}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","inputResponses":{}}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e"}} x"#,
+            // Arguments rmcp refuses: not an object, or a value `Value` does not read.
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":[1]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":{"n":1e400}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":{"s":"\udc00"}}}"#,
         ];
         for m in left {
             assert!(by_lane(m.as_bytes()).is_none(), "the lane leaves {m} to rmcp");

@@ -28,6 +28,7 @@ mod session_gate;
 mod stdio_lane;
 mod template;
 mod usage;
+mod valid;
 mod written;
 
 use std::collections::HashMap;

@@ -12,11 +12,10 @@
 //! a call that asks the client for input is one call.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
 use warden_core::{Timestamp, ToolUsage};
 
 /// How many recent argument fingerprints per tool a call is compared with.
@@ -57,34 +56,82 @@ impl Counts {
     }
 }
 
-/// A fingerprint of a call's arguments, computed without serializing them.
-pub(crate) fn fingerprint(args: Option<&Value>) -> u64 {
-    fn walk(v: &Value, h: &mut impl Hasher) {
-        match v {
-            Value::Null => 0u8.hash(h),
-            Value::Bool(b) => b.hash(h),
-            Value::Number(n) => n.hash(h),
-            Value::String(s) => s.hash(h),
-            Value::Array(a) => {
-                a.len().hash(h);
-                a.iter().for_each(|x| walk(x, h));
-            }
-            Value::Object(o) => {
-                o.len().hash(h);
-                for (k, x) in o {
-                    k.hash(h);
-                    walk(x, h);
-                }
-            }
+/// A fingerprint of a call's arguments (the JSON text of an object), read from the text
+/// without building it: equal values give one fingerprint whatever their key order, spacing
+/// or escapes (an object's members are combined in any order). Text that does not read is
+/// fingerprinted as it is.
+pub(crate) fn fingerprint(args: Option<&str>) -> u64 {
+    let Some(text) = args else { return hash(&0u8) };
+    let mut json = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_any(&mut json, Fingerprint).unwrap_or_else(|_| hash(text))
+}
+
+/// foldhash, not SipHash: a fingerprint is compared in memory only, and a long argument (a
+/// file's text) costs a tenth as much to hash.
+fn hash<T: Hash + ?Sized>(x: &T) -> u64 {
+    foldhash::fast::FixedState::with_seed(0).hash_one(x)
+}
+
+/// A JSON value's fingerprint: each kind of value tagged, an array's in order, an object's
+/// members summed (so in any order).
+struct Fingerprint;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Fingerprint {
+    type Value = u64;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Fingerprint {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<u64, E> {
+        Ok(hash(&1u8))
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<u64, E> {
+        Ok(hash(&(2u8, b)))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<u64, E> {
+        Ok(hash(&(3u8, n)))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<u64, E> {
+        Ok(u64::try_from(n).map_or_else(|_| hash(&(4u8, n)), |n| hash(&(3u8, n))))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<u64, E> {
+        Ok(hash(&(5u8, n.to_bits())))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<u64, E> {
+        Ok(hash(&(6u8, s)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+        let mut h = hash(&7u8);
+        while let Some(x) = seq.next_element_seed(Fingerprint)? {
+            h = hash(&(h, x));
         }
+        Ok(h)
     }
-    // foldhash, not SipHash: a fingerprint is compared in memory only, and a long argument
-    // (a file's text) costs a tenth as much to hash.
-    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
-    if let Some(v) = args {
-        walk(v, &mut h);
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+        let (mut sum, mut n) = (0u64, 0u64);
+        while let Some(k) = map.next_key_seed(Fingerprint)? {
+            let x = map.next_value_seed(Fingerprint)?;
+            sum = sum.wrapping_add(hash(&(k, x)));
+            n += 1;
+        }
+        Ok(hash(&(8u8, n, sum)))
     }
-    h.finish()
 }
 
 fn hour_now() -> i64 {
@@ -164,17 +211,31 @@ impl Usage {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
     fn calls_are_counted_per_tool_and_hour_and_drained_once() {
         let u = Usage::default();
-        let args = json!({"text": "a", "n": [1, 2]});
-        let same = fingerprint(Some(&args));
-        assert_eq!(same, fingerprint(Some(&json!({"text": "a", "n": [1, 2]}))));
-        assert_ne!(same, fingerprint(Some(&json!({"text": "b", "n": [1, 2]}))));
+        let same = fingerprint(Some(r#"{"text":"a","n":[1,2]}"#));
+        // Equal values: key order, spacing and escapes aside.
+        for equal in [r#"{ "n" : [1, 2], "text": "a" }"#, r#"{"te\u0078t":"\u0061","n":[1,2]}"#] {
+            assert_eq!(same, fingerprint(Some(equal)), "{equal}");
+        }
+        for other in [
+            r#"{"text":"b","n":[1,2]}"#,
+            r#"{"text":"a","n":[2,1]}"#,
+            r#"{"text":"a","n":[1,2.0]}"#,
+            r#"{"text":"a"}"#,
+            r#"{"text":"a","n":[1,2],"x":null}"#,
+            r#"{"text":["a"],"n":[1,2]}"#,
+            r#"{"n":"a","text":[1,2]}"#,
+            "{}",
+        ] {
+            assert_ne!(same, fingerprint(Some(other)), "{other}");
+        }
+        assert_ne!(fingerprint(Some("{}")), fingerprint(None));
+        assert_eq!(fingerprint(Some("{\"x\":-1}")), fingerprint(Some("{\"x\":-1}")));
+        assert_ne!(fingerprint(Some("{\"x\":-1}")), fingerprint(Some("{\"x\":1}")));
         u.record("echo", Duration::from_millis(10), false, same);
         u.record("echo", Duration::from_millis(30), true, same);
         u.record("echo", Duration::from_millis(20), false, fingerprint(None));

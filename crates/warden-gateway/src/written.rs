@@ -14,6 +14,8 @@ use rmcp::model::RequestId;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::valid::{Any, Object, Str, DEPTH};
+
 /// Whether the result has been read as rmcp reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Checked {
@@ -25,40 +27,59 @@ pub(crate) enum Checked {
 
 /// The answer to call `id` with the result `text` as the server wrote it, less a top-level
 /// `"resultType": "complete"`; `None` if that cannot be done on the text (a key written with
-/// escapes, another `resultType`) or, [`Checked::Here`], if the pass cannot tell rmcp would
-/// read the result.
+/// escapes, another `resultType`, or two) or, [`Checked::Here`], if the pass cannot tell rmcp
+/// would read the result.
 pub(crate) fn as_written(id: &RequestId, text: &str, checked: Checked) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() + 48);
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    serde_json::to_writer(&mut out, id).ok()?;
-    out.extend_from_slice(b",\"result\":");
     let bytes = text.as_bytes();
     // No `resultType` key can be there without this text, or a key written with `\u`.
     let untyped = warden_upstream::finder!(b"\"resultType\"").find(bytes).is_none()
         && warden_upstream::finder!(b"\\u").find(bytes).is_none();
-    if checked == Checked::Here || !untyped {
-        let start = out.len();
+    let cut = if checked == Checked::Here || !untyped {
         let mut json = serde_json::Deserializer::from_str(text);
-        let pass = Members { out: &mut out, check: checked == Checked::Here };
-        let dropped = json.deserialize_map(pass).ok()?;
+        let pass = Members { text, check: checked == Checked::Here };
+        let cut = json.deserialize_map(pass).ok()?;
         json.end().ok()?;
-        if !dropped {
-            // Nothing left out: the text exactly as written.
-            out.truncate(start);
-            out.extend_from_slice(bytes);
-        }
+        cut.map(|member| with_a_comma(bytes, member))
     } else {
-        out.extend_from_slice(bytes);
+        None
+    };
+    let mut out = Vec::with_capacity(text.len() + 48);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    serde_json::to_writer(&mut out, id).ok()?;
+    out.extend_from_slice(b",\"result\":");
+    match cut {
+        Some((start, end)) => {
+            out.extend_from_slice(&bytes[..start]);
+            out.extend_from_slice(&bytes[end..]);
+        }
+        None => out.extend_from_slice(bytes),
     }
     out.push(b'}');
     Some(out)
 }
 
-/// Writes the members of a result object to `out` in their order, values as written, less
-/// `"resultType": "complete"`; with `check`, refuses what it cannot tell rmcp would read.
-/// Its value: whether `resultType` was left out.
-struct Members<'o> {
-    out: &'o mut Vec<u8>,
+/// The span of an object's member (from its key's opening quote to its value's end) widened
+/// to take one comma next to it, so that the object stays JSON without it.
+fn with_a_comma(bytes: &[u8], (mut start, mut end): (usize, usize)) -> (usize, usize) {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let next = end + bytes[end..].iter().take_while(|b| ws(b)).count();
+    if bytes.get(next) == Some(&b',') {
+        end = next + 1;
+    } else {
+        let before = start - bytes[..start].iter().rev().take_while(|b| ws(b)).count();
+        if before > 0 && bytes[before - 1] == b',' {
+            start = before - 1;
+        }
+    }
+    (start, end)
+}
+
+/// Reads a result object's members in one pass, the values of the keys rmcp reads checked
+/// (with `check`: refused if the pass cannot tell rmcp would read them) and the others
+/// skipped, as rmcp skips them. Its value: the span of a `"resultType": "complete"` member in
+/// `text`, to leave out.
+struct Members<'t> {
+    text: &'t str,
     check: bool,
 }
 
@@ -69,20 +90,19 @@ const IS_ERROR: u8 = 4;
 const META: u8 = 8;
 const RESULT_TYPE: u8 = 16;
 
-impl<'de> Visitor<'de> for Members<'_> {
-    type Value = bool;
+impl<'de> Visitor<'de> for Members<'de> {
+    type Value = Option<(usize, usize)>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a tool result")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // Where a borrowed slice of the text starts in it.
+        let at = |s: &str| s.as_ptr() as usize - self.text.as_ptr() as usize;
         let mut seen = 0u8;
-        let mut dropped = false;
-        let mut first = true;
-        self.out.push(b'{');
+        let mut cut = None;
         while let Some(key) = map.next_key::<&'de str>()? {
-            let value = map.next_value::<&'de RawValue>()?;
             let known = match key {
                 "content" => CONTENT,
                 "structuredContent" => STRUCTURED,
@@ -91,55 +111,68 @@ impl<'de> Visitor<'de> for Members<'_> {
                 "resultType" => RESULT_TYPE,
                 _ => 0,
             };
-            if self.check && known != 0 {
-                if seen & known != 0 || !readable(known, value.get()) {
-                    return Err(de::Error::custom("not sure"));
+            if self.check && seen & known != 0 {
+                return Err(de::Error::custom("a key twice"));
+            }
+            seen |= known;
+            match known {
+                RESULT_TYPE => {
+                    let value = map.next_value::<&'de RawValue>()?.get();
+                    if value != "\"complete\"" || cut.is_some() {
+                        return Err(de::Error::custom("another resultType"));
+                    }
+                    // The key is borrowed, so written without escapes between its quotes.
+                    cut = Some((at(key) - 1, at(value) + value.len()));
                 }
-                seen |= known;
+                CONTENT if self.check => map.next_value_seed(Blocks)?,
+                STRUCTURED if self.check => map.next_value_seed(Any(DEPTH))?,
+                IS_ERROR if self.check => map.next_value_seed(Bool)?,
+                META if self.check => map.next_value_seed(Object)?,
+                _ => drop(map.next_value::<de::IgnoredAny>()?),
             }
-            if known == RESULT_TYPE {
-                if value.get() != "\"complete\"" {
-                    return Err(de::Error::custom("another resultType"));
-                }
-                dropped = true;
-                continue;
-            }
-            if !std::mem::take(&mut first) {
-                self.out.push(b',');
-            }
-            self.out.push(b'"');
-            self.out.extend_from_slice(key.as_bytes());
-            self.out.extend_from_slice(b"\":");
-            self.out.extend_from_slice(value.get().as_bytes());
         }
         // rmcp wants one of these (`isError: null` is none of them, `structuredContent: null`
-        // is one; neither `null` passes here).
+        // is one; `isError: null` does not pass here).
         if self.check && seen & (CONTENT | STRUCTURED | IS_ERROR) == 0 {
             return Err(de::Error::custom("no tool result field"));
         }
-        self.out.push(b'}');
-        Ok(dropped)
+        Ok(cut)
     }
 }
 
-/// Whether rmcp reads `raw` as the value of the `CallToolResult` key `known`.
-fn readable(known: u8, raw: &str) -> bool {
-    let mut json = serde_json::Deserializer::from_str(raw);
-    match known {
-        CONTENT => json.deserialize_seq(Blocks).is_ok(),
-        STRUCTURED => Any(DEPTH).deserialize(&mut json).is_ok(),
-        IS_ERROR => raw == "true" || raw == "false",
-        META => raw.starts_with('{') && Any(DEPTH).deserialize(&mut json).is_ok(),
-        _ => raw == "\"complete\"",
+/// `true` or `false`.
+struct Bool;
+
+impl<'de> DeserializeSeed<'de> for Bool {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_bool(self)
     }
 }
 
-/// How deep the pass follows a value; deeper is left to rmcp, whose reader stops at 127
-/// levels in all (the result object itself is one).
-const DEPTH: u8 = 64;
+impl Visitor<'_> for Bool {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a boolean")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+}
 
 /// `content`: text blocks (`type`, `text`, an optional `_meta` object), each key once.
 struct Blocks;
+
+impl<'de> DeserializeSeed<'de> for Blocks {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
 
 impl<'de> Visitor<'de> for Blocks {
     type Value = ();
@@ -198,109 +231,6 @@ impl<'de> Visitor<'de> for Block {
         } else {
             Err(de::Error::custom("not a text block"))
         }
-    }
-}
-
-/// A string (read in full, so escapes are checked as rmcp checks them), equal to the one
-/// given if there is one.
-struct Str(Option<&'static str>);
-
-impl<'de> DeserializeSeed<'de> for Str {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for Str {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        match self.0 {
-            Some(want) if want != s => Err(E::custom("another string")),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// An object, read as `serde_json::Value` reads one.
-struct Object;
-
-impl<'de> DeserializeSeed<'de> for Object {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(Any(DEPTH))
-    }
-}
-
-/// Any JSON value `serde_json::Value` reads (numbers in range, strings with valid escapes, a
-/// key given twice), up to this many levels deep; nothing is kept.
-#[derive(Clone, Copy)]
-struct Any(u8);
-
-impl<'de> DeserializeSeed<'de> for Any {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Any {
-    fn inner<E: de::Error>(self) -> Result<Self, E> {
-        self.0.checked_sub(1).map(Any).ok_or_else(|| E::custom("deeper than the pass goes"))
-    }
-}
-
-impl<'de> Visitor<'de> for Any {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = self.inner()?;
-        while seq.next_element_seed(inner)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let inner = self.inner()?;
-        while map.next_key_seed(Str(None))?.is_some() {
-            map.next_value_seed(inner)?;
-        }
-        Ok(())
     }
 }
 

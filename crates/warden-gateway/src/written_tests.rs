@@ -90,8 +90,23 @@ fn the_text_goes_as_written_unless_result_type_is_left_out() {
     let out = here(spaced).unwrap();
     assert_eq!(
         out,
-        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[ { "type" : "text" , "text" : "spaced" } ]}}"#
+        r#"{"jsonrpc":"2.0","id":1,"result": { "content" : [ { "type" : "text" , "text" : "spaced" } ]  } }"#
     );
+    // First, between, last, alone: the member goes with one comma.
+    let answer = |r: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"result":{r}}}"#);
+    for (written, left) in [
+        (r#"{"resultType":"complete","content":[]}"#, r#"{"content":[]}"#),
+        (
+            r#"{"content":[],"resultType":"complete","isError":true}"#,
+            r#"{"content":[],"isError":true}"#,
+        ),
+        (r#"{"content":[],"resultType":"complete"}"#, r#"{"content":[]}"#),
+        ("{\"content\":[]\t,\r\n\"resultType\":\"complete\"}", "{\"content\":[]\t}"),
+    ] {
+        assert_eq!(here(written), Some(answer(left)), "{written}");
+    }
+    assert_eq!(already(r#"{"resultType":"complete"}"#), Some(answer("{}")));
+    assert_eq!(already(r#"{"resultType":"complete","x":1,"resultType":"complete"}"#), None);
     let exact = r#"{ "content" : [ ] , "isError" : false }"#;
     assert_eq!(here(exact).unwrap(), format!(r#"{{"jsonrpc":"2.0","id":1,"result":{exact}}}"#));
 }

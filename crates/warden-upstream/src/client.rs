@@ -470,9 +470,11 @@ impl Core {
     /// caller, and the server told with `notifications/cancelled` if the caller gives up.
     pub(crate) fn request(&self, call: Call) -> BoxFuture<'_, Result<crate::Reply, UpstreamError>> {
         Box::pin(async move {
-            let Call { method, params, timeout, deadline, origin, cancel, progress, .. } = call;
+            let Call {
+                method, params, arguments, timeout, deadline, origin, cancel, progress, ..
+            } = call;
             let mut message = serde_json::json!({ "method": method });
-            if let Some(p) = params {
+            if let Some(p) = crate::relay::params_tree(params, arguments)? {
                 message["params"] = p;
             }
             let req: ClientRequest = serde_json::from_value(message)

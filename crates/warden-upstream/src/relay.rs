@@ -29,6 +29,9 @@ pub type Origin = u64;
 pub struct Call {
     pub method: String,
     pub params: Option<Value>,
+    /// A `tools/call`'s arguments as the client wrote them (the JSON text of an object), sent
+    /// as they are: `params` then has no `arguments` of its own.
+    pub arguments: Option<Arc<str>>,
     /// Per-request timeout; progress from the server restarts it, `deadline` bounds it.
     pub timeout: Duration,
     /// The latest the answer is still useful (the client's deadline).
@@ -50,6 +53,7 @@ impl Call {
         Self {
             method: method.into(),
             params,
+            arguments: None,
             timeout,
             deadline: None,
             origin: 0,
@@ -220,7 +224,7 @@ impl Shared {
         &self,
         call: &mut InFlight<'_>,
         id: &str,
-        params: Option<Value>,
+        (params, arguments): (Option<Value>, Option<Arc<str>>),
         stamp: Option<&'s Stamped>,
         progress: Option<mpsc::UnboundedSender<Progress>>,
     ) -> (Outgoing<'s>, bool) {
@@ -228,6 +232,9 @@ impl Shared {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
+        if arguments.is_some() {
+            params.remove("arguments");
+        }
         let mut meta = match params.remove("_meta") {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
@@ -241,7 +248,7 @@ impl Shared {
             meta.insert("progressToken".into(), Value::String(id.to_owned()));
             self.watch_progress(call, ProgressToken(NumberOrString::String(id.into())), to);
         }
-        (Outgoing { params, meta, stamp }, watching)
+        (Outgoing { params, arguments, meta, stamp }, watching)
     }
 
     /// Whether the call has had progress updates.
@@ -320,6 +327,8 @@ impl Stamped {
 /// A forwarded call's params, `_meta` apart (see [`Shared::outgoing`]).
 pub(crate) struct Outgoing<'s> {
     pub(crate) params: Map<String, Value>,
+    /// See [`Call::arguments`].
+    arguments: Option<Arc<str>>,
     meta: Map<String, Value>,
     stamp: Option<&'s Stamped>,
 }
@@ -343,12 +352,26 @@ pub(crate) fn request_bytes(
     let mut out =
         serde_json::to_vec(&Request { jsonrpc: "2.0", id, method, params: &params.params })
             .map_err(failed)?;
-    if params.meta.is_empty() && params.stamp.is_none() {
+    let meta = !params.meta.is_empty() || params.stamp.is_some();
+    if !meta && params.arguments.is_none() {
         return Ok(out);
     }
-    // `…"params":{…}}` loses its two closing braces, and `_meta` goes last in params.
+    // `…"params":{…}}` loses its two closing braces; the arguments' text, then `_meta`, go
+    // last in params.
     out.truncate(out.len() - 2);
-    if !params.params.is_empty() {
+    let mut empty = params.params.is_empty();
+    if let Some(arguments) = &params.arguments {
+        if !std::mem::take(&mut empty) {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"arguments\":");
+        out.extend_from_slice(arguments.as_bytes());
+    }
+    if !meta {
+        out.extend_from_slice(b"}}");
+        return Ok(out);
+    }
+    if !empty {
         out.push(b',');
     }
     out.extend_from_slice(b"\"_meta\":{");
@@ -369,6 +392,23 @@ pub(crate) fn request_bytes(
     Ok(out)
 }
 
+/// A call's params as one tree, its arguments' text read into it (for rmcp's path, which
+/// takes a tree).
+pub(crate) fn params_tree(
+    params: Option<Value>,
+    arguments: Option<Arc<str>>,
+) -> Result<Option<Value>, UpstreamError> {
+    let Some(arguments) = arguments else { return Ok(params) };
+    let arguments: Value = serde_json::from_str(&arguments)
+        .map_err(|e| UpstreamError::Protocol(format!("unreadable arguments: {e}")))?;
+    let mut params = match params {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    params.insert("arguments".into(), arguments);
+    Ok(Some(Value::Object(params)))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -378,10 +418,21 @@ mod tests {
     /// The request as sent, read back; and how often `key` is written in it (once: a JSON
     /// reader would take either of two).
     fn sent(params: Value, stamp: Option<&Stamped>, progress: bool, key: &str) -> (Value, usize) {
+        sent_with(params, None, stamp, progress, key)
+    }
+
+    fn sent_with(
+        params: Value,
+        arguments: Option<&str>,
+        stamp: Option<&Stamped>,
+        progress: bool,
+        key: &str,
+    ) -> (Value, usize) {
         let shared = Shared::new(InstanceId::new("s", 0), crate::Relay::default());
         let mut call = shared.begin(0);
         let to = progress.then(|| mpsc::unbounded_channel().0);
-        let (out, _) = shared.outgoing(&mut call, "w-1", Some(params), stamp, to);
+        let params = (Some(params), arguments.map(Arc::from));
+        let (out, _) = shared.outgoing(&mut call, "w-1", params, stamp, to);
         let bytes = request_bytes("w-1", "tools/call", &out).unwrap();
         let text = String::from_utf8(bytes).unwrap();
         (serde_json::from_str(&text).expect(&text), text.matches(key).count())
@@ -424,5 +475,43 @@ mod tests {
         );
         let (v, _) = sent(json!({ "_meta": { "a": 1 } }), None, false, "");
         assert_eq!(v["params"], json!({ "_meta": { "a": 1 } }));
+    }
+
+    #[test]
+    fn arguments_text_goes_into_params_as_written_beside_the_meta() {
+        let args = r#"{"text":"x","z":1e2, "a":[1]}"#;
+        let stamp =
+            Stamped::new(json!({ "io.modelcontextprotocol/v": "1" }).as_object().unwrap().clone());
+        for (params, stamp, progress) in [
+            (json!({ "name": "echo" }), None, false),
+            (json!({ "name": "echo" }), Some(&stamp), true),
+            (json!({}), None, false),
+            (json!({}), Some(&stamp), false),
+            (
+                json!({ "name": "echo", "arguments": { "old": 1 }, "_meta": { "t": 1 } }),
+                None,
+                false,
+            ),
+        ] {
+            let (v, times) =
+                sent_with(params.clone(), Some(args), stamp, progress, "\"arguments\"");
+            assert_eq!(times, 1, "{params}");
+            assert_eq!(v["params"]["arguments"], json!({ "text": "x", "z": 100.0, "a": [1] }));
+            assert_eq!(v["params"]["name"], params["name"]);
+            assert_eq!(v["params"]["_meta"]["t"], params["_meta"]["t"]);
+            assert_eq!(v["params"]["_meta"]["progressToken"].as_str().is_some(), progress);
+        }
+        // The text as written, and rmcp's path reads it into the tree.
+        let shared = Shared::new(InstanceId::new("s", 0), crate::Relay::default());
+        let mut call = shared.begin(0);
+        let (out, _) = shared.outgoing(&mut call, "w-1", (None, Some(Arc::from(args))), None, None);
+        let bytes = request_bytes("w-1", "tools/call", &out).unwrap();
+        assert!(String::from_utf8(bytes).unwrap().contains(args));
+        let tree = params_tree(Some(json!({ "name": "e" })), Some(Arc::from(args))).unwrap();
+        assert_eq!(
+            tree,
+            Some(json!({ "name": "e", "arguments": { "text": "x", "z": 100.0, "a": [1] } }))
+        );
+        assert!(params_tree(None, Some(Arc::from("{"))).is_err());
     }
 }

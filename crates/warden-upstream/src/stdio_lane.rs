@@ -510,12 +510,14 @@ impl Lane {
     pub(crate) async fn request(&self, call: Call) -> Result<Reply, UpstreamError> {
         #[cfg(test)]
         LANE_CALLS.with(|c| c.set(c.get() + 1));
-        let Call { method, params, timeout, deadline, origin, cancel, progress, .. } = call;
+        let Call { method, params, arguments, timeout, deadline, origin, cancel, progress, .. } =
+            call;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("{PREFIX}{n}");
         let mut in_flight = self.shared.begin(origin);
         let stamp = self.stamp.get().filter(|_| self.modern);
-        let (params, watching) = self.shared.outgoing(&mut in_flight, &id, params, stamp, progress);
+        let (params, watching) =
+            self.shared.outgoing(&mut in_flight, &id, (params, arguments), stamp, progress);
         let mut line = crate::relay::request_bytes(&id, &method, &params)?;
         line.push(b'\n');
         let mut waiting = self.pending.insert(n)?;

@@ -194,6 +194,23 @@ fn to_params<T: serde::Serialize>(p: &T) -> Result<Value, ErrorData> {
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
+/// A `tools/call` of a server's tool as the handler forwards it: rmcp's params, but the
+/// arguments as the JSON text of an object (as a lane read them, or as rmcp's serialize), sent
+/// on as they are.
+pub(crate) struct ToolCall {
+    /// The params, their `arguments` apart.
+    pub(crate) params: CallToolRequestParams,
+    pub(crate) arguments: Option<Arc<str>>,
+}
+
+impl From<CallToolRequestParams> for ToolCall {
+    fn from(mut params: CallToolRequestParams) -> Self {
+        let arguments =
+            params.arguments.take().and_then(|a| serde_json::to_string(&a).ok().map(Arc::from));
+        Self { params, arguments }
+    }
+}
+
 impl Handler {
     /// A session of an aggregated endpoint that starts from its own exposure.
     pub(crate) fn exposed(shared: Arc<Shared>, start: crate::Exposure) -> Self {
@@ -382,14 +399,27 @@ impl Handler {
     /// A `tools/call` of a server's tool, forwarded: the server's result as it wrote it.
     pub(crate) async fn call(
         &self,
-        req: CallToolRequestParams,
+        call: ToolCall,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<Reply, ErrorData> {
+        let ToolCall { params: req, arguments } = call;
         let (server, tool) = self.split(&req.name, "tool")?;
         self.refuse_disabled(&server, &tool)?;
-        let mut params = to_params(&req)?;
-        params["name"] = json!(tool);
-        let request = Request { server: &server, method: "tools/call", params, tool: Some(&tool) };
+        let params =
+            if req.meta.is_none() && req.input_responses.is_none() && req.request_state.is_none() {
+                json!({ "name": tool })
+            } else {
+                let mut params = to_params(&req)?;
+                params["name"] = json!(tool);
+                params
+            };
+        let request = Request {
+            server: &server,
+            method: "tools/call",
+            params,
+            arguments: arguments.clone(),
+            tool: Some(&tool),
+        };
         let table = self.table();
         let Some(s) = table.server(&server) else {
             return self.forward_with_input(request, ctx).await;
@@ -405,10 +435,12 @@ impl Handler {
         if !plain || (!safe && ttl.is_none() && !offline) {
             return self.forward_with_input(request, ctx).await;
         }
-        let key = format!(
-            "{server}\u{0}{tool}\u{0}{}",
-            serde_json::to_string(&req.arguments).unwrap_or_default()
+        // The arguments as a tree writes them (keys in order): equal values, one key.
+        let canonical = arguments.as_deref().map_or_else(
+            || "null".to_owned(),
+            |a| serde_json::from_str::<Value>(a).map_or_else(|_| a.to_owned(), |v| v.to_string()),
         );
+        let key = format!("{server}\u{0}{tool}\u{0}{canonical}");
         if ttl.is_some() {
             if let Some(hit) = self.shared.cache.get(&key) {
                 return Ok(hit);

@@ -97,7 +97,7 @@ impl ServerHandler for Handler {
                 b.call(tool, args, origin).await.map_err(|e| ErrorData::invalid_params(e, None))?;
             return Ok(CallToolResponse::Complete(parse::<CallToolResult>(value, "tool result")?));
         }
-        tool_response(&self.call(req, &ctx).await?)
+        tool_response(&self.call(req.into(), &ctx).await?)
     }
 
     async fn list_prompts(
@@ -128,7 +128,13 @@ impl ServerHandler for Handler {
         params["name"] = json!(prompt);
         let value = self
             .forward_with_input(
-                Request { server: &server, method: "prompts/get", params, tool: None },
+                Request {
+                    server: &server,
+                    method: "prompts/get",
+                    params,
+                    arguments: None,
+                    tool: None,
+                },
                 &ctx,
             )
             .await?;
@@ -217,7 +223,13 @@ impl ServerHandler for Handler {
         let params = to_params(&req)?;
         let value = self
             .forward_with_input(
-                Request { server: &server, method: "resources/read", params, tool: None },
+                Request {
+                    server: &server,
+                    method: "resources/read",
+                    params,
+                    arguments: None,
+                    tool: None,
+                },
                 &ctx,
             )
             .await?;
@@ -279,7 +291,13 @@ impl ServerHandler for Handler {
         };
         let value = forward::forward(
             &self.table(),
-            &Request { server: &server, method: "completion/complete", params, tool: None },
+            &Request {
+                server: &server,
+                method: "completion/complete",
+                params,
+                arguments: None,
+                tool: None,
+            },
             &ctx,
             self.origin(&ctx),
         )

@@ -158,7 +158,8 @@ impl Fast {
     pub(crate) async fn request(&self, call: Call) -> Result<Reply, UpstreamError> {
         #[cfg(test)]
         FAST_CALLS.with(|c| c.set(c.get() + 1));
-        let Call { method, params, timeout, deadline, origin, cancel, progress, .. } = call;
+        let Call { method, params, arguments, timeout, deadline, origin, cancel, progress, .. } =
+            call;
         let template = self
             .template
             .read()
@@ -167,8 +168,13 @@ impl Fast {
             .ok_or_else(|| UpstreamError::Protocol("no session to send on".into()))?;
         let id = format!("warden-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let mut in_flight = self.shared.begin(origin);
-        let (params, watching) =
-            self.shared.outgoing(&mut in_flight, &id, params, Some(&template.meta), progress);
+        let (params, watching) = self.shared.outgoing(
+            &mut in_flight,
+            &id,
+            (params, arguments),
+            Some(&template.meta),
+            progress,
+        );
         let mut headers = template.headers.clone();
         if self.modern {
             if let Ok(v) = HeaderValue::from_str(&method) {
