@@ -92,7 +92,8 @@ struct WireParams<'a> {
 }
 
 /// A `tools/call` as a lane read it: what rmcp's `CallToolRequest` holds, with the arguments
-/// kept as the client wrote them (checked as rmcp reads them: a JSON object `Value` reads).
+/// kept as the client wrote them (checked as rmcp reads them: a JSON object `Value` reads,
+/// each key once, so the text and rmcp's tree say the same).
 pub(crate) struct LaneCall {
     name: String,
     arguments: Option<Arc<str>>,
@@ -406,6 +407,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":"x"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":{"n":1e400}}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":{"s":"\udc00"}}}"#,
+            // A key twice (rmcp keeps one): its reading is rmcp's.
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":{"a":1,"a":2}}}"#,
         ];
         for m in left {
             assert!(by_lane(m.as_bytes()).is_none(), "the lane leaves {m} to rmcp");

@@ -110,9 +110,104 @@ impl<'de> Visitor<'de> for Any {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inner = self.inner()?;
-        while map.next_key_seed(Str(None))?.is_some() {
+        let mut keys = Keys::default();
+        while let Some(key) = map.next_key_seed(KeyHash)? {
+            if !keys.insert(key) {
+                return Err(de::Error::custom("a key twice"));
+            }
             map.next_value_seed(inner)?;
         }
         Ok(())
+    }
+}
+
+/// An object key, read in full (escapes checked), as a hash: `Value` keeps one of two equal
+/// keys where the text has both, so a key given twice (or two keys whose hashes meet) is left
+/// to rmcp's reading.
+struct KeyHash;
+
+impl<'de> DeserializeSeed<'de> for KeyHash {
+    type Value = u64;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeyHash {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<u64, E> {
+        use std::hash::BuildHasher;
+        Ok(foldhash::fast::FixedState::with_seed(0).hash_one(s))
+    }
+}
+
+/// The key hashes of one object: the first eight on the stack, beyond that all of them in a
+/// set (so a large object costs no more than a set's lookups).
+#[derive(Default)]
+struct Keys {
+    few: [u64; 8],
+    len: usize,
+    many: Option<std::collections::HashSet<u64>>,
+}
+
+impl Keys {
+    /// `false` if `key` was there already.
+    fn insert(&mut self, key: u64) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(key);
+        }
+        if self.few[..self.len].contains(&key) {
+            return false;
+        }
+        if self.len < self.few.len() {
+            self.few[self.len] = key;
+            self.len += 1;
+        } else {
+            let mut many: std::collections::HashSet<u64> = self.few.iter().copied().collect();
+            many.insert(key);
+            self.many = Some(many);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_passes_as_value_reads_it_and_a_key_twice_is_left_to_rmcp() {
+        for ok in
+            [r#"{}"#, r#"{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}]}"#, r#"{"\u00e9":1,"é2":2}"#]
+        {
+            assert!(is_object(ok), "{ok}");
+            assert!(serde_json::from_str::<serde_json::Value>(ok).is_ok());
+        }
+        for left in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"\u0061":2}"#,
+            r#"{"x":{"b":1,"b":1}}"#,
+            r#"{"n":1e400}"#,
+            r#"{"s":"\ud800"}"#,
+            "[]",
+            "1",
+            r#"{"a":1}{}"#,
+        ] {
+            assert!(!is_object(left), "{left}");
+        }
+        // Many keys: each once passes, one twice does not, at any position.
+        let keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        assert!(is_object(&format!("{{{}}}", keys.join(","))));
+        for twice in [0, 7, 8, 39] {
+            let mut with = keys.clone();
+            with.push(keys[twice].clone());
+            assert!(!is_object(&format!("{{{}}}", with.join(","))), "key {twice} twice");
+        }
     }
 }
