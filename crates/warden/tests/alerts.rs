@@ -270,6 +270,65 @@ async fn a_crash_is_notified_firing_then_resolved_in_alertmanager_format() {
     app.shutdown().await;
 }
 
+/// A notification whose attempt is under way is still undelivered: the API and the metrics
+/// show it for the whole attempt (they once lost it from the moment it was taken from the
+/// outbox until its attempt ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_being_sent_is_shown_undelivered() {
+    let (hook, hook_addr) = Receiver::start().await;
+    // Takes the connection and the request, and never answers.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = hang.accept().await {
+            held.push(sock);
+        }
+    });
+    let text = format!(
+        r#"{{ "mcpServers": {{ "victim": {victim} }},
+             "warden": {{ "alerts": {{
+                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
+                "webhooks": [ {{ "name": "hook", "url": "http://{hook_addr}/hook" }},
+                              {{ "name": "hang", "url": "http://{hang_addr}/h", "timeout": "20s" }} ],
+                "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
+                             "match": {{ "server": "victim" }}, "for": "0s",
+                             "severity": "critical" }} ] }} }} }}"#,
+        victim = misbehave(
+            &[],
+            &format!(
+                r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
+            )
+        ),
+    );
+    let (app, _db, addr) = start(&text).await;
+    let pid = healthy_pid(&app, "victim").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(pid, Signal::SIGKILL);
+    // Both receivers' firing notifications are attempted together; the hook's is answered.
+    hook.wait_for(Duration::from_secs(20), "firing notification", |b| b["status"] == "firing")
+        .await;
+    // The hang receiver's attempt runs for 20 s: for the next 2 s it is undelivered throughout.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let view = get(&addr, "/api/alerts").await;
+        let undelivered = view["notifications"]["undelivered"].as_array().unwrap();
+        assert!(
+            undelivered.iter().any(|o| o["receiver"] == "hang" && o["status"] == "firing"),
+            "the notification being sent is undelivered: {view}"
+        );
+        let metrics =
+            reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("warden_alert_notifications_undelivered "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert!(count >= Some(1.0), "undelivered in the metrics: {count:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_mutes_a_firing_alert_until_it_is_expired() {
     let (hook, hook_addr) = Receiver::start().await;

@@ -94,6 +94,9 @@ pub(super) async fn deliver_loop(
                 }
             }
         }
+        // Until its attempt ends, a notification is still undelivered (the API and metrics
+        // show it); it leaves `sending` under the same lock that settles it.
+        alerts.lock().sending = claimed.clone();
         let attempts = claimed.into_iter().map(|o| {
             let receiver =
                 alerts.settings.borrow().receivers.iter().find(|r| r.name == o.receiver).cloned();
@@ -129,6 +132,7 @@ pub(super) async fn deliver_loop(
                 }
             }
             let mut s = alerts.lock();
+            s.sending.retain(|x| x.seq != o.seq);
             match (result, next) {
                 (Ok(()), _) => {
                     s.delivered += 1;

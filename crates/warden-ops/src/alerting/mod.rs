@@ -84,6 +84,8 @@ struct Shared {
     silences: Vec<Silence>,
     /// Sorted by `seq`.
     outbox: VecDeque<Outgoing>,
+    /// Taken from the outbox for the attempt under way: still undelivered, and shown so.
+    sending: Vec<Outgoing>,
     next_seq: u64,
     delivered: u64,
     failed_attempts: u64,
@@ -232,8 +234,9 @@ impl Alerts {
         let receivers: Vec<Value> =
             self.settings.borrow().receivers.iter().map(receiver_view).collect();
         let outbox: Vec<Value> = s
-            .outbox
+            .sending
             .iter()
+            .chain(&s.outbox)
             .map(|o| {
                 json!({
                     "id": o.id, "receiver": o.receiver, "status": o.status, "attempts": o.attempts,
@@ -266,7 +269,7 @@ impl Alerts {
         }
         metrics::Counts {
             firing,
-            undelivered: s.outbox.len() as i64,
+            undelivered: (s.outbox.len() + s.sending.len()) as i64,
             delivered: s.delivered,
             failed: s.failed_attempts,
             expired: s.expired,
