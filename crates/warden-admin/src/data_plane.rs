@@ -54,6 +54,8 @@ pub struct DataPlane {
     release: CancellationToken,
     /// Each thread's open connections.
     open: Vec<Arc<AtomicUsize>>,
+    /// The task accepting on the listener (which it holds until it ends).
+    acceptor: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What a thread serves: its connections, the routes, and until when.
@@ -77,6 +79,7 @@ impl DataPlane {
             stop: CancellationToken::new(),
             release: CancellationToken::new(),
             open: vec![],
+            acceptor: None,
         };
         for n in 0..threads.max(1) {
             let (assign_tx, assign_rx) = oneshot::channel::<Assignment>();
@@ -136,12 +139,19 @@ impl DataPlane {
             let _ = assign.send((handed, front.clone(), self.stop.clone()));
             workers.push(Worker { handoff, open: Arc::clone(open) });
         }
-        tokio::spawn(accept(listener, workers, self.stop.clone()));
+        self.acceptor = Some(tokio::spawn(accept(listener, workers, self.stop.clone())));
     }
 
-    /// Waits (at most `timeout`) until every thread has stopped serving (after `stop`).
+    /// Waits (at most `timeout`) until every thread has stopped serving and the listener is
+    /// closed (after `stop`).
     pub async fn stopped(&mut self, timeout: Duration) {
-        let all = futures::future::join_all(self.served.iter_mut());
+        let acceptor = self.acceptor.take();
+        let all = async {
+            futures::future::join_all(self.served.iter_mut()).await;
+            if let Some(a) = acceptor {
+                let _ = a.await;
+            }
+        };
         let _ = tokio::time::timeout(timeout, all).await;
     }
 
