@@ -26,9 +26,6 @@ pub(crate) fn enabled() -> bool {
 }
 
 /// A client message a lane acts on.
-// Matched and consumed at once where it is read: boxing the request would only add an
-// allocation to every lane call.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Taken {
     /// A `tools/call` request.
     Call { id: RequestId, request: LaneCall },

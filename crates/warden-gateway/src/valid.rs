@@ -1,6 +1,6 @@
-//! Readers that tell, allocating nothing, whether serde_json would read a JSON value as rmcp's
-//! types read it (`serde_json::Value`, a string, an object): for the lanes, which pass what
-//! they check on as text.
+//! Readers that tell whether serde_json would read a JSON value as rmcp's types read it
+//! (`serde_json::Value`, a string, an object), keeping nothing (an object of more than eight
+//! keys allocates a set of their hashes): for the lanes, which pass what they check on as text.
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -52,8 +52,8 @@ impl<'de> DeserializeSeed<'de> for Object {
     }
 }
 
-/// Any JSON value `serde_json::Value` reads (numbers in range, strings with valid escapes, a
-/// key given twice), up to this many levels deep; nothing is kept.
+/// Any JSON value `serde_json::Value` reads (numbers in range, strings with valid escapes), up
+/// to this many levels deep, each object's keys once (see [`KeyHash`]); nothing is kept.
 #[derive(Clone, Copy)]
 pub(crate) struct Any(pub(crate) u8);
 

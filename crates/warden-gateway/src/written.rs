@@ -131,8 +131,8 @@ impl<'de> Visitor<'de> for Members<'de> {
                 _ => drop(map.next_value::<de::IgnoredAny>()?),
             }
         }
-        // rmcp wants one of these (`isError: null` is none of them, `structuredContent: null`
-        // is one; `isError: null` does not pass here).
+        // rmcp wants one of these: `structuredContent: null` is one; `isError: null` is none,
+        // and is refused above (`Bool`), so rmcp's reading decides it.
         if self.check && seen & (CONTENT | STRUCTURED | IS_ERROR) == 0 {
             return Err(de::Error::custom("no tool result field"));
         }

@@ -119,6 +119,17 @@ async fn get(addr: &str, path: &str) -> Value {
     reqwest::get(format!("http://{addr}{path}")).await.unwrap().json().await.unwrap()
 }
 
+/// The server the rules watch: healthy, and down for 3 s after a kill (long enough for
+/// 1-second evaluations to see it) before Warden restarts it.
+fn victim() -> String {
+    misbehave(
+        &[],
+        &format!(
+            r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
+        ),
+    )
+}
+
 fn alerts_of(body: &Value) -> Vec<Value> {
     body["alerts"].as_array().cloned().unwrap_or_default()
 }
@@ -143,13 +154,7 @@ async fn a_crash_is_notified_firing_then_resolved_in_alertmanager_format() {
                 "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
                              "match": {{ "server": "victim" }}, "for": "0s",
                              "severity": "critical", "labels": {{ "team": "ops" }} }} ] }} }} }}"#,
-        // Down for 3 s after the kill: long enough for 1-second evaluations to see it.
-        victim = misbehave(
-            &[],
-            &format!(
-                r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
-            )
-        ),
+        victim = victim(),
         file = json_str(&hook_file.display().to_string()),
     );
     let (app, _db, addr) = start(&text).await;
@@ -294,12 +299,7 @@ async fn a_notification_being_sent_is_shown_undelivered() {
                 "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
                              "match": {{ "server": "victim" }}, "for": "0s",
                              "severity": "critical" }} ] }} }} }}"#,
-        victim = misbehave(
-            &[],
-            &format!(
-                r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
-            )
-        ),
+        victim = victim(),
     );
     let (app, _db, addr) = start(&text).await;
     let pid = healthy_pid(&app, "victim").await;
@@ -863,12 +863,7 @@ async fn pagerduty_gets_events_v2_and_info_alerts_reach_only_info_receivers() {
                              "match": {{ "server": "victim" }}, "for": "0s", "severity": "critical" }},
                            {{ "alert": "VictimNote", "metric": "up", "op": "<", "threshold": 1,
                              "match": {{ "server": "victim" }}, "for": "0s", "severity": "info" }} ] }} }} }}"#,
-        victim = misbehave(
-            &[],
-            &format!(
-                r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
-            )
-        ),
+        victim = victim(),
     );
     let (app, _db, addr) = start(&text).await;
     let pid = healthy_pid(&app, "victim").await;
@@ -981,12 +976,7 @@ async fn email_receivers_send_one_message_per_notification_over_smtp() {
                 "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
                              "match": {{ "server": "victim" }}, "for": "0s", "severity": "warning",
                              "summary": "victim is down" }} ] }} }} }}"#,
-        victim = misbehave(
-            &[],
-            &format!(
-                r#", {FAST_HEALTH}, "restart": {{ "backoff": {{ "initial": "3s", "jitter": 0 }} }}"#
-            )
-        ),
+        victim = victim(),
     );
     let lookup = |name: &str| (name == "SMTP_PASSWORD").then(|| PASSWORD.to_owned());
     let config = warden_config::compile(&text, &lookup).expect("the test config compiles").config;

@@ -413,13 +413,8 @@ impl Handler {
                 params["name"] = json!(tool);
                 params
             };
-        let request = Request {
-            server: &server,
-            method: "tools/call",
-            params,
-            arguments: arguments.clone(),
-            tool: Some(&tool),
-        };
+        let request =
+            Request { server: &server, method: "tools/call", params, arguments, tool: Some(&tool) };
         let table = self.table();
         let Some(s) = table.server(&server) else {
             return self.forward_with_input(request, ctx).await;
@@ -436,7 +431,7 @@ impl Handler {
             return self.forward_with_input(request, ctx).await;
         }
         // The arguments as a tree writes them (keys in order): equal values, one key.
-        let canonical = arguments.as_deref().map_or_else(
+        let canonical = request.arguments.as_deref().map_or_else(
             || "null".to_owned(),
             |a| serde_json::from_str::<Value>(a).map_or_else(|_| a.to_owned(), |v| v.to_string()),
         );
