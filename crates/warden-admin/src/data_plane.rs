@@ -15,6 +15,11 @@
 //! listener's own HTTP/1 loop (`crate::h1`): the MCP endpoints, the API, the dashboard and its
 //! streams.
 //!
+//! A stdio child's stdout is read on one of these threads (`warden_upstream::home`). A
+//! connection whose calls keep going to a child read on another thread moves there between two
+//! requests ([`Peers::hand`]): its socket leaves this thread's reactor for that one's, with
+//! whatever it had sent that was not yet served, so its calls need no wake-up across threads.
+//!
 //! The threads' runtimes outlive serving: after `stop` their servers close (graceful: idle
 //! connections at once, the others after the answer in progress), but the runtimes keep
 //! running until [`DataPlane::release`] (or the value is dropped), because sockets a handler
@@ -23,11 +28,11 @@
 //! Warden while it stops.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -58,13 +63,48 @@ pub struct DataPlane {
     acceptor: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// What a thread serves: its connections, the routes, and until when.
-type Assignment = (Handed, Front, CancellationToken);
+/// What a thread serves: its connections, the routes, until when, and where its connections
+/// may move.
+type Assignment = (Handed, Front, CancellationToken, Peers);
 
 /// One thread's share: where its connections are sent and how many it has open.
 struct Worker {
-    handoff: mpsc::UnboundedSender<(TcpStream, SocketAddr)>,
+    handoff: mpsc::UnboundedSender<Arrival>,
     open: Arc<AtomicUsize>,
+}
+
+/// A connection handed to a thread (counted among its open ones already): from the acceptor,
+/// or moved from another thread with what it had sent and was not yet served.
+struct Arrival {
+    tcp: std::net::TcpStream,
+    read: BytesMut,
+}
+
+/// Every thread's share, and which is this thread's: a connection moves with them.
+#[derive(Clone)]
+pub(crate) struct Peers {
+    me: usize,
+    workers: Arc<[Worker]>,
+}
+
+impl Peers {
+    /// Whether `home` is another serving thread.
+    pub(crate) fn elsewhere(&self, home: usize) -> bool {
+        home != self.me && home < self.workers.len()
+    }
+
+    /// Moves the connection `io` to thread `home`, with `read` (bytes it sent that were not
+    /// served yet). The connection is closed if it cannot move (that thread stopped serving).
+    pub(crate) fn hand(&self, home: usize, io: Counted, read: BytesMut) {
+        let Counted { io, count } = io;
+        drop(count);
+        let Some(w) = self.workers.get(home) else { return };
+        let Ok(tcp) = io.into_std() else { return };
+        w.open.fetch_add(1, Ordering::Relaxed);
+        if w.handoff.send(Arrival { tcp, read }).is_err() {
+            w.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl DataPlane {
@@ -98,8 +138,8 @@ impl DataPlane {
                             a = assign_rx => a.ok(),
                             () = release.cancelled() => None,
                         };
-                        if let Some((handed, front, stop)) = assigned {
-                            serve_thread(handed, front, stop).await;
+                        if let Some((handed, front, stop, peers)) = assigned {
+                            serve_thread(handed, front, stop, peers).await;
                         }
                         let _ = served_tx.send(());
                         release.cancelled().await;
@@ -132,12 +172,16 @@ impl DataPlane {
         }
         let front = front.into();
         self.stop = stop.child_token();
-        let mut workers = Vec::new();
-        for (assign, open) in self.assign.drain(..).zip(&self.open) {
+        let (mut workers, mut receivers) = (Vec::new(), Vec::new());
+        for open in &self.open {
             let (handoff, rx) = mpsc::unbounded_channel();
-            let handed = Handed { rx, open: Arc::clone(open) };
-            let _ = assign.send((handed, front.clone(), self.stop.clone()));
+            receivers.push(Handed { rx, open: Arc::clone(open) });
             workers.push(Worker { handoff, open: Arc::clone(open) });
+        }
+        let workers: Arc<[Worker]> = workers.into();
+        for (me, (assign, handed)) in self.assign.drain(..).zip(receivers).enumerate() {
+            let peers = Peers { me, workers: Arc::clone(&workers) };
+            let _ = assign.send((handed, front.clone(), self.stop.clone(), peers));
         }
         self.acceptor = Some(tokio::spawn(accept(listener, workers, self.stop.clone())));
     }
@@ -200,9 +244,9 @@ async fn anchor(release: CancellationToken) {
 }
 
 /// Accepts until `stop`, handing each connection to the thread with the fewest open.
-async fn accept(listener: TcpListener, workers: Vec<Worker>, stop: CancellationToken) {
+async fn accept(listener: TcpListener, workers: Arc<[Worker]>, stop: CancellationToken) {
     loop {
-        let (tcp, addr) = tokio::select! {
+        let (tcp, _addr) = tokio::select! {
             () = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -217,8 +261,10 @@ async fn accept(listener: TcpListener, workers: Vec<Worker>, stop: CancellationT
         let Some(w) = workers.iter().min_by_key(|w| w.open.load(Ordering::Relaxed)) else {
             return;
         };
+        // The socket leaves the acceptor's reactor here, and joins the thread's there.
+        let Ok(tcp) = tcp.into_std() else { continue };
         w.open.fetch_add(1, Ordering::Relaxed);
-        if w.handoff.send((tcp, addr)).is_err() {
+        if w.handoff.send(Arrival { tcp, read: BytesMut::new() }).is_err() {
             // That thread is gone (it only ends after `stop`).
             w.open.fetch_sub(1, Ordering::Relaxed);
         }
@@ -238,22 +284,22 @@ async fn accept_failed(e: &io::Error) {
 
 /// A serving thread's listener: the connections the acceptor hands it.
 struct Handed {
-    rx: mpsc::UnboundedReceiver<(TcpStream, SocketAddr)>,
+    rx: mpsc::UnboundedReceiver<Arrival>,
     open: Arc<AtomicUsize>,
 }
 
 impl Handed {
-    /// The next connection handed over (never, once the acceptor has stopped: serving ends
-    /// with `stop`).
-    async fn next(&mut self) -> Counted {
+    /// The next connection handed over, with what it sent that is not served yet (never, once
+    /// the acceptor has stopped and no thread is serving: serving ends with `stop`).
+    async fn next(&mut self) -> (Counted, BytesMut) {
         loop {
-            let Some((tcp, _addr)) = self.rx.recv().await else {
+            let Some(Arrival { tcp, read }) = self.rx.recv().await else {
                 return std::future::pending().await;
             };
-            // The socket moves from the acceptor's reactor to this thread's; the acceptor
-            // counted it, the `Counted` uncounts it when the connection ends.
-            match tcp.into_std().and_then(TcpStream::from_std) {
-                Ok(io) => return Counted { io, open: Arc::clone(&self.open) },
+            // The socket joins this thread's reactor; whoever handed it counted it, the
+            // `Counted` uncounts it when the connection ends or moves on.
+            match TcpStream::from_std(tcp) {
+                Ok(io) => return (Counted { io, count: Count(Arc::clone(&self.open)) }, read),
                 Err(e) => {
                     self.open.fetch_sub(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "cannot serve an accepted connection");
@@ -265,28 +311,31 @@ impl Handed {
 
 /// Serves a thread's connections (each on a task of its own, `crate::h1`) until `stop`, then
 /// waits for those still open to end (graceful: the answers in progress are written).
-async fn serve_thread(mut handed: Handed, front: Front, stop: CancellationToken) {
+async fn serve_thread(mut handed: Handed, front: Front, stop: CancellationToken, peers: Peers) {
     let conns = tokio_util::task::TaskTracker::new();
     loop {
-        let io = tokio::select! {
+        let (io, read) = tokio::select! {
             () = stop.cancelled() => break,
             io = handed.next() => io,
         };
-        conns.spawn(crate::h1::serve(io, front.clone(), stop.clone()));
+        conns.spawn(crate::h1::serve(io, read, front.clone(), stop.clone(), peers.clone()));
     }
     conns.close();
     conns.wait().await;
 }
 
-/// A connection counted among its thread's open ones until it is dropped.
+/// A connection counted among its thread's open ones until it is dropped (or moves on).
 pub(crate) struct Counted {
     pub(crate) io: TcpStream,
-    open: Arc<AtomicUsize>,
+    count: Count,
 }
 
-impl Drop for Counted {
+/// One of a thread's open connections, until dropped.
+struct Count(Arc<AtomicUsize>);
+
+impl Drop for Count {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

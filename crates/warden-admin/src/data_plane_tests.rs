@@ -1,6 +1,7 @@
 //! The data plane over real sockets: which thread serves a connection, and how long what a
 //! handler opened there keeps working.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,18 +20,25 @@ async fn bounded<F: std::future::Future>(f: F) -> F::Output {
 /// One keep-alive connection to the data plane.
 struct Client {
     tcp: TcpStream,
+    /// Read and not yet taken as an answer.
+    buf: Vec<u8>,
 }
 
 impl Client {
     async fn connect(addr: SocketAddr) -> Self {
-        Self { tcp: bounded(TcpStream::connect(addr)).await.unwrap() }
+        Self { tcp: bounded(TcpStream::connect(addr)).await.unwrap(), buf: Vec::new() }
     }
 
     /// GETs `path` and returns the body (the handlers answer with a content length).
     async fn get(&mut self, path: &str) -> String {
         let head = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n");
         self.tcp.write_all(head.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
+        self.next_answer().await
+    }
+
+    /// Reads the next answer and returns its body.
+    async fn next_answer(&mut self) -> String {
+        let buf = &mut self.buf;
         loop {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -40,7 +48,8 @@ impl Client {
                     .and_then(|v| v.trim().parse().ok())
                     .expect("a content length");
                 if buf.len() >= end + 4 + length {
-                    return String::from_utf8(buf[end + 4..end + 4 + length].to_vec()).unwrap();
+                    let answer: Vec<u8> = buf.drain(..end + 4 + length).collect();
+                    return String::from_utf8(answer[end + 4..].to_vec()).unwrap();
                 }
             }
             let mut chunk = [0u8; 1024];
@@ -176,4 +185,79 @@ async fn what_a_handler_opened_works_until_release_and_new_connections_stop_with
         tcp.read_exact(&mut buf).await.map(|_| ())
     };
     assert!(bounded(after).await.is_err(), "the socket's reactor has ended");
+}
+
+/// The serving thread's index, from its name (`warden-http-N`).
+fn this_thread() -> usize {
+    let name = std::thread::current().name().unwrap().to_owned();
+    name.strip_prefix("warden-http-").and_then(|n| n.parse().ok()).expect("a serving thread")
+}
+
+/// `/other` notes the other thread as its call's home (as a stdio lane call to a child read
+/// there does: `warden_upstream::home`), `/here` notes this one; both answer with the thread
+/// that served them.
+fn homes() -> Router {
+    let other = || async {
+        let me = this_thread();
+        warden_upstream::home::note(1 - me);
+        me.to_string()
+    };
+    let here = || async {
+        let me = this_thread();
+        warden_upstream::home::note(me);
+        me.to_string()
+    };
+    Router::new().route("/other", get(other)).route("/here", get(here))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_calls_are_answered_on_another_thread_moves_there() {
+    let (l, addr) = listener().await;
+    let stop = CancellationToken::new();
+    let plane = serve(l, homes(), &stop, 2);
+    let mut c = Client::connect(addr).await;
+    let first = c.get("/other").await;
+    // One call alone does not move it, nor does a call at home in between.
+    assert_eq!(c.get("/here").await, first);
+    assert_eq!(c.get("/other").await, first);
+    assert_eq!(c.get("/here").await, first);
+    settle(&plane, if first == "0" { &[1, 0] } else { &[0, 1] }).await;
+    // Two in a row do, after the second's answer.
+    assert_eq!(c.get("/other").await, first);
+    assert_eq!(c.get("/other").await, first);
+    let moved = c.get("/here").await;
+    assert_ne!(moved, first, "served on the other thread after two calls answered there");
+    settle(&plane, if first == "0" { &[0, 1] } else { &[1, 0] }).await;
+    for _ in 0..3 {
+        assert_eq!(c.get("/here").await, moved);
+    }
+    drop(c);
+    settle(&plane, &[0, 0]).await;
+    stop.cancel();
+    plane.release().await;
+}
+
+/// What the client sent before the move and was not served yet (a pipelined request) moves
+/// with the connection and is answered there, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_pipelined_before_a_move_are_answered_after_it() {
+    let (l, addr) = listener().await;
+    let stop = CancellationToken::new();
+    let plane = serve(l, homes(), &stop, 2);
+    let mut tcp = bounded(TcpStream::connect(addr)).await.unwrap();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n");
+    let all = [get("/other"), get("/other"), get("/here"), get("/here")].concat();
+    tcp.write_all(all.as_bytes()).await.unwrap();
+    let mut c = Client { tcp, buf: Vec::new() };
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(c.next_answer().await);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_ne!(answers[1], answers[2], "moved after the second: {answers:?}");
+    assert_eq!(answers[2], answers[3]);
+    drop(c);
+    settle(&plane, &[0, 0]).await;
+    stop.cancel();
+    plane.release().await;
 }

@@ -25,6 +25,7 @@ mod error;
 mod fast;
 #[cfg(test)]
 mod fast_tests;
+pub mod home;
 mod lines;
 mod relay;
 mod remote;

@@ -145,11 +145,12 @@ impl Relay {
         let _ = self.homes.handles.set(handles);
     }
 
-    /// The runtime the next stdio child's output is read on, if any is set.
-    pub(crate) fn next_home(&self) -> Option<tokio::runtime::Handle> {
+    /// The runtime the next stdio child's output is read on, with its index among those set,
+    /// if any is set.
+    pub(crate) fn next_home(&self) -> Option<(usize, tokio::runtime::Handle)> {
         let handles = self.homes.handles.get().filter(|h| !h.is_empty())?;
-        let n = self.homes.next.fetch_add(1, Ordering::Relaxed);
-        Some(handles[n % handles.len()].clone())
+        let n = self.homes.next.fetch_add(1, Ordering::Relaxed) % handles.len();
+        Some((n, handles[n].clone()))
     }
 }
 

@@ -93,10 +93,11 @@ async fn connect(
     let (rmcp_write, lane_out) = stdio_lane::wire(stdin);
     let tap = Tap { instance, activity: Arc::clone(&activity), events: events_tx.clone() };
     let lane_side = (Arc::clone(&pending), Arc::clone(&shared));
-    match relay.next_home() {
+    let home = relay.next_home();
+    match &home {
         // Read where calls are served (`Relay::set_homes`): the pipe moves to that runtime's
         // reactor. Failing that, nothing is read at all: the start fails (and is retried).
-        Some(home) => {
+        Some((_, home)) => {
             let moved = stdout.into_owned_fd().and_then(|fd| {
                 let _in_home = home.enter();
                 tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
@@ -119,7 +120,8 @@ async fn connect(
     match client::handshake(handler, (rmcp_read, rmcp_write), deadline).await {
         Ok((running, info)) => {
             client::spawn_list_listener(running.peer(), &info, events_tx);
-            let lane = Lane::new(lane_out, info.modern, pending, Arc::clone(&shared));
+            let mut lane = Lane::new(lane_out, info.modern, pending, Arc::clone(&shared));
+            lane.home = home.map(|(n, _)| n);
             let core = client::Core::new(running, info.clone(), activity, shared);
             let session = StdioSession { core, lane, guard };
             Ok(Connected { session: Box::new(session), events: events_rx, info })

@@ -490,12 +490,14 @@ pub(crate) struct Lane {
     pending: Arc<Pending>,
     shared: Arc<Shared>,
     next: AtomicU64,
+    /// The home the child's stdout is read on ([`crate::home`]), if it has one.
+    pub(crate) home: Option<usize>,
 }
 
 impl Lane {
     pub(crate) fn new(out: Out, modern: bool, pending: Arc<Pending>, shared: Arc<Shared>) -> Self {
         let Out { lines, stamp } = out;
-        Self { out: lines, stamp, modern, pending, shared, next: AtomicU64::new(1) }
+        Self { out: lines, stamp, modern, pending, shared, next: AtomicU64::new(1), home: None }
     }
 
     /// Whether this call takes the lane: a `tools/call`, and on a 2026-07-28 session only
@@ -512,6 +514,9 @@ impl Lane {
         LANE_CALLS.with(|c| c.set(c.get() + 1));
         let Call { method, params, arguments, timeout, deadline, origin, cancel, progress, .. } =
             call;
+        if let Some(home) = self.home {
+            crate::home::note(home);
+        }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("{PREFIX}{n}");
         let mut in_flight = self.shared.begin(origin);

@@ -313,3 +313,22 @@ async fn on_a_multi_threaded_runtime_each_line_is_written_at_once() {
     lane.send(b"{\"n\":2}\n".to_vec()).await.unwrap();
     assert_eq!(writes.texts(), ["{\"n\":1}\n", "{\"n\":2}\n"]);
 }
+
+#[tokio::test]
+async fn a_call_notes_the_home_its_answer_is_read_on() {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (_rmcp, out) = wire(ours);
+    let pending = Arc::new(Pending::default());
+    let shared = Shared::new(warden_core::InstanceId::new("s", 0), crate::Relay::default());
+    let mut lane = Lane::new(out, false, Arc::clone(&pending), Arc::clone(&shared));
+    lane.home = Some(1);
+    let mut child = Child { stdin: BufReader::new(theirs).lines(), pending, shared, _rmcp: None };
+    let call = crate::home::noting(lane.request(call("a", Duration::from_secs(5))));
+    let answer = async {
+        let m = child.read().await;
+        assert!(child.print(json!({ "jsonrpc": "2.0", "id": m["id"], "result": {} })));
+    };
+    let ((result, home), ()) = tokio::join!(call, answer);
+    assert_eq!(result.unwrap(), json!({}));
+    assert_eq!(home, Some(1));
+}

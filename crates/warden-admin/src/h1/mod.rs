@@ -21,6 +21,9 @@
 //! `Connection: close`, or stopping, ends the connection after the answer; an idle one ends at
 //! once when serving stops. A request begun (head or body) whose next bytes do not come within
 //! [`HEAD_TIMEOUT`], or a write that makes no progress for `SEND_TIMEOUT`, ends the connection.
+//!
+//! A connection whose lane calls go [`MOVE_AFTER`] times in a row to a stdio child read on
+//! another serving thread moves to that thread after the answer (`crate::data_plane::Peers`).
 
 mod handoff;
 mod wire;
@@ -38,7 +41,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::data_plane::Counted;
+use crate::data_plane::{Counted, Peers};
 use crate::front::{Front, LaneTried};
 use crate::send_timeout::{timed_out, SEND_TIMEOUT};
 use wire::{Framing, Step};
@@ -49,13 +52,23 @@ pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const READ: usize = 8 * 1024;
 /// A body of a known length up to this is written with its head, in one write.
 const ONE_WRITE: usize = 64 * 1024;
+/// Lane calls in a row answered on the same other thread before the connection moves there
+/// (one alone may be a connection of the aggregated endpoint passing by).
+const MOVE_AFTER: u8 = 2;
 
 /// Serves the connection `io` until it ends, the client goes, or `stop` (after the answer in
 /// progress).
-pub(crate) async fn serve(io: Counted, front: Front, stop: CancellationToken) {
-    let mut conn = Conn { io, buf: BytesMut::with_capacity(READ), out: Vec::new() };
-    match conn.run(&front, &stop).await {
+pub(crate) async fn serve(
+    io: Counted,
+    read: BytesMut,
+    front: Front,
+    stop: CancellationToken,
+    peers: Peers,
+) {
+    let mut conn = Conn { io, buf: read, out: Vec::new(), home: None, streak: 0 };
+    match conn.run(&front, &stop, &peers).await {
         Ok(End::Hyper) => handoff::serve(conn.io, conn.buf.freeze(), front.router, stop).await,
+        Ok(End::Move(home)) => peers.hand(home, conn.io, conn.buf),
         Ok(End::Close) => {
             use tokio::io::AsyncWriteExt;
             let _ = conn.io.io.shutdown().await;
@@ -69,6 +82,8 @@ enum End {
     Close,
     /// hyper serves the rest.
     Hyper,
+    /// The thread with this index serves the rest.
+    Move(usize),
 }
 
 struct Conn {
@@ -77,6 +92,9 @@ struct Conn {
     buf: BytesMut,
     /// An answer's bytes being written.
     out: Vec<u8>,
+    /// The other thread the last lane calls were answered on, and how many in a row.
+    home: Option<usize>,
+    streak: u8,
 }
 
 impl Conn {
@@ -84,7 +102,12 @@ impl Conn {
         &self.io.io
     }
 
-    async fn run(&mut self, front: &Front, stop: &CancellationToken) -> io::Result<End> {
+    async fn run(
+        &mut self,
+        front: &Front,
+        stop: &CancellationToken,
+        peers: &Peers,
+    ) -> io::Result<End> {
         let max_body = front.lane.as_ref().map_or(wire::MAX_HEAD, |l| l.max_body);
         loop {
             let head = loop {
@@ -111,52 +134,76 @@ impl Conn {
                 }
             }
             let msg = self.buf.split_to(head.len + head.body).freeze();
-            let Some(response) = self.answer(&head, &msg, front).await else {
+            let Some((response, home)) = self.answer(&head, &msg, front).await else {
                 return Ok(End::Close); // the client went
             };
             let keep = self.write(response, head.close).await?;
             if !keep || stop.is_cancelled() {
                 return Ok(End::Close);
             }
+            if let Some(home) = self.moving(home, peers) {
+                return Ok(End::Move(home));
+            }
         }
     }
 
-    /// The answer to the request `msg` (its head read as `head`); `None` if the client went.
+    /// Where the connection should move after a lane call answered on `home` (see
+    /// [`MOVE_AFTER`]), counting the calls in a row that were answered on the same other thread.
+    fn moving(&mut self, home: Option<usize>, peers: &Peers) -> Option<usize> {
+        let Some(home) = home.filter(|h| peers.elsewhere(*h)) else {
+            (self.home, self.streak) = (None, 0);
+            return None;
+        };
+        if self.home == Some(home) {
+            self.streak += 1;
+        } else {
+            (self.home, self.streak) = (Some(home), 1);
+        }
+        (self.streak >= MOVE_AFTER).then_some(home)
+    }
+
+    /// The answer to the request `msg` (its head read as `head`), and the thread a call to a
+    /// stdio child was answered on (`warden_upstream::home`); `None` if the client went.
     async fn answer(
         &mut self,
         head: &wire::Head,
         msg: &bytes::Bytes,
         front: &Front,
-    ) -> Option<Response<Body>> {
+    ) -> Option<(Response<Body>, Option<usize>)> {
         if let (Some(door), Some(spans)) = (&front.lane, &head.lane) {
             let lane = wire::Lane { msg, spans };
             let path = lane.path().unwrap_or("");
             if let Some(refused) = crate::guard::refuse_head(&door.guard, path, || None, &lane) {
-                return Some(refused);
+                return Some((refused, None));
             }
             if let Some(lane_head) = lane.head(head.body) {
                 if door.gateway.lane_admits(&lane_head, door.max_body) {
                     let body = &msg[head.len..];
                     let lane_run = door.gateway.lane_run(&lane_head, body);
+                    let (answered, home) =
+                        self.watching(warden_upstream::home::noting(lane_run)).await?;
                     // `None`: rmcp's, for the router.
-                    if let Some(response) = self.watching(lane_run).await? {
-                        return Some(response);
+                    if let Some(response) = answered {
+                        return Some((response, home));
                     }
                 }
             }
         }
         let Some(mut request) = wire::request(msg, head.len) else {
-            return Some(crate::api::error(
+            let refused = crate::api::error(
                 axum::http::StatusCode::BAD_REQUEST,
                 "the request has a header that cannot be read",
-            ));
+            );
+            return Some((refused, None));
         };
         if front.lane.is_some() {
             request.extensions_mut().insert(LaneTried);
         }
-        match self.watching(front.router.clone().oneshot(request)).await? {
-            Ok(response) => Some(response),
-            Err(never) => match never {},
+        // Noted here too: rmcp's own calls do not note, but a route may.
+        let routed = warden_upstream::home::noting(front.router.clone().oneshot(request));
+        match self.watching(routed).await? {
+            (Ok(response), home) => Some((response, home)),
+            (Err(never), _) => match never {},
         }
     }
 
