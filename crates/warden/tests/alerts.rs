@@ -130,6 +130,47 @@ fn victim() -> String {
     )
 }
 
+/// A receiver that takes the connection and the request, and never answers: its address.
+async fn hang() -> std::net::SocketAddr {
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hang.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = hang.accept().await {
+            held.push(sock);
+        }
+    });
+    addr
+}
+
+/// Warden with two receivers for the victim's crash, "hook" and "hang" (which never answers,
+/// for `timeout`): the victim is killed, and the hook has heard "firing".
+async fn victim_down_told_to_hook_and_hang(
+    timeout: &str,
+) -> (Receiver, App, tempfile::TempDir, String) {
+    let (hook, hook_addr) = Receiver::start().await;
+    let hang_addr = hang().await;
+    let text = format!(
+        r#"{{ "mcpServers": {{ "victim": {victim} }},
+             "warden": {{ "alerts": {{
+                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
+                "webhooks": [ {{ "name": "hang", "url": "http://{hang_addr}/h", "timeout": "{timeout}" }},
+                              {{ "name": "hook", "url": "http://{hook_addr}/hook" }} ],
+                "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
+                             "match": {{ "server": "victim" }}, "for": "0s",
+                             "severity": "critical" }} ] }} }} }}"#,
+        victim = victim(),
+    );
+    let (app, db, addr) = start(&text).await;
+    let pid = healthy_pid(&app, "victim").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(pid, Signal::SIGKILL);
+    // Both receivers' firing notifications are attempted; the hook's is answered.
+    hook.wait_for(Duration::from_secs(20), "firing notification", |b| b["status"] == "firing")
+        .await;
+    (hook, app, db, addr)
+}
+
 fn alerts_of(body: &Value) -> Vec<Value> {
     body["alerts"].as_array().cloned().unwrap_or_default()
 }
@@ -280,34 +321,7 @@ async fn a_crash_is_notified_firing_then_resolved_in_alertmanager_format() {
 /// outbox until its attempt ended).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_being_sent_is_shown_undelivered() {
-    let (hook, hook_addr) = Receiver::start().await;
-    // Takes the connection and the request, and never answers.
-    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hang_addr = hang.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = hang.accept().await {
-            held.push(sock);
-        }
-    });
-    let text = format!(
-        r#"{{ "mcpServers": {{ "victim": {victim} }},
-             "warden": {{ "alerts": {{
-                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
-                "webhooks": [ {{ "name": "hook", "url": "http://{hook_addr}/hook" }},
-                              {{ "name": "hang", "url": "http://{hang_addr}/h", "timeout": "20s" }} ],
-                "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
-                             "match": {{ "server": "victim" }}, "for": "0s",
-                             "severity": "critical" }} ] }} }} }}"#,
-        victim = victim(),
-    );
-    let (app, _db, addr) = start(&text).await;
-    let pid = healthy_pid(&app, "victim").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    signal(pid, Signal::SIGKILL);
-    // Both receivers' firing notifications are attempted together; the hook's is answered.
-    hook.wait_for(Duration::from_secs(20), "firing notification", |b| b["status"] == "firing")
-        .await;
+    let (_hook, app, _db, addr) = victim_down_told_to_hook_and_hang("20s").await;
     // The hang receiver's attempt runs for 20 s: for the next 2 s it is undelivered throughout.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(2) {
@@ -326,6 +340,35 @@ async fn a_notification_being_sent_is_shown_undelivered() {
         assert!(count >= Some(1.0), "undelivered in the metrics: {count:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    app.shutdown().await;
+}
+
+/// A receiver that takes the request and never answers holds up no other: while its first
+/// attempt runs (a minute), the other receiver hears "firing", is counted delivered, and then
+/// hears "resolved".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_holds_up_no_other() {
+    let (hook, app, _db, addr) = victim_down_told_to_hook_and_hang("60s").await;
+    // Counted as soon as its own attempt ends.
+    let start = Instant::now();
+    loop {
+        let view = get(&addr, "/api/alerts").await;
+        if view["notifications"]["delivered"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the hook's is not counted: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The victim is restarted (3 s backoff): the hook hears it resolved, well inside the hang
+    // receiver's minute.
+    hook.wait_for(Duration::from_secs(30), "resolved notification", |b| b["status"] == "resolved")
+        .await;
+    let view = get(&addr, "/api/alerts").await;
+    let undelivered = view["notifications"]["undelivered"].as_array().unwrap();
+    assert!(
+        undelivered.iter().any(|o| o["receiver"] == "hang" && o["status"] == "firing"),
+        "the hang receiver's attempt is still under way: {view}"
+    );
     app.shutdown().await;
 }
 

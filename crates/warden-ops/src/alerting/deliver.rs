@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use warden_config::{Receiver, ReceiverKind, WebhookFormat};
@@ -20,12 +22,19 @@ async fn changed(leading: &mut warden_store::Leading) {
     }
 }
 
+/// One attempt's end: the notification, whether its receiver is still configured, and how it
+/// went.
+type Attempted = (Outgoing, bool, Result<(), String>);
+
 pub(super) async fn deliver_loop(
     alerts: Alerts,
     mut leading: warden_store::Leading,
     stop: CancellationToken,
 ) {
     let client = reqwest::Client::builder().build().expect("a default HTTP client builds");
+    // Attempts under way, each settled as it ends: a receiver that answers slowly (or only at
+    // its timeout) holds up its own notifications, never another receiver's.
+    let mut attempts: FuturesUnordered<BoxFuture<'static, Attempted>> = FuturesUnordered::new();
     // Only the leader sends. A follower keeps nothing in memory: what is undelivered waits in
     // the store, and a replica that becomes the leader takes it from there.
     let mut was_leading = true;
@@ -37,15 +46,19 @@ pub(super) async fn deliver_loop(
             alerts.lock().outbox.clear();
         }
         was_leading = is_leading;
+        let max_age = alerts.settings.borrow().max_delivery_age;
         if !is_leading {
+            // Attempts begun while leading still end, and are recorded.
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = changed(&mut leading) => {}
+                Some(done) = attempts.next(), if !attempts.is_empty() => {
+                    settle(&alerts, done, max_age, false).await;
+                }
             }
             continue;
         }
-        let max_age = alerts.settings.borrow().max_delivery_age;
-        let next = alerts.lock().outbox.iter().map(|o| o.due).min();
+        let next = alerts.lock().next_due();
         let sleep = match next {
             Some(due) => due.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
@@ -55,13 +68,18 @@ pub(super) async fn deliver_loop(
             () = alerts.wake.notified() => {}
             () = tokio::time::sleep(sleep) => {}
             () = changed(&mut leading) => continue,
+            Some(done) = attempts.next(), if !attempts.is_empty() => {
+                settle(&alerts, done, max_age, true).await;
+            }
         }
         let now = Instant::now();
-        // Due, and not behind an undelivered notification for the same receiver and group:
-        // a receiver never hears "resolved" before the "firing" it resolves.
+        // Due, and not behind an undelivered notification for the same receiver and group
+        // (queued, or being sent): a receiver never hears "resolved" before the "firing" it
+        // resolves.
         let due: Vec<Outgoing> = {
             let mut s = alerts.lock();
-            let mut blocked = std::collections::HashSet::new();
+            let mut blocked: std::collections::HashSet<(String, String)> =
+                s.sending.iter().map(|o| (o.receiver.clone(), o.group.clone())).collect();
             let mut due = Vec::new();
             let mut rest = VecDeque::new();
             for o in s.outbox.drain(..) {
@@ -76,88 +94,85 @@ pub(super) async fn deliver_loop(
             s.outbox = rest;
             due
         };
-        if due.is_empty() {
-            continue;
-        }
         // In a fleet, a row is sent only under this replica's claim (see `claim`).
-        let mut claimed = Vec::with_capacity(due.len());
         for o in due {
             match claim(&alerts.store, &o).await {
-                Claim::Mine => claimed.push(o),
-                Claim::Settled => {}
+                Claim::Mine => {}
+                Claim::Settled => continue,
                 Claim::Held => {
                     let mut o = o;
                     o.due = Instant::now() + CLAIM_RETRY;
                     let mut s = alerts.lock();
                     s.outbox.push_back(o);
                     s.outbox.make_contiguous().sort_by_key(|o| o.seq);
+                    continue;
                 }
             }
-        }
-        // Until its attempt ends, a notification is still undelivered (the API and metrics
-        // show it); it leaves `sending` under the same lock that settles it.
-        alerts.lock().sending = claimed.clone();
-        let attempts = claimed.into_iter().map(|o| {
+            // Until its attempt ends, a notification is still undelivered (the API and
+            // metrics show it); it leaves `sending` under the same lock that settles it.
+            alerts.lock().sending.push(o.clone());
             let receiver =
                 alerts.settings.borrow().receivers.iter().find(|r| r.name == o.receiver).cloned();
             let client = client.clone();
-            async move {
+            attempts.push(Box::pin(async move {
                 let result = match &receiver {
                     Some(r) => send(&client, r, &o.body).await,
                     None => Err("the receiver is no longer configured".to_owned()),
                 };
                 (o, receiver.is_some(), result)
+            }));
+        }
+    }
+}
+
+/// Records how an attempt went, and counts it: delivered, queued again after a backoff (if this
+/// replica still leads: else the store keeps it for the leader), or given up on.
+async fn settle(alerts: &Alerts, done: Attempted, max_age: Duration, leading: bool) {
+    let (mut o, known, result) = done;
+    o.attempts += 1;
+    let wall = Utc::now();
+    let (outcome, next) = match &result {
+        Ok(()) => (Ok(()), None),
+        Err(e) => {
+            let too_old =
+                wall - o.created > chrono::Duration::from_std(max_age).unwrap_or_default();
+            let next = (known && !too_old).then(|| backoff(o.attempts));
+            (Err(e.as_str()), next)
+        }
+    };
+    if let Some(id) = o.id {
+        let next_wall = next.map(|d| wall + chrono::Duration::from_std(d).unwrap_or_default());
+        if let Err(e) = alerts.store.notification_attempted(id, outcome, next_wall, wall).await {
+            tracing::warn!(error = %e, "could not record a delivery attempt");
+        }
+    }
+    let mut s = alerts.lock();
+    s.sending.retain(|x| x.seq != o.seq);
+    match (result, next) {
+        (Ok(()), _) => {
+            s.delivered += 1;
+            tracing::info!(receiver = %o.receiver, status = o.status, attempts = o.attempts, "alert notification delivered");
+        }
+        (Err(e), Some(delay)) => {
+            s.failed_attempts += 1;
+            tracing::warn!(receiver = %o.receiver, attempts = o.attempts, error = %e, retry_in_ms = delay.as_millis() as u64, "alert notification not delivered; will retry");
+            if leading {
+                o.due = Instant::now() + delay;
+                o.last_error = Some(e);
+                s.outbox.push_back(o);
+                s.outbox.make_contiguous().sort_by_key(|o| o.seq);
             }
-        });
-        let results = futures::future::join_all(attempts).await;
-        for (mut o, known, result) in results {
-            o.attempts += 1;
-            let wall = Utc::now();
-            let (outcome, next) = match &result {
-                Ok(()) => (Ok(()), None),
-                Err(e) => {
-                    let too_old =
-                        wall - o.created > chrono::Duration::from_std(max_age).unwrap_or_default();
-                    let next = (known && !too_old).then(|| backoff(o.attempts));
-                    (Err(e.as_str()), next)
-                }
-            };
-            if let Some(id) = o.id {
-                let next_wall =
-                    next.map(|d| wall + chrono::Duration::from_std(d).unwrap_or_default());
-                if let Err(e) =
-                    alerts.store.notification_attempted(id, outcome, next_wall, wall).await
-                {
-                    tracing::warn!(error = %e, "could not record a delivery attempt");
-                }
-            }
-            let mut s = alerts.lock();
-            s.sending.retain(|x| x.seq != o.seq);
-            match (result, next) {
-                (Ok(()), _) => {
-                    s.delivered += 1;
-                    tracing::info!(receiver = %o.receiver, status = o.status, attempts = o.attempts, "alert notification delivered");
-                }
-                (Err(e), Some(delay)) => {
-                    s.failed_attempts += 1;
-                    tracing::warn!(receiver = %o.receiver, attempts = o.attempts, error = %e, retry_in_ms = delay.as_millis() as u64, "alert notification not delivered; will retry");
-                    o.due = Instant::now() + delay;
-                    o.last_error = Some(e);
-                    s.outbox.push_back(o);
-                    s.outbox.make_contiguous().sort_by_key(|o| o.seq);
-                }
-                (Err(e), None) => {
-                    s.failed_attempts += 1;
-                    s.expired += 1;
-                    tracing::error!(receiver = %o.receiver, attempts = o.attempts, error = %e, "alert notification given up on (kept in the store as expired)");
-                }
-            }
+        }
+        (Err(e), None) => {
+            s.failed_attempts += 1;
+            s.expired += 1;
+            tracing::error!(receiver = %o.receiver, attempts = o.attempts, error = %e, "alert notification given up on (kept in the store as expired)");
         }
     }
 }
 
 /// How long a replica's claim on an outbox row runs: longer than any one send can take (a
-/// receiver's timeout is at most 5 minutes, and a batch's sends run side by side), so a claim
+/// receiver's timeout is at most 5 minutes, and sends run side by side), so a claim
 /// never runs out while its send is under way. A send lost to a crash is retried by another
 /// replica this long after.
 const CLAIM_LEASE: Duration = Duration::from_secs(360);

@@ -84,7 +84,7 @@ struct Shared {
     silences: Vec<Silence>,
     /// Sorted by `seq`.
     outbox: VecDeque<Outgoing>,
-    /// Taken from the outbox for the attempt under way: still undelivered, and shown so.
+    /// Taken from the outbox for the attempts under way: still undelivered, and shown so.
     sending: Vec<Outgoing>,
     next_seq: u64,
     delivered: u64,
@@ -94,9 +94,23 @@ struct Shared {
 }
 
 impl Shared {
-    /// Queues a notification the store holds as pending (unless it is queued already).
+    /// When the next notification may be sent: the earliest due of those not behind another
+    /// for the same receiver and group (queued before it, or being sent). One behind waits for
+    /// that one to settle, which wakes the loop itself.
+    fn next_due(&self) -> Option<Instant> {
+        let mut blocked: std::collections::HashSet<(&str, &str)> =
+            self.sending.iter().map(|o| (o.receiver.as_str(), o.group.as_str())).collect();
+        self.outbox
+            .iter()
+            .filter(|o| blocked.insert((o.receiver.as_str(), o.group.as_str())))
+            .map(|o| o.due)
+            .min()
+    }
+
+    /// Queues a notification the store holds as pending (unless it is queued or being sent
+    /// already).
     fn push_stored(&mut self, r: warden_store::NotificationRow, now: DateTime<Utc>) {
-        if self.outbox.iter().any(|o| o.id == Some(r.id)) {
+        if self.outbox.iter().chain(&self.sending).any(|o| o.id == Some(r.id)) {
             return;
         }
         self.next_seq += 1;

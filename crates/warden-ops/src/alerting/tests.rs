@@ -65,3 +65,38 @@ fn a_noisy_healthy_server_raises_no_predicted_failure_over_two_days() {
     assert!(drift <= days as usize, "{drift} drift alerts in {days} days: {fired:?}");
     assert!(fired.iter().all(|n| n == "Drift"), "{fired:?}");
 }
+
+/// A notification behind another for the same receiver and group (queued before it, or being
+/// sent) is not what the delivery loop waits for, however overdue: it would wake at once and
+/// find nothing to send, over and over.
+#[test]
+fn the_next_due_is_the_earliest_not_behind_another() {
+    let now = Instant::now();
+    let o = |seq: u64, receiver: &str, group: &str, due: Instant| super::Outgoing {
+        id: None,
+        seq,
+        receiver: receiver.to_owned(),
+        group: group.to_owned(),
+        status: "firing",
+        body: serde_json::Value::Null,
+        attempts: 0,
+        due,
+        created: chrono::Utc::now(),
+        last_error: None,
+    };
+    let mut s = super::Shared::default();
+    assert_eq!(s.next_due(), None);
+    // "hang"'s first is being sent; its second is overdue, but behind it.
+    s.sending.push(o(1, "hang", "g", now));
+    s.outbox.push_back(o(2, "hang", "g", now - Duration::from_secs(5)));
+    assert_eq!(s.next_due(), None);
+    // Another group of the same receiver is not behind it.
+    s.outbox.push_back(o(3, "hang", "h", now + Duration::from_secs(7)));
+    assert_eq!(s.next_due(), Some(now + Duration::from_secs(7)));
+    // A retry due later holds up the overdue one behind it in its group.
+    s.outbox.push_back(o(4, "hook", "g", now + Duration::from_secs(3)));
+    s.outbox.push_back(o(5, "hook", "g", now - Duration::from_secs(1)));
+    assert_eq!(s.next_due(), Some(now + Duration::from_secs(3)));
+    s.sending.clear();
+    assert_eq!(s.next_due(), Some(now - Duration::from_secs(5)));
+}
