@@ -63,6 +63,17 @@ pub struct DataPlane {
     acceptor: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Each serving thread's count of open connections.
+#[derive(Clone, Debug)]
+pub struct Connections(Vec<Arc<AtomicUsize>>);
+
+impl Connections {
+    /// How many connections each thread serves now, by thread.
+    pub fn per_thread(&self) -> Vec<usize> {
+        self.0.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+    }
+}
+
 /// What a thread serves: its connections, the routes, until when, and where its connections
 /// may move.
 type Assignment = (Handed, Front, CancellationToken, Peers);
@@ -202,7 +213,12 @@ impl DataPlane {
     /// How many connections each thread serves now.
     #[cfg(test)]
     pub(crate) fn open_connections(&self) -> Vec<usize> {
-        self.open.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+        self.connections().per_thread()
+    }
+
+    /// Each thread's open connections, read when asked (`/metrics`).
+    pub fn connections(&self) -> Connections {
+        Connections(self.open.clone())
     }
 
     /// Ends the threads' runtimes (once the rest of Warden no longer needs what they drive) and

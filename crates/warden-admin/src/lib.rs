@@ -28,7 +28,7 @@ pub mod stream;
 pub mod tools;
 pub mod ui;
 
-pub use data_plane::DataPlane;
+pub use data_plane::{Connections, DataPlane};
 pub use front::Front;
 pub use health::Liveness;
 pub use router::{app, front, Limits, State, Surface};

@@ -39,6 +39,8 @@ pub struct Sources {
     pub bus: Arc<warden_core::EventBus>,
     /// When Warden started.
     pub started: Instant,
+    /// The HTTP listener's serving threads' connections, if it listens.
+    pub http: Option<crate::Connections>,
 }
 
 /// Registers the scrape-time collector in the registry's metrics.
@@ -56,6 +58,7 @@ pub fn register(registry: &warden_supervisor::Registry, src: Sources) {
         bus: src.bus,
         lagged: registry.metrics().events_lagged(),
         started_unix,
+        http: src.http,
     }));
 }
 
@@ -73,6 +76,7 @@ struct Views {
     bus: Arc<EventBus>,
     lagged: Lag,
     started_unix: f64,
+    http: Option<crate::Connections>,
 }
 
 impl fmt::Debug for Views {
@@ -123,6 +127,19 @@ impl Collector for Views {
             self.started_unix,
         )?;
 
+        if let Some(http) = &self.http {
+            scrape::gauge(
+                e,
+                "http_connections",
+                "Connections open on each thread serving the HTTP listener (a connection calling a \
+                 stdio server moves to the thread that reads its output)",
+                None,
+                http.per_thread()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, open)| (vec![("thread", n.to_string())], open as i64)),
+            )?;
+        }
         scrape::gauge(
             e,
             "instance_up",

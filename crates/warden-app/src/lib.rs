@@ -152,6 +152,7 @@ impl App {
             &config_status,
             &options,
             &listener,
+            plane.as_ref().map(warden_admin::DataPlane::connections),
             started,
         )
         .await;

@@ -344,6 +344,7 @@ pub(crate) async fn surface(
     config: &warden_ops::reloads::ConfigStatus,
     options: &RunOptions,
     listener: &Option<(TcpListener, SocketAddr)>,
+    http: Option<warden_admin::Connections>,
     started: Instant,
 ) -> (Surface, Liveness) {
     let stop = services.stop.child_token();
@@ -356,6 +357,7 @@ pub(crate) async fn surface(
             store_fallback: store_fallback.is_some(),
             bus: Arc::clone(&recording.bus),
             started,
+            http,
         },
     );
     let stream = stream::Stream::start(&recording.bus, store.clone(), stop.clone());

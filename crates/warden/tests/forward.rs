@@ -104,13 +104,22 @@ struct Served {
 
 /// Warden on `config`, recording under `dir`, serving HTTP on a free loopback port.
 async fn start(config: warden_config::Config, dir: tempfile::TempDir) -> Served {
+    start_on(config, dir, None).await
+}
+
+/// [`start`] with `threads` serving the listener (`None`: one per core).
+async fn start_on(
+    config: warden_config::Config,
+    dir: tempfile::TempDir,
+    threads: Option<usize>,
+) -> Served {
     let app = App::start(RunOptions {
         config,
         database: Location::Sqlite(dir.path().join("w.db")),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         token: None,
         connectors: None,
-        http_threads: None,
+        http_threads: threads,
     })
     .await
     .unwrap();
@@ -722,6 +731,65 @@ async fn the_guard_stands_in_front_of_the_lane() {
         assert_eq!(rebound.status(), 403, "a Host that is not loopback");
         assert_eq!(post(&http).send().await.unwrap().status(), 200, "the lane still answers");
         app.shutdown().await;
+    })
+    .await;
+}
+
+/// A stdio child's output is read on one of the listener's two threads; connections calling it
+/// through the lane end up on that thread, whichever they were accepted on, and
+/// `warden_http_connections` shows each thread's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_calling_a_stdio_server_move_to_the_thread_reading_it() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let w = start_on(config(&[("m", misbehave(&[], ""))]), dir, Some(2)).await;
+        let began = Instant::now();
+        while !w
+            .app
+            .registry()
+            .server("m")
+            .unwrap()
+            .views()
+            .iter()
+            .all(|v| v.state == InstanceState::Healthy)
+        {
+            assert!(began.elapsed() < Duration::from_secs(30), "m did not become healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let addr = w.app.http_addr().unwrap();
+        let url = format!("http://{addr}/servers/m/mcp");
+        // Three clients, one keep-alive connection each, accepted on the two threads in turn.
+        let mut clients = vec![];
+        for _ in 0..3 {
+            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            let session = raw_session(&http, &url, json!({})).await;
+            clients.push((http, session));
+        }
+        for (http, session) in &clients {
+            for id in 0..4 {
+                let echo = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+                    "name": "echo", "arguments": { "text": "where?" } } });
+                let answer =
+                    until_the_lane(http, &url, session, &echo, Duration::from_secs(5)).await;
+                assert_eq!(answer["result"]["content"][0]["text"], "where?", "{answer}");
+            }
+        }
+        // All three on one thread; this scrape's own connection goes to the other (fewest).
+        let metrics =
+            reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        let count = |thread: &str| {
+            metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("warden_http_connections{{thread=\"{thread}\"}} "))
+                })
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        let mut counts = [count("0"), count("1")];
+        counts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(counts, [Some(1.0), Some(3.0)], "{metrics}");
+        drop(clients);
+        w.app.shutdown().await;
     })
     .await;
 }
