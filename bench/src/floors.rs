@@ -59,20 +59,25 @@ async fn timed(peer: &Peer<RoleClient>, tool: &str) -> f64 {
     t.elapsed().as_secs_f64() * 1e6
 }
 
-/// The latencies (µs) of `n` turns of sequential calls, one on each path per turn (the first of
-/// a turn rotating), after a warm-up: every path is measured over the same seconds, so a
+/// The latencies (µs) of `n` turns of sequential calls, one on each path per turn in an order
+/// shuffled each turn, after a warm-up: every path is measured over the same seconds, so a
 /// difference between two paths is taken call by call, at the same moment of a noisy machine
-/// (two p50s measured seconds apart differ by more than some of the costs compared).
+/// (two p50s measured seconds apart differ by more than some of the costs compared). Shuffled,
+/// not rotated: in a fixed cycle a path would always follow the same one (the aggregated
+/// endpoint would always find Warden just woken by the scoped one's call).
 async fn turns(paths: &[(&Peer<RoleClient>, &str)], n: usize) -> Vec<Vec<f64>> {
+    use rand::seq::SliceRandom;
     for (peer, tool) in paths {
         for _ in 0..50 {
             peer.call_tool(call(tool)).await.expect("warm-up call");
         }
     }
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(17);
+    let mut order: Vec<usize> = (0..paths.len()).collect();
     let mut lat = vec![Vec::with_capacity(n); paths.len()];
-    for i in 0..n {
-        for j in 0..paths.len() {
-            let k = (i + j) % paths.len();
+    for _ in 0..n {
+        order.shuffle(&mut rng);
+        for &k in &order {
             lat[k].push(timed(paths[k].0, paths[k].1).await);
         }
     }
