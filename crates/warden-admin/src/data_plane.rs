@@ -5,9 +5,10 @@
 //! scheduler's "searching" protocol, a `futex` each, on the client's request and on the
 //! upstream's answer), and on a saturated two-core machine those wakes cost more than the
 //! second worker brought (docs/perf/gateway-profile.md, sessions 14–16). Here a connection
-//! lives on one thread from accept to close: the request is read, the upstream written and read
-//! (the HTTP upstream client keeps its connections per runtime) and the answer written by one
-//! event loop, with no hand-off between threads.
+//! lives on one thread (from accept to close, or until it moves to its stdio child's, below):
+//! the request is read, the upstream written and read (the HTTP upstream client keeps its
+//! connections per runtime) and the answer written by one event loop, with no hand-off between
+//! threads.
 //!
 //! One task on the caller's runtime accepts, and hands each connection to the thread serving
 //! the fewest at that moment (keep-alive connections stay where they land, so counting them
