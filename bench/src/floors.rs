@@ -513,7 +513,7 @@ fn desktop(rt: &tokio::runtime::Runtime, warden: &Path, dir: &Path, rounds: usiz
     let mut eights = vec![vec![]; vias.len()];
     for _ in 0..rounds {
         rt.block_on(async {
-            // Every path up at once, called in turn (the first of a turn rotating), so each
+            // Every path up at once, called in turns (order shuffled each turn), so each
             // call's latency is set against direct's at the same moment of a noisy machine.
             let mut up = vec![];
             for via in &vias {

@@ -85,11 +85,21 @@ struct Worker {
     open: Arc<AtomicUsize>,
 }
 
-/// A connection handed to a thread (counted among its open ones already): from the acceptor,
-/// or moved from another thread with what it had sent and was not yet served.
+impl Worker {
+    /// One more of this thread's open connections.
+    fn count(&self) -> Count {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Count(Arc::clone(&self.open))
+    }
+}
+
+/// A connection handed to a thread, counted among its open ones (until dropped, if it is never
+/// served): from the acceptor, or moved from another thread with what it had sent and was not
+/// yet served.
 struct Arrival {
     tcp: std::net::TcpStream,
     read: BytesMut,
+    count: Count,
 }
 
 /// Every thread's share, and which is this thread's: a connection moves with them.
@@ -106,16 +116,15 @@ impl Peers {
     }
 
     /// Moves the connection `io` to thread `home`, with `read` (bytes it sent that were not
-    /// served yet). The connection is closed if it cannot move (that thread stopped serving).
+    /// served yet). The connection is closed if that thread no longer takes connections (it
+    /// stopped serving; one handed to it as it stopped is still served, see `serve_thread`).
     pub(crate) fn hand(&self, home: usize, io: Counted, read: BytesMut) {
         let Counted { io, count } = io;
         drop(count);
         let Some(w) = self.workers.get(home) else { return };
         let Ok(tcp) = io.into_std() else { return };
-        w.open.fetch_add(1, Ordering::Relaxed);
-        if w.handoff.send(Arrival { tcp, read }).is_err() {
-            w.open.fetch_sub(1, Ordering::Relaxed);
-        }
+        // Not handed over: dropped with its count.
+        let _ = w.handoff.send(Arrival { tcp, read, count: w.count() });
     }
 }
 
@@ -187,7 +196,7 @@ impl DataPlane {
         let (mut workers, mut receivers) = (Vec::new(), Vec::new());
         for open in &self.open {
             let (handoff, rx) = mpsc::unbounded_channel();
-            receivers.push(Handed { rx, open: Arc::clone(open) });
+            receivers.push(Handed { rx });
             workers.push(Worker { handoff, open: Arc::clone(open) });
         }
         let workers: Arc<[Worker]> = workers.into();
@@ -278,13 +287,10 @@ async fn accept(listener: TcpListener, workers: Arc<[Worker]>, stop: Cancellatio
         let Some(w) = workers.iter().min_by_key(|w| w.open.load(Ordering::Relaxed)) else {
             return;
         };
-        // The socket leaves the acceptor's reactor here, and joins the thread's there.
+        // The socket leaves the acceptor's reactor here, and joins the thread's there. Not
+        // handed over (that thread stopped serving): dropped with its count.
         let Ok(tcp) = tcp.into_std() else { continue };
-        w.open.fetch_add(1, Ordering::Relaxed);
-        if w.handoff.send(Arrival { tcp, read: BytesMut::new() }).is_err() {
-            // That thread is gone (it only ends after `stop`).
-            w.open.fetch_sub(1, Ordering::Relaxed);
-        }
+        let _ = w.handoff.send(Arrival { tcp, read: BytesMut::new(), count: w.count() });
     }
 }
 
@@ -299,10 +305,10 @@ async fn accept_failed(e: &io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// A serving thread's listener: the connections the acceptor hands it.
+/// A serving thread's listener: the connections handed to it (by the acceptor, or moved from
+/// another thread).
 struct Handed {
     rx: mpsc::UnboundedReceiver<Arrival>,
-    open: Arc<AtomicUsize>,
 }
 
 impl Handed {
@@ -310,17 +316,23 @@ impl Handed {
     /// the acceptor has stopped and no thread is serving: serving ends with `stop`).
     async fn next(&mut self) -> (Counted, BytesMut) {
         loop {
-            let Some(Arrival { tcp, read }) = self.rx.recv().await else {
+            let Some(arrival) = self.rx.recv().await else {
                 return std::future::pending().await;
             };
-            // The socket joins this thread's reactor; whoever handed it counted it, the
-            // `Counted` uncounts it when the connection ends or moves on.
-            match TcpStream::from_std(tcp) {
-                Ok(io) => return (Counted { io, count: Count(Arc::clone(&self.open)) }, read),
-                Err(e) => {
-                    self.open.fetch_sub(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "cannot serve an accepted connection");
-                }
+            if let Some(served) = Self::taken(arrival) {
+                return served;
+            }
+        }
+    }
+
+    /// The arrival's socket on this thread's reactor, still counted until the connection ends
+    /// or moves on; `None` (uncounted) if it cannot join it.
+    fn taken(Arrival { tcp, read, count }: Arrival) -> Option<(Counted, BytesMut)> {
+        match TcpStream::from_std(tcp) {
+            Ok(io) => Some((Counted { io, count }, read)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serve an accepted connection");
+                None
             }
         }
     }
@@ -336,6 +348,14 @@ async fn serve_thread(mut handed: Handed, front: Front, stop: CancellationToken,
             io = handed.next() => io,
         };
         conns.spawn(crate::h1::serve(io, read, front.clone(), stop.clone(), peers.clone()));
+    }
+    // No more arrivals; those handed over as serving stopped (a connection moving here between
+    // two requests) are served as the others are: their request pending, if any, then closed.
+    handed.rx.close();
+    while let Ok(arrival) = handed.rx.try_recv() {
+        if let Some((io, read)) = Handed::taken(arrival) {
+            conns.spawn(crate::h1::serve(io, read, front.clone(), stop.clone(), peers.clone()));
+        }
     }
     conns.close();
     conns.wait().await;

@@ -22,8 +22,9 @@
 //! once when serving stops. A request begun (head or body) whose next bytes do not come within
 //! [`HEAD_TIMEOUT`], or a write that makes no progress for `SEND_TIMEOUT`, ends the connection.
 //!
-//! A connection whose lane calls go [`MOVE_AFTER`] times in a row to a stdio child read on
-//! another serving thread moves to that thread after the answer (`crate::data_plane::Peers`).
+//! A connection whose requests are answered [`MOVE_AFTER`] times in a row by a stdio child read
+//! on another serving thread (through the lane) moves to that thread after the answer
+//! (`crate::data_plane::Peers`); any other request in between starts the count again.
 
 mod handoff;
 mod wire;
@@ -52,8 +53,8 @@ pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const READ: usize = 8 * 1024;
 /// A body of a known length up to this is written with its head, in one write.
 const ONE_WRITE: usize = 64 * 1024;
-/// Lane calls in a row answered on the same other thread before the connection moves there
-/// (one alone may be a connection of the aggregated endpoint passing by).
+/// Requests in a row answered on the same other thread before the connection moves there (one
+/// alone may be a connection of the aggregated endpoint passing by).
 const MOVE_AFTER: u8 = 2;
 
 /// Serves the connection `io` until it ends, the client goes, or `stop` (after the answer in
