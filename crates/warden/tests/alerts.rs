@@ -29,6 +29,16 @@ impl Receiver {
     }
 
     async fn failing(n: usize) -> (Self, String) {
+        Self::answering(n, Duration::ZERO).await
+    }
+
+    /// Answers 200 to every POST, each `delay` after reading it (a request is kept as soon as it
+    /// is read).
+    async fn slow(delay: Duration) -> (Self, String) {
+        Self::answering(0, delay).await
+    }
+
+    async fn answering(n: usize, delay: Duration) -> (Self, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let me = Self { fail_first: Arc::new(Mutex::new(n)), ..Self::default() };
@@ -82,6 +92,7 @@ impl Receiver {
                         got.lock().unwrap().push((path, body));
                         b"HTTP/1.1 200 OK\r\n"
                     };
+                    tokio::time::sleep(delay).await;
                     let _ = sock.write_all(status).await;
                     let _ = sock.write_all(b"content-length: 0\r\nconnection: close\r\n\r\n").await;
                 });
@@ -370,6 +381,53 @@ async fn a_receiver_that_never_answers_holds_up_no_other() {
         "the hang receiver's attempt is still under way: {view}"
     );
     app.shutdown().await;
+}
+
+/// A notification whose attempt is under way when Warden stops is recorded as it ends (within
+/// shutdown's wait for the alerting tasks): the next start on the same database does not send
+/// it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_under_way_at_shutdown_is_recorded_and_not_sent_again() {
+    let (slow, slow_addr) = Receiver::slow(Duration::from_secs(2)).await;
+    let text = format!(
+        r#"{{ "mcpServers": {{ "victim": {victim} }},
+             "warden": {{ "alerts": {{
+                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
+                "webhooks": [ {{ "name": "slow", "url": "http://{slow_addr}/s" }} ],
+                "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
+                             "match": {{ "server": "victim" }}, "for": "0s",
+                             "severity": "critical" }} ] }} }} }}"#,
+        victim = victim(),
+    );
+    let (app, dir, _) = start(&text).await;
+    let pid = healthy_pid(&app, "victim").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(pid, Signal::SIGKILL);
+    // The request has arrived; its answer comes 2 s later, while Warden stops.
+    slow.wait_for(Duration::from_secs(20), "firing notification", |b| b["status"] == "firing")
+        .await;
+    app.shutdown().await;
+    // Again, with the receiver and nothing that could raise a new alert.
+    let quiet = format!(
+        r#"{{ "mcpServers": {{}},
+             "warden": {{ "alerts": {{
+                "webhooks": [ {{ "name": "slow", "url": "http://{slow_addr}/s" }} ] }} }} }}"#
+    );
+    let again = warden_app::App::start(warden_app::RunOptions {
+        config: config_text(&quiet),
+        database: warden_store::Location::Sqlite(dir.path().join("warden.db")),
+        listen: None,
+        token: None,
+        connectors: None,
+        http_threads: None,
+    })
+    .await
+    .unwrap();
+    // What the store left pending would be sent at once (it is due): nothing is.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let firing = slow.bodies().iter().filter(|(_, b)| b["status"] == "firing").count();
+    assert_eq!(firing, 1, "the firing notification was sent again: {:#?}", slow.bodies());
+    again.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,7 @@ pub(super) async fn deliver_loop(
         if !is_leading {
             // Attempts begun while leading still end, and are recorded.
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return finish(&alerts, attempts, max_age, false).await,
                 () = changed(&mut leading) => {}
                 Some(done) = attempts.next(), if !attempts.is_empty() => {
                     settle(&alerts, done, max_age, false).await;
@@ -64,7 +64,7 @@ pub(super) async fn deliver_loop(
             None => Duration::from_secs(3600),
         };
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return finish(&alerts, attempts, max_age, true).await,
             () = alerts.wake.notified() => {}
             () = tokio::time::sleep(sleep) => {}
             () = changed(&mut leading) => continue,
@@ -122,6 +122,20 @@ pub(super) async fn deliver_loop(
                 (o, receiver.is_some(), result)
             }));
         }
+    }
+}
+
+/// On stop: lets the attempts under way end, and records them (a notification a receiver got
+/// must not stay pending, to be sent again at the next start). Bounded by how long shutdown
+/// waits for the alerting tasks.
+async fn finish(
+    alerts: &Alerts,
+    mut attempts: FuturesUnordered<BoxFuture<'static, Attempted>>,
+    max_age: Duration,
+    leading: bool,
+) {
+    while let Some(done) = attempts.next().await {
+        settle(alerts, done, max_age, leading).await;
     }
 }
 
