@@ -2,7 +2,6 @@
 //! notification is delivered or older than `max_delivery_age`; webhooks over HTTP, command
 //! hooks as child processes without a shell.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -72,28 +71,8 @@ pub(super) async fn deliver_loop(
                 settle(&alerts, done, max_age, true).await;
             }
         }
-        let now = Instant::now();
-        // Due, and not behind an undelivered notification for the same receiver and group
-        // (queued, or being sent): a receiver never hears "resolved" before the "firing" it
-        // resolves.
-        let due: Vec<Outgoing> = {
-            let mut s = alerts.lock();
-            let mut blocked: std::collections::HashSet<(String, String)> =
-                s.sending.iter().map(|o| (o.receiver.clone(), o.group.clone())).collect();
-            let mut due = Vec::new();
-            let mut rest = VecDeque::new();
-            for o in s.outbox.drain(..) {
-                let key = (o.receiver.clone(), o.group.clone());
-                if o.due <= now && !blocked.contains(&key) {
-                    due.push(o);
-                } else {
-                    rest.push_back(o);
-                }
-                blocked.insert(key);
-            }
-            s.outbox = rest;
-            due
-        };
+        // Due, and not behind an undelivered notification for the same receiver and group.
+        let due = alerts.lock().take_due(Instant::now());
         // In a fleet, a row is sent only under this replica's claim (see `claim`).
         for o in due {
             match claim(&alerts.store, &o).await {

@@ -94,17 +94,30 @@ struct Shared {
 }
 
 impl Shared {
-    /// When the next notification may be sent: the earliest due of those not behind another
-    /// for the same receiver and group (queued before it, or being sent). One behind waits for
-    /// that one to settle, which wakes the loop itself.
+    /// For each queued notification, whether it may be sent once due: it is not behind another
+    /// for the same receiver and group (queued before it, or being sent), so a receiver never
+    /// hears "resolved" before the "firing" it resolves.
+    fn sendable(&self) -> Vec<bool> {
+        fn key(o: &Outgoing) -> (&str, &str) {
+            (&o.receiver, &o.group)
+        }
+        let mut blocked: std::collections::HashSet<_> = self.sending.iter().map(key).collect();
+        self.outbox.iter().map(|o| blocked.insert(key(o))).collect()
+    }
+
+    /// When the next notification may be sent: the earliest due of the sendable ones. One
+    /// behind another waits for that one to settle, which wakes the loop itself.
     fn next_due(&self) -> Option<Instant> {
-        let mut blocked: std::collections::HashSet<(&str, &str)> =
-            self.sending.iter().map(|o| (o.receiver.as_str(), o.group.as_str())).collect();
-        self.outbox
-            .iter()
-            .filter(|o| blocked.insert((o.receiver.as_str(), o.group.as_str())))
-            .map(|o| o.due)
-            .min()
+        self.outbox.iter().zip(self.sendable()).filter(|(_, s)| *s).map(|(o, _)| o.due).min()
+    }
+
+    /// Takes the sendable notifications that are due at `now` out of the outbox, in order.
+    fn take_due(&mut self, now: Instant) -> Vec<Outgoing> {
+        let sendable = self.sendable();
+        let (due, rest): (Vec<_>, Vec<_>) =
+            self.outbox.drain(..).zip(sendable).partition(|(o, s)| *s && o.due <= now);
+        self.outbox = rest.into_iter().map(|(o, _)| o).collect();
+        due.into_iter().map(|(o, _)| o).collect()
     }
 
     /// Queues a notification the store holds as pending (unless it is queued or being sent

@@ -99,4 +99,9 @@ fn the_next_due_is_the_earliest_not_behind_another() {
     assert_eq!(s.next_due(), Some(now + Duration::from_secs(3)));
     s.sending.clear();
     assert_eq!(s.next_due(), Some(now - Duration::from_secs(5)));
+    // Taken at `now`: the overdue one no longer behind another, alone; the rest stay in order.
+    let taken: Vec<u64> = s.take_due(now).iter().map(|o| o.seq).collect();
+    assert_eq!(taken, [2]);
+    let left: Vec<u64> = s.outbox.iter().map(|o| o.seq).collect();
+    assert_eq!(left, [3, 4, 5]);
 }
