@@ -161,12 +161,23 @@ async fn victim_down_told_to_hook_and_hang(
 ) -> (Receiver, App, tempfile::TempDir, String) {
     let (hook, hook_addr) = Receiver::start().await;
     let hang_addr = hang().await;
+    let webhooks = format!(
+        r#"[ {{ "name": "hang", "url": "http://{hang_addr}/h", "timeout": "{timeout}" }},
+             {{ "name": "hook", "url": "http://{hook_addr}/hook" }} ]"#
+    );
+    // Both receivers' firing notifications are attempted; the hook's is answered.
+    let (app, db, addr) = victim_killed(&webhooks, &hook).await;
+    (hook, app, db, addr)
+}
+
+/// Warden whose rule VictimDown (`for` 0 s) notifies `webhooks` (a JSON list): the victim is
+/// killed once healthy, and `told` (one of them) has heard "firing".
+async fn victim_killed(webhooks: &str, told: &Receiver) -> (App, tempfile::TempDir, String) {
     let text = format!(
         r#"{{ "mcpServers": {{ "victim": {victim} }},
              "warden": {{ "alerts": {{
                 "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
-                "webhooks": [ {{ "name": "hang", "url": "http://{hang_addr}/h", "timeout": "{timeout}" }},
-                              {{ "name": "hook", "url": "http://{hook_addr}/hook" }} ],
+                "webhooks": {webhooks},
                 "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
                              "match": {{ "server": "victim" }}, "for": "0s",
                              "severity": "critical" }} ] }} }} }}"#,
@@ -176,10 +187,9 @@ async fn victim_down_told_to_hook_and_hang(
     let pid = healthy_pid(&app, "victim").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     signal(pid, Signal::SIGKILL);
-    // Both receivers' firing notifications are attempted; the hook's is answered.
-    hook.wait_for(Duration::from_secs(20), "firing notification", |b| b["status"] == "firing")
+    told.wait_for(Duration::from_secs(20), "firing notification", |b| b["status"] == "firing")
         .await;
-    (hook, app, db, addr)
+    (app, db, addr)
 }
 
 fn alerts_of(body: &Value) -> Vec<Value> {
@@ -389,29 +399,13 @@ async fn a_receiver_that_never_answers_holds_up_no_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_under_way_at_shutdown_is_recorded_and_not_sent_again() {
     let (slow, slow_addr) = Receiver::slow(Duration::from_secs(2)).await;
-    let text = format!(
-        r#"{{ "mcpServers": {{ "victim": {victim} }},
-             "warden": {{ "alerts": {{
-                "evaluation_interval": "1s", "group_wait": "1s", "group_interval": "1s",
-                "webhooks": [ {{ "name": "slow", "url": "http://{slow_addr}/s" }} ],
-                "rules": [ {{ "alert": "VictimDown", "metric": "up", "op": "<", "threshold": 1,
-                             "match": {{ "server": "victim" }}, "for": "0s",
-                             "severity": "critical" }} ] }} }} }}"#,
-        victim = victim(),
-    );
-    let (app, dir, _) = start(&text).await;
-    let pid = healthy_pid(&app, "victim").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    signal(pid, Signal::SIGKILL);
+    let webhook = format!(r#"{{ "name": "slow", "url": "http://{slow_addr}/s" }}"#);
     // The request has arrived; its answer comes 2 s later, while Warden stops.
-    slow.wait_for(Duration::from_secs(20), "firing notification", |b| b["status"] == "firing")
-        .await;
+    let (app, dir, _) = victim_killed(&format!("[ {webhook} ]"), &slow).await;
     app.shutdown().await;
     // Again, with the receiver and nothing that could raise a new alert.
     let quiet = format!(
-        r#"{{ "mcpServers": {{}},
-             "warden": {{ "alerts": {{
-                "webhooks": [ {{ "name": "slow", "url": "http://{slow_addr}/s" }} ] }} }} }}"#
+        r#"{{ "mcpServers": {{}}, "warden": {{ "alerts": {{ "webhooks": [ {webhook} ] }} }} }}"#
     );
     let again = warden_app::App::start(warden_app::RunOptions {
         config: config_text(&quiet),
