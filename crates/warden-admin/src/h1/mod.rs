@@ -93,7 +93,7 @@ struct Conn {
     buf: BytesMut,
     /// An answer's bytes being written.
     out: Vec<u8>,
-    /// The other thread the last lane calls were answered on, and how many in a row.
+    /// The other thread the last requests were answered on, and how many in a row.
     home: Option<usize>,
     streak: u8,
 }
@@ -148,8 +148,8 @@ impl Conn {
         }
     }
 
-    /// Where the connection should move after a lane call answered on `home` (see
-    /// [`MOVE_AFTER`]), counting the calls in a row that were answered on the same other thread.
+    /// Where the connection should move after a request answered on `home` (see
+    /// [`MOVE_AFTER`]), counting the requests in a row answered on the same other thread.
     fn moving(&mut self, home: Option<usize>, peers: &Peers) -> Option<usize> {
         let Some(home) = home.filter(|h| peers.elsewhere(*h)) else {
             (self.home, self.streak) = (None, 0);
