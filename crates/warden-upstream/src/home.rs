@@ -2,8 +2,9 @@
 //! HTTP threads (its home, [`crate::Relay::set_homes`]); a call served on another thread gets
 //! its answer through a wake-up of that thread, and its request and answer are interleaved with
 //! the home thread's work on both cores. A call to a child notes the child's home here, and the
-//! HTTP loop that served it (inside [`noting`]) may move its connection there
-//! (`warden_admin`'s data plane), so the next calls on that connection need no hand-off.
+//! HTTP loop that served it (a connection's loop runs inside [`scope`], and [`take`]s the home
+//! after each request) may move its connection there (`warden_admin`'s data plane), so the next
+//! calls on that connection need no hand-off.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -12,19 +13,21 @@ tokio::task_local! {
     static WANTED: Cell<Option<usize>>;
 }
 
-/// Runs `work`, and says which home (an index into the handles given to
-/// [`crate::Relay::set_homes`]) the last call it made to a stdio child was read on, if any.
-pub async fn noting<F: Future>(work: F) -> (F::Output, Option<usize>) {
-    WANTED
-        .scope(Cell::new(None), async {
-            let out = work.await;
-            (out, WANTED.with(Cell::get))
-        })
-        .await
+/// Runs `work` (a connection's whole loop: one scope, not one a request, whose future would be
+/// moved into it each time) with a place where its calls note their home.
+pub async fn scope<F: Future>(work: F) -> F::Output {
+    WANTED.scope(Cell::new(None), work).await
+}
+
+/// Which home (an index into the handles given to [`crate::Relay::set_homes`]) the last call
+/// to a stdio child since the last `take` was read on, if any; clears it. `None` outside
+/// [`scope`].
+pub fn take() -> Option<usize> {
+    WANTED.try_with(Cell::take).ok().flatten()
 }
 
 /// Notes that the call under way is answered on home `home` (the stdio lane's calls note it;
-/// outside [`noting`], nothing).
+/// outside [`scope`], nothing).
 pub fn note(home: usize) {
     let _ = WANTED.try_with(|w| w.set(Some(home)));
 }
@@ -34,18 +37,20 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_last_home_noted_inside_is_told_and_nothing_leaks_outside() {
-        let ((), none) = noting(async {}).await;
-        assert_eq!(none, None);
-        let ((), last) = noting(async {
+    async fn the_last_home_noted_since_the_last_take_is_told_and_nothing_leaks_outside() {
+        scope(async {
+            assert_eq!(take(), None);
             note(1);
             tokio::task::yield_now().await;
             note(3);
+            assert_eq!(take(), Some(3));
+            assert_eq!(take(), None, "a take clears");
+            note(2);
+            assert_eq!(take(), Some(2));
         })
         .await;
-        assert_eq!(last, Some(3));
         note(2); // outside any scope: ignored
-        let ((), again) = noting(async {}).await;
-        assert_eq!(again, None);
+        assert_eq!(take(), None);
+        assert_eq!(scope(async { take() }).await, None, "a new scope starts empty");
     }
 }

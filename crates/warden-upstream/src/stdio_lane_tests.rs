@@ -323,7 +323,10 @@ async fn a_call_notes_the_home_its_answer_is_read_on() {
     let mut lane = Lane::new(out, false, Arc::clone(&pending), Arc::clone(&shared));
     lane.home = Some(1);
     let mut child = Child { stdin: BufReader::new(theirs).lines(), pending, shared, _rmcp: None };
-    let call = crate::home::noting(lane.request(call("a", Duration::from_secs(5))));
+    let call = crate::home::scope(async {
+        let result = lane.request(call("a", Duration::from_secs(5))).await;
+        (result, crate::home::take())
+    });
     let answer = async {
         let m = child.read().await;
         assert!(child.print(json!({ "jsonrpc": "2.0", "id": m["id"], "result": {} })));

@@ -67,7 +67,7 @@ pub(crate) async fn serve(
     peers: Peers,
 ) {
     let mut conn = Conn { io, buf: read, out: Vec::new(), home: None, streak: 0 };
-    match conn.run(&front, &stop, &peers).await {
+    match warden_upstream::home::scope(conn.run(&front, &stop, &peers)).await {
         Ok(End::Hyper) => handoff::serve(conn.io, conn.buf.freeze(), front.router, stop).await,
         Ok(End::Move(home)) => peers.hand(home, conn.io, conn.buf),
         Ok(End::Close) => {
@@ -180,9 +180,8 @@ impl Conn {
             if let Some(lane_head) = lane.head(head.body) {
                 if door.gateway.lane_admits(&lane_head, door.max_body) {
                     let body = &msg[head.len..];
-                    let lane_run = door.gateway.lane_run(&lane_head, body);
-                    let (answered, home) =
-                        self.watching(warden_upstream::home::noting(lane_run)).await?;
+                    let answered = self.watching(door.gateway.lane_run(&lane_head, body)).await?;
+                    let home = warden_upstream::home::take();
                     // `None`: rmcp's, for the router.
                     if let Some(response) = answered {
                         return Some((response, home));
@@ -200,11 +199,10 @@ impl Conn {
         if front.lane.is_some() {
             request.extensions_mut().insert(LaneTried);
         }
-        // Noted here too: rmcp's own calls do not note, but a route may.
-        let routed = warden_upstream::home::noting(front.router.clone().oneshot(request));
-        match self.watching(routed).await? {
-            (Ok(response), home) => Some((response, home)),
-            (Err(never), _) => match never {},
+        // Taken here too: rmcp's own calls do not note, but a route may.
+        match self.watching(front.router.clone().oneshot(request)).await? {
+            Ok(response) => Some((response, warden_upstream::home::take())),
+            Err(never) => match never {},
         }
     }
 
