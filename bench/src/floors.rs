@@ -45,6 +45,30 @@ struct Rounds {
     eight_per_s: Vec<f64>,
     hop_cpu_us: Vec<f64>,
     up_cpu_us: Vec<f64>,
+    /// The bench's own CPU (the eight clients) per call.
+    client_cpu_us: Vec<f64>,
+    /// CPU time no process used, per call (both cores' idle ticks).
+    idle_us: Vec<f64>,
+}
+
+/// The 8-client phase of one path in one round.
+struct Eight {
+    per_s: f64,
+    hop: f64,
+    up: f64,
+    client: f64,
+    idle: f64,
+}
+
+/// The machine's idle ticks so far (all cores), from /proc/stat.
+fn idle_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu  user nice system idle iowait ...
+    stat.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn call(tool: &str) -> CallToolRequestParams {
@@ -90,10 +114,12 @@ fn median_gap(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Calls answered by `peers` (each calling back to back, several may share a session) in
-/// [`SECS`], and the CPU µs per call of `hop` and `upstream` meanwhile.
-async fn eight(peers: &[Peer<RoleClient>], tool: &str, hop: &[u32], up: &[u32]) -> (f64, f64, f64) {
+/// [`SECS`], and the CPU µs per call of `hop`, `upstream`, the clients (this process) and of
+/// nothing (idle) meanwhile: where the two cores went.
+async fn eight(peers: &[Peer<RoleClient>], tool: &str, hop: &[u32], up: &[u32]) -> Eight {
     let ticks = |pids: &[u32]| pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
-    let (hop0, up0) = (ticks(hop), ticks(up));
+    let me = std::process::id();
+    let (hop0, up0, me0, idle0) = (ticks(hop), ticks(up), cpu_ticks(me), idle_ticks());
     let began = Instant::now();
     let stop = began + Duration::from_secs_f64(SECS);
     let mut tasks = vec![];
@@ -114,7 +140,13 @@ async fn eight(peers: &[Peer<RoleClient>], tool: &str, hop: &[u32], up: &[u32]) 
     }
     let secs = began.elapsed().as_secs_f64();
     let per_call = |t: u64| t as f64 * 10_000.0 / calls.max(1) as f64;
-    (calls as f64 / secs, per_call(ticks(hop) - hop0), per_call(ticks(up) - up0))
+    Eight {
+        per_s: calls as f64 / secs,
+        hop: per_call(ticks(hop) - hop0),
+        up: per_call(ticks(up) - up0),
+        client: per_call(cpu_ticks(me) - me0),
+        idle: per_call(idle_ticks() - idle0),
+    }
 }
 
 fn nginx(dir: &Path, port: u16, upstream: u16) -> Option<Proc> {
@@ -368,10 +400,12 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
                 let peers: Vec<_> = sessions.iter().map(|s| s.peer().clone()).collect();
                 let upstream =
                     if p.label.contains("stdio") { stdio_children.clone() } else { vec![up.pid()] };
-                let (calls, hop, upc) = eight(&peers, &p.tool, &p.hop, &upstream).await;
-                r.eight_per_s.push(calls);
-                r.hop_cpu_us.push(hop);
-                r.up_cpu_us.push(upc);
+                let e = eight(&peers, &p.tool, &p.hop, &upstream).await;
+                r.eight_per_s.push(e.per_s);
+                r.hop_cpu_us.push(e.hop);
+                r.up_cpu_us.push(e.up);
+                r.client_cpu_us.push(e.client);
+                r.idle_us.push(e.idle);
                 for s in sessions {
                     let _ = s.cancel().await;
                 }
@@ -408,14 +442,14 @@ fn table(paths: &[Path_], r: &[Rounds], rounds: usize) -> String {
     };
     let mut out = format!(
         "## Gateway against same-run floors (issue 17), {rounds} interleaved rounds, medians\n\n\
-         | path (same echo server) | p50 µs | added p50 µs | calls/s, 1 client | calls/s, 8 clients | of direct at 8 | hop CPU µs/call at 8 | upstream CPU µs/call |\n\
-         |---|---|---|---|---|---|---|---|\n"
+         | path (same echo server) | p50 µs | added p50 µs | calls/s, 1 client | calls/s, 8 clients | of direct at 8 | hop CPU µs/call at 8 | upstream CPU µs/call | client CPU µs/call | idle µs/call |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n"
     );
     for (i, (p, x)) in paths.iter().zip(r).enumerate() {
         let hop =
             if p.hop.is_empty() { "—".to_owned() } else { format!("{:.0}", med(&x.hop_cpu_us)) };
         out += &format!(
-            "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} % | {hop} | {:.0} |\n",
+            "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} % | {hop} | {:.0} | {:.0} | {:.0} |\n",
             p.label,
             med(&x.p50_us),
             if i == 0 { "—".to_owned() } else { format!("{:+.0}", added(r, i)) },
@@ -423,6 +457,8 @@ fn table(paths: &[Path_], r: &[Rounds], rounds: usize) -> String {
             med(&x.eight_per_s),
             of_direct(i) * 100.0,
             med(&x.up_cpu_us),
+            med(&x.client_cpu_us),
+            med(&x.idle_us),
         );
     }
     out
@@ -536,7 +572,7 @@ fn desktop(rt: &tokio::runtime::Runtime, warden: &Path, dir: &Path, rounds: usiz
             }
             for (k, (_, c, tool)) in up.iter().enumerate() {
                 let peers: Vec<_> = (0..8).map(|_| c.peer().clone()).collect();
-                let (calls, _, _) = eight(&peers, tool, &[], &[]).await;
+                let calls = eight(&peers, tool, &[], &[]).await.per_s;
                 eights[k].push(calls);
             }
             for (mut child, c, _) in up {
