@@ -1,6 +1,8 @@
 //! The gateway against the floors of issue 17, all in one run, in interleaved rounds: the same
 //! echo server (`warden misbehave`) reached directly, through nginx (the Debian package, one
-//! worker process, keep-alive upstream, no buffering: what any HTTP hop costs), through Warden
+//! worker process, keep-alive upstream, no buffering: what any HTTP hop costs), through a
+//! minimal tokio byte proxy on Warden's runtime layout (`byteproxy`, on one thread and on two:
+//! what the runtime and the kernel cost a Rust hop that does no MCP work), through Warden
 //! (scoped `/servers/{name}/mcp` and aggregated `/mcp`), and through joshrotenberg's
 //! `mcp-proxy` 0.6.0 (the Rust peer, when installed) — over HTTP and to a stdio child — and the
 //! desktop path: a client launching `warden run --stdio` against launching the server itself.
@@ -18,7 +20,7 @@ use rmcp::transport::streamable_http_client::{
 use rmcp::ServiceExt;
 
 use crate::gateway::client;
-use crate::proc::{cpu_ticks, free_port, run_warden, wait_http, Proc};
+use crate::proc::{cpu_ticks, free_port, run_warden, run_warden_env, wait_http, Proc};
 use crate::quantile;
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -26,6 +28,11 @@ const NGINX: &str = "/usr/sbin/nginx";
 const SEQ: usize = 400;
 /// Seconds of the 8-client phase per path and round.
 const SECS: f64 = 3.0;
+
+/// A way to reach `tool` at `url`, through the processes `hop`.
+fn path(label: &'static str, url: String, tool: &str, hop: &[u32]) -> Path_ {
+    Path_ { label, url, tool: tool.to_owned(), hop: hop.to_vec() }
+}
 
 /// One way to reach the echo tool over HTTP.
 struct Path_ {
@@ -265,6 +272,19 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
     std::fs::create_dir_all(&ngx_dir).unwrap();
     let n_port = free_port();
     let ngx = nginx(&ngx_dir, n_port, up_port);
+    // The tokio byte proxy on one thread and on two (Warden's layout on these machines).
+    let byte_proxy = |threads: &str| {
+        let port = free_port();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--serve-proxy", &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{up_port}")])
+            .arg(threads)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (port, Proc(child))
+    };
+    let (x1_port, x1) = byte_proxy("1");
+    let (x2_port, x2) = byte_proxy("2");
     let mp_dir = dir.path().join("mcp-proxy");
     std::fs::create_dir_all(&mp_dir).unwrap();
     let m_port = free_port();
@@ -275,71 +295,78 @@ pub(crate) fn floors(warden: &Path, rounds: usize) -> String {
     let baseline = std::env::var_os("WARDEN_BENCH_BASELINE").map(std::path::PathBuf::from);
     let b_dir = tempfile::tempdir().unwrap();
     let b_port = free_port();
-    let b = baseline.as_ref().map(|b| run_warden(b, b_dir.path(), &cfg, b_port));
+    // `WARDEN_BENCH_BASELINE_HTTP_THREADS=n`: the baseline serves on n threads (e.g. the same
+    // build on one thread against two).
+    let b_threads = std::env::var("WARDEN_BENCH_BASELINE_HTTP_THREADS").ok();
+    let b_env: Vec<(&str, String)> =
+        b_threads.iter().map(|t| ("WARDEN_HTTP_THREADS", t.clone())).collect();
+    let b = baseline.as_ref().map(|b| run_warden_env(b, b_dir.path(), &cfg, b_port, &b_env));
     let bh = format!("http://127.0.0.1:{b_port}");
     let wh = format!("http://127.0.0.1:{w_port}");
     let mh = format!("http://127.0.0.1:{m_port}/");
-    let mut paths = vec![Path_ {
-        label: "direct Streamable HTTP",
-        url: format!("http://127.0.0.1:{up_port}/mcp"),
-        tool: "echo".into(),
-        hop: vec![],
-    }];
+    let mut paths = vec![path(
+        "direct Streamable HTTP",
+        format!("http://127.0.0.1:{up_port}/mcp"),
+        "echo",
+        &[],
+    )];
     if let Some(n) = &ngx {
-        paths.push(Path_ {
-            label: "nginx, one worker, keep-alive upstream",
-            url: format!("http://127.0.0.1:{n_port}/mcp"),
-            tool: "echo".into(),
-            hop: vec![n.pid()],
-        });
+        paths.push(path(
+            "nginx, one worker, keep-alive upstream",
+            format!("http://127.0.0.1:{n_port}/mcp"),
+            "echo",
+            &[n.pid()],
+        ));
     }
-    paths.push(Path_ {
-        label: "Warden `/servers/up/mcp` → HTTP upstream",
-        url: format!("{wh}/servers/up/mcp"),
-        tool: "echo".into(),
-        hop: vec![w.pid()],
-    });
-    paths.push(Path_ {
-        label: "Warden `/mcp` (aggregated) → HTTP upstream",
-        url: format!("{wh}/mcp"),
-        tool: "up__echo".into(),
-        hop: vec![w.pid()],
-    });
+    paths.push(path(
+        "tokio byte proxy, one thread, keep-alive upstream",
+        format!("http://127.0.0.1:{x1_port}/mcp"),
+        "echo",
+        &[x1.pid()],
+    ));
+    paths.push(path(
+        "tokio byte proxy, two threads, keep-alive upstream",
+        format!("http://127.0.0.1:{x2_port}/mcp"),
+        "echo",
+        &[x2.pid()],
+    ));
+    paths.push(path(
+        "Warden `/servers/up/mcp` → HTTP upstream",
+        format!("{wh}/servers/up/mcp"),
+        "echo",
+        &[w.pid()],
+    ));
+    paths.push(path(
+        "Warden `/mcp` (aggregated) → HTTP upstream",
+        format!("{wh}/mcp"),
+        "up__echo",
+        &[w.pid()],
+    ));
     if let Some(m) = &mp {
-        paths.push(Path_ {
-            label: "mcp-proxy 0.6.0 → HTTP upstream",
-            url: mh.clone(),
-            tool: "up/echo".into(),
-            hop: vec![m.pid()],
-        });
+        paths.push(path("mcp-proxy 0.6.0 → HTTP upstream", mh.clone(), "up/echo", &[m.pid()]));
     }
-    paths.push(Path_ {
-        label: "Warden `/servers/io/mcp` → stdio child",
-        url: format!("{wh}/servers/io/mcp"),
-        tool: "echo".into(),
-        hop: vec![w.pid()],
-    });
+    paths.push(path(
+        "Warden `/servers/io/mcp` → stdio child",
+        format!("{wh}/servers/io/mcp"),
+        "echo",
+        &[w.pid()],
+    ));
     if let Some(b) = &b {
-        paths.push(Path_ {
-            label: "baseline Warden `/servers/up/mcp` → HTTP upstream",
-            url: format!("{bh}/servers/up/mcp"),
-            tool: "echo".into(),
-            hop: vec![b.pid()],
-        });
-        paths.push(Path_ {
-            label: "baseline Warden `/servers/io/mcp` → stdio child",
-            url: format!("{bh}/servers/io/mcp"),
-            tool: "echo".into(),
-            hop: vec![b.pid()],
-        });
+        paths.push(path(
+            "baseline Warden `/servers/up/mcp` → HTTP upstream",
+            format!("{bh}/servers/up/mcp"),
+            "echo",
+            &[b.pid()],
+        ));
+        paths.push(path(
+            "baseline Warden `/servers/io/mcp` → stdio child",
+            format!("{bh}/servers/io/mcp"),
+            "echo",
+            &[b.pid()],
+        ));
     }
     if let Some(m) = &mp {
-        paths.push(Path_ {
-            label: "mcp-proxy 0.6.0 → stdio child",
-            url: mh.clone(),
-            tool: "io/echo".into(),
-            hop: vec![m.pid()],
-        });
+        paths.push(path("mcp-proxy 0.6.0 → stdio child", mh.clone(), "io/echo", &[m.pid()]));
     }
     // For an experiment on one path: `WARDEN_BENCH_FLOORS_ONLY=stdio` measures direct and the
     // paths whose label contains it, and leaves out the targets (they need every path);
@@ -473,6 +500,10 @@ fn report(
     rounds: usize,
 ) -> String {
     let mut out = table(paths, r, rounds);
+    if let Ok(t) = std::env::var("WARDEN_BENCH_BASELINE_HTTP_THREADS") {
+        out +=
+            &format!("\nThe baseline rows serve on {t} HTTP thread(s) (`WARDEN_HTTP_THREADS`).\n");
+    }
     let added = |i: usize| added(r, i);
     let find = |prefix: &str| paths.iter().position(|p| p.label.starts_with(prefix));
     let ratio = |a: usize, b: usize, f: &dyn Fn(usize) -> f64| f(a) / f(b);

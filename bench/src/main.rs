@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+mod byteproxy;
 mod dashboard;
 mod events;
 mod fleet;
@@ -96,12 +97,19 @@ struct Args {
     /// killed (the health benchmark's baseline server, run as a child of the bench).
     #[arg(long, num_args = 2, value_names = ["ADDR", "FILE"], hide = true)]
     serve_static: Vec<String>,
+    /// Pass HTTP/1 requests at this address through to the upstream address on this many
+    /// threads until killed (the floors' tokio byte proxy, run as a child of the bench).
+    #[arg(long, num_args = 3, value_names = ["ADDR", "UPSTREAM", "THREADS"], hide = true)]
+    serve_proxy: Vec<String>,
 }
 
 fn main() {
     let args = Args::parse();
     if let [addr, file] = &args.serve_static[..] {
         return health::serve_static(addr, file);
+    }
+    if let [addr, upstream, threads] = &args.serve_proxy[..] {
+        return byteproxy::serve_proxy(addr, upstream, threads);
     }
     let warden = args
         .warden

@@ -30,8 +30,20 @@ pub(crate) fn free_port() -> u16 {
 /// `warden run` on `127.0.0.1:port` with config `cfg` and a database in `dir` (no token, even
 /// if `WARDEN_TOKEN` is set here; no log files), stopped when dropped.
 pub(crate) fn run_warden(warden: &Path, dir: &Path, cfg: &Path, port: u16) -> Proc {
+    run_warden_env(warden, dir, cfg, port, &[])
+}
+
+/// [`run_warden`] with these variables set for it.
+pub(crate) fn run_warden_env(
+    warden: &Path,
+    dir: &Path,
+    cfg: &Path,
+    port: u16,
+    env: &[(&str, String)],
+) -> Proc {
     Proc(
         std::process::Command::new(warden)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["run", "--log-level", "warn", "--listen", &format!("127.0.0.1:{port}"), "--db"])
             .arg(dir.join("w.db"))
             .arg("-c")
