@@ -793,3 +793,37 @@ async fn connections_calling_a_stdio_server_move_to_the_thread_reading_it() {
     })
     .await;
 }
+
+/// A `tools/call` whose params do not read (a name that is not a string, arguments that are
+/// not an object, no params) is refused as invalid params, saying why, on the wire: rmcp alone
+/// answers such a request as an unknown method (-32601, the method's name as the message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_params_do_not_read_is_refused_as_invalid_params() {
+    limited(async {
+        let w = serve_everything().await;
+        let (http, url, session) = lane_session(&w).await;
+        for (id, params) in [
+            (1, Some(json!({ "name": 5 }))),
+            (2, Some(json!({ "name": "everything__echo", "arguments": [1] }))),
+            (3, None),
+        ] {
+            let mut call = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call" });
+            if let Some(p) = params {
+                call["params"] = p;
+            }
+            let r = raw_post(&http, &url, Some(&session), &call).await;
+            let body = r.text().await.unwrap();
+            let answer: serde_json::Value = sse_events(&body)
+                .into_iter()
+                .filter_map(|(_, data)| serde_json::from_str(&data).ok())
+                .find(|m: &serde_json::Value| m["id"] == id)
+                .or_else(|| serde_json::from_str(&body).ok())
+                .unwrap_or_else(|| panic!("no answer to {call}: {body}"));
+            assert_eq!(answer["error"]["code"], -32602, "{call}: {answer}");
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with("tools/call: ") && message.len() > 12, "{answer}");
+        }
+        w.app.shutdown().await;
+    })
+    .await;
+}

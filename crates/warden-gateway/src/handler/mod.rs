@@ -480,3 +480,4 @@ impl Handler {
 }
 
 mod protocol;
+mod unreadable;

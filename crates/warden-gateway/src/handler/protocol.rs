@@ -2,7 +2,7 @@
 //! the serving catalogs or forwarded to the instance the router picks, and the notifications
 //! (`list_changed`, resource updates) a session listens for.
 
-use rmcp::model::{InitializeRequestParams, InitializeResult};
+use rmcp::model::{CustomRequest, CustomResult, InitializeRequestParams, InitializeResult};
 use rmcp::transport::streamable_http_server::SessionRestoreMarker;
 
 use crate::memory::Setting;
@@ -31,6 +31,16 @@ impl ServerHandler for Handler {
         });
         config.server_info = Implementation::new("warden", env!("CARGO_PKG_VERSION"));
         config
+    }
+
+    /// A request of a method Warden serves whose params rmcp could not read comes here: it is
+    /// refused as invalid params, saying why (`unreadable`), not as an unknown method.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        Err(super::unreadable::refused(&request))
     }
 
     async fn list_tools(
