@@ -79,11 +79,7 @@ pub(super) async fn deliver_loop(
                 Claim::Mine => {}
                 Claim::Settled => continue,
                 Claim::Held => {
-                    let mut o = o;
-                    o.due = Instant::now() + CLAIM_RETRY;
-                    let mut s = alerts.lock();
-                    s.outbox.push_back(o);
-                    s.outbox.make_contiguous().sort_by_key(|o| o.seq);
+                    alerts.lock().requeue(o, Instant::now() + CLAIM_RETRY);
                     continue;
                 }
             }
@@ -150,10 +146,8 @@ async fn settle(alerts: &Alerts, done: Attempted, max_age: Duration, leading: bo
             s.failed_attempts += 1;
             tracing::warn!(receiver = %o.receiver, attempts = o.attempts, error = %e, retry_in_ms = delay.as_millis() as u64, "alert notification not delivered; will retry");
             if leading {
-                o.due = Instant::now() + delay;
                 o.last_error = Some(e);
-                s.outbox.push_back(o);
-                s.outbox.make_contiguous().sort_by_key(|o| o.seq);
+                s.requeue(o, Instant::now() + delay);
             }
         }
         (Err(e), None) => {

@@ -120,6 +120,13 @@ impl Shared {
         due.into_iter().map(|(o, _)| o).collect()
     }
 
+    /// Puts `o` back in the outbox, due at `due`, in its place by `seq`.
+    fn requeue(&mut self, mut o: Outgoing, due: Instant) {
+        o.due = due;
+        self.outbox.push_back(o);
+        self.outbox.make_contiguous().sort_by_key(|o| o.seq);
+    }
+
     /// Queues a notification the store holds as pending (unless it is queued or being sent
     /// already).
     fn push_stored(&mut self, r: warden_store::NotificationRow, now: DateTime<Utc>) {
