@@ -553,14 +553,7 @@ async fn a_large_result_with_escapes_comes_through_whole() {
                 "params": { "name": tool, "arguments": { "text": text } } });
             let r = raw_post(&http, &url, Some(&session), &call).await;
             assert_eq!(r.status(), 200, "{tool}");
-            let json = r.headers()["content-type"] == "application/json";
-            let body = r.text().await.unwrap();
-            let answer: serde_json::Value = if json {
-                serde_json::from_str(&body).unwrap()
-            } else {
-                let (_, data) = sse_events(&body).pop().expect("an answer event");
-                serde_json::from_str(&data).unwrap()
-            };
+            let answer = answer_of(r).await;
             assert_eq!(answer["id"], id, "{tool}");
             assert_ne!(answer["result"]["isError"], json!(true), "{tool}");
             let got = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
@@ -609,6 +602,15 @@ async fn until_the_lane(
         assert!(began.elapsed() < limit, "{call} never took the lane");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The message answering a raw POST: its JSON body, or its stream's last event (rmcp's path
+/// primes the stream with an empty event first).
+async fn answer_of(r: reqwest::Response) -> serde_json::Value {
+    let json = r.headers()["content-type"] == "application/json";
+    let body = r.text().await.unwrap();
+    let data = if json { body } else { sse_events(&body).pop().expect("an answer event").1 };
+    serde_json::from_str(&data).unwrap()
 }
 
 /// The events of an SSE body as (id, data) pairs, in order.
@@ -811,14 +813,8 @@ async fn a_call_whose_params_do_not_read_is_refused_as_invalid_params() {
             if let Some(p) = params {
                 call["params"] = p;
             }
-            let r = raw_post(&http, &url, Some(&session), &call).await;
-            let body = r.text().await.unwrap();
-            let answer: serde_json::Value = sse_events(&body)
-                .into_iter()
-                .filter_map(|(_, data)| serde_json::from_str(&data).ok())
-                .find(|m: &serde_json::Value| m["id"] == id)
-                .or_else(|| serde_json::from_str(&body).ok())
-                .unwrap_or_else(|| panic!("no answer to {call}: {body}"));
+            let answer = answer_of(raw_post(&http, &url, Some(&session), &call).await).await;
+            assert_eq!(answer["id"], id, "{call}: {answer}");
             assert_eq!(answer["error"]["code"], -32602, "{call}: {answer}");
             let message = answer["error"]["message"].as_str().unwrap_or_default();
             assert!(message.starts_with("tools/call: ") && message.len() > 12, "{answer}");
