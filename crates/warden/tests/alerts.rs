@@ -407,16 +407,7 @@ async fn an_attempt_under_way_at_shutdown_is_recorded_and_not_sent_again() {
     let quiet = format!(
         r#"{{ "mcpServers": {{}}, "warden": {{ "alerts": {{ "webhooks": [ {webhook} ] }} }} }}"#
     );
-    let again = warden_app::App::start(warden_app::RunOptions {
-        config: config_text(&quiet),
-        database: warden_store::Location::Sqlite(dir.path().join("warden.db")),
-        listen: None,
-        token: None,
-        connectors: None,
-        http_threads: None,
-    })
-    .await
-    .unwrap();
+    let again = start_in(config_text(&quiet), dir.path(), false, None).await;
     // What the store left pending would be sent at once (it is due): nothing is.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let firing = slow.bodies().iter().filter(|(_, b)| b["status"] == "firing").count();
@@ -810,16 +801,7 @@ async fn slo_burn_counts_survive_a_restart() {
              "warden": {{ "alerts": {{ "evaluation_interval": "1s" }} }} }}"#
     );
     let boot = || async {
-        let app = warden_app::App::start(warden_app::RunOptions {
-            config: config_text(&text),
-            database: warden_store::Location::Sqlite(dir.path().join("warden.db")),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            token: None,
-            connectors: None,
-            http_threads: None,
-        })
-        .await
-        .unwrap();
+        let app = start_in(config_text(&text), dir.path(), true, None).await;
         healthy_pid(&app, "burn").await;
         let addr = app.http_addr().unwrap().to_string();
         (app, addr)
@@ -865,18 +847,9 @@ async fn after_warden_restarts_a_servers_history_arms_prediction_at_once() {
             r#"{{ "mcpServers": {{ "ramp": {server} }},
                  "warden": {{ "prediction": {{ "warmup": "{warmup}" }} }} }}"#
         );
-        let database = warden_store::Location::Sqlite(dir.path().join("warden.db"));
+        let dir = dir.path();
         async move {
-            let app = warden_app::App::start(warden_app::RunOptions {
-                config: config_text(&text),
-                database,
-                listen: Some("127.0.0.1:0".parse().unwrap()),
-                token: None,
-                connectors: None,
-                http_threads: None,
-            })
-            .await
-            .unwrap();
+            let app = start_in(config_text(&text), dir, true, None).await;
             healthy_pid(&app, "ramp").await;
             app
         }

@@ -16,9 +16,8 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
 };
 use rmcp::{ClientHandler, ServiceExt};
-use warden_app::{App, RunOptions};
+use warden_app::App;
 use warden_core::InstanceState;
-use warden_store::Location;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -124,16 +123,7 @@ fn configmap_update(dir: &Path, generation: u32, text: &str) {
 
 async fn start(path: &Path, dir: &Path) -> App {
     let config = warden_config::load(path).expect("the test config loads").config;
-    let mut app = App::start(RunOptions {
-        config,
-        database: Location::Sqlite(dir.join("warden.db")),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        token: None,
-        connectors: None,
-        http_threads: None,
-    })
-    .await
-    .expect("warden starts");
+    let mut app = start_in(config, dir, true, None).await;
     app.enable_reload(path.to_owned(), None);
     app
 }

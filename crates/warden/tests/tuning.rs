@@ -16,8 +16,7 @@ use rmcp::transport::streamable_http_client::{
 };
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
-use warden_app::{App, RunOptions};
-use warden_store::Location;
+use warden_app::App;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -55,16 +54,7 @@ fn text(timeout: &str) -> String {
 }
 
 async fn boot(text: &str, dir: &std::path::Path) -> (App, String) {
-    let app = App::start(RunOptions {
-        config: config_text(text),
-        database: Location::Sqlite(dir.join("warden.db")),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        token: None,
-        connectors: None,
-        http_threads: None,
-    })
-    .await
-    .expect("warden starts");
+    let app = start_in(config_text(text), dir, true, None).await;
     healthy_pid(&app, "slow").await;
     let url = format!("http://{}", app.http_addr().unwrap());
     (app, url)
@@ -230,16 +220,7 @@ async fn a_lower_weight_sends_fewer_calls_to_a_replica() {
             r#"{{ "mcpServers": {{ "w": {} }} }}"#,
             misbehave(&[], &format!(r#", "replicas": 2, {FAST_HEALTH}"#)),
         );
-        let app = App::start(RunOptions {
-            config: config_text(&text),
-            database: Location::Sqlite(dir.path().join("warden.db")),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            token: None,
-            connectors: None,
-            http_threads: None,
-        })
-        .await
-        .unwrap();
+        let app = start_in(config_text(&text), dir.path(), true, None).await;
         let url = format!("http://{}", app.http_addr().unwrap());
         let start = Instant::now();
         while app.registry().server("w").unwrap().views().iter().any(|v| !v.state.is_routable()) {

@@ -82,16 +82,7 @@ pub struct Running {
 
 pub async fn start(config: Config) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let app = App::start(RunOptions {
-        config,
-        database: Location::Sqlite(dir.path().join("warden.db")),
-        listen: None,
-        token: None,
-        connectors: None,
-        http_threads: None,
-    })
-    .await
-    .expect("warden starts");
+    let app = start_in(config, dir.path(), false, None).await;
     let events = app.bus().subscribe();
     Running { app, dir, events, seen: vec![] }
 }
@@ -253,18 +244,24 @@ pub fn config_text(text: &str) -> Config {
 /// directory and the bound address.
 pub async fn listening(config: Config, token: Option<&str>) -> (App, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let app = App::start(RunOptions {
+    let app = start_in(config, dir.path(), true, token).await;
+    let addr = app.http_addr().unwrap().to_string();
+    (app, dir, addr)
+}
+
+/// Starts Warden on the database in `dir` (started again there, it finds what the last run
+/// stored), with its HTTP listener on a loopback port if `listen`.
+pub async fn start_in(config: Config, dir: &Path, listen: bool, token: Option<&str>) -> App {
+    App::start(RunOptions {
         config,
-        database: Location::Sqlite(dir.path().join("warden.db")),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
+        database: Location::Sqlite(dir.join("warden.db")),
+        listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
         token: token.map(str::to_owned),
         connectors: None,
         http_threads: None,
     })
     .await
-    .expect("warden starts");
-    let addr = app.http_addr().unwrap().to_string();
-    (app, dir, addr)
+    .expect("warden starts")
 }
 
 /// Waits (30 s at most) until the server's first instance is healthy; returns its pid.
