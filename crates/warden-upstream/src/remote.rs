@@ -52,6 +52,8 @@ impl RemoteConnector {
                 }
             }
         }
+        // A URL shown as it is hides nothing.
+        secrets.retain(|(secret, shown)| secret != shown);
         // Longest first, so a URL is replaced before a header value inside it.
         secrets.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         Self { spec, http, secrets: Arc::new(secrets), relay }
@@ -124,11 +126,13 @@ impl Connector for RemoteConnector {
                 }
             };
             match connected {
-                Ok(mut c) => {
+                // Without secrets there is nothing to scrub: no layer (a box and a poll a call).
+                Ok(mut c) if !self.secrets.is_empty() => {
                     c.session =
                         Box::new(Scrubbed { inner: c.session, secrets: Arc::clone(&self.secrets) });
                     Ok(c)
                 }
+                Ok(c) => Ok(c),
                 Err(e) => Err(e.scrub(&self.secrets)),
             }
         })
