@@ -412,9 +412,9 @@ async fn relay_progress(
     let mut note = ProgressNotificationParam::new(token.clone(), p.progress);
     note.total = p.total;
     note.message = p.message;
-    match ctx.extensions.get::<crate::http_lane::LaneProgress>() {
+    match ctx.extensions.get::<crate::http_lane::LaneContext>() {
         Some(lane) => {
-            let _ = lane.0.send(note);
+            let _ = lane.progress.send(note);
         }
         None => {
             let _ = ctx.peer.notify_progress(note).await;

@@ -36,10 +36,14 @@ use tokio_util::sync::CancellationToken;
 use crate::handler::Handler;
 use crate::lane::{self, Calls, Taken};
 
-/// Where a lane call's progress goes (an extension of its request context; `forward` sends
-/// progress here instead of through the peer).
+/// What a lane call's request context carries (one extension: rmcp's `Parts` are not there).
 #[derive(Clone)]
-pub(crate) struct LaneProgress(pub(crate) mpsc::UnboundedSender<ProgressNotificationParam>);
+pub(crate) struct LaneContext {
+    /// Its `Mcp-Session-Id` (`memory::session_of` reads it, or rmcp's `Parts`).
+    pub(crate) session: String,
+    /// Where its progress goes: `forward` sends it here instead of through the peer.
+    pub(crate) progress: mpsc::UnboundedSender<ProgressNotificationParam>,
+}
 
 /// How often a lane answer's stream gets a keep-alive comment (rmcp's streams: 15 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -168,8 +172,8 @@ impl Lanes {
                 let ct = in_flight.begin(&id)?;
                 let (progress_tx, progress_rx) = mpsc::unbounded_channel();
                 let mut ctx = lane::context(&id, peer, ct, &mut request);
-                ctx.extensions.insert(LaneSession(head.session.to_owned()));
-                ctx.extensions.insert(LaneProgress(progress_tx));
+                let session = head.session.to_owned();
+                ctx.extensions.insert(LaneContext { session, progress: progress_tx });
                 Some(answer(handler, request, ctx, id, in_flight, progress_rx).await)
             }
         }
@@ -229,11 +233,6 @@ pub struct LaneHead<'a> {
     /// `MCP-Protocol-Version`.
     pub protocol_version: Option<&'a str>,
 }
-
-/// The `Mcp-Session-Id` of a lane call (an extension of its request context, where rmcp puts
-/// the request's `Parts`; `memory::session_of` reads either).
-#[derive(Clone)]
-pub(crate) struct LaneSession(pub(crate) String);
 
 fn status(code: StatusCode) -> Response<Body> {
     let mut r = Response::new(Body::empty());

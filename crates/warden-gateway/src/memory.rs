@@ -55,8 +55,8 @@ pub(crate) fn session_of(ctx: &RequestContext<RoleServer>) -> Option<&str> {
     if let Some(m) = ctx.extensions.get::<SessionRestoreMarker>() {
         return Some(&m.id);
     }
-    if let Some(lane) = ctx.extensions.get::<crate::http_lane::LaneSession>() {
-        return Some(&lane.0);
+    if let Some(lane) = ctx.extensions.get::<crate::http_lane::LaneContext>() {
+        return Some(&lane.session);
     }
     let parts = ctx.extensions.get::<axum::http::request::Parts>()?;
     parts.headers.get("mcp-session-id")?.to_str().ok()
