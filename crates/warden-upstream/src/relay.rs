@@ -350,9 +350,20 @@ pub(crate) fn request_bytes(
     }
     let failed =
         |e: serde_json::Error| UpstreamError::Protocol(format!("cannot forward {method}: {e}"));
-    let mut out =
-        serde_json::to_vec(&Request { jsonrpc: "2.0", id, method, params: &params.params })
-            .map_err(failed)?;
+    // Room for the whole request at once (an envelope, a name, the arguments, the stamp, the
+    // progress token): the spliced text would otherwise grow the buffer twice or three times.
+    let room = 160
+        + id.len()
+        + method.len()
+        + params.arguments.as_ref().map_or(0, |a| a.len())
+        + params.stamp.map_or(0, |s| s.text.len())
+        + 48 * (params.params.len() + params.meta.len());
+    let mut out = Vec::with_capacity(room);
+    serde_json::to_writer(
+        &mut out,
+        &Request { jsonrpc: "2.0", id, method, params: &params.params },
+    )
+    .map_err(failed)?;
     let meta = !params.meta.is_empty() || params.stamp.is_some();
     if !meta && params.arguments.is_none() {
         return Ok(out);
