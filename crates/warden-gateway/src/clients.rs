@@ -10,7 +10,7 @@
 // Sampling, roots and logging are deprecated by SEP-2577 (2026-07-28); older servers use them.
 #![allow(deprecated)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -45,7 +45,7 @@ struct Client {
 /// Every connected client session.
 pub(crate) struct Clients {
     next: AtomicU64,
-    map: RwLock<HashMap<Origin, Client>>,
+    map: RwLock<foldhash::HashMap<Origin, Client>>,
     routes: Arc<Routes>,
 }
 

@@ -18,7 +18,6 @@
 //! A POSTed `notifications/cancelled` naming a lane call cancels it (answered 202, and the call
 //! is not answered), as does the client going away. `WARDEN_SERVER_FAST_PATH=0` turns it off.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -66,7 +65,7 @@ struct Entry {
 /// The sessions the lane serves, by `Mcp-Session-Id`.
 #[derive(Default)]
 pub(crate) struct Lanes {
-    sessions: Mutex<HashMap<String, Entry>>,
+    sessions: Mutex<foldhash::HashMap<String, Entry>>,
     /// rmcp's idle timeout for sessions (a call per eighth of it goes through rmcp).
     idle: Mutex<Option<Duration>>,
 }

@@ -2,7 +2,6 @@
 //! messages they act on, the calls in flight that a cancellation names, and running a call as
 //! rmcp's dispatch runs it, with the context rmcp would have built.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
@@ -141,19 +140,19 @@ fn read_call(bytes: &[u8]) -> Option<Taken> {
 
 /// One session's lane calls in flight, by the client's request id.
 #[derive(Clone, Default)]
-pub(crate) struct Calls(Arc<Mutex<HashMap<RequestId, CancellationToken>>>);
+pub(crate) struct Calls(Arc<Mutex<foldhash::HashMap<RequestId, CancellationToken>>>);
 
 impl Calls {
     /// Registers call `id`; `None` if a call with that id is already in flight (then rmcp's
     /// rules apply to the request).
     pub(crate) fn begin(&self, id: &RequestId) -> Option<CancellationToken> {
         let mut calls = self.0.lock().expect("not poisoned");
-        if calls.contains_key(id) {
-            return None;
+        match calls.entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => None,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                Some(slot.insert(CancellationToken::new()).clone())
+            }
         }
-        let ct = CancellationToken::new();
-        calls.insert(id.clone(), ct.clone());
-        Some(ct)
     }
 
     /// Cancels call `id`, if it is one of these.

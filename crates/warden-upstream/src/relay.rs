@@ -9,7 +9,6 @@
 //! (see `warden-gateway`). On 2026-07-28 a server asks through an `InputRequiredResult` instead,
 //! which travels back as the call's answer.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -164,9 +163,9 @@ pub(crate) struct Shared {
 #[derive(Default)]
 struct State {
     /// Calls in flight per origin.
-    origins: HashMap<Origin, usize>,
+    origins: foldhash::HashMap<Origin, usize>,
     /// Where each call's progress goes, and how many updates it has had.
-    progress: HashMap<ProgressToken, (mpsc::UnboundedSender<Progress>, u32)>,
+    progress: foldhash::HashMap<ProgressToken, (mpsc::UnboundedSender<Progress>, u32)>,
 }
 
 /// Unregisters a forwarded call when it ends, however it ends.

@@ -16,7 +16,6 @@
 //! restarted by progress and bounded by the deadline, and `notifications/cancelled` sent when
 //! the client gives up or the call times out.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -385,7 +384,7 @@ impl AsyncWrite for RmcpWriter {
 /// The lane's calls waiting for their answers; the stdout tap hands them over.
 #[derive(Default)]
 pub(crate) struct Pending {
-    calls: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, UpstreamError>>>>,
+    calls: Mutex<foldhash::HashMap<u64, oneshot::Sender<Result<Reply, UpstreamError>>>>,
     closed: AtomicBool,
 }
 
