@@ -215,7 +215,9 @@ pub(crate) async fn run(
             Err(error) => message(&ServerJsonRpcMessage::error(error, Some(id))),
         };
     }
-    message(&match handler.handle_request(request.into_request(), ctx).await {
+    // rmcp's dispatch of any request is a ~6 KB future: boxed, it does not make every call's
+    // future that size (a lane call's future is moved into a box or a task).
+    message(&match Box::pin(handler.handle_request(request.into_request(), ctx)).await {
         Ok(result) => ServerJsonRpcMessage::response(result, id),
         Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
     })
