@@ -115,7 +115,7 @@ impl Lane {
                 let handler = self.handler.clone();
                 let out = self.out.clone();
                 let in_flight = in_flight.clone();
-                // The call's future (~7 KB) goes in a box of its own: the task's future stays
+                // The call's future (~4 KB) goes in a box of its own: the task's future stays
                 // small, and tokio's moves of it (into the task, at each change of its stage)
                 // copy a few hundred bytes, not the call (~5k instructions a call).
                 tokio::spawn(async move {
