@@ -469,7 +469,7 @@ impl Gateway {
         self.managers.lock().expect("not poisoned").push(Arc::clone(&manager));
         let restores = config.session_store.is_some();
         let rmcp = StreamableHttpService::new(move || Ok(handler()), Arc::clone(&manager), config);
-        McpService::new(rmcp, manager, restores)
+        McpService::new(rmcp, manager, restores, limits.max_body)
     }
 
     /// Watches routability and catalogs, and tells connected clients when the tool list

@@ -15,15 +15,20 @@
 //! waits for the requests before it to be answered; the first restores the session, the
 //! others find it held. A settled session's requests go straight through. Without a session
 //! store nothing is restored and nothing waits.
+//!
+//! A POST whose body rmcp cannot read as a JSON-RPC message (it answers a plain-text 415) is
+//! answered with a JSON-RPC error instead (`handler::refusal`): 200 under the request's id
+//! when that reads, else 400 with a null id.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::Request;
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
 use futures::future::BoxFuture;
+use http_body_util::BodyExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::StreamableHttpService;
@@ -42,13 +47,21 @@ const WAIT: Duration = Duration::from_secs(10);
 pub struct McpService {
     inner: Rmcp,
     gate: Option<Arc<Gate>>,
+    /// The largest body rmcp takes (its `max_request_body_bytes`).
+    max_body: usize,
 }
 
 impl McpService {
-    /// `inner` over `manager`; `restores` when a session store lets it restore sessions.
-    pub(crate) fn new(inner: Rmcp, manager: Arc<LocalSessionManager>, restores: bool) -> Self {
+    /// `inner` over `manager`, taking bodies up to `max_body`; `restores` when a session store
+    /// lets it restore sessions.
+    pub(crate) fn new(
+        inner: Rmcp,
+        manager: Arc<LocalSessionManager>,
+        restores: bool,
+        max_body: usize,
+    ) -> Self {
         let gate = restores.then(|| Arc::new(Gate { manager, entering: Mutex::default() }));
-        Self { inner, gate }
+        Self { inner, gate, max_body }
     }
 }
 
@@ -123,11 +136,58 @@ impl Gate {
 
 /// The answer when the runtime is shutting down under a request.
 fn unavailable() -> Answer {
-    use http_body_util::BodyExt;
-    let mut answer =
-        axum::http::Response::new(http_body_util::Full::new(axum::body::Bytes::new()).boxed());
-    *answer.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    plain(StatusCode::SERVICE_UNAVAILABLE, Bytes::new())
+}
+
+/// An answer of `status` with `body` (text, as rmcp's own refusals).
+fn plain(status: StatusCode, body: Bytes) -> Answer {
+    let mut answer = axum::http::Response::new(http_body_util::Full::new(body).boxed());
+    *answer.status_mut() = status;
     answer
+}
+
+/// Whether `request` is a POST of JSON (rmcp's test: the content type's essence).
+fn json_post(request: &Request<Body>) -> bool {
+    request.method() == axum::http::Method::POST
+        && request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `request` with its body read whole (up to `max`), and the body; or rmcp's answer to a body
+/// over `max` or one that failed to arrive.
+async fn read_body(request: Request<Body>, max: usize) -> Result<(Request<Body>, Bytes), Answer> {
+    let (parts, body) = request.into_parts();
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes))
+        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Payload Too Large: request body exceeds {max} bytes").into(),
+        )),
+        Err(e) => Err(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Failed to read request body: {e}").into(),
+        )),
+    }
+}
+
+/// The answer to `body`, which rmcp refused as unreadable (415), if it is unreadable: a
+/// JSON-RPC error under the request's id (200), or with a null id (400).
+fn refused(body: &[u8]) -> Option<Answer> {
+    let refusal = crate::handler::refusal(body)?;
+    let status = if refusal.id.is_some() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let mut answer = plain(status, refusal.to_json().into());
+    answer.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Some(answer)
 }
 
 impl tower::Service<Request<Body>> for McpService {
@@ -143,17 +203,33 @@ impl tower::Service<Request<Body>> for McpService {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let (inner, gate) = (self.inner.clone(), self.gate.clone());
+        let (inner, gate, max) = (self.inner.clone(), self.gate.clone(), self.max_body);
         let session = request
             .headers()
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Box::pin(async move {
-            Ok(match (gate, session) {
+            // A JSON POST's body is kept (rmcp reads it whole either way) to say what is wrong
+            // with it if rmcp cannot read it.
+            let (request, body) = if json_post(&request) {
+                match read_body(request, max).await {
+                    Ok((request, body)) => (request, Some(body)),
+                    Err(answer) => return Ok(answer),
+                }
+            } else {
+                (request, None)
+            };
+            let answer = match (gate, session) {
                 (Some(gate), Some(id)) => gate.serve(id, inner, request).await,
                 _ => inner.handle(request).await,
-            })
+            };
+            if answer.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                if let Some(refused) = body.as_deref().and_then(refused) {
+                    return Ok(refused);
+                }
+            }
+            Ok(answer)
         })
     }
 }

@@ -10,7 +10,9 @@
 //! calls use rmcp's peer for what they send on their way (progress, log messages, the
 //! server's requests relayed to the client), so those reach stdout before the answer, as on
 //! rmcp's path. A `notifications/cancelled` for a lane call cancels it (rmcp does not know it)
-//! and it is not answered. Tested on the wire in `crates/warden/tests/stdio_server.rs`.
+//! and it is not answered. A request rmcp cannot read at all is answered here under its id
+//! (`handler::refusal`). Tested on the wire in `crates/warden/tests/stdio_server.rs` and
+//! `malformed.rs`.
 
 use std::sync::Arc;
 
@@ -90,6 +92,18 @@ async fn read_input<I: AsyncRead + Unpin>(
             Ok(_) => {}
         }
         if lane.take(&line, &in_flight) {
+            continue;
+        }
+        // A request rmcp cannot read is answered under its id here: rmcp's answer names no
+        // request, and the client's call would wait for its timeout. (Text that is not JSON,
+        // and other messages rmcp cannot read, are left to rmcp, which ignores the one and
+        // answers the other with an id-less -32600.)
+        if let Some(refusal) = crate::handler::refusal(&line).filter(|r| r.id.is_some()) {
+            let mut answer = refusal.to_json();
+            answer.push(b'\n');
+            if lane.out.send(answer).await.is_err() {
+                return;
+            }
             continue;
         }
         if to_rmcp.write_all(&line).await.is_err() {

@@ -482,3 +482,5 @@ impl Handler {
 
 mod protocol;
 mod unreadable;
+
+pub(crate) use unreadable::refusal;

@@ -4,10 +4,74 @@
 //! default answer is -32601 "method not found" with the method's name as the whole message. For
 //! the methods Warden serves, the answer says what is wrong instead: -32602 (invalid params) and
 //! why the params do not read.
+//!
+//! Some input rmcp cannot read as a message at all — text that is not JSON, JSON that is not a
+//! JSON-RPC message, a request whose params or `_meta` are not an object, or whose id is
+//! neither a number nor a string. Its transports answer that with a plain-text 415 over HTTP,
+//! and over stdio with an error naming no request (or nothing, for text that is not JSON), so
+//! a client's call waits for its timeout. [`refusal`] is the JSON-RPC error to answer instead:
+//! under the request's id when it reads.
 
-use rmcp::model::{self as m, ConstString, CustomRequest, ErrorCode};
+use rmcp::model::{self as m, ClientJsonRpcMessage, ConstString, CustomRequest, ErrorCode};
+use rmcp::model::{NumberOrString, RequestId};
 use rmcp::ErrorData;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The error to answer a message rmcp cannot read, and the request's id if it reads.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) id: Option<RequestId>,
+    pub(crate) error: ErrorData,
+}
+
+impl Refusal {
+    /// The JSON-RPC error response (`"id": null` when the id does not read).
+    pub(crate) fn to_json(&self) -> Vec<u8> {
+        let id = self.id.as_ref().map_or(Value::Null, |id| id.clone().into_json_value());
+        let answer = serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": self.error });
+        serde_json::to_vec(&answer).unwrap_or_default()
+    }
+}
+
+/// What to answer `bytes` (one message as a client sent it), or `None` if rmcp reads it.
+pub(crate) fn refusal(bytes: &[u8]) -> Option<Refusal> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if serde_json::from_slice::<ClientJsonRpcMessage>(bytes).is_ok() {
+        return None;
+    }
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            let error = ErrorData::parse_error(format!("Parse error: {e}"), None);
+            return Some(Refusal { id: None, error });
+        }
+    };
+    let request = value.as_object().and_then(|o| {
+        let id = match o.get("id")? {
+            Value::Number(n) => NumberOrString::Number(n.as_i64()?),
+            Value::String(s) => NumberOrString::String(s.as_str().into()),
+            _ => return None,
+        };
+        Some((id, o.get("method")?.as_str()?, o))
+    });
+    let Some((id, method, request)) = request else {
+        let error = ErrorData::invalid_request(
+            "Invalid request: not a JSON-RPC 2.0 request, notification or response (one \
+             object, with an id that is a number or a string)",
+            None,
+        );
+        return Some(Refusal { id: None, error });
+    };
+    let error = if request.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        ErrorData::invalid_request(format!("{method}: \"jsonrpc\" must be \"2.0\""), None)
+    } else if let Some(why) = why(method, request.get("params")) {
+        ErrorData::invalid_params(format!("{method}: {why}"), None)
+    } else {
+        ErrorData::invalid_request(format!("{method}: the request does not read as MCP's"), None)
+    };
+    Some(Refusal { id: Some(id), error })
+}
 
 /// The answer to `request`, which rmcp read as a custom request.
 pub(super) fn refused(request: &CustomRequest) -> ErrorData {
@@ -82,6 +146,35 @@ mod tests {
         let e = refused(&custom("resources/read", Some(json!({}))));
         assert_eq!(e.code, ErrorCode::INVALID_PARAMS, "{e:?}");
         assert!(e.message.contains("uri"), "names the missing field: {e:?}");
+    }
+
+    #[test]
+    fn a_message_rmcp_cannot_read_is_refused_under_its_id_when_that_reads() {
+        let ok = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        assert!(refusal(ok).is_none());
+        assert!(refusal(&[b"\xEF\xBB\xBF".as_slice(), ok].concat()).is_none(), "a BOM");
+        let r = refusal(b"{bad").unwrap();
+        assert_eq!((r.id, r.error.code), (None, ErrorCode::PARSE_ERROR));
+        for bad in [&b"[1,2]"[..], br#"{"jsonrpc":"2.0","id":{"a":1},"method":"tools/list"}"#] {
+            let r = refusal(bad).unwrap();
+            assert_eq!((r.id.clone(), r.error.code), (None, ErrorCode::INVALID_REQUEST));
+            let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+            assert_eq!(v["id"], serde_json::Value::Null, "{v}");
+            assert!(v.as_object().unwrap().contains_key("id"), "{v}");
+        }
+        let r = refusal(
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"e","_meta":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.id, Some(RequestId::Number(7)));
+        assert_eq!(r.error.code, ErrorCode::INVALID_PARAMS);
+        assert!(r.error.message.starts_with("tools/call: "), "{:?}", r.error);
+        let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+        assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(7), json!(-32602)));
+        let r = refusal(br#"{"jsonrpc":"1.0","id":"a","method":"tools/list"}"#).unwrap();
+        assert_eq!(r.id, Some(RequestId::String("a".into())));
+        assert_eq!(r.error.code, ErrorCode::INVALID_REQUEST);
+        assert!(r.error.message.contains("jsonrpc"), "{:?}", r.error);
     }
 
     #[test]
