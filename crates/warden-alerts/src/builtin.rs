@@ -175,6 +175,16 @@ impl RuleSet {
         self.evaluator.rules()
     }
 
+    /// Whether a user rule watches series `metric` (only user rules read series).
+    pub fn watches(&self, metric: &str) -> bool {
+        self.user.iter().any(|r| r.metric == metric)
+    }
+
+    /// Whether any rule reads series at all.
+    pub fn watches_series(&self) -> bool {
+        !self.user.is_empty()
+    }
+
     /// New settings (a live reload): rules kept keep their pending and firing alerts, restart
     /// histories and SLO counts stay; the firing alerts of rules that are gone resolve now.
     pub fn reconfigure(

@@ -312,6 +312,13 @@ fn user_rules_watch_any_series_of_the_exposition() {
         f.annotations["summary"],
         "warden_instance_up{server=\"s\",server_instance=\"s#0\"} = 0 < 1"
     );
+
+    // Only the watched metrics' samples are read, whole.
+    assert!(rules.watches_series());
+    assert!(rules.watches("warden_instance_up") && !rules.watches("weird"));
+    let watched = parse_exposition_of(text, |n| rules.watches(n));
+    assert_eq!(watched, series[..3].to_vec());
+    assert!(!RuleSet::new(&settings(), Instant::now()).watches_series(), "no user rule");
 }
 
 fn alert(name: &str, server: &str, instance: Option<&str>, severity: Severity, at: Now) -> Alert {

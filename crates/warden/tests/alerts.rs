@@ -415,6 +415,34 @@ async fn an_attempt_under_way_at_shutdown_is_recorded_and_not_sent_again() {
     again.shutdown().await;
 }
 
+/// A user rule on a series of `/metrics` (not one of the per-instance signals) fires with the
+/// series' labels: the evaluation reads the exposition's samples of the metrics rules watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_rule_watches_a_series_of_the_exposition() {
+    let text = format!(
+        r#"{{ "mcpServers": {{ "calm": {calm} }},
+             "warden": {{ "alerts": {{ "evaluation_interval": "1s",
+                "rules": [ {{ "alert": "Probed", "metric": "warden_probe_duration_seconds_count",
+                              "op": ">=", "threshold": 1, "matchers": {{ "server": "calm" }} }} ] }} }} }}"#,
+        calm = misbehave(&[], &format!(", {FAST_HEALTH}")),
+    );
+    let (app, _db, addr) = start(&text).await;
+    healthy_pid(&app, "calm").await;
+    let start = Instant::now();
+    loop {
+        let view = get(&addr, "/api/alerts").await;
+        let fired =
+            view["firing"].as_array().unwrap().iter().chain(view["pending"].as_array().unwrap());
+        if let Some(a) = fired.clone().find(|a| a["labels"]["alertname"] == "Probed") {
+            assert_eq!(a["labels"]["server_instance"], "calm#0", "{a}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the rule never held: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_mutes_a_firing_alert_until_it_is_expired() {
     let (hook, hook_addr) = Receiver::start().await;

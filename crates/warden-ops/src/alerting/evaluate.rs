@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use warden_alerts::{
-    parse_exposition, payload, Alert, AlertStatus, DispatchConfig, Dispatcher, Drift,
+    parse_exposition_of, payload, Alert, AlertStatus, DispatchConfig, Dispatcher, Drift,
     InstanceFacts, Notification, Now, Prediction, RuleSet, Series, ServerFacts, Silence,
     Transition,
 };
@@ -73,8 +73,12 @@ pub(super) fn drift_of(a: &warden_predict::Assessment) -> Option<Drift> {
     })
 }
 
-/// The per-instance signals user rules can name, besides every `/metrics` series.
-fn instance_series(overview: &warden_supervisor::Overview) -> Vec<Series> {
+/// The per-instance signals user rules can name, besides every `/metrics` series; those
+/// `wanted` names.
+fn instance_series(
+    overview: &warden_supervisor::Overview,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<Series> {
     let mut out = Vec::new();
     for s in &overview.servers {
         for i in &s.instances {
@@ -95,7 +99,7 @@ fn instance_series(overview: &warden_supervisor::Overview) -> Vec<Series> {
                 ("restarts", Some(f64::from(i.restarts))),
                 ("up", Some(if routable { 1.0 } else { 0.0 })),
             ];
-            for (name, v) in signals {
+            for (name, v) in signals.into_iter().filter(|(name, _)| wanted(name)) {
                 if let Some(value) = v {
                     out.push(Series { name: name.to_owned(), labels: labels.clone(), value });
                 }
@@ -201,8 +205,6 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
         let specs = src.overview.specs();
         slo.servers = objectives(&specs);
         let servers = facts(&overview, &specs);
-        let mut series = parse_exposition(&src.metrics.encode());
-        series.extend(instance_series(&overview));
         // A reload changed the rules or receivers: kept rules keep their alerts, the alerts of
         // rules gone resolve now.
         let mut transitions = Vec::new();
@@ -216,6 +218,16 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
             }
             settings = new;
         }
+        // The series the user's rules watch (after a reload, the new rules'): the exposition is
+        // encoded and read only if some rule watches a series, and only their samples kept.
+        let series = if rules.watches_series() {
+            let watched = |name: &str| rules.watches(name);
+            let mut series = parse_exposition_of(&src.metrics.encode(), watched);
+            series.extend(instance_series(&overview, watched));
+            series
+        } else {
+            Vec::new()
+        };
         transitions.extend(rules.evaluate(now, &servers, &series));
         slo.save(&rules, &src.store, now.at, false).await;
         let mut resolved = Vec::new();
