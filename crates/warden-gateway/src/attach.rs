@@ -3,7 +3,8 @@
 //!
 //! Both ends are rmcp transports — the stdio one the desktop client speaks to, and a Streamable
 //! HTTP client that keeps the session id, the protocol version header and the standalone event
-//! stream — so the bridge only moves JSON-RPC messages between them and never interprets them.
+//! stream — so the bridge only moves JSON-RPC messages between them and never interprets them
+//! (a request neither can read is answered under its id by `stdio_lane::screen`).
 
 use std::net::SocketAddr;
 
@@ -35,7 +36,16 @@ pub async fn bridge_stdio(
     }
     let mut up = StreamableHttpClientTransport::with_client(http, config);
     let (input, output, _restore) = crate::own_stdio::stdio();
-    let mut down = IntoTransport::<RoleServer, std::io::Error, _>::into_transport((input, output));
+    // The client's lines reach rmcp's transport through a screen that answers a request rmcp
+    // cannot read under its id, as standalone `run --stdio` does.
+    let (rmcp_in, mut tap) = tokio::io::duplex(1024 * 1024);
+    let (rmcp_out, lines_out) = warden_upstream::share_lines(output);
+    let (rmcp_read, _unused) = tokio::io::split(rmcp_in);
+    let screen = tokio::spawn(async move {
+        crate::stdio_lane::screen(input, &mut tap, &lines_out, |_| false).await;
+    });
+    let mut down =
+        IntoTransport::<RoleServer, std::io::Error, _>::into_transport((rmcp_read, rmcp_out));
     let result = loop {
         // Both receives are plain channel or framed reads: safe to drop the one that lost.
         let moved = tokio::select! {
@@ -61,5 +71,6 @@ pub async fn bridge_stdio(
         }
     };
     let _ = up.close().await;
+    screen.abort();
     result
 }

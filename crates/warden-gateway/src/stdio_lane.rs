@@ -61,9 +61,40 @@ async fn read_input<I: AsyncRead + Unpin>(
     mut to_rmcp: tokio::io::DuplexStream,
     lane: Lane,
 ) {
+    let in_flight = Calls::default();
+    let ended = screen(input, &mut to_rmcp, &lane.out, |line| lane.take(line, &in_flight)).await;
+    if ended == Ended::Eof {
+        // The lane's calls still running are answered first (up to 5 s, as rmcp waits for its
+        // own); then dropping `to_rmcp` ends rmcp's session, whose writer closing ends stdout.
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !in_flight.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Why [`screen`] returned.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Ended {
+    /// The client closed its end (or it failed).
+    Eof,
+    /// rmcp or stdout is gone.
+    Gone,
+}
+
+/// Copies the client's lines from `input` to rmcp (`to_rmcp`), except those `take` takes, and
+/// answers on `out` a request rmcp cannot read, under its id: rmcp's own answer names no
+/// request, and the client's call would wait for its timeout. (Text that is not JSON, and
+/// other messages rmcp cannot read, are left to rmcp, which ignores the one and answers the
+/// other with an id-less -32600.)
+pub(crate) async fn screen<I: AsyncRead + Unpin>(
+    input: I,
+    to_rmcp: &mut tokio::io::DuplexStream,
+    out: &warden_upstream::LineSender,
+    mut take: impl FnMut(&[u8]) -> bool,
+) -> Ended {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let activity = warden_upstream::Activity::new();
-    let in_flight = Calls::default();
     let mut line = Vec::with_capacity(4096);
     loop {
         line.clear();
@@ -75,39 +106,26 @@ async fn read_input<I: AsyncRead + Unpin>(
         )
         .await
         {
-            Ok((0, _)) | Err(_) => {
-                // EOF. The lane's calls still running are answered first (up to 5 s, as rmcp
-                // waits for its own); then dropping `to_rmcp` ends rmcp's session, whose
-                // writer closing ends stdout.
-                let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-                while !in_flight.is_empty() && tokio::time::Instant::now() < until {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                return;
-            }
+            Ok((0, _)) | Err(_) => return Ended::Eof,
             Ok((_, true)) => {
                 tracing::warn!(target: "warden::gateway", "dropped a message over 64 MiB on stdin");
                 continue;
             }
             Ok(_) => {}
         }
-        if lane.take(&line, &in_flight) {
+        if take(&line) {
             continue;
         }
-        // A request rmcp cannot read is answered under its id here: rmcp's answer names no
-        // request, and the client's call would wait for its timeout. (Text that is not JSON,
-        // and other messages rmcp cannot read, are left to rmcp, which ignores the one and
-        // answers the other with an id-less -32600.)
         if let Some(refusal) = crate::handler::refusal(&line).filter(|r| r.id.is_some()) {
             let mut answer = refusal.to_json();
             answer.push(b'\n');
-            if lane.out.send(answer).await.is_err() {
-                return;
+            if out.send(answer).await.is_err() {
+                return Ended::Gone;
             }
             continue;
         }
         if to_rmcp.write_all(&line).await.is_err() {
-            return;
+            return Ended::Gone;
         }
     }
 }

@@ -149,7 +149,36 @@ async fn unreadable_requests_over_stdio_are_answered_under_their_id() {
         let cfg = dir.path().join("c.json");
         let alpha = misbehave(&[], &format!(", {FAST_HEALTH}"));
         std::fs::write(&cfg, format!(r#"{{ "mcpServers": {{ "alpha": {alpha} }} }}"#)).unwrap();
-        let mut child = warden_stdio(&cfg, &dir.path().join("w.db"), &[]);
+        let child = warden_stdio(&cfg, &dir.path().join("w.db"), &[]);
+        over_stdio(child, "alpha__echo").await;
+    })
+    .await
+    .expect("the test finished within its time limit");
+}
+
+/// `warden run --stdio` attached to a running Warden (it bridges to its `/mcp`) answers the
+/// same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_requests_through_an_attached_run_stdio_are_answered_under_their_id() {
+    tokio::time::timeout(LIMIT, async {
+        let (app, _db, addr) = listening(config(&[("a", misbehave(&[], ""))]), None).await;
+        healthy_pid(&app, "a").await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.json");
+        let text = format!(r#"{{ "mcpServers": {{}}, "warden": {{ "listen": "{addr}" }} }}"#);
+        std::fs::write(&cfg, text).unwrap();
+        let child = warden_stdio(&cfg, &dir.path().join("w.db"), &[]);
+        over_stdio(child, "a__echo").await;
+        app.shutdown().await;
+    })
+    .await
+    .expect("the test finished within its time limit");
+}
+
+/// A session on `child`'s stdin/stdout (`warden run --stdio`) once `tool` is listed; then
+/// requests that do not read, each answered under its id, and a call that still works.
+async fn over_stdio(mut child: tokio::process::Child, tool: &str) {
+    {
         let mut stdin = child.stdin.take().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut send = async |line: String| {
@@ -176,31 +205,29 @@ async fn unreadable_requests_over_stdio_are_answered_under_their_id() {
         let began = Instant::now();
         for id in 1.. {
             send(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" }).to_string()).await;
-            if answer(json!(id)).await.to_string().contains("alpha__echo") {
+            if answer(json!(id)).await.to_string().contains(tool) {
                 break;
             }
-            assert!(began.elapsed() < Duration::from_secs(30), "alpha's tools never listed");
+            assert!(began.elapsed() < Duration::from_secs(30), "{tool} never listed");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Text that is not JSON is ignored (answering it could start an error storm with a
         // peer that echoes); each request whose id reads is answered under it.
         send("{bad".to_owned()).await;
-        for (_, body) in unfit("alpha__echo") {
+        for (_, body) in unfit(tool) {
             send(body).await;
         }
-        for (id, body) in unfit("alpha__echo") {
+        for (id, body) in unfit(tool) {
             let v = answer(id_of(id)).await;
             assert_eq!(v["error"]["code"], -32602, "{body}: {v}");
             assert!(v["error"]["message"].as_str().unwrap().starts_with("tools/"), "{v}");
         }
         send(
             json!({ "jsonrpc": "2.0", "id": 10, "method": "tools/call",
-                    "params": { "name": "alpha__echo", "arguments": { "text": "still here" } } })
+                    "params": { "name": tool, "arguments": { "text": "still here" } } })
             .to_string(),
         )
         .await;
         assert!(answer(json!(10)).await.to_string().contains("still here"));
-    })
-    .await
-    .expect("the test finished within its time limit");
+    }
 }
