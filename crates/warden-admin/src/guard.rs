@@ -84,7 +84,9 @@ pub(crate) fn refuse(guard: &Guard, req: &Request) -> Option<Response> {
     if let Some(refused) = refuse_head(guard, uri.path(), query, req.headers()) {
         return Some(refused);
     }
-    if changes_state(req) && !declares_json(req.headers()) {
+    // A browser cannot send `Content-Type: application/json` cross-site without a CORS
+    // preflight, which Warden never grants.
+    if changes_state(req) && !warden_gateway::declares_json(req.headers()) {
         return Some(reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "a request that changes state must be sent as Content-Type: application/json",
@@ -172,16 +174,6 @@ fn changes_state(req: &Request) -> bool {
     use axum::http::Method;
     matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
         && req.uri().path().starts_with("/api/")
-}
-
-/// `Content-Type: application/json`, parameters allowed. A browser cannot send it cross-site
-/// without a CORS preflight, which Warden never grants.
-fn declares_json(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
 #[cfg(test)]

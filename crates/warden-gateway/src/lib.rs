@@ -53,7 +53,7 @@ pub use memory::SessionMemory;
 pub use offline::STALE_META;
 pub use route::{Routes, Unavailable};
 pub use search::{Analysis, Hit, ToolDoc};
-pub use session_gate::McpService;
+pub use session_gate::{declares_json, McpService};
 
 /// What an operator can do to a server's failover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

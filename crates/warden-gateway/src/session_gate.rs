@@ -146,15 +146,14 @@ fn plain(status: StatusCode, body: Bytes) -> Answer {
     answer
 }
 
-/// Whether `request` is a POST of JSON (rmcp's test: the content type's essence).
-fn json_post(request: &Request<Body>) -> bool {
-    request.method() == axum::http::Method::POST
-        && request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+/// `Content-Type: application/json`, parameters allowed (rmcp's test, and Warden's guard's for
+/// a request that changes state).
+pub fn declares_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// `request` with its body read whole (up to `max`), and the body; or rmcp's answer to a body
@@ -212,7 +211,9 @@ impl tower::Service<Request<Body>> for McpService {
         Box::pin(async move {
             // A JSON POST's body is kept (rmcp reads it whole either way) to say what is wrong
             // with it if rmcp cannot read it.
-            let (request, body) = if json_post(&request) {
+            let json_post =
+                request.method() == axum::http::Method::POST && declares_json(request.headers());
+            let (request, body) = if json_post {
                 match read_body(request, max).await {
                     Ok((request, body)) => (request, Some(body)),
                     Err(answer) => return Ok(answer),
