@@ -26,7 +26,7 @@ pub use builtin::{
 };
 pub use dispatch::{DispatchConfig, Dispatcher, Matcher, Notification, Silence, INHIBITING_RULE};
 pub use eval::{Active, Evaluator, RuleDef, Transition};
-pub use series::{parse_exposition, parse_exposition_of, Series};
+pub use series::{parse_exposition, Series};
 pub use slo::{BurnWindow, SloWindows, MIN_EVENTS, SLO_WINDOWS};
 pub use warden_config::Severity;
 

@@ -18,15 +18,11 @@ impl Series {
     }
 }
 
-/// Parses Prometheus / OpenMetrics text: `name{a="b",c="d"} value [timestamp]` lines; comments
-/// and lines that do not parse are skipped.
-pub fn parse_exposition(text: &str) -> Vec<Series> {
-    parse_exposition_of(text, |_| true)
-}
-
-/// As [`parse_exposition`], the samples of the metrics `wanted` names only: the others' labels
-/// are not read (an exposition of 100 instances is ~1 MB and ~10k samples).
-pub fn parse_exposition_of(text: &str, wanted: impl Fn(&str) -> bool) -> Vec<Series> {
+/// Parses Prometheus / OpenMetrics text: `name{a="b",c="d"} value [timestamp]` lines, the
+/// samples of the metrics `wanted` names only (the others' labels are not read: an exposition
+/// of 100 instances is ~1 MB and ~10k samples); comments and lines that do not parse are
+/// skipped.
+pub fn parse_exposition(text: &str, wanted: impl Fn(&str) -> bool) -> Vec<Series> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| line(l, &wanted))

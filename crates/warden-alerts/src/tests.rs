@@ -279,7 +279,7 @@ fn user_rules_watch_any_series_of_the_exposition() {
         warden_instance_up{server=\"t\",server_instance=\"t#0\"} 0\n\
         weird{a=\"x\\\"y\\\\z\"} 2.5e0\n\
         warden_uptime_seconds 12\n";
-    let series = parse_exposition(text);
+    let series = parse_exposition(text, |_| true);
     assert_eq!(series.len(), 5);
     assert_eq!(series[3].labels["a"], "x\"y\\z");
     assert_eq!(series[4].value, 12.0);
@@ -316,7 +316,7 @@ fn user_rules_watch_any_series_of_the_exposition() {
     // Only the watched metrics' samples are read, whole.
     assert!(rules.watches_series());
     assert!(rules.watches("warden_instance_up") && !rules.watches("weird"));
-    let watched = parse_exposition_of(text, |n| rules.watches(n));
+    let watched = parse_exposition(text, |n| rules.watches(n));
     assert_eq!(watched, series[..3].to_vec());
     assert!(!RuleSet::new(&settings(), Instant::now()).watches_series(), "no user rule");
 }

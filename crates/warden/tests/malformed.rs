@@ -16,25 +16,20 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 const LIMIT: Duration = Duration::from_secs(90);
 
 /// Requests with a readable id whose params do not fit: (id, body).
-fn unfit(tool: &str) -> Vec<(i64, String)> {
+fn unfit(tool: &str) -> Vec<(Value, String)> {
     vec![
         (
-            7,
+            json!(7),
             json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
                     "params": { "name": tool, "arguments": { "text": "x" }, "_meta": 5 } })
             .to_string(),
         ),
-        (8, r#"{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{"_meta":"x"}}"#.into()),
-        (9, r#"{"jsonrpc":"2.0","id":"nine","method":"tools/call","params":5}"#.into()),
+        (
+            json!(8),
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{"_meta":"x"}}"#.into(),
+        ),
+        (json!("nine"), r#"{"jsonrpc":"2.0","id":"nine","method":"tools/call","params":5}"#.into()),
     ]
-}
-
-fn id_of(n: i64) -> Value {
-    if n == 9 {
-        json!("nine")
-    } else {
-        json!(n)
-    }
 }
 
 /// POSTs `body` as JSON to `url` (in `session`, if any): status, content type, body.
@@ -113,7 +108,7 @@ async fn unreadable_requests_over_http_get_json_rpc_errors() {
                 assert_eq!(status, 200, "{path} {body}: {text}");
                 assert!(kind.starts_with("application/json"), "{path} {body}: {kind}");
                 let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
-                assert_eq!(v["id"], id_of(id), "{v}");
+                assert_eq!(v["id"], id, "{v}");
                 assert_eq!(v["error"]["code"], -32602, "{path} {body}: {v}");
                 let message = v["error"]["message"].as_str().unwrap();
                 assert!(message.starts_with("tools/"), "{message}");
@@ -218,7 +213,7 @@ async fn over_stdio(mut child: tokio::process::Child, tool: &str) {
             send(body).await;
         }
         for (id, body) in unfit(tool) {
-            let v = answer(id_of(id)).await;
+            let v = answer(id).await;
             assert_eq!(v["error"]["code"], -32602, "{body}: {v}");
             assert!(v["error"]["message"].as_str().unwrap().starts_with("tools/"), "{v}");
         }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use warden_alerts::{
-    parse_exposition_of, payload, Alert, AlertStatus, DispatchConfig, Dispatcher, Drift,
+    parse_exposition, payload, Alert, AlertStatus, DispatchConfig, Dispatcher, Drift,
     InstanceFacts, Notification, Now, Prediction, RuleSet, Series, ServerFacts, Silence,
     Transition,
 };
@@ -222,7 +222,7 @@ pub(super) async fn evaluate_loop(alerts: Alerts, mut src: Sources, stop: Cancel
         // encoded and read only if some rule watches a series, and only their samples kept.
         let series = if rules.watches_series() {
             let watched = |name: &str| rules.watches(name);
-            let mut series = parse_exposition_of(&src.metrics.encode(), watched);
+            let mut series = parse_exposition(&src.metrics.encode(), watched);
             series.extend(instance_series(&overview, watched));
             series
         } else {
